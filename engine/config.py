@@ -1,0 +1,66 @@
+"""The Hydra configuration schema, registered in the ConfigStore so overrides are type-checked.
+
+Groups: `graph` (which template in graphs/), `model` (the model preset: a model per agent role),
+`runtime` (where nodes run) and `cache`. `inputs` holds the graph's inputs (`inputs.NAME=VALUE`);
+`prompt` and `seed` are short aliases for the inputs of the same names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class GraphConf:
+    name: str = MISSING
+
+
+@dataclass
+class ModelConf:
+    name: str = MISSING
+    dtype: str = "float32"
+    roles: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RuntimeConf:
+    name: str = "local"
+    device: str = "auto"
+    retries: int = 0
+    devices: Any = "all"
+    max_resident_models: int = 4
+    address: str | None = None
+
+
+@dataclass
+class CacheConf:
+    dir: str | None = None
+    salt: str = ""
+    lock_timeout: float = 3600.0
+
+
+@dataclass
+class MoraConf:
+    graph: GraphConf = field(default_factory=GraphConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    runtime: RuntimeConf = field(default_factory=RuntimeConf)
+    cache: CacheConf = field(default_factory=CacheConf)
+    graph_file: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] | None = None
+    prompt: str | None = None
+    seed: int | None = None
+    video_format: str = "mp4"
+    quiet: bool = False
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="mora_schema", node=MoraConf)
+    cs.store(group="graph", name="graph_schema", node=GraphConf)
+    cs.store(group="model", name="model_schema", node=ModelConf)
+    cs.store(group="runtime", name="runtime_schema", node=RuntimeConf)
+    cs.store(group="cache", name="cache_schema", node=CacheConf)

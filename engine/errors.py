@@ -1,0 +1,61 @@
+"""Mora's error types: every user-facing failure is a MoraError that names where it happened.
+
+A `Problem` is one finding (file, node, field, message); validation collects all of them before
+raising a single `GraphError`, so the user sees every mistake at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class MoraError(Exception):
+    """Base class for errors Mora reports to the user (no traceback, non-zero exit)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation finding, located as precisely as the input allows."""
+
+    file: str
+    message: str
+    node: str | None = None
+    field: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file + (f":{self.line}" if self.line else "")
+        if self.node:
+            where += f": node '{self.node}'"
+        if self.field:
+            where += f", field '{self.field}'"
+        return f"{where}: {self.message}"
+
+
+class GraphError(MoraError):
+    """A graph (or its inputs) failed validation; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        lines = [f"{len(self.problems)} problem(s) found:"] + [f"  - {p}" for p in self.problems]
+        super().__init__("\n".join(lines))
+
+
+class InputError(MoraError):
+    """A graph input file (image, video, text) is missing, empty or unreadable."""
+
+
+class ModelNotFoundError(MoraError):
+    """A model id or path could not be found offline."""
+
+
+class NodeError(MoraError):
+    """An agent failed while running a node."""
+
+    def __init__(self, node: str, cause: str):
+        self.node = node
+        self.cause = cause
+        super().__init__(f"node '{node}' failed: {cause}")
+
+
+class CacheError(MoraError):
+    """The cache directory is unusable (read-only, disk full, corrupt beyond repair)."""

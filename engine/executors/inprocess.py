@@ -1,0 +1,33 @@
+"""The in-process executor: runs each submitted node synchronously, in submission order."""
+from __future__ import annotations
+
+from collections import deque
+
+from engine.runner import execute
+from engine.task import NodeResult, NodeTask
+
+
+class InProcessExecutor:
+    """One slot, this process, one device; models stay resident in this process between nodes."""
+
+    slots = 1
+
+    def __init__(self, device: str = "auto"):
+        self._device_name = device
+        self._device: str | None = None
+        self._queue: deque[NodeTask] = deque()
+
+    def submit(self, task: NodeTask) -> None:
+        self._queue.append(task)
+
+    def wait(self) -> list[NodeResult]:
+        if not self._queue:
+            return []
+        if self._device is None:
+            from nodes.devices import resolve
+
+            self._device = resolve(self._device_name)
+        return [execute(self._queue.popleft(), self._device)]
+
+    def shutdown(self) -> None:
+        self._queue.clear()

@@ -1,0 +1,84 @@
+"""The key-to-result index: diskcache over SQLite, holding JSON only, never culled by size.
+
+diskcache's default serializer is pickle, which runs code on read (CVE-2025-69872): here keys
+are plain strings and values JSON bytes, and any row whose mode says pickle is refused as
+corrupt instead of unpickled. diskcache's size limit silently drops entries (1 GB by default);
+it is switched off (eviction policy "none") and eviction is Mora's own `gc`. A database that
+SQLite cannot open is moved aside with a message and a fresh one is started.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from diskcache.core import MODE_BINARY, MODE_RAW
+
+from engine.errors import CacheError
+
+log = logging.getLogger("mora.cache")
+
+
+class JSONOnlyDisk(diskcache.Disk):
+    """A diskcache Disk that stores str keys and JSON values and refuses pickled rows."""
+
+    def put(self, key: Any) -> tuple[Any, bool]:
+        if not isinstance(key, str):
+            raise TypeError("index keys must be strings")
+        return super().put(key)
+
+    def get(self, key: Any, raw: bool) -> Any:
+        if not raw:
+            raise CorruptRow("index row holds a pickled key; refusing to unpickle it")
+        return super().get(key, raw)
+
+    def store(self, value: Any, read: bool, key: Any = diskcache.core.UNKNOWN) -> Any:
+        data = json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return super().store(data, False, key=key)
+
+    def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
+        if mode not in (MODE_RAW, MODE_BINARY):
+            raise CorruptRow(f"index row has mode {mode} (not JSON); refusing to read it")
+        data = super().fetch(mode, filename, value, False)
+        try:
+            return json.loads(bytes(data))
+        except (ValueError, TypeError) as e:
+            raise CorruptRow(f"index row is not JSON: {e}") from None
+
+
+class CorruptRow(Exception):
+    """An index row that is not what Mora writes."""
+
+
+def open_index(path: Path) -> diskcache.Cache:
+    """Open (or create) the index, moving a corrupt database aside instead of failing."""
+    try:
+        return _open(path)
+    except (sqlite3.DatabaseError, OSError) as e:
+        if isinstance(e, OSError) and not path.exists():
+            raise CacheError(f"cannot create the cache index at {path}: {e}") from None
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        log.warning("cache index %s is unreadable (%s); moved it to %s and started a new one", path, e, aside)
+        try:
+            path.rename(aside)
+            return _open(path)
+        except (sqlite3.DatabaseError, OSError) as e2:
+            raise CacheError(f"cache index {path} is unreadable ({e}) and could not be replaced ({e2})") from None
+
+
+def _open(path: Path) -> diskcache.Cache:
+    cache = diskcache.Cache(
+        str(path),
+        disk=JSONOnlyDisk,
+        size_limit=2**62,
+        cull_limit=0,
+        eviction_policy="none",
+        statistics=False,
+        timeout=60,
+    )
+    cache._sql("SELECT COUNT(*) FROM Cache").fetchone()  # force SQLite to read the file now
+    return cache

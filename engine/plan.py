@@ -1,0 +1,409 @@
+"""From a validated GraphSpec and input values to a flat `Plan` of agent nodes.
+
+Expansion inlines templates (namespacing their node ids as `outer/inner`, and `outer/2/inner`
+for the third step of a `repeat`), resolves every binding to a `Source` (another node's
+output port, or a literal value), resolves parameters against their agent's declaration, and
+type-checks every edge. Every problem is collected and raised together as one GraphError
+before anything runs. The flat graph lives in networkx, pruned to the requested outputs.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from engine.agent import Agent
+from engine.errors import GraphError, Problem
+from engine.ports import FILE_KINDS, PortType
+from engine.registry import Registry
+from engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
+
+MAX_REPEAT = 1000
+MAX_TEXT = 100_000
+UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
+"""The value of a graph input with no default when a file is validated on its own."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input comes from: a node's output port, or a literal value of a port type."""
+
+    type: PortType
+    node: str | None = None
+    port: str | None = None
+    value: Any = None
+
+    @property
+    def is_literal(self) -> bool:
+        return self.node is None
+
+
+@dataclass(frozen=True)
+class PlanNode:
+    id: str
+    agent: Agent
+    file: str
+    inputs: dict[str, Source | list[Source]]
+    params: dict[str, Any]
+
+    def upstream(self) -> set[str]:
+        deps: set[str] = set()
+        for src in self.inputs.values():
+            for s in src if isinstance(src, list) else [src]:
+                if s.node:
+                    deps.add(s.node)
+        return deps
+
+
+@dataclass
+class Plan:
+    """The flat graph to run: agent nodes by id, the graph's outputs, and the networkx DAG."""
+
+    file: str
+    nodes: dict[str, PlanNode]
+    outputs: dict[str, Source]
+    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+
+
+class TemplateLoader:
+    """Finds `graph: NAME` templates next to the including file, then in the graphs directory."""
+
+    def __init__(self, search_dirs: list[Path]):
+        self.search_dirs = search_dirs
+        self._cache: dict[Path, GraphSpec] = {}
+
+    def find(self, name: str, including: str) -> Path | None:
+        candidates = []
+        base = Path(including).parent
+        if name.endswith((".yaml", ".yml")):
+            candidates.append(base / name)
+        else:
+            candidates += [base / f"{name}.yaml"] + [d / f"{name}.yaml" for d in self.search_dirs]
+        return next((p.resolve() for p in candidates if p.is_file()), None)
+
+    def known(self) -> list[str]:
+        return sorted({p.stem for d in self.search_dirs if d.is_dir() for p in d.glob("*.yaml")})
+
+    def load(self, path: Path) -> GraphSpec:
+        path = path.resolve()
+        if path not in self._cache:
+            self._cache[path] = read_graph_file(path)
+        return self._cache[path]
+
+
+class _Expander:
+    def __init__(self, registry: Registry, loader: TemplateLoader):
+        self.registry = registry
+        self.loader = loader
+        self.problems: list[Problem] = []
+        self.nodes: dict[str, PlanNode] = {}
+
+    def fail(self, file: str, message: str, node: str | None = None, field_: str | None = None,
+             line: int | None = None) -> None:
+        self.problems.append(Problem(file, message, node, field_, line))
+
+    def expand(self, spec: GraphSpec, env: Mapping[str, Source], prefix: str, stack: tuple[str, ...]) -> dict[str, Source]:
+        """Expand one graph with its inputs bound; return its outputs as Sources."""
+        order = self._file_order(spec)
+        if order is None:
+            return {}
+        produced: dict[str, dict[str, Source]] = {}
+        for node_id in order:
+            node = spec.nodes[node_id]
+            flat = f"{prefix}{node_id}"
+            if node.agent is not None:
+                produced[node_id] = self._agent_node(spec, node, flat, env, produced)
+            else:
+                produced[node_id] = self._template_node(spec, node, flat, env, produced, stack)
+        outputs: dict[str, Source] = {}
+        for name, link in spec.outputs.items():
+            src = self._resolve_link(spec, link, env, produced, None, f"outputs.{name}", spec.output_lines.get(name))
+            if src is not None:
+                outputs[name] = src
+        return outputs
+
+    def _file_order(self, spec: GraphSpec) -> list[str] | None:
+        g = nx.DiGraph()
+        g.add_nodes_from(spec.nodes)
+        for node in spec.nodes.values():
+            for link in _links([*node.inputs.values(), *node.params.values()]):
+                if link.node is not None and link.node in spec.nodes:
+                    g.add_edge(link.node, node.id)
+        try:
+            cycle = nx.find_cycle(g)
+        except nx.NetworkXNoCycle:
+            return list(nx.lexicographical_topological_sort(g, key=list(spec.nodes).index))
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        self.fail(spec.file, f"cycle: {path}", cycle[0][0], line=spec.nodes[cycle[0][0]].line)
+        return None
+
+    def _resolve_link(self, spec: GraphSpec, link: Link, env: Mapping[str, Source],
+                      produced: Mapping[str, Mapping[str, Source]], node: str | None, field_: str,
+                      line: int | None) -> Source | None:
+        if link.input is not None:
+            if link.input not in spec.inputs:
+                self.fail(spec.file, f"link to unknown graph input '{link.input}'; inputs are {sorted(spec.inputs)}",
+                          node, field_, line)
+                return None
+            return env.get(link.input)
+        if link.node not in spec.nodes:
+            close = [n for n in spec.nodes if n.startswith(link.node[:3])][:3] if link.node else []
+            hint = f" (did you mean {close}?)" if close else ""
+            self.fail(spec.file, f"link to unknown node '{link.node}'{hint}", node, field_, line)
+            return None
+        ports = produced.get(link.node)
+        if ports is None:
+            return None
+        if link.port not in ports:
+            self.fail(spec.file, f"node '{link.node}' has no output port '{link.port}'; its outputs are "
+                                 f"{sorted(ports)}", node, field_, line)
+            return None
+        return ports[link.port]
+
+    def _bind(self, spec: GraphSpec, value: Any, want: PortType, env: Mapping[str, Source],
+              produced: Mapping[str, Mapping[str, Source]], node: str, field_: str,
+              line: int | None) -> Source | list[Source] | None:
+        """Resolve an `in:` binding for a port of type `want`, checking types."""
+        if isinstance(value, list) and want.is_list:
+            items = [self._bind(spec, v, want.item, env, produced, node, f"{field_}[{i}]", line)
+                     for i, v in enumerate(value)]
+            return None if any(i is None for i in items) else items  # type: ignore[return-value]
+        if isinstance(value, Link):
+            src = self._resolve_link(spec, value, env, produced, node, field_, line)
+            if src is None:
+                return None
+            if not want.accepts(src.type):
+                self.fail(spec.file, f"type mismatch: {value} is {src.type.value}, but this port takes "
+                                     f"{want.value}", node, field_, line)
+                return None
+            return src
+        problem = _literal_problem(value, want)
+        if problem:
+            self.fail(spec.file, problem, node, field_, line)
+            return None
+        return Source(want, value=value)
+
+    def _agent_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
+                    produced: Mapping[str, Mapping[str, Source]]) -> dict[str, Source]:
+        agent = self.registry.get(node.agent or "")
+        if agent is None:
+            close = self.registry.closest(node.agent or "")
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known agents: {', '.join(self.registry.names())}"
+            self.fail(spec.file, f"unknown agent type '{node.agent}'{hint}", flat, "agent", node.line)
+            return {}
+        inputs: dict[str, Source | list[Source]] = {}
+        for port_name, value in node.inputs.items():
+            port = agent.input(port_name)
+            line = node.lines.get(f"in.{port_name}", node.line)
+            if port is None:
+                self.fail(spec.file, f"agent '{agent.type}' has no input port '{port_name}'; its inputs are "
+                                     f"{[p.name for p in agent.inputs]}", flat, f"in.{port_name}", line)
+                continue
+            src = self._bind(spec, value, port.type, env, produced, flat, f"in.{port_name}", line)
+            if src is not None:
+                inputs[port_name] = src
+        for port in agent.inputs:
+            if port.required and port.name not in node.inputs:
+                self.fail(spec.file, f"missing required input '{port.name}' ({port.type.value})", flat,
+                          f"in.{port.name}", node.line)
+        params = self._params(spec, node, agent, flat, env)
+        self.nodes[flat] = PlanNode(flat, agent, spec.file, inputs, params)
+        return {p.name: Source(p.type, node=flat, port=p.name) for p in agent.outputs}
+
+    def _params(self, spec: GraphSpec, node: NodeSpec, agent: Agent, flat: str,
+                env: Mapping[str, Source]) -> dict[str, Any]:
+        given: dict[str, Any] = {}
+        for name, value in node.params.items():
+            line = node.lines.get(f"params.{name}", node.line)
+            param = agent.param(name)
+            if param is None:
+                import difflib
+
+                close = difflib.get_close_matches(name, [p.name for p in agent.params], n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                self.fail(spec.file, f"agent '{agent.type}' has no parameter '{name}'{hint} (parameters: "
+                                     f"{[p.name for p in agent.params]})", flat, f"params.{name}", line)
+                continue
+            if isinstance(value, Link):
+                src = self._resolve_link(spec, value, env, {}, flat, f"params.{name}", line) if value.input else None
+                if value.node is not None:
+                    self.fail(spec.file, "a parameter must be known before the run: use a literal or {input: NAME}, "
+                                         "not a node output", flat, f"params.{name}", line)
+                    continue
+                if src is None:
+                    continue
+                if not src.is_literal:
+                    self.fail(spec.file, f"parameter bound to {value}, which comes from node '{src.node}'; "
+                                         "parameters must be known before the run", flat, f"params.{name}", line)
+                    continue
+                value = src.value
+            if value is UNKNOWN:
+                continue
+            if param.type is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if param.type is int and isinstance(value, float) and value.is_integer():
+                value = int(value)
+            problem = param.check(value)
+            if problem:
+                self.fail(spec.file, f"parameter '{name}' {problem}", flat, f"params.{name}", line)
+                continue
+            given[name] = value
+        return agent.resolve_params(given)
+
+    def _template_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
+                       produced: Mapping[str, Mapping[str, Source]], stack: tuple[str, ...]) -> dict[str, Source]:
+        path = self.loader.find(node.graph or "", spec.file)
+        if path is None:
+            self.fail(spec.file, f"unknown template '{node.graph}'; known templates: {', '.join(self.loader.known())}",
+                      flat, "graph", node.line)
+            return {}
+        if str(path) in stack:
+            chain = " -> ".join([Path(s).name for s in stack] + [path.name])
+            self.fail(spec.file, f"template recursion: {chain}", flat, "graph", node.line)
+            return {}
+        try:
+            template = self.loader.load(path)
+        except GraphError as e:
+            self.problems.extend(e.problems)
+            return {}
+        if node.params:
+            self.fail(spec.file, "a `graph:` node takes its values through `in:` (the template's inputs), not "
+                                 "`params:`", flat, "params", node.line)
+        child_env: dict[str, Source] = {}
+        for name, value in node.inputs.items():
+            line = node.lines.get(f"in.{name}", node.line)
+            if name not in template.inputs:
+                self.fail(spec.file, f"template '{node.graph}' has no input '{name}'; its inputs are "
+                                     f"{sorted(template.inputs)}", flat, f"in.{name}", line)
+                continue
+            src = self._bind(spec, value, template.inputs[name].type, env, produced, flat, f"in.{name}", line)
+            if src is not None:
+                child_env[name] = src  # type: ignore[assignment]
+        for name, inp in template.inputs.items():
+            if name not in child_env and name not in node.inputs:
+                if inp.default is MISSING and name != "step":
+                    self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}'", flat,
+                              f"in.{name}", node.line)
+                elif inp.default is not MISSING:
+                    child_env[name] = Source(inp.type, value=inp.default)
+        stack = (*stack, str(path))
+        if node.repeat is None:
+            return self.expand(template, child_env, f"{flat}/", stack)
+        return self._repeat(spec, node, flat, template, child_env, env, stack)
+
+    def _repeat(self, spec: GraphSpec, node: NodeSpec, flat: str, template: GraphSpec, child_env: dict[str, Source],
+                env: Mapping[str, Source], stack: tuple[str, ...]) -> dict[str, Source]:
+        assert node.repeat is not None
+        times = node.repeat.times
+        if isinstance(times, Link):
+            src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", node.line) if times.input else None
+            times = src.value if src is not None and src.is_literal else None
+        if times is UNKNOWN:
+            times = 1
+        if isinstance(times, float) and times.is_integer():
+            times = int(times)
+        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
+            self.fail(spec.file, f"`repeat.times` must be a whole number from 1 to {MAX_REPEAT} known before the "
+                                 f"run, got {times!r}", flat, "repeat.times", node.line)
+            return {}
+        for inp, out in node.repeat.feed.items():
+            if inp not in template.inputs or out not in template.outputs:
+                self.fail(spec.file, f"`repeat.feed` maps {inp} <- {out}, but the template needs input '{inp}' and "
+                                     f"output '{out}'", flat, "repeat.feed", node.line)
+                return {}
+        outputs: dict[str, Source] = {}
+        for step in range(times):
+            step_env = dict(child_env)
+            if "step" in template.inputs:
+                step_env["step"] = Source(PortType.NUMBER, value=step)
+            for inp, out in node.repeat.feed.items():
+                if step and out in outputs:
+                    step_env[inp] = outputs[out]
+            outputs = self.expand(template, step_env, f"{flat}/{step}/", stack)
+            if not outputs:
+                break
+        return outputs
+
+
+def _links(values: list[Any]) -> list[Link]:
+    found: list[Link] = []
+    for v in values:
+        if isinstance(v, Link):
+            found.append(v)
+        elif isinstance(v, list):
+            found.extend(_links(v))
+    return found
+
+
+def _literal_problem(value: Any, want: PortType) -> str | None:
+    if value is UNKNOWN:
+        return None
+    if want.is_list:
+        return f"this port takes {want.value}: give a YAML list or a link, got {type(value).__name__}"
+    if want == PortType.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__} {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        return None
+    if not isinstance(value, str):
+        return f"expected {'text' if want == PortType.TEXT else 'a file path'}, got {type(value).__name__} {value!r}"
+    if want == PortType.TEXT and len(value) > MAX_TEXT:
+        return f"text is {len(value)} characters long; at most {MAX_TEXT} are allowed"
+    if want in FILE_KINDS and not value:
+        return "expected a file path, got an empty string"
+    return None
+
+
+def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, loader: TemplateLoader,
+               requested: list[str] | None = None, standalone: bool = False) -> Plan:
+    """Expand `spec` with graph input `values` into a flat, pruned, checked Plan."""
+    ex = _Expander(registry, loader)
+    env: dict[str, Source] = {}
+    for name, value in values.items():
+        if name not in spec.inputs:
+            ex.fail(spec.file, f"unknown graph input '{name}'; inputs are {sorted(spec.inputs)}", field_=f"inputs.{name}")
+    for name, inp in spec.inputs.items():
+        value = values.get(name, inp.default)
+        if value is MISSING:
+            if not standalone:
+                ex.fail(spec.file, f"missing required graph input '{name}' ({inp.type.value}); set it with "
+                                   f"inputs.{name}=...", field_=f"inputs.{name}", line=inp.line)
+                continue
+            value = UNKNOWN
+        if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
+            value = int(value)
+        problem = _literal_problem(value, inp.type)
+        if problem:
+            ex.fail(spec.file, f"graph input '{name}': {problem}", field_=f"inputs.{name}", line=inp.line)
+            continue
+        env[name] = Source(inp.type, value=value)
+    outputs = ex.expand(spec, env, "", (str(Path(spec.file).resolve()),))
+    wanted = requested if requested is not None else list(spec.outputs)
+    for name in wanted:
+        if name not in spec.outputs:
+            ex.fail(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}", field_="outputs")
+    if ex.problems:
+        raise GraphError(ex.problems)
+    dag = nx.DiGraph()
+    for node in ex.nodes.values():
+        dag.add_node(node.id)
+        for dep in node.upstream():
+            dag.add_edge(dep, node.id)
+    keep: set[str] = set()
+    for name in wanted:
+        src = outputs[name]
+        if src.node:
+            keep |= {src.node} | nx.ancestors(dag, src.node)
+    dag = dag.subgraph(keep).copy()
+    return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
+                {n: outputs[n] for n in wanted}, dag)
+
+
+def check_names(names: list[str]) -> list[str]:
+    """Names (outputs, inputs) that are not safe file names."""
+    return [n for n in names if not NAME_RE.match(n)]

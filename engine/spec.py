@@ -1,0 +1,317 @@
+"""Graph files: YAML in, a frozen `GraphSpec` out, with every structural problem located.
+
+A graph file declares `inputs` (typed, optional defaults), `nodes` (each an `agent:` or a
+`graph:` template, with `in:` port bindings, `params:` and, for templates, `repeat:`) and
+`outputs`. A binding is a literal, or an explicit link: `{from: NODE.PORT}` (another node's
+output) or `{input: NAME}` (a graph input). Any other mapping is an error, so a literal can
+never be mistaken for a link, and `${...}` is not used. YAML is loaded with a safe loader that
+also rejects duplicate keys and records line numbers for messages.
+
+This module checks shape only (keys, names, kinds of values); `engine.validate` checks the
+graph against the agent registry and its templates.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import GraphError, Problem
+from engine.ports import PortType
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+"""Node, input and output names: also file names of outputs, so no dots, slashes or spaces."""
+FORMAT_VERSION = 1
+TOP_KEYS = {"mora", "description", "inputs", "nodes", "outputs"}
+NODE_KEYS = {"agent", "graph", "in", "params", "repeat", "description"}
+INPUT_KEYS = {"type", "default", "description"}
+MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
+
+
+@dataclass(frozen=True)
+class Link:
+    """A reference to another node's output port (`node` set) or to a graph input (`input` set)."""
+
+    node: str | None = None
+    port: str | None = None
+    input: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.port}" if self.node else f"input '{self.input}'"
+
+
+Binding = Any
+"""A literal value, a `Link`, or a list mixing both (for list ports)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: PortType
+    default: Any = MISSING
+    description: str = ""
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """Chain a template `times` times, feeding output `feed[k]` of step i to input `k` of step i+1."""
+
+    times: Binding
+    feed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    id: str
+    agent: str | None
+    graph: str | None
+    inputs: dict[str, Binding]
+    params: dict[str, Binding]
+    repeat: Repeat | None = None
+    line: int | None = None
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    file: str
+    description: str
+    inputs: dict[str, InputSpec]
+    nodes: dict[str, NodeSpec]
+    outputs: dict[str, Link]
+    output_lines: dict[str, int] = field(default_factory=dict)
+
+
+class _Mapping(dict):
+    """A dict that remembers the line of each key (1-based)."""
+
+    line: int | None = None
+    lines: dict[Any, int]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and records line numbers."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
+    loader.flatten_mapping(node)
+    result = _Mapping()
+    result.line = node.start_mark.line + 1
+    result.lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first at line {result.lines[key]})", key_node.start_mark
+            )
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """Parse YAML safely; a syntax error becomes a GraphError with the line number."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise GraphError([Problem(file, f"YAML syntax error: {e.problem or e}", line=line)]) from None
+    except yaml.YAMLError as e:
+        raise GraphError([Problem(file, f"YAML error: {e}")]) from None
+
+
+def read_graph_file(path: Path) -> GraphSpec:
+    """Read and parse a graph file, raising GraphError with every structural problem."""
+    file = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise GraphError([Problem(file, f"cannot read graph file: {e.strerror or e}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise GraphError([Problem(file, f"graph file is not UTF-8 text (byte {e.start})")]) from None
+    return parse_graph(load_yaml(text, file), file)
+
+
+def _line(mapping: Any, key: Any) -> int | None:
+    return getattr(mapping, "lines", {}).get(key) or getattr(mapping, "line", None)
+
+
+def parse_binding(value: Any, problems: list[Problem], file: str, node: str | None, field_: str) -> Binding:
+    """Turn YAML into a binding: literal, Link, or list of them."""
+    if isinstance(value, dict):
+        line = getattr(value, "line", None)
+        if set(value) == {"from"} and isinstance(value["from"], str):
+            target = value["from"]
+            if target.count(".") != 1 or not all(NAME_RE.match(p) for p in target.split(".")):
+                problems.append(Problem(file, f"link '{target}' must look like NODE.PORT", node, field_, line))
+                return None
+            n, p = target.split(".")
+            return Link(node=n, port=p)
+        if set(value) == {"input"} and isinstance(value["input"], str):
+            return Link(input=value["input"])
+        problems.append(
+            Problem(
+                file,
+                f"a mapping here must be a link, {{from: NODE.PORT}} or {{input: NAME}}; got keys {sorted(map(str, value))}",
+                node,
+                field_,
+                line,
+            )
+        )
+        return None
+    if isinstance(value, list):
+        return [parse_binding(v, problems, file, node, field_) for v in value]
+    if isinstance(value, str) and "${" in value:
+        problems.append(Problem(file, "'${...}' is not Mora's link syntax; use {input: NAME} or {from: NODE.PORT}",
+                                node, field_))
+    return value
+
+
+def parse_graph(data: Any, file: str) -> GraphSpec:
+    """Check the shape of a parsed graph file and build its GraphSpec."""
+    problems: list[Problem] = []
+    if data is None:
+        raise GraphError([Problem(file, "the graph file is empty; it needs at least `nodes:` and `outputs:`")])
+    if not isinstance(data, dict):
+        raise GraphError([Problem(file, f"a graph file must be a mapping with `nodes:` and `outputs:`, got "
+                                        f"{type(data).__name__}")])
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(Problem(file, f"unknown top-level key '{key}'; allowed: {sorted(TOP_KEYS)}",
+                                    line=_line(data, key)))
+    if data.get("mora", FORMAT_VERSION) != FORMAT_VERSION:
+        problems.append(Problem(file, f"unsupported format version {data.get('mora')!r}; this Mora reads mora: 1",
+                                field="mora", line=_line(data, "mora")))
+    inputs = _parse_inputs(data.get("inputs") or {}, file, problems)
+    nodes = _parse_nodes(data.get("nodes"), file, problems, data)
+    outputs, output_lines = _parse_outputs(data.get("outputs"), file, problems, data)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        problems.append(Problem(file, "`description` must be text", field="description"))
+        description = ""
+    if problems:
+        raise GraphError(problems)
+    return GraphSpec(file, description, inputs, nodes, outputs, output_lines)
+
+
+def _parse_inputs(raw: Any, file: str, problems: list[Problem]) -> dict[str, InputSpec]:
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "`inputs` must be a mapping of NAME: {type: ..., default: ...}", field="inputs"))
+        return {}
+    types = [t.value for t in PortType]
+    inputs: dict[str, InputSpec] = {}
+    for name, spec in raw.items():
+        line = _line(raw, name)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(Problem(file, f"input name {name!r} must match {NAME_RE.pattern}", field="inputs",
+                                    line=line))
+            continue
+        if isinstance(spec, str):
+            spec = {"type": spec}
+        if not isinstance(spec, dict):
+            problems.append(Problem(file, "an input must be {type: T, default: V}", field=f"inputs.{name}", line=line))
+            continue
+        for key in spec:
+            if key not in INPUT_KEYS:
+                problems.append(Problem(file, f"unknown key '{key}'; allowed: {sorted(INPUT_KEYS)}",
+                                        field=f"inputs.{name}", line=line))
+        if spec.get("type") not in types:
+            problems.append(Problem(file, f"type {spec.get('type')!r} is not one of {types}",
+                                    field=f"inputs.{name}.type", line=line))
+            continue
+        inputs[name] = InputSpec(name, PortType(spec["type"]), spec.get("default", MISSING),
+                                 str(spec.get("description", "")), line)
+    return inputs
+
+
+def _parse_nodes(raw: Any, file: str, problems: list[Problem], top: Any) -> dict[str, NodeSpec]:
+    if raw is None or raw == {}:
+        problems.append(Problem(file, "the graph has no nodes", field="nodes", line=_line(top, "nodes")))
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "`nodes` must be a mapping of NODE_ID: {agent: TYPE, ...}", field="nodes",
+                                line=_line(top, "nodes")))
+        return {}
+    nodes: dict[str, NodeSpec] = {}
+    for node_id, spec in raw.items():
+        line = _line(raw, node_id)
+        if not isinstance(node_id, str) or not NAME_RE.match(node_id):
+            problems.append(Problem(file, f"node id {node_id!r} must match {NAME_RE.pattern}", str(node_id),
+                                    line=line))
+            continue
+        if not isinstance(spec, dict):
+            problems.append(Problem(file, "a node must be a mapping with `agent:` or `graph:`", node_id, line=line))
+            continue
+        for key in spec:
+            if key not in NODE_KEYS:
+                problems.append(Problem(file, f"unknown key '{key}'; allowed: {sorted(NODE_KEYS)}", node_id, str(key),
+                                        _line(spec, key)))
+        agent, graph = spec.get("agent"), spec.get("graph")
+        if (agent is None) == (graph is None):
+            problems.append(Problem(file, "a node needs exactly one of `agent:` or `graph:`", node_id, line=line))
+            continue
+        if not isinstance(agent or graph, str):
+            problems.append(Problem(file, "`agent`/`graph` must be a name", node_id, "agent" if agent else "graph",
+                                    line))
+            continue
+        bound: dict[str, dict[str, Binding]] = {}
+        for section in ("in", "params"):
+            values = spec.get(section) or {}
+            if not isinstance(values, dict):
+                problems.append(Problem(file, f"`{section}` must be a mapping", node_id, section, _line(spec, section)))
+                values = {}
+            bound[section] = {str(k): parse_binding(v, problems, file, node_id, f"{section}.{k}")
+                              for k, v in values.items()}
+        repeat = _parse_repeat(spec.get("repeat"), file, node_id, problems) if "repeat" in spec else None
+        if repeat and agent:
+            problems.append(Problem(file, "`repeat` applies to `graph:` nodes only", node_id, "repeat"))
+        lines = {f"{section}.{k}": ln for section in ("in", "params") for k, ln in
+                 getattr(spec.get(section), "lines", {}).items()}
+        nodes[node_id] = NodeSpec(node_id, agent, graph, bound["in"], bound["params"], repeat, line, lines)
+    return nodes
+
+
+def _parse_repeat(raw: Any, file: str, node_id: str, problems: list[Problem]) -> Repeat | None:
+    if not isinstance(raw, dict) or "times" not in raw or not isinstance(raw.get("feed", {}), dict):
+        problems.append(Problem(file, "`repeat` must be {times: N or {input: NAME}, feed: {INPUT: OUTPUT}}",
+                                node_id, "repeat"))
+        return None
+    extra = set(raw) - {"times", "feed"}
+    if extra:
+        problems.append(Problem(file, f"unknown keys {sorted(extra)} in `repeat`", node_id, "repeat"))
+    times = parse_binding(raw["times"], problems, file, node_id, "repeat.times")
+    return Repeat(times, {str(k): str(v) for k, v in (raw.get("feed") or {}).items()})
+
+
+def _parse_outputs(raw: Any, file: str, problems: list[Problem], top: Any) -> tuple[dict[str, Link], dict[str, int]]:
+    if not raw:
+        problems.append(Problem(file, "the graph declares no outputs", field="outputs", line=_line(top, "outputs")))
+        return {}, {}
+    if not isinstance(raw, dict):
+        problems.append(Problem(file, "`outputs` must be a mapping of NAME: {from: NODE.PORT}", field="outputs"))
+        return {}, {}
+    outputs: dict[str, Link] = {}
+    for name, value in raw.items():
+        line = _line(raw, name)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            problems.append(Problem(file, f"output name {name!r} must match {NAME_RE.pattern} (it names a file in "
+                                          "the run directory)", field="outputs", line=line))
+            continue
+        link = parse_binding(value, problems, file, None, f"outputs.{name}")
+        if not isinstance(link, Link):
+            if link is not None:
+                problems.append(Problem(file, "an output must be a link {from: NODE.PORT} or {input: NAME}",
+                                        field=f"outputs.{name}", line=line))
+            continue
+        outputs[name] = link
+    return outputs, {k: v for k, v in getattr(raw, "lines", {}).items()}

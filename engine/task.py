@@ -1,0 +1,41 @@
+"""What travels between the scheduler and an executor: a node to run and what came of it.
+
+Both are plain frozen dataclasses of JSON-able fields (artifact digests, never tensors), so the
+in-process executor, a pool of worker processes and Ray actors all carry them unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ArtifactMeta = dict[str, Any]
+"""An artifact's JSON form: digest, kind, fmt, size."""
+
+
+@dataclass(frozen=True)
+class NodeTask:
+    node_id: str
+    agent: str
+    agent_module: str
+    params: dict[str, Any]
+    seed: int | None
+    model: dict[str, Any] | None
+    inputs: dict[str, ArtifactMeta | list[ArtifactMeta]]
+    key: str
+    cacheable: bool
+    cache_dir: str
+
+
+@dataclass(frozen=True)
+class NodeResult:
+    node_id: str
+    outputs: dict[str, ArtifactMeta | list[ArtifactMeta]] = field(default_factory=dict)
+    seconds: float = 0.0
+    started: float = 0.0
+    device: str = ""
+    worker: str = ""
+    model_loads: tuple[str, ...] = ()
+    reused: bool = False
+    """True when another process stored the result while this one waited for the key's lock."""
+    error: str | None = None
+    traceback: str | None = None

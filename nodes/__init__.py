@@ -1,0 +1,9 @@
+"""Mora's agents, one per module; each module defines `AGENT` and imports without torch."""
+
+BUILTIN_AGENTS: tuple[str, ...] = (
+    "nodes.text_template",
+    "nodes.style_cue",
+    "nodes.frame_pick",
+    "nodes.video_concat",
+    "nodes.image_resize",
+)

@@ -1,0 +1,128 @@
+"""Loading models once per process: resolve a model reference, build tiny/random ones, keep an LRU.
+
+A model reference (resolved by `engine.models` from the preset and the node's `model` param)
+is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
+`dtype`. Tiny and random models are real diffusers/transformers classes built in code from
+a fixed seed by a builder in `nodes.zoo`, saved once under `<cache>/models/` and then loaded
+like any other model, through `from_pretrained`. Hub ids are looked up offline only.
+
+Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bounded by
+`MORA_MAX_RESIDENT_MODELS` (default 4); every real load is reported to the run context so the
+manifest can count them.
+"""
+from __future__ import annotations
+
+import gc
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from engine.errors import ModelNotFoundError
+
+_RESIDENT: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+
+
+def max_resident() -> int:
+    return int(os.environ.get("MORA_MAX_RESIDENT_MODELS", "4"))
+
+
+def models_dir() -> Path:
+    """Where tiny/random models are built (the cache's `models/` folder)."""
+    from engine.store import default_cache_dir
+
+    return Path(os.environ.get("MORA_MODELS_DIR") or default_cache_dir() / "models")
+
+
+def identity(ref: Mapping[str, Any]) -> str:
+    rev = f"@{ref['revision']}" if ref.get("revision") else ""
+    return f"{ref['source']}:{ref['name']}{rev}"
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    try:
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
+    except KeyError:
+        raise ValueError(f"`dtype` must be float32, float16 or bfloat16 but is {name!r}") from None
+
+
+def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Return what to pass to `from_pretrained` (a directory or hub id) and the extra kwargs."""
+    source, name = ref["source"], ref["name"]
+    if source in ("tiny", "random"):
+        from nodes.zoo import build
+
+        return str(build(source, name, models_dir())), {}
+    if source == "path":
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelNotFoundError(
+                f"model path '{path}' does not exist or is not a directory; point `model` at a folder written by "
+                "save_pretrained (with model_index.json or config.json)"
+            )
+        return str(path), {}
+    if source == "hub":
+        kwargs: dict[str, Any] = {"local_files_only": True}
+        if ref.get("revision"):
+            kwargs["revision"] = ref["revision"]
+        if ref.get("variant"):
+            kwargs["variant"] = ref["variant"]
+        return name, kwargs
+    raise ModelNotFoundError(f"unknown model source {source!r} (expected tiny, random, hub or path)")
+
+
+def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
+    """The error for a hub id that is not in the local Hugging Face cache (there is no network)."""
+    return ModelNotFoundError(
+        f"model '{ref['name']}' is not in the local Hugging Face cache and no hub can be reached "
+        f"({type(error).__name__}). Download it where there is network (`hf download {ref['name']}`) and copy "
+        "the cache (HF_HOME), or save it to a folder and use `path:/that/folder`."
+    )
+
+
+def get_pipeline(ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any]) -> Any:
+    """Return the resident pipeline for ctx.model, loading it with `load(location, kwargs)` on a miss.
+
+    `kind` separates different pipeline classes built from the same weights (e.g. text-to-image
+    and image-to-image views of one checkpoint) so each is cached on its own.
+    """
+    ref = ctx.model
+    key = (kind, identity(ref), str(ref.get("dtype")), ctx.device)
+    if key in _RESIDENT:
+        _RESIDENT.move_to_end(key)
+        return _RESIDENT[key]
+    location, kwargs = locate(ref)
+    try:
+        pipe = load(location, kwargs)
+    except OSError as e:
+        if ref["source"] == "hub":
+            raise hub_missing(ref, e) from None
+        raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
+    ctx.note_model_load(identity(ref))
+    _RESIDENT[key] = pipe
+    while len(_RESIDENT) > max_resident():
+        _RESIDENT.popitem(last=False)
+        gc.collect()
+        _empty_device_cache()
+    return pipe
+
+
+def resident_count() -> int:
+    return len(_RESIDENT)
+
+
+def clear_resident() -> None:
+    """Drop every resident pipeline (tests use this to measure loads from a cold process)."""
+    _RESIDENT.clear()
+    gc.collect()
+    _empty_device_cache()
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

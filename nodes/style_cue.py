@@ -1,0 +1,34 @@
+"""The digital-world style cue: append a style phrase to a prompt (a plain-text agent)."""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.agent import Agent, Param, Port
+from engine.media import text_blob
+from engine.ports import PortType
+
+
+def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    # 1. check inputs
+    prompt = inputs["prompt"].text().strip()
+    cue = params["cue"].strip()
+    if not prompt:
+        raise ValueError("`prompt` is empty")
+    # 2. run
+    out = prompt if cue.lower() in prompt.lower() else f"{prompt}{params['separator']}{cue}"
+    # 3. return artifacts
+    return {"text": text_blob(out), "cue": text_blob(cue)}
+
+
+AGENT = Agent(
+    type="style_cue",
+    version=1,
+    description="Add a style cue (e.g. 'in digital world style, Minecraft') to a prompt.",
+    run=run,
+    inputs=(Port("prompt", PortType.TEXT, "the user's prompt"),),
+    outputs=(Port("text", PortType.TEXT, "prompt with the cue"), Port("cue", PortType.TEXT, "the cue alone")),
+    params=(
+        Param("cue", str, "in digital world style, Minecraft", "the style phrase"),
+        Param("separator", str, ", ", "text between prompt and cue"),
+    ),
+)
