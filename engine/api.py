@@ -44,11 +44,18 @@ def graph_path(name: str | None, file: str | None) -> Path:
 
 
 def load_plan(path: Path, inputs: Mapping[str, Any], outputs: list[str] | None = None,
-              registry: Registry | None = None, standalone: bool = False) -> Plan:
-    """Read, validate and expand a graph file (raises GraphError listing every problem)."""
+              registry: Registry | None = None, standalone: bool = False,
+              defaults: Mapping[str, Any] | None = None) -> Plan:
+    """Read, validate and expand a graph file (raises GraphError listing every problem).
+
+    `defaults` (a model preset's `inputs`) fill graph inputs the file declares and the user
+    did not set, so a preset can bring its own sizes, steps and frame counts.
+    """
     loader = TemplateLoader([GRAPHS_DIR])
     spec = read_graph_file(path)
-    return build_plan(spec, dict(inputs), registry or default_registry(), loader, outputs, standalone)
+    values = {k: v for k, v in (defaults or {}).items() if k in spec.inputs}
+    values.update(inputs)
+    return build_plan(spec, values, registry or default_registry(), loader, outputs, standalone)
 
 
 def make_executor(runtime: Mapping[str, Any]) -> Executor:

@@ -40,7 +40,9 @@ def run_from_config(cfg: DictConfig, run_dir: Path) -> int:
 
     path = api.graph_path(cfg.graph.name, cfg.graph_file)
     outputs = list(cfg.outputs) if cfg.outputs is not None else None
-    plan = api.load_plan(path, graph_inputs(cfg), outputs)
+    defaults = OmegaConf.to_container(cfg.model.inputs, resolve=True)
+    assert isinstance(defaults, dict)
+    plan = api.load_plan(path, graph_inputs(cfg), outputs, defaults=defaults)
     cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
     store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
     os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))

@@ -23,6 +23,8 @@ class ModelConf:
     name: str = MISSING
     dtype: str = "float32"
     roles: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """Defaults for graph inputs of the same names (sizes, steps, frames suited to these models)."""
 
 
 @dataclass

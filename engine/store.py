@@ -56,6 +56,7 @@ class Store:
         self.salt = salt
         self.lock_timeout = lock_timeout
         self.findings = Findings()
+        self._made_dirs: set[Path] = set()
         try:
             for sub in ("", "objects", "locks", "tmp"):
                 (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ class Store:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         try:
-            path.parent.mkdir(mode=0o700, exist_ok=True)
+            self._mkdir(path.parent)
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
             try:
                 with os.fdopen(fd, "wb") as f:
@@ -165,8 +166,13 @@ class Store:
     def lock(self, key: str) -> FileLock:
         """A per-key inter-process lock (fcntl: released by the OS if its holder dies)."""
         path = self.root / "locks" / key[:2] / f"{key}.lock"
-        path.parent.mkdir(mode=0o700, exist_ok=True)
+        self._mkdir(path.parent)
         return FileLock(str(path), timeout=self.lock_timeout)
+
+    def _mkdir(self, path: Path) -> None:
+        if path not in self._made_dirs:
+            path.mkdir(mode=0o700, exist_ok=True)
+            self._made_dirs.add(path)
 
 
 __all__ = ["Findings", "Store", "Timeout", "default_cache_dir"]

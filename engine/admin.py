@@ -1,0 +1,186 @@
+"""`mora-admin`: validate and draw graphs, list agents, print the graph JSON Schema, manage the cache.
+
+    mora-admin validate FILE [-i NAME=VALUE ...]   check a graph without running it
+    mora-admin agents [NAME]                       agents with their ports and parameters
+    mora-admin draw FILE [-o OUT.dot|OUT.png]      the expanded graph as DOT (PNG via graphviz)
+    mora-admin schema                              JSON Schema of graph files (for editors)
+    mora-admin cache stats|list|verify|gc          the content-addressed cache
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from engine.errors import GraphError, MoraError
+
+UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().lower().rstrip("b")
+    unit = t[-1] if t and t[-1] in UNITS else ""
+    return int(float(t[: len(t) - len(unit)]) * UNITS[unit])
+
+
+def parse_age(text: str) -> float:
+    t = text.strip().lower()
+    unit = t[-1] if t[-1] in AGES else "s"
+    return float(t.rstrip("smhd")) * AGES[unit]
+
+
+def _inputs(pairs: list[str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise MoraError(f"--input needs NAME=VALUE, got {pair!r}")
+        values[name] = yaml.safe_load(raw) if raw else ""
+    return values
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from engine.api import load_plan
+
+    plan = load_plan(Path(args.file), _inputs(args.input), standalone=True)
+    print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)})")
+    return 0
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    from engine.registry import default_registry
+
+    for agent in default_registry():
+        if args.name and agent.type != args.name:
+            continue
+        model = f", model role: {agent.model_role}" if agent.model_role else ""
+        print(f"{agent.type} (v{agent.version}{model}) - {agent.description}")
+        for port in agent.inputs:
+            opt = "" if port.required else ", optional"
+            print(f"    in  {port.name}: {port.type.value}{opt}  {port.description}")
+        for port in agent.outputs:
+            print(f"    out {port.name}: {port.type.value}  {port.description}")
+        for p in agent.params:
+            bounds = "".join([f" min={p.min}" if p.min is not None else "", f" max={p.max}" if p.max is not None else "",
+                              f" choices={list(p.choices)}" if p.choices else "",
+                              f" multiple_of={p.multiple_of}" if p.multiple_of else "",
+                              " run-only" if p.run_only else ""])
+            print(f"    param {p.name}: {p.type.__name__} = {p.default!r}{bounds}  {p.description}")
+    return 0
+
+
+def to_dot(plan) -> str:  # type: ignore[no-untyped-def]
+    lines = ["digraph mora {", "  rankdir=LR;", '  node [shape=box, fontname="Helvetica"];']
+    for node_id, node in plan.nodes.items():
+        lines.append(f'  "{node_id}" [label="{node_id}\\n({node.agent.type})"];')
+    for u, v in plan.dag.edges:
+        lines.append(f'  "{u}" -> "{v}";')
+    for name, src in plan.outputs.items():
+        lines.append(f'  "out:{name}" [shape=ellipse, label="{name}"];')
+        if src.node:
+            lines.append(f'  "{src.node}" -> "out:{name}" [label="{src.port}"];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from engine.api import load_plan
+
+    dot = to_dot(load_plan(Path(args.file), _inputs(args.input), standalone=True))
+    if not args.output or args.output.endswith(".dot"):
+        if args.output:
+            Path(args.output).write_text(dot)
+        else:
+            sys.stdout.write(dot)
+        return 0
+    exe = shutil.which("dot")
+    if exe is None:
+        raise MoraError("drawing an image needs graphviz's `dot` on PATH; write .dot instead (-o graph.dot)")
+    fmt = Path(args.output).suffix.lstrip(".")
+    subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), check=True)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from engine.schema import graph_schema
+
+    print(json.dumps(graph_schema(), indent=2))
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from engine import maintenance
+    from engine.store import Store, default_cache_dir
+
+    store = Store(Path(args.dir) if args.dir else default_cache_dir())
+    if args.action == "stats":
+        print(json.dumps(maintenance.stats(store), indent=2))
+    elif args.action == "list":
+        for key, entry in maintenance.entries(store):
+            if entry is None:
+                print(f"{key[:16]}  <corrupt entry>")
+                continue
+            outs = ", ".join(f"{k}={(v[0] if isinstance(v, list) else v)['digest'][:12]}" for k, v in entry["outputs"].items())
+            print(f"{key[:16]}  {entry.get('agent', '?'):<16} {entry.get('node', '?'):<32} {outs}")
+    elif args.action == "verify":
+        report = maintenance.verify(store, repair=not args.no_repair)
+        for bad in report.bad_entries:
+            print(f"bad entry: {bad}" + ("" if args.no_repair else " (removed; it will be recomputed)"))
+        print(f"verified {report.entries} entries, {report.artifacts} artifacts: {len(report.bad_entries)} bad, "
+              f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed")
+        return 0 if report.ok else 1
+    elif args.action == "gc":
+        result = maintenance.gc(store, parse_size(args.max_size) if args.max_size else None,
+                                parse_age(args.max_age) if args.max_age else None)
+        print(json.dumps(result))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mora-admin", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="check a graph file without running it")
+    v.add_argument("file")
+    v.add_argument("-i", "--input", action="append", default=[], help="NAME=VALUE graph input")
+    v.set_defaults(fn=cmd_validate)
+    a = sub.add_parser("agents", help="list agents with their ports and parameters")
+    a.add_argument("name", nargs="?")
+    a.set_defaults(fn=cmd_agents)
+    d = sub.add_parser("draw", help="draw the expanded graph (DOT, or an image with graphviz)")
+    d.add_argument("file")
+    d.add_argument("-o", "--output")
+    d.add_argument("-i", "--input", action="append", default=[])
+    d.set_defaults(fn=cmd_draw)
+    s = sub.add_parser("schema", help="print the JSON Schema of graph files")
+    s.set_defaults(fn=cmd_schema)
+    c = sub.add_parser("cache", help="cache statistics, listing, verification and garbage collection")
+    c.add_argument("action", choices=["stats", "list", "verify", "gc"])
+    c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR or the project's cache/)")
+    c.add_argument("--max-size", help="gc: keep at most this much, e.g. 50G")
+    c.add_argument("--max-age", help="gc: drop entries older than this, e.g. 30d")
+    c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
+    c.set_defaults(fn=cmd_cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except GraphError as e:
+        print(f"mora-admin: {e}", file=sys.stderr)
+        return 2
+    except MoraError as e:
+        print(f"mora-admin: error: {e}", file=sys.stderr)
+        return 2
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

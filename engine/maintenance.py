@@ -1,0 +1,164 @@
+"""Cache maintenance: statistics, listing, full verification and garbage collection.
+
+`verify` recomputes the digest of every artifact an index entry references, drops entries whose
+artifacts are missing or corrupt (they become misses and are recomputed on the next run),
+lists objects no entry references, and deletes temporary files left by processes that died.
+`gc` removes entries older than `max_age` and then the oldest until the objects fit in
+`max_size`, then deletes objects that no remaining entry references. Run `gc` when no run is
+using the cache; verification is safe at any time.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.index import CorruptRow
+from engine.store import Store
+
+MEMO_PREFIX = "weights:"
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    artifacts: int = 0
+    bad_entries: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    removed_tmp: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad_entries
+
+
+def entries(store: Store) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every node-result entry (key, entry), None for rows that are not valid JSON entries."""
+    out: list[tuple[str, dict[str, Any] | None]] = []
+    for key in list(store.index.iterkeys()):
+        if not isinstance(key, str) or key.startswith(MEMO_PREFIX):
+            continue
+        try:
+            value = store.index.get(key)
+        except CorruptRow:
+            value = None
+        out.append((key, value if isinstance(value, dict) and "outputs" in value else None))
+    return out
+
+
+def _objects(store: Store) -> dict[str, Path]:
+    return {p.name: p for p in (store.root / "objects").glob("*/*") if p.is_file()}
+
+
+def referenced(store: Store, entry: dict[str, Any]) -> set[str]:
+    return {ref.path.name for ref in store._refs(entry)}
+
+
+def stats(store: Store) -> dict[str, Any]:
+    objs = _objects(store)
+    rows = entries(store)
+    return {
+        "dir": str(store.root),
+        "entries": len(rows),
+        "objects": len(objs),
+        "object_bytes": sum(p.stat().st_size for p in objs.values()),
+        "agents": _count_by(rows, "agent"),
+        "tmp_files": len(list((store.root / "tmp").iterdir())),
+    }
+
+
+def _count_by(rows: list[tuple[str, dict[str, Any] | None]], field_: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, entry in rows:
+        name = str(entry.get(field_)) if entry else "<corrupt>"
+        counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def verify(store: Store, repair: bool = True) -> VerifyReport:
+    report = VerifyReport()
+    live: set[str] = set()
+    for key, entry in entries(store):
+        report.entries += 1
+        problem = None
+        if entry is None:
+            problem = "not a valid entry"
+        else:
+            try:
+                refs = list(store._refs(entry))
+            except (CorruptRow, KeyError, TypeError, ValueError) as e:
+                refs, problem = [], f"malformed: {e}"
+            for ref in refs:
+                report.artifacts += 1
+                why = store.check(ref, full=True)
+                if why:
+                    problem = f"{ref.path.name}: {why}"
+                    break
+            if not problem:
+                live |= {r.path.name for r in refs}
+        if problem:
+            report.bad_entries.append(f"{key[:16]} ({entry.get('node') if entry else '?'}): {problem}")
+            if repair:
+                store.index.delete(key)
+    report.orphans = sorted(set(_objects(store)) - live)
+    report.removed_tmp = clean_tmp(store)
+    return report
+
+
+def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
+    """Delete temporary files whose writer process is gone (or that are older than a day)."""
+    removed = []
+    now = time.time()
+    for p in (store.root / "tmp").iterdir():
+        pid = p.name.split("-", 1)[0]
+        dead = pid.isdigit() and not _alive(int(pid))
+        age = now - p.stat().st_mtime
+        if (dead and age >= 0) or age > 86400 or (not pid.isdigit() and age > min_age):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gc(store: Store, max_size: int | None = None, max_age: float | None = None) -> dict[str, int]:
+    """Evict entries by age and size, then delete unreferenced objects."""
+    now = time.time()
+    rows = [(k, e) for k, e in entries(store)]
+    removed_entries = 0
+    keep: list[tuple[str, dict[str, Any]]] = []
+    for key, entry in rows:
+        if entry is None or (max_age is not None and now - float(entry.get("created", 0)) > max_age):
+            store.index.delete(key)
+            removed_entries += 1
+        else:
+            keep.append((key, entry))
+    objs = _objects(store)
+    if max_size is not None:
+        keep.sort(key=lambda kv: float(kv[1].get("created", 0)))
+        size = sum(objs[n].stat().st_size for _, e in keep for n in referenced(store, e) if n in objs)
+        while keep and size > max_size:
+            key, entry = keep.pop(0)
+            store.index.delete(key)
+            removed_entries += 1
+            still = {n for _, e in keep for n in referenced(store, e)}
+            size -= sum(objs[n].stat().st_size for n in referenced(store, entry) - still if n in objs)
+    live = {n for _, e in keep for n in referenced(store, e)}
+    freed = removed_objects = 0
+    for name, path in objs.items():
+        if name not in live:
+            freed += path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed_objects += 1
+    clean_tmp(store)
+    return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed}
