@@ -61,11 +61,25 @@ def load_plan(path: Path, inputs: Mapping[str, Any], outputs: list[str] | None =
 def make_executor(runtime: Mapping[str, Any]) -> Executor:
     """The executor for a runtime config (`name`: local; the pool and Ray come as runtimes)."""
     name = runtime.get("name", "local")
+    device = str(runtime.get("device", "auto"))
+    if name == "auto":
+        from engine.executors.pool import count_gpus
+
+        name = "pool" if device != "cpu" and count_gpus() > 1 else "local"
     if name == "local":
         from engine.executors.inprocess import InProcessExecutor
 
-        return InProcessExecutor(str(runtime.get("device", "auto")))
-    raise MoraError(f"unknown runtime '{name}'")
+        return InProcessExecutor(device)
+    if name == "pool":
+        from engine.executors.pool import PoolExecutor
+
+        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda",
+                            int(runtime.get("max_resident_models", 4)))
+    if name == "ray":
+        from engine.executors.ray import RayExecutor
+
+        return RayExecutor(runtime)
+    raise MoraError(f"unknown runtime '{name}' (local, pool, ray or auto)")
 
 
 def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, runtime: Mapping[str, Any],
@@ -81,7 +95,9 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
         if own:
             executor.shutdown()
     files = export_outputs(report, store, run_dir, video_format)
+    loads = getattr(executor, "loads", None)
     data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
-                                          "preset": preset.get("name")})
+                                          "preset": preset.get("name"),
+                                          "model_loads_by_worker": dict(loads) if loads is not None else None})
     write_json(run_dir / "manifest.json", data)
     return RunOutcome(report, data, run_dir)

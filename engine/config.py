@@ -35,6 +35,7 @@ class RuntimeConf:
     devices: Any = "all"
     max_resident_models: int = 4
     address: str | None = None
+    num_gpus: int | None = None
 
 
 @dataclass

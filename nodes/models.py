@@ -83,13 +83,18 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
     )
 
 
-def get_pipeline(ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any]) -> Any:
-    """Return the resident pipeline for ctx.model, loading it with `load(location, kwargs)` on a miss.
+def get_pipeline(
+    ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None
+) -> Any:
+    """Return the resident pipeline for `ref` (default ctx.model), loading it with `load(location, kwargs)` on a miss.
 
     `kind` separates different pipeline classes built from the same weights (e.g. text-to-image
-    and image-to-image views of one checkpoint) so each is cached on its own.
+    and image-to-image views of one checkpoint) so each is cached on its own. `ref` serves agents
+    without a model role that find their model elsewhere (a decoder reads it from a latent's metadata).
     """
-    ref = ctx.model
+    ref = ctx.model if ref is None else ref
+    if ref is None:
+        raise ValueError(f"node '{ctx.node_id}' has no model reference to load a {kind} pipeline from")
     key = (kind, identity(ref), str(ref.get("dtype")), ctx.device)
     if key in _RESIDENT:
         _RESIDENT.move_to_end(key)
@@ -126,3 +131,8 @@ def _empty_device_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def resident_identities() -> list[str]:
+    """Identities of the models resident in this process (the pool uses them for affinity)."""
+    return sorted({key[1] for key in _RESIDENT})

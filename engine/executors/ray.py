@@ -1,0 +1,161 @@
+"""The Ray runtime: the pool's worker code as Ray actors, for more than one machine.
+
+Policy. Ray is imported only when this runtime is chosen (`pip install -e '.[ray]'`). The
+executor connects to `runtime.address` (an existing cluster; `auto` finds a local one) or starts
+a local cluster for the run. It creates one long-lived actor per GPU with `num_gpus=1` (actors,
+not tasks: a GPU task starts a fresh process per call and would reload its models), each
+running `engine.runner.execute` on its device with its models resident. Placement is the
+pool's: an idle actor already holding the node's model, else the one holding the fewest. The
+content-addressed store must be on a filesystem every node of the cluster mounts at the same
+path: at start-up each actor reads a token file the driver just wrote there, and the run stops
+with a clear error naming the node that cannot see it. An actor that dies fails its node and is
+replaced.
+"""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from pathlib import Path
+from typing import Any
+
+from engine.errors import MoraError
+from engine.task import NodeResult, NodeTask
+from engine.worker import result_from_json
+
+MAX_RESTARTS = 5
+
+
+class _Actor:
+    """The body of a worker actor (wrapped with ray.remote at run time)."""
+
+    def __init__(self, device: str, name: str, max_resident: int):
+        import os
+
+        os.environ["MORA_MAX_RESIDENT_MODELS"] = str(max_resident)
+        from nodes.devices import resolve
+
+        self.device = resolve(device)
+        self.name = name
+
+    def check_store(self, token_path: str, token: str) -> str | None:
+        """None if the store is reachable with the right content here, else why not."""
+        import socket
+
+        try:
+            seen = Path(token_path).read_text()
+        except OSError as e:
+            return f"{socket.gethostname()}: cannot read {token_path} ({e.strerror})"
+        return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
+
+    def run(self, task: dict[str, Any]) -> dict[str, Any]:
+        from engine.runner import execute
+        from engine.worker import resident
+
+        result = execute(NodeTask(**task), self.device, self.name)
+        return {"result": dataclasses.asdict(result), "resident": resident()}
+
+
+class RayExecutor:
+    """Runs nodes on Ray actors, one per GPU (or per logical GPU in tests)."""
+
+    def __init__(self, runtime: dict[str, Any]):
+        try:
+            import ray
+        except ImportError:
+            raise MoraError("runtime=ray needs Ray: pip install -e '.[ray]'") from None
+        self.ray = ray
+        self.started_cluster = not ray.is_initialized()
+        if self.started_cluster:
+            address = runtime.get("address") or None
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+            if address is None and runtime.get("num_gpus") is not None:
+                kwargs["num_gpus"] = int(runtime["num_gpus"])
+            ray.init(address=address, **kwargs)
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        devices = runtime.get("devices", "all")
+        count = gpus if devices == "all" else devices if isinstance(devices, int) else len(devices)
+        if count < 1:
+            raise MoraError("runtime=ray found no GPU resources in the cluster; start Ray with --num-gpus, or set "
+                            "runtime.num_gpus for a local cluster")
+        self.device = "cpu" if runtime.get("device") == "cpu" else "cuda"
+        self.max_resident = int(runtime.get("max_resident_models", 4))
+        self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
+        self._actors = [self._spawn(i) for i in range(count)]
+        self._task: list[NodeTask | None] = [None] * count
+        self._resident: list[set[str]] = [set() for _ in range(count)]
+        self._refs: dict[Any, int] = {}
+        self.slots = count
+        self.loads: dict[str, int] = {}
+        self.restarts = 0
+        self.cache_dir: str | None = None
+
+    def _spawn(self, index: int) -> Any:
+        return self._remote.remote(self.device, f"actor{index}", self.max_resident)
+
+    def check_store(self, cache_dir: str) -> None:
+        token = secrets.token_hex(16)
+        path = Path(cache_dir) / f".ray-check-{token}"
+        try:
+            path.write_text(token)
+        except OSError as e:
+            raise MoraError(f"cannot write to the cache directory {cache_dir} ({e.strerror})") from None
+        try:
+            problems = [p for p in self.ray.get([a.check_store.remote(str(path), token) for a in self._actors]) if p]
+        finally:
+            path.unlink(missing_ok=True)
+        if problems:
+            raise MoraError("the cache directory must be on a filesystem every Ray node mounts at the same path "
+                            f"(cache.dir=...); not reachable from: {'; '.join(problems)}")
+        self.cache_dir = cache_dir
+
+    def submit(self, task: NodeTask) -> None:
+        if self.cache_dir != task.cache_dir:
+            self.check_store(task.cache_dir)
+        idle = [i for i, t in enumerate(self._task) if t is None]
+        model = None
+        if task.model:
+            from nodes.models import identity
+
+            model = identity(task.model)
+        holding = [i for i in idle if model and model in self._resident[i]]
+        index = (holding or sorted(idle, key=lambda i: len(self._resident[i])))[0]
+        self._task[index] = task
+        self._refs[self._actors[index].run.remote(dataclasses.asdict(task))] = index
+
+    def wait(self) -> list[NodeResult]:
+        if not self._refs:
+            return []
+        done, _ = self.ray.wait(list(self._refs), num_returns=1)
+        results = []
+        for ref in done:
+            index = self._refs.pop(ref)
+            task = self._task[index]
+            self._task[index] = None
+            assert task is not None
+            try:
+                payload = self.ray.get(ref)
+            except self.ray.exceptions.RayActorError as e:
+                results.append(self._replace(index, task, e))
+                continue
+            result = dataclasses.replace(result_from_json(payload["result"]), device=f"{self.device}:{index}")
+            self._resident[index] = set(payload["resident"])
+            for ident in result.model_loads:
+                key = f"actor{index} {ident}"
+                self.loads[key] = self.loads.get(key, 0) + 1
+            results.append(result)
+        return results
+
+    def _replace(self, index: int, task: NodeTask, error: Exception) -> NodeResult:
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS * self.slots:
+            raise MoraError(f"ray: actors keep dying ({error}); giving up")
+        self._actors[index] = self._spawn(index)
+        self._resident[index] = set()
+        return NodeResult(task.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
+                          error=f"Ray actor {index} died while running this node ({type(error).__name__})")
+
+    def shutdown(self) -> None:
+        for actor in self._actors:
+            self.ray.kill(actor)
+        if self.started_cluster:
+            self.ray.shutdown()

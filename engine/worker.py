@@ -1,0 +1,68 @@
+"""A long-lived worker process: runs NodeTasks sent as JSON lines on stdin, answers on stdout.
+
+One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
+the device is `cuda`), keeps its models resident between nodes, and reads inputs from and
+writes results to the shared content-addressed store: only digests cross the pipe. Each answer
+also lists the models resident in the worker, which the pool uses to place nodes near their
+models. The worker ignores SIGINT (the pool stops it) and exits if its parent dies.
+
+    python -m engine.worker DEVICE WORKER_NAME
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from engine.task import NodeResult, NodeTask
+
+
+def resident() -> list[str]:
+    """Models resident in this process (empty before any agent has loaded one)."""
+    if "nodes.models" not in sys.modules:
+        return []
+    from nodes.models import resident_identities
+
+    return resident_identities()
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def serve(device: str, name: str) -> None:
+    from engine.runner import execute
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
+    from nodes.devices import resolve
+
+    device = resolve(device)
+    out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        task = NodeTask(**json.loads(line))
+        result = execute(task, device, name)
+        out.write(json.dumps({"result": dataclasses.asdict(result), "resident": resident()}) + "\n")
+        out.flush()
+
+
+def result_from_json(data: dict) -> NodeResult:
+    data = dict(data)
+    data["model_loads"] = tuple(data.get("model_loads") or ())
+    return NodeResult(**data)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2])

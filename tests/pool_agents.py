@@ -1,0 +1,49 @@
+"""Pure-Python agents for runtime tests: they sleep, load a stand-in model, or kill their process.
+
+They live in their own module so worker processes (pool, Ray) can import them by name.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from engine.agent import Agent, Param, Port
+from engine.media import number_blob, text_blob
+from engine.ports import PortType
+from engine.registry import Registry
+
+
+def _sleep(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    time.sleep(params["seconds"])
+    return {"value": number_blob(params["value"])}
+
+
+def _modelled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    from nodes.models import get_pipeline
+
+    model = get_pipeline(ctx, "stand-in", lambda location, kwargs: {"loaded_from": location, "pid": os.getpid()})
+    time.sleep(params["seconds"])
+    return {"text": text_blob(f"{params['tag']} by {model['pid']}")}
+
+
+def _die(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("unreachable")
+
+
+SLEEP = Agent("p_sleep", 1, "Sleep, then output a number.", _sleep, outputs=(Port("value", PortType.NUMBER),),
+              params=(Param("seconds", float, 0.5, "how long", min=0, max=60), Param("value", float, 0.0, "output")))
+MODELLED = Agent("p_modelled", 1, "Load a stand-in model through the model LRU, then output text.", _modelled,
+                 inputs=(Port("after", PortType.TEXT, required=False),), outputs=(Port("text", PortType.TEXT),),
+                 params=(Param("seconds", float, 0.0, "how long", min=0, max=60), Param("tag", str, "", "label"),
+                         Param("model", str, "", "model override"), Param("dtype", str, "", "dtype")),
+                 model_role="standin")
+DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("value", PortType.NUMBER),))
+
+
+def registry() -> Registry:
+    from engine.registry import default_registry
+
+    return Registry([*default_registry(), SLEEP, MODELLED, DIE])
