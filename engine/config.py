@@ -58,6 +58,7 @@ class MoraConf:
     seed: int | None = None
     video_format: str = "mp4"
     quiet: bool = False
+    objective: str | None = None
 
 
 def register() -> None:

@@ -1,0 +1,1 @@
+"""Mora's Hydra launcher plugin (hydra/launcher=mora)."""
