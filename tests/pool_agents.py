@@ -40,10 +40,23 @@ MODELLED = Agent("p_modelled", 1, "Load a stand-in model through the model LRU, 
                  params=(Param("seconds", float, 0.0, "how long", min=0, max=60), Param("tag", str, "", "label"),
                          Param("model", str, "", "model override"), Param("dtype", str, "", "dtype")),
                  model_role="standin")
+def _count(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    with open(params["log"], "a") as f:
+        f.write(f"{ctx.node_id} {params['tag']}\n")
+    time.sleep(params["seconds"])
+    prev = inputs["after"].text() if "after" in inputs else ""
+    return {"text": text_blob(f"{prev}/{params['tag']}")}
+
+
+COUNT = Agent("p_count", 1, "Log each execution to a file, sleep, output text.", _count,
+              inputs=(Port("after", PortType.TEXT, required=False),), outputs=(Port("text", PortType.TEXT),),
+              params=(Param("tag", str, "", "label (part of the key)"),
+                      Param("seconds", float, 0.0, "how long", min=0, max=60),
+                      Param("log", str, "", "file to log executions to", run_only=True)))
 DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("value", PortType.NUMBER),))
 
 
 def registry() -> Registry:
     from engine.registry import default_registry
 
-    return Registry([*default_registry(), SLEEP, MODELLED, DIE])
+    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT])

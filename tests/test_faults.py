@@ -1,0 +1,130 @@
+"""Faults with real processes: SIGKILL mid-run, 4 concurrent runs on one cache, corruption."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from engine import maintenance
+from engine.store import Store
+from entry_points import agent_env
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+
+def _mora(env: dict[str, str], graph: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", f"graph_file={graph}", "runtime=local",
+         "runtime.device=cpu", f"hydra.run.dir={run_dir}", *extra],
+        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_crash_loop_keeps_finished_work_and_a_consistent_cache():
+    import crash_loop
+
+    assert crash_loop.main(["--iterations", "3", "--seed", "1"]) == 0
+
+
+def _overlapping_graph(path: Path, job: int, log: Path) -> None:
+    nodes = {
+        "shared1": {"agent": "p_count", "params": {"tag": "shared1", "seconds": 0.5, "log": str(log)}},
+        "shared2": {"agent": "p_count", "in": {"after": {"from": "shared1.text"}},
+                    "params": {"tag": "shared2", "seconds": 0.5, "log": str(log)}},
+        "own": {"agent": "p_count", "in": {"after": {"from": "shared2.text"}},
+                "params": {"tag": f"own{job}", "seconds": 0.2, "log": str(log)}},
+    }
+    path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": {"out": {"from": "own.text"}}}))
+
+
+def test_four_processes_share_one_cache_and_compute_shared_nodes_once(tmp_path):
+    env = agent_env(tmp_path)
+    log = tmp_path / "executions.log"
+    procs = []
+    for job in range(4):
+        graph = tmp_path / f"g{job}.yaml"
+        _overlapping_graph(graph, job, log)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", "from engine.cli import main; main()", f"graph_file={graph}", "runtime=local",
+             "runtime.device=cpu", f"hydra.run.dir={tmp_path / f'run{job}'}"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    executions = [line.split()[1] for line in log.read_text().splitlines()]
+    assert executions.count("shared1") == 1 and executions.count("shared2") == 1
+    assert sorted(e for e in executions if e.startswith("own")) == ["own0", "own1", "own2", "own3"]
+    outputs = {(tmp_path / f"run{j}" / "out.txt").read_text() for j in range(4)}
+    assert outputs == {f"/shared1/shared2/own{j}" for j in range(4)}
+    store = Store(tmp_path / "cache")
+    assert maintenance.verify(store).ok
+
+
+def test_corrupt_artifacts_are_detected_recomputed_and_reported(tmp_path):
+    env = agent_env(tmp_path)
+    log = tmp_path / "executions.log"
+    graph = tmp_path / "g.yaml"
+    _overlapping_graph(graph, 0, log)
+    assert _mora(env, graph, tmp_path / "r1").returncode == 0
+    objects = sorted((tmp_path / "cache" / "objects").glob("*/*.txt"))
+    victim = next(p for p in objects if p.read_text() == "/shared1")
+    victim.write_text("/shared1" + "x")  # wrong size
+    second = _mora(env, graph, tmp_path / "r2")
+    assert second.returncode == 0
+    assert "treated as a miss and recomputed" in second.stderr
+    manifest = json.loads((tmp_path / "r2" / "manifest.json").read_text())
+    assert manifest["nodes"]["shared1"]["cached"] is False
+    assert manifest["cache_findings"]
+    assert victim.read_text() == "/shared1"
+    assert (tmp_path / "r2" / "out.txt").read_text() == "/shared1/shared2/own0"
+
+
+def test_flipped_bytes_are_found_by_verify(tmp_path):
+    env = agent_env(tmp_path)
+    graph = tmp_path / "g.yaml"
+    _overlapping_graph(graph, 0, tmp_path / "log")
+    assert _mora(env, graph, tmp_path / "r1").returncode == 0
+    victim = next(p for p in (tmp_path / "cache" / "objects").glob("*/*.txt") if p.read_text() == "/shared1")
+    victim.write_text("/sharedX")  # same size, other content
+    out = subprocess.run([sys.executable, "-c", "from engine.admin import entry; entry()", "cache", "verify", "--dir",
+                          str(tmp_path / "cache")],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 1 and "content does not match its digest" in out.stdout
+    rerun = _mora(env, graph, tmp_path / "r2")
+    assert rerun.returncode == 0
+    assert json.loads((tmp_path / "r2" / "manifest.json").read_text())["nodes"]["shared1"]["cached"] is False
+
+
+def test_corrupt_index_is_moved_aside_without_a_traceback(tmp_path):
+    env = agent_env(tmp_path)
+    graph = tmp_path / "g.yaml"
+    _overlapping_graph(graph, 0, tmp_path / "log")
+    assert _mora(env, graph, tmp_path / "r1").returncode == 0
+    db = tmp_path / "cache" / "index" / "cache.db"
+    db.write_bytes(b"this is not a database" * 100)
+    for extra in ("cache.db-wal", "cache.db-shm"):
+        (db.parent / extra).unlink(missing_ok=True)
+    rerun = _mora(env, graph, tmp_path / "r2")
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    assert "unreadable" in rerun.stderr and "moved it to" in rerun.stderr
+    assert list((tmp_path / "cache").glob("index.corrupt-*"))
+
+
+def test_read_only_cache_is_a_clear_error_and_keeps_outputs(tmp_path):
+    # Tests run as root here, which ignores permission bits, so the unwritable cache is a path under a file.
+    env = agent_env(tmp_path)
+    graph = tmp_path / "g.yaml"
+    _overlapping_graph(graph, 0, tmp_path / "log")
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory should be")
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "keep.txt").write_text("earlier output")
+    result = _mora(env, graph, run_dir, f"cache.dir={blocked / 'cache'}")
+    assert result.returncode == 2
+    assert "cannot create cache directory" in result.stderr and "Traceback" not in result.stderr
+    assert (run_dir / "keep.txt").read_text() == "earlier output"
