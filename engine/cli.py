@@ -126,6 +126,16 @@ def _main(cfg: DictConfig) -> float | None:
     return value
 
 
+def open_input_overrides(argv: list[str]) -> list[str]:
+    """`inputs.NAME=V` becomes `++inputs.NAME=V`: graph inputs are not keys of the config until set.
+
+    Hydra's struct mode refuses new keys, and `inputs` starts empty; the add-or-override form
+    keeps the documented `inputs.NAME=VALUE` syntax working for runs and sweeps alike.
+    """
+    return [f"++{a}" if a.startswith("inputs.") and "=" in a else a for a in argv]
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.argv[1:] = open_input_overrides(sys.argv[1:])
     _main()

@@ -6,4 +6,7 @@ BUILTIN_AGENTS: tuple[str, ...] = (
     "nodes.frame_pick",
     "nodes.video_concat",
     "nodes.image_resize",
+    "nodes.image_to_video",
+    "nodes.decode_video",
+    "nodes.connect_videos",
 )

@@ -14,7 +14,8 @@ from engine.agent import Param
 MODEL_PARAMS: tuple[Param, ...] = (
     Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR' (empty: preset)"),
     Param("dtype", str, "", "weights dtype (empty: preset's)", choices=("", "float32", "float16", "bfloat16")),
-    Param("seed", int, None, "random seed; without one the node is not cached across runs", min=0, max=2**63 - 1),
+    Param("seed", int, None, "random seed; without one the node is not cached across runs", min=0, max=2**63 - 1,
+          batchable=True),
     Param("attention", str, "sdpa", "attention backend", choices=("sdpa", "xformers"), run_only=True),
     Param("cpu_offload", bool, False, "model CPU offload (saves GPU memory, slower)", run_only=True),
     Param("vae_slicing", bool, False, "decode the VAE one item at a time", run_only=True),

@@ -30,9 +30,11 @@ def max_resident() -> int:
 
 def models_dir() -> Path:
     """Where tiny/random models are built (the cache's `models/` folder)."""
-    from engine.store import default_cache_dir
+    if os.environ.get("MORA_MODELS_DIR"):
+        return Path(os.environ["MORA_MODELS_DIR"])
+    from engine.store import default_cache_dir  # the store (and its index) only when it is needed
 
-    return Path(os.environ.get("MORA_MODELS_DIR") or default_cache_dir() / "models")
+    return default_cache_dir() / "models"
 
 
 def identity(ref: Mapping[str, Any]) -> str:
