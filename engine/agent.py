@@ -75,10 +75,6 @@ class Param:
         return None
 
 
-class ModelHandle(Protocol):
-    """What an agent gets when it asks the context for its model."""
-
-
 class RunContext(Protocol):
     """What the engine hands an agent's `run`: device, seed, model loading, progress, logging."""
 
@@ -92,6 +88,9 @@ class RunContext(Protocol):
         """A callback that advances a progress bar by n steps."""
         ...
 
+    seeds: list[int | None]
+    """One seed per item in a batch call (`run_batch`); empty for single runs."""
+
     def note_model_load(self, identity: str) -> None:
         """Record that a model was loaded (for the manifest's `model_loads`)."""
         ...
@@ -99,9 +98,9 @@ class RunContext(Protocol):
 
 RunFn = Callable[[RunContext, Mapping[str, "ArtifactRef | list[ArtifactRef]"], Mapping[str, Any]], dict[str, Any]]
 BatchRunFn = Callable[
-    [RunContext, list[Mapping[str, "ArtifactRef | list[ArtifactRef]"]], list[Mapping[str, Any]], list[int | None]],
-    list[dict[str, Any]],
+    [RunContext, list[Mapping[str, "ArtifactRef | list[ArtifactRef]"]], list[Mapping[str, Any]]], list[dict[str, Any]]
 ]
+"""`run_batch(ctx, inputs_list, params_list)`: one result per item; per-item seeds are in `ctx.seeds`."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ class Agent:
     libraries: tuple[str, ...] = ()
     """Distributions whose versions change this agent's numerics (part of the cache key)."""
     run_batch: BatchRunFn | None = None
-    """Optional: run several batch-compatible nodes in one call (see engine.batching)."""
+    """Optional: run several batch-compatible nodes in one pipeline call (see engine.scheduler)."""
     resources: Mapping[str, float] = field(default_factory=dict)
 
     def input(self, name: str) -> Port | None:
@@ -137,6 +136,11 @@ class Agent:
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with the given values (validated beforehand by engine.validate)."""
         return {p.name: given.get(p.name, p.default) for p in self.params}
+
+    def batch_params(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters that must be equal for nodes to share a batch (all but batchable ones)."""
+        batchable = {p.name for p in self.params if p.batchable or p.run_only}
+        return {k: v for k, v in resolved.items() if k not in batchable}
 
     def keyed_params(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
         """The resolved parameters that take part in the cache key (run-only ones removed)."""

@@ -89,7 +89,8 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
     executor = executor or make_executor(runtime)
     reporter = Reporter(len(plan.dag), quiet=quiet)
     try:
-        report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)))
+        report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)),
+                          int(runtime.get("batch_size", 1)))
     finally:
         reporter.close()
         if own:

@@ -32,6 +32,8 @@ class RuntimeConf:
     name: str = "local"
     device: str = "auto"
     retries: int = 0
+    batch_size: int = 1
+    """Up to this many batch-compatible nodes run as one pipeline call (1: no batching)."""
     devices: Any = "all"
     max_resident_models: int = 4
     address: str | None = None

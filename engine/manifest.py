@@ -66,6 +66,7 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
             "model_loads": rec.model_loads,
             "outputs": rec.outputs,
             "error": rec.error,
+            "batch": rec.batch,
             "file": rec.file,
         }
     return {

@@ -1,10 +1,11 @@
 """Running one node inside whatever process holds the device: the code every executor shares.
 
-`execute(task, device)` takes the node's lock, re-checks the index (another process may have
-finished it meanwhile), reads the inputs from the store by digest, calls the agent, checks that
-it returned every declared output with the declared type, stores the artifacts and records the
-index entry. Exceptions become a failed NodeResult naming the node and the cause; they never
-escape into the executor.
+`execute_unit(unit, device)` takes each node's lock, re-checks the index (another process may
+have finished it meanwhile), reads the inputs from the store by digest, calls the agent (its
+`run_batch` once for a BatchTask, with one seed per item), checks that it returned every
+declared output with the declared type, stores the artifacts and records one index entry per
+node. Exceptions become failed NodeResults naming the node and the cause; they never escape
+into the executor.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from engine.agent import Agent
 from engine.artifacts import ArtifactRef, Blob
 from engine.registry import default_registry
 from engine.store import Store, Timeout
-from engine.task import NodeResult, NodeTask
+from engine.task import BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}
@@ -35,6 +36,8 @@ class Context:
     seed: int | None
     model: dict[str, Any] | None
     loads: list[str] = field(default_factory=list)
+    seeds: list[int | None] = field(default_factory=list)
+    """One seed per item when the agent runs a batch (`run_batch`)."""
 
     def progress(self, total: int, description: str) -> Callable[[int], None]:
         from tqdm.auto import tqdm
@@ -70,52 +73,82 @@ def find_agent(name: str, module: str) -> Agent:
     raise LookupError(f"agent type '{name}' is not registered in this process")
 
 
-def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
-    """Run one node; never raises for agent failures."""
+def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResult]:
+    """Run a node or a batch of nodes; never raises for agent failures."""
+    tasks = list(unit.tasks) if isinstance(unit, BatchTask) else [unit]
+    label = unit.label if isinstance(unit, BatchTask) else None
     started = time.time()
     t0 = time.perf_counter()
+    held: list[Any] = []
     try:
-        store = store_for(task.cache_dir)
-        lock = store.lock(task.key) if task.cacheable else None
-        if lock is not None:
-            try:
-                lock.acquire()
-            except Timeout:
-                log.warning("node %s: lock held for over %.0f s; computing anyway", task.node_id, store.lock_timeout)
-                lock = None
-            entry = store.lookup(task.key)
-            if entry is not None:
-                if lock is not None:
-                    lock.release()
-                return NodeResult(task.node_id, entry["outputs"], time.perf_counter() - t0, started, device, worker,
-                                  reused=True)
-        try:
-            outputs, loads = _run_agent(task, store, device)
+        store = store_for(tasks[0].cache_dir)
+        results: dict[str, NodeResult] = {}
+        todo = []
+        for task in sorted(tasks, key=lambda t: t.key):
             if task.cacheable:
-                store.record(task.key, {"node": task.node_id, "agent": task.agent, "outputs": outputs,
-                                        "seconds": time.perf_counter() - t0})
-        finally:
-            if lock is not None:
-                lock.release()
-        return NodeResult(task.node_id, outputs, time.perf_counter() - t0, started, device, worker, tuple(loads))
-    except Exception as e:  # the node fails, the run goes on
-        return NodeResult(task.node_id, seconds=time.perf_counter() - t0, started=started, device=device,
-                          worker=worker, error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+                lock = store.lock(task.key)
+                try:
+                    lock.acquire()
+                    held.append(lock)
+                except Timeout:
+                    log.warning("node %s: lock held for over %.0f s; computing anyway", task.node_id,
+                                store.lock_timeout)
+                entry = store.lookup(task.key)
+                if entry is not None:
+                    results[task.node_id] = NodeResult(task.node_id, entry["outputs"], 0.0, started, device, worker,
+                                                       reused=True, batch=label)
+                    continue
+            todo.append(task)
+        if todo:
+            produced, loads = _run_agent(todo, store, device)
+            seconds = time.perf_counter() - t0
+            for i, (task, outputs) in enumerate(zip(todo, produced)):
+                if task.cacheable:
+                    store.record(task.key, {"node": task.node_id, "agent": task.agent, "outputs": outputs,
+                                            "seconds": seconds, "batch": label})
+                results[task.node_id] = NodeResult(task.node_id, outputs, seconds, started, device, worker,
+                                                   tuple(loads) if i == 0 else (), batch=label)
+        return [results[t.node_id] for t in tasks]
+    except Exception as e:  # the node (or batch) fails, the run goes on
+        cause, tb = f"{type(e).__name__}: {e}", traceback.format_exc()
+        return [NodeResult(t.node_id, seconds=time.perf_counter() - t0, started=started, device=device, worker=worker,
+                           error=cause, traceback=tb, batch=label) for t in tasks]
+    finally:
+        for lock in held:
+            lock.release()
 
 
-def _run_agent(task: NodeTask, store: Store, device: str) -> tuple[dict[str, Any], list[str]]:
-    agent = find_agent(task.agent, task.agent_module)
-    inputs: dict[str, ArtifactRef | list[ArtifactRef]] = {
-        port: [store.ref(m) for m in meta] if isinstance(meta, list) else store.ref(meta)
-        for port, meta in task.inputs.items()
-    }
-    for ref in _flatten(inputs.values()):
-        problem = store.check(ref)
-        if problem:
-            raise RuntimeError(f"input artifact {ref.digest[:12]} is {problem}")
-    ctx = Context(task.node_id, device, task.seed, task.model)
-    produced = agent.run(ctx, inputs, dict(task.params))
-    return _store_outputs(agent, produced, store), ctx.loads
+def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
+    """Run one node (see execute_unit)."""
+    return execute_unit(task, device, worker)[0]
+
+
+def _run_agent(tasks: list[NodeTask], store: Store, device: str) -> tuple[list[dict[str, Any]], list[str]]:
+    first = tasks[0]
+    agent = find_agent(first.agent, first.agent_module)
+    inputs_list = []
+    for task in tasks:
+        inputs: dict[str, ArtifactRef | list[ArtifactRef]] = {
+            port: [store.ref(m) for m in meta] if isinstance(meta, list) else store.ref(meta)
+            for port, meta in task.inputs.items()
+        }
+        for ref in _flatten(inputs.values()):
+            problem = store.check(ref)
+            if problem:
+                raise RuntimeError(f"input artifact {ref.digest[:12]} of node {task.node_id} is {problem}")
+        inputs_list.append(inputs)
+    if len(tasks) == 1:
+        ctx = Context(first.node_id, device, first.seed, first.model)
+        produced = [agent.run(ctx, inputs_list[0], dict(first.params))]
+    else:
+        if agent.run_batch is None:
+            raise TypeError(f"agent '{agent.type}' cannot run batches")
+        ctx = Context(f"{first.node_id} (+{len(tasks) - 1} batched)", device, None, first.model,
+                      seeds=[t.seed for t in tasks])
+        produced = agent.run_batch(ctx, inputs_list, [dict(t.params) for t in tasks])
+        if len(produced) != len(tasks):
+            raise TypeError(f"agent '{agent.type}' returned {len(produced)} results for a batch of {len(tasks)}")
+    return [_store_outputs(agent, p, store) for p in produced], ctx.loads
 
 
 def _store_outputs(agent: Agent, produced: Any, store: Store) -> dict[str, Any]:

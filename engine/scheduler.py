@@ -5,8 +5,14 @@ model is resolved and every literal input is read (a bad file or model path fail
 here, before any model load or cache write). Then, for each node that becomes ready: if an
 upstream node failed or was skipped, it is skipped; otherwise its cache key is computed from
 its inputs' content digests and looked up, and a verified hit completes it without running it
-(its model is never loaded); a miss is submitted to the executor. The loop keeps at most
-`executor.slots` nodes in flight, handing out ready nodes in plan order, and waits for results.
+(its model is never loaded); a miss joins the pending list. Pending nodes are handed to the
+executor in the order they became ready, at most `executor.slots` units in flight. With
+`batch_size > 1`, a pending node whose agent can run batches takes along up to `batch_size - 1`
+other pending nodes of the same agent, model and non-batchable parameters (they may differ in
+inputs, seeds and batchable parameters), and the group runs as one pipeline call whose results
+are split back into per-node artifacts and cache entries. Batching changes floating-point
+results slightly (different kernel shapes), so it is off by default and the manifest records
+which nodes ran together.
 A failed node is retried up to `retries` times, then reported with its error; independent
 branches still finish and are cached. Random nodes without a seed get a fresh seed and are
 never cached.
@@ -26,11 +32,11 @@ from engine import models
 from engine.errors import GraphError, InputError, Problem
 from engine.executors import Executor
 from engine.ingest import to_blob
-from engine.keys import node_key
+from engine.keys import digest_of, node_key
 from engine.plan import Plan, PlanNode, Source
 from engine.progress import Reporter
 from engine.store import Store
-from engine.task import NodeResult, NodeTask
+from engine.task import BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.scheduler")
 
@@ -57,6 +63,7 @@ class NodeRecord:
     model_loads: list[str] = field(default_factory=list)
     error: str | None = None
     attempts: int = 0
+    batch: str | None = None
 
 
 @dataclass
@@ -118,7 +125,7 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
-             reporter: Reporter | None = None, retries: int = 0) -> RunReport:
+             reporter: Reporter | None = None, retries: int = 0, batch_size: int = 1) -> RunReport:
     """Run every node of the plan (cache first) and report how each went."""
     t0 = time.perf_counter()
     records, literal_meta = prepare(plan, store, preset)
@@ -127,24 +134,40 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
     sorter.prepare()
     order = {n: i for i, n in enumerate(plan.nodes)}
-    ready: list[str] = []
-    in_flight: dict[str, NodeTask] = {}
+    pending: list[NodeTask] = []
+    in_flight: dict[str, Unit] = {}
+    unfinished: dict[int, int] = {}
 
     def source_meta(src: Source) -> Any:
         if src.is_literal:
             return literal_meta[src]
         return records[src.node].outputs[src.port]  # type: ignore[index]
 
+    def compatible(task: NodeTask) -> str | None:
+        agent = plan.nodes[task.node_id].agent
+        if batch_size <= 1 or agent.run_batch is None:
+            return None
+        return digest_of([agent.type, agent.version, task.model, agent.batch_params(task.params)])
+
+    def submit(unit: Unit) -> None:
+        tasks = unit.tasks if isinstance(unit, BatchTask) else (unit,)
+        for t in tasks:
+            rec = records[t.node_id]
+            rec.status = "running"
+            rec.attempts += 1
+            in_flight[t.node_id] = unit
+            reporter.event(rec)
+        unfinished[id(unit)] = len(tasks)
+        executor.submit(unit)
+
     while sorter.is_active():
-        ready.extend(sorter.get_ready())
-        ready.sort(key=order.__getitem__)
-        while ready and len(in_flight) < executor.slots:
-            node = plan.nodes[ready.pop(0)]
-            rec = records[node.id]
+        for node_id in sorted(sorter.get_ready(), key=order.__getitem__):
+            node = plan.nodes[node_id]
+            rec = records[node_id]
             if any(records[d].status in ("failed", "skipped") for d in node.upstream()):
                 rec.status = "skipped"
                 reporter.event(rec)
-                sorter.done(node.id)
+                sorter.done(node_id)
                 continue
             inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
                       for p, v in node.inputs.items()}
@@ -153,23 +176,30 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
             if hit is not None:
                 rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
                 reporter.event(rec)
-                sorter.done(node.id)
+                sorter.done(node_id)
                 continue
-            rec.status = "running"
-            rec.attempts += 1
-            reporter.event(rec)
-            executor.submit(task)
-            in_flight[node.id] = task
+            pending.append(task)
+        while pending and len(unfinished) < executor.slots:
+            first = pending.pop(0)
+            group = [first]
+            kind = compatible(first)
+            if kind is not None:
+                for other in [t for t in pending if compatible(t) == kind][: batch_size - 1]:
+                    pending.remove(other)
+                    group.append(other)
+            submit(first if len(group) == 1 else BatchTask(tuple(group)))
         if not in_flight:
             continue
         for result in executor.wait():
-            task = in_flight.pop(result.node_id)
+            unit = in_flight.pop(result.node_id)
+            unfinished[id(unit)] -= 1
+            if not unfinished[id(unit)]:
+                del unfinished[id(unit)]
             rec = records[result.node_id]
+            task = next(t for t in (unit.tasks if isinstance(unit, BatchTask) else (unit,)) if t.node_id == rec.id)
             if result.error and rec.attempts <= retries:
                 log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, retries)
-                rec.attempts += 1
-                executor.submit(task)
-                in_flight[rec.id] = task
+                pending.insert(0, task)
                 continue
             _finish(rec, result)
             reporter.event(rec)
@@ -203,6 +233,7 @@ def _finish(rec: NodeRecord, result: NodeResult) -> None:
     rec.device = result.device
     rec.worker = result.worker
     rec.model_loads = list(result.model_loads)
+    rec.batch = result.batch
     if result.error:
         rec.status, rec.error = "failed", result.error
     else:

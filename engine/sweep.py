@@ -73,7 +73,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         reporter = Reporter(len(merged.plan.dag), quiet=first.quiet)
         try:
             report = run_plan(merged.plan, first.store, executor, first.preset, reporter,
-                              int(first.runtime.get("retries", 0)))
+                              int(first.runtime.get("retries", 0)), int(first.runtime.get("batch_size", 1)))
         finally:
             reporter.close()
             executor.shutdown()

@@ -27,6 +27,37 @@ class NodeTask:
 
 
 @dataclass(frozen=True)
+class BatchTask:
+    """Batch-compatible nodes (same agent, model and non-batchable parameters) run as one call."""
+
+    tasks: tuple[NodeTask, ...]
+
+    @property
+    def model(self) -> dict[str, Any] | None:
+        return self.tasks[0].model
+
+    @property
+    def label(self) -> str:
+        return f"batch:{self.tasks[0].node_id}+{len(self.tasks) - 1}"
+
+
+Unit = NodeTask | BatchTask
+"""What an executor runs in one slot."""
+
+
+def unit_to_json(unit: Unit) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {"batch": [asdict(t) for t in unit.tasks]} if isinstance(unit, BatchTask) else {"task": asdict(unit)}
+
+
+def unit_from_json(data: dict[str, Any]) -> Unit:
+    if "batch" in data:
+        return BatchTask(tuple(NodeTask(**t) for t in data["batch"]))
+    return NodeTask(**data["task"])
+
+
+@dataclass(frozen=True)
 class NodeResult:
     node_id: str
     outputs: dict[str, ArtifactMeta | list[ArtifactMeta]] = field(default_factory=dict)
@@ -39,3 +70,5 @@ class NodeResult:
     """True when another process stored the result while this one waited for the key's lock."""
     error: str | None = None
     traceback: str | None = None
+    batch: str | None = None
+    """The batch this node ran in (None: alone)."""

@@ -1,6 +1,6 @@
 """A long-lived worker process: runs NodeTasks sent as JSON lines on stdin, answers on stdout.
 
-One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
+Each line is a node or a batch of nodes (engine.task.unit_to_json). One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
 the device is `cuda`), keeps its models resident between nodes, and reads inputs from and
 writes results to the shared content-addressed store: only digests cross the pipe. Each answer
 also lists the models resident in the worker, which the pool uses to place nodes near their
@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from engine.task import NodeResult, NodeTask
+from engine.task import NodeResult, unit_from_json
 
 
 def resident() -> list[str]:
@@ -38,7 +38,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def serve(device: str, name: str) -> None:
-    from engine.runner import execute
+    from engine.runner import execute_unit
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
@@ -52,9 +52,8 @@ def serve(device: str, name: str) -> None:
     for line in sys.stdin:
         if not line.strip():
             continue
-        task = NodeTask(**json.loads(line))
-        result = execute(task, device, name)
-        out.write(json.dumps({"result": dataclasses.asdict(result), "resident": resident()}) + "\n")
+        results = execute_unit(unit_from_json(json.loads(line)), device, name)
+        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results], "resident": resident()}) + "\n")
         out.flush()
 
 

@@ -59,4 +59,23 @@ DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("val
 def registry() -> Registry:
     from engine.registry import default_registry
 
-    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT])
+    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED])
+
+
+def _scaled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return _scaled_batch(ctx, [inputs], [params], [ctx.seed])[0]
+
+
+def _scaled_batch(ctx: Any, inputs_list: list, params_list: list, seeds: list | None = None) -> list[dict[str, Any]]:
+    seeds = seeds if seeds is not None else ctx.seeds
+    with open(params_list[0]["log"], "a") as f:
+        f.write(f"{len(params_list)}\n")
+    return [{"value": number_blob(p["scale"] * 1000 + s)} for p, s in zip(params_list, seeds)]
+
+
+SCALED = Agent("p_scaled", 1, "A seeded toy agent that can run batches (logs each call's batch size).", _scaled,
+               outputs=(Port("value", PortType.NUMBER),), random=True,
+               params=(Param("scale", float, 1.0, "not batchable: must match within a batch"),
+                       Param("seed", int, None, "per-item seed", batchable=True),
+                       Param("log", str, "", "file to log batch sizes to", run_only=True)),
+               run_batch=lambda ctx, inputs_list, params_list: _scaled_batch(ctx, inputs_list, params_list))

@@ -1,8 +1,8 @@
 """Executors run NodeTasks and hand back NodeResults; the scheduler never runs agents itself.
 
-An executor has `slots` (how many nodes it can run at once), `submit(task)` (never blocks),
-`wait()` (blocks until at least one submitted task has finished and returns the finished
-ones) and `shutdown()`. The in-process executor runs tasks one at a time in this process (for
+An executor has `slots` (how many units it can run at once), `submit(unit)` (a NodeTask or a
+BatchTask; never blocks), `wait()` (blocks until at least one submitted unit has finished and
+returns the NodeResults of the finished ones) and `shutdown()`. The in-process executor runs tasks one at a time in this process (for
 tests, debugging and one-device machines); the GPU pool and Ray runtimes implement the same
 three calls.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.task import NodeResult, NodeTask
+from engine.task import NodeResult, Unit
 
 
 class Executor(Protocol):
     slots: int
 
-    def submit(self, task: NodeTask) -> None: ...
+    def submit(self, unit: Unit) -> None: ...
 
     def wait(self) -> list[NodeResult]: ...
 

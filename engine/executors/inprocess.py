@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.runner import execute
-from engine.task import NodeResult, NodeTask
+from engine.runner import execute_unit
+from engine.task import NodeResult, Unit
 
 
 class InProcessExecutor:
@@ -15,10 +15,10 @@ class InProcessExecutor:
     def __init__(self, device: str = "auto"):
         self._device_name = device
         self._device: str | None = None
-        self._queue: deque[NodeTask] = deque()
+        self._queue: deque[Unit] = deque()
 
-    def submit(self, task: NodeTask) -> None:
-        self._queue.append(task)
+    def submit(self, unit: Unit) -> None:
+        self._queue.append(unit)
 
     def wait(self) -> list[NodeResult]:
         if not self._queue:
@@ -27,7 +27,7 @@ class InProcessExecutor:
             from nodes.devices import resolve
 
             self._device = resolve(self._device_name)
-        return [execute(self._queue.popleft(), self._device)]
+        return execute_unit(self._queue.popleft(), self._device)
 
     def shutdown(self) -> None:
         self._queue.clear()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from engine.errors import MoraError
-from engine.task import NodeResult, NodeTask
+from engine.task import NodeResult, Unit, unit_to_json
 from engine.worker import result_from_json
 
 log = logging.getLogger("mora.pool")
@@ -76,7 +76,7 @@ class _Worker:
     device_id: str
     kind: str
     proc: subprocess.Popen
-    task: NodeTask | None = None
+    task: Unit | None = None
     resident: set[str] = field(default_factory=set)
     completed: int = 0
 
@@ -116,11 +116,11 @@ class PoolExecutor:
                 msg = json.loads(line)
             except ValueError:
                 continue
-            if "result" in msg:
+            if "results" in msg:
                 self._events.put(("result", worker, msg))
         self._events.put(("died", worker, worker.proc.wait()))
 
-    def _place(self, task: NodeTask) -> _Worker:
+    def _place(self, task: Unit) -> _Worker:
         idle = [w for w in self._workers if w.task is None]
         if not idle:
             raise MoraError("pool: submit with no idle worker (the scheduler keeps at most `slots` in flight)")
@@ -128,12 +128,12 @@ class PoolExecutor:
         holding = [w for w in idle if model and model in w.resident]
         return (holding or sorted(idle, key=lambda w: (len(w.resident), w.completed)))[0]
 
-    def submit(self, task: NodeTask) -> None:
-        worker = self._place(task)
-        worker.task = task
+    def submit(self, unit: Unit) -> None:
+        worker = self._place(unit)
+        worker.task = unit
         assert worker.proc.stdin is not None
         try:
-            worker.proc.stdin.write(json.dumps(dataclasses.asdict(task)) + "\n")
+            worker.proc.stdin.write(json.dumps(unit_to_json(unit)) + "\n")
             worker.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass  # the reader thread reports the death and the task fails there
@@ -145,13 +145,14 @@ class PoolExecutor:
         while not results:
             kind, worker, payload = self._events.get()
             if kind == "result":
-                result = dataclasses.replace(result_from_json(payload["result"]), device=worker.label)
                 worker.resident = set(payload.get("resident", []))
                 worker.task = None
                 worker.completed += 1
-                for ident in result.model_loads:
-                    self.loads[f"{worker.label} {ident}"] += 1
-                results.append(result)
+                for data in payload["results"]:
+                    result = dataclasses.replace(result_from_json(data), device=worker.label)
+                    for ident in result.model_loads:
+                        self.loads[f"{worker.label} {ident}"] += 1
+                    results.append(result)
             elif kind == "died" and worker in self._workers:
                 results.extend(self._replace(worker, payload))
         return results
@@ -166,8 +167,10 @@ class PoolExecutor:
         self._workers[index] = self._spawn(index, worker.device_id)
         if worker.task is None:
             return []
-        return [NodeResult(worker.task.node_id, device=worker.label, worker=worker.name,
-                           error=f"worker process on {worker.label} died ({how}) while running this node")]
+        tasks = worker.task.tasks if hasattr(worker.task, "tasks") else (worker.task,)
+        return [NodeResult(t.node_id, device=worker.label, worker=worker.name,
+                           error=f"worker process on {worker.label} died ({how}) while running this node")
+                for t in tasks]
 
     def worker_pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import MoraError
-from engine.task import NodeResult, NodeTask
+from engine.task import NodeResult, Unit, unit_from_json, unit_to_json
 from engine.worker import result_from_json
 
 MAX_RESTARTS = 5
@@ -47,12 +47,12 @@ class _Actor:
             return f"{socket.gethostname()}: cannot read {token_path} ({e.strerror})"
         return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
 
-    def run(self, task: dict[str, Any]) -> dict[str, Any]:
-        from engine.runner import execute
+    def run(self, unit: dict[str, Any]) -> dict[str, Any]:
+        from engine.runner import execute_unit
         from engine.worker import resident
 
-        result = execute(NodeTask(**task), self.device, self.name)
-        return {"result": dataclasses.asdict(result), "resident": resident()}
+        results = execute_unit(unit_from_json(unit), self.device, self.name)
+        return {"results": [dataclasses.asdict(r) for r in results], "resident": resident()}
 
 
 class RayExecutor:
@@ -81,7 +81,7 @@ class RayExecutor:
         self.max_resident = int(runtime.get("max_resident_models", 4))
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]
-        self._task: list[NodeTask | None] = [None] * count
+        self._task: list[Unit | None] = [None] * count
         self._resident: list[set[str]] = [set() for _ in range(count)]
         self._refs: dict[Any, int] = {}
         self.slots = count
@@ -108,9 +108,10 @@ class RayExecutor:
                             f"(cache.dir=...); not reachable from: {'; '.join(problems)}")
         self.cache_dir = cache_dir
 
-    def submit(self, task: NodeTask) -> None:
-        if self.cache_dir != task.cache_dir:
-            self.check_store(task.cache_dir)
+    def submit(self, task: Unit) -> None:
+        first = task.tasks[0] if hasattr(task, "tasks") else task
+        if self.cache_dir != first.cache_dir:
+            self.check_store(first.cache_dir)
         idle = [i for i, t in enumerate(self._task) if t is None]
         model = None
         if task.model:
@@ -120,7 +121,7 @@ class RayExecutor:
         holding = [i for i in idle if model and model in self._resident[i]]
         index = (holding or sorted(idle, key=lambda i: len(self._resident[i])))[0]
         self._task[index] = task
-        self._refs[self._actors[index].run.remote(dataclasses.asdict(task))] = index
+        self._refs[self._actors[index].run.remote(unit_to_json(task))] = index
 
     def wait(self) -> list[NodeResult]:
         if not self._refs:
@@ -135,24 +136,27 @@ class RayExecutor:
             try:
                 payload = self.ray.get(ref)
             except self.ray.exceptions.RayActorError as e:
-                results.append(self._replace(index, task, e))
+                results.extend(self._replace(index, task, e))
                 continue
-            result = dataclasses.replace(result_from_json(payload["result"]), device=f"{self.device}:{index}")
             self._resident[index] = set(payload["resident"])
-            for ident in result.model_loads:
-                key = f"actor{index} {ident}"
-                self.loads[key] = self.loads.get(key, 0) + 1
-            results.append(result)
+            for data in payload["results"]:
+                result = dataclasses.replace(result_from_json(data), device=f"{self.device}:{index}")
+                for ident in result.model_loads:
+                    key = f"actor{index} {ident}"
+                    self.loads[key] = self.loads.get(key, 0) + 1
+                results.append(result)
         return results
 
-    def _replace(self, index: int, task: NodeTask, error: Exception) -> NodeResult:
+    def _replace(self, index: int, task: Unit, error: Exception) -> list[NodeResult]:
         self.restarts += 1
         if self.restarts > MAX_RESTARTS * self.slots:
             raise MoraError(f"ray: actors keep dying ({error}); giving up")
         self._actors[index] = self._spawn(index)
         self._resident[index] = set()
-        return NodeResult(task.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
-                          error=f"Ray actor {index} died while running this node ({type(error).__name__})")
+        tasks = task.tasks if hasattr(task, "tasks") else (task,)
+        return [NodeResult(t.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
+                           error=f"Ray actor {index} died while running this node ({type(error).__name__})")
+                for t in tasks]
 
     def shutdown(self) -> None:
         for actor in self._actors:
