@@ -1,0 +1,62 @@
+"""Instruction editing of an image (InstructPix2Pix, the recipe's image-to-image agent).
+
+Loaded with `DiffusionPipeline.from_pretrained`, so any instruction-edit pipeline diffusers
+ships with the same call (image + instruction) can be the preset.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.agent import Agent, Param, Port
+from engine.media import image_blob
+from engine.ports import PortType
+from nodes.common import MODEL_PARAMS, generator
+from nodes.diffusion import check_size, fit, load
+
+
+def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    from diffusers import DiffusionPipeline
+
+    # 1. check inputs
+    instruction = inputs["instruction"].text().strip()
+    if not instruction:
+        raise ValueError("`instruction` is empty: say what to change")
+    check_size(params["width"], params["height"])
+    image = fit(inputs["image"].image(), params["width"], params["height"])
+    # 2. get the pipeline
+    pipe = load(ctx, params, "image_edit", DiffusionPipeline)
+    # 3. run
+    step = ctx.progress(params["steps"], "editing")
+    edited = pipe(
+        prompt=instruction, image=image, num_inference_steps=params["steps"], guidance_scale=params["guidance"],
+        image_guidance_scale=params["image_guidance"], generator=generator(ctx),
+        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+    ).images[0]
+    # 4. return artifacts
+    return {"image": image_blob(edited)}
+
+
+AGENT = Agent(
+    type="image_edit",
+    version=1,
+    description="Edit an image by an instruction (InstructPix2Pix).",
+    run=run,
+    inputs=(
+        Port("image", PortType.IMAGE, "the image to edit"),
+        Port("instruction", PortType.TEXT, "what to change, e.g. 'make it winter'"),
+    ),
+    outputs=(Port("image", PortType.IMAGE, "the edited image"),),
+    params=(
+        Param("width", int, 0, "output width (0: the input's, rounded down to a multiple of 8)", min=0, max=4096,
+              multiple_of=8),
+        Param("height", int, 0, "output height (0: the input's, rounded down to a multiple of 8)", min=0, max=4096,
+              multiple_of=8),
+        Param("steps", int, 20, "denoising steps", min=1, max=1000),
+        Param("guidance", float, 7.5, "text guidance scale", min=0.0, max=50.0),
+        Param("image_guidance", float, 1.5, "how closely to keep the input image", min=0.0, max=50.0),
+        *MODEL_PARAMS,
+    ),
+    model_role="image_edit",
+    random=True,
+    libraries=("torch", "diffusers", "transformers"),
+)

@@ -1,0 +1,67 @@
+"""Text to image with any diffusers pipeline `AutoPipelineForText2Image` loads (SD 1.5, SDXL, ...).
+
+Supports batches: several nodes that differ only in prompt and seed run as one pipeline call
+with one generator per item, so each image depends on its own seed only.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from engine.agent import Agent, Param, Port
+from engine.media import image_blob
+from engine.ports import PortType
+from nodes.common import MODEL_PARAMS, generator
+from nodes.diffusion import check_size, load
+
+
+def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from diffusers import AutoPipelineForText2Image
+
+    # 1. check inputs
+    params = params_list[0]
+    check_size(params["width"], params["height"])
+    prompts = [i["prompt"].text() for i in inputs_list]
+    negatives = [i["negative_prompt"].text() if "negative_prompt" in i else "" for i in inputs_list]
+    if not all(p.strip() for p in prompts):
+        raise ValueError("`prompt` is empty")
+    seeds = ctx.seeds or [ctx.seed]
+    # 2. get the pipeline
+    pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image)
+    # 3. run
+    step = ctx.progress(params["steps"], "denoising")
+    images = pipe(
+        prompt=prompts, negative_prompt=negatives, width=params["width"], height=params["height"],
+        num_inference_steps=params["steps"], guidance_scale=params["guidance"],
+        generator=[generator(ctx, s) for s in seeds] if len(seeds) > 1 else generator(ctx, seeds[0]),
+        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+    ).images
+    # 4. return artifacts
+    return [{"image": image_blob(img)} for img in images]
+
+
+def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return run_batch(ctx, [inputs], [params])[0]
+
+
+AGENT = Agent(
+    type="text_to_image",
+    version=1,
+    description="Draw an image from a prompt with a diffusers text-to-image pipeline.",
+    run=run,
+    run_batch=run_batch,
+    inputs=(
+        Port("prompt", PortType.TEXT, "what to draw"),
+        Port("negative_prompt", PortType.TEXT, "what to avoid", required=False),
+    ),
+    outputs=(Port("image", PortType.IMAGE, "the image"),),
+    params=(
+        Param("width", int, 64, "image width in pixels", min=8, max=4096, multiple_of=8),
+        Param("height", int, 64, "image height in pixels", min=8, max=4096, multiple_of=8),
+        Param("steps", int, 25, "denoising steps", min=1, max=1000),
+        Param("guidance", float, 7.5, "classifier-free guidance scale", min=0.0, max=50.0),
+        *MODEL_PARAMS,
+    ),
+    model_role="text_to_image",
+    random=True,
+    libraries=("torch", "diffusers", "transformers"),
+)

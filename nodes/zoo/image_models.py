@@ -1,0 +1,138 @@
+"""Text-to-image and instruction-edit pipelines built in code.
+
+- `tiny:sd`, `tiny:pix2pix`: StableDiffusionPipeline and StableDiffusionInstructPix2PixPipeline
+  with the component sizes of diffusers' own tests (CPU, seconds).
+- `random:sd15`, `random:pix2pix`: the Stable Diffusion 1.5 architecture (860 M UNet, its VAE,
+  CLIP ViT-L/14 text encoder), random weights in bfloat16; pix2pix takes 8 input channels.
+- `random:sdxl`: the SDXL base architecture (2.6 B UNet, two text encoders).
+Text encoders get an offline byte-level tokenizer (nodes.zoo.tokenizers).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _sd_scheduler() -> Any:
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def _tiny_components(in_channels: int) -> dict[str, Any]:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from nodes.zoo.tokenizers import clip_style
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=in_channels, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, norm_num_groups=2,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+        down_block_types=["DownEncoderBlock2D", "DownEncoderBlock2D"], up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=32, intermediate_size=64, layer_norm_eps=1e-5,
+        num_attention_heads=4, num_hidden_layers=2, vocab_size=259, max_position_embeddings=77,
+    ))
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": clip_style(),
+            "scheduler": _sd_scheduler(), "safety_checker": None, "feature_extractor": None,
+            "requires_safety_checker": False}
+
+
+def tiny_sd(dest: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline(**_tiny_components(4)).save_pretrained(dest)
+
+
+def tiny_pix2pix(dest: Path) -> None:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    StableDiffusionInstructPix2PixPipeline(**_tiny_components(8)).save_pretrained(dest)
+
+
+def _sd15_components(in_channels: int) -> dict[str, Any]:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from nodes.zoo.tokenizers import clip_style
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=64, in_channels=in_channels, cross_attention_dim=768,
+                                attention_head_dim=8).to(torch.bfloat16)
+    vae = AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512], latent_channels=4, sample_size=512,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+    ).to(torch.bfloat16)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12, projection_dim=768,
+        vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1,
+    )).to(torch.bfloat16)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": clip_style(),
+            "scheduler": _sd_scheduler(), "safety_checker": None, "feature_extractor": None,
+            "requires_safety_checker": False}
+
+
+def random_sd15(dest: Path) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    StableDiffusionPipeline(**_sd15_components(4)).save_pretrained(dest)
+
+
+def random_pix2pix(dest: Path) -> None:
+    from diffusers import StableDiffusionInstructPix2PixPipeline
+
+    StableDiffusionInstructPix2PixPipeline(**_sd15_components(8)).save_pretrained(dest)
+
+
+def random_sdxl(dest: Path) -> None:
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from nodes.zoo.tokenizers import clip_style
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+        projection_class_embeddings_input_dim=2816,
+    ).to(torch.bfloat16)
+    vae = AutoencoderKL(
+        block_out_channels=[128, 256, 512, 512], latent_channels=4, sample_size=1024, scaling_factor=0.13025,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+    ).to(torch.bfloat16)
+    common = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 1,
+              "pad_token_id": 1}
+    text_encoder = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                                                num_hidden_layers=12, **common)).to(torch.bfloat16)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(
+        hidden_size=1280, intermediate_size=5120, num_attention_heads=20, num_hidden_layers=32, projection_dim=1280,
+        hidden_act="gelu", **common)).to(torch.bfloat16)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                              tokenizer=clip_style(), tokenizer_2=clip_style(), unet=unet,
+                              scheduler=scheduler).save_pretrained(dest)
+
+
+BUILDERS = {
+    ("tiny", "sd"): tiny_sd,
+    ("tiny", "pix2pix"): tiny_pix2pix,
+    ("random", "sd15"): random_sd15,
+    ("random", "pix2pix"): random_pix2pix,
+    ("random", "sdxl"): random_sdxl,
+}
