@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -61,7 +62,7 @@ def open_index(path: Path) -> diskcache.Cache:
     except (sqlite3.DatabaseError, OSError) as e:
         if isinstance(e, OSError) and not path.exists():
             raise CacheError(f"cannot create the cache index at {path}: {e}") from None
-        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}-{os.getpid()}")
         log.warning("cache index %s is unreadable (%s); moved it to %s and started a new one", path, e, aside)
         try:
             path.rename(aside)

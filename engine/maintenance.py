@@ -88,13 +88,15 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
         else:
             try:
                 refs = list(store._refs(entry))
-            except (CorruptRow, KeyError, TypeError, ValueError) as e:
+            except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
                 refs, problem = [], f"malformed: {e}"
             for ref in refs:
                 report.artifacts += 1
                 why = store.check(ref, full=True)
                 if why:
                     problem = f"{ref.path.name}: {why}"
+                    if repair and why != "missing":
+                        ref.path.unlink(missing_ok=True)  # a corrupt object must not be mistaken for a good one
                     break
             if not problem:
                 live |= {r.path.name for r in refs}

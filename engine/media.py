@@ -116,9 +116,12 @@ def load_video_file(path: Path) -> Frames:
     _check_file(path, "video")
     if path.suffix == ".safetensors":
         try:
-            return read_frames(path)
+            frames = read_frames(path)
         except Exception as e:  # safetensors raises several types for a bad header
             raise InputError(f"{path}: not a readable frame store ({e})") from None
+        if frames.count == 0:
+            raise InputError(f"{path}: the video has zero frames")
+        return frames
     frames: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:

@@ -111,14 +111,17 @@ class _Expander:
         order = self._file_order(spec)
         if order is None:
             return {}
-        produced: dict[str, dict[str, Source]] = {}
+        produced: dict[str, dict[str, Source] | None] = {}
         for node_id in order:
             node = spec.nodes[node_id]
             flat = f"{prefix}{node_id}"
+            before = len(self.problems)
             if node.agent is not None:
-                produced[node_id] = self._agent_node(spec, node, flat, env, produced)
+                ports = self._agent_node(spec, node, flat, env, produced)
             else:
-                produced[node_id] = self._template_node(spec, node, flat, env, produced, stack)
+                ports = self._template_node(spec, node, flat, env, produced, stack)
+            failed_here = node.agent is None and len(self.problems) > before
+            produced[node_id] = None if failed_here or ports is None else ports
         outputs: dict[str, Source] = {}
         for name, link in spec.outputs.items():
             src = self._resolve_link(spec, link, env, produced, None, f"outputs.{name}", spec.output_lines.get(name))
@@ -176,25 +179,31 @@ class _Expander:
             src = self._resolve_link(spec, value, env, produced, node, field_, line)
             if src is None:
                 return None
+            if isinstance(src, list):
+                if want.is_list and all(want.item.accepts(s.type) for s in src):
+                    return src
+                self.fail(spec.file, f"type mismatch: {value} is a list, but this port takes {want.value}", node,
+                          field_, line)
+                return None
             if not want.accepts(src.type):
                 self.fail(spec.file, f"type mismatch: {value} is {src.type.value}, but this port takes "
                                      f"{want.value}", node, field_, line)
                 return None
             return src
-        problem = _literal_problem(value, want)
-        if problem:
-            self.fail(spec.file, problem, node, field_, line)
+        result = literal_source(value, want)
+        if isinstance(result, str):
+            self.fail(spec.file, result, node, field_, line)
             return None
-        return Source(want, value=value)
+        return result
 
     def _agent_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
-                    produced: Mapping[str, Mapping[str, Source]]) -> dict[str, Source]:
+                    produced: Mapping[str, Mapping[str, Source] | None]) -> dict[str, Source] | None:
         agent = self.registry.get(node.agent or "")
         if agent is None:
             close = self.registry.closest(node.agent or "")
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known agents: {', '.join(self.registry.names())}"
             self.fail(spec.file, f"unknown agent type '{node.agent}'{hint}", flat, "agent", node.line)
-            return {}
+            return None
         inputs: dict[str, Source | list[Source]] = {}
         for port_name, value in node.inputs.items():
             port = agent.input(port_name)
@@ -236,6 +245,10 @@ class _Expander:
                     continue
                 if src is None:
                     continue
+                if isinstance(src, list):
+                    self.fail(spec.file, f"parameter bound to {value}, a list; parameters are single values", flat,
+                              f"params.{name}", line)
+                    continue
                 if not src.is_literal:
                     self.fail(spec.file, f"parameter bound to {value}, which comes from node '{src.node}'; "
                                          "parameters must be known before the run", flat, f"params.{name}", line)
@@ -255,7 +268,8 @@ class _Expander:
         return agent.resolve_params(given)
 
     def _template_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
-                       produced: Mapping[str, Mapping[str, Source]], stack: tuple[str, ...]) -> dict[str, Source]:
+                       produced: Mapping[str, Mapping[str, Source] | None],
+                       stack: tuple[str, ...]) -> dict[str, Source]:
         path = self.loader.find(node.graph or "", spec.file)
         if path is None:
             self.fail(spec.file, f"unknown template '{node.graph}'; known templates: {', '.join(self.loader.known())}",
@@ -284,12 +298,20 @@ class _Expander:
             if src is not None:
                 child_env[name] = src  # type: ignore[assignment]
         for name, inp in template.inputs.items():
-            if name not in child_env and name not in node.inputs:
-                if inp.default is MISSING and name != "step":
-                    self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}'", flat,
-                              f"in.{name}", node.line)
-                elif inp.default is not MISSING:
-                    child_env[name] = Source(inp.type, value=inp.default)
+            if name in child_env or name in node.inputs:
+                continue
+            if name == "step" and inp.type == PortType.NUMBER:
+                child_env[name] = Source(inp.type, value=0)  # a repeat sets it per step
+            elif inp.default is MISSING:
+                self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}'", flat,
+                          f"in.{name}", node.line)
+            else:
+                default = literal_source(inp.default, inp.type)
+                if isinstance(default, str):
+                    self.fail(template.file, f"default of input '{name}': {default}", field_=f"inputs.{name}",
+                              line=inp.line)
+                else:
+                    child_env[name] = default  # type: ignore[assignment]
         stack = (*stack, str(path))
         if node.repeat is None:
             return self.expand(template, child_env, f"{flat}/", stack)
@@ -301,7 +323,7 @@ class _Expander:
         times = node.repeat.times
         if isinstance(times, Link):
             src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", node.line) if times.input else None
-            times = src.value if src is not None and src.is_literal else None
+            times = src.value if isinstance(src, Source) and src.is_literal else None
         if times is UNKNOWN:
             times = 1
         if isinstance(times, float) and times.is_integer():
@@ -337,6 +359,15 @@ def _links(values: list[Any]) -> list[Link]:
         elif isinstance(v, list):
             found.extend(_links(v))
     return found
+
+
+def literal_source(value: Any, want: PortType) -> Source | list[Source] | str:
+    """A literal as a Source (a list of item Sources for list types), or why it is not allowed."""
+    if want.is_list and isinstance(value, list):
+        items = [literal_source(v, want.item) for v in value]
+        problem = next((i for i in items if isinstance(i, str)), None)
+        return problem or items  # type: ignore[return-value]
+    return _literal_problem(value, want) or Source(want, value=value)
 
 
 def _literal_problem(value: Any, want: PortType) -> str | None:
@@ -377,12 +408,16 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
             value = UNKNOWN
         if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
             value = int(value)
-        problem = _literal_problem(value, inp.type)
-        if problem:
-            ex.fail(spec.file, f"graph input '{name}': {problem}", field_=f"inputs.{name}", line=inp.line)
+        source = literal_source(value, inp.type)
+        if isinstance(source, str):
+            ex.fail(spec.file, f"graph input '{name}': {source}", field_=f"inputs.{name}", line=inp.line)
             continue
-        env[name] = Source(inp.type, value=value)
+        env[name] = source  # type: ignore[assignment]
     outputs = ex.expand(spec, env, "", (str(Path(spec.file).resolve()),))
+    for name, src in list(outputs.items()):
+        if isinstance(src, list):
+            ex.fail(spec.file, "an output must be one artifact (a node's output port), not a list", field_=f"outputs.{name}")
+            del outputs[name]
     wanted = requested if requested is not None else list(spec.outputs)
     for name in wanted:
         if name not in spec.outputs:

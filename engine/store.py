@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sqlite3
 import tempfile
 import time
 from collections.abc import Iterator
@@ -79,9 +80,10 @@ class Store:
         digest = blob.digest
         path = self.object_path(digest, blob.fmt)
         size = len(blob.data)
-        if not (path.exists() and path.stat().st_size == size):
-            self._write_atomic(path, blob.data)
-        return ArtifactRef(digest, blob.kind, blob.fmt, size, path)
+        ref = ArtifactRef(digest, blob.kind, blob.fmt, size, path)
+        if self.check(ref, full=path.exists()) is not None:
+            self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+        return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         try:
@@ -131,11 +133,16 @@ class Store:
         except CorruptRow as e:
             self.findings.corrupt.append(f"index entry {key[:12]}: {e}")
             return None
+        except sqlite3.DatabaseError as e:
+            self.findings.corrupt.append(f"index database: {e} (run `mora-admin cache verify`)")
+            return None
         if entry is None:
             return None
         try:
+            if not isinstance(entry, dict) or not isinstance(entry.get("outputs"), dict):
+                raise CorruptRow("entry is not a JSON object with an `outputs` object")
             refs = list(self._refs(entry))
-        except (CorruptRow, KeyError, TypeError, ValueError) as e:
+        except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
             self.findings.corrupt.append(f"index entry {key[:12]}: {e}")
             return None
         for ref in refs:
@@ -160,8 +167,9 @@ class Store:
         entry = {"v": ENTRY_VERSION, "created": time.time(), **entry}
         try:
             self.index.set(key, entry)
-        except OSError as e:
-            raise CacheError(f"cannot write the cache index in {self.root}: {e}") from None
+        except (OSError, sqlite3.DatabaseError) as e:
+            raise CacheError(f"cannot write the cache index in {self.root}: {e}; if the index is damaged, move "
+                             f"{self.root / 'index'} aside and run again") from None
 
     def lock(self, key: str) -> FileLock:
         """A per-key inter-process lock (fcntl: released by the OS if its holder dies)."""

@@ -1,0 +1,110 @@
+"""The `mora` Hydra app as a user runs it: a real process, exit codes, messages, run directories."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+GRAPH = {
+    "inputs": {"prompt": {"type": "text"}},
+    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}},
+                        "params": {"template": "A {text}"}},
+              "styled": {"agent": "style_cue", "in": {"prompt": {"from": "frame.text"}}}},
+    "outputs": {"out": {"from": "styled.text"}},
+}
+
+
+@pytest.fixture
+def mora(tmp_path, cache_dir):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        flags = [a for a in args if a.startswith("-")]
+        overrides = [a for a in args if not a.startswith("-")]
+        return subprocess.run([sys.executable, "-c", "from engine.cli import main; main()", *flags, "runtime=local",
+                               "runtime.device=cpu", "quiet=true", *overrides],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def test_run_writes_outputs_and_manifest_then_hits_the_cache(mora, write_graph, tmp_path, cache_dir):
+    path = write_graph(GRAPH)
+    first = mora(f"graph_file={path}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run1'}")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == f"mora: run directory: {tmp_path / 'run1'}"
+    assert "2 nodes, 0 cached, 0 failed" in first.stderr
+    manifest = json.loads((tmp_path / "run1" / "manifest.json").read_text())
+    assert manifest["outputs"] == {"out": "out.txt"}
+    assert (tmp_path / "run1" / "out.txt").read_text() == "A fox, in digital world style, Minecraft"
+    assert set(manifest["nodes"]) == {"frame", "styled"}
+    for rec in manifest["nodes"].values():
+        assert {"agent", "key", "cached", "seconds", "params", "seed"} <= set(rec)
+        assert rec["cached"] is False and rec["seed"] is None and len(rec["key"]) == 64
+    assert manifest["nodes"]["frame"]["params"] == {"template": "A {text}", "step": 0}
+    assert manifest["cache_dir"] == str(cache_dir)
+    assert any((cache_dir / "objects").rglob("*.txt"))
+
+    second = mora(f"graph_file={path}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run2'}")
+    assert second.returncode == 0, second.stderr
+    assert "2 nodes, 2 cached, 0 failed" in second.stderr
+    again = json.loads((tmp_path / "run2" / "manifest.json").read_text())
+    assert all(rec["cached"] for rec in again["nodes"].values())
+    assert {n: r["key"] for n, r in again["nodes"].items()} == {n: r["key"] for n, r in manifest["nodes"].items()}
+    assert (tmp_path / "run2" / "out.txt").read_text() == "A fox, in digital world style, Minecraft"
+
+
+def test_invalid_graph_exits_2_with_located_problems(mora, write_graph, tmp_path):
+    path = write_graph({**GRAPH, "nodes": {**GRAPH["nodes"], "styled": {"agent": "style_cue", "params": {"cue": 3},
+                                                                       "in": {"prompt": {"from": "frame.txt"}}}}})
+    result = mora(f"graph_file={path}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    assert "mora: invalid graph or inputs: 2 problem(s) found:" in result.stderr
+    assert f"{path}:" in result.stderr
+    assert "node 'styled', field 'params.cue': parameter 'cue' must be of type str, got int 3" in result.stderr
+    assert "node 'styled', field 'in.prompt': node 'frame' has no output port 'txt'" in result.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_unknown_graph_input_exits_2_naming_it(mora, write_graph, tmp_path):
+    result = mora(f"graph_file={write_graph(GRAPH)}", "prompt=fox", "inputs.nosuch=1",
+                  f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "unknown graph input 'nosuch'; inputs are ['prompt']" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_graph_input_and_unknown_graph_name_exit_2(mora, write_graph, tmp_path):
+    result = mora(f"graph_file={write_graph(GRAPH)}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "missing required graph input 'prompt' (text); set it with inputs.prompt=..." in result.stderr
+    result = mora("graph=no_such_graph", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_failed_node_exits_1_and_names_the_node(mora, write_graph, tmp_path):
+    graph = {**GRAPH, "nodes": {**GRAPH["nodes"], "frame": {**GRAPH["nodes"]["frame"],
+                                                            "params": {"template": "no placeholder"}}}}
+    result = mora(f"graph_file={write_graph(graph)}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 1
+    assert "mora: node 'frame' failed: ValueError: `template` must contain '{text}'" in result.stderr
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert (manifest["ok"], manifest["failed"], manifest["skipped"]) == (False, ["frame"], ["styled"])
+
+
+def test_multirun_with_the_basic_launcher(mora, write_graph, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = mora("-m", f"graph_file={write_graph(GRAPH)}", "inputs.prompt=cat,dog", f"hydra.sweep.dir={sweep}",
+                  "hydra/launcher=basic")
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "manifest.json").exists())
+    assert [p.name for p in runs] == ["0", "1"]
+    assert [(p / "out.txt").read_text() for p in runs] == ["A cat, in digital world style, Minecraft",
+                                                           "A dog, in digital world style, Minecraft"]
+
+
+def test_inputs_dot_name_override(mora, write_graph, tmp_path):
+    result = mora(f"graph_file={write_graph(GRAPH)}", "inputs.prompt=owl", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "run" / "out.txt").read_text() == "A owl, in digital world style, Minecraft"
