@@ -6,6 +6,7 @@ BUILTIN_AGENTS: tuple[str, ...] = (
     "nodes.frame_pick",
     "nodes.video_concat",
     "nodes.image_resize",
+    "nodes.video_metrics",
     "nodes.prompt",
     "nodes.text_to_image",
     "nodes.image_edit",
