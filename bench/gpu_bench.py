@@ -1,0 +1,158 @@
+"""GPU benchmarks, all stages in one call on a lent GPU machine; figures go to $OUT/gpu_results.json.
+
+Stages (each independent; a failure is recorded and the next stage runs):
+  models   build the full-size random-weight architectures (SD 1.5, SVD-XT) once
+  t2v      text_to_video through `mora` against bench/raw_text_to_video.py (same pipelines and
+           settings), alternating, fresh caches; plus a fully cached `mora` rerun
+  batch    a 16-seed SD 1.5 text-to-image sweep through the Mora launcher, batch_size 16 vs 1
+  sweep    a 4-point text_to_video seed sweep: Mora launcher against Hydra's basic launcher
+
+    python bench/gpu_bench.py [--stages models,t2v,batch,sweep] [--reps 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
+WORK = Path("/tmp/mora-bench")
+MODELS = WORK / "models"
+RESULTS: dict = {}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(cmd: list[str], name: str, env: dict | None = None) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
+    seconds = time.perf_counter() - t0
+    with open(OUT / "commands.log", "a") as f:
+        f.write(f"\n### {name} ({seconds:.2f}s, rc={proc.returncode})\n$ {' '.join(cmd)}\n{proc.stdout[-3000:]}\n"
+                f"{proc.stderr[-6000:]}\n")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return seconds, proc.stdout
+
+
+def mora(args: list[str], name: str, cache: str) -> tuple[float, str]:
+    env = {"MORA_CACHE_DIR": str(WORK / cache), "MORA_MODELS_DIR": str(MODELS)}
+    flags = [a for a in args if a.startswith("-")]
+    return run([sys.executable, "-c", "from engine.cli import main; main()", *flags, "quiet=true",
+                *[a for a in args if not a.startswith("-")]], name, env)
+
+
+def manifest_of(stdout: str) -> dict:
+    run_dir = next(line.split(": ", 2)[-1] for line in stdout.splitlines() if "run directory:" in line)
+    return json.loads((Path(run_dir) / "manifest.json").read_text())
+
+
+def sweep_manifests(sweep_dir: Path) -> list[dict]:
+    return [json.loads((d / "manifest.json").read_text()) for d in sorted(sweep_dir.iterdir())
+            if d.is_dir() and d.name.isdigit()]
+
+
+def stage_models() -> None:
+    from nodes.zoo import build
+
+    for source, name in (("random", "sd15"), ("random", "svd_xt"), ("tiny", "prompt_lm")):
+        t0 = time.perf_counter()
+        path = build(source, name, MODELS)
+        RESULTS.setdefault("build_s", {})[name] = round(time.perf_counter() - t0, 1)
+        subprocess.run(f"cat {path}/*/* > /dev/null 2>&1", shell=True)  # warm the page cache for both sides
+        log(f"built {source}:{name} at {path}")
+
+
+def stage_t2v(reps: int) -> None:
+    t2i, i2v = MODELS / "random" / "sd15-v1", MODELS / "random" / "svd_xt-v1"
+    rows = []
+    for rep in range(reps):
+        raw_s, raw_out = run([sys.executable, "bench/raw_text_to_video.py", "--t2i", str(t2i), "--i2v", str(i2v),
+                              "--out", str(WORK / f"raw{rep}"), "--seed", str(rep)], f"raw t2v {rep}")
+        eng_s, eng_out = mora(["model=random", "runtime=local", "runtime.device=cuda", f"seed={rep}",
+                               f"hydra.run.dir={WORK / f'eng{rep}'}"], f"engine t2v {rep}", f"cache-t2v-{rep}")
+        m = json.loads((WORK / f"eng{rep}" / "manifest.json").read_text())
+        cached_s, _ = mora(["model=random", "runtime=local", "runtime.device=cuda", f"seed={rep}",
+                            f"hydra.run.dir={WORK / f'eng{rep}-again'}"], f"engine t2v cached {rep}",
+                           f"cache-t2v-{rep}")
+        raw = json.loads(raw_out.strip().splitlines()[-1])
+        nodes = {k: round(v["seconds"], 3) for k, v in m["nodes"].items()}
+        rows.append({"rep": rep, "raw_process_s": round(raw_s, 2), "engine_process_s": round(eng_s, 2),
+                     "engine_cached_process_s": round(cached_s, 2), "raw": raw, "engine_nodes_s": nodes,
+                     "engine_run_s": m["seconds"], "engine_model_loads": m["model_loads"]})
+        log(f"t2v rep {rep}: raw {raw_s:.2f}s engine {eng_s:.2f}s cached {cached_s:.2f}s")
+    RESULTS["t2v"] = rows
+
+
+def stage_batch() -> None:
+    rows = {}
+    for batch in (1, 16):
+        sweep = WORK / f"batch{batch}"
+        wall, _ = mora(["-m", f"graph_file={ROOT / 'bench/graphs/text_to_image.yaml'}", "seed=range(0,16)",
+                        "model=random", "runtime=local", "runtime.device=cuda", f"runtime.batch_size={batch}",
+                        "hydra/launcher=mora", f"hydra.sweep.dir={sweep}"], f"t2i sweep batch {batch}",
+                       f"cache-batch-{batch}")
+        ms = sweep_manifests(sweep)
+        node_s = {n["key"]: n["seconds"] for m in ms for n in m["nodes"].values()}
+        batches = {n["batch"] for m in ms for n in m["nodes"].values()}
+        rows[batch] = {"process_s": round(wall, 2), "images": len(ms), "run_s": ms[0]["seconds"],
+                       "distinct_batches": len(batches), "node_seconds_max": round(max(node_s.values()), 3),
+                       "model_loads": ms[0]["sweep_model_loads"]}
+        log(f"t2i batch {batch}: {wall:.2f}s process, run {ms[0]['seconds']:.2f}s")
+    rows["throughput_ratio_run"] = round(rows[1]["run_s"] / rows[16]["run_s"], 2)
+    RESULTS["batch"] = rows
+
+
+def stage_sweep() -> None:
+    rows = {}
+    for launcher in ("basic", "mora"):
+        sweep = WORK / f"sweep-{launcher}"
+        wall, _ = mora(["-m", "seed=0,1,2,3", "model=random", "runtime=local", "runtime.device=cuda",
+                        f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]
+                       + (["runtime.batch_size=4"] if launcher == "mora" else []),
+                       f"t2v sweep {launcher}", f"cache-sweep-{launcher}")
+        ms = sweep_manifests(sweep)
+        rows[launcher] = {"process_s": round(wall, 2), "jobs": len(ms),
+                          "model_loads": sum(m["model_loads"] for m in ms)}
+        log(f"t2v sweep {launcher}: {wall:.2f}s")
+    rows["basic_over_mora"] = round(rows["basic"]["process_s"] / rows["mora"]["process_s"], 3)
+    RESULTS["sweep"] = rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stages", default="models,t2v,batch,sweep")
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    os.environ["MORA_MODELS_DIR"] = str(MODELS)
+    import torch
+
+    RESULTS["device"] = torch.cuda.get_device_name(0)
+    RESULTS["torch"] = torch.__version__
+    RESULTS["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    stages = {"models": stage_models, "t2v": lambda: stage_t2v(args.reps), "batch": stage_batch,
+              "sweep": stage_sweep}
+    for name in args.stages.split(","):
+        log(f"stage {name}")
+        try:
+            stages[name]()
+        except Exception:
+            RESULTS.setdefault("errors", {})[name] = traceback.format_exc()[-3000:]
+            log(f"stage {name} failed")
+        (OUT / "gpu_results.json").write_text(json.dumps(RESULTS, indent=2))
+    print(json.dumps({k: v for k, v in RESULTS.items() if k != "errors"}, indent=1))
+    print("errors:", list(RESULTS.get("errors", {})))
+
+
+if __name__ == "__main__":
+    main()
