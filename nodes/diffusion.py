@@ -2,24 +2,39 @@
 
 A pipeline object is shared by every node that uses the same model on the same device, so
 options that differ between nodes (VAE slicing and tiling) are set on every call rather than
-once at load.
+once at load. Two tasks on one checkpoint (text-to-image and image-to-image) share its modules:
+the second is built with diffusers' `from_pipe` from the resident first, not loaded again.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from nodes.common import place
-from nodes.models import get_pipeline, torch_dtype
+from nodes.models import get_pipeline, resident, torch_dtype
 
 
-def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any) -> Any:
-    """The resident pipeline of `pipeline_class` for the node's model (loaded once per process)."""
+def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = ()) -> Any:
+    """The resident `pipeline_class` pipeline for the node's model, loaded once per process.
+
+    If a pipeline of one of the `share` kinds is resident for the same model, the new one is a
+    view on its modules (no second copy of the weights, and not counted as a model load).
+    """
 
     def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
         pipe = pipeline_class.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]), **kwargs)
         return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False})
 
-    pipe = get_pipeline(ctx, kind, from_pretrained)
+    def from_pipe(location: str, kwargs: dict[str, Any]) -> Any:
+        # dtype: DiffusionPipeline.from_pipe would otherwise cast the shared modules to float32
+        pipe = pipeline_class.from_pipe(base, dtype=torch_dtype(ctx.model["dtype"]))
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    base = resident(ctx, share)
+    if base is None:
+        pipe = get_pipeline(ctx, kind, from_pretrained)
+    else:
+        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True)
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "enable_tiling"):
         (vae.enable_tiling if params.get("vae_tiling") else vae.disable_tiling)()

@@ -1,10 +1,13 @@
 """Instruction editing of an image (InstructPix2Pix, the recipe's image-to-image agent).
 
-Loaded with `DiffusionPipeline.from_pretrained`, so any instruction-edit pipeline diffusers
-ships with the same call (image + instruction) can be the preset.
+Loaded with `DiffusionPipeline.from_pretrained`, which picks the class named in the model's
+`model_index.json`, so any instruction-edit pipeline diffusers ships with the same call (image,
+instruction, `image_guidance_scale`) can be the preset: StableDiffusionInstructPix2PixPipeline,
+its SDXL variant. Any other pipeline class is refused with its name.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from engine.agent import Agent, Param, Port
@@ -25,6 +28,9 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     image = fit(inputs["image"].image(), params["width"], params["height"])
     # 2. get the pipeline
     pipe = load(ctx, params, "image_edit", DiffusionPipeline)
+    if "image_guidance_scale" not in inspect.signature(pipe.__call__).parameters:
+        raise ValueError(f"the `image_edit` model must be an instruction-edit pipeline (e.g. InstructPix2Pix) but "
+                         f"{ctx.model['name']!r} is a {type(pipe).__name__}")
     # 3. run
     step = ctx.progress(params["steps"], "editing")
     edited = pipe(

@@ -1,7 +1,8 @@
 """SDEdit-style image to image: noise the image to `strength`, then denoise it toward a prompt.
 
 Uses the text-to-image role's model through `AutoPipelineForImage2Image`, so it works with the
-same checkpoints as text_to_image.
+same checkpoints as text_to_image; when text_to_image already holds that model, this agent's
+pipeline is a view on the same modules (`from_pipe`), not a second copy.
 """
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     if int(params["steps"] * params["strength"]) < 1:
         raise ValueError(f"`steps` x `strength` must be at least 1 but is {params['steps']} x {params['strength']}")
     # 2. get the pipeline
-    pipe = load(ctx, params, "image_to_image", AutoPipelineForImage2Image)
+    pipe = load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",))
     # 3. run
+    step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
     out = pipe(
         prompt=prompt, image=image, strength=params["strength"], num_inference_steps=params["steps"],
         guidance_scale=params["guidance"], generator=generator(ctx),
+        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
     ).images[0]
     # 4. return artifacts
     return {"image": image_blob(out)}

@@ -85,19 +85,37 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
     )
 
 
+def _key(ctx: Any, kind: str, ref: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (kind, identity(ref), str(ref.get("dtype")), ctx.device)
+
+
+def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None) -> Any | None:
+    """A pipeline of one of `kinds` already resident for `ref` (default ctx.model) on ctx.device, else None.
+
+    Loads nothing: agents use it to build a view on the same modules (diffusers' `from_pipe`)
+    instead of a second copy of the weights.
+    """
+    ref = ctx.model if ref is None else ref
+    if ref is None:
+        return None
+    return next((_RESIDENT[k] for k in (_key(ctx, kind, ref) for kind in kinds) if k in _RESIDENT), None)
+
+
 def get_pipeline(
-    ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None
+    ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None,
+    *, shares_weights: bool = False,
 ) -> Any:
     """Return the resident pipeline for `ref` (default ctx.model), loading it with `load(location, kwargs)` on a miss.
 
     `kind` separates different pipeline classes built from the same weights (e.g. text-to-image
     and image-to-image views of one checkpoint) so each is cached on its own. `ref` serves agents
     without a model role that find their model elsewhere (a decoder reads it from a latent's metadata).
+    `shares_weights` says that `load` builds a view on a resident pipeline's modules: no model load.
     """
     ref = ctx.model if ref is None else ref
     if ref is None:
         raise ValueError(f"node '{ctx.node_id}' has no model reference to load a {kind} pipeline from")
-    key = (kind, identity(ref), str(ref.get("dtype")), ctx.device)
+    key = _key(ctx, kind, ref)
     if key in _RESIDENT:
         _RESIDENT.move_to_end(key)
         return _RESIDENT[key]
@@ -108,7 +126,8 @@ def get_pipeline(
         if ref["source"] == "hub":
             raise hub_missing(ref, e) from None
         raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
-    ctx.note_model_load(identity(ref))
+    if not shares_weights:
+        ctx.note_model_load(identity(ref))
     _RESIDENT[key] = pipe
     while len(_RESIDENT) > max_resident():
         _RESIDENT.popitem(last=False)

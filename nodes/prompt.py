@@ -51,7 +51,9 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
         raise ValueError(f"`prompt` has {len(prompt)} characters; at most {MAX_PROMPT} are allowed")
     if "{prompt}" not in params["template"]:
         raise ValueError(f"`template` must contain '{{prompt}}' but is {params['template']!r}")
-    if params["mode"] == "template":
+    if params["mode"] == "llm" and params["attention"] == "xformers":
+        raise ValueError("`attention` 'xformers' applies to diffusion pipelines; the prompt model runs with sdpa")
+    if params["mode"] == "template":  # the plain-template mode: no model, nothing else to do
         return {"text": text_blob(_with_style(params["template"].replace("{prompt}", prompt), style))}
     # 2. get the pipeline
     tokenizer, model = _load(ctx, params)

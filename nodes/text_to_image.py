@@ -26,7 +26,7 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
         raise ValueError("`prompt` is empty")
     seeds = ctx.seeds or [ctx.seed]
     # 2. get the pipeline
-    pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image)
+    pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",))
     # 3. run
     step = ctx.progress(params["steps"], "denoising")
     images = pipe(

@@ -29,6 +29,14 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory):
     mp.undo()
 
 
+@pytest.fixture
+def cold():
+    """No pipeline resident, so a test can count its own model loads whatever ran before it."""
+    from nodes.models import clear_resident
+
+    clear_resident()
+
+
 @dataclass
 class Ctx:
     model: dict[str, Any]
@@ -78,7 +86,7 @@ def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
     assert ctx.loads == []
 
 
-def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put):
+def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put, cold):
     ctx = tiny("prompt_lm", seed=1)
     p = params(prompt.AGENT, max_new_tokens=12, seed=1)
     first = prompt.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
@@ -92,13 +100,33 @@ def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put):
     assert styled.data.decode().endswith("Minecraft")
 
 
+def test_prompt_greedy_ignores_the_seed_and_long_prompts_fit_the_model(put):
+    p = params(prompt.AGENT, max_new_tokens=8, temperature=0.0)
+    a = prompt.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    b = prompt.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    assert a.data == b.data and a.data.strip()
+    longest = prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt.MAX_PROMPT))},
+                         params(prompt.AGENT, max_new_tokens=2))["text"]
+    assert longest.kind == PortType.TEXT
+
+
+def test_prompt_chat_template_uses_single_special_tokens():
+    from nodes.zoo.tokenizers import chat
+
+    tok = chat()
+    ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)["input_ids"]
+    start, end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    assert ids.count(start) == 2 and ids.count(end) == 1
+    assert tok.decode(tok("any text: ü, 🦊, \x00")["input_ids"]) == "any text: ü, 🦊, \x00"
+
+
 @pytest.mark.parametrize("text, message", [("  ", "empty"), ("x" * 5000, "at most 4000")])
 def test_prompt_rejects_empty_and_absurdly_long_prompts(put, text, message):
     with pytest.raises(ValueError, match=message):
         prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))}, params(prompt.AGENT, mode="template"))
 
 
-def test_text_to_image_size_determinism_and_single_load(put):
+def test_text_to_image_size_determinism_and_single_load(put, cold):
     ctx = tiny("sd", seed=3)
     p = params(text_to_image.AGENT, width=64, height=48, steps=2)
     a = text_to_image.run(ctx, {"prompt": put(text_blob("a red fox"))}, p)["image"]
@@ -123,38 +151,118 @@ def test_text_to_image_batch_items_keep_their_own_seeds(put):
     assert batch1[1]["image"].data != batch2[1]["image"].data
 
 
-def test_text_to_image_parameter_bounds():
+def test_text_to_image_parameter_bounds_and_run_time_checks(put):
     assert "divisible by 8" in text_to_image.AGENT.param("width").check(500)
     assert ">= 1" in text_to_image.AGENT.param("steps").check(0)
     assert "finite" in text_to_image.AGENT.param("guidance").check(float("nan"))
+    p = {**params(text_to_image.AGENT), "width": 500, "height": 512}
+    with pytest.raises(ValueError, match="divisible by 8 but are 512 and 500"):
+        text_to_image.run(tiny("sd"), {"prompt": put(text_blob("a fox"))}, p)
+    with pytest.raises(ValueError, match="empty"):
+        text_to_image.run(tiny("sd"), {"prompt": put(text_blob(" "))}, params(text_to_image.AGENT, steps=1))
 
 
-def test_image_edit_keeps_size_and_is_deterministic(put):
+def test_sd_tokenizer_is_clip_and_spells_any_prompt():
+    from transformers import CLIPTokenizer
+
+    from nodes.zoo.tokenizers import CLIP_BOS, CLIP_EOS, clip
+
+    tok = clip()
+    assert isinstance(tok, CLIPTokenizer)
+    ids = tok("A Fox 🦊 über", padding="max_length", max_length=77).input_ids
+    assert len(ids) == 77 and ids[0] == CLIP_BOS and ids[-1] == CLIP_EOS
+    assert tok.unk_token_id not in ids[1:ids.index(CLIP_EOS)]
+    assert tok.decode(ids, skip_special_tokens=True) == "a fox 🦊 über"
+
+
+def test_image_edit_keeps_size_and_is_deterministic(put, cold):
     image = put(image_blob(Image.new("RGB", (40, 32), (200, 30, 30))))
     p = params(image_edit.AGENT, steps=2)
-    a = image_edit.run(tiny("pix2pix", seed=1), {"image": image, "instruction": put(text_blob("make it snow"))}, p)
-    b = image_edit.run(tiny("pix2pix", seed=1), {"image": image, "instruction": put(text_blob("make it snow"))}, p)
+    ctx = tiny("pix2pix", seed=1)
+    a = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))}, p)
+    b = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))}, p)
     c = image_edit.run(tiny("pix2pix", seed=2), {"image": image, "instruction": put(text_blob("make it snow"))}, p)
     assert pixels(a["image"]).shape == (32, 40, 3)
     assert a["image"].data == b["image"].data != c["image"].data
+    assert ctx.loads == ["tiny:pix2pix"]
+    resized = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))},
+                             params(image_edit.AGENT, steps=1, width=16, height=24))["image"]
+    assert pixels(resized).shape == (24, 16, 3)
     with pytest.raises(ValueError, match="instruction"):
         image_edit.run(tiny("pix2pix"), {"image": image, "instruction": put(text_blob(" "))}, p)
 
 
-def test_image_to_image_strength_and_size(put):
+def test_image_edit_refuses_a_text_to_image_model(put):
+    image = put(image_blob(Image.new("RGB", (16, 16))))
+    with pytest.raises(ValueError, match="instruction-edit pipeline.*StableDiffusionPipeline"):
+        image_edit.run(tiny("sd"), {"image": image, "instruction": put(text_blob("make it snow"))},
+                       params(image_edit.AGENT, steps=1))
+
+
+def test_image_to_image_strength_size_and_determinism(put):
     image = put(image_blob(Image.new("RGB", (64, 64), (10, 120, 200))))
     p = params(image_to_image.AGENT, strength=0.5, steps=4, width=32, height=32)
-    out = image_to_image.run(tiny("sd", seed=0), {"image": image, "prompt": put(text_blob("a lake"))}, p)["image"]
+    lake = put(text_blob("a lake"))
+    out = image_to_image.run(tiny("sd", seed=0), {"image": image, "prompt": lake}, p)["image"]
+    again = image_to_image.run(tiny("sd", seed=0), {"image": image, "prompt": lake}, p)["image"]
+    other = image_to_image.run(tiny("sd", seed=1), {"image": image, "prompt": lake}, p)["image"]
     assert pixels(out).shape == (32, 32, 3)
+    assert out.data == again.data != other.data
     assert image_to_image.AGENT.param("strength").check(0.0) is not None
     with pytest.raises(ValueError, match="at least 1"):
         image_to_image.run(tiny("sd"), {"image": image, "prompt": put(text_blob("x"))},
                            params(image_to_image.AGENT, strength=0.1, steps=2))
 
 
+@pytest.mark.parametrize("first, second", [(text_to_image, image_to_image), (image_to_image, text_to_image)])
+def test_text_to_image_and_image_to_image_share_one_copy_of_the_weights(put, cold, first, second):
+    from nodes.models import resident
+
+    ctx = tiny("sd")
+    image = put(image_blob(Image.new("RGB", (32, 32), (10, 120, 200))))
+    for agent in (first, second):
+        agent.run(ctx, {"image": image, "prompt": put(text_blob("a lake"))}, params(agent.AGENT, steps=2))
+    t2i, i2i = resident(ctx, ("text_to_image",)), resident(ctx, ("image_to_image",))
+    assert type(t2i).__name__ == "StableDiffusionPipeline" and type(i2i).__name__ == "StableDiffusionImg2ImgPipeline"
+    assert t2i.unet is i2i.unet and t2i.vae is i2i.vae and t2i.text_encoder is i2i.text_encoder
+    assert type(t2i.tokenizer).__name__ == "CLIPTokenizer"
+    assert ctx.loads == ["tiny:sd"]
+
+
+def test_random_builders_have_the_published_parameter_counts():
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    from nodes.zoo import image_models, text_models
+
+    def count(module: Any) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        sd15, sdxl = image_models.sd15_components(4), image_models.sdxl_components()
+        qwen = count(Qwen2ForCausalLM(text_models.qwen2_0_5b_config()))
+    assert (count(sd15["unet"]), count(sd15["vae"]), count(sd15["text_encoder"])) == (859_520_964, 83_653_863,
+                                                                                      123_060_480)
+    assert (count(sdxl["unet"]), count(sdxl["text_encoder_2"])) == (2_567_463_684, 694_659_840)
+    assert qwen == 494_032_768
+
+
+def test_tiny_builds_are_reproducible(tmp_path):
+    from nodes.zoo import image_models, text_models
+
+    for name, builder in (("lm", text_models.tiny_prompt_lm), ("sd", image_models.tiny_sd)):
+        builder(tmp_path / f"{name}1")
+        builder(tmp_path / f"{name}2")
+        files = sorted(p.relative_to(tmp_path / f"{name}1") for p in (tmp_path / f"{name}1").rglob("*.safetensors"))
+        assert files
+        for rel in files:
+            assert (tmp_path / f"{name}1" / rel).read_bytes() == (tmp_path / f"{name}2" / rel).read_bytes(), rel
+
+
 @pytest.mark.parametrize("ref, needle", [({"source": "hub", "name": "no-such/model-xyz"}, "no-such/model-xyz"),
                                          ({"source": "path", "name": "/nonexistent/model"}, "/nonexistent/model")])
-def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle):
+@pytest.mark.parametrize("agent", [text_to_image, prompt])
+def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agent):
     ctx = Ctx({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):
-        text_to_image.run(ctx, {"prompt": put(text_blob("x"))}, params(text_to_image.AGENT, steps=1))
+        agent.run(ctx, {"prompt": put(text_blob("x"))}, params(agent.AGENT))

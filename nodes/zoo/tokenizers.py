@@ -1,8 +1,11 @@
-"""Tokenizers built offline: byte-level BPE vocabularies (every text maps to byte symbols).
+"""Tokenizers built offline: byte-level vocabularies, so any text tokenizes without a hub.
 
-No hub is reachable, so the tiny and random-weight models get tokenizers made here: the 256
-byte symbols plus a model family's special tokens, wrapped in a transformers fast tokenizer
-that `save_pretrained`/`from_pretrained` round-trip like any other.
+The tiny and random-weight models need tokenizers, and no hub is reachable, so they are made
+here from the 256 byte symbols (GPT-2/CLIP's `bytes_to_unicode`) plus a model family's special
+tokens, with no merges: every byte is one token. `clip` is transformers' own `CLIPTokenizer`
+(lower-casing, `</w>` word ends, start and end tokens around every prompt, 77 positions);
+`chat` is a ChatML tokenizer with a chat template for the prompt language model. Both
+round-trip through `save_pretrained`/`from_pretrained` like any other.
 """
 from __future__ import annotations
 
@@ -14,29 +17,39 @@ CHAT_TEMPLATE = (
 )
 """A ChatML template, the format of Qwen's instruct models."""
 
+CLIP_VOCAB_SIZE = 514
+"""256 bytes, the same 256 ending a word (`</w>`), then <|startoftext|> and <|endoftext|>."""
+CLIP_BOS, CLIP_EOS = 512, 513
 
-def byte_level(specials: list[str], max_length: int, **roles: str) -> Any:
-    """A fast tokenizer over byte symbols with the given special tokens first in the vocabulary."""
+
+def byte_symbols() -> list[str]:
+    """The 256 printable stand-ins for bytes, in the order of GPT-2/CLIP's `bytes_to_unicode`."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    rest = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + i) for i in range(len(rest))]
+
+
+def clip(max_length: int = 77) -> Any:
+    """A `CLIPTokenizer` over single bytes, laid out like CLIP's vocabulary before its merges."""
+    from transformers import CLIPTokenizer
+
+    symbols = byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
+
+
+def chat(max_length: int = 32768) -> Any:
+    """A ChatML tokenizer (byte-level, special tokens first) with a chat template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate(specials + alphabet)}
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=roles.get("unk_token")))
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    vocab = {t: i for i, t in enumerate(specials + byte_symbols())}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<|endoftext|>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, **roles)
-
-
-def clip_style(max_length: int = 77) -> Any:
-    """A CLIP-shaped tokenizer (start, end and pad tokens; 77 positions) for Stable Diffusion text encoders."""
-    return byte_level(["<|startoftext|>", "<|endoftext|>", "<|pad|>"], max_length, bos_token="<|startoftext|>",
-                      eos_token="<|endoftext|>", pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-
-
-def chat(max_length: int = 2048) -> Any:
-    """A ChatML tokenizer with a chat template, for the prompt language model."""
-    tok = byte_level(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], max_length, eos_token="<|im_end|>",
-                     pad_token="<|endoftext|>", unk_token="<|endoftext|>")
-    tok.chat_template = CHAT_TEMPLATE
-    return tok
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=max_length, eos_token="<|im_end|>",
+                                      pad_token="<|endoftext|>", unk_token="<|endoftext|>",
+                                      additional_special_tokens=specials[1:])
+    wrapped.chat_template = CHAT_TEMPLATE
+    return wrapped
