@@ -79,10 +79,10 @@ def test_image_to_video_settings_reuse_the_keyframe_and_decode_settings_reuse_la
     assert not any(statuses(base).values())
     motion = run_template("text_to_video", {"seed": 5, "motion_bucket_id": 40}, tmp_path, "b")
     assert statuses(motion) == {"t2v/enrich": True, "t2v/keyframe": True, "t2v/animate/motion": False,
-                                "t2v/animate/decode": False}
+                                "t2v/animate/decode": False, "metrics": False}
     decode = run_template("text_to_video", {"seed": 5, "motion_bucket_id": 40, "decode_chunk_size": 2}, tmp_path, "c")
     assert statuses(decode) == {"t2v/enrich": True, "t2v/keyframe": True, "t2v/animate/motion": True,
-                                "t2v/animate/decode": False}
+                                "t2v/animate/decode": False, "metrics": False}
 
 
 def test_extend_video_eight_times_makes_nine_clips_and_reuses_shorter_runs(media, tmp_path):
