@@ -115,8 +115,16 @@ def load_video_file(path: Path) -> Frames:
 
     _check_file(path, "video")
     if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
         try:
+            with safe_open(str(path), framework="numpy") as f:
+                count = f.get_slice("frames").get_shape()[0]
+            if count > MAX_INPUT_FRAMES:  # checked on the header, before the frames are read
+                raise InputError(f"{path}: more than {MAX_INPUT_FRAMES} frames; trim the video first")
             frames = read_frames(path)
+        except InputError:
+            raise
         except Exception as e:  # safetensors raises several types for a bad header
             raise InputError(f"{path}: not a readable frame store ({e})") from None
         if frames.count == 0:
@@ -155,7 +163,8 @@ def write_mp4(frames: Frames, path: Path, codec: str = "libx264", crf: int = 17)
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = array.shape[2], array.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)} if codec == "libx264" else {}
+        # mbtree=0: x264's macroblock-tree rate control made the same frames encode to different bytes
+        stream.options = {"crf": str(crf), "x264-params": "mbtree=0"} if codec == "libx264" else {}
         for frame in array:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

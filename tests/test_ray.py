@@ -1,9 +1,6 @@
 """The Ray runtime against a real local Ray cluster on CPU with logical GPUs."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -12,20 +9,10 @@ from engine.api import load_plan, run
 from engine.errors import MoraError
 from engine.store import Store
 
-ray = pytest.importorskip("ray")
-TESTS = Path(__file__).parent
+pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": {
-        "PYTHONPATH": os.environ["PYTHONPATH"], "MORA_MODELS_DIR": os.environ.get("MORA_MODELS_DIR", "")}})
-    yield
-    ray.shutdown()
-
-
-def test_ray_actors_run_branches_with_affinity(cluster, tmp_path):
+def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
     from engine.executors.ray import RayExecutor
 
     model_dir = tmp_path / "standin"
@@ -52,7 +39,7 @@ def test_ray_actors_run_branches_with_affinity(cluster, tmp_path):
     assert outcome.manifest["model_loads"] == 1
 
 
-def test_store_check_names_the_node_that_cannot_see_the_cache(cluster, tmp_path):
+def test_store_check_names_the_node_that_cannot_see_the_cache(ray_cluster, tmp_path):
     from engine.executors.ray import RayExecutor, _Actor
 
     here = _Actor("cpu", "probe", 1)

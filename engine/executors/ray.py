@@ -9,11 +9,14 @@ pool's: an idle actor already holding the node's model, else the one holding the
 content-addressed store must be on a filesystem every node of the cluster mounts at the same
 path: at start-up each actor reads a token file the driver just wrote there, and the run stops
 with a clear error naming the node that cannot see it. An actor that dies fails its node and is
-replaced.
+replaced. Actors take the driver's OMP_NUM_THREADS (unset: torch's default), as pool workers
+do, not Ray's one thread per reserved CPU, so a CPU run gives the same artifacts as the pool and
+in-process runtimes.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,18 @@ MAX_RESTARTS = 5
 class _Actor:
     """The body of a worker actor (wrapped with ray.remote at run time)."""
 
-    def __init__(self, device: str, name: str, max_resident: int):
-        import os
+    def __init__(self, device: str, name: str, max_resident: int, threads: str | None = None):
+        import ray
 
         os.environ["MORA_MAX_RESIDENT_MODELS"] = str(max_resident)
+        if ray.get_runtime_context().get_actor_id() is not None:
+            # Ray sets OMP_NUM_THREADS to the actor's CPU reservation (1) where it is unset, and
+            # torch's intra-op thread count changes CPU numerics: before torch is imported, take the
+            # driver's setting instead (unset: torch's default), as a pool worker inherits it.
+            if threads is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = threads
         from nodes.devices import resolve
 
         self.device = resolve(device)
@@ -90,7 +101,7 @@ class RayExecutor:
         self.cache_dir: str | None = None
 
     def _spawn(self, index: int) -> Any:
-        return self._remote.remote(self.device, f"actor{index}", self.max_resident)
+        return self._remote.remote(self.device, f"actor{index}", self.max_resident, os.environ.get("OMP_NUM_THREADS"))
 
     def check_store(self, cache_dir: str) -> None:
         token = secrets.token_hex(16)
