@@ -90,15 +90,20 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
     reporter = Reporter(len(plan.dag), quiet=quiet)
     try:
         report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)),
-                          int(runtime.get("batch_size", 1)))
+                          int(runtime.get("batch_size", 1)), runtime.get("agent_retries"))
     finally:
         reporter.close()
         if own:
             executor.shutdown()
-    files = export_outputs(report, store, run_dir, video_format)
     loads = getattr(executor, "loads", None)
-    data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
-                                          "preset": preset.get("name"),
-                                          "model_loads_by_worker": dict(loads) if loads is not None else None})
-    write_json(run_dir / "manifest.json", data)
+    try:
+        files = export_outputs(report, store, run_dir, video_format)
+        data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
+                                              "preset": preset.get("name"),
+                                              "model_loads_by_worker": dict(loads) if loads is not None else None})
+        write_json(run_dir / "manifest.json", data)
+    except OSError as e:  # disk full, read-only: the results are safe in the cache, only the export failed
+        raise MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every "
+                        "node's result is in the cache: free space and run the same command again (all cache "
+                        "hits)") from None
     return RunOutcome(report, data, run_dir)

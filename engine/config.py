@@ -32,6 +32,8 @@ class RuntimeConf:
     name: str = "local"
     device: str = "auto"
     retries: int = 0
+    agent_retries: dict[str, int] = field(default_factory=dict)
+    """Retries for nodes of the named agent types, instead of `retries` (e.g. {image_to_video: 2})."""
     batch_size: int = 1
     """Up to this many batch-compatible nodes run as one pipeline call (1: no batching)."""
     devices: Any = "all"

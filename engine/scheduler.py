@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import models
-from engine.errors import GraphError, InputError, Problem
+from engine.errors import GraphError, InputError, MoraError, Problem
 from engine.executors import Executor
 from engine.ingest import to_blob
 from engine.keys import digest_of, node_key
 from engine.plan import Plan, PlanNode, Source
 from engine.progress import Reporter
+from engine.registry import default_registry
 from engine.store import Store
 from engine.task import BatchTask, NodeResult, NodeTask, Unit
 
@@ -125,9 +126,18 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
-             reporter: Reporter | None = None, retries: int = 0, batch_size: int = 1) -> RunReport:
-    """Run every node of the plan (cache first) and report how each went."""
+             reporter: Reporter | None = None, retries: int = 0, batch_size: int = 1,
+             agent_retries: Mapping[str, int] | None = None) -> RunReport:
+    """Run every node of the plan (cache first) and report how each went.
+
+    A failed node is retried `agent_retries[its agent type]` times if its agent is named there
+    (a flaky model can get more tries than the rest), else `retries` times.
+    """
     t0 = time.perf_counter()
+    agent_retries = dict(agent_retries or {})
+    unknown = sorted(set(agent_retries) - {n.agent.type for n in plan.nodes.values()} - set(default_registry().names()))
+    if unknown:
+        raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
     records, literal_meta = prepare(plan, store, preset)
     reporter = reporter or Reporter(len(records))
     identities: dict[str, Any] = {}
@@ -197,8 +207,9 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
                 del unfinished[id(unit)]
             rec = records[result.node_id]
             task = next(t for t in (unit.tasks if isinstance(unit, BatchTask) else (unit,)) if t.node_id == rec.id)
-            if result.error and rec.attempts <= retries:
-                log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, retries)
+            allowed = agent_retries.get(plan.nodes[rec.id].agent.type, retries)
+            if result.error and rec.attempts <= allowed:
+                log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, allowed)
                 pending.insert(0, task)
                 continue
             _finish(rec, result)

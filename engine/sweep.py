@@ -73,7 +73,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         reporter = Reporter(len(merged.plan.dag), quiet=first.quiet)
         try:
             report = run_plan(merged.plan, first.store, executor, first.preset, reporter,
-                              int(first.runtime.get("retries", 0)), int(first.runtime.get("batch_size", 1)))
+                              int(first.runtime.get("retries", 0)), int(first.runtime.get("batch_size", 1)),
+                              first.runtime.get("agent_retries"))
         finally:
             reporter.close()
             executor.shutdown()

@@ -73,16 +73,18 @@ def executions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], 
 
 @pytest.fixture
 def run_graph(tmp_path: Path, cache_dir: Path, registry: Registry) -> Callable[..., api.RunOutcome]:
-    """run_graph(path, inputs=None, *, outputs=None, retries=0, run_dir=None) -> RunOutcome."""
+    """run_graph(path, inputs=None, *, outputs=None, retries=0, agent_retries=None, run_dir=None) -> RunOutcome."""
     runs = iter(range(1_000))
 
     def run(path: Path, inputs: Mapping[str, Any] | None = None, *, outputs: list[str] | None = None,
-            retries: int = 0, run_dir: Path | None = None) -> api.RunOutcome:
+            retries: int = 0, agent_retries: Mapping[str, int] | None = None,
+            run_dir: Path | None = None) -> api.RunOutcome:
         plan = api.load_plan(path, dict(inputs or {}), outputs, registry=registry)
         store = Store(cache_dir)
         try:
             return api.run(plan, store=store, preset=PRESET, run_dir=run_dir or tmp_path / f"run{next(runs)}",
-                           runtime={"name": "local", "device": "cpu", "retries": retries}, quiet=True)
+                           runtime={"name": "local", "device": "cpu", "retries": retries,
+                                    "agent_retries": dict(agent_retries or {})}, quiet=True)
         finally:
             store.close()
 
@@ -109,6 +111,25 @@ def statuses(outcome: api.RunOutcome) -> dict[str, str]:
 @pytest.fixture
 def status_of() -> Callable[[api.RunOutcome], dict[str, str]]:
     return statuses
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real local Ray cluster on CPU with two logical GPUs, for one test module; shut down after it.
+
+    Ray starts it (and its auth token, where recent Ray enables token authentication for local
+    clusters) itself. The actors inherit PYTHONPATH (so they import the test agents) and
+    MORA_MODELS_DIR as they are when the cluster starts: a module that builds tiny models sets the
+    latter in an autouse module fixture, which runs first.
+    """
+    ray = pytest.importorskip("ray")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, runtime_env={"env_vars": {
+        "PYTHONPATH": os.environ["PYTHONPATH"], "MORA_MODELS_DIR": os.environ.get("MORA_MODELS_DIR", "")}})
+    yield
+    ray.shutdown()
+    mp.undo()
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
+
+from engine.errors import MoraError
 from engine.scheduler import run_plan
 from engine.store import Store
 
@@ -165,6 +168,22 @@ def test_retries_are_bounded(write_graph, run_graph, executions, status_of):
     path = write_graph({"nodes": {"f": {"agent": "t_fail"}}, "outputs": {"out": {"from": "f.value"}}})
     outcome = run_graph(path, retries=2)
     assert status_of(outcome) == {"f": "failed"} and executions()["f"] == 3
+
+
+def test_agent_retries_give_one_agent_more_tries_than_the_rest(write_graph, run_graph, tmp_path, executions,
+                                                              status_of):
+    path = write_graph({"nodes": {"f": {"agent": "t_flaky", "params": {"marker": str(tmp_path / "marker")}},
+                                  "x": {"agent": "t_fail"}},
+                        "outputs": {"out": {"from": "f.value"}, "bad": {"from": "x.value"}}})
+    outcome = run_graph(path, retries=0, agent_retries={"t_flaky": 1})
+    assert status_of(outcome) == {"f": "done", "x": "failed"}
+    assert executions()["f"] == 2 and executions()["x"] == 1
+
+
+def test_agent_retries_naming_an_unknown_agent_is_an_error(write_graph, run_graph):
+    path = write_graph({"nodes": {"x": {"agent": "t_fail"}}, "outputs": {"bad": {"from": "x.value"}}})
+    with pytest.raises(MoraError, match=r"agent_retries names unknown agent type\(s\) \['t_flakey'\]"):
+        run_graph(path, agent_retries={"t_flakey": 1})
 
 
 def test_missing_artifact_is_recomputed_and_reported(write_graph, run_graph, executions, status_of, cache_dir):
