@@ -1,7 +1,7 @@
 """`mora`: the Hydra app. A thin `@hydra.main` that turns the composed config into a run.
 
-Errors Mora can explain (bad graph, bad input file, missing model) are printed as a list of
-problems with no traceback and exit with status 2; a failed node exits with status 1 after the
+Errors Mora can explain (bad graph, bad input file, missing model, and Hydra's own refusal of
+a bad override or config) are printed with no traceback and exit with status 2; a failed node exits with status 1 after the
 other branches finished. The run directory is printed when the run ends. With `objective=NAME`
 the job returns that numeric graph output (for sweepers such as Optuna).
 """
@@ -114,10 +114,16 @@ def guarded(fn: Any) -> Any:
         sys.exit(2)
 
 
+_jobs_started = 0
+"""Jobs that reached `_main`: before the first, an exit status of 1 is Hydra refusing the config."""
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    global _jobs_started
+    _jobs_started += 1
     logging.getLogger("mora").setLevel(logging.INFO)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     status, value = guarded(lambda: run_from_config(cfg, run_dir))
@@ -136,6 +142,15 @@ def open_input_overrides(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    Hydra reports a bad override or config (unknown key, wrong type, missing group option) and
+    exits with 1 before any job starts; Mora keeps 1 for failed nodes, so that becomes 2.
+    """
     sys.argv[1:] = open_input_overrides(sys.argv[1:])
-    _main()
+    try:
+        _main()
+    except SystemExit as e:
+        if e.code == 1 and not _jobs_started:
+            raise SystemExit(2) from None
+        raise

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+from engine.media import load_video_file
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text"}},
@@ -80,7 +84,21 @@ def test_missing_graph_input_and_unknown_graph_name_exit_2(mora, write_graph, tm
     assert result.returncode == 2
     assert "missing required graph input 'prompt' (text); set it with inputs.prompt=..." in result.stderr
     result = mora("graph=no_such_graph", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no_such_graph" in result.stderr
+
+
+@pytest.mark.parametrize("override, says", [
+    ("seed=abc", "seed"),
+    ("runtime.nosuch=1", "nosuch"),
+    ("runtime.batch_size=many", "batch_size"),
+    ("model=no_such_preset", "no_such_preset"),
+])
+def test_bad_overrides_exit_2_naming_the_key(mora, write_graph, tmp_path, override, says):
+    result = mora(f"graph_file={write_graph(GRAPH)}", "prompt=fox", override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "manifest.json").exists()
 
 
 def test_failed_node_exits_1_and_names_the_node(mora, write_graph, tmp_path):
@@ -108,3 +126,18 @@ def test_inputs_dot_name_override(mora, write_graph, tmp_path):
     result = mora(f"graph_file={write_graph(GRAPH)}", "inputs.prompt=owl", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "run" / "out.txt").read_text() == "A owl, in digital world style, Minecraft"
+
+
+def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir, tmp_path_factory):
+    """The README's first command: `mora` with no overrides, from any directory."""
+    env = {**os.environ, "MORA_MODELS_DIR": str(tmp_path_factory.getbasetemp() / "models")}
+    result = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().removeprefix("mora: run directory: "))
+    assert run_dir.is_relative_to(tmp_path / "outputs")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert (manifest["preset"], manifest["outputs"]["video"]) == ("tiny", "video.mp4")
+    assert set(manifest["nodes"]) == {"t2v/enrich", "t2v/keyframe", "t2v/animate/motion", "t2v/animate/decode",
+                                      "metrics"}
+    assert load_video_file(run_dir / "video.mp4").count == 4
