@@ -88,6 +88,10 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temp file in the same directory, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

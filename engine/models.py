@@ -4,11 +4,13 @@ A preset (Hydra group `model`) maps each agent role to a reference `{source, nam
 dtype, variant}`; a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`,
 `hub:ID[@REV]` or `path:DIR` (a bare string is a path if that directory exists, else a hub id).
 The identity that enters cache keys adds, for local paths, a digest of the weight files
-(cached by their names, sizes and modification times so it is computed once).
+(cached by their names, sizes and modification times so it is computed once), and for hub ids
+the commit their revision resolves to in the local Hugging Face cache.
 """
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,34 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
         ident["build"] = BUILD_VERSION
     elif ref["source"] == "path":
         ident["weights"] = weights_digest(Path(ref["name"]), store)
+    elif ref["source"] == "hub":
+        ident["commit"] = hub_commit(ref["name"], ref.get("revision"))
     return ident
+
+
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a hub id (at a branch or tag, default main) resolves to in the local cache, if it is there.
+
+    A hub id alone does not say which weights it names: when the cached snapshot moves to a new
+    commit, the cache key must change with it.
+    """
+    rev = revision or "main"
+    if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
+        return rev
+    ref_file = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}" / "refs" / rev
+    try:
+        return ref_file.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def weights_digest(folder: Path, store: Store) -> str:

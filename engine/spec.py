@@ -130,7 +130,12 @@ def load_yaml(text: str, file: str) -> Any:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
-        raise GraphError([Problem(file, f"YAML syntax error: {e.problem or e}", line=line)]) from None
+        problem = str(e.problem or e)
+        if problem.startswith("could not determine a constructor for the tag"):
+            tag = problem.rsplit(" ", 1)[-1]
+            raise GraphError([Problem(file, f"YAML tag {tag} is not allowed: graph files are plain data and cannot "
+                                            "create Python objects", line=line)]) from None
+        raise GraphError([Problem(file, f"YAML syntax error: {problem}", line=line)]) from None
     except yaml.YAMLError as e:
         raise GraphError([Problem(file, f"YAML error: {e}")]) from None
 

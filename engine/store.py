@@ -59,7 +59,7 @@ class Store:
         self.findings = Findings()
         self._made_dirs: set[Path] = set()
         try:
-            for sub in ("", "objects", "locks", "tmp"):
+            for sub in ("", "objects", "locks", "tmp", "index"):
                 (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise CacheError(f"cannot create cache directory {self.root}: {e.strerror or e}") from None
@@ -101,7 +101,7 @@ class Store:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise CacheError(f"no space left on the device of the cache {self.root}; free space or run "
-                                 "`mora-admin gc`") from None
+                                 "`mora-admin cache gc`") from None
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise CacheError(f"cache directory {self.root} is not writable ({e.strerror})") from None
             raise

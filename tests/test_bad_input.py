@@ -104,6 +104,55 @@ def test_bad_video_file(write_graph, registry, cache_dir, tmp_path, make, expect
     assert_nothing_written(cache_dir, tmp_path)
 
 
+def test_huge_image_is_refused_before_decoding(write_graph, registry, cache_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.media.MAX_INPUT_PIXELS", 24 * 20 - 1)
+    bad = tmp_path / "input.png"
+    bad.write_bytes(png_bytes((24, 20)))
+    with pytest.raises(GraphError) as info:
+        run_with_input(IMAGE_GRAPH, "picture", str(bad), write_graph, registry, cache_dir, tmp_path)
+    [p] = info.value.problems
+    assert (p.node, p.field) == ("fit", "in.image")
+    assert "image is 24x20, larger than the 479 pixels allowed" in p.message
+    assert_nothing_written(cache_dir, tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".safetensors"])
+def test_overlong_video_is_refused(write_graph, registry, cache_dir, tmp_path, monkeypatch, suffix):
+    from engine.media import Frames, write_mp4
+
+    monkeypatch.setattr("engine.media.MAX_INPUT_FRAMES", 2)
+    bad = tmp_path / f"clip{suffix}"
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    if suffix == ".mp4":
+        write_mp4(Frames(frames, 8.0), bad)
+    else:
+        bad.write_bytes(frame_store(frames))
+    with pytest.raises(GraphError) as info:
+        run_with_input(VIDEO_GRAPH, "clip", str(bad), write_graph, registry, cache_dir, tmp_path)
+    [p] = info.value.problems
+    assert (p.node, p.field) == ("pick", "in.video")
+    assert "more than 2 frames; trim the video first" in p.message
+    assert_nothing_written(cache_dir, tmp_path)
+
+
+def test_model_path_that_does_not_exist_fails_before_any_load(write_graph, cache_dir, tmp_path):
+    from engine.registry import default_registry
+
+    path = write_graph({"nodes": {"draw": {"agent": "text_to_image", "in": {"prompt": "a fox"},
+                                           "params": {"model": f"path:{tmp_path / 'no-such-model'}", "seed": 1}}},
+                        "outputs": {"image": {"from": "draw.image"}}})
+    plan = api.load_plan(path, {}, registry=default_registry())
+    store = Store(cache_dir)
+    with pytest.raises(GraphError) as info:
+        api.run(plan, store=store, preset={"name": "t", "roles": {}}, run_dir=tmp_path / "run",
+                runtime={"name": "local", "device": "cpu"}, quiet=True)
+    store.close()
+    [p] = info.value.problems
+    assert p.node == "draw" and p.field == "params.model"
+    assert f"model path '{tmp_path / 'no-such-model'}' does not exist" in p.message
+    assert_nothing_written(cache_dir, tmp_path)
+
+
 def test_good_input_files_run(write_graph, registry, cache_dir, tmp_path):
     picture = tmp_path / "ok.png"
     picture.write_bytes(png_bytes())

@@ -1,14 +1,18 @@
 """Faults with real processes: SIGKILL mid-run, 4 concurrent runs on one cache, corruption."""
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
-from engine import maintenance
+from engine import maintenance, media
+from engine.errors import MoraError
 from engine.store import Store
 from entry_points import agent_env
 
@@ -26,7 +30,9 @@ def _mora(env: dict[str, str], graph: Path, run_dir: Path, *extra: str) -> subpr
 def test_crash_loop_keeps_finished_work_and_a_consistent_cache():
     import crash_loop
 
-    assert crash_loop.main(["--iterations", "3", "--seed", "1"]) == 0
+    results = list(crash_loop.crash_iterations(3, seed=1))
+    assert [r for r in results if not r["ok"]] == []
+    assert any(r["mid_run"] for r in results), results  # else the kills tested nothing between nodes
 
 
 def _overlapping_graph(path: Path, job: int, log: Path) -> None:
@@ -40,27 +46,57 @@ def _overlapping_graph(path: Path, job: int, log: Path) -> None:
     path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": {"out": {"from": "own.text"}}}))
 
 
+BARRIER_CLI = textwrap.dedent("""\
+    import os, sys, time
+    from pathlib import Path
+    from engine.cli import main
+
+    barrier, me, peers = Path(os.environ["BARRIER"]), os.environ["JOB"], int(os.environ["PEERS"])
+    (barrier / f"ready{me}").touch()
+    deadline = time.time() + 30
+    while len(list(barrier.glob("ready*"))) < peers and time.time() < deadline:  # start all runs together
+        time.sleep(0.01)
+    (barrier / f"start{me}").write_text(repr(time.time()))
+    try:
+        main()
+    finally:
+        (barrier / f"end{me}").write_text(repr(time.time()))
+""")
+"""`mora` behind a start barrier: each process imports first, then waits for all its peers."""
+
+
 def test_four_processes_share_one_cache_and_compute_shared_nodes_once(tmp_path):
     env = agent_env(tmp_path)
     log = tmp_path / "executions.log"
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     procs = []
     for job in range(4):
         graph = tmp_path / f"g{job}.yaml"
         _overlapping_graph(graph, job, log)
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", "from engine.cli import main; main()", f"graph_file={graph}", "runtime=local",
-             "runtime.device=cpu", f"hydra.run.dir={tmp_path / f'run{job}'}"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            [sys.executable, "-c", BARRIER_CLI, f"graph_file={graph}", "runtime=local", "runtime.device=cpu",
+             f"hydra.run.dir={tmp_path / f'run{job}'}"],
+            env=dict(env, BARRIER=str(barrier), JOB=str(job), PEERS="4"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
+    starts = [float((barrier / f"start{j}").read_text()) for j in range(4)]
+    ends = [float((barrier / f"end{j}").read_text()) for j in range(4)]
+    assert max(starts) < min(ends), (starts, ends)  # all four were running at one moment
     executions = [line.split()[1] for line in log.read_text().splitlines()]
     assert executions.count("shared1") == 1 and executions.count("shared2") == 1
     assert sorted(e for e in executions if e.startswith("own")) == ["own0", "own1", "own2", "own3"]
+    manifests = [json.loads((tmp_path / f"run{j}" / "manifest.json").read_text()) for j in range(4)]
+    for node in ("shared1", "shared2"):
+        assert sorted(m["nodes"][node]["cached"] for m in manifests) == [False, True, True, True], node
     outputs = {(tmp_path / f"run{j}" / "out.txt").read_text() for j in range(4)}
     assert outputs == {f"/shared1/shared2/own{j}" for j in range(4)}
     store = Store(tmp_path / "cache")
-    assert maintenance.verify(store).ok
+    report = maintenance.verify(store)
+    store.close()
+    assert report.ok and report.orphans == [], report
 
 
 def test_corrupt_artifacts_are_detected_recomputed_and_reported(tmp_path):
@@ -128,3 +164,24 @@ def test_read_only_cache_is_a_clear_error_and_keeps_outputs(tmp_path):
     assert result.returncode == 2
     assert "cannot create cache directory" in result.stderr and "Traceback" not in result.stderr
     assert (run_dir / "keep.txt").read_text() == "earlier output"
+
+
+def test_disk_full_while_writing_outputs_is_a_clear_error_and_keeps_earlier_outputs(write_graph, run_graph, tmp_path,
+                                                                                   monkeypatch):
+    path = write_graph({"nodes": {"a": {"agent": "t_source", "params": {"value": 4}}},
+                        "outputs": {"out": {"from": "a.value"}}})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "earlier.txt").write_text("keep me")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(media, "export", full)
+    with pytest.raises(MoraError, match=r"cannot write the outputs into the run directory .*No space left on device"):
+        run_graph(path, run_dir=run_dir)
+    assert (run_dir / "earlier.txt").read_text() == "keep me"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["earlier.txt"]  # no temporary files left behind
+    monkeypatch.undo()
+    again = run_graph(path, run_dir=run_dir)  # the result was cached before the export failed
+    assert again.manifest["nodes"]["a"]["cached"] and (run_dir / "out.json").exists()

@@ -182,3 +182,24 @@ def reordered(value: Any) -> Any:
     if isinstance(value, list):
         return [reordered(v) for v in value]
     return value
+
+
+def test_a_hub_model_is_identified_by_the_commit_its_revision_resolves_to(tmp_path, monkeypatch):
+    from engine.models import identity
+    from engine.store import Store
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    refs = tmp_path / "hub" / "models--org--model" / "refs"
+    store = Store(tmp_path / "cache")
+    ref = {"source": "hub", "name": "org/model", "revision": None, "dtype": "float16", "variant": None}
+    assert identity(ref, store)["commit"] is None  # not downloaded: the agent will say how to provide it
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("a" * 40 + "\n")
+    first = identity(ref, store)
+    assert first["commit"] == "a" * 40
+    (refs / "main").write_text("b" * 40)  # the cached snapshot moved on
+    assert digest_of(identity(ref, store)) != digest_of(first)
+    (refs / "v1").write_text("c" * 40)
+    assert identity({**ref, "revision": "v1"}, store)["commit"] == "c" * 40
+    assert identity({**ref, "revision": "d" * 40}, store)["commit"] == "d" * 40
+    store.close()

@@ -190,6 +190,16 @@ def test_template_including_itself(write_graph, graph_problems):
     assert p.message == "template recursion: main.yaml -> loop.yaml -> loop.yaml"
 
 
+def test_cycle_through_a_template_is_reported(write_graph, graph_problems):
+    write_graph(INC, "inc.yaml")
+    path = write_graph({"nodes": {"t": {"graph": "inc", "in": {"x": {"from": "back.value"}}},
+                                  "back": {"agent": "t_add", "in": {"a": {"from": "t.y"}, "b": 1}}},
+                        "outputs": {"out": {"from": "back.value"}}})
+    messages = [p.message for p in graph_problems(path)]
+    assert len(messages) == 1 and messages[0].startswith("cycle: ")
+    assert "back" in messages[0] and "t" in messages[0]
+
+
 def test_graph_including_itself(write_graph, graph_problems):
     path = write_graph({"nodes": {"me": {"graph": "main"}}, "outputs": {"out": {"from": "me.out"}}}, "main.yaml")
     assert graph_problems(path)[0].message == "template recursion: main.yaml -> main.yaml"

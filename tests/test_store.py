@@ -54,8 +54,8 @@ def test_cache_directories_are_owner_only(tmp_path):
     store = Store(tmp_path / "fresh" / "cache")
     ref = store.put(BLOB)
     store.lock("f" * 64)
-    for path in (store.root, store.root / "objects", store.root / "locks", store.root / "tmp", ref.path.parent,
-                 store.root / "locks" / "ff"):
+    for path in (store.root, store.root / "objects", store.root / "locks", store.root / "tmp", store.root / "index",
+                 ref.path.parent, store.root / "locks" / "ff"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
 
 
