@@ -24,15 +24,29 @@ AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_size(text: str) -> int:
+    """'50G', '512m', '1000' (bytes) as a byte count; argparse reports anything else."""
     t = text.strip().lower().rstrip("b")
     unit = t[-1] if t and t[-1] in UNITS else ""
-    return int(float(t[: len(t) - len(unit)]) * UNITS[unit])
+    try:
+        value = float(t[: len(t) - len(unit)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 50G, 512M or 1000") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"size must not be negative, got {text!r}")
+    return int(value * UNITS[unit])
 
 
 def parse_age(text: str) -> float:
+    """'30d', '12h', '90m', '45s' or '45' (seconds) as seconds; argparse reports anything else."""
     t = text.strip().lower()
-    unit = t[-1] if t[-1] in AGES else "s"
-    return float(t.rstrip("smhd")) * AGES[unit]
+    unit = t[-1] if t and t[-1] in AGES else "s"
+    try:
+        value = float(t[:-1] if t and t[-1] in AGES else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"age must not be negative, got {text!r}")
+    return value * AGES[unit]
 
 
 def _inputs(pairs: list[str]) -> dict[str, object]:
@@ -136,8 +150,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
               f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed")
         return 0 if report.ok else 1
     elif args.action == "gc":
-        result = maintenance.gc(store, parse_size(args.max_size) if args.max_size else None,
-                                parse_age(args.max_age) if args.max_age else None)
+        result = maintenance.gc(store, args.max_size, args.max_age)
         print(json.dumps(result))
     return 0
 
@@ -162,8 +175,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cache", help="cache statistics, listing, verification and garbage collection")
     c.add_argument("action", choices=["stats", "list", "verify", "gc"])
     c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR or the project's cache/)")
-    c.add_argument("--max-size", help="gc: keep at most this much, e.g. 50G")
-    c.add_argument("--max-age", help="gc: drop entries older than this, e.g. 30d")
+    c.add_argument("--max-size", type=parse_size, help="gc: keep at most this much, e.g. 50G")
+    c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
     c.set_defaults(fn=cmd_cache)
     return p

@@ -42,7 +42,8 @@ class Context:
     def progress(self, total: int, description: str) -> Callable[[int], None]:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc=f"{self.node_id}: {description}", leave=False, dynamic_ncols=True)
+        # disable=None: no bar when stderr is not a terminal, so logs hold no carriage-return lines
+        bar = tqdm(total=total, desc=f"{self.node_id}: {description}", leave=False, dynamic_ncols=True, disable=None)
 
         def advance(n: int = 1) -> None:
             bar.update(n)

@@ -1,0 +1,94 @@
+"""`mora-admin` as a user runs it: validate, agents, draw, schema and the cache commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from engine import admin
+
+GRAPH = {
+    "inputs": {"prompt": {"type": "text", "default": "fox"}},
+    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}},
+                        "params": {"template": "A {text}"}},
+              "styled": {"agent": "style_cue", "in": {"prompt": {"from": "frame.text"}}}},
+    "outputs": {"out": {"from": "styled.text"}},
+}
+
+
+@pytest.fixture
+def cached(write_graph, run_graph, cache_dir):
+    """A cache holding one run of GRAPH (two entries, three objects: the input and two results)."""
+    run_graph(write_graph(GRAPH))
+    return cache_dir
+
+
+def run_admin(capsys, *argv: str) -> tuple[int, str, str]:
+    status = admin.main(list(argv))
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_validate_accepts_a_good_graph_and_refuses_a_bad_one(write_graph, capsys):
+    status, out, _ = run_admin(capsys, "validate", str(write_graph(GRAPH)))
+    assert status == 0 and "ok (2 agent nodes after expansion, outputs: out)" in out
+    bad = write_graph({**GRAPH, "nodes": {**GRAPH["nodes"], "styled": {"agent": "style_cu"}}}, "bad.yaml")
+    status, _, err = run_admin(capsys, "validate", str(bad))
+    assert status == 2 and "node 'styled', field 'agent': unknown agent type 'style_cu'" in err
+
+
+def test_agents_lists_ports_and_parameters(capsys):
+    status, out, _ = run_admin(capsys, "agents", "text_to_image")
+    assert status == 0
+    assert out.startswith("text_to_image (v1, model role: text_to_image) - ")
+    assert "    in  prompt: text  " in out and "    out image: image  " in out
+    assert "    param steps: int = 25 min=1 max=1000  denoising steps" in out
+    assert "prompt_select" not in out
+
+
+def test_draw_writes_dot_with_the_edges(write_graph, tmp_path, capsys):
+    dot = tmp_path / "g.dot"
+    assert run_admin(capsys, "draw", str(write_graph(GRAPH)), "-o", str(dot))[0] == 0
+    text = dot.read_text()
+    assert text.startswith("digraph") and '"frame" -> "styled"' in text
+
+
+def test_schema_is_json(capsys):
+    status, out, _ = run_admin(capsys, "schema")
+    assert status == 0 and json.loads(out)["title"] == "Mora graph file"
+
+
+def test_cache_stats_and_list_describe_the_entries(cached, capsys):
+    status, out, _ = run_admin(capsys, "cache", "stats", "--dir", str(cached))
+    stats = json.loads(out)
+    assert status == 0 and (stats["entries"], stats["agents"]) == (2, {"style_cue": 1, "text_template": 1})
+    assert stats["objects"] >= 2
+    status, out, _ = run_admin(capsys, "cache", "list", "--dir", str(cached))
+    lines = out.splitlines()
+    assert status == 0 and len(lines) == 2
+    assert {line.split()[1] for line in lines} == {"style_cue", "text_template"}
+    assert {line.split()[2] for line in lines} == {"frame", "styled"}
+
+
+def test_cache_verify_passes_on_a_sound_cache(cached, capsys):
+    status, out, _ = run_admin(capsys, "cache", "verify", "--dir", str(cached))
+    # the one unreferenced object is the graph input "fox": inputs are stored but have no entry of their own
+    assert status == 0 and "verified 2 entries, 3 artifacts: 0 bad, 1 unreferenced objects" in out
+
+
+def test_cache_gc_by_size_empties_and_by_age_keeps_fresh_entries(cached, capsys):
+    status, out, _ = run_admin(capsys, "cache", "gc", "--dir", str(cached), "--max-age", "1d")
+    assert status == 0 and json.loads(out)["removed_entries"] == 0
+    status, out, _ = run_admin(capsys, "cache", "gc", "--dir", str(cached), "--max-size", "0")
+    result = json.loads(out)
+    assert status == 0 and result["removed_entries"] == 2 and result["freed_bytes"] > 0
+    stats = json.loads(run_admin(capsys, "cache", "stats", "--dir", str(cached))[1])
+    assert (stats["entries"], stats["objects"]) == (0, 0)
+
+
+@pytest.mark.parametrize("flag, value", [("--max-size", "lots"), ("--max-age", "soon"), ("--max-size", "-1G")])
+def test_cache_gc_refuses_bad_sizes_and_ages(cached, capsys, flag, value):
+    with pytest.raises(SystemExit) as info:
+        admin.main(["cache", "gc", "--dir", str(cached), f"{flag}={value}"])
+    assert info.value.code == 2
+    assert value in capsys.readouterr().err
