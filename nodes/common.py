@@ -1,9 +1,9 @@
 """What the diffusion agents share: their standard parameters, seeds, devices and memory options.
 
-Every model agent takes the same `model`, `dtype`, `seed` and memory parameters, declared here
-once. Attention is PyTorch SDPA by default; `attention=xformers` is used only if xformers
-imports and runs a real kernel on the device, otherwise the agent fails with a clear error
-rather than silently falling back.
+Every model agent takes the same `model`, `dtype`, `seed` and `attention` parameters, and every
+diffusion agent the same memory options, declared here once. Attention is PyTorch SDPA by
+default; `attention=xformers` is used only if xformers imports and runs a real kernel on the
+device, otherwise the agent fails with a clear error rather than silently falling back.
 """
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ MODEL_PARAMS: tuple[Param, ...] = (
     Param("seed", int, None, "random seed; without one the node is not cached across runs", min=0, max=2**63 - 1,
           batchable=True),
     Param("attention", str, "sdpa", "attention backend", choices=("sdpa", "xformers"), run_only=True),
+)
+"""What every model agent takes (the prompt language model too)."""
+
+DIFFUSION_PARAMS: tuple[Param, ...] = (
+    *MODEL_PARAMS,
     Param("cpu_offload", bool, False, "model CPU offload (saves GPU memory, slower)", run_only=True),
     Param("vae_slicing", bool, False, "decode the VAE one item at a time", run_only=True),
     Param("vae_tiling", bool, False, "decode the VAE in tiles (changes pixels slightly)"),

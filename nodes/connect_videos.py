@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.agent import Agent, Param, Port
 from engine.ports import PortType
-from nodes.common import MODEL_PARAMS
+from nodes.common import DIFFUSION_PARAMS
 from nodes.decode_video import family, latent_blob, load_pipeline
 from nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple
 
@@ -60,7 +60,7 @@ AGENT = Agent(
         Param("guidance", float, 5.0, "classifier-free guidance scale", min=0.0, max=30.0),
         Param("negative_prompt", str, "", "what to avoid", batchable=True),
         *SIZE_PARAMS,
-        *MODEL_PARAMS,
+        *DIFFUSION_PARAMS,
     ),
     model_role="connect",
     random=True,

@@ -13,7 +13,7 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import MODEL_PARAMS, generator
+from nodes.common import DIFFUSION_PARAMS, generator
 from nodes.diffusion import check_size, fit, load
 
 
@@ -60,7 +60,7 @@ AGENT = Agent(
         Param("steps", int, 20, "denoising steps", min=1, max=1000),
         Param("guidance", float, 7.5, "text guidance scale", min=0.0, max=50.0),
         Param("image_guidance", float, 1.5, "how closely to keep the input image", min=0.0, max=50.0),
-        *MODEL_PARAMS,
+        *DIFFUSION_PARAMS,
     ),
     model_role="image_edit",
     random=True,

@@ -11,7 +11,7 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import MODEL_PARAMS, generator
+from nodes.common import DIFFUSION_PARAMS, generator
 from nodes.diffusion import check_size, fit, load
 
 
@@ -54,7 +54,7 @@ AGENT = Agent(
               multiple_of=8),
         Param("steps", int, 25, "denoising steps (times strength are run)", min=1, max=1000),
         Param("guidance", float, 7.5, "classifier-free guidance scale", min=0.0, max=50.0),
-        *MODEL_PARAMS,
+        *DIFFUSION_PARAMS,
     ),
     model_role="text_to_image",
     random=True,

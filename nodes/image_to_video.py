@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.agent import Agent, Param, Port
 from engine.ports import PortType
-from nodes.common import MODEL_PARAMS, generator
+from nodes.common import DIFFUSION_PARAMS, generator
 from nodes.decode_video import family, latent_blob, load_pipeline, set_vae_tiling
 
 SIZE_PARAMS: tuple[Param, ...] = (
@@ -133,7 +133,7 @@ AGENT = Agent(
         Param("max_guidance", float, 3.0, "guidance at the last frame (SVD)", min=0.0, max=30.0),
         Param("guidance", float, 5.0, "classifier-free guidance scale (Wan)", min=0.0, max=30.0),
         Param("negative_prompt", str, "", "what to avoid (Wan)", batchable=True),
-        *MODEL_PARAMS,
+        *DIFFUSION_PARAMS,
     ),
     model_role="image_to_video",
     random=True,

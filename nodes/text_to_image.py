@@ -10,7 +10,7 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import MODEL_PARAMS, generator
+from nodes.common import DIFFUSION_PARAMS, generator
 from nodes.diffusion import check_size, load
 
 
@@ -59,7 +59,7 @@ AGENT = Agent(
         Param("height", int, 64, "image height in pixels", min=8, max=4096, multiple_of=8),
         Param("steps", int, 25, "denoising steps", min=1, max=1000),
         Param("guidance", float, 7.5, "classifier-free guidance scale", min=0.0, max=50.0),
-        *MODEL_PARAMS,
+        *DIFFUSION_PARAMS,
     ),
     model_role="text_to_image",
     random=True,

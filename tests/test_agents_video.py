@@ -275,8 +275,11 @@ def test_connect_videos_generates_a_transition_from_both_ends(store, monkeypatch
 
     again, _ = connect(store, red, blue)
     to_green, _ = connect(store, red, green)
+    reseeded, _ = connect(store, red, blue, seed=1)
     assert again["transition"].data == transition.data
     assert to_green["transition"].data != transition.data
+    assert reseeded["transition"].data != transition.data
+    assert decode(store, transition)[0].array.tobytes() == video.array.tobytes()  # decoding is deterministic too
 
 
 def test_connect_videos_needs_a_first_last_frame_model(store):

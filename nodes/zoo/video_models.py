@@ -12,6 +12,8 @@ Each builder saves a complete diffusers pipeline folder (model_index.json plus c
 - `random:wan_i2v_1_3b`: Wan 2.1's 1.3 B transformer widths with the I2V conditioning of the 14 B
   models (36 input channels, CLIP ViT-H image tokens), the Wan 2.1 VAE and the UMT5-XXL encoder.
   Wan publishes I2V only at 14 B; this is the cheapest I2V-shaped Wan for timing the engine.
+- `random:wan_flf_1_3b`: the same with Wan 2.1 FLF2V's learnt position embedding over the image
+  tokens of both end frames, so `last_image` (the connect agent) works.
 
 The Wan tokenizer is built offline: a byte-level BPE without merges (every text maps to bytes)
 with T5's special tokens, wrapped in a transformers fast tokenizer.
@@ -169,7 +171,7 @@ def random_svd_xt(dest: Path) -> None:
     ).save_pretrained(dest)
 
 
-def random_wan_i2v_1_3b(dest: Path) -> None:
+def _random_wan(dest: Path, first_last: bool) -> None:
     import torch
     from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline, WanTransformer3DModel
     from transformers import CLIPImageProcessor, CLIPVisionModel, UMT5Config, UMT5EncoderModel
@@ -180,6 +182,7 @@ def random_wan_i2v_1_3b(dest: Path) -> None:
             patch_size=(1, 2, 2), num_attention_heads=12, attention_head_dim=128, in_channels=36, out_channels=16,
             text_dim=4096, freq_dim=256, ffn_dim=8960, num_layers=30, cross_attn_norm=True,
             qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=1280, rope_max_seq_len=1024,
+            pos_embed_seq_len=2 * 257 if first_last else None,  # FLF2V: CLIP tokens of both end frames
         )
         vae = AutoencoderKLWan()
         image_encoder = CLIPVisionModel(_vit_h_config())
@@ -197,10 +200,19 @@ def random_wan_i2v_1_3b(dest: Path) -> None:
     ).save_pretrained(dest)
 
 
+def random_wan_i2v_1_3b(dest: Path) -> None:
+    _random_wan(dest, first_last=False)
+
+
+def random_wan_flf_1_3b(dest: Path) -> None:
+    _random_wan(dest, first_last=True)
+
+
 BUILDERS = {
     ("tiny", "svd"): tiny_svd,
     ("tiny", "wan_i2v"): tiny_wan_i2v,
     ("tiny", "wan_flf"): tiny_wan_flf,
     ("random", "svd_xt"): random_svd_xt,
     ("random", "wan_i2v_1_3b"): random_wan_i2v_1_3b,
+    ("random", "wan_flf_1_3b"): random_wan_flf_1_3b,
 }
