@@ -5,7 +5,8 @@ Stages (each independent; a failure is recorded and the next stage runs):
   t2v      text_to_video through `mora` against bench/raw_text_to_video.py (same pipelines and
            settings), alternating, fresh caches; plus a fully cached `mora` rerun
   batch    a 16-seed SD 1.5 text-to-image sweep through the Mora launcher, batch_size 16 vs 1
-  sweep    a 4-point text_to_video seed sweep: Mora launcher against Hydra's basic launcher
+  sweep    a 4-point text_to_video seed sweep: Hydra's basic launcher against the Mora launcher
+           (batch_size 1 and 4)
 
     python bench/gpu_bench.py [--stages models,t2v,batch,sweep] [--reps 2]
 """
@@ -72,7 +73,9 @@ def stage_models() -> None:
 
 
 def stage_t2v(reps: int) -> None:
-    t2i, i2v = MODELS / "random" / "sd15-v1", MODELS / "random" / "svd_xt-v1"
+    from nodes.zoo import build
+
+    t2i, i2v = (build("random", name, MODELS) for name in ("sd15", "svd_xt"))
     rows = []
     for rep in range(reps):
         raw_s, raw_out = run([sys.executable, "bench/raw_text_to_video.py", "--t2i", str(t2i), "--i2v", str(i2v),
@@ -113,17 +116,19 @@ def stage_batch() -> None:
 
 def stage_sweep() -> None:
     rows = {}
-    for launcher in ("basic", "mora"):
-        sweep = WORK / f"sweep-{launcher}"
+    for name, launcher, batch in (("basic", "basic", 1), ("mora", "mora", 1), ("mora_batch4", "mora", 4)):
+        sweep = WORK / f"sweep-{name}"
         wall, _ = mora(["-m", "seed=0,1,2,3", "model=random", "runtime=local", "runtime.device=cuda",
-                        f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}"]
-                       + (["runtime.batch_size=4"] if launcher == "mora" else []),
-                       f"t2v sweep {launcher}", f"cache-sweep-{launcher}")
+                        f"hydra/launcher={launcher}", f"hydra.sweep.dir={sweep}", f"runtime.batch_size={batch}"],
+                       f"t2v sweep {name}", f"cache-sweep-{name}")
         ms = sweep_manifests(sweep)
-        rows[launcher] = {"process_s": round(wall, 2), "jobs": len(ms),
-                          "model_loads": sum(m["model_loads"] for m in ms)}
-        log(f"t2v sweep {launcher}: {wall:.2f}s")
-    rows["basic_over_mora"] = round(rows["basic"]["process_s"] / rows["mora"]["process_s"], 3)
+        nodes = {k: round(n["seconds"], 2) for m in ms for k, n in m["nodes"].items() if not n.get("shared_from")}
+        rows[name] = {"process_s": round(wall, 2), "jobs": len(ms), "run_s": [m["seconds"] for m in ms],
+                      "model_loads": ms[0].get("sweep_model_loads", sum(m["model_loads"] for m in ms)),
+                      "node_seconds": nodes}
+        log(f"t2v sweep {name}: {wall:.2f}s")
+    for name in ("mora", "mora_batch4"):
+        rows[f"basic_over_{name}"] = round(rows["basic"]["process_s"] / rows[name]["process_s"], 3)
     RESULTS["sweep"] = rows
 
 
