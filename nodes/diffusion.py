@@ -52,3 +52,20 @@ def fit(image: Any, width: int, height: int) -> Any:
     w = width or max(8, image.width // 8 * 8)
     h = height or max(8, image.height // 8 * 8)
     return image if image.size == (w, h) else image.resize((w, h))
+
+
+def same_size_groups(images: list[Any]) -> list[list[int]]:
+    """Indices of `images` grouped by size: one batched pipeline call can only take one size."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.size, []).append(i)
+    return list(groups.values())
+
+
+def generators(ctx: Any, indices: list[int]) -> Any:
+    """One CPU generator per batch item, seeded with that item's seed (a lone item gets a plain one)."""
+    from nodes.common import generator
+
+    seeds = ctx.seeds or [ctx.seed]
+    made = [generator(ctx, seeds[i]) for i in indices]
+    return made if len(made) > 1 else made[0]

@@ -3,7 +3,8 @@
 Loaded with `DiffusionPipeline.from_pretrained`, which picks the class named in the model's
 `model_index.json`, so any instruction-edit pipeline diffusers ships with the same call (image,
 instruction, `image_guidance_scale`) can be the preset: StableDiffusionInstructPix2PixPipeline,
-its SDXL variant. Any other pipeline class is refused with its name.
+its SDXL variant. Any other pipeline class is refused with its name. Nodes that differ only in
+image, instruction and seed can run as one batch, one generator per item.
 """
 from __future__ import annotations
 
@@ -13,33 +14,43 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS, generator
-from nodes.diffusion import check_size, fit, load
+from nodes.common import DIFFUSION_PARAMS
+from nodes.diffusion import check_size, fit, generators, load, same_size_groups
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from diffusers import DiffusionPipeline
 
     # 1. check inputs
-    instruction = inputs["instruction"].text().strip()
-    if not instruction:
+    params = params_list[0]
+    instructions = [i["instruction"].text().strip() for i in inputs_list]
+    if not all(instructions):
         raise ValueError("`instruction` is empty: say what to change")
     check_size(params["width"], params["height"])
-    image = fit(inputs["image"].image(), params["width"], params["height"])
+    images = [fit(i["image"].image(), params["width"], params["height"]) for i in inputs_list]
     # 2. get the pipeline
     pipe = load(ctx, params, "image_edit", DiffusionPipeline)
     if "image_guidance_scale" not in inspect.signature(pipe.__call__).parameters:
         raise ValueError(f"the `image_edit` model must be an instruction-edit pipeline (e.g. InstructPix2Pix) but "
                          f"{ctx.model['name']!r} is a {type(pipe).__name__}")
-    # 3. run
-    step = ctx.progress(params["steps"], "editing")
-    edited = pipe(
-        prompt=instruction, image=image, num_inference_steps=params["steps"], guidance_scale=params["guidance"],
-        image_guidance_scale=params["image_guidance"], generator=generator(ctx),
-        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
-    ).images[0]
+    # 3. run: one call per image size, one generator per item
+    out: list[Any] = [None] * len(images)
+    for group in same_size_groups(images):
+        step = ctx.progress(params["steps"], "editing")
+        edited = pipe(
+            prompt=[instructions[i] for i in group], image=[images[i] for i in group],
+            num_inference_steps=params["steps"], guidance_scale=params["guidance"],
+            image_guidance_scale=params["image_guidance"], generator=generators(ctx, group),
+            callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+        ).images
+        for i, image in zip(group, edited):
+            out[i] = image
     # 4. return artifacts
-    return {"image": image_blob(edited)}
+    return [{"image": image_blob(image)} for image in out]
+
+
+def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return run_batch(ctx, [inputs], [params])[0]
 
 
 AGENT = Agent(
@@ -47,6 +58,7 @@ AGENT = Agent(
     version=1,
     description="Edit an image by an instruction (InstructPix2Pix).",
     run=run,
+    run_batch=run_batch,
     inputs=(
         Port("image", PortType.IMAGE, "the image to edit"),
         Port("instruction", PortType.TEXT, "what to change, e.g. 'make it winter'"),

@@ -2,7 +2,8 @@
 
 Uses the text-to-image role's model through `AutoPipelineForImage2Image`, so it works with the
 same checkpoints as text_to_image; when text_to_image already holds that model, this agent's
-pipeline is a view on the same modules (`from_pipe`), not a second copy.
+pipeline is a view on the same modules (`from_pipe`), not a second copy. Nodes that differ only
+in image, prompt and seed can run as one batch, one generator per item.
 """
 from __future__ import annotations
 
@@ -11,32 +12,41 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS, generator
-from nodes.diffusion import check_size, fit, load
+from nodes.common import DIFFUSION_PARAMS
+from nodes.diffusion import check_size, fit, generators, load, same_size_groups
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from diffusers import AutoPipelineForImage2Image
 
     # 1. check inputs
-    prompt = inputs["prompt"].text().strip()
-    if not prompt:
+    params = params_list[0]
+    prompts = [i["prompt"].text().strip() for i in inputs_list]
+    if not all(prompts):
         raise ValueError("`prompt` is empty")
     check_size(params["width"], params["height"])
-    image = fit(inputs["image"].image(), params["width"], params["height"])
+    images = [fit(i["image"].image(), params["width"], params["height"]) for i in inputs_list]
     if int(params["steps"] * params["strength"]) < 1:
         raise ValueError(f"`steps` x `strength` must be at least 1 but is {params['steps']} x {params['strength']}")
     # 2. get the pipeline
     pipe = load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",))
-    # 3. run
-    step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
-    out = pipe(
-        prompt=prompt, image=image, strength=params["strength"], num_inference_steps=params["steps"],
-        guidance_scale=params["guidance"], generator=generator(ctx),
-        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
-    ).images[0]
+    # 3. run: one call per image size, one generator per item
+    out: list[Any] = [None] * len(images)
+    for group in same_size_groups(images):
+        step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
+        drawn = pipe(
+            prompt=[prompts[i] for i in group], image=[images[i] for i in group], strength=params["strength"],
+            num_inference_steps=params["steps"], guidance_scale=params["guidance"], generator=generators(ctx, group),
+            callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+        ).images
+        for i, image in zip(group, drawn):
+            out[i] = image
     # 4. return artifacts
-    return {"image": image_blob(out)}
+    return [{"image": image_blob(image)} for image in out]
+
+
+def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return run_batch(ctx, [inputs], [params])[0]
 
 
 AGENT = Agent(
@@ -44,6 +54,7 @@ AGENT = Agent(
     version=1,
     description="Redraw an image toward a prompt, keeping its layout (SDEdit img2img with a strength).",
     run=run,
+    run_batch=run_batch,
     inputs=(Port("image", PortType.IMAGE, "the starting image"), Port("prompt", PortType.TEXT, "the target")),
     outputs=(Port("image", PortType.IMAGE, "the redrawn image"),),
     params=(

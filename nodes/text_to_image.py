@@ -10,8 +10,8 @@ from typing import Any
 from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS, generator
-from nodes.diffusion import check_size, load
+from nodes.common import DIFFUSION_PARAMS
+from nodes.diffusion import check_size, generators, load
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -24,7 +24,6 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     negatives = [i["negative_prompt"].text() if "negative_prompt" in i else "" for i in inputs_list]
     if not all(p.strip() for p in prompts):
         raise ValueError("`prompt` is empty")
-    seeds = ctx.seeds or [ctx.seed]
     # 2. get the pipeline
     pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",))
     # 3. run
@@ -32,7 +31,7 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     images = pipe(
         prompt=prompts, negative_prompt=negatives, width=params["width"], height=params["height"],
         num_inference_steps=params["steps"], guidance_scale=params["guidance"],
-        generator=[generator(ctx, s) for s in seeds] if len(seeds) > 1 else generator(ctx, seeds[0]),
+        generator=generators(ctx, list(range(len(prompts)))),
         callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
     ).images
     # 4. return artifacts

@@ -214,6 +214,28 @@ def test_image_to_image_strength_size_and_determinism(put):
                            params(image_to_image.AGENT, strength=0.1, steps=2))
 
 
+@pytest.mark.parametrize("agent, model, words, extra", [
+    (image_edit, "pix2pix", "instruction", {}),
+    (image_to_image, "sd", "prompt", {"strength": 0.5}),
+], ids=["image_edit", "image_to_image"])
+def test_image_agents_batch_items_of_any_size_with_their_own_seeds(put, agent, model, words, extra):
+    p = params(agent.AGENT, steps=2, **extra)
+    red, blue = (put(image_blob(Image.new("RGB", (32, 32), c))) for c in ((200, 30, 30), (30, 30, 200)))
+    wide = put(image_blob(Image.new("RGB", (48, 32), (30, 200, 30))))
+    text = put(text_blob("make it snow"))
+    alone = agent.run(tiny(model, seed=7), {"image": red, words: text}, p)["image"]
+    batch = agent.run_batch(tiny(model, seeds=[7, 8, 9]),
+                            [{"image": red, words: text}, {"image": blue, words: text}, {"image": wide, words: text}],
+                            [p, p, p])
+    other = agent.run_batch(tiny(model, seeds=[7, 5]), [{"image": red, words: text}, {"image": blue, words: text}],
+                            [p, p])
+    assert [pixels(b["image"]).shape for b in batch] == [(32, 32, 3), (32, 32, 3), (32, 48, 3)]
+    first, first_other = pixels(batch[0]["image"]).astype(int), pixels(other[0]["image"]).astype(int)
+    assert np.abs(first - pixels(alone).astype(int)).max() <= 2
+    assert np.abs(first - first_other).max() <= 2, "an item's image depends on its neighbour's seed"
+    assert batch[1]["image"].data != other[1]["image"].data
+
+
 @pytest.mark.parametrize("first, second", [(text_to_image, image_to_image), (image_to_image, text_to_image)])
 def test_text_to_image_and_image_to_image_share_one_copy_of_the_weights(put, cold, first, second):
     from nodes.models import resident
