@@ -7,6 +7,7 @@ the second is built with diffusers' `from_pipe` from the resident first, not loa
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nodes.common import place
@@ -54,12 +55,19 @@ def fit(image: Any, width: int, height: int) -> Any:
     return image if image.size == (w, h) else image.resize((w, h))
 
 
-def same_size_groups(images: list[Any]) -> list[list[int]]:
-    """Indices of `images` grouped by size: one batched pipeline call can only take one size."""
+def per_size(images: list[Any], draw: Callable[[list[int]], list[Any]]) -> list[Any]:
+    """Call `draw(indices)` once per group of same-size images (one pipeline call takes one size).
+
+    Returns what the calls drew, in the order of `images`.
+    """
     groups: dict[tuple[int, int], list[int]] = {}
     for i, image in enumerate(images):
         groups.setdefault(image.size, []).append(i)
-    return list(groups.values())
+    out: list[Any] = [None] * len(images)
+    for group in groups.values():
+        for i, drawn in zip(group, draw(group)):
+            out[i] = drawn
+    return out
 
 
 def generators(ctx: Any, indices: list[int]) -> Any:

@@ -13,7 +13,7 @@ from engine.agent import Agent, Param, Port
 from engine.media import image_blob
 from engine.ports import PortType
 from nodes.common import DIFFUSION_PARAMS
-from nodes.diffusion import check_size, fit, generators, load, same_size_groups
+from nodes.diffusion import check_size, fit, generators, load, per_size
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,18 +31,16 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     # 2. get the pipeline
     pipe = load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",))
     # 3. run: one call per image size, one generator per item
-    out: list[Any] = [None] * len(images)
-    for group in same_size_groups(images):
+    def draw(group: list[int]) -> list[Any]:
         step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
-        drawn = pipe(
+        return pipe(
             prompt=[prompts[i] for i in group], image=[images[i] for i in group], strength=params["strength"],
             num_inference_steps=params["steps"], guidance_scale=params["guidance"], generator=generators(ctx, group),
             callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
         ).images
-        for i, image in zip(group, drawn):
-            out[i] = image
+
     # 4. return artifacts
-    return [{"image": image_blob(image)} for image in out]
+    return [{"image": image_blob(image)} for image in per_size(images, draw)]
 
 
 def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
