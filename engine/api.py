@@ -74,7 +74,7 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
         from engine.executors.pool import PoolExecutor
 
         return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda",
-                            int(runtime.get("max_resident_models", 4)))
+                            int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)))
     if name == "ray":
         from engine.executors.ray import RayExecutor
 

@@ -64,6 +64,7 @@ def job_from_config(cfg: DictConfig) -> Job:
     store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
     os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
     os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
+    os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
     if cfg.objective is not None and cfg.objective not in plan.outputs:
         raise MoraError(f"objective '{cfg.objective}' is not an output of {path}; outputs: {sorted(plan.outputs)}")
     return Job(plan, store, preset, runtime, cfg.video_format, cfg.quiet, cfg.objective)

@@ -38,6 +38,8 @@ class RuntimeConf:
     """Up to this many batch-compatible nodes run as one pipeline call (1: no batching)."""
     devices: Any = "all"
     max_resident_models: int = 4
+    max_resident_gib: float = 0.0
+    """Evict least recently used models past this many GiB of weights per worker (0: count only)."""
     address: str | None = None
     num_gpus: int | None = None
 

@@ -7,8 +7,8 @@ a fixed seed by a builder in `nodes.zoo`, saved once under `<cache>/models/` and
 like any other model, through `from_pretrained`. Hub ids are looked up offline only.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bounded by
-`MORA_MAX_RESIDENT_MODELS` (default 4); every real load is reported to the run context so the
-manifest can count them.
+`MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
+real load is reported to the run context so the manifest can count them.
 """
 from __future__ import annotations
 
@@ -26,6 +26,34 @@ _RESIDENT: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 
 def max_resident() -> int:
     return int(os.environ.get("MORA_MAX_RESIDENT_MODELS", "4"))
+
+
+def max_resident_bytes() -> int | None:
+    """The memory budget for resident weights (`MORA_MAX_RESIDENT_GIB`; unset or 0: none)."""
+    gib = float(os.environ.get("MORA_MAX_RESIDENT_GIB", "0") or 0)
+    return int(gib * 2**30) if gib > 0 else None
+
+
+def resident_bytes() -> int:
+    """Bytes of weights and buffers held by the resident pipelines, shared modules counted once."""
+    import torch
+
+    seen: set[int] = set()
+    total = 0
+    for pipe in _RESIDENT.values():
+        parts = pipe if isinstance(pipe, tuple) else getattr(pipe, "components", {}).values()
+        for module in (m for m in parts if isinstance(m, torch.nn.Module)):
+            for t in (*module.parameters(), *module.buffers()):
+                if t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+    return total
+
+
+def _over_budget() -> bool:
+    budget = max_resident_bytes()
+    return len(_RESIDENT) > max_resident() or (budget is not None and len(_RESIDENT) > 1
+                                               and resident_bytes() > budget)
 
 
 def models_dir() -> Path:
@@ -129,7 +157,7 @@ def get_pipeline(
     if not shares_weights:
         ctx.note_model_load(identity(ref))
     _RESIDENT[key] = pipe
-    while len(_RESIDENT) > max_resident():
+    while _over_budget():  # least recently used first; the pipeline just loaded stays
         _RESIDENT.popitem(last=False)
         gc.collect()
         _empty_device_cache()

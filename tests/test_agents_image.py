@@ -288,3 +288,23 @@ def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agen
     ctx = Ctx({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):
         agent.run(ctx, {"prompt": put(text_blob("x"))}, params(agent.AGENT))
+
+
+def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypatch):
+    from nodes.models import resident_bytes, resident_identities
+
+    image = put(image_blob(Image.new("RGB", (32, 32), (200, 30, 30))))
+    draw = {"prompt": put(text_blob("a fox"))}
+    edit = {"image": image, "instruction": put(text_blob("make it snow"))}
+    text_to_image.run(tiny("sd"), draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    one = resident_bytes()
+    assert one > 0
+    image_edit.run(tiny("pix2pix"), edit, params(image_edit.AGENT, steps=1))
+    assert resident_identities() == ["tiny:pix2pix", "tiny:sd"]  # no budget: both stay
+    monkeypatch.setenv("MORA_MAX_RESIDENT_GIB", str(1.5 * one / 2**30))
+    ctx = tiny("sd")
+    text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    assert ctx.loads == []  # still resident: a hit, and the least recently used model is not evicted yet
+    image_to_image.run(tiny("sd"), {"image": image, "prompt": draw["prompt"]},
+                       params(image_to_image.AGENT, steps=2, strength=0.5))
+    assert resident_identities() == ["tiny:sd"]  # the view shares sd's weights; pix2pix went over budget

@@ -31,10 +31,12 @@ MAX_RESTARTS = 5
 class _Actor:
     """The body of a worker actor (wrapped with ray.remote at run time)."""
 
-    def __init__(self, device: str, name: str, max_resident: int, threads: str | None = None):
+    def __init__(self, device: str, name: str, max_resident: int, threads: str | None = None,
+                 max_resident_gib: float = 0.0):
         import ray
 
         os.environ["MORA_MAX_RESIDENT_MODELS"] = str(max_resident)
+        os.environ["MORA_MAX_RESIDENT_GIB"] = str(max_resident_gib)
         if ray.get_runtime_context().get_actor_id() is not None:
             # Ray sets OMP_NUM_THREADS to the actor's CPU reservation (1) where it is unset, and
             # torch's intra-op thread count changes CPU numerics: before torch is imported, take the
@@ -90,6 +92,7 @@ class RayExecutor:
                             "runtime.num_gpus for a local cluster")
         self.device = "cpu" if runtime.get("device") == "cpu" else "cuda"
         self.max_resident = int(runtime.get("max_resident_models", 4))
+        self.max_resident_gib = float(runtime.get("max_resident_gib", 0))
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]
         self._task: list[Unit | None] = [None] * count
@@ -101,7 +104,8 @@ class RayExecutor:
         self.cache_dir: str | None = None
 
     def _spawn(self, index: int) -> Any:
-        return self._remote.remote(self.device, f"actor{index}", self.max_resident, os.environ.get("OMP_NUM_THREADS"))
+        return self._remote.remote(self.device, f"actor{index}", self.max_resident, os.environ.get("OMP_NUM_THREADS"),
+                                   self.max_resident_gib)
 
     def check_store(self, cache_dir: str) -> None:
         token = secrets.token_hex(16)
