@@ -83,10 +83,13 @@ def read_image(ref: ArtifactRef) -> "Image.Image":
         return img.convert("RGB")
 
 
-def read_frames(path: Path) -> Frames:
+def read_frames(path: Path, max_frames: int | None = None) -> Frames:
+    """Read a frame store; with `max_frames`, refuse a longer one from its header, before reading frames."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as f:
+        if max_frames is not None and f.get_slice("frames").get_shape()[0] > max_frames:
+            raise InputError(f"{path}: more than {max_frames} frames; trim the video first")
         fps = float((f.metadata() or {}).get("fps", "8.0"))
         return Frames(f.get_tensor("frames"), fps)
 
@@ -115,14 +118,8 @@ def load_video_file(path: Path) -> Frames:
 
     _check_file(path, "video")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
-            with safe_open(str(path), framework="numpy") as f:
-                count = f.get_slice("frames").get_shape()[0]
-            if count > MAX_INPUT_FRAMES:  # checked on the header, before the frames are read
-                raise InputError(f"{path}: more than {MAX_INPUT_FRAMES} frames; trim the video first")
-            frames = read_frames(path)
+            frames = read_frames(path, MAX_INPUT_FRAMES)
         except InputError:
             raise
         except Exception as e:  # safetensors raises several types for a bad header

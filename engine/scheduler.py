@@ -135,7 +135,8 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     """
     t0 = time.perf_counter()
     agent_retries = dict(agent_retries or {})
-    unknown = sorted(set(agent_retries) - {n.agent.type for n in plan.nodes.values()} - set(default_registry().names()))
+    known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
+    unknown = sorted(set(agent_retries) - known)
     if unknown:
         raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
     records, literal_meta = prepare(plan, store, preset)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nodes.common import place
+from nodes.common import generator, place
 from nodes.models import get_pipeline, resident, torch_dtype
 
 
@@ -72,8 +72,6 @@ def per_size(images: list[Any], draw: Callable[[list[int]], list[Any]]) -> list[
 
 def generators(ctx: Any, indices: list[int]) -> Any:
     """One CPU generator per batch item, seeded with that item's seed (a lone item gets a plain one)."""
-    from nodes.common import generator
-
     seeds = ctx.seeds or [ctx.seed]
     made = [generator(ctx, seeds[i]) for i in indices]
     return made if len(made) > 1 else made[0]
