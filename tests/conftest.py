@@ -10,7 +10,7 @@ import os
 import sys
 import textwrap
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,14 +113,26 @@ def status_of() -> Callable[[api.RunOutcome], dict[str, str]]:
     return statuses
 
 
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One folder, set as MORA_MODELS_DIR, for the tiny models every real-pipeline test uses: built once a session.
+
+    Session-scoped, so it is in place before any module fixture (a Ray cluster hands it to its actors).
+    """
+    path = tmp_path_factory.getbasetemp() / "models"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MORA_MODELS_DIR", str(path))
+    yield path
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A real local Ray cluster on CPU with two logical GPUs, for one test module; shut down after it.
 
     Ray starts it (and its auth token, where recent Ray enables token authentication for local
     clusters) itself. The actors inherit PYTHONPATH (so they import the test agents) and
-    MORA_MODELS_DIR as they are when the cluster starts: a module that builds tiny models sets the
-    latter in an autouse module fixture, which runs first.
+    MORA_MODELS_DIR as they are when the cluster starts (`tiny_models`, session-scoped, comes first).
     """
     ray = pytest.importorskip("ray")
     mp = pytest.MonkeyPatch()

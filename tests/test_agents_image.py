@@ -18,15 +18,13 @@ from nodes import image_edit, image_to_image, prompt, text_to_image
 
 
 @pytest.fixture(scope="module", autouse=True)
-def models_dir(tmp_path_factory: pytest.TempPathFactory):
+def own_resident_models(tiny_models):
+    """This module's pipelines stay resident between its tests, and leave with it."""
     from nodes.models import clear_resident
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MORA_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "models"))
     clear_resident()
     yield
     clear_resident()
-    mp.undo()
 
 
 @pytest.fixture

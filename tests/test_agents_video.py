@@ -47,16 +47,14 @@ def tiny(name: str) -> dict[str, Any]:
     return {"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def models_dir(tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="module", autouse=True)
+def own_resident_models(tiny_models):
+    """This module's pipelines stay resident between its tests, and leave with it."""
     from nodes.models import clear_resident
 
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MORA_MODELS_DIR", str(tmp_path_factory.mktemp("models")))
     clear_resident()
     yield
     clear_resident()
-    mp.undo()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,10 +127,10 @@ def test_inputs_dot_name_override(mora, write_graph, tmp_path):
     assert (tmp_path / "run" / "out.txt").read_text() == "A owl, in digital world style, Minecraft"
 
 
-def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir, tmp_path_factory):
+@pytest.mark.usefixtures("tiny_models")
+def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir):
     """The README's first command: `mora` with no overrides, from any directory."""
-    env = {**os.environ, "MORA_MODELS_DIR": str(tmp_path_factory.getbasetemp() / "models")}
-    result = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()"], cwd=tmp_path, env=env,
+    result = subprocess.run([sys.executable, "-c", "from engine.cli import main; main()"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     run_dir = Path(result.stdout.strip().removeprefix("mora: run directory: "))

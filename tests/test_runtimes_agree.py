@@ -27,13 +27,7 @@ INPUTS = {"prompt_mode": "template"}
 RUNTIMES = ("local", "pool", "ray")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def models_dir(tmp_path_factory: pytest.TempPathFactory):
-    """Autouse, so it is set before `ray_cluster` hands MORA_MODELS_DIR to the actors."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MORA_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "models"))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def _run(executor: Any, runtime: str, tmp: Path) -> RunOutcome:

@@ -25,16 +25,11 @@ def manifests(sweep_dir: Path) -> list[dict]:
     return [json.loads((j / "manifest.json").read_text()) | {"_dir": str(j)} for j in jobs]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.getbasetemp() / "models"
-
-
 SWEEP = ("-m", "seed=0,1,2,3", "inputs.motion_bucket_id=60,180")
 
 
-def test_mora_launcher_runs_each_distinct_node_once(tmp_path, models):
-    result = mora(tmp_path, models, *SWEEP, "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+def test_mora_launcher_runs_each_distinct_node_once(tmp_path, tiny_models):
+    result = mora(tmp_path, tiny_models, *SWEEP, "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert result.returncode == 0, result.stderr
     jobs = manifests(tmp_path / "sweep")
     assert len(jobs) == 8
@@ -50,17 +45,19 @@ def test_mora_launcher_runs_each_distinct_node_once(tmp_path, models):
     assert len(shared) == 8 * 5 - 32  # the second setting of each seed reuses its prompt and keyframe
 
 
-def test_basic_launcher_gives_the_same_artifacts(tmp_path, models):
-    merged = mora(tmp_path, models, *SWEEP, "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'm'}", cache="c1")
-    basic = mora(tmp_path, models, *SWEEP, "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'b'}", cache="c2")
+def test_basic_launcher_gives_the_same_artifacts(tmp_path, tiny_models):
+    merged = mora(tmp_path, tiny_models, *SWEEP, "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'm'}",
+                  cache="c1")
+    basic = mora(tmp_path, tiny_models, *SWEEP, "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'b'}",
+                 cache="c2")
     assert merged.returncode == 0 and basic.returncode == 0, basic.stderr
     digests = [{k: v["digest"] for k, v in job["output_digests"].items()} for job in manifests(tmp_path / "m")]
     assert digests == [{k: v["digest"] for k, v in job["output_digests"].items()} for job in manifests(tmp_path / "b")]
 
 
-def test_optuna_sweeper_minimises_a_numeric_output_through_the_mora_launcher(tmp_path, models):
+def test_optuna_sweeper_minimises_a_numeric_output_through_the_mora_launcher(tmp_path, tiny_models):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = mora(tmp_path, models, "-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "objective=motion",
+    result = mora(tmp_path, tiny_models, "-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "objective=motion",
                   "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra.sweeper.direction=minimize",
                   "hydra.sweeper.sampler.seed=0", "inputs.motion_bucket_id=range(0,255)",
                   f"hydra.sweep.dir={tmp_path / 'opt'}")

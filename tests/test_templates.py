@@ -17,12 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
 
 
-@pytest.fixture(scope="module", autouse=True)
-def models_dir(tmp_path_factory: pytest.TempPathFactory):
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MORA_MODELS_DIR", str(tmp_path_factory.getbasetemp() / "models"))
-    yield
-    mp.undo()
+pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 @pytest.fixture(scope="module")
