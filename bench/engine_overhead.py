@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from engine.api import load_plan
-from engine.executors.inprocess import InProcessExecutor
-from engine.progress import Reporter
-from engine.scheduler import run_plan
-from engine.store import Store
+from mora.engine.api import load_plan
+from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.progress import Reporter
+from mora.engine.scheduler import run_plan
+from mora.engine.store import Store
 
 
 def write_graph(path: Path, n: int) -> None:

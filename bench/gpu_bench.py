@@ -47,7 +47,7 @@ def run(cmd: list[str], name: str, env: dict | None = None) -> tuple[float, str]
 def mora(args: list[str], name: str, cache: str) -> tuple[float, str]:
     env = {"MORA_CACHE_DIR": str(WORK / cache), "MORA_MODELS_DIR": str(MODELS)}
     flags = [a for a in args if a.startswith("-")]
-    return run([sys.executable, "-c", "from engine.cli import main; main()", *flags, "quiet=true",
+    return run([sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "quiet=true",
                 *[a for a in args if not a.startswith("-")]], name, env)
 
 
@@ -62,7 +62,7 @@ def sweep_manifests(sweep_dir: Path) -> list[dict]:
 
 
 def stage_models() -> None:
-    from nodes.zoo import build
+    from mora.nodes.zoo import build
 
     for source, name in (("random", "sd15"), ("random", "svd_xt"), ("tiny", "prompt_lm")):
         t0 = time.perf_counter()
@@ -73,7 +73,7 @@ def stage_models() -> None:
 
 
 def stage_t2v(reps: int) -> None:
-    from nodes.zoo import build
+    from mora.nodes.zoo import build
 
     t2i, i2v = (build("random", name, MODELS) for name in ("sd15", "svd_xt"))
     rows = []

@@ -35,14 +35,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_text_to_video import generate  # noqa: E402
 
-from engine.api import graph_path, load_plan, run  # noqa: E402
-from engine.executors.inprocess import InProcessExecutor  # noqa: E402
-from engine.merge import merge_plans  # noqa: E402
-from engine.progress import Reporter  # noqa: E402
-from engine.scheduler import run_plan  # noqa: E402
-from engine.store import Store  # noqa: E402
-from nodes.models import clear_resident, models_dir  # noqa: E402
-from nodes.zoo import build  # noqa: E402
+from mora.engine.api import graph_path, load_plan, run  # noqa: E402
+from mora.engine.executors.inprocess import InProcessExecutor  # noqa: E402
+from mora.engine.merge import merge_plans  # noqa: E402
+from mora.engine.progress import Reporter  # noqa: E402
+from mora.engine.scheduler import run_plan  # noqa: E402
+from mora.engine.store import Store  # noqa: E402
+from mora.nodes.models import clear_resident, models_dir  # noqa: E402
+from mora.nodes.zoo import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path("/tmp/mora-inproc")

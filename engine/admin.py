@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.errors import GraphError, MoraError
+from mora.engine.errors import GraphError, MoraError
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -60,7 +60,7 @@ def _inputs(pairs: list[str]) -> dict[str, object]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from engine.api import load_plan
+    from mora.engine.api import load_plan
 
     plan = load_plan(Path(args.file), _inputs(args.input), standalone=True)
     print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)})")
@@ -68,7 +68,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_agents(args: argparse.Namespace) -> int:
-    from engine.registry import default_registry
+    from mora.engine.registry import default_registry
 
     for agent in default_registry():
         if args.name and agent.type != args.name:
@@ -104,7 +104,7 @@ def to_dot(plan) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from engine.api import load_plan
+    from mora.engine.api import load_plan
 
     dot = to_dot(load_plan(Path(args.file), _inputs(args.input), standalone=True))
     if not args.output or args.output.endswith(".dot"):
@@ -122,15 +122,15 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from engine.schema import graph_schema
+    from mora.engine.schema import graph_schema
 
     print(json.dumps(graph_schema(), indent=2))
     return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from engine import maintenance
-    from engine.store import Store, default_cache_dir
+    from mora.engine import maintenance
+    from mora.engine.store import Store, default_cache_dir
 
     store = Store(Path(args.dir) if args.dir else default_cache_dir())
     if args.action == "stats":

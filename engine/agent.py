@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine.artifacts import ArtifactRef, Blob
-from engine.ports import PortType
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.ports import PortType
 
 ParamValue = bool | int | float | str | None
 

@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from engine.errors import MoraError
-from engine.executors import Executor
-from engine.manifest import export_outputs, manifest, write_json
-from engine.plan import Plan, TemplateLoader, build_plan
-from engine.progress import Reporter
-from engine.registry import Registry, default_registry
-from engine.scheduler import RunReport, run_plan
-from engine.spec import read_graph_file
-from engine.store import PROJECT_ROOT, Store
+from mora.engine.errors import MoraError
+from mora.engine.executors import Executor
+from mora.engine.manifest import export_outputs, manifest, write_json
+from mora.engine.plan import Plan, TemplateLoader, build_plan
+from mora.engine.progress import Reporter
+from mora.engine.registry import Registry, default_registry
+from mora.engine.scheduler import RunReport, run_plan
+from mora.engine.spec import read_graph_file
+from mora.engine.store import Store
 
-GRAPHS_DIR = PROJECT_ROOT / "graphs"
+GRAPHS_DIR = Path(str(files("mora.graphs")))
+"""The built-in graphs, wherever the package is installed (a source checkout or a wheel)."""
 
 
 @dataclass
@@ -63,20 +65,20 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
     name = runtime.get("name", "local")
     device = str(runtime.get("device", "auto"))
     if name == "auto":
-        from engine.executors.pool import count_gpus
+        from mora.engine.executors.pool import count_gpus
 
         name = "pool" if device != "cpu" and count_gpus() > 1 else "local"
     if name == "local":
-        from engine.executors.inprocess import InProcessExecutor
+        from mora.engine.executors.inprocess import InProcessExecutor
 
         return InProcessExecutor(device)
     if name == "pool":
-        from engine.executors.pool import PoolExecutor
+        from mora.engine.executors.pool import PoolExecutor
 
         return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda",
                             int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)))
     if name == "ray":
-        from engine.executors.ray import RayExecutor
+        from mora.engine.executors.ray import RayExecutor
 
         return RayExecutor(runtime)
     raise MoraError(f"unknown runtime '{name}' (local, pool, ray or auto)")

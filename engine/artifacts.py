@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.ports import PortType
+from mora.engine.ports import PortType
 
 EXTENSIONS = {"txt": ".txt", "json": ".json", "png": ".png", "frames": ".safetensors", "safetensors": ".safetensors"}
 
@@ -54,23 +54,23 @@ class ArtifactRef:
         return self.path.read_bytes()
 
     def text(self) -> str:
-        from engine import media
+        from mora.engine import media
 
         return media.read_text(self)
 
     def number(self) -> float:
-        from engine import media
+        from mora.engine import media
 
         return media.read_number(self)
 
     def image(self) -> Any:
         """The image as an RGB `PIL.Image.Image`."""
-        from engine import media
+        from mora.engine import media
 
         return media.read_image(self)
 
     def video(self) -> Any:
-        """The video as an `engine.media.Frames` (uint8 array T x H x W x 3 and fps)."""
-        from engine import media
+        """The video as an `mora.engine.media.Frames` (uint8 array T x H x W x 3 and fps)."""
+        from mora.engine import media
 
         return media.read_frames(self.path)

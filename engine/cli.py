@@ -18,11 +18,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from engine.config import register
-from engine.errors import GraphError, MoraError
+from mora.engine.config import register
+from mora.engine.errors import GraphError, MoraError
 
 log = logging.getLogger("mora")
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 register()
 
 
@@ -51,8 +50,8 @@ def graph_inputs(cfg: DictConfig) -> dict[str, Any]:
 
 def job_from_config(cfg: DictConfig) -> Job:
     """Validate the configured graph and open the cache (raises MoraError/GraphError)."""
-    from engine import api
-    from engine.store import Store, default_cache_dir
+    from mora.engine import api
+    from mora.engine.store import Store, default_cache_dir
 
     path = api.graph_path(cfg.graph.name, cfg.graph_file)
     outputs = list(cfg.outputs) if cfg.outputs is not None else None
@@ -94,7 +93,7 @@ def objective_value(job: Job, outputs: dict[str, Any]) -> float | None:
 
 def run_from_config(cfg: DictConfig, run_dir: Path) -> tuple[int, float | None]:
     """Run the configured graph; return the exit status and the objective value."""
-    from engine import api
+    from mora.engine import api
 
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
@@ -120,7 +119,7 @@ _jobs_started = 0
 """Jobs that reached `_main`: before the first, an exit status of 1 is Hydra refusing the config."""
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://mora.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 

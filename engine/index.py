@@ -19,7 +19,7 @@ from typing import Any
 import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW
 
-from engine.errors import CacheError
+from mora.engine.errors import CacheError
 
 log = logging.getLogger("mora.cache")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine import media
-from engine.artifacts import Blob
-from engine.errors import InputError
-from engine.ports import PortType
+from mora.engine import media
+from mora.engine.artifacts import Blob
+from mora.engine.errors import InputError
+from mora.engine.ports import PortType
 
 
 def to_blob(kind: PortType, value: Any) -> Blob:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.index import CorruptRow
-from engine.store import Store
+from mora.engine.index import CorruptRow
+from mora.engine.store import Store
 
 MEMO_PREFIX = "weights:"
 

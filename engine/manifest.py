@@ -14,11 +14,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine import media
-from engine.plan import Plan
-from engine.scheduler import RunReport
-from engine.spec import NAME_RE
-from engine.store import Store
+from mora.engine import media
+from mora.engine.plan import Plan
+from mora.engine.scheduler import RunReport
+from mora.engine.spec import NAME_RE
+from mora.engine.store import Store
 
 MANIFEST_VERSION = 1
 

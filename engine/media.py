@@ -15,9 +15,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.artifacts import ArtifactRef, Blob
-from engine.errors import InputError
-from engine.ports import PortType
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.errors import InputError
+from mora.engine.ports import PortType
 
 if TYPE_CHECKING:
     import numpy as np

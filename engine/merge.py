@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from engine.keys import digest_of
-from engine.plan import Plan, PlanNode, Source
+from mora.engine.keys import digest_of
+from mora.engine.plan import Plan, PlanNode, Source
 
 
 @dataclass

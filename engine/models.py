@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.agent import Agent
-from engine.store import Store
+from mora.engine.agent import Agent
+from mora.engine.store import Store
 
 SOURCES = ("tiny", "random", "hub", "path")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -68,7 +68,7 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
         return None
     ident = {k: ref.get(k) for k in ("source", "name", "revision", "dtype", "variant")}
     if ref["source"] in ("tiny", "random"):
-        from nodes.zoo import BUILD_VERSION
+        from mora.nodes.zoo import BUILD_VERSION
 
         ident["build"] = BUILD_VERSION
     elif ref["source"] == "path":

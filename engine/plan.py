@@ -16,11 +16,11 @@ from typing import Any
 
 import networkx as nx
 
-from engine.agent import Agent
-from engine.errors import GraphError, Problem
-from engine.ports import FILE_KINDS, PortType
-from engine.registry import Registry
-from engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
+from mora.engine.agent import Agent
+from mora.engine.errors import GraphError, Problem
+from mora.engine.ports import FILE_KINDS, PortType
+from mora.engine.registry import Registry
+from mora.engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
 
 MAX_REPEAT = 1000
 MAX_TEXT = 100_000

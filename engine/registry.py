@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
 
-from engine.agent import Agent
-from engine.errors import MoraError
+from mora.engine.agent import Agent
+from mora.engine.errors import MoraError
 
 ENTRY_POINT_GROUP = "mora.agents"
 
@@ -29,7 +29,7 @@ class Registry:
 
     def register(self, agent: Agent) -> None:
         if not isinstance(agent, Agent):
-            raise MoraError(f"cannot register {agent!r}: not an engine.agent.Agent")
+            raise MoraError(f"cannot register {agent!r}: not a mora.engine.agent.Agent")
         if agent.type in self._agents:
             raise MoraError(f"agent type '{agent.type}' is registered twice")
         self._agents[agent.type] = agent
@@ -65,7 +65,7 @@ def default_registry() -> Registry:
     """Built-in agents plus entry-point plugins, loaded once per process."""
     global _DEFAULT
     if _DEFAULT is None:
-        from nodes import BUILTIN_AGENTS
+        from mora.nodes import BUILTIN_AGENTS
 
         registry = Registry(_agent_of(importlib.import_module(m), m) for m in BUILTIN_AGENTS)
         for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.agent import Agent
-from engine.artifacts import ArtifactRef, Blob
-from engine.registry import default_registry
-from engine.store import Store, Timeout
-from engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine.agent import Agent
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.registry import default_registry
+from mora.engine.store import Store, Timeout
+from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}

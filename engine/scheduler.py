@@ -28,16 +28,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import models
-from engine.errors import GraphError, InputError, MoraError, Problem
-from engine.executors import Executor
-from engine.ingest import to_blob
-from engine.keys import digest_of, node_key
-from engine.plan import Plan, PlanNode, Source
-from engine.progress import Reporter
-from engine.registry import default_registry
-from engine.store import Store
-from engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine import models
+from mora.engine.errors import GraphError, InputError, MoraError, Problem
+from mora.engine.executors import Executor
+from mora.engine.ingest import to_blob
+from mora.engine.keys import digest_of, node_key
+from mora.engine.plan import Plan, PlanNode, Source
+from mora.engine.progress import Reporter
+from mora.engine.registry import default_registry
+from mora.engine.store import Store
+from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.scheduler")
 

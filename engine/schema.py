@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.ports import PortType
-from engine.registry import Registry, default_registry
+from mora.engine.ports import PortType
+from mora.engine.registry import Registry, default_registry
 
 LINK = {
     "oneOf": [

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from engine.errors import GraphError, Problem
-from engine.ports import PortType
+from mora.engine.errors import GraphError, Problem
+from mora.engine.ports import PortType
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 """Node, input and output names: also file names of outputs, so no dots, slashes or spaces."""

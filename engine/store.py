@@ -23,10 +23,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes
-from engine.errors import CacheError
-from engine.index import CorruptRow, open_index
-from engine.ports import PortType
+from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes
+from mora.engine.errors import CacheError
+from mora.engine.index import CorruptRow, open_index
+from mora.engine.ports import PortType
 
 log = logging.getLogger("mora.cache")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

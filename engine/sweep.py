@@ -18,10 +18,10 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from engine.cli import Job, job_from_config, objective_value, summarize
-from engine.manifest import export_outputs, manifest, write_json
-from engine.merge import Merged, merge_plans
-from engine.scheduler import RunReport
+from mora.engine.cli import Job, job_from_config, objective_value, summarize
+from mora.engine.manifest import export_outputs, manifest, write_json
+from mora.engine.merge import Merged, merge_plans
+from mora.engine.scheduler import RunReport
 
 
 def _group_key(job: Job) -> str:
@@ -47,9 +47,9 @@ def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunRep
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
     from hydra.core.utils import run_job, setup_globals
 
-    from engine import api
-    from engine.progress import Reporter
-    from engine.scheduler import run_plan
+    from mora.engine import api
+    from mora.engine.progress import Reporter
+    from mora.engine.scheduler import run_plan
 
     setup_globals()
     config = launcher.config

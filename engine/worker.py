@@ -1,12 +1,12 @@
 """A long-lived worker process: runs NodeTasks sent as JSON lines on stdin, answers on stdout.
 
-Each line is a node or a batch of nodes (engine.task.unit_to_json). One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
+Each line is a node or a batch of nodes (mora.engine.task.unit_to_json). One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
 the device is `cuda`), keeps its models resident between nodes, and reads inputs from and
 writes results to the shared content-addressed store: only digests cross the pipe. Each answer
 also lists the models resident in the worker, which the pool uses to place nodes near their
 models. The worker ignores SIGINT (the pool stops it) and exits if its parent dies.
 
-    python -m engine.worker DEVICE WORKER_NAME
+    python -m mora.engine.worker DEVICE WORKER_NAME
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ import sys
 import threading
 import time
 
-from engine.task import NodeResult, unit_from_json
+from mora.engine.task import NodeResult, unit_from_json
 
 
 def resident() -> list[str]:
     """Models resident in this process (empty before any agent has loaded one)."""
-    if "nodes.models" not in sys.modules:
+    if "mora.nodes.models" not in sys.modules:
         return []
-    from nodes.models import resident_identities
+    from mora.nodes.models import resident_identities
 
     return resident_identities()
 
@@ -38,13 +38,13 @@ def _watch_parent(parent: int) -> None:
 
 
 def serve(device: str, name: str) -> None:
-    from engine.runner import execute_unit
+    from mora.engine.runner import execute_unit
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     out = sys.stdout
     sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
-    from nodes.devices import resolve
+    from mora.nodes.devices import resolve
 
     device = resolve(device)
     out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid()}) + "\n")

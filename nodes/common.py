@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.agent import Param
+from mora.engine.agent import Param
 
 MODEL_PARAMS: tuple[Param, ...] = (
     Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR' (empty: preset)"),

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS
-from nodes.decode_video import family, latent_blob, load_pipeline
-from nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.ports import PortType
+from mora.nodes.common import DIFFUSION_PARAMS
+from mora.nodes.decode_video import family, latent_blob, load_pipeline
+from mora.nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple
 
 DEFAULT_PROMPT = "smooth transition"
 

@@ -20,9 +20,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.artifacts import ArtifactRef, Blob
-from engine.ports import PortType
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.ports import PortType
 
 PIPELINE_KIND = "video_diffusion"
 """The resident-cache kind shared by every agent that loads a video pipeline for its latents."""
@@ -33,8 +33,8 @@ REF_FIELDS = ("source", "name", "revision", "dtype", "variant")
 
 def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | None = None) -> Any:
     """The resident video pipeline of `ref` (default ctx.model); diffusers picks its class from model_index.json."""
-    from nodes.common import place
-    from nodes.models import get_pipeline, torch_dtype
+    from mora.nodes.common import place
+    from mora.nodes.models import get_pipeline, torch_dtype
 
     model = ctx.model if ref is None else ref
 
@@ -52,7 +52,7 @@ def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | 
 
 def family(pipe: Any, ref: Mapping[str, Any]) -> str:
     """'svd' or 'wan', from the loaded pipeline's class."""
-    from nodes.models import identity
+    from mora.nodes.models import identity
 
     name = type(pipe).__name__
     if name not in FAMILIES:
@@ -111,7 +111,7 @@ def _to_uint8(video: Any) -> Any:
 def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
-    from engine.media import frames_blob
+    from mora.engine.media import frames_blob
 
     # 1. check inputs
     latents, meta = read_latent(inputs["latent"])

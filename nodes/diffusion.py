@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nodes.common import generator, place
-from nodes.models import get_pipeline, resident, torch_dtype
+from mora.nodes.common import generator, place
+from mora.nodes.models import get_pipeline, resident, torch_dtype
 
 
 def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = ()) -> Any:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.media import image_blob
-from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS
-from nodes.diffusion import check_size, fit, generators, load, per_size
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.media import image_blob
+from mora.engine.ports import PortType
+from mora.nodes.common import DIFFUSION_PARAMS
+from mora.nodes.diffusion import check_size, fit, generators, load, per_size
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:

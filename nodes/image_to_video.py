@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.ports import PortType
-from nodes.common import DIFFUSION_PARAMS, generator
-from nodes.decode_video import family, latent_blob, load_pipeline, set_vae_tiling
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.ports import PortType
+from mora.nodes.common import DIFFUSION_PARAMS, generator
+from mora.nodes.decode_video import family, latent_blob, load_pipeline, set_vae_tiling
 
 SIZE_PARAMS: tuple[Param, ...] = (
     Param("width", int, 0, "video width (0: the image's, rounded down to the model's multiple)",
@@ -69,7 +69,7 @@ def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt:
     """Denoise a video latent from `image` (and `last_image` for Wan first-last-frame models)."""
     from PIL import Image
 
-    from nodes.models import identity
+    from mora.nodes.models import identity
 
     check_family(pipe, fam, identity(ctx.model), params["frames"], last_image)
     width, height = size

@@ -1,9 +1,9 @@
 """Loading models once per process: resolve a model reference, build tiny/random ones, keep an LRU.
 
-A model reference (resolved by `engine.models` from the preset and the node's `model` param)
+A model reference (resolved by `mora.engine.models` from the preset and the node's `model` param)
 is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
-a fixed seed by a builder in `nodes.zoo`, saved once under `<cache>/models/` and then loaded
+a fixed seed by a builder in `mora.nodes.zoo`, saved once under `<cache>/models/` and then loaded
 like any other model, through `from_pretrained`. Hub ids are looked up offline only.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bounded by
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ModelNotFoundError
+from mora.engine.errors import ModelNotFoundError
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 
@@ -60,7 +60,7 @@ def models_dir() -> Path:
     """Where tiny/random models are built (the cache's `models/` folder)."""
     if os.environ.get("MORA_MODELS_DIR"):
         return Path(os.environ["MORA_MODELS_DIR"])
-    from engine.store import default_cache_dir  # the store (and its index) only when it is needed
+    from mora.engine.store import default_cache_dir  # the store (and its index) only when it is needed
 
     return default_cache_dir() / "models"
 
@@ -83,7 +83,7 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Return what to pass to `from_pretrained` (a directory or hub id) and the extra kwargs."""
     source, name = ref["source"], ref["name"]
     if source in ("tiny", "random"):
-        from nodes.zoo import build
+        from mora.nodes.zoo import build
 
         return str(build(source, name, models_dir())), {}
     if source == "path":

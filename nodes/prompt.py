@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.media import text_blob
-from engine.ports import PortType
-from nodes.common import MODEL_PARAMS
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.media import text_blob
+from mora.engine.ports import PortType
+from mora.nodes.common import MODEL_PARAMS
 
 log = logging.getLogger("mora.agents")
 MAX_PROMPT = 4000
@@ -28,7 +28,7 @@ def _with_style(text: str, style: str) -> str:
 def _load(ctx: Any, params: dict[str, Any]) -> Any:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from nodes.models import get_pipeline, torch_dtype
+    from mora.nodes.models import get_pipeline, torch_dtype
 
     def load(location: str, kwargs: dict[str, Any]) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k != "variant"}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.media import frames_blob
-from engine.ports import PortType
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.media import frames_blob
+from mora.engine.ports import PortType
 
 
 def _resize(array: Any, height: int, width: int) -> Any:

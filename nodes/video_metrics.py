@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.agent import Agent, Port
-from engine.media import number_blob
-from engine.ports import PortType
+from mora.engine.agent import Agent, Port
+from mora.engine.media import number_blob
+from mora.engine.ports import PortType
 
 
 def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,10 @@ if str(TESTS) not in sys.path:
 
 import engine_agents  # noqa: E402
 
-from engine import api  # noqa: E402
-from engine.errors import GraphError, Problem  # noqa: E402
-from engine.registry import Registry  # noqa: E402
-from engine.store import Store  # noqa: E402
+from mora.engine import api  # noqa: E402
+from mora.engine.errors import GraphError, Problem  # noqa: E402
+from mora.engine.registry import Registry  # noqa: E402
+from mora.engine.store import Store  # noqa: E402
 
 PRESET: dict[str, Any] = {"name": "test", "roles": {}}
 """A model preset with no models: engine tests use model-free agents only."""

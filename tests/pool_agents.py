@@ -9,10 +9,10 @@ import signal
 import time
 from typing import Any
 
-from engine.agent import Agent, Param, Port
-from engine.media import number_blob, text_blob
-from engine.ports import PortType
-from engine.registry import Registry
+from mora.engine.agent import Agent, Param, Port
+from mora.engine.media import number_blob, text_blob
+from mora.engine.ports import PortType
+from mora.engine.registry import Registry
 
 
 def _sleep(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +21,7 @@ def _sleep(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str
 
 
 def _modelled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    from nodes.models import get_pipeline
+    from mora.nodes.models import get_pipeline
 
     model = get_pipeline(ctx, "stand-in", lambda location, kwargs: {"loaded_from": location, "pid": os.getpid()})
     time.sleep(params["seconds"])
@@ -57,7 +57,7 @@ DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("val
 
 
 def registry() -> Registry:
-    from engine.registry import default_registry
+    from mora.engine.registry import default_registry
 
     return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED])
 

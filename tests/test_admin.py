@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from engine import admin
+from mora.engine import admin
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text", "default": "fox"}},

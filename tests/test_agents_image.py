@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.artifacts import ArtifactRef, Blob
-from engine.errors import ModelNotFoundError
-from engine.media import image_blob, text_blob
-from engine.ports import PortType
-from nodes import image_edit, image_to_image, prompt, text_to_image
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.errors import ModelNotFoundError
+from mora.engine.media import image_blob, text_blob
+from mora.engine.ports import PortType
+from mora.nodes import image_edit, image_to_image, prompt, text_to_image
 
 
 @pytest.fixture(scope="module", autouse=True)
 def own_resident_models(tiny_models):
     """This module's pipelines stay resident between its tests, and leave with it."""
-    from nodes.models import clear_resident
+    from mora.nodes.models import clear_resident
 
     clear_resident()
     yield
@@ -30,7 +30,7 @@ def own_resident_models(tiny_models):
 @pytest.fixture
 def cold():
     """No pipeline resident, so a test can count its own model loads whatever ran before it."""
-    from nodes.models import clear_resident
+    from mora.nodes.models import clear_resident
 
     clear_resident()
 
@@ -109,7 +109,7 @@ def test_prompt_greedy_ignores_the_seed_and_long_prompts_fit_the_model(put):
 
 
 def test_prompt_chat_template_uses_single_special_tokens():
-    from nodes.zoo.tokenizers import chat
+    from mora.nodes.zoo.tokenizers import chat
 
     tok = chat()
     ids = tok.apply_chat_template([{"role": "user", "content": "hi"}], add_generation_prompt=True)["input_ids"]
@@ -163,7 +163,7 @@ def test_text_to_image_parameter_bounds_and_run_time_checks(put):
 def test_sd_tokenizer_is_clip_and_spells_any_prompt():
     from transformers import CLIPTokenizer
 
-    from nodes.zoo.tokenizers import CLIP_BOS, CLIP_EOS, clip
+    from mora.nodes.zoo.tokenizers import CLIP_BOS, CLIP_EOS, clip
 
     tok = clip()
     assert isinstance(tok, CLIPTokenizer)
@@ -236,7 +236,7 @@ def test_image_agents_batch_items_of_any_size_with_their_own_seeds(put, agent, m
 
 @pytest.mark.parametrize("first, second", [(text_to_image, image_to_image), (image_to_image, text_to_image)])
 def test_text_to_image_and_image_to_image_share_one_copy_of_the_weights(put, cold, first, second):
-    from nodes.models import resident
+    from mora.nodes.models import resident
 
     ctx = tiny("sd")
     image = put(image_blob(Image.new("RGB", (32, 32), (10, 120, 200))))
@@ -253,7 +253,7 @@ def test_random_builders_have_the_published_parameter_counts():
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from nodes.zoo import image_models, text_models
+    from mora.nodes.zoo import image_models, text_models
 
     def count(module: Any) -> int:
         return sum(p.numel() for p in module.parameters())
@@ -268,7 +268,7 @@ def test_random_builders_have_the_published_parameter_counts():
 
 
 def test_tiny_builds_are_reproducible(tmp_path):
-    from nodes.zoo import image_models, text_models
+    from mora.nodes.zoo import image_models, text_models
 
     for name, builder in (("lm", text_models.tiny_prompt_lm), ("sd", image_models.tiny_sd)):
         builder(tmp_path / f"{name}1")
@@ -289,7 +289,7 @@ def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agen
 
 
 def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypatch):
-    from nodes.models import resident_bytes, resident_identities
+    from mora.nodes.models import resident_bytes, resident_identities
 
     image = put(image_blob(Image.new("RGB", (32, 32), (200, 30, 30))))
     draw = {"prompt": put(text_blob("a fox"))}

@@ -1,6 +1,6 @@
 """Video agents on tiny, seeded, random-weight pipelines (SVD, Wan I2V, Wan FLF2V) on CPU.
 
-The pipelines are real diffusers classes built by nodes.zoo.video_models into a temporary
+The pipelines are real diffusers classes built by mora.nodes.zoo.video_models into a temporary
 models folder and loaded with `DiffusionPipeline.from_pretrained`, as in a real run.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engine.artifacts import ArtifactRef, Blob
-from engine.media import frames_blob, image_blob, read_frames
-from engine.ports import PortType
+from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.media import frames_blob, image_blob, read_frames
+from mora.engine.ports import PortType
 
 pytest.importorskip("diffusers")
 
@@ -50,7 +50,7 @@ def tiny(name: str) -> dict[str, Any]:
 @pytest.fixture(scope="module", autouse=True)
 def own_resident_models(tiny_models):
     """This module's pipelines stay resident between its tests, and leave with it."""
-    from nodes.models import clear_resident
+    from mora.nodes.models import clear_resident
 
     clear_resident()
     yield
@@ -87,7 +87,7 @@ def params_of(agent: Any, **given: Any) -> dict[str, Any]:
 
 
 def run_i2v(store, model: str, seed: int = 0, prompt: str | None = None, image=None, last=None, **params: Any):
-    from nodes.image_to_video import AGENT
+    from mora.nodes.image_to_video import AGENT
 
     ctx = FakeCtx(model=tiny(model), seed=seed)
     inputs = {"image": store(image_blob(image or gradient(32, 32)))}
@@ -115,7 +115,7 @@ def metadata_of(blob: Blob, tmp_path: Path) -> dict[str, str]:
 
 
 def decode(store, latent: Blob, **params: Any):
-    from nodes.decode_video import AGENT
+    from mora.nodes.decode_video import AGENT
 
     ctx = FakeCtx()
     out = AGENT.run(ctx, {"latent": store(latent)}, params_of(AGENT, **params))
@@ -124,15 +124,15 @@ def decode(store, latent: Blob, **params: Any):
 
 
 def test_modules_import_without_torch():
-    code = ("import sys; import nodes.image_to_video, nodes.connect_videos, nodes.decode_video, "
-            "nodes.zoo.video_models; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import mora.nodes.image_to_video, mora.nodes.connect_videos, mora.nodes.decode_video, "
+            "mora.nodes.zoo.video_models; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
 def test_param_bounds():
-    from nodes.connect_videos import AGENT as CONNECT
-    from nodes.decode_video import AGENT as DECODE
-    from nodes.image_to_video import AGENT as I2V
+    from mora.nodes.connect_videos import AGENT as CONNECT
+    from mora.nodes.decode_video import AGENT as DECODE
+    from mora.nodes.image_to_video import AGENT as I2V
 
     assert I2V.param("frames").check(0) is not None
     assert I2V.param("frames").check(257) is not None
@@ -152,7 +152,7 @@ def test_param_bounds():
 
 
 def test_svd_latent_decodes_to_requested_frames(store, tmp_path):
-    from nodes.models import resident_count
+    from mora.nodes.models import resident_count
 
     out, ctx = run_i2v(store, "svd", frames=3, fps=6)
     latent = out["latent"]
@@ -234,7 +234,7 @@ def test_wan_flf_image_to_video_with_last_image(store):
 
 
 def connect(store, first: Blob, second: Blob, seed: int = 0, model: str = "wan_flf", **params: Any):
-    from nodes.connect_videos import AGENT
+    from mora.nodes.connect_videos import AGENT
 
     ctx = FakeCtx(model=tiny(model), seed=seed)
     inputs = {"first": store(first), "second": store(second)}
@@ -294,7 +294,7 @@ def test_decode_rejects_other_latents(store):
     import torch
     from safetensors.torch import save
 
-    from nodes.decode_video import AGENT
+    from mora.nodes.decode_video import AGENT
 
     blob = Blob(PortType.LATENT, "safetensors", save({"latents": torch.zeros(1, 4, 2, 2)}))
     with pytest.raises(ValueError, match="not a video latent"):

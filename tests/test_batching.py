@@ -4,9 +4,9 @@ from __future__ import annotations
 import yaml
 
 import pool_agents
-from engine.api import load_plan, run
-from engine.executors.inprocess import InProcessExecutor
-from engine.store import Store
+from mora.engine.api import load_plan, run
+from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.store import Store
 
 
 def _graph(tmp, log, scales_and_seeds):

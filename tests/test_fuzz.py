@@ -7,8 +7,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.api import load_plan
-from engine.errors import MoraError
+from mora.engine.api import load_plan
+from mora.engine.errors import MoraError
 
 NAMES = st.sampled_from(["a", "b", "c", "prompt", "seed", "text", "video", "image", "../x", "/abs", "", "a.b", "n-1"])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),

@@ -11,8 +11,8 @@ from engine_agents import COUNT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import keys
-from engine.keys import canonical, digest_of, node_key
+from mora.engine import keys
+from mora.engine.keys import canonical, digest_of, node_key
 
 D1, D2 = "a" * 64, "b" * 64
 BASE: dict[str, Any] = {
@@ -38,7 +38,7 @@ def test_same_ingredients_same_key():
 
 
 def test_key_is_the_same_in_another_process():
-    code = ("import json, sys; from engine.keys import node_key; kw = json.loads(sys.stdin.read()); "
+    code = ("import json, sys; from mora.engine.keys import node_key; kw = json.loads(sys.stdin.read()); "
             "print(node_key(**kw))")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(BASE), capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip()
@@ -185,8 +185,8 @@ def reordered(value: Any) -> Any:
 
 
 def test_a_hub_model_is_identified_by_the_commit_its_revision_resolves_to(tmp_path, monkeypatch):
-    from engine.models import identity
-    from engine.store import Store
+    from mora.engine.models import identity
+    from mora.engine.store import Store
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     refs = tmp_path / "hub" / "models--org--model" / "refs"

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.api import load_plan
-from engine.errors import GraphError
-from engine.plan import Source
-from engine.ports import PortType
+from mora.engine.api import load_plan
+from mora.engine.errors import GraphError
+from mora.engine.plan import Source
+from mora.engine.ports import PortType
 
 # A template: y = x + 1 (its own constant node), so each expansion adds two nodes.
 INC = {

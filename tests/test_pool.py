@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 import pool_agents
-from engine.api import load_plan, run
-from engine.executors.pool import PoolExecutor
-from engine.store import Store
+from mora.engine.api import load_plan, run
+from mora.engine.executors.pool import PoolExecutor
+from mora.engine.store import Store
 
 TESTS = Path(__file__).parent
 
@@ -95,9 +95,9 @@ SIGINT_SCRIPT = textwrap.dedent("""
     import sys, yaml
     from pathlib import Path
     import pool_agents
-    from engine.api import load_plan, run
-    from engine.executors.pool import PoolExecutor
-    from engine.store import Store
+    from mora.engine.api import load_plan, run
+    from mora.engine.executors.pool import PoolExecutor
+    from mora.engine.store import Store
     tmp = Path(sys.argv[1])
     graph = tmp / "g.yaml"
     graph.write_text(yaml.safe_dump({"nodes": {"a": {"agent": "p_sleep", "params": {"seconds": 30}},

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import io
 
-from engine.progress import Reporter
-from engine.runner import Context
-from engine.scheduler import NodeRecord
+from mora.engine.progress import Reporter
+from mora.engine.runner import Context
+from mora.engine.scheduler import NodeRecord
 
 
 def record(node_id: str, status: str, **fields) -> NodeRecord:

@@ -5,15 +5,15 @@ import pytest
 import yaml
 
 import pool_agents
-from engine.api import load_plan, run
-from engine.errors import MoraError
-from engine.store import Store
+from mora.engine.api import load_plan, run
+from mora.engine.errors import MoraError
+from mora.engine.store import Store
 
 pytest.importorskip("ray")
 
 
 def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
-    from engine.executors.ray import RayExecutor
+    from mora.engine.executors.ray import RayExecutor
 
     model_dir = tmp_path / "standin"
     model_dir.mkdir()
@@ -40,7 +40,7 @@ def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
 
 
 def test_store_check_names_the_node_that_cannot_see_the_cache(ray_cluster, tmp_path):
-    from engine.executors.ray import RayExecutor, _Actor
+    from mora.engine.executors.ray import RayExecutor, _Actor
 
     here = _Actor("cpu", "probe", 1)
     token = tmp_path / ".token"

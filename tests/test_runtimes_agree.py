@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.api import RunOutcome, graph_path, load_plan, run
-from engine.executors.inprocess import InProcessExecutor
-from engine.executors.pool import PoolExecutor
-from engine.store import Store
+from mora.engine.api import RunOutcome, graph_path, load_plan, run
+from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.executors.pool import PoolExecutor
+from mora.engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
@@ -43,7 +43,7 @@ def _run(executor: Any, runtime: str, tmp: Path) -> RunOutcome:
 
 @pytest.fixture(scope="module")
 def outcomes(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunOutcome]:
-    from engine.executors.ray import RayExecutor
+    from mora.engine.executors.ray import RayExecutor
 
     tmp = tmp_path_factory.mktemp("agree")
     # in-process first: it builds any tiny model still missing, so the workers only load them

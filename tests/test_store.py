@@ -15,11 +15,11 @@ from pathlib import Path
 import diskcache
 import pytest
 
-from engine.artifacts import Blob
-from engine.errors import CacheError
-from engine.index import CorruptRow
-from engine.ports import PortType
-from engine.store import Store, default_cache_dir
+from mora.engine.artifacts import Blob
+from mora.engine.errors import CacheError
+from mora.engine.index import CorruptRow
+from mora.engine.ports import PortType
+from mora.engine.store import Store, default_cache_dir
 
 BLOB = Blob(PortType.TEXT, "txt", b"hello, store")
 
@@ -273,8 +273,8 @@ SHARED_RUN = textwrap.dedent("""\
     import json, sys, time
     from pathlib import Path
     import engine_agents
-    from engine.api import load_plan, run
-    from engine.store import Store
+    from mora.engine.api import load_plan, run
+    from mora.engine.store import Store
 
     graph, cache, run_dir, me, other = map(Path, sys.argv[1:6])
     plan = load_plan(graph, {}, registry=engine_agents.registry())

@@ -8,10 +8,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from engine.api import graph_path, load_plan, run
-from engine.executors.inprocess import InProcessExecutor
-from engine.media import Frames, load_video_file, write_mp4
-from engine.store import Store
+from mora.engine.api import graph_path, load_plan, run
+from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.media import Frames, load_video_file, write_mp4
+from mora.engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from engine.task import NodeResult, Unit
+from mora.engine.task import NodeResult, Unit
 
 
 class Executor(Protocol):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from engine.runner import execute_unit
-from engine.task import NodeResult, Unit
+from mora.engine.runner import execute_unit
+from mora.engine.task import NodeResult, Unit
 
 
 class InProcessExecutor:
@@ -24,7 +24,7 @@ class InProcessExecutor:
         if not self._queue:
             return []
         if self._device is None:
-            from nodes.devices import resolve
+            from mora.nodes.devices import resolve
 
             self._device = resolve(self._device_name)
         return execute_unit(self._queue.popleft(), self._device)

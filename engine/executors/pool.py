@@ -1,7 +1,7 @@
 """The device pool: one long-lived worker process per device, nodes placed near their models.
 
 Policy. The scheduler process never initialises CUDA: it counts GPUs with `nvidia-smi` and
-starts one worker (`python -m engine.worker`) per device, in its own session, with
+starts one worker (`python -m mora.engine.worker`) per device, in its own session, with
 `CUDA_VISIBLE_DEVICES` set before the process starts. Tasks and results cross the pipes as JSON
 (digests, never tensors). A task goes to an idle worker that already holds its model if there
 is one (affinity), else to the idle worker holding the fewest models. A worker that dies
@@ -27,9 +27,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from engine.errors import MoraError
-from engine.task import NodeResult, Unit, unit_to_json
-from engine.worker import result_from_json
+from mora.engine.errors import MoraError
+from mora.engine.task import NodeResult, Unit, unit_to_json
+from mora.engine.worker import result_from_json
 
 log = logging.getLogger("mora.pool")
 MAX_RESTARTS = 5
@@ -105,7 +105,7 @@ class PoolExecutor:
         env["CUDA_VISIBLE_DEVICES"] = "" if self.kind == "cpu" else device_id
         name = f"worker{index}"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine.worker", self.kind, name],
+            [sys.executable, "-m", "mora.engine.worker", self.kind, name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1, start_new_session=True,
         )
         worker = _Worker(name, device_id, self.kind, proc)
@@ -200,6 +200,6 @@ class PoolExecutor:
 def _identity(ref: dict[str, Any] | None) -> str | None:
     if not ref:
         return None
-    from nodes.models import identity
+    from mora.nodes.models import identity
 
     return identity(ref)

@@ -4,7 +4,7 @@ Policy. Ray is imported only when this runtime is chosen (`pip install -e '.[ray
 executor connects to `runtime.address` (an existing cluster; `auto` finds a local one) or starts
 a local cluster for the run. It creates one long-lived actor per GPU with `num_gpus=1` (actors,
 not tasks: a GPU task starts a fresh process per call and would reload its models), each
-running `engine.runner.execute` on its device with its models resident. Placement is the
+running `mora.engine.runner.execute` on its device with its models resident. Placement is the
 pool's: an idle actor already holding the node's model, else the one holding the fewest. The
 content-addressed store must be on a filesystem every node of the cluster mounts at the same
 path: at start-up each actor reads a token file the driver just wrote there, and the run stops
@@ -21,9 +21,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from engine.errors import MoraError
-from engine.task import NodeResult, Unit, unit_from_json, unit_to_json
-from engine.worker import result_from_json
+from mora.engine.errors import MoraError
+from mora.engine.task import NodeResult, Unit, unit_from_json, unit_to_json
+from mora.engine.worker import result_from_json
 
 MAX_RESTARTS = 5
 
@@ -45,7 +45,7 @@ class _Actor:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = threads
-        from nodes.devices import resolve
+        from mora.nodes.devices import resolve
 
         self.device = resolve(device)
         self.name = name
@@ -61,8 +61,8 @@ class _Actor:
         return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
 
     def run(self, unit: dict[str, Any]) -> dict[str, Any]:
-        from engine.runner import execute_unit
-        from engine.worker import resident
+        from mora.engine.runner import execute_unit
+        from mora.engine.worker import resident
 
         results = execute_unit(unit_from_json(unit), self.device, self.name)
         return {"results": [dataclasses.asdict(r) for r in results], "resident": resident()}
@@ -130,7 +130,7 @@ class RayExecutor:
         idle = [i for i, t in enumerate(self._task) if t is None]
         model = None
         if task.model:
-            from nodes.models import identity
+            from mora.nodes.models import identity
 
             model = identity(task.model)
         holding = [i for i in idle if model and model in self._resident[i]]

@@ -1,4 +1,4 @@
-"""`hydra/launcher=mora`: run a whole sweep as one merged graph (see engine.sweep).
+"""`hydra/launcher=mora`: run a whole sweep as one merged graph (see mora.engine.sweep).
 
 Hydra imports every plugin at every start-up, so this module imports nothing heavy: the
 engine is imported when a sweep is launched.
@@ -32,6 +32,6 @@ class MoraLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[Any]:
-        from engine.sweep import launch
+        from mora.engine.sweep import launch
 
         return launch(self, job_overrides, initial_job_idx)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from engine.errors import ModelNotFoundError
+from mora.engine.errors import ModelNotFoundError
 
 Builder = Callable[[Path], None]
 """Writes a model (pipeline folder or transformers model + tokenizer) into the given directory."""
@@ -27,7 +27,7 @@ BUILD_VERSION = 2
 
 def builders() -> dict[tuple[str, str], Builder]:
     """All builders by (source, name); imported lazily because they need torch."""
-    from nodes.zoo import image_models, text_models, video_models
+    from mora.nodes.zoo import image_models, text_models, video_models
 
     table: dict[tuple[str, str], Builder] = {}
     for module in (text_models, image_models, video_models):

@@ -5,7 +5,7 @@
 - `random:sd15`, `random:pix2pix`: the Stable Diffusion 1.5 architecture (860 M UNet, its VAE,
   CLIP ViT-L/14 text encoder), random weights in bfloat16; pix2pix takes 8 input channels.
 - `random:sdxl`: the SDXL base architecture (2.6 B UNet, two text encoders).
-Every text encoder gets the offline byte-level `CLIPTokenizer` of nodes.zoo.tokenizers; the
+Every text encoder gets the offline byte-level `CLIPTokenizer` of mora.nodes.zoo.tokenizers; the
 random ones keep CLIP's 49,408-entry embedding, of which the tokenizer uses the first 514.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nodes.zoo.tokenizers import CLIP_BOS, CLIP_EOS, CLIP_VOCAB_SIZE
+from mora.nodes.zoo.tokenizers import CLIP_BOS, CLIP_EOS, CLIP_VOCAB_SIZE
 
 CLIP_IDS = {"bos_token_id": CLIP_BOS, "eos_token_id": CLIP_EOS, "pad_token_id": CLIP_EOS,
             "max_position_embeddings": 77}
@@ -28,7 +28,7 @@ def _sd_scheduler() -> Any:
 
 
 def _sd_pipeline(unet: Any, vae: Any, text_encoder: Any) -> dict[str, Any]:
-    from nodes.zoo.tokenizers import clip
+    from mora.nodes.zoo.tokenizers import clip
 
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": clip(), "safety_checker": None,
             "feature_extractor": None, "requires_safety_checker": False}
@@ -84,7 +84,7 @@ def sdxl_components() -> dict[str, Any]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from nodes.zoo.tokenizers import clip
+    from mora.nodes.zoo.tokenizers import clip
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(

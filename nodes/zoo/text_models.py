@@ -1,7 +1,7 @@
 """Prompt language models built in code: `tiny:prompt_lm` for CPU, `random:qwen2_0_5b` for GPU timing.
 
 Both are transformers Qwen2 causal LMs (the family of the recipe-style instruct presets) with
-the offline ChatML tokenizer of nodes.zoo.tokenizers, saved as one folder that
+the offline ChatML tokenizer of mora.nodes.zoo.tokenizers, saved as one folder that
 `AutoModelForCausalLM` and `AutoTokenizer` load. The random one has Qwen2.5-0.5B's shapes,
 151,936-entry vocabulary included (its embedding, tied to the output layer, is over a quarter
 of the weights); ids the byte tokenizer cannot spell decode to nothing.
@@ -19,7 +19,7 @@ def _save(dest: Path, config: Any, dtype: Any = None) -> None:
     import torch
     from transformers import Qwen2ForCausalLM
 
-    from nodes.zoo.tokenizers import chat
+    from mora.nodes.zoo.tokenizers import chat
 
     torch.manual_seed(0)
     model = Qwen2ForCausalLM(config)

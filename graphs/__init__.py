@@ -1,0 +1,1 @@
+"""The built-in graph files and their JSON Schema, shipped as package data (`mora.graphs`)."""
