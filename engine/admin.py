@@ -174,7 +174,8 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_schema)
     c = sub.add_parser("cache", help="cache statistics, listing, verification and garbage collection")
     c.add_argument("action", choices=["stats", "list", "verify", "gc"])
-    c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR or the project's cache/)")
+    c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR, else the checkout's cache/ or the "
+                   "user cache dir)")
     c.add_argument("--max-size", type=parse_size, help="gc: keep at most this much, e.g. 50G")
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")

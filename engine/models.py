@@ -5,17 +5,30 @@ dtype, variant}`; a node's `model` parameter overrides it with `tiny:NAME`, `ran
 `hub:ID[@REV]` or `path:DIR` (a bare string is a path if that directory exists, else a hub id).
 The identity that enters cache keys adds, for local paths, a digest of the weight files
 (cached by their names, sizes and modification times so it is computed once), and for hub ids
-the commit their revision resolves to in the local Hugging Face cache.
+the commit their revision resolves to.
+
+Hub models go through huggingface_hub's own cache and settings (HF_HOME, HF_HUB_OFFLINE,
+HF_ENDPOINT, tokens). Before a run, `check_hub` places every hub model the plan needs at once:
+online, the hub says which commit the revision names (the run is pinned to it) and which files
+a download fetches; offline, the local cache's refs say it. `require` raises one error listing
+every model that is neither on disk nor downloadable, with how to provide it. Downloads happen
+in the process that loads the model (`from_pretrained` fetches exactly the files it needs, with
+progress bars), or ahead of time with `download` (`mora-admin models --download`).
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import json
 import os
-from collections.abc import Mapping
-from pathlib import Path
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mora.engine.agent import Agent
+from mora.engine.errors import ModelNotFoundError
 from mora.engine.store import Store
 
 SOURCES = ("tiny", "random", "hub", "path")
@@ -74,7 +87,7 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
     elif ref["source"] == "path":
         ident["weights"] = weights_digest(Path(ref["name"]), store)
     elif ref["source"] == "hub":
-        ident["commit"] = hub_commit(ref["name"], ref.get("revision"))
+        ident["commit"] = ref.get("commit") or hub_commit(ref["name"], ref.get("revision"))
     return ident
 
 
@@ -124,3 +137,128 @@ def weights_digest(folder: Path, store: Store) -> str:
     store.index.set(memo_key, digest)
     return digest
 
+
+
+# hub models before a run ------------------------------------------------------------------
+SMALL_FILES = ("*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken")
+"""Configs, tokenizers and templates: always fetched with a model (they are small)."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Where a hub model stands before a run: on disk, fetchable, or neither (and why)."""
+
+    name: str
+    revision: str | None
+    state: str
+    """'present' (in the local Hugging Face cache), 'downloadable' or 'missing'."""
+    commit: str | None = None
+    size: int | None = None
+    """Bytes of the model's files (known when the hub was asked)."""
+    to_fetch: int | None = None
+    """Bytes a download still has to fetch (0 when present)."""
+    files: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def wanted_files(files: Iterable[str], variant: str | None, components: Iterable[str] | None = None) -> list[str]:
+    """The files of a repository that loading it needs: small files plus one set of weights per folder.
+
+    Policy, as diffusers and transformers load: a pipeline's weights live in its component folders
+    (`components`, from model_index.json), so top-level single-file checkpoints and folders the
+    pipeline does not name are skipped; in each folder safetensors are preferred to .bin, and the
+    `variant` weights (`*.fp16.safetensors`) are taken where that folder has them, else its plain ones.
+    """
+    files = list(files)
+    keep = None if components is None else set(components)
+    chosen = [f for f in files if any(fnmatch.fnmatch(PurePosixPath(f).name, p) for p in SMALL_FILES)
+              and (keep is None or len(PurePosixPath(f).parts) == 1 or PurePosixPath(f).parts[0] in keep)]
+    by_folder: dict[str, list[str]] = {}
+    for f in files:
+        path = PurePosixPath(f)
+        in_component = keep is None or (len(path.parts) > 1 and path.parts[0] in keep)
+        if path.suffix in (".safetensors", ".bin") and in_component:
+            by_folder.setdefault(str(path.parent), []).append(f)
+    tagged = re.compile(rf"\.{re.escape(variant)}(-\d+-of-\d+)?\.(safetensors|bin)$") if variant else None
+    for weights in by_folder.values():
+        ext = ".safetensors" if any(f.endswith(".safetensors") for f in weights) else ".bin"
+        weights = [f for f in weights if f.endswith(ext)]
+        variants = [f for f in weights if tagged and tagged.search(f)]
+        plain = [f for f in weights if len(PurePosixPath(f).suffixes) == 1]
+        chosen += variants or plain
+    return sorted(set(chosen))
+
+
+def check_hub(ref: Mapping[str, Any]) -> Availability:
+    """Where one hub model stands; asks the hub unless HF_HUB_OFFLINE is set."""
+    from huggingface_hub import constants
+
+    name, revision = ref["name"], ref.get("revision")
+    if constants.HF_HUB_OFFLINE:
+        return _check_local(name, revision, "HF_HUB_OFFLINE is set")
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi().model_info(name, revision=revision, files_metadata=True)
+    except GatedRepoError:
+        return Availability(name, revision, "missing", reason="gated on the hub: accept its terms on its page and log "
+                                                             "in (`hf auth login` or HF_TOKEN)")
+    except RepositoryNotFoundError:
+        return Availability(name, revision, "missing", reason="no such repository on the hub (or it is private: log "
+                                                             "in with `hf auth login` or HF_TOKEN)")
+    except RevisionNotFoundError:
+        return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
+    except Exception as e:  # unreachable: transport errors (httpx, requests) differ between huggingface_hub versions
+        return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
+    sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
+    head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
+    if head is None:
+        return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the top: "
+                                                             "not a diffusers pipeline or transformers model")
+    # fetched by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
+    config = Path(hf_hub_download(name, head, revision=revision))
+    commit = config.parent.name
+    components = None
+    if head == "model_index.json":
+        index = json.loads(config.read_text(encoding="utf-8"))
+        components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
+    files = tuple(wanted_files(sizes, ref.get("variant"), components))
+    to_fetch = sum(sizes[f] for f in files if not (config.parent / f).is_file())
+    state = "present" if to_fetch == 0 else "downloadable"
+    return Availability(name, revision, state, commit, sum(sizes[f] for f in files), to_fetch, files)
+
+
+def _check_local(name: str, revision: str | None, why_offline: str) -> Availability:
+    commit = hub_commit(name, revision)
+    snapshot = hub_cache_dir() / f"models--{name.replace('/', '--')}" / "snapshots" / str(commit)
+    if commit and any((snapshot / f).is_file() for f in ("model_index.json", "config.json")):
+        size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
+        return Availability(name, revision, "present", commit, size, 0)
+    return Availability(name, revision, "missing", reason=f"not in the local Hugging Face cache and {why_offline}")
+
+
+def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], Availability]:
+    """Check every distinct hub model at once; raise one error naming all that cannot be had.
+
+    Returns each model's availability by (name, revision), so the caller can pin its commit.
+    """
+    seen = {(r["name"], r.get("revision")): r for r in refs if r.get("source") == "hub"}
+    found = {key: check_hub(ref) for key, ref in seen.items()}
+    missing = [a for a in found.values() if a.state == "missing"]
+    if missing:
+        lines = [f"  - {a.name}{'@' + a.revision if a.revision else ''}: {a.reason}" for a in missing]
+        raise ModelNotFoundError(
+            f"{len(missing)} model(s) this run needs cannot be had:\n" + "\n".join(lines) + "\nProvide them by "
+            "running `mora-admin models --download` (same model=PRESET) where the hub can be reached and copying "
+            "the Hugging Face cache (HF_HOME) here, or point the role at a folder written by save_pretrained "
+            "(`model=path:/that/folder`, or {source: path, name: ...} in the preset)."
+        )
+    return found
+
+
+def download(ref: Mapping[str, Any], availability: Availability) -> Path:
+    """Fetch a hub model's files (as `wanted_files` chose) into the Hugging Face cache, with huggingface_hub's bars."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(ref["name"], revision=availability.commit, allow_patterns=list(availability.files)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sqlite3
 import tempfile
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import platformdirs
 from filelock import FileLock, Timeout
 
 from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes
@@ -29,13 +31,36 @@ from mora.engine.index import CorruptRow, open_index
 from mora.engine.ports import PortType
 
 log = logging.getLogger("mora.cache")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENTRY_VERSION = 1
+DISTRIBUTION = "mora-dag"
+
+
+def source_checkout() -> Path | None:
+    """The repository root when this code runs from a source checkout of Mora, else None.
+
+    In a checkout `engine/` sits next to a pyproject.toml naming our distribution; in an installed
+    wheel the package's parent is `site-packages/mora`, which holds none.
+    """
+    root = Path(__file__).resolve().parent.parent
+    try:
+        text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return root if re.search(rf"^name\s*=\s*[\"']{DISTRIBUTION}[\"']", text, re.MULTILINE) else None
 
 
 def default_cache_dir() -> Path:
-    """`MORA_CACHE_DIR` if set, else the project's `cache/` directory."""
-    return Path(os.environ.get("MORA_CACHE_DIR") or PROJECT_ROOT / "cache").expanduser().resolve()
+    """`MORA_CACHE_DIR` if set; else the checkout's `cache/` when run from source; else the user cache dir.
+
+    The user cache dir is platformdirs' (`~/.cache/mora` on Linux, honouring XDG_CACHE_HOME), never
+    a folder inside site-packages.
+    """
+    if os.environ.get("MORA_CACHE_DIR"):
+        return Path(os.environ["MORA_CACHE_DIR"]).expanduser().resolve()
+    checkout = source_checkout()
+    if checkout is not None:
+        return checkout / "cache"
+    return platformdirs.user_cache_path("mora").resolve()
 
 
 @dataclass

@@ -42,7 +42,7 @@ def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | 
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(
-            location, torch_dtype=torch_dtype(model.get("dtype") or "float32"), **kwargs
+            location, dtype=torch_dtype(model.get("dtype") or "float32"), **kwargs
         )
         # VAE tiling is set per call (set_vae_tiling): the pipeline is shared by nodes that differ in it.
         return place(ctx, pipe, {**params, "vae_tiling": False})

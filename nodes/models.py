@@ -4,7 +4,8 @@ A model reference (resolved by `mora.engine.models` from the preset and the node
 is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
 a fixed seed by a builder in `mora.nodes.zoo`, saved once under `<cache>/models/` and then loaded
-like any other model, through `from_pretrained`. Hub ids are looked up offline only.
+like any other model, through `from_pretrained`. Hub ids load at the commit the run was pinned to,
+through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bounded by
 `MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
@@ -94,10 +95,10 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
                 "save_pretrained (with model_index.json or config.json)"
             )
         return str(path), {}
-    if source == "hub":
-        kwargs: dict[str, Any] = {"local_files_only": True}
-        if ref.get("revision"):
-            kwargs["revision"] = ref["revision"]
+    if source == "hub":  # huggingface_hub's cache and settings decide whether a missing file is downloaded
+        kwargs: dict[str, Any] = {}
+        if ref.get("commit") or ref.get("revision"):
+            kwargs["revision"] = ref.get("commit") or ref["revision"]
         if ref.get("variant"):
             kwargs["variant"] = ref["variant"]
         return name, kwargs
@@ -105,11 +106,15 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
-    """The error for a hub id that is not in the local Hugging Face cache (there is no network)."""
+    """The error for a hub id that could be neither found in the local Hugging Face cache nor downloaded."""
+    from huggingface_hub import constants
+
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "it could not be downloaded"
     return ModelNotFoundError(
-        f"model '{ref['name']}' is not in the local Hugging Face cache and no hub can be reached "
-        f"({type(error).__name__}). Download it where there is network (`hf download {ref['name']}`) and copy "
-        "the cache (HF_HOME), or save it to a folder and use `path:/that/folder`."
+        f"model '{ref['name']}' is not (completely) in the local Hugging Face cache and {why} "
+        f"({type(error).__name__}: {error}). Fetch it where the hub can be reached (`mora-admin models --download`, "
+        f"or `hf download {ref['name']}`) and copy the cache (HF_HOME), or save it to a folder and use "
+        "`path:/that/folder`."
     )
 
 

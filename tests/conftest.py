@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 TESTS = Path(__file__).resolve().parent
+# Tests never reach the real hub (huggingface_hub reads this once, at import); the stand-in hub test sets its own.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 

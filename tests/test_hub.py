@@ -1,0 +1,183 @@
+"""Hub models: downloaded through a stand-in hub, refused clearly offline, all missing ones named at once.
+
+The stand-in is an HTTP server on 127.0.0.1 (started by the test, stopped after) that answers
+the endpoints huggingface_hub calls for `model_info`, `snapshot_download` and `hf_hub_download`:
+`/api/models/ID[/revision/REV]`, `/api/models/ID/tree/REV` and `/ID/resolve/REV/FILE` with the
+X-Repo-Commit and ETag headers, and no Xet. It serves a tiny diffusers pipeline built by the
+zoo. `mora` runs in a child process with HF_ENDPOINT pointed at it and HF_HOME at a temp dir, as
+a user would run it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from mora.engine.models import wanted_files
+
+REPO = "mora-test/tiny-sd"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class StandInHub(ThreadingHTTPServer):
+    """Serves one repository's files at one commit, for any branch name."""
+
+    def __init__(self, repo: str, folder: Path):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.repo = repo
+        self.files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+                      if p.is_file() and not p.name.startswith(".")}
+        self.requests: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: StandInHub
+
+    def log_message(self, *args: object) -> None:  # quiet: the test reads server.requests instead
+        pass
+
+    def do_HEAD(self) -> None:
+        self.answer(body=False)
+
+    def do_GET(self) -> None:
+        self.answer(body=True)
+
+    def answer(self, body: bool) -> None:
+        path = unquote(urlparse(self.path).path)
+        self.server.requests.append(f"{self.command} {path}")
+        hub, repo = self.server, self.server.repo
+        if path in (f"/api/models/{repo}", f"/api/models/{repo}/revision/main", f"/api/models/{repo}/revision/{COMMIT}"):
+            siblings = [{"rfilename": f, "size": len(data)} for f, data in hub.files.items()]
+            return self.send(json.dumps({"id": repo, "sha": COMMIT, "private": False, "siblings": siblings}).encode(),
+                             "application/json", body)
+        if path.startswith(f"/api/models/{repo}/tree/"):
+            tree = [{"type": "file", "path": f, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                    for f, data in hub.files.items()]
+            return self.send(json.dumps(tree).encode(), "application/json", body)
+        for rev in ("main", COMMIT):
+            prefix = f"/{repo}/resolve/{rev}/"
+            if path.startswith(prefix) and path[len(prefix):] in hub.files:
+                data = hub.files[path[len(prefix):]]
+                return self.send(data, "application/octet-stream", body,
+                                 {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
+        self.send_response(404)
+        self.send_header("X-Error-Code", "RepoNotFound" if f"/{repo}/" not in path + "/" else "EntryNotFound")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def send(self, data: bytes, kind: str, body: bool, headers: dict[str, str] | None = None) -> None:
+        self.send_response(200)
+        for name, value in {"Content-Type": kind, "Content-Length": str(len(data)), **(headers or {})}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInHub]:
+    from mora.nodes.zoo import image_models
+
+    folder = tmp_path_factory.mktemp("tiny-sd")
+    image_models.tiny_sd(folder)
+    server = StandInHub(REPO, folder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+GRAPH = """\
+inputs:
+  prompt: {type: text, default: a fox}
+nodes:
+  draw:
+    agent: text_to_image
+    in: {prompt: {input: prompt}}
+    params: {model: "hub:%s", width: 32, height: 32, steps: 1, seed: 1}
+%s
+outputs: {image: {from: draw.image}%s}
+"""
+EDIT = """\
+  edit:
+    agent: image_edit
+    in: {image: {from: draw.image}, instruction: {input: prompt}}
+    params: {model: "hub:other-org/missing-pix2pix", steps: 1, seed: 1}
+"""
+
+
+def mora(tmp_path: Path, graph: str, hf_home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "g.yaml").write_text(graph)
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MORA_"))}
+    child.update(HF_HOME=str(hf_home), MORA_CACHE_DIR=str(tmp_path / "cache"), **env)
+    return subprocess.run([Path(sys.executable).parent / "mora", "graph_file=g.yaml", "hydra.run.dir=out"],
+                          cwd=tmp_path, env=child, capture_output=True, text=True, timeout=300)
+
+
+def test_a_hub_model_downloads_through_the_hubs_own_cache(hub: StandInHub, tmp_path: Path) -> None:
+    hf_home = tmp_path / "hf"
+    run = mora(tmp_path, GRAPH % (REPO, "", ""), hf_home, HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+    assert run.returncode == 0, run.stderr
+    snapshot = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT
+    assert (snapshot / "model_index.json").is_file() and list(snapshot.rglob("*.safetensors"))
+    assert any(r.startswith("GET /" + REPO + "/resolve/") for r in hub.requests)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    node = next(n for n in manifest["nodes"] if n["id"] == "draw") if isinstance(manifest["nodes"], list) \
+        else manifest["nodes"]["draw"]
+    assert node["model"]["commit"] == COMMIT
+
+    # now it is on disk, the same model loads with the hub switched off, and the run is all cache hits
+    again = mora(tmp_path, GRAPH % (REPO, "", ""), hf_home, HF_HUB_OFFLINE="1")
+    assert again.returncode == 0, again.stderr
+    assert "1 cached" in again.stderr
+
+
+def test_offline_every_missing_model_is_named_at_once_before_anything_runs(tmp_path: Path) -> None:
+    run = mora(tmp_path, GRAPH % (REPO, EDIT, ", edited: {from: edit.image}"), tmp_path / "empty-hf", HF_HUB_OFFLINE="1")
+    assert run.returncode == 2, run.stderr
+    err = run.stderr
+    assert "2 model(s) this run needs cannot be had" in err
+    assert REPO in err and "other-org/missing-pix2pix" in err and "HF_HUB_OFFLINE is set" in err
+    assert "mora-admin models --download" in err and "Traceback" not in err
+    assert not (tmp_path / "cache" / "models").exists()  # nothing was loaded or built
+
+
+def test_an_unknown_repository_is_named_with_the_hubs_answer(hub: StandInHub, tmp_path: Path) -> None:
+    run = mora(tmp_path, GRAPH % ("nobody/nothing", "", ""), tmp_path / "hf", HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="0")
+    assert run.returncode == 2 and "nobody/nothing: no such repository on the hub" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("variant, expected", [
+    (None, ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+            "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]),
+    ("fp16", ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
+              "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]),
+])
+def test_a_download_fetches_one_set_of_weights_per_component(variant: str | None, expected: list[str]) -> None:
+    files = ["model_index.json", "sd_xl_base_1.0.safetensors", "README.md", "unet/config.json",
+             "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
+             "unet/diffusion_pytorch_model.bin", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+             "vae_1_0/diffusion_pytorch_model.safetensors", "vae_decoder/model.onnx"]
+    assert wanted_files(files, variant, ["unet", "vae"]) == expected
+
+
+def test_a_transformers_repository_keeps_its_top_level_weights() -> None:
+    files = ["config.json", "tokenizer.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+             "model.safetensors.index.json", "pytorch_model.bin", "LICENSE"]
+    assert wanted_files(files, None) == ["config.json", "model-00001-of-00002.safetensors",
+                                         "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+                                         "tokenizer.json"]
