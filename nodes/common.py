@@ -4,12 +4,24 @@ Every model agent takes the same `model`, `dtype`, `seed` and `attention` parame
 diffusion agent the same memory options, declared here once. Attention is PyTorch SDPA by
 default; `attention=xformers` is used only if xformers imports and runs a real kernel on the
 device, otherwise the agent fails with a clear error rather than silently falling back.
+
+A loaded pipeline is shared by every node that uses the same model, so no node's settings may
+stick to it for the next: attention is set on every call (`use_attention`, cheap to switch),
+and the offload mode, which is fixed when a pipeline is placed, is part of the resident-model
+key (a node asking for another mode gets its own placement). Offload is diffusers' own
+(`model`, `sequential` or `group` offload to the CPU), on CUDA devices only; it changes memory
+and speed, not results, so it is run-only.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from mora.engine.agent import Param
+
+OFFLOADS = ("none", "model", "group", "sequential")
+OFFLOAD_PARAM = Param("offload", str, "none", "diffusers CPU offload on CUDA: model (whole models), group (blocks, "
+                      "streamed) or sequential (layers; least memory, slowest)", choices=OFFLOADS, run_only=True)
 
 MODEL_PARAMS: tuple[Param, ...] = (
     Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR' (empty: preset)"),
@@ -22,7 +34,7 @@ MODEL_PARAMS: tuple[Param, ...] = (
 
 DIFFUSION_PARAMS: tuple[Param, ...] = (
     *MODEL_PARAMS,
-    Param("cpu_offload", bool, False, "model CPU offload (saves GPU memory, slower)", run_only=True),
+    OFFLOAD_PARAM,
     Param("vae_slicing", bool, False, "decode the VAE one item at a time", run_only=True),
     Param("vae_tiling", bool, False, "decode the VAE in tiles (changes pixels slightly)"),
 )
@@ -35,6 +47,7 @@ def generator(ctx: Any, seed: int | None = None) -> Any:
     return torch.Generator("cpu").manual_seed(int(ctx.seed if seed is None else seed))
 
 
+@functools.cache
 def xformers_works(device: str) -> bool:
     """True when xformers imports and its memory-efficient attention runs on `device`."""
     try:
@@ -49,18 +62,20 @@ def xformers_works(device: str) -> bool:
 
 
 def place(ctx: Any, pipe: Any, params: dict[str, Any]) -> Any:
-    """Move a freshly loaded pipeline to the node's device and apply its memory options."""
-    if params.get("cpu_offload") and ctx.device.startswith("cuda"):
-        pipe.enable_model_cpu_offload(device=ctx.device)
+    """Move a freshly loaded pipeline to the node's device, offloaded as `params['offload']` says."""
+    import torch
+
+    offload = params.get("offload", "none")
+    if offload != "none" and ctx.device.startswith("cuda"):
+        if offload == "model":
+            pipe.enable_model_cpu_offload(device=ctx.device)
+        elif offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=ctx.device)
+        else:
+            pipe.enable_group_offload(onload_device=torch.device(ctx.device), offload_type="block_level",
+                                      num_blocks_per_group=1, use_stream=True)
     else:
         pipe.to(ctx.device)
-    if params.get("attention") == "xformers":
-        if not xformers_works(ctx.device):
-            raise RuntimeError(
-                "`attention` is 'xformers' but xformers does not import or its kernels do not run on "
-                f"{ctx.device}; use attention=sdpa"
-            )
-        pipe.enable_xformers_memory_efficient_attention()
     vae = getattr(pipe, "vae", None)
     if vae is not None:
         if params.get("vae_slicing") and hasattr(vae, "enable_slicing"):
@@ -69,3 +84,19 @@ def place(ctx: Any, pipe: Any, params: dict[str, Any]) -> Any:
             vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def use_attention(ctx: Any, pipe: Any, attention: str) -> None:
+    """Switch a (shared) pipeline to this node's attention backend for this call."""
+    if getattr(pipe, "_mora_attention", "sdpa") == attention:
+        return
+    if attention == "xformers":
+        if not xformers_works(ctx.device):
+            raise RuntimeError(
+                "`attention` is 'xformers' but xformers does not import or its kernels do not run on "
+                f"{ctx.device}; use attention=sdpa"
+            )
+        pipe.enable_xformers_memory_efficient_attention()
+    else:
+        pipe.disable_xformers_memory_efficient_attention()
+    pipe._mora_attention = attention

@@ -23,6 +23,7 @@ from typing import Any
 from mora.engine.agent import Agent, Param, Port
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.ports import PortType
+from mora.nodes.common import OFFLOAD_PARAM
 
 PIPELINE_KIND = "video_diffusion"
 """The resident-cache kind shared by every agent that loads a video pipeline for its latents."""
@@ -33,7 +34,7 @@ REF_FIELDS = ("source", "name", "revision", "dtype", "variant")
 
 def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | None = None) -> Any:
     """The resident video pipeline of `ref` (default ctx.model); diffusers picks its class from model_index.json."""
-    from mora.nodes.common import place
+    from mora.nodes.common import place, use_attention
     from mora.nodes.models import get_pipeline, torch_dtype
 
     model = ctx.model if ref is None else ref
@@ -47,7 +48,9 @@ def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | 
         # VAE tiling is set per call (set_vae_tiling): the pipeline is shared by nodes that differ in it.
         return place(ctx, pipe, {**params, "vae_tiling": False})
 
-    return get_pipeline(ctx, PIPELINE_KIND, load, ref=ref)
+    pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=params["offload"])
+    use_attention(ctx, pipe, params.get("attention", "sdpa"))
+    return pipe
 
 
 def family(pipe: Any, ref: Mapping[str, Any]) -> str:
@@ -153,7 +156,7 @@ AGENT = Agent(
               min=1, max=64),
         Param("fps", float, 0.0, "frames per second of the video (0: the latent's)", min=0, max=240),
         Param("vae_tiling", bool, False, "decode in spatial tiles (Wan; saves memory, changes pixels slightly)"),
-        Param("cpu_offload", bool, False, "model CPU offload (saves GPU memory, slower)", run_only=True),
+        OFFLOAD_PARAM,
     ),
     model_role=None,
     libraries=("torch", "diffusers"),

@@ -1,8 +1,8 @@
 """What the image diffusion agents share: loading a pipeline class, per-call VAE options, checks.
 
 A pipeline object is shared by every node that uses the same model on the same device, so
-options that differ between nodes (VAE slicing and tiling) are set on every call rather than
-once at load. Two tasks on one checkpoint (text-to-image and image-to-image) share its modules:
+options that differ between nodes (attention, VAE slicing and tiling) are set on every call
+rather than once at load; the offload mode is part of which pipeline is shared. Two tasks on one checkpoint (text-to-image and image-to-image) share its modules:
 the second is built with diffusers' `from_pipe` from the resident first, not loaded again.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mora.nodes.common import generator, place
+from mora.nodes.common import generator, place, use_attention
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 
 
@@ -31,11 +31,13 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    base = resident(ctx, share)
+    offload = params["offload"]
+    base = resident(ctx, share, offload=offload)
     if base is None:
-        pipe = get_pipeline(ctx, kind, from_pretrained)
+        pipe = get_pipeline(ctx, kind, from_pretrained, offload=offload)
     else:
-        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True)
+        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True, offload=offload)
+    use_attention(ctx, pipe, params["attention"])
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "enable_tiling"):
         (vae.enable_tiling if params.get("vae_tiling") else vae.disable_tiling)()

@@ -7,7 +7,7 @@ a fixed seed by a builder in `mora.nodes.zoo`, saved once under `<cache>/models/
 like any other model, through `from_pretrained`. Hub ids load at the commit the run was pinned to,
 through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
 
-Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bounded by
+Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
 `MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
 real load is reported to the run context so the manifest can count them.
 """
@@ -22,7 +22,7 @@ from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
 
-_RESIDENT: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
+_RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
 
 
 def max_resident() -> int:
@@ -118,11 +118,13 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
     )
 
 
-def _key(ctx: Any, kind: str, ref: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    return (kind, identity(ref), str(ref.get("dtype")), ctx.device)
+def _key(ctx: Any, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
+    """What makes two loads the same: settings fixed at load (dtype, device, offload) belong here."""
+    return (kind, identity(ref), str(ref.get("dtype")), ctx.device, offload)
 
 
-def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None) -> Any | None:
+def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None, *,
+             offload: str = "none") -> Any | None:
     """A pipeline of one of `kinds` already resident for `ref` (default ctx.model) on ctx.device, else None.
 
     Loads nothing: agents use it to build a view on the same modules (diffusers' `from_pipe`)
@@ -131,12 +133,12 @@ def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = N
     ref = ctx.model if ref is None else ref
     if ref is None:
         return None
-    return next((_RESIDENT[k] for k in (_key(ctx, kind, ref) for kind in kinds) if k in _RESIDENT), None)
+    return next((_RESIDENT[k] for k in (_key(ctx, kind, ref, offload) for kind in kinds) if k in _RESIDENT), None)
 
 
 def get_pipeline(
     ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None,
-    *, shares_weights: bool = False,
+    *, shares_weights: bool = False, offload: str = "none",
 ) -> Any:
     """Return the resident pipeline for `ref` (default ctx.model), loading it with `load(location, kwargs)` on a miss.
 
@@ -144,11 +146,12 @@ def get_pipeline(
     and image-to-image views of one checkpoint) so each is cached on its own. `ref` serves agents
     without a model role that find their model elsewhere (a decoder reads it from a latent's metadata).
     `shares_weights` says that `load` builds a view on a resident pipeline's modules: no model load.
+    `offload` is the offload mode `load` places the pipeline with: another mode is another pipeline.
     """
     ref = ctx.model if ref is None else ref
     if ref is None:
         raise ValueError(f"node '{ctx.node_id}' has no model reference to load a {kind} pipeline from")
-    key = _key(ctx, kind, ref)
+    key = _key(ctx, kind, ref, offload)
     if key in _RESIDENT:
         _RESIDENT.move_to_end(key)
         return _RESIDENT[key]

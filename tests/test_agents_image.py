@@ -306,3 +306,29 @@ def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypat
     image_to_image.run(tiny("sd"), {"image": image, "prompt": draw["prompt"]},
                        params(image_to_image.AGENT, steps=2, strength=0.5))
     assert resident_identities() == ["tiny:sd"]  # the view shares sd's weights; pix2pix went over budget
+
+
+def test_run_only_settings_do_not_stick_to_a_shared_pipeline(put, cold):
+    """A node asking for xformers after one that loaded the model with SDPA gets xformers or a clear refusal."""
+    from mora.nodes.common import xformers_works
+
+    if xformers_works("cpu"):
+        pytest.skip("xformers runs here: this test shows the refusal where it cannot")
+    draw = {"prompt": put(text_blob("a fox"))}
+    first = tiny("sd")
+    text_to_image.run(first, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    assert len(first.loads) == 1
+    with pytest.raises(RuntimeError, match="`attention` is 'xformers' but xformers does not import"):
+        text_to_image.run(tiny("sd"), draw, params(text_to_image.AGENT, width=32, height=32, steps=1,
+                                                   attention="xformers"))
+    again = tiny("sd")
+    text_to_image.run(again, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    assert again.loads == []  # the SDPA pipeline is still shared
+
+
+def test_each_offload_mode_places_its_own_pipeline(put, cold):
+    draw = {"prompt": put(text_blob("a fox"))}
+    runs = [tiny("sd") for _ in range(3)]
+    for ctx, offload in zip(runs, ("none", "model", "none")):
+        text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1, offload=offload))
+    assert [len(ctx.loads) for ctx in runs] == [1, 1, 0]
