@@ -5,11 +5,13 @@
     mora-admin draw FILE [-o OUT.dot|OUT.png]      the expanded graph as DOT (PNG via graphviz)
     mora-admin schema                              JSON Schema of graph files (for editors)
     mora-admin cache stats|list|verify|gc          the content-addressed cache
+    mora-admin models [model=PRESET ...] [--download]  a preset's models, their sizes and presence; fetch them
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from mora.engine.errors import GraphError, MoraError
+from mora.engine import models
+from mora.engine.errors import GraphError, ModelNotFoundError, MoraError
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -155,6 +158,92 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def human(size: int | None) -> str:
+    if size is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return ""
+
+
+def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
+    """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from mora.engine.config import register
+    from mora.engine.store import default_cache_dir
+
+    register()
+    try:
+        with initialize_config_module(config_module="mora.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except HydraException as e:
+        raise MoraError(f"bad override(s) {' '.join(overrides)}: {e}") from None
+    preset = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(preset, dict)
+    cache = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    return preset, Path(os.environ.get("MORA_MODELS_DIR") or cache / "models")  # as a run finds them
+
+
+def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability:
+    """Where one model of a preset stands (hub: asks the hub unless offline; built-in: built or not yet)."""
+    name, source = str(ref["name"]), ref["source"]
+    if source == "hub":
+        return models.check_hub(ref)
+    if source == "path":
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            return models.Availability(name, None, "missing", reason=f"no folder {path}")
+        return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in path.rglob("*")
+                                                                    if p.is_file()))
+    from mora.nodes.zoo import folder
+
+    where = folder(str(source), name, models_dir)
+    if (where / ".complete").exists():
+        return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in where.rglob("*")
+                                                                    if p.is_file()))
+    return models.Availability(name, None, "downloadable", reason="not built yet: built in code on first use, "
+                                                                 "or now with --download")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    preset, models_dir = preset_config(args.overrides)
+    roles = preset.get("roles") or {}
+    assert isinstance(roles, dict)
+    print(f"model preset '{preset.get('name')}' (hub cache: {models.hub_cache_dir()}, built models: {models_dir})")
+    missing = []
+    for role, spec in roles.items():
+        ref = {"revision": None, "variant": None, **spec}
+        state = model_state(ref, models_dir)
+        label = f"{ref['source']}:{ref['name']}" + (f"@{ref['revision']}" if ref["revision"] else "") + \
+            (f" ({ref['variant']})" if ref["variant"] else "")
+        if args.download and state.state == "downloadable":
+            if ref["source"] == "hub":
+                print(f"{role}: downloading {label} ({human(state.to_fetch)})", file=sys.stderr)
+                models.download(ref, state)
+            else:
+                from mora.nodes.zoo import build
+
+                build(str(ref["source"]), str(ref["name"]), models_dir)
+            state = model_state(ref, models_dir)
+        if state.state == "present":
+            note = "present"
+        elif state.state == "downloadable" and ref["source"] == "hub":
+            note = f"downloadable, {human(state.to_fetch)} to fetch"
+        else:
+            note = state.reason
+        print(f"  {role:<15} {label:<60} {human(state.size):>9}  {note}")
+        if state.state == "missing":
+            missing.append(role)
+    if missing and args.download:
+        raise ModelNotFoundError(f"could not fetch the models of role(s) {', '.join(missing)}: see above")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mora-admin", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -180,6 +269,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
     c.set_defaults(fn=cmd_cache)
+    m = sub.add_parser("models", help="a model preset's models, their sizes and whether each is present")
+    m.add_argument("overrides", nargs="*", help="Hydra overrides as for `mora`, e.g. model=recipe")
+    m.add_argument("--download", action="store_true", help="fetch what is missing (hub models), build built-in ones")
+    m.set_defaults(fn=cmd_models)
     return p
 
 

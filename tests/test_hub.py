@@ -181,3 +181,35 @@ def test_a_transformers_repository_keeps_its_top_level_weights() -> None:
     assert wanted_files(files, None) == ["config.json", "model-00001-of-00002.safetensors",
                                          "model-00002-of-00002.safetensors", "model.safetensors.index.json",
                                          "tokenizer.json"]
+
+
+def admin(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    child = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MORA_"))}
+    child.update(HF_HOME=str(tmp_path / "hf"), MORA_CACHE_DIR=str(tmp_path / "cache"), **env)
+    return subprocess.run([Path(sys.executable).parent / "mora-admin", "models", *argv], cwd=tmp_path, env=child,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_mora_admin_models_lists_sizes_and_presence_and_downloads(hub: StandInHub, tmp_path: Path) -> None:
+    role = ["model.roles.text_to_image.source=hub", f"model.roles.text_to_image.name={REPO}"]
+    online = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
+    size = sum(len(data) for f, data in hub.files.items() if f in wanted_files(hub.files, None, ["unet", "vae",
+                                                                                                 "text_encoder",
+                                                                                                 "tokenizer",
+                                                                                                 "scheduler"]))
+    listed = admin(tmp_path, *role, **online)
+    assert listed.returncode == 0, listed.stderr
+    line = next(x for x in listed.stdout.splitlines() if x.strip().startswith("text_to_image"))
+    assert f"hub:{REPO}" in line and "downloadable" in line and f"{size / 1000:.1f} kB" in line, listed.stdout
+    assert "tiny:prompt_lm" in listed.stdout and "not built yet" in listed.stdout
+
+    role += [f"~model.roles.{r}" for r in ("prompt", "image_edit", "image_to_video", "connect")]  # no tiny builds
+    fetched = admin(tmp_path, *role, "--download", **online)
+    assert fetched.returncode == 0, fetched.stderr
+    assert fetched.stdout.splitlines()[1].endswith(" present"), fetched.stdout
+    offline = admin(tmp_path, *role, HF_HUB_OFFLINE="1")
+    assert offline.stdout.splitlines()[1].endswith(" present"), offline.stdout
+
+    (tmp_path / "elsewhere").mkdir()
+    gone = admin(tmp_path / "elsewhere", *role, "--download", HF_HUB_OFFLINE="1")
+    assert gone.returncode == 2 and "text_to_image" in gone.stderr and "HF_HUB_OFFLINE is set" in gone.stdout

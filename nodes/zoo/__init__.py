@@ -38,13 +38,18 @@ def builders() -> dict[tuple[str, str], Builder]:
     return table
 
 
+def folder(source: str, name: str, root: Path) -> Path:
+    """Where the (source, name) model is built under `root` (it is complete once `.complete` exists there)."""
+    return root / source / f"{name}-v{BUILD_VERSION}"
+
+
 def build(source: str, name: str, root: Path) -> Path:
     """Return the folder of the (source, name) model, building it first if needed."""
     table = builders()
     if (source, name) not in table:
         known = sorted(f"{s}:{n}" for s, n in table)
         raise ModelNotFoundError(f"no {source} model named '{name}'; known: {', '.join(known)}")
-    dest = root / source / f"{name}-v{BUILD_VERSION}"
+    dest = folder(source, name, root)
     if (dest / ".complete").exists():
         return dest
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
