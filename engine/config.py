@@ -22,6 +22,10 @@ class GraphConf:
 class ModelConf:
     name: str = MISSING
     dtype: str = "float32"
+    offload: str = "none"
+    """diffusers CPU offload for every role without its own: none, model, group or sequential (run-only)."""
+    quantization: str = "none"
+    """bitsandbytes weights for every role without its own: none, int8 or nf4 (enters cache keys)."""
     roles: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     """Defaults for graph inputs of the same names (sizes, steps, frames suited to these models)."""

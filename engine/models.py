@@ -1,8 +1,10 @@
 """Resolving which model a node uses, without loading it: presets, overrides and identities.
 
 A preset (Hydra group `model`) maps each agent role to a reference `{source, name, revision,
-dtype, variant}`; a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`,
-`hub:ID[@REV]` or `path:DIR` (a bare string is a path if that directory exists, else a hub id).
+dtype, variant, offload, quantization}` (offload and quantization may also be set preset-wide);
+a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]` or
+`path:DIR` (a bare string is a path if that directory exists, else a hub id). Offload changes
+memory and speed only and stays out of the identity; quantization changes numerics and is in it.
 The identity that enters cache keys adds, for local paths, a digest of the weight files
 (cached by their names, sizes and modification times so it is computed once), and for hub ids
 the commit their revision resolves to.
@@ -33,6 +35,10 @@ from mora.engine.store import Store
 
 SOURCES = ("tiny", "random", "hub", "path")
 DTYPES = ("float32", "float16", "bfloat16")
+OFFLOADS = ("none", "model", "group", "sequential")
+"""diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
+QUANTIZATIONS = ("none", "int8", "nf4")
+"""bitsandbytes weight quantization of the denoiser and text encoders: it changes numerics, so it is keyed."""
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -62,6 +68,12 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     ref.setdefault("revision", None)
     ref.setdefault("variant", None)
     ref["dtype"] = params.get("dtype") or ref.get("dtype") or preset.get("dtype") or "float32"
+    ref["offload"] = ref.get("offload") or preset.get("offload") or "none"
+    ref["quantization"] = ref.get("quantization") or preset.get("quantization") or "none"
+    if ref["offload"] not in OFFLOADS:
+        return None, f"model offload {ref['offload']!r} is not one of {list(OFFLOADS)}"
+    if ref["quantization"] not in QUANTIZATIONS:
+        return None, f"model quantization {ref['quantization']!r} is not one of {list(QUANTIZATIONS)}"
     if ref.get("source") not in SOURCES or not isinstance(ref.get("name"), str) or not ref["name"]:
         return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
     if ref["dtype"] not in DTYPES:
@@ -80,6 +92,8 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
     if ref is None:
         return None
     ident = {k: ref.get(k) for k in ("source", "name", "revision", "dtype", "variant")}
+    if ref.get("quantization", "none") != "none":
+        ident["quantization"] = ref["quantization"]
     if ref["source"] in ("tiny", "random"):
         from mora.nodes.zoo import BUILD_VERSION
 

@@ -18,10 +18,11 @@ import functools
 from typing import Any
 
 from mora.engine.agent import Param
+from mora.engine.models import OFFLOADS
 
-OFFLOADS = ("none", "model", "group", "sequential")
-OFFLOAD_PARAM = Param("offload", str, "none", "diffusers CPU offload on CUDA: model (whole models), group (blocks, "
-                      "streamed) or sequential (layers; least memory, slowest)", choices=OFFLOADS, run_only=True)
+OFFLOAD_PARAM = Param("offload", str, "", "diffusers CPU offload on CUDA (empty: the preset's): model (whole models), "
+                      "group (blocks, streamed) or sequential (layers; least memory, slowest)",
+                      choices=("", *OFFLOADS), run_only=True)
 
 MODEL_PARAMS: tuple[Param, ...] = (
     Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR' (empty: preset)"),
@@ -61,11 +62,15 @@ def xformers_works(device: str) -> bool:
         return False
 
 
-def place(ctx: Any, pipe: Any, params: dict[str, Any]) -> Any:
-    """Move a freshly loaded pipeline to the node's device, offloaded as `params['offload']` says."""
+def offload_mode(params: dict[str, Any], ref: dict[str, Any] | None) -> str:
+    """The node's offload mode: its own parameter, else its model reference's (from the preset)."""
+    return params.get("offload") or (ref or {}).get("offload") or "none"
+
+
+def place(ctx: Any, pipe: Any, params: dict[str, Any], offload: str) -> Any:
+    """Move a freshly loaded pipeline to the node's device with diffusers' `offload` mode (CUDA only)."""
     import torch
 
-    offload = params.get("offload", "none")
     if offload != "none" and ctx.device.startswith("cuda"):
         if offload == "model":
             pipe.enable_model_cpu_offload(device=ctx.device)
@@ -84,6 +89,34 @@ def place(ctx: Any, pipe: Any, params: dict[str, Any]) -> Any:
             vae.enable_tiling()
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str, Any]:
+    """`from_pretrained` kwargs quantizing the heavy modules with bitsandbytes, as `ref['quantization']` says.
+
+    The denoiser (unet or transformer) and the text encoders are quantized; VAEs, image encoders
+    and schedulers stay in `dtype` (small, and sensitive). Needs CUDA and the bitsandbytes package.
+    """
+    mode = ref.get("quantization") or "none"
+    if mode == "none":
+        return {}
+    import torch
+
+    compute = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(ref.get("dtype") or "", torch.float32)
+    if mode == "int8":
+        backend, kwargs = "bitsandbytes_8bit", {"load_in_8bit": True}
+    else:
+        backend, kwargs = "bitsandbytes_4bit", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                                               "bnb_4bit_compute_dtype": compute}
+    if not pipeline:
+        from transformers import BitsAndBytesConfig
+
+        return {"quantization_config": BitsAndBytesConfig(**kwargs)}
+    from diffusers.quantizers import PipelineQuantizationConfig
+
+    components = ["unet", "transformer", "transformer_2", "text_encoder", "text_encoder_2", "text_encoder_3"]
+    return {"quantization_config": PipelineQuantizationConfig(quant_backend=backend, quant_kwargs=kwargs,
+                                                              components_to_quantize=components)}
 
 
 def use_attention(ctx: Any, pipe: Any, attention: str) -> None:

@@ -34,21 +34,23 @@ REF_FIELDS = ("source", "name", "revision", "dtype", "variant")
 
 def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | None = None) -> Any:
     """The resident video pipeline of `ref` (default ctx.model); diffusers picks its class from model_index.json."""
-    from mora.nodes.common import place, use_attention
-    from mora.nodes.models import get_pipeline, torch_dtype
+    from mora.nodes.common import offload_mode, place, quantization_config, use_attention
+    from mora.nodes.models import get_pipeline, resident_offload, torch_dtype
 
     model = ctx.model if ref is None else ref
+    # a decoder has no preset role: without its own mode it shares the denoiser's pipeline, however placed
+    offload = params["offload"] or resident_offload(ctx, PIPELINE_KIND, model) or offload_mode(params, model)
 
     def load(location: str, kwargs: dict[str, Any]) -> Any:
         from diffusers import DiffusionPipeline
 
         pipe = DiffusionPipeline.from_pretrained(
-            location, dtype=torch_dtype(model.get("dtype") or "float32"), **kwargs
+            location, dtype=torch_dtype(model.get("dtype") or "float32"), **quantization_config(model), **kwargs
         )
         # VAE tiling is set per call (set_vae_tiling): the pipeline is shared by nodes that differ in it.
-        return place(ctx, pipe, {**params, "vae_tiling": False})
+        return place(ctx, pipe, {**params, "vae_tiling": False}, offload)
 
-    pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=params["offload"])
+    pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=offload)
     use_attention(ctx, pipe, params.get("attention", "sdpa"))
     return pipe
 
@@ -82,6 +84,8 @@ def latent_blob(latents: Any, ref: Mapping[str, Any], fam: str, num_frames: int,
     from safetensors.torch import save
 
     meta = {f: str(ref.get(f) or "") for f in REF_FIELDS}
+    if ref.get("quantization", "none") != "none":  # absent when unquantized, so older latents keep their bytes
+        meta["quantization"] = ref["quantization"]
     meta.update(format=LATENT_FORMAT, family=fam, num_frames=str(num_frames), fps=repr(float(fps)),
                 height=str(height), width=str(width))
     # One sorted-JSON metadata entry: safetensors writes several entries in hash order, which varies
@@ -118,7 +122,7 @@ def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
 
     # 1. check inputs
     latents, meta = read_latent(inputs["latent"])
-    ref = {f: meta.get(f) or None for f in REF_FIELDS}
+    ref = {**{f: meta.get(f) or None for f in REF_FIELDS}, "quantization": meta.get("quantization") or "none"}
     num_frames, fps = int(meta["num_frames"]), params["fps"] or float(meta["fps"])
     # 2. get the pipeline
     pipe = load_pipeline(ctx, params, ref)

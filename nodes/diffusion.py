@@ -2,15 +2,16 @@
 
 A pipeline object is shared by every node that uses the same model on the same device, so
 options that differ between nodes (attention, VAE slicing and tiling) are set on every call
-rather than once at load; the offload mode is part of which pipeline is shared. Two tasks on one checkpoint (text-to-image and image-to-image) share its modules:
-the second is built with diffusers' `from_pipe` from the resident first, not loaded again.
+rather than once at load; the offload mode is part of which pipeline is shared. Two tasks on
+one checkpoint (text-to-image and image-to-image) share its modules: the second is built with
+diffusers' `from_pipe` from the resident first, not loaded again.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from mora.nodes.common import generator, place, use_attention
+from mora.nodes.common import generator, offload_mode, place, quantization_config, use_attention
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 
 
@@ -22,8 +23,9 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
     """
 
     def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
-        pipe = pipeline_class.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]), **kwargs)
-        return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False})
+        pipe = pipeline_class.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]),
+                                              **quantization_config(ctx.model), **kwargs)
+        return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload)
 
     def from_pipe(location: str, kwargs: dict[str, Any]) -> Any:
         # dtype: DiffusionPipeline.from_pipe would otherwise cast the shared modules to float32
@@ -31,7 +33,7 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    offload = params["offload"]
+    offload = offload_mode(params, ctx.model)
     base = resident(ctx, share, offload=offload)
     if base is None:
         pipe = get_pipeline(ctx, kind, from_pretrained, offload=offload)

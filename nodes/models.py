@@ -68,7 +68,8 @@ def models_dir() -> Path:
 
 def identity(ref: Mapping[str, Any]) -> str:
     rev = f"@{ref['revision']}" if ref.get("revision") else ""
-    return f"{ref['source']}:{ref['name']}{rev}"
+    quantized = f" [{ref['quantization']}]" if ref.get("quantization", "none") != "none" else ""
+    return f"{ref['source']}:{ref['name']}{rev}{quantized}"
 
 
 def torch_dtype(name: str) -> Any:
@@ -134,6 +135,11 @@ def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = N
     if ref is None:
         return None
     return next((_RESIDENT[k] for k in (_key(ctx, kind, ref, offload) for kind in kinds) if k in _RESIDENT), None)
+
+
+def resident_offload(ctx: Any, kind: str, ref: Mapping[str, Any]) -> str | None:
+    """The offload mode of a resident `kind` pipeline for `ref` on ctx.device, if one is resident."""
+    return next((k[4] for k in _RESIDENT if k[:4] == _key(ctx, kind, ref, "")[:4]), None)
 
 
 def get_pipeline(

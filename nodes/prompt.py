@@ -13,7 +13,7 @@ from typing import Any
 from mora.engine.agent import Agent, Param, Port
 from mora.engine.media import text_blob
 from mora.engine.ports import PortType
-from mora.nodes.common import MODEL_PARAMS
+from mora.nodes.common import MODEL_PARAMS, quantization_config
 
 log = logging.getLogger("mora.agents")
 MAX_PROMPT = 4000
@@ -33,8 +33,11 @@ def _load(ctx: Any, params: dict[str, Any]) -> Any:
     def load(location: str, kwargs: dict[str, Any]) -> Any:
         kwargs = {k: v for k, v in kwargs.items() if k != "variant"}
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]), **kwargs)
-        return tokenizer, model.to(ctx.device).eval()
+        quantized = quantization_config(ctx.model, pipeline=False)
+        placed = {"device_map": ctx.device} if quantized else {}  # bitsandbytes models are placed at load, not moved
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]), **quantized,
+                                                     **placed, **kwargs)
+        return tokenizer, (model if quantized else model.to(ctx.device)).eval()
 
     return get_pipeline(ctx, "causal_lm", load)
 

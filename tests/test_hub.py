@@ -59,7 +59,7 @@ class Handler(BaseHTTPRequestHandler):
         path = unquote(urlparse(self.path).path)
         self.server.requests.append(f"{self.command} {path}")
         hub, repo = self.server, self.server.repo
-        if path in (f"/api/models/{repo}", f"/api/models/{repo}/revision/main", f"/api/models/{repo}/revision/{COMMIT}"):
+        if path in (f"/api/models/{repo}", *(f"/api/models/{repo}/revision/{r}" for r in ("main", COMMIT))):
             siblings = [{"rfilename": f, "size": len(data)} for f, data in hub.files.items()]
             return self.send(json.dumps({"id": repo, "sha": COMMIT, "private": False, "siblings": siblings}).encode(),
                              "application/json", body)
@@ -147,7 +147,8 @@ def test_a_hub_model_downloads_through_the_hubs_own_cache(hub: StandInHub, tmp_p
 
 
 def test_offline_every_missing_model_is_named_at_once_before_anything_runs(tmp_path: Path) -> None:
-    run = mora(tmp_path, GRAPH % (REPO, EDIT, ", edited: {from: edit.image}"), tmp_path / "empty-hf", HF_HUB_OFFLINE="1")
+    graph = GRAPH % (REPO, EDIT, ", edited: {from: edit.image}")
+    run = mora(tmp_path, graph, tmp_path / "empty-hf", HF_HUB_OFFLINE="1")
     assert run.returncode == 2, run.stderr
     err = run.stderr
     assert "2 model(s) this run needs cannot be had" in err

@@ -203,3 +203,25 @@ def test_a_hub_model_is_identified_by_the_commit_its_revision_resolves_to(tmp_pa
     assert identity({**ref, "revision": "v1"}, store)["commit"] == "c" * 40
     assert identity({**ref, "revision": "d" * 40}, store)["commit"] == "d" * 40
     store.close()
+
+
+def test_quantization_enters_the_model_identity_and_offload_does_not(tmp_path):
+    from mora.engine.agent import Agent
+    from mora.engine.models import identity, resolve
+    from mora.engine.store import Store
+
+    agent = Agent(type="t", version=1, description="d", run=lambda *a: {}, model_role="draw")
+    preset = {"name": "p", "dtype": "float16", "roles": {"draw": {"source": "tiny", "name": "sd"}}}
+    store = Store(tmp_path / "cache")
+    plain, _ = resolve(agent, {}, preset)
+    offloaded, _ = resolve(agent, {}, {**preset, "offload": "group"})
+    quantized, _ = resolve(agent, {}, {**preset, "quantization": "nf4"})
+    assert offloaded["offload"] == "group" and quantized["quantization"] == "nf4"
+    assert digest_of(identity(offloaded, store)) == digest_of(identity(plain, store))
+    assert digest_of(identity(quantized, store)) != digest_of(identity(plain, store))
+    role_wins, _ = resolve(agent, {}, {**preset, "offload": "group",
+                                       "roles": {"draw": {"source": "tiny", "name": "sd", "offload": "model"}}})
+    assert role_wins["offload"] == "model"
+    assert resolve(agent, {}, {**preset, "quantization": "fp3"})[1] == \
+        "model quantization 'fp3' is not one of ['none', 'int8', 'nf4']"
+    store.close()
