@@ -132,7 +132,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from mora.engine import maintenance
     from mora.engine.store import Store, default_cache_dir
 
-    store = Store(Path(args.dir) if args.dir else default_cache_dir())
+    store = Store(Path(args.dir) if args.dir else default_cache_dir(), create=False)
     if args.action == "stats":
         print(json.dumps(maintenance.stats(store), indent=2))
     elif args.action == "list":
@@ -147,10 +147,12 @@ def cmd_cache(args: argparse.Namespace) -> int:
         for bad in report.bad_entries:
             print(f"bad entry: {bad}" + ("" if args.no_repair else " (removed; it will be recomputed)"))
         print(f"verified {report.entries} entries, {report.artifacts} artifacts: {len(report.bad_entries)} bad, "
-              f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed")
+              f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed"
+              + (f", {report.stale} entries of an older cache version skipped (gc removes them)" if report.stale else ""))
         return 0 if report.ok else 1
     elif args.action == "gc":
-        result = maintenance.gc(store, args.max_size, args.max_age)
+        result = maintenance.gc(store, args.max_size, args.max_age,
+                                maintenance.GRACE if args.grace is None else args.grace)
         print(json.dumps(result))
     return 0
 
@@ -177,6 +179,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR or the project's cache/)")
     c.add_argument("--max-size", type=parse_size, help="gc: keep at most this much, e.g. 50G")
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
+    c.add_argument("--grace", type=parse_age,
+                   help="gc: keep unreferenced objects younger than this (default 10m); live runs' leases are "
+                        "always kept")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
     c.set_defaults(fn=cmd_cache)
     return p
