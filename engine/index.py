@@ -39,12 +39,23 @@ def is_corrupt(e: BaseException) -> bool:
     return isinstance(e, sqlite3.DatabaseError) and code is not None and code & 0xFF in CORRUPT_CODES
 
 
-def index_error(e: BaseException) -> str:
-    """A message for an index error that says what happened (disk full first: it is the common one)."""
+def index_error(e: BaseException, path: Path) -> str:
+    """A message for an index error that says what happened, disk full first: the common case.
+
+    SQLite reports a full disk as SQLITE_FULL while writing, but as a plain I/O error when it
+    cannot even map its shared-memory file, so the device's free space decides in that case.
+    """
     code = getattr(e, "sqlite_errorcode", None)
-    if (code is not None and code & 0xFF in FULL_CODES) or getattr(e, "errno", None) in FULL_ERRNOS:
-        return f"disk full (no space left on the device) ({e})"
+    if (code is not None and code & 0xFF in FULL_CODES) or getattr(e, "errno", None) in FULL_ERRNOS or _full(path):
+        return f"disk full (no space left on the device of {path}) ({e})"
     return str(e)
+
+
+def _full(path: Path) -> bool:
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
 
 
 class JSONOnlyDisk(diskcache.Disk):
@@ -84,7 +95,8 @@ def open_index(path: Path) -> diskcache.Cache:
         return _open(path)
     except (sqlite3.DatabaseError, OSError) as e:
         if not is_corrupt(e):
-            raise CacheError(f"cannot open the cache index {path}: {index_error(e)}; the index is unchanged") from None
+            raise CacheError(f"cannot open the cache index {path}: {index_error(e, path)}; the index is "
+                             "unchanged") from None
         aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}-{os.getpid()}")
         log.warning("cache index %s is unreadable (%s); moved it to %s and started a new one", path, e, aside)
         try:
@@ -92,7 +104,7 @@ def open_index(path: Path) -> diskcache.Cache:
             return _open(path)
         except (sqlite3.DatabaseError, OSError) as e2:
             raise CacheError(f"cache index {path} is unreadable ({e}) and could not be replaced "
-                             f"({index_error(e2)})") from None
+                             f"({index_error(e2, path)})") from None
 
 
 def _open(path: Path) -> diskcache.Cache:

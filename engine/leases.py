@@ -10,15 +10,21 @@ names, and that are older than a grace period (which covers writers that hold no
 One lock closes the races, `leases/maintenance.lock`: runs hold it shared for the instant
 between naming a digest in their lease and checking that its object exists (or writing it);
 `gc` and quarantine hold it exclusively while they decide what to move or delete.
+
+A lease that cannot be written (a full disk) does not fail the run: the run goes on with a
+warning that a concurrent gc could remove what it uses, and the grace period still holds.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+log = logging.getLogger("mora.cache")
 
 
 class MaintenanceLock:
@@ -26,12 +32,12 @@ class MaintenanceLock:
 
     def __init__(self, path: Path):
         self.path = path
-        self._fd: int | None = None
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextmanager
     def _held(self, mode: int) -> Iterator[None]:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            raise ValueError(f"{self.path} is closed")
         fcntl.flock(self._fd, mode)
         try:
             yield
@@ -63,7 +69,12 @@ class Lease:
     def take(cls, folder: Path) -> Lease:
         """A new lease held by this process (take it under the maintenance lock, shared)."""
         path = folder / f"{os.getpid()}-{uuid.uuid4().hex}.lease"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as e:
+            log.warning("cache: cannot take a lease in %s (%s); a `mora-admin cache gc` running now could remove "
+                        "what this run uses", folder, e.strerror or e)
+            return cls(path, -1, owner=True)
         fcntl.flock(fd, fcntl.LOCK_EX)
         return cls(path, fd, owner=True)
 
@@ -74,8 +85,14 @@ class Lease:
 
     def add(self, digests: Iterable[str]) -> None:
         new = [d for d in dict.fromkeys(digests) if d not in self._named]
-        if new:
-            os.write(self._fd, "".join(f"{d}\n" for d in new).encode())
+        if new and self._fd >= 0:
+            try:
+                os.write(self._fd, "".join(f"{d}\n" for d in new).encode())
+            except OSError as e:
+                log.warning("cache: cannot write the run's lease %s (%s); a `mora-admin cache gc` running now could "
+                            "remove what this run uses", self.path, e.strerror or e)
+                self.release()
+                return
             self._named.update(new)
 
     def release(self) -> None:

@@ -94,7 +94,10 @@ class Store:
         if not os.access(self.root, os.W_OK):
             raise CacheError(f"cache directory {self.root} is not writable; choose another with MORA_CACHE_DIR or "
                              "cache.dir=...")
-        self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
+        try:
+            self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
+        except OSError as e:
+            raise CacheError(f"cannot create the maintenance lock in {self.root}: {e.strerror or e}") from None
         self.index = open_index(self.root / "index")
 
     def close(self) -> None:
@@ -106,15 +109,15 @@ class Store:
 
     # leases ----------------------------------------------------------------------------
     @contextmanager
-    def leased(self) -> Iterator[Lease]:
+    def leased(self) -> Iterator[None]:
         """Hold a lease for the duration of a run (re-entrant: an inner run shares the outer lease)."""
         if self.lease is not None:
-            yield self.lease
+            yield
             return
         with self.maintenance.shared():
             self.lease = Lease.take(self.root / "leases")
         try:
-            yield self.lease
+            yield
         finally:
             self.lease.release()
             self.lease = None
@@ -227,7 +230,7 @@ class Store:
             self.findings.add(f"entry {key}", f"index entry {key[:12]}: {e}")
             return None
         except sqlite3.DatabaseError as e:
-            self.findings.add("index", f"index database: {index_error(e)} (run `mora-admin cache verify`)")
+            self.findings.add("index", f"index database: {index_error(e, self.root)} (run `mora-admin cache verify`)")
             return None
         if entry is None or stale(entry):
             return None
@@ -261,7 +264,7 @@ class Store:
         try:
             self.index.set(key, entry)
         except (OSError, sqlite3.DatabaseError) as e:
-            raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e)}; the index is "
+            raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e, self.root)}; the index is "
                              "unchanged") from None
 
     def lock(self, key: str) -> FileLock:
