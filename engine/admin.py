@@ -146,9 +146,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
         report = maintenance.verify(store, repair=not args.no_repair)
         for bad in report.bad_entries:
             print(f"bad entry: {bad}" + ("" if args.no_repair else " (removed; it will be recomputed)"))
+        stale = f", {report.stale} entries of an older cache version skipped (gc removes them)" if report.stale else ""
         print(f"verified {report.entries} entries, {report.artifacts} artifacts: {len(report.bad_entries)} bad, "
               f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed"
-              + (f", {report.stale} entries of an older cache version skipped (gc removes them)" if report.stale else ""))
+              f"{stale}")
         return 0 if report.ok else 1
     elif args.action == "gc":
         result = maintenance.gc(store, args.max_size, args.max_age,

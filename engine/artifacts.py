@@ -76,21 +76,22 @@ class ArtifactRef:
     def to_json(self) -> dict[str, Any]:
         return {"digest": self.digest, "kind": self.kind.value, "fmt": self.fmt, "size": self.size}
 
-    def read_bytes(self) -> bytearray:
-        """The artifact's bytes, verified against its digest in the same single pass that reads them."""
+    def read_bytes(self) -> memoryview:
+        """The artifact's bytes (writable), verified against its digest in the same single pass that reads them."""
         try:
             with open(self.path, "rb", buffering=0) as f:
                 return self._read_verified(f)
         except FileNotFoundError:
             raise CorruptArtifact(self, "missing") from None
 
-    def _read_verified(self, f: BinaryIO) -> bytearray:
+    def _read_verified(self, f: BinaryIO) -> memoryview:
+        import numpy as np
+
         st = os.fstat(f.fileno())
         inode = (st.st_dev, st.st_ino)
         if st.st_size != self.size:
             raise CorruptArtifact(self, f"{st.st_size} bytes, not the {self.size} recorded", inode)
-        data = bytearray(self.size)
-        view = memoryview(data)
+        view = memoryview(np.empty(self.size, np.uint8))  # not zero-filled first: bytearray(n) would cost a pass
         h = _hasher(self.kind.value, self.fmt)
         done = 0
         while done < self.size:
@@ -101,7 +102,7 @@ class ArtifactRef:
             done += n
         if done != self.size or f.read(1) or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "content does not match its digest", inode)
-        return data
+        return view
 
     def text(self) -> str:
         from mora.engine import media

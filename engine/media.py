@@ -69,11 +69,11 @@ def frames_blob(frames: "np.ndarray", fps: float) -> Blob:
 
 
 def read_text(ref: ArtifactRef) -> str:
-    return ref.read_bytes().decode("utf-8")
+    return str(ref.read_bytes(), "utf-8")
 
 
 def read_number(ref: ArtifactRef) -> float:
-    return float(json.loads(ref.read_bytes()))
+    return float(json.loads(bytes(ref.read_bytes())))
 
 
 def read_image(ref: ArtifactRef) -> "Image.Image":
@@ -83,7 +83,7 @@ def read_image(ref: ArtifactRef) -> "Image.Image":
         return img.convert("RGB")
 
 
-def safetensors_header(data: bytearray) -> tuple[dict[str, Any], int]:
+def safetensors_header(data: memoryview) -> tuple[dict[str, Any], int]:
     """The JSON header of safetensors bytes and where their tensor data starts.
 
     safetensors loads from a file or copies out of bytes; parsing its 8-byte length and JSON header

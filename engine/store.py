@@ -198,25 +198,32 @@ class Store:
             except CorruptArtifact as e:
                 return e.why
             return None
-        try:
-            size = ref.path.stat().st_size
-        except FileNotFoundError:
-            return "missing"
-        return None if size == ref.size else f"{size} bytes, not the {ref.size} recorded"
+        problem = self._size_problem(ref)
+        return problem[0] if problem else None
 
-    def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None = None, node: str = "?") -> None:
-        """Move a bad object to `quarantine/` (only the very file found bad) and report it once."""
-        missing = why == "missing"
-        self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=missing)
-        if missing:
+    def _size_problem(self, ref: ArtifactRef) -> tuple[str, tuple[int, int] | None] | None:
+        try:
+            st = ref.path.stat()
+        except FileNotFoundError:
+            return "missing", None
+        return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
+                                                    (st.st_dev, st.st_ino))
+
+    def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None, node: str = "?") -> None:
+        """Move the very file found bad (`inode`: st_dev, st_ino) to `quarantine/` and report it once.
+
+        A file replaced since (a writer healed it) is left alone; None means nothing to move (missing).
+        """
+        self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=inode is None)
+        if inode is None:
             return
         with self.maintenance.exclusive():
             try:
                 st = ref.path.stat()
             except FileNotFoundError:
                 return
-            if inode is not None and (st.st_dev, st.st_ino) != inode:
-                return  # already replaced by a good copy
+            if (st.st_dev, st.st_ino) != inode:
+                return
             folder = self.root / "quarantine"
             folder.mkdir(mode=0o700, exist_ok=True)
             os.replace(ref.path, folder / f"{ref.path.name}.{time.time_ns()}")
@@ -245,9 +252,9 @@ class Store:
         with self.maintenance.shared():
             if lease is not None:
                 lease.add(r.digest for r in refs)
-            problems = [(r, why) for r in refs if (why := self.check(r))]
-        for ref, why in problems:
-            self.quarantine(ref, why, node=str(entry.get("node")))
+            problems = [(r, *problem) for r in refs if (problem := self._size_problem(r))]
+        for ref, why, inode in problems:
+            self.quarantine(ref, why, inode, node=str(entry.get("node")))
         return None if problems else entry
 
     def _refs(self, entry: dict[str, Any]) -> Iterator[ArtifactRef]:

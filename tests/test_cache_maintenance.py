@@ -56,7 +56,7 @@ def _wait_for(log: Path, line: str, proc: subprocess.Popen, timeout: float = 60)
 
 def _gc(env: dict[str, str], cache: Path) -> dict[str, int]:
     out = subprocess.run([*ADMIN, "cache", "gc", "--dir", str(cache), "--max-size", "0", "--grace", "0"], env=env,
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -65,7 +65,7 @@ def test_gc_beside_a_live_run_keeps_what_the_run_reads_and_exports(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache = tmp_path / "cache"
     assert subprocess.run(_mora_args(_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
-                          capture_output=True, timeout=300).returncode == 0
+                          capture_output=True, timeout=300, check=False).returncode == 0
     run = subprocess.Popen(_mora_args(_graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -87,7 +87,7 @@ def test_a_killed_runs_lease_pins_nothing(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache = tmp_path / "cache"
     assert subprocess.run(_mora_args(_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
-                          capture_output=True, timeout=300).returncode == 0
+                          capture_output=True, timeout=300, check=False).returncode == 0
     run = subprocess.Popen(_mora_args(_graph(tmp_path / "g2.yaml", log, slow=60.0), tmp_path / "r2"), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -108,7 +108,8 @@ def small_disk(tmp_path):
     """A real 4 MB tmpfs (needs root and mount rights; skipped where the machine does not allow it)."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True,
+                      check=False).returncode:
         pytest.skip("cannot mount a tmpfs here; test_an_io_error_is_not_corruption covers the rule by injection")
     try:
         yield mnt
@@ -133,16 +134,17 @@ def test_a_full_disk_while_writing_the_index_is_reported_and_loses_nothing(tmp_p
     env, log = agent_env(tmp_path), tmp_path / "log"
     env["MORA_CACHE_DIR"] = str(small_disk / "cache")
     first = _graph(tmp_path / "g1.yaml", log)
-    assert subprocess.run(_mora_args(first, tmp_path / "r1"), env=env, capture_output=True,
-                          timeout=300).returncode == 0
+    assert subprocess.run(_mora_args(first, tmp_path / "r1"), env=env, capture_output=True, timeout=300,
+                          check=False).returncode == 0
     filler = _fill(small_disk)
     # another key whose output is already stored: only the index has to be written
     full = subprocess.run(_mora_args(_graph(tmp_path / "g2.yaml", log, seconds=0.01), tmp_path / "r2"), env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert full.returncode in (1, 2) and "disk full" in full.stderr, full.stderr
     assert "Traceback" not in full.stderr
     filler.unlink()
-    again = subprocess.run(_mora_args(first, tmp_path / "r3"), env=env, capture_output=True, text=True, timeout=300)
+    again = subprocess.run(_mora_args(first, tmp_path / "r3"), env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "r3" / "manifest.json").read_text())["nodes"]["shared1"]["cached"] is True
     assert not list((small_disk / "cache").glob("index.corrupt-*"))
