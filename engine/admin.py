@@ -14,10 +14,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from mora.engine.errors import GraphError, MoraError
+
+if TYPE_CHECKING:
+    from mora.engine.store import Store
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -129,10 +133,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from mora.engine import maintenance
+    """The cache commands, on a directory that already holds a cache; an I/O error is reported, not raised."""
+    import sqlite3
+
+    from mora.engine.errors import CacheError
+    from mora.engine.index import index_error
     from mora.engine.store import Store, default_cache_dir
 
     store = Store(Path(args.dir) if args.dir else default_cache_dir(), create=False)
+    try:
+        return _cache_action(args, store)
+    except (OSError, sqlite3.DatabaseError) as e:
+        raise CacheError(f"cache {args.action} in {store.root} failed: {index_error(e, store.root)}") from None
+    finally:
+        store.close()
+
+
+def _cache_action(args: argparse.Namespace, store: Store) -> int:
+    from mora.engine import maintenance
+
     if args.action == "stats":
         print(json.dumps(maintenance.stats(store), indent=2))
     elif args.action == "list":

@@ -13,6 +13,7 @@ content) instead of returning bytes the store did not write; every decoder reads
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,6 +38,14 @@ def digest_bytes(kind: str, fmt: str, data: bytes) -> str:
     h = _hasher(kind, fmt)
     h.update(data)
     return h.hexdigest()
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class CorruptArtifact(CacheError):
@@ -77,17 +86,30 @@ class ArtifactRef:
         return {"digest": self.digest, "kind": self.kind.value, "fmt": self.fmt, "size": self.size}
 
     def read_bytes(self) -> memoryview:
-        """The artifact's bytes (writable), verified against its digest in the same single pass that reads them."""
+        """The artifact's bytes (writable), verified against its digest in the same single pass that reads them.
+
+        Opened without blocking and refused unless a regular file, so a FIFO or a device put in
+        an object's place is a corrupt object, never a hang.
+        """
         try:
-            with open(self.path, "rb", buffering=0) as f:
-                return self._read_verified(f)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise CorruptArtifact(self, "missing") from None
+        except OSError as e:
+            raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise CorruptArtifact(self, "not a regular file", (st.st_dev, st.st_ino))
+        with open(fd, "rb", buffering=0) as f:
+            try:
+                return self._read_verified(f, st)
+            except OSError as e:
+                raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
 
-    def _read_verified(self, f: BinaryIO) -> memoryview:
+    def _read_verified(self, f: BinaryIO, st: os.stat_result) -> memoryview:
         import numpy as np
 
-        st = os.fstat(f.fileno())
         inode = (st.st_dev, st.st_ino)
         if st.st_size != self.size:
             raise CorruptArtifact(self, f"{st.st_size} bytes, not the {self.size} recorded", inode)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import stat
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -203,9 +204,11 @@ class Store:
 
     def _size_problem(self, ref: ArtifactRef) -> tuple[str, tuple[int, int] | None] | None:
         try:
-            st = ref.path.stat()
+            st = ref.path.lstat()
         except FileNotFoundError:
             return "missing", None
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file", (st.st_dev, st.st_ino)
         return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
                                                     (st.st_dev, st.st_ino))
 
@@ -219,7 +222,7 @@ class Store:
             return
         with self.maintenance.exclusive():
             try:
-                st = ref.path.stat()
+                st = ref.path.lstat()
             except FileNotFoundError:
                 return
             if (st.st_dev, st.st_ino) != inode:

@@ -7,6 +7,7 @@ recomputes the node that made it. Nothing is recorded from an input that failed 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +100,20 @@ def test_entries_of_the_sha256_cache_version_are_plain_misses(tmp_path):
     ref = store.put(media.text_blob("old"))
     store.index.set("k" * 64, {"v": 1, "node": "n", "outputs": {"text": {**ref.to_json(), "digest": "0" * 64}}})
     assert store.lookup("k" * 64) is None and not store.findings  # not reported as corrupt: simply not used
+
+
+@pytest.mark.parametrize("swap", ["fifo", "directory", "symlink"])
+def test_an_object_replaced_by_something_else_is_refused_without_hanging(tmp_path, swap):
+    store = Store(tmp_path / "cache")
+    ref = store.put(media.text_blob("x" * 10))
+    store.record("k" * 64, {"node": "n", "outputs": {"text": ref.to_json()}})
+    ref.path.unlink()
+    other = tmp_path / "other.txt"
+    other.write_text("y" * 10)
+    {"fifo": lambda: os.mkfifo(ref.path), "directory": ref.path.mkdir,
+     "symlink": lambda: ref.path.symlink_to(other)}[swap]()
+    with pytest.raises(CorruptArtifact):
+        ref.read_bytes()  # a FIFO must not block the reader
+    assert store.lookup("k" * 64) is None and len(store.findings.corrupt) == 1
+    assert not ref.path.exists() and not ref.path.is_symlink()  # moved to quarantine/
+    assert store.put(media.text_blob("x" * 10)).text() == "x" * 10  # and stored again when recomputed
