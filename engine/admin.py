@@ -16,11 +16,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from mora.engine import models
 from mora.engine.errors import GraphError, ModelNotFoundError, MoraError
+
+if TYPE_CHECKING:
+    from mora.engine.store import Store
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -132,10 +136,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from mora.engine import maintenance
+    """The cache commands, on a directory that already holds a cache; an I/O error is reported, not raised."""
+    import sqlite3
+
+    from mora.engine.errors import CacheError
+    from mora.engine.index import index_error
     from mora.engine.store import Store, default_cache_dir
 
-    store = Store(Path(args.dir) if args.dir else default_cache_dir())
+    store = Store(Path(args.dir) if args.dir else default_cache_dir(), create=False)
+    try:
+        return _cache_action(args, store)
+    except (OSError, sqlite3.DatabaseError) as e:
+        raise CacheError(f"cache {args.action} in {store.root} failed: {index_error(e, store.root)}") from None
+    finally:
+        store.close()
+
+
+def _cache_action(args: argparse.Namespace, store: Store) -> int:
+    from mora.engine import maintenance
+
     if args.action == "stats":
         print(json.dumps(maintenance.stats(store), indent=2))
     elif args.action == "list":
@@ -149,11 +168,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         report = maintenance.verify(store, repair=not args.no_repair)
         for bad in report.bad_entries:
             print(f"bad entry: {bad}" + ("" if args.no_repair else " (removed; it will be recomputed)"))
+        stale = f", {report.stale} entries of an older cache version skipped (gc removes them)" if report.stale else ""
         print(f"verified {report.entries} entries, {report.artifacts} artifacts: {len(report.bad_entries)} bad, "
-              f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed")
+              f"{len(report.orphans)} unreferenced objects, {len(report.removed_tmp)} stale temporary files removed"
+              f"{stale}")
         return 0 if report.ok else 1
     elif args.action == "gc":
-        result = maintenance.gc(store, args.max_size, args.max_age)
+        result = maintenance.gc(store, args.max_size, args.max_age,
+                                maintenance.GRACE if args.grace is None else args.grace)
         print(json.dumps(result))
     return 0
 
@@ -267,6 +289,9 @@ def parser() -> argparse.ArgumentParser:
                    "user cache dir)")
     c.add_argument("--max-size", type=parse_size, help="gc: keep at most this much, e.g. 50G")
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
+    c.add_argument("--grace", type=parse_age,
+                   help="gc: keep unreferenced objects younger than this (default 10m); live runs' leases are "
+                        "always kept")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
     c.set_defaults(fn=cmd_cache)
     m = sub.add_parser("models", help="a model preset's models, their sizes and whether each is present")

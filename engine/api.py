@@ -11,6 +11,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from mora.engine.artifacts import CorruptArtifact
 from mora.engine.errors import MoraError
 from mora.engine.executors import Executor
 from mora.engine.manifest import export_outputs, manifest, write_json
@@ -21,6 +22,8 @@ from mora.engine.scheduler import RunReport, run_plan
 from mora.engine.spec import read_graph_file
 from mora.engine.store import Store
 
+MAX_EXPORT_REPAIRS = 2
+"""Times an output found corrupt while exported is recomputed (by running the plan again, all hits but it)."""
 GRAPHS_DIR = Path(str(files("mora.graphs")))
 """The built-in graphs, wherever the package is installed (a source checkout or a wheel)."""
 
@@ -91,21 +94,35 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
     executor = executor or make_executor(runtime)
     reporter = Reporter(len(plan.dag), quiet=quiet)
     try:
-        report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)),
-                          int(runtime.get("batch_size", 1)), runtime.get("agent_retries"))
+        with store.leased():  # what the run reads and exports stays in the cache until it is exported
+            for attempt in range(1 + MAX_EXPORT_REPAIRS):
+                report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)),
+                                  int(runtime.get("batch_size", 1)), runtime.get("agent_retries"))
+                try:
+                    files = export_outputs(report, store, run_dir, video_format)
+                    break
+                except CorruptArtifact as e:  # quarantined: running again recomputes just its producer
+                    if attempt == MAX_EXPORT_REPAIRS:
+                        raise
+                    store.quarantine(e.ref, e.why, e.inode, node="(export)")
+                except OSError as e:
+                    raise _export_error(run_dir, e) from None
     finally:
         reporter.close()
         if own:
             executor.shutdown()
     loads = getattr(executor, "loads", None)
     try:
-        files = export_outputs(report, store, run_dir, video_format)
         data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
                                               "preset": preset.get("name"),
                                               "model_loads_by_worker": dict(loads) if loads is not None else None})
         write_json(run_dir / "manifest.json", data)
-    except OSError as e:  # disk full, read-only: the results are safe in the cache, only the export failed
-        raise MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every "
-                        "node's result is in the cache: free space and run the same command again (all cache "
-                        "hits)") from None
+    except OSError as e:
+        raise _export_error(run_dir, e) from None
     return RunOutcome(report, data, run_dir)
+
+
+def _export_error(run_dir: Path, e: OSError) -> MoraError:
+    """Disk full, read-only: the results are safe in the cache, only the export failed."""
+    return MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every node's "
+                     "result is in the cache: free space and run the same command again (all cache hits)")

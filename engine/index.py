@@ -3,11 +3,16 @@
 diskcache's default serializer is pickle, which runs code on read (CVE-2025-69872): here keys
 are plain strings and values JSON bytes, and any row whose mode says pickle is refused as
 corrupt instead of unpickled. diskcache's size limit silently drops entries (1 GB by default);
-it is switched off (eviction policy "none") and eviction is Mora's own `gc`. A database that
-SQLite cannot open is moved aside with a message and a fresh one is started.
+it is switched off (eviction policy "none") and eviction is Mora's own `gc`.
+
+An I/O error is not corruption. Only a database that SQLite itself reports as malformed
+(SQLITE_CORRUPT, SQLITE_NOTADB) is moved aside, with a message, and a fresh one started; a full
+disk, an I/O error, a read-only or locked file leave the index exactly as it is and fail with
+a message that says which (SQLite rolls the failed transaction back).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,11 +22,40 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
-from diskcache.core import MODE_BINARY, MODE_RAW
+from diskcache.core import DBNAME, MODE_BINARY, MODE_RAW
 
 from mora.engine.errors import CacheError
 
 log = logging.getLogger("mora.cache")
+INDEX_FILE = DBNAME
+CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+FULL_CODES = {sqlite3.SQLITE_FULL}
+FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_corrupt(e: BaseException) -> bool:
+    """Whether SQLite reported the database itself as malformed (not an I/O, space or lock error)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return isinstance(e, sqlite3.DatabaseError) and code is not None and code & 0xFF in CORRUPT_CODES
+
+
+def index_error(e: BaseException, path: Path) -> str:
+    """A message for an index error that says what happened, disk full first: the common case.
+
+    SQLite reports a full disk as SQLITE_FULL while writing, but as a plain I/O error when it
+    cannot even map its shared-memory file, so the device's free space decides in that case.
+    """
+    code = getattr(e, "sqlite_errorcode", None)
+    if (code is not None and code & 0xFF in FULL_CODES) or getattr(e, "errno", None) in FULL_ERRNOS or _full(path):
+        return f"disk full (no space left on the device of {path}) ({e})"
+    return str(e)
+
+
+def _full(path: Path) -> bool:
+    try:
+        return os.statvfs(path).f_bavail == 0
+    except OSError:
+        return False
 
 
 class JSONOnlyDisk(diskcache.Disk):
@@ -56,19 +90,21 @@ class CorruptRow(Exception):
 
 
 def open_index(path: Path) -> diskcache.Cache:
-    """Open (or create) the index, moving a corrupt database aside instead of failing."""
+    """Open (or create) the index; a database SQLite reports as malformed is moved aside, nothing else."""
     try:
         return _open(path)
     except (sqlite3.DatabaseError, OSError) as e:
-        if isinstance(e, OSError) and not path.exists():
-            raise CacheError(f"cannot create the cache index at {path}: {e}") from None
+        if not is_corrupt(e):
+            raise CacheError(f"cannot open the cache index {path}: {index_error(e, path)}; the index is "
+                             "unchanged") from None
         aside = path.with_name(f"{path.name}.corrupt-{time.time_ns()}-{os.getpid()}")
         log.warning("cache index %s is unreadable (%s); moved it to %s and started a new one", path, e, aside)
         try:
             path.rename(aside)
             return _open(path)
         except (sqlite3.DatabaseError, OSError) as e2:
-            raise CacheError(f"cache index {path} is unreadable ({e}) and could not be replaced ({e2})") from None
+            raise CacheError(f"cache index {path} is unreadable ({e}) and could not be replaced "
+                             f"({index_error(e2, path)})") from None
 
 
 def _open(path: Path) -> diskcache.Cache:

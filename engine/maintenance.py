@@ -1,11 +1,14 @@
 """Cache maintenance: statistics, listing, full verification and garbage collection.
 
-`verify` recomputes the digest of every artifact an index entry references, drops entries whose
-artifacts are missing or corrupt (they become misses and are recomputed on the next run),
-lists objects no entry references, and deletes temporary files left by processes that died.
-`gc` removes entries older than `max_age` and then the oldest until the objects fit in
-`max_size`, then deletes objects that no remaining entry references. Run `gc` when no run is
-using the cache; verification is safe at any time.
+Policy: maintenance never destroys live or healthy data, and is safe while runs are going on.
+`verify` recomputes the digest of every artifact an index entry references, moves corrupt
+objects to `quarantine/` and drops the entries that used them (they become misses and are
+recomputed on the next run), lists objects no entry references, and deletes temporary files
+whose writer process is gone. `gc` removes entries older than `max_age` (and entries of older
+cache versions, which are never hit), then the oldest until the objects fit in `max_size`,
+then deletes objects that no remaining entry references, unless a live run's lease names them
+or they are younger than `grace` (see leases.py). Both work only on a directory that already
+holds a cache.
 """
 from __future__ import annotations
 
@@ -15,10 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mora.engine.artifacts import CorruptArtifact
 from mora.engine.index import CorruptRow
-from mora.engine.store import Store
+from mora.engine.leases import live_digests
+from mora.engine.store import Store, stale
 
 MEMO_PREFIX = "weights:"
+GRACE = 600.0
+"""Seconds for which a new object is safe from gc even when nothing references it yet."""
 
 
 @dataclass
@@ -28,6 +35,8 @@ class VerifyReport:
     bad_entries: list[str] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     removed_tmp: list[str] = field(default_factory=list)
+    stale: int = 0
+    """Entries of an older cache version: never hit, not verified, removed by gc."""
 
     @property
     def ok(self) -> bool:
@@ -66,6 +75,7 @@ def stats(store: Store) -> dict[str, Any]:
         "object_bytes": sum(p.stat().st_size for p in objs.values()),
         "agents": _count_by(rows, "agent"),
         "tmp_files": len(list((store.root / "tmp").iterdir())),
+        "quarantined": len(list((store.root / "quarantine").glob("*"))),
     }
 
 
@@ -81,6 +91,9 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
     report = VerifyReport()
     live: set[str] = set()
     for key, entry in entries(store):
+        if stale(entry):
+            report.stale += 1
+            continue
         report.entries += 1
         problem = None
         if entry is None:
@@ -92,11 +105,12 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
                 refs, problem = [], f"malformed: {e}"
             for ref in refs:
                 report.artifacts += 1
-                why = store.check(ref, full=True)
-                if why:
-                    problem = f"{ref.path.name}: {why}"
-                    if repair and why != "missing":
-                        ref.path.unlink(missing_ok=True)  # a corrupt object must not be mistaken for a good one
+                try:
+                    ref.read_bytes()
+                except CorruptArtifact as e:
+                    problem = f"{ref.path.name}: {e.why}"
+                    if repair:  # a corrupt object must not be mistaken for a good one, nor lost for inspection
+                        store.quarantine(e.ref, e.why, e.inode, node=str(entry.get("node")))
                     break
             if not problem:
                 live |= {r.path.name for r in refs}
@@ -133,34 +147,45 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def gc(store: Store, max_size: int | None = None, max_age: float | None = None) -> dict[str, int]:
-    """Evict entries by age and size, then delete unreferenced objects."""
+def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
+       grace: float = GRACE) -> dict[str, int]:
+    """Evict entries by version, age and size, then delete objects nothing references, leases or just wrote."""
     now = time.time()
-    rows = [(k, e) for k, e in entries(store)]
     removed_entries = 0
     keep: list[tuple[str, dict[str, Any]]] = []
-    for key, entry in rows:
-        if entry is None or (max_age is not None and now - float(entry.get("created", 0)) > max_age):
+    for key, entry in entries(store):
+        if entry is None or stale(entry) or (max_age is not None and now - float(entry.get("created", 0)) > max_age):
             store.index.delete(key)
             removed_entries += 1
         else:
             keep.append((key, entry))
-    objs = _objects(store)
     if max_size is not None:
+        objs = _objects(store)
         keep.sort(key=lambda kv: float(kv[1].get("created", 0)))
-        size = sum(objs[n].stat().st_size for _, e in keep for n in referenced(store, e) if n in objs)
+        size = sum(objs[n].stat().st_size for n in {n for _, e in keep for n in referenced(store, e)} if n in objs)
         while keep and size > max_size:
             key, entry = keep.pop(0)
             store.index.delete(key)
             removed_entries += 1
             still = {n for _, e in keep for n in referenced(store, e)}
             size -= sum(objs[n].stat().st_size for n in referenced(store, entry) - still if n in objs)
-    live = {n for _, e in keep for n in referenced(store, e)}
-    freed = removed_objects = 0
-    for name, path in objs.items():
-        if name not in live:
-            freed += path.stat().st_size
+    freed = removed_objects = leased = young = 0
+    with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
+        live = {n for _, e in entries(store) if e is not None and not stale(e) for n in referenced(store, e)}
+        held = live_digests(store.root / "leases")
+        for name, path in _objects(store).items():
+            if name in live:
+                continue
+            if name.split(".", 1)[0] in held:
+                leased += 1
+                continue
+            st = path.stat()
+            if now - st.st_mtime < grace:
+                young += 1
+                continue
+            freed += st.st_size
             path.unlink(missing_ok=True)
             removed_objects += 1
     clean_tmp(store)
-    return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed}
+    return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed,
+            "kept_leased": leased, "kept_young": young}

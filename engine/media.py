@@ -69,18 +69,44 @@ def frames_blob(frames: "np.ndarray", fps: float) -> Blob:
 
 
 def read_text(ref: ArtifactRef) -> str:
-    return ref.path.read_text(encoding="utf-8")
+    return str(ref.read_bytes(), "utf-8")
 
 
 def read_number(ref: ArtifactRef) -> float:
-    return float(json.loads(ref.path.read_text()))
+    return float(json.loads(bytes(ref.read_bytes())))
 
 
 def read_image(ref: ArtifactRef) -> "Image.Image":
     from PIL import Image
 
-    with Image.open(ref.path) as img:
+    with Image.open(io.BytesIO(ref.read_bytes())) as img:
         return img.convert("RGB")
+
+
+def safetensors_header(data: memoryview) -> tuple[dict[str, Any], int]:
+    """The JSON header of safetensors bytes and where their tensor data starts.
+
+    safetensors loads from a file or copies out of bytes; parsing its 8-byte length and JSON header
+    here lets a verified buffer become an array without a second read or a second copy.
+    """
+    n = int.from_bytes(data[:8], "little")
+    if not 2 <= n <= len(data) - 8:
+        raise ValueError(f"not a safetensors file (header length {n})")
+    return json.loads(bytes(data[8:8 + n])), 8 + n
+
+
+def read_artifact_frames(ref: ArtifactRef) -> Frames:
+    """A frame-store artifact, verified as it is read, as frames sharing the read buffer."""
+    import numpy as np
+
+    data = ref.read_bytes()
+    header, start = safetensors_header(data)
+    info = header["frames"]
+    begin, end = info["data_offsets"]
+    if info["dtype"] != "U8" or len(info["shape"]) != 4:
+        raise ValueError(f"artifact {ref.digest[:12]} is not a uint8 frame store")
+    array = np.frombuffer(data, dtype=np.uint8, count=end - begin, offset=start + begin).reshape(info["shape"])
+    return Frames(array, float((header.get("__metadata__") or {}).get("fps", "8.0")))
 
 
 def read_frames(path: Path, max_frames: int | None = None) -> Frames:
@@ -171,7 +197,7 @@ def export(ref: ArtifactRef, dest_stem: Path, video_format: str = "mp4", fps: fl
     """Write an artifact as a user-facing file next to `dest_stem` and return its path."""
     kind = ref.kind
     if kind == PortType.VIDEO and video_format == "mp4":
-        frames = read_frames(ref.path)
+        frames = read_artifact_frames(ref)
         dest = dest_stem.with_suffix(".mp4")
         write_mp4(Frames(frames.array, fps or frames.fps), dest)
         return dest

@@ -1,11 +1,13 @@
 """Running one node inside whatever process holds the device: the code every executor shares.
 
 `execute_unit(unit, device)` takes each node's lock, re-checks the index (another process may
-have finished it meanwhile), reads the inputs from the store by digest, calls the agent (its
-`run_batch` once for a BatchTask, with one seed per item), checks that it returned every
+have finished it meanwhile), hands the agent its inputs as handles by digest, calls the agent
+(its `run_batch` once for a BatchTask, with one seed per item), checks that it returned every
 declared output with the declared type, stores the artifacts and records one index entry per
-node. Exceptions become failed NodeResults naming the node and the cause; they never escape
-into the executor.
+node. Everything it looks up or stores is named in the run's lease. Exceptions become failed
+NodeResults naming the node and the cause; they never escape into the executor. An input whose
+bytes fail verification as the agent reads them is quarantined and the node fails with
+`corrupt` naming it (nothing is recorded), so that the scheduler recomputes its producer.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mora.engine.agent import Agent
-from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.artifacts import ArtifactRef, Blob, CorruptArtifact
+from mora.engine.leases import Lease
 from mora.engine.registry import default_registry
 from mora.engine.store import Store, Timeout
 from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
@@ -83,6 +86,7 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
     held: list[Any] = []
     try:
         store = store_for(tasks[0].cache_dir)
+        lease = store.join(tasks[0].lease)
         results: dict[str, NodeResult] = {}
         todo = []
         for task in sorted(tasks, key=lambda t: t.key):
@@ -94,14 +98,14 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
                 except Timeout:
                     log.warning("node %s: lock held for over %.0f s; computing anyway", task.node_id,
                                 store.lock_timeout)
-                entry = store.lookup(task.key)
+                entry = store.lookup(task.key, lease)
                 if entry is not None:
                     results[task.node_id] = NodeResult(task.node_id, entry["outputs"], 0.0, started, device, worker,
                                                        reused=True, batch=label)
                     continue
             todo.append(task)
         if todo:
-            produced, loads = _run_agent(todo, store, device)
+            produced, loads = _run_agent(todo, store, device, lease)
             seconds = time.perf_counter() - t0
             for i, (task, outputs) in enumerate(zip(todo, produced)):
                 if task.cacheable:
@@ -112,8 +116,13 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
         return [results[t.node_id] for t in tasks]
     except Exception as e:  # the node (or batch) fails, the run goes on
         cause, tb = f"{type(e).__name__}: {e}", traceback.format_exc()
+        bad = _corruption(e)
+        if bad is not None:
+            store.quarantine(bad.ref, bad.why, bad.inode, node=tasks[0].node_id)
+            cause = f"input {bad}"
         return [NodeResult(t.node_id, seconds=time.perf_counter() - t0, started=started, device=device, worker=worker,
-                           error=cause, traceback=tb, batch=label) for t in tasks]
+                           error=cause, traceback=tb, batch=label, corrupt=(bad.ref.digest,) if bad else ())
+                for t in tasks]
     finally:
         for lock in held:
             lock.release()
@@ -124,20 +133,27 @@ def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
     return execute_unit(task, device, worker)[0]
 
 
-def _run_agent(tasks: list[NodeTask], store: Store, device: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _corruption(e: BaseException) -> CorruptArtifact | None:
+    """The failed verification behind an exception, even one an agent wrapped in its own."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, CorruptArtifact):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _run_agent(tasks: list[NodeTask], store: Store, device: str,
+               lease: Lease | None) -> tuple[list[dict[str, Any]], list[str]]:
     first = tasks[0]
     agent = find_agent(first.agent, first.agent_module)
-    inputs_list = []
-    for task in tasks:
-        inputs: dict[str, ArtifactRef | list[ArtifactRef]] = {
-            port: [store.ref(m) for m in meta] if isinstance(meta, list) else store.ref(meta)
-            for port, meta in task.inputs.items()
-        }
-        for ref in _flatten(inputs.values()):
-            problem = store.check(ref)
-            if problem:
-                raise RuntimeError(f"input artifact {ref.digest[:12]} of node {task.node_id} is {problem}")
-        inputs_list.append(inputs)
+    inputs_list: list[dict[str, ArtifactRef | list[ArtifactRef]]] = [
+        {port: [store.ref(m) for m in meta] if isinstance(meta, list) else store.ref(meta)
+         for port, meta in task.inputs.items()}
+        for task in tasks
+    ]
     if len(tasks) == 1:
         ctx = Context(first.node_id, device, first.seed, first.model)
         produced = [agent.run(ctx, inputs_list[0], dict(first.params))]
@@ -149,10 +165,10 @@ def _run_agent(tasks: list[NodeTask], store: Store, device: str) -> tuple[list[d
         produced = agent.run_batch(ctx, inputs_list, [dict(t.params) for t in tasks])
         if len(produced) != len(tasks):
             raise TypeError(f"agent '{agent.type}' returned {len(produced)} results for a batch of {len(tasks)}")
-    return [_store_outputs(agent, p, store) for p in produced], ctx.loads
+    return [_store_outputs(agent, p, store, lease) for p in produced], ctx.loads
 
 
-def _store_outputs(agent: Agent, produced: Any, store: Store) -> dict[str, Any]:
+def _store_outputs(agent: Agent, produced: Any, store: Store, lease: Lease | None) -> dict[str, Any]:
     if not isinstance(produced, dict):
         raise TypeError(f"agent '{agent.type}' returned {type(produced).__name__}, not a dict of outputs")
     outputs: dict[str, Any] = {}
@@ -163,13 +179,7 @@ def _store_outputs(agent: Agent, produced: Any, store: Store) -> dict[str, Any]:
         items = value if port.type.is_list else [value]
         if not isinstance(items, list) or not all(isinstance(b, Blob) and b.kind == port.type.item for b in items):
             raise TypeError(f"agent '{agent.type}' output '{port.name}' must be {port.type.value} blob(s)")
-        metas = [store.put(b).to_json() for b in items]
+        metas = [store.put(b, lease).to_json() for b in items]
         outputs[port.name] = metas if port.type.is_list else metas[0]
     return outputs
 
-
-def _flatten(values: Any) -> list[ArtifactRef]:
-    out: list[ArtifactRef] = []
-    for v in values:
-        out.extend(v if isinstance(v, list) else [v])
-    return out

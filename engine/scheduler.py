@@ -17,6 +17,11 @@ which nodes ran together.
 A failed node is retried up to `retries` times, then reported with its error; independent
 branches still finish and are cached. Random nodes without a seed get a fresh seed and are
 never cached.
+
+A node whose input fails digest verification when it is read (the object is quarantined by
+the reader) waits while the input's producer is recomputed (or a literal input stored again),
+then runs again; this repair is tried `MAX_REPAIRS` times per node before the node fails.
+The whole run holds a lease on what it references (see leases.py), so `gc` keeps it.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from mora.engine.store import Store
 from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.scheduler")
+MAX_REPAIRS = 2
 
 
 @dataclass
@@ -88,8 +94,13 @@ class RunReport:
         return sum(len(r.model_loads) for r in self.records.values())
 
 
-def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[str, NodeRecord], dict[Source, Any]]:
-    """Resolve models and seeds, and read every literal input; raise with every problem found."""
+def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[str, NodeRecord], dict[Source, Any],
+                                                                          dict[str, Any]]:
+    """Resolve models and seeds, and read and store every literal input; raise with every problem found.
+
+    Returns the records, each literal's artifact JSON, and the literal blobs by digest (to store
+    again should a stored copy be found corrupt).
+    """
     problems: list[Problem] = []
     records: dict[str, NodeRecord] = {}
     literals: dict[tuple[str, Any], Any] = {}
@@ -127,7 +138,7 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
     for rec in records.values():  # pin each hub model to the commit its revision names now, for keys and loads
         if rec.model and rec.model["source"] == "hub":
             rec.model = {**rec.model, "commit": hub[(rec.model["name"], rec.model.get("revision"))].commit}
-    return records, {s: store.put(b).to_json() for s, b in blobs.items()}
+    return records, {s: store.put(b).to_json() for s, b in blobs.items()}, {b.digest: b for b in blobs.values()}
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
@@ -138,13 +149,19 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     A failed node is retried `agent_retries[its agent type]` times if its agent is named there
     (a flaky model can get more tries than the rest), else `retries` times.
     """
+    with store.leased():
+        return _run_plan(plan, store, executor, preset, reporter, retries, batch_size, agent_retries)
+
+
+def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any], reporter: Reporter | None,
+              retries: int, batch_size: int, agent_retries: Mapping[str, int] | None) -> RunReport:
     t0 = time.perf_counter()
     agent_retries = dict(agent_retries or {})
     known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
     unknown = sorted(set(agent_retries) - known)
     if unknown:
         raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
-    records, literal_meta = prepare(plan, store, preset)
+    records, literal_meta, literal_blobs = prepare(plan, store, preset)
     reporter = reporter or Reporter(len(records))
     identities: dict[str, Any] = {}
     sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
@@ -153,6 +170,9 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     pending: list[NodeTask] = []
     in_flight: dict[str, Unit] = {}
     unfinished: dict[int, int] = {}
+    redo: dict[str, set[str]] = {}
+    """Finished nodes being recomputed because a reader found their output corrupt -> those readers."""
+    repairs: dict[str, int] = {}
 
     def source_meta(src: Source) -> Any:
         if src.is_literal:
@@ -176,6 +196,52 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
         unfinished[id(unit)] = len(tasks)
         executor.submit(unit)
 
+    def enqueue(node_id: str) -> bool:
+        """Key the node and look it up: True on a hit (the node is complete), else it joins `pending`."""
+        node, rec = plan.nodes[node_id], records[node_id]
+        inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
+                  for p, v in node.inputs.items()}
+        task = _task(node, rec, inputs, store, identities)
+        hit = store.lookup(task.key) if rec.cacheable else None
+        if hit is None:
+            pending.append(task)
+            return False
+        rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
+        reporter.event(rec)
+        return True
+
+    def repair(reader: str, result: NodeResult) -> None:
+        """Recompute what produced the reader's corrupt inputs (store literals again), then the reader."""
+        why = (result.error or "").removeprefix("input ")
+        for digest in result.corrupt:
+            store.findings.add(digest, f"{why} (read by node {reader})")
+            if digest in literal_blobs:
+                store.put(literal_blobs[digest])
+        records[reader].status = "pending"
+        producers = [n for n, r in records.items() if n != reader and r.status in ("cached", "done")
+                     and set(result.corrupt) & set(_digests(r.outputs))]
+        for producer in producers:
+            redo.setdefault(producer, set()).add(reader)
+            if producer not in in_flight and not any(t.node_id == producer for t in pending):
+                records[producer].status = "pending"
+                if enqueue(producer):
+                    released(producer)
+        if not producers and enqueue(reader):
+            sorter.done(reader)
+
+    def released(producer: str) -> None:
+        """The producer is complete again: its waiting readers run (or fail with it)."""
+        for reader in sorted(redo.pop(producer, ()), key=order.__getitem__):
+            if any(reader in waiting for waiting in redo.values()):
+                continue
+            if records[producer].status == "failed":
+                rec = records[reader]
+                rec.status, rec.error = "failed", f"its input from '{producer}' could not be recomputed"
+                reporter.event(rec)
+                sorter.done(reader)
+            elif enqueue(reader):
+                sorter.done(reader)
+
     while sorter.is_active():
         for node_id in sorted(sorter.get_ready(), key=order.__getitem__):
             node = plan.nodes[node_id]
@@ -185,16 +251,8 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
                 reporter.event(rec)
                 sorter.done(node_id)
                 continue
-            inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
-                      for p, v in node.inputs.items()}
-            task = _task(node, rec, inputs, store, identities)
-            hit = store.lookup(task.key) if rec.cacheable else None
-            if hit is not None:
-                rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
-                reporter.event(rec)
+            if enqueue(node_id):
                 sorter.done(node_id)
-                continue
-            pending.append(task)
         while pending and len(unfinished) < executor.slots:
             first = pending.pop(0)
             group = [first]
@@ -214,6 +272,10 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
             rec = records[result.node_id]
             task = next(t for t in (unit.tasks if isinstance(unit, BatchTask) else (unit,)) if t.node_id == rec.id)
             allowed = agent_retries.get(plan.nodes[rec.id].agent.type, retries)
+            if result.corrupt and repairs.get(rec.id, 0) < MAX_REPAIRS:
+                repairs[rec.id] = repairs.get(rec.id, 0) + 1
+                repair(rec.id, result)
+                continue
             if result.error and rec.attempts <= allowed:
                 log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, allowed)
                 pending.insert(0, task)
@@ -222,11 +284,18 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
             reporter.event(rec)
             if result.error and result.traceback:
                 log.debug("node %s traceback:\n%s", rec.id, result.traceback)
-            sorter.done(result.node_id)
+            if rec.id in redo:
+                released(rec.id)  # a repair: the sorter has had this node done already
+            else:
+                sorter.done(result.node_id)
     outputs = {name: source_meta(src) if (src.is_literal or records[src.node].outputs) else None
                for name, src in plan.outputs.items()}
     findings = [f"missing: {m}" for m in store.findings.missing] + [f"corrupt: {c}" for c in store.findings.corrupt]
     return RunReport(records, outputs, time.perf_counter() - t0, findings)
+
+
+def _digests(outputs: dict[str, Any]) -> list[str]:
+    return [m["digest"] for v in outputs.values() for m in (v if isinstance(v, list) else [v])]
 
 
 def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any]) -> NodeTask:
@@ -241,7 +310,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, str(store.root))
+                    inputs, rec.key, rec.cacheable, str(store.root), str(store.lease.path) if store.lease else "")
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:

@@ -2,22 +2,28 @@
 
 Layout under the cache directory (created owner-only, since whoever can write it decides what
 later runs read): `objects/ab/<digest>.<ext>` artifacts in open formats; `index/` the diskcache
-index (JSON values); `locks/` per-key lock files; `tmp/` files being written. Every artifact is
-written to `tmp/` and atomically renamed into place, so a crash never leaves a half-written
-object under its final name. A lookup verifies that each referenced artifact exists with its
-recorded size (full digests on request, and in `verify`); anything missing or corrupt is a miss,
-never returned data, and is reported.
+index (JSON values); `locks/` per-key lock files; `leases/` what live runs rely on, and the
+maintenance lock (see leases.py); `quarantine/` objects found corrupt, kept for inspection;
+`tmp/` files being written. Every artifact is written to `tmp/` and atomically renamed into
+place, so a crash never leaves a half-written object under its final name.
+
+Trust. A lookup checks that each artifact of an entry exists with its recorded size (cheap:
+a fully cached run reads nothing it does not export); the bytes themselves are verified against
+their digest whenever they are read for use (`ArtifactRef.read_bytes`). An object found missing,
+short or corrupt is a miss for the entries that use it and nothing else: it is moved to
+`quarantine/`, reported once in `findings`, and its node is recomputed.
 """
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import sqlite3
+import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +31,14 @@ from typing import Any
 import platformdirs
 from filelock import FileLock, Timeout
 
-from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes
+from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact
 from mora.engine.errors import CacheError
-from mora.engine.index import CorruptRow, open_index
+from mora.engine.index import INDEX_FILE, CorruptRow, index_error, open_index
+from mora.engine.leases import Lease, MaintenanceLock
 from mora.engine.ports import PortType
 
-log = logging.getLogger("mora.cache")
-ENTRY_VERSION = 1
+ENTRY_VERSION = 2
+"""Entries of other versions (1: SHA-256 digests) are plain misses, never reported as corrupt."""
 DISTRIBUTION = "mora-dag"
 
 
@@ -65,49 +72,120 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class Findings:
-    """What a lookup or verification found wrong (reported, then treated as misses)."""
+    """What lookups and reads found wrong (each object reported once, then treated as a miss)."""
 
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set, repr=False)
+
+    def add(self, what: str, text: str, missing: bool = False) -> None:
+        if what not in self._seen:
+            self._seen.add(what)
+            (self.missing if missing else self.corrupt).append(text)
 
     def __bool__(self) -> bool:
         return bool(self.missing or self.corrupt)
 
 
-class Store:
-    """Artifacts by digest plus the key -> result index, in one cache directory."""
+def stale(entry: Any) -> bool:
+    """An entry written by another cache version (never hit, never reported as corrupt)."""
+    return isinstance(entry, dict) and isinstance(entry.get("v"), int) and entry["v"] != ENTRY_VERSION
 
-    def __init__(self, root: Path, salt: str = "", lock_timeout: float = 3600.0):
-        self.root = Path(root).expanduser().resolve()
+
+class Store:
+    """Artifacts by digest plus the key -> result index, in one cache directory.
+
+    `create=False` opens only a directory that already holds a cache (maintenance commands must
+    neither create one nor work on a folder that is something else).
+    """
+
+    def __init__(self, root: Path, salt: str = "", lock_timeout: float = 3600.0, create: bool = True):
+        try:
+            self.root = Path(root).expanduser().resolve()
+        except (OSError, RuntimeError) as e:
+            raise CacheError(f"cannot use cache directory {root}: {e}") from None
         self.salt = salt
         self.lock_timeout = lock_timeout
         self.findings = Findings()
+        self.lease: Lease | None = None
+        self._joined: Lease | None = None
         self._made_dirs: set[Path] = set()
+        if not create and not (self.root / "index" / INDEX_FILE).is_file():
+            raise CacheError(f"{self.root} holds no Mora cache (no index/{INDEX_FILE}); nothing was changed")
         try:
-            for sub in ("", "objects", "locks", "tmp", "index"):
+            for sub in ("", "objects", "locks", "leases", "tmp", "index"):
                 (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as e:
             raise CacheError(f"cannot create cache directory {self.root}: {e.strerror or e}") from None
         if not os.access(self.root, os.W_OK):
             raise CacheError(f"cache directory {self.root} is not writable; choose another with MORA_CACHE_DIR or "
                              "cache.dir=...")
+        try:
+            self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
+        except OSError as e:
+            raise CacheError(f"cannot create the maintenance lock in {self.root}: {e.strerror or e}") from None
         self.index = open_index(self.root / "index")
 
     def close(self) -> None:
+        for lease in (self.lease, self._joined):
+            if lease is not None:
+                lease.release()
+        self.maintenance.close()
         self.index.close()
+
+    # leases ----------------------------------------------------------------------------
+    @contextmanager
+    def leased(self) -> Iterator[None]:
+        """Hold a lease for the duration of a run (re-entrant: an inner run shares the outer lease)."""
+        if self.lease is not None:
+            yield
+            return
+        with self.maintenance.shared():
+            self.lease = Lease.take(self.root / "leases")
+        try:
+            yield
+        finally:
+            self.lease.release()
+            self.lease = None
+
+    def join(self, path: str) -> Lease | None:
+        """The lease of the run at `path` (a worker's handle on it), or None if there is none."""
+        if not path:
+            return None
+        if self.lease is not None and str(self.lease.path) == path:
+            return self.lease
+        if self._joined is None or str(self._joined.path) != path:
+            if self._joined is not None:
+                self._joined.release()
+            self._joined = None
+            try:
+                self._joined = Lease.join(Path(path))
+            except FileNotFoundError:  # its run has ended; the grace period still protects new objects
+                return None
+        return self._joined
+
+    def hold(self, digests: Iterable[str], lease: Lease | None = None) -> None:
+        """Name digests in the lease (the run's own by default) so that gc keeps their objects."""
+        lease = lease or self.lease
+        if lease is not None:
+            with self.maintenance.shared():
+                lease.add(digests)
 
     # artifacts -------------------------------------------------------------------------
     def object_path(self, digest: str, fmt: str) -> Path:
         return self.root / "objects" / digest[:2] / f"{digest}{EXTENSIONS.get(fmt, '.bin')}"
 
-    def put(self, blob: Blob) -> ArtifactRef:
-        """Store a blob (atomically; a no-op when the same content is already there)."""
+    def put(self, blob: Blob, lease: Lease | None = None) -> ArtifactRef:
+        """Store a blob (atomically; a no-op when the same content is already there intact)."""
         digest = blob.digest
         path = self.object_path(digest, blob.fmt)
-        size = len(blob.data)
-        ref = ArtifactRef(digest, blob.kind, blob.fmt, size, path)
-        if self.check(ref, full=path.exists()) is not None:
-            self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+        ref = ArtifactRef(digest, blob.kind, blob.fmt, len(blob.data), path)
+        lease = lease or self.lease
+        with self.maintenance.shared():
+            if lease is not None:
+                lease.add([digest])
+            if self.check(ref, full=path.exists()) is not None:
+                self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
         return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
@@ -125,11 +203,11 @@ class Store:
                 raise
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise CacheError(f"no space left on the device of the cache {self.root}; free space or run "
-                                 "`mora-admin cache gc`") from None
+                raise CacheError(f"disk full: no space left on the device of the cache {self.root}; free space "
+                                 "or run `mora-admin cache gc`") from None
             if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise CacheError(f"cache directory {self.root} is not writable ({e.strerror})") from None
-            raise
+            raise CacheError(f"cannot write into the cache {self.root}: {e.strerror or e}") from None
 
     def ref(self, meta: dict[str, Any]) -> ArtifactRef:
         """An ArtifactRef from its JSON form (as stored in index entries and sent to workers)."""
@@ -140,44 +218,72 @@ class Store:
 
     def check(self, ref: ArtifactRef, full: bool = False) -> str | None:
         """Why a stored artifact is unusable (missing, wrong size, wrong digest), or None."""
+        if full:
+            try:
+                ref.read_bytes()
+            except CorruptArtifact as e:
+                return e.why
+            return None
+        problem = self._size_problem(ref)
+        return problem[0] if problem else None
+
+    def _size_problem(self, ref: ArtifactRef) -> tuple[str, tuple[int, int] | None] | None:
         try:
-            size = ref.path.stat().st_size
+            st = ref.path.lstat()
         except FileNotFoundError:
-            return "missing"
-        if size != ref.size:
-            return f"size {size} != recorded {ref.size}"
-        if full and digest_bytes(ref.kind.value, ref.fmt, ref.path.read_bytes()) != ref.digest:
-            return "content does not match its digest"
-        return None
+            return "missing", None
+        if not stat.S_ISREG(st.st_mode):
+            return "not a regular file", (st.st_dev, st.st_ino)
+        return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
+                                                    (st.st_dev, st.st_ino))
+
+    def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None, node: str = "?") -> None:
+        """Move the very file found bad (`inode`: st_dev, st_ino) to `quarantine/` and report it once.
+
+        A file replaced since (a writer healed it) is left alone; None means nothing to move (missing).
+        """
+        self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=inode is None)
+        if inode is None:
+            return
+        with self.maintenance.exclusive():
+            try:
+                st = ref.path.lstat()
+            except FileNotFoundError:
+                return
+            if (st.st_dev, st.st_ino) != inode:
+                return
+            folder = self.root / "quarantine"
+            folder.mkdir(mode=0o700, exist_ok=True)
+            os.replace(ref.path, folder / f"{ref.path.name}.{time.time_ns()}")
 
     # index -----------------------------------------------------------------------------
-    def lookup(self, key: str, full: bool = False) -> dict[str, Any] | None:
-        """The verified index entry for `key`, or None (a miss; problems go to `findings`)."""
+    def lookup(self, key: str, lease: Lease | None = None) -> dict[str, Any] | None:
+        """The index entry for `key` if every artifact it names is present, or None (a miss)."""
         try:
             entry = self.index.get(key)
         except CorruptRow as e:
-            self.findings.corrupt.append(f"index entry {key[:12]}: {e}")
+            self.findings.add(f"entry {key}", f"index entry {key[:12]}: {e}")
             return None
         except sqlite3.DatabaseError as e:
-            self.findings.corrupt.append(f"index database: {e} (run `mora-admin cache verify`)")
+            self.findings.add("index", f"index database: {index_error(e, self.root)} (run `mora-admin cache verify`)")
             return None
-        if entry is None:
+        if entry is None or stale(entry):
             return None
         try:
             if not isinstance(entry, dict) or not isinstance(entry.get("outputs"), dict):
                 raise CorruptRow("entry is not a JSON object with an `outputs` object")
             refs = list(self._refs(entry))
         except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
-            self.findings.corrupt.append(f"index entry {key[:12]}: {e}")
+            self.findings.add(f"entry {key}", f"index entry {key[:12]}: {e}")
             return None
-        for ref in refs:
-            problem = self.check(ref, full)
-            if problem:
-                bucket = self.findings.missing if problem == "missing" else self.findings.corrupt
-                bucket.append(f"{ref.path.name} (node {entry.get('node')}): {problem}")
-                log.warning("cache: artifact %s of %s is %s; recomputing", ref.digest[:12], entry.get("node"), problem)
-                return None
-        return entry
+        lease = lease or self.lease
+        with self.maintenance.shared():
+            if lease is not None:
+                lease.add(r.digest for r in refs)
+            problems = [(r, *problem) for r in refs if (problem := self._size_problem(r))]
+        for ref, why, inode in problems:
+            self.quarantine(ref, why, inode, node=str(entry.get("node")))
+        return None if problems else entry
 
     def _refs(self, entry: dict[str, Any]) -> Iterator[ArtifactRef]:
         for value in entry["outputs"].values():
@@ -193,8 +299,8 @@ class Store:
         try:
             self.index.set(key, entry)
         except (OSError, sqlite3.DatabaseError) as e:
-            raise CacheError(f"cannot write the cache index in {self.root}: {e}; if the index is damaged, move "
-                             f"{self.root / 'index'} aside and run again") from None
+            raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e, self.root)}; the index is "
+                             "unchanged") from None
 
     def lock(self, key: str) -> FileLock:
         """A per-key inter-process lock (fcntl: released by the OS if its holder dies)."""
@@ -208,4 +314,4 @@ class Store:
             self._made_dirs.add(path)
 
 
-__all__ = ["Findings", "Store", "Timeout", "default_cache_dir"]
+__all__ = ["Findings", "Store", "Timeout", "default_cache_dir", "stale"]

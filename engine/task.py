@@ -24,6 +24,8 @@ class NodeTask:
     key: str
     cacheable: bool
     cache_dir: str
+    lease: str = ""
+    """The run's lease file: what the worker looks up or stores is named there (see leases.py)."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +74,5 @@ class NodeResult:
     traceback: str | None = None
     batch: str | None = None
     """The batch this node ran in (None: alone)."""
+    corrupt: tuple[str, ...] = ()
+    """Digests of inputs that failed verification when read (quarantined; their producers must rerun)."""

@@ -60,6 +60,7 @@ def serve(device: str, name: str) -> None:
 def result_from_json(data: dict) -> NodeResult:
     data = dict(data)
     data["model_loads"] = tuple(data.get("model_loads") or ())
+    data["corrupt"] = tuple(data.get("corrupt") or ())
     return NodeResult(**data)
 
 

@@ -96,16 +96,19 @@ def latent_blob(latents: Any, ref: Mapping[str, Any], fam: str, num_frames: int,
 
 def read_latent(artifact: ArtifactRef) -> tuple[Any, dict[str, str]]:
     """The latents tensor and metadata of a latent artifact, checked to be a video latent."""
-    from safetensors import safe_open
+    from safetensors.torch import load
 
-    with safe_open(str(artifact.path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get("mora", "{}"))
-        if meta.get("format") != LATENT_FORMAT or "latents" not in f.keys():
-            raise ValueError(
-                f"latent {artifact.digest[:12]} is not a video latent (format {meta.get('format')!r}); "
-                "decode_video takes the output of image_to_video or connect_videos"
-            )
-        return f.get_tensor("latents"), meta
+    from mora.engine.media import safetensors_header
+
+    data = artifact.read_bytes()  # verified against its digest as it is read
+    header, _ = safetensors_header(data)
+    meta = json.loads((header.get("__metadata__") or {}).get("mora", "{}"))
+    if meta.get("format") != LATENT_FORMAT or "latents" not in header:
+        raise ValueError(
+            f"latent {artifact.digest[:12]} is not a video latent (format {meta.get('format')!r}); "
+            "decode_video takes the output of image_to_video or connect_videos"
+        )
+    return load(bytes(data))["latents"], meta
 
 
 def _to_uint8(video: Any) -> Any:

@@ -81,7 +81,10 @@ def test_cache_gc_by_size_empties_and_by_age_keeps_fresh_entries(cached, capsys)
     assert status == 0 and json.loads(out)["removed_entries"] == 0
     status, out, _ = run_admin(capsys, "cache", "gc", "--dir", str(cached), "--max-size", "0")
     result = json.loads(out)
-    assert status == 0 and result["removed_entries"] == 2 and result["freed_bytes"] > 0
+    assert status == 0 and result["removed_entries"] == 2 and result["kept_young"] == 4  # inside the grace period
+    status, out, _ = run_admin(capsys, "cache", "gc", "--dir", str(cached), "--max-size", "0", "--grace", "0")
+    result = json.loads(out)
+    assert status == 0 and result["removed_objects"] == 4 and result["freed_bytes"] > 0
     stats = json.loads(run_admin(capsys, "cache", "stats", "--dir", str(cached))[1])
     assert (stats["entries"], stats["objects"]) == (0, 0)
 

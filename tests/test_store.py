@@ -15,7 +15,7 @@ from pathlib import Path
 import diskcache
 import pytest
 
-from mora.engine.artifacts import Blob
+from mora.engine.artifacts import Blob, CorruptArtifact
 from mora.engine.errors import CacheError
 from mora.engine.index import CorruptRow
 from mora.engine.ports import PortType
@@ -83,18 +83,18 @@ def test_an_object_appears_only_when_complete(tmp_path, monkeypatch):
     assert files_under(store.root / "tmp") == []
 
 
-@pytest.mark.parametrize("err, raised", [(errno.EIO, OSError), (errno.ENOSPC, CacheError), (errno.EROFS, CacheError)])
-def test_failed_write_leaves_no_object_and_no_temp_file(tmp_path, monkeypatch, err, raised):
+@pytest.mark.parametrize("err", [errno.EIO, errno.ENOSPC, errno.EROFS])
+def test_failed_write_leaves_no_object_and_no_temp_file(tmp_path, monkeypatch, err):
     store = Store(tmp_path / "c")
 
     def fsync(fd: int) -> None:
         raise OSError(err, os.strerror(err))
 
     monkeypatch.setattr(os, "fsync", fsync)
-    with pytest.raises(raised) as info:
+    with pytest.raises(CacheError) as info:  # a clear message, never a traceback
         store.put(BLOB)
     if err == errno.ENOSPC:
-        assert "no space left" in str(info.value)
+        assert "disk full" in str(info.value)
     assert files_under(store.root / "objects") == []
     assert files_under(store.root / "tmp") == []
     monkeypatch.undo()
@@ -106,29 +106,30 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         store.put(BLOB)
-    assert files_under(store.root) == files_under(store.root / "index")
+    assert files_under(store.root) == files_under(store.root / "index") + [store.root / "leases" / "maintenance.lock"]
 
 
 def test_lookup_round_trip(tmp_path):
     store = Store(tmp_path / "c")
     assert store.lookup("k" * 64) is None
     record_blob(store)
-    entry = store.lookup("k" * 64, full=True)
-    assert entry is not None and entry["node"] == "n" and entry["v"] == 1
+    entry = store.lookup("k" * 64)
+    assert entry is not None and entry["node"] == "n" and entry["v"] == 2
     assert store.outputs(entry)["text"].text() == "hello, store"
     assert not store.findings
 
 
-def test_corrupt_artifact_of_the_same_size_fails_full_verification(tmp_path):
+def test_corrupt_artifact_of_the_same_size_is_refused_when_read(tmp_path):
     store = Store(tmp_path / "c")
     path = record_blob(store)
     data = bytearray(path.read_bytes())
     data[0] ^= 0xFF
     path.write_bytes(bytes(data))
-    assert store.lookup("k" * 64) is not None  # the quick check looks at sizes only
-    assert store.lookup("k" * 64, full=True) is None
-    assert len(store.findings.corrupt) == 1 and "content does not match its digest" in store.findings.corrupt[0]
-    assert store.findings.missing == []
+    entry = store.lookup("k" * 64)  # the lookup looks at sizes only; the bytes are checked as they are read
+    assert entry is not None
+    with pytest.raises(CorruptArtifact, match="content does not match its digest"):
+        store.outputs(entry)["text"].text()
+    assert store.check(store.outputs(entry)["text"], full=True) == "content does not match its digest"
 
 
 def test_truncated_artifact_is_a_miss(tmp_path):
@@ -136,7 +137,8 @@ def test_truncated_artifact_is_a_miss(tmp_path):
     path = record_blob(store)
     path.write_bytes(path.read_bytes()[:3])
     assert store.lookup("k" * 64) is None
-    assert store.findings.corrupt == [f"{path.name} (node n): size 3 != recorded {len(BLOB.data)}"]
+    assert store.findings.corrupt == [f"{path.name} (node n): 3 bytes, not the {len(BLOB.data)} recorded"]
+    assert not path.exists() and len(list((store.root / "quarantine").iterdir())) == 1
 
 
 def test_missing_artifact_is_a_miss_and_recorded(tmp_path):
@@ -152,7 +154,6 @@ def test_recomputing_repairs_a_corrupt_object(tmp_path):
     store = Store(tmp_path / "c")
     path = record_blob(store)
     path.write_bytes(bytes(b ^ 0xFF for b in path.read_bytes()))
-    assert store.lookup("k" * 64, full=True) is None
     ref = store.put(BLOB)
     assert store.check(ref, full=True) is None
 

@@ -1,0 +1,125 @@
+"""Leases: what live runs reference, so that maintenance never deletes it.
+
+Policy. A run takes a lease, `leases/<random>.lease`: a file it holds an exclusive `flock` on for
+as long as it runs, to which it (and its workers, given the path) append the digest of every
+artifact the run has looked up, stored, or will read, one per line, before relying on it. The
+OS drops the lock when the run's process dies, so a lease whose lock can be taken is stale and
+is removed. `gc` deletes only objects that no index entry references, that no live lease
+names, and that are older than a grace period (which covers writers that hold no lease).
+
+One lock closes the races, `leases/maintenance.lock`: runs hold it shared for the instant
+between naming a digest in their lease and checking that its object exists (or writing it);
+`gc` and quarantine hold it exclusively while they decide what to move or delete.
+
+A lease that cannot be written (a full disk) does not fail the run: the run goes on with a
+warning that a concurrent gc could remove what it uses, and the grace period still holds.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+log = logging.getLogger("mora.cache")
+
+
+class MaintenanceLock:
+    """A shared/exclusive inter-process lock (flock: released by the OS if its holder dies)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextmanager
+    def _held(self, mode: int) -> Iterator[None]:
+        if self._fd is None:
+            raise ValueError(f"{self.path} is closed")
+        fcntl.flock(self._fd, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def shared(self) -> AbstractContextManager[None]:
+        return self._held(fcntl.LOCK_SH)
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        return self._held(fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Lease:
+    """The digests one run relies on; `owner` holds the file's lock, workers only append."""
+
+    def __init__(self, path: Path, fd: int, owner: bool):
+        self.path = path
+        self._fd = fd
+        self.owner = owner
+        self._named: set[str] = set()
+
+    @classmethod
+    def take(cls, folder: Path) -> Lease:
+        """A new lease held by this process (take it under the maintenance lock, shared)."""
+        path = folder / f"{os.getpid()}-{uuid.uuid4().hex}.lease"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+        except OSError as e:
+            log.warning("cache: cannot take a lease in %s (%s); a `mora-admin cache gc` running now could remove "
+                        "what this run uses", folder, e.strerror or e)
+            return cls(path, -1, owner=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return cls(path, fd, owner=True)
+
+    @classmethod
+    def join(cls, path: Path) -> Lease:
+        """Append to a lease a run holds (a worker's side); its lock stays with the run."""
+        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), owner=False)
+
+    def add(self, digests: Iterable[str]) -> None:
+        new = [d for d in dict.fromkeys(digests) if d not in self._named]
+        if new and self._fd >= 0:
+            try:
+                os.write(self._fd, "".join(f"{d}\n" for d in new).encode())
+            except OSError as e:
+                log.warning("cache: cannot write the run's lease %s (%s); a `mora-admin cache gc` running now could "
+                            "remove what this run uses", self.path, e.strerror or e)
+                self.release()
+                return
+            self._named.update(new)
+
+    def release(self) -> None:
+        if self._fd < 0:
+            return
+        if self.owner:
+            self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = -1
+
+
+def live_digests(folder: Path) -> set[str]:
+    """Digests named by leases whose run is alive; stale leases are removed (hold the lock exclusively)."""
+    live: set[str] = set()
+    for path in folder.glob("*.lease"):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # its run holds it: alive
+                with os.fdopen(os.dup(fd), "r") as f:
+                    live.update(line.strip() for line in f if line.strip())
+            else:
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return live

@@ -1,0 +1,119 @@
+"""The cache never serves bytes it did not store (issue #10, section 1).
+
+Every artifact read for use, as an agent's input or as an exported output, is checked against
+its digest in the pass that reads it; a mismatch quarantines the object, is reported once, and
+recomputes the node that made it. Nothing is recorded from an input that failed verification.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mora.engine import media
+from mora.engine.artifacts import CorruptArtifact
+from mora.engine.runner import execute
+from mora.engine.store import Store
+from mora.engine.task import NodeTask
+
+CHAIN = {"nodes": {"a": {"agent": "t_source", "params": {"value": 4}},
+                   "b": {"agent": "t_count", "in": {"x": {"from": "a.value"}}, "params": {"value": 1}}},
+         "outputs": {"out": {"from": "b.value"}}}
+
+
+def _object(cache: Path, content: bytes) -> Path:
+    return next(p for p in (cache / "objects").glob("*/*") if p.read_bytes() == content)
+
+
+def _quarantined(cache: Path) -> list[bytes]:
+    return [p.read_bytes() for p in (cache / "quarantine").glob("*")] if (cache / "quarantine").exists() else []
+
+
+def test_an_input_overwritten_with_bytes_of_the_same_size_is_recomputed_not_used(write_graph, run_graph, cache_dir,
+                                                                                executions):
+    run_graph(write_graph(CHAIN))
+    victim = _object(cache_dir, b"4.0")
+    victim.write_bytes(b"5.0")  # same size, other content: a size check cannot see it
+    graph = {**CHAIN, "nodes": {**CHAIN["nodes"], "b": {**CHAIN["nodes"]["b"], "params": {"value": 2}}}}
+    outcome = run_graph(write_graph(graph, "g2.yaml"))
+    assert json.loads((outcome.run_dir / "out.json").read_text()) == 6.0  # 4 + 2, never 5 + 2
+    assert executions()["a"] == 2  # recomputed because its output was corrupt (b started, read, stopped, reran)
+    assert outcome.manifest["nodes"]["b"]["status"] == "done" and outcome.manifest["nodes"]["a"]["cached"] is False
+    assert victim.read_bytes() == b"4.0" and _quarantined(cache_dir) == [b"5.0"]
+    findings = outcome.manifest["cache_findings"]
+    assert len(findings) == 1 and "content does not match its digest" in findings[0], findings
+    again = run_graph(write_graph(graph, "g2.yaml"))  # what was recorded came from verified inputs only
+    assert all(n["cached"] for n in again.manifest["nodes"].values())
+    assert json.loads((again.run_dir / "out.json").read_text()) == 6.0 and not again.manifest["cache_findings"]
+
+
+def test_a_corrupt_output_is_never_exported(write_graph, run_graph, cache_dir, executions):
+    run_graph(write_graph(CHAIN))
+    victim = _object(cache_dir, b"5.0")
+    victim.write_bytes(b"9.0")
+    outcome = run_graph(write_graph(CHAIN))
+    assert json.loads((outcome.run_dir / "out.json").read_text()) == 5.0
+    assert outcome.manifest["nodes"]["b"]["cached"] is False and outcome.manifest["nodes"]["a"]["cached"] is True
+    assert executions() == {"a": 1, "b": 2}
+    assert len(outcome.manifest["cache_findings"]) == 1 and _quarantined(cache_dir) == [b"9.0"]
+
+
+def test_a_node_whose_input_fails_verification_records_nothing(tmp_path):
+    store = Store(tmp_path / "cache")
+    ref = store.put(media.number_blob(4.0))
+    ref.path.write_bytes(b"7.0")
+    task = NodeTask("b", "t_count", "engine_agents", {"value": 1.0, "path": "", "sleep": 0.0}, None, None,
+                    {"x": ref.to_json()}, "k" * 64, True, str(store.root))
+    result = execute(task, "cpu")
+    assert result.corrupt == (ref.digest,) and "content does not match its digest" in (result.error or "")
+    assert store.lookup("k" * 64) is None and len(store.index) == 0
+    assert not ref.path.exists() and _quarantined(store.root) == [b"7.0"]
+
+
+def test_every_decoder_reads_through_verification(tmp_path):
+    store = Store(tmp_path / "cache")
+    frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    refs = {"text": store.put(media.text_blob("a fox")), "number": store.put(media.number_blob(2.5)),
+            "image": store.put(media.image_blob(Image.fromarray(frames[1]))),
+            "video": store.put(media.frames_blob(frames, 12.0))}
+    assert refs["text"].text() == "a fox" and refs["number"].number() == 2.5
+    assert np.array_equal(np.asarray(refs["image"].image()), frames[1])
+    video = refs["video"].video()
+    assert np.array_equal(video.array, frames) and video.fps == 12.0 and video.array.flags.writeable
+    for name, ref in refs.items():
+        data = bytearray(ref.path.read_bytes())
+        data[-1] ^= 0x01  # one bit, in the pixel data or the text, not in a header a decoder would reject
+        ref.path.write_bytes(bytes(data))
+        with pytest.raises(CorruptArtifact, match="does not match its digest"):
+            getattr(ref, name)()
+        with pytest.raises(CorruptArtifact):
+            media.export(ref, tmp_path / name, "mp4")
+    store.close()
+
+
+def test_entries_of_the_sha256_cache_version_are_plain_misses(tmp_path):
+    store = Store(tmp_path / "cache")
+    ref = store.put(media.text_blob("old"))
+    store.index.set("k" * 64, {"v": 1, "node": "n", "outputs": {"text": {**ref.to_json(), "digest": "0" * 64}}})
+    assert store.lookup("k" * 64) is None and not store.findings  # not reported as corrupt: simply not used
+
+
+@pytest.mark.parametrize("swap", ["fifo", "directory", "symlink"])
+def test_an_object_replaced_by_something_else_is_refused_without_hanging(tmp_path, swap):
+    store = Store(tmp_path / "cache")
+    ref = store.put(media.text_blob("x" * 10))
+    store.record("k" * 64, {"node": "n", "outputs": {"text": ref.to_json()}})
+    ref.path.unlink()
+    other = tmp_path / "other.txt"
+    other.write_text("y" * 10)
+    {"fifo": lambda: os.mkfifo(ref.path), "directory": ref.path.mkdir,
+     "symlink": lambda: ref.path.symlink_to(other)}[swap]()
+    with pytest.raises(CorruptArtifact):
+        ref.read_bytes()  # a FIFO must not block the reader
+    assert store.lookup("k" * 64) is None and len(store.findings.corrupt) == 1
+    assert not ref.path.exists() and not ref.path.is_symlink()  # moved to quarantine/
+    assert store.put(media.text_blob("x" * 10)).text() == "x" * 10  # and stored again when recomputed
