@@ -66,11 +66,6 @@ def job_from_config(cfg: DictConfig) -> Job:
     runtime = OmegaConf.to_container(cfg.runtime, resolve=True, enum_to_str=True)
     assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
     plan = api.load_plan(path, graph_inputs(cfg), outputs, defaults=defaults)
-    cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
-    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
-    os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
-    os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
-    os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
     if cfg.objective is not None:
         numbers = sorted(name for name, src in plan.outputs.items() if src.type == PortType.NUMBER)
         if cfg.objective not in plan.outputs:
@@ -78,6 +73,11 @@ def job_from_config(cfg: DictConfig) -> Job:
         if plan.outputs[cfg.objective].type != PortType.NUMBER:
             raise MoraError(f"objective '{cfg.objective}' is a {plan.outputs[cfg.objective].type.value} output of "
                             f"{path}, not a number; numeric outputs: {numbers}")
+    cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
+    os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
+    os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
+    os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
     return Job(plan, store, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
