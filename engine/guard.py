@@ -6,7 +6,8 @@ its body through `guarded`, which maps exception classes to one line and a statu
 - Mora's own errors (`MoraError`): their message; status `exit_status` (2 invalid input, 1 failed work).
 - Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause.
 - The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
-  disk full): 2, naming the path and the reason.
+  disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
+  before Python 3.13; that one is mapped too.
 - Ctrl-C: 130 and one line; workers stop with the run (the pool and Ray executors clean up).
 - Anything else is a bug in Mora: one line naming the exception and status 1; the traceback is
   shown only with HYDRA_FULL_ERROR=1 (Hydra's own switch for full traces).
@@ -50,6 +51,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, OSError):
         where = " ".join(f"'{p}'" for p in (exc.filename, exc.filename2) if p is not None)
         return f"error: {exc.strerror or exc}" + (f": {where}" if where else ""), 2
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):  # Path.resolve() before Python 3.13
+        return f"error: a symbolic link loop: {str(exc).removeprefix('Symlink loop from ')}", 2
     if isinstance(exc, RecursionError):
         return "error: the input is nested too deeply to read", 2
     return f"internal error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
