@@ -102,6 +102,8 @@ class _Expander:
         self.registry = registry
         self.loader = loader
         self.problems: list[Problem] = []
+        self.value_problems: list[Problem] = []
+        """Values the run would refuse (blank text, empty list): reported only for nodes the run keeps."""
         self.nodes: dict[str, PlanNode] = {}
 
     def fail(self, file: str, message: str, node: str | None = None, field_: str | None = None,
@@ -218,7 +220,7 @@ class _Expander:
             if src is not None:
                 problem = _bound_value_problem(src, port)
                 if problem:
-                    self.fail(spec.file, problem, flat, f"in.{port_name}", line)
+                    self.value_problems.append(Problem(spec.file, problem, flat, f"in.{port_name}", line))
                 inputs[port_name] = src
         for port in agent.inputs:
             if port.required and port.name not in node.inputs:
@@ -475,6 +477,9 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
         if src.node:
             keep |= {src.node} | nx.ancestors(dag, src.node)
     dag = dag.subgraph(keep).copy()
+    refused = [p for p in ex.value_problems if p.node in keep]
+    if refused:
+        raise GraphError(refused)
     return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
                 {n: outputs[n] for n in wanted}, dag)
 
