@@ -52,3 +52,15 @@ def as_data(argv: list[str]) -> list[str]:
             key = "++" + key
         out.append(f"{key}={hydra_quoted(value) if single else value}")
     return out
+
+
+def sweep_over(texts: list[str]) -> str:
+    """A Hydra sweep over these texts, each literal: `'a fox','it\\'s raining'` (for `-m prompt=...`)."""
+    return ",".join(hydra_quoted(t) for t in texts)
+
+
+if __name__ == "__main__":  # python -m mora.engine.overrides prompts.txt: one prompt per line, as a sweep value
+    import sys
+
+    with open(sys.argv[1], encoding="utf-8") as f:
+        print(sweep_over([line.rstrip("\n") for line in f if line.strip()]))

@@ -1,6 +1,8 @@
 """Graph inputs typed on the command line are data: any text arrives as typed, `${...}` never resolves."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,15 @@ def test_text_is_read_by_the_declared_input_type(write_graph, registry):
                         "outputs": {"out": {"from": "sum.value"}}})
     plan = load_plan(path, {"a": "4", "b": " 2.5e-1 ", "names": "[it's a fox, a cat]"}, registry=registry)
     assert (plan.nodes["sum"].inputs["a"].value, plan.nodes["sum"].inputs["b"].value) == (4, 0.25)
+
+
+def test_a_prompts_file_becomes_a_sweep_of_literal_prompts(tmp_path):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join([*PROMPTS[:-1], "", "  "]) + "\n", encoding="utf-8")  # blank lines are skipped
+    result = subprocess.run([sys.executable, "-m", "mora.engine.overrides", str(prompts)], capture_output=True,
+                            text=True, check=True)
+    parser = OverridesParser.create()
+    jobs = parser.parse_override(f"prompt={result.stdout.strip()}").sweep_string_iterator()  # as Hydra splits a sweep
+    assert [parser.parse_override(f"prompt={job}").value() for job in jobs] == PROMPTS[:-1]
