@@ -44,13 +44,10 @@ class Job:
 
 def graph_inputs(cfg: DictConfig) -> dict[str, Any]:
     """`inputs.*` plus the `prompt`/`seed` aliases, unresolved: `${...}` in a value is text, never a lookup."""
-    data = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(data, dict)
-    values = dict(data.get("inputs") or {})
-    for alias in ("prompt", "seed"):
-        if data.get(alias) is not None:
-            values[alias] = data[alias]
-    return values
+    values = OmegaConf.to_container(cfg.inputs, resolve=False) or {}
+    aliases = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["prompt", "seed"]), resolve=False)
+    assert isinstance(values, dict) and isinstance(aliases, dict)
+    return {**values, **{k: v for k, v in aliases.items() if v is not None}}
 
 
 def job_from_config(cfg: DictConfig) -> Job:

@@ -54,8 +54,8 @@ def available_devices() -> list[str]:
 
 
 def check_device(value: Any, runtime: Any) -> str | None:
-    if str(runtime.name) == RuntimeName.ray.value:
-        return None  # a Ray cluster's devices are its own (possibly remote, or logical GPUs)
+    if value in ("auto", "cpu") or runtime.name == RuntimeName.ray:
+        return None  # always there (no GPU count needed); a Ray cluster's devices are its own (remote, logical)
     available = available_devices()
     if value not in available:
         return f"device {value!r} is not available on this machine; available: {', '.join(available)}"
