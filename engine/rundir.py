@@ -56,7 +56,8 @@ def refuse_used(run_dir: Path) -> None:
         raise MoraError(f"the run directory {run_dir} is a file, not a directory; choose another hydra.run.dir")
     if os.path.lexists(run_dir / MANIFEST):
         raise MoraError(f"the run directory {run_dir} already holds another run ({MANIFEST}); its outputs are kept. "
-                        "Choose another run directory (hydra.run.dir, or hydra.sweep.dir for a sweep; the defaults add the time and process id)")
+                        "Choose another run directory (hydra.run.dir, or hydra.sweep.dir for a sweep; the defaults "
+                        "add the time and process id)")
 
 
 __all__ = ["MANIFEST", "RESERVED", "output_name_problems", "refuse_used"]

@@ -14,6 +14,14 @@ import pytest
 
 from mora.engine import admin, cli
 
+ECHO_GRAPH = {
+    "inputs": {"prompt": {"type": "text"}},
+    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}},
+                        "params": {"template": "A {text}"}}},
+    "outputs": {"out": {"from": "frame.text"}},
+}
+"""A one-node graph, model-free and fast: `out.txt` is "A " + the prompt."""
+
 
 @dataclass(frozen=True)
 class Result:

@@ -2,15 +2,11 @@
 from __future__ import annotations
 
 import pytest
-from mora_inproc import run_mora
+from mora_inproc import ECHO_GRAPH, run_mora
 
 from mora.engine.config import available_devices, check_devices
 
-GRAPH = {
-    "inputs": {"prompt": {"type": "text"}},
-    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}}, "params": {"template": "A {text}"}}},
-    "outputs": {"out": {"from": "frame.text"}},
-}
+GRAPH = ECHO_GRAPH
 
 
 @pytest.fixture
@@ -36,7 +32,8 @@ def test_every_bad_value_is_named_at_once_before_anything_runs(mora):
     for says in ["runtime.devices: must be `all` or a count of at least 1, got 0",
                  "runtime.retries: must be at least 0, got -1", "runtime.batch_size: must be at least 1, got 0",
                  "cache.lock_timeout: must be a finite number, got nan",
-                 "runtime.max_resident_gib: must be at least 0, got -2", "runtime.max_resident_models: must be at least 1",
+                 "runtime.max_resident_gib: must be at least 0, got -2",
+                 "runtime.max_resident_models: must be at least 1",
                  "runtime.agent_retries: must be at least 0, got -1"]:
         assert says in err
 

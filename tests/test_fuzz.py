@@ -11,8 +11,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from mora_inproc import run_admin, run_mora
+from mora_inproc import ECHO_GRAPH, run_admin, run_mora
 
 from mora.engine.api import load_plan
 from mora.engine.errors import MoraError
@@ -83,11 +82,7 @@ ENV = st.fixed_dictionaries({
     "CUDA_VISIBLE_DEVICES": st.sampled_from([None, "", "-1", "abc"]),
     "MORA_MAX_RESIDENT_MODELS": st.sampled_from([None, "x", "-1"]),
 })
-CLI_GRAPH = {
-    "inputs": {"prompt": {"type": "text", "default": "a fox"}},
-    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}}, "params": {"template": "A {text}"}}},
-    "outputs": {"out": {"from": "frame.text"}},
-}
+CLI_GRAPH = {**ECHO_GRAPH, "inputs": {"prompt": {"type": "text", "default": "a fox"}}}
 
 
 @pytest.fixture

@@ -6,15 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from mora_inproc import run_mora
+from mora_inproc import ECHO_GRAPH, run_mora
 
 from mora.engine.overrides import as_data, hydra_quoted
 
-GRAPH = {
-    "inputs": {"prompt": {"type": "text"}},
-    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}}, "params": {"template": "A {text}"}}},
-    "outputs": {"out": {"from": "frame.text"}},
-}
+GRAPH = ECHO_GRAPH
 SECRET = "hunter2-do-not-leak"
 
 PROMPTS = ["it's a fox, in the snow", "a fox (red)", "лиса в снегу", "a fox 🦊", "a=b", "a, b, c", "[draft] a fox",
@@ -46,10 +42,11 @@ def test_any_text_reaches_every_text_input_exactly_as_typed(capsys, write_graph,
                         "outputs": {n: {"from": f"{n}.text"} for n in names}})
     run_dir = tmp_path / "run"
     result = run_mora(capsys, f"graph_file={path}", "runtime=local", "runtime.device=cpu", "quiet=true",
-                      *(f"inputs.{n}={text}" for n, text in zip(names, PROMPTS)), f"hydra.run.dir={run_dir}")
+                      *(f"inputs.{n}={text}" for n, text in zip(names, PROMPTS, strict=True)),
+                      f"hydra.run.dir={run_dir}")
     assert result.status == 0, result.err
     assert {n: (run_dir / f"{n}.txt").read_text(encoding="utf-8") for n in names} == {
-        n: f"A {text}" for n, text in zip(names, PROMPTS)}
+        n: f"A {text}" for n, text in zip(names, PROMPTS, strict=True)}
     _no_secret_in(run_dir, cache_dir)
 
 

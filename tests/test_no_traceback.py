@@ -13,13 +13,9 @@ import time
 import pytest
 import yaml
 from entry_points import agent_env
-from mora_inproc import run_admin, run_mora
+from mora_inproc import ECHO_GRAPH, run_admin, run_mora
 
-GRAPH = {
-    "inputs": {"prompt": {"type": "text"}},
-    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}}, "params": {"template": "A {text}"}}},
-    "outputs": {"out": {"from": "frame.text"}},
-}
+GRAPH = ECHO_GRAPH
 FAILING = {**GRAPH, "nodes": {"frame": {**GRAPH["nodes"]["frame"], "params": {"template": "no placeholder"}}}}
 
 

@@ -9,17 +9,13 @@ from pathlib import Path
 
 import engine_agents
 import pytest
-from mora_inproc import run_mora
+from mora_inproc import ECHO_GRAPH, run_mora
 
 from mora.engine.agent import Agent, Port
 from mora.engine.ports import PortType
 from mora.engine.registry import Registry
 
-GRAPH = {
-    "inputs": {"prompt": {"type": "text"}},
-    "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}}, "params": {"template": "A {text}"}}},
-    "outputs": {"out": {"from": "frame.text"}},
-}
+GRAPH = ECHO_GRAPH
 LISTS = Agent("t_list", 1, "Two texts.", lambda ctx, inputs, params: {"items": ["a", "b"]},
               outputs=(Port("items", PortType.TEXT_LIST),))
 
@@ -96,10 +92,10 @@ def test_two_runs_started_in_the_same_second_get_their_own_run_directories(write
     path = write_graph(GRAPH)
     script = tmp_path / "together.py"
     script.write_text(TOGETHER)
-    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"ready{i}"), str(tmp_path / f"ready{1 - i}"),
-                               f"graph_file={path}", "runtime=local", "runtime.device=cpu", "quiet=true",
-                               f"prompt=fox {i}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for i in (0, 1)]
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / f"ready{i}"),
+                               str(tmp_path / f"ready{1 - i}"), f"graph_file={path}", "runtime=local",
+                               "runtime.device=cpu", "quiet=true", f"prompt=fox {i}"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
     dirs = [Path(out.strip().removeprefix("mora: run directory: ")) for out, _ in results]
