@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -18,16 +19,21 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import yaml
-
 from mora.engine import models
-from mora.engine.errors import GraphError, ModelNotFoundError, MoraError
+from mora.engine.errors import ModelNotFoundError, MoraError
+from mora.engine.guard import guarded
 
 if TYPE_CHECKING:
     from mora.engine.store import Store
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _finite(value: float, text: str, what: str) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{what} must be a finite, non-negative number, got {text!r}")
+    return value
 
 
 def parse_size(text: str) -> int:
@@ -38,9 +44,7 @@ def parse_size(text: str) -> int:
         value = float(t[: len(t) - len(unit)])
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 50G, 512M or 1000") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"size must not be negative, got {text!r}")
-    return int(value * UNITS[unit])
+    return int(_finite(value * UNITS[unit], text, "a size"))
 
 
 def parse_age(text: str) -> float:
@@ -51,18 +55,17 @@ def parse_age(text: str) -> float:
         value = float(t[:-1] if t and t[-1] in AGES else t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 30d, 12h, 90m or 45s") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"age must not be negative, got {text!r}")
-    return value * AGES[unit]
+    return _finite(value * AGES[unit], text, "an age")
 
 
 def _inputs(pairs: list[str]) -> dict[str, object]:
+    """NAME=VALUE pairs; each value is text, read by the input's declared type (mora.engine.plan.from_text)."""
     values: dict[str, object] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         if not sep:
             raise MoraError(f"--input needs NAME=VALUE, got {pair!r}")
-        values[name] = yaml.safe_load(raw) if raw else ""
+        values[name] = raw
     return values
 
 
@@ -124,7 +127,9 @@ def cmd_draw(args: argparse.Namespace) -> int:
     if exe is None:
         raise MoraError("drawing an image needs graphviz's `dot` on PATH; write .dot instead (-o graph.dot)")
     fmt = Path(args.output).suffix.lstrip(".")
-    subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), check=True)
+    done = subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), capture_output=True)
+    if done.returncode:
+        raise MoraError(f"graphviz could not write {args.output}: {done.stderr.decode(errors='replace').strip()}")
     return 0
 
 
@@ -194,10 +199,9 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
     from mora.engine.config import register
     from mora.engine.store import default_cache_dir
+    from omegaconf import OmegaConf
 
     register()
     try:
@@ -302,15 +306,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every failure is one line and a status (mora.engine.guard), never a traceback."""
+    return guarded("mora-admin", lambda: _dispatch(argv))
+
+
+def _dispatch(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except GraphError as e:
-        print(f"mora-admin: {e}", file=sys.stderr)
-        return 2
-    except MoraError as e:
-        print(f"mora-admin: error: {e}", file=sys.stderr)
-        return 2
+    return args.fn(args)
 
 
 def entry() -> None:

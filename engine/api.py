@@ -18,6 +18,7 @@ from mora.engine.manifest import export_outputs, manifest, write_json
 from mora.engine.plan import Plan, TemplateLoader, build_plan
 from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
+from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport, run_plan
 from mora.engine.spec import read_graph_file
 from mora.engine.store import Store
@@ -89,7 +90,8 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
 
 def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, runtime: Mapping[str, Any],
         video_format: str = "mp4", quiet: bool = False, executor: Executor | None = None) -> RunOutcome:
-    """Run a plan and write its outputs and manifest into `run_dir`."""
+    """Run a plan and write its outputs and manifest into `run_dir` (refused if another run finished there)."""
+    refuse_used(run_dir)
     own = executor is None
     executor = executor or make_executor(runtime)
     reporter = Reporter(len(plan.dag), quiet=quiet)

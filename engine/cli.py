@@ -1,10 +1,11 @@
 """`mora`: the Hydra app. A thin `@hydra.main` that turns the composed config into a run.
 
-Errors Mora can explain (bad graph, bad input file, missing model, and Hydra's own refusal of
-a bad override or config) are printed with no traceback and exit with status 2; a failed node
-exits with status 1 after the other branches finished. The run directory is printed when the
-run ends. With `objective=NAME` the job returns that numeric graph output (for sweepers such as
-Optuna).
+Every failure goes through `mora.engine.guard` (one line, no traceback): invalid input or
+configuration exits with status 2, a failed node with 1 after the other branches finished,
+Ctrl-C with 130. Graph-input values on the command line are data (`mora.engine.overrides`), read
+from the config unresolved. The configuration is validated (`mora.engine.config.validate`) before
+the cache is opened. The run directory is printed when the run ends. With `objective=NAME` the
+job returns that numeric graph output (for sweepers such as Optuna).
 """
 from __future__ import annotations
 
@@ -18,8 +19,11 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mora.engine.config import register
-from mora.engine.errors import GraphError, MoraError
+from mora.engine.config import register, validate
+from mora.engine.errors import MoraError, NodesFailed
+from mora.engine.guard import guarded, hydra_errors_raise
+from mora.engine.overrides import as_data
+from mora.engine.ports import PortType
 
 log = logging.getLogger("mora")
 register()
@@ -39,13 +43,11 @@ class Job:
 
 
 def graph_inputs(cfg: DictConfig) -> dict[str, Any]:
-    """`inputs.*` plus the `prompt`/`seed` aliases."""
-    values = OmegaConf.to_container(cfg.inputs, resolve=True) or {}
-    assert isinstance(values, dict)
-    for alias in ("prompt", "seed"):
-        if cfg.get(alias) is not None:
-            values[alias] = cfg[alias]
-    return values
+    """`inputs.*` plus the `prompt`/`seed` aliases, unresolved: `${...}` in a value is text, never a lookup."""
+    values = OmegaConf.to_container(cfg.inputs, resolve=False) or {}
+    aliases = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["prompt", "seed"]), resolve=False)
+    assert isinstance(values, dict) and isinstance(aliases, dict)
+    return {**values, **{k: v for k, v in aliases.items() if v is not None}}
 
 
 def job_from_config(cfg: DictConfig) -> Job:
@@ -53,21 +55,27 @@ def job_from_config(cfg: DictConfig) -> Job:
     from mora.engine import api
     from mora.engine.store import Store, default_cache_dir
 
+    validate(cfg)
     path = api.graph_path(cfg.graph.name, cfg.graph_file)
     outputs = list(cfg.outputs) if cfg.outputs is not None else None
     defaults = OmegaConf.to_container(cfg.model.inputs, resolve=True)
     preset = OmegaConf.to_container(cfg.model, resolve=True)
-    runtime = OmegaConf.to_container(cfg.runtime, resolve=True)
+    runtime = OmegaConf.to_container(cfg.runtime, resolve=True, enum_to_str=True)
     assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
     plan = api.load_plan(path, graph_inputs(cfg), outputs, defaults=defaults)
+    if cfg.objective is not None:
+        numbers = sorted(name for name, src in plan.outputs.items() if src.type == PortType.NUMBER)
+        if cfg.objective not in plan.outputs:
+            raise MoraError(f"objective '{cfg.objective}' is not an output of {path}; numeric outputs: {numbers}")
+        if plan.outputs[cfg.objective].type != PortType.NUMBER:
+            raise MoraError(f"objective '{cfg.objective}' is a {plan.outputs[cfg.objective].type.value} output of "
+                            f"{path}, not a number; numeric outputs: {numbers}")
     cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
     store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
     os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
     os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
     os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
-    if cfg.objective is not None and cfg.objective not in plan.outputs:
-        raise MoraError(f"objective '{cfg.objective}' is not an output of {path}; outputs: {sorted(plan.outputs)}")
-    return Job(plan, store, preset, runtime, cfg.video_format, cfg.quiet, cfg.objective)
+    return Job(plan, store, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
 def summarize(report: Any, run_dir: Path) -> None:
@@ -91,67 +99,29 @@ def objective_value(job: Job, outputs: dict[str, Any]) -> float | None:
     return job.store.ref(meta).number()
 
 
-def run_from_config(cfg: DictConfig, run_dir: Path) -> tuple[int, float | None]:
-    """Run the configured graph; return the exit status and the objective value."""
+def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Run the configured graph; return the objective value (raises NodesFailed if a node failed)."""
     from mora.engine import api
 
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
                       video_format=job.video_format, quiet=job.quiet)
     summarize(outcome.report, run_dir)
-    value = objective_value(job, outcome.report.outputs) if not outcome.report.failed else None
-    return (1 if outcome.report.failed else 0), value
-
-
-def guarded(fn: Any) -> Any:
-    """Print Mora's own errors without a traceback and exit 2."""
-    try:
-        return fn()
-    except GraphError as e:
-        print(f"mora: invalid graph or inputs: {e}", file=sys.stderr)
-        sys.exit(2)
-    except MoraError as e:
-        print(f"mora: error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-_jobs_started = 0
-"""Jobs that reached `_main`: before the first, an exit status of 1 is Hydra refusing the config."""
+    if outcome.report.failed:
+        raise NodesFailed(f"{len(outcome.report.failed)} node(s) failed: {', '.join(outcome.report.failed)}")
+    return objective_value(job, outcome.report.outputs)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mora.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    global _jobs_started
-    _jobs_started += 1
     logging.getLogger("mora").setLevel(logging.INFO)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    status, value = guarded(lambda: run_from_config(cfg, run_dir))
-    if status:
-        sys.exit(status)
-    return value
-
-
-def open_input_overrides(argv: list[str]) -> list[str]:
-    """`inputs.NAME=V` becomes `++inputs.NAME=V`: graph inputs are not keys of the config until set.
-
-    Hydra's struct mode refuses new keys, and `inputs` starts empty; the add-or-override form
-    keeps the documented `inputs.NAME=VALUE` syntax working for runs and sweeps alike.
-    """
-    return [f"++{a}" if a.startswith("inputs.") and "=" in a else a for a in argv]
+    return run_from_config(cfg, Path(HydraConfig.get().runtime.output_dir))
 
 
 def main() -> None:
-    """Console-script entry point.
-
-    Hydra reports a bad override or config (unknown key, wrong type, missing group option) and
-    exits with 1 before any job starts; Mora keeps 1 for failed nodes, so that becomes 2.
-    """
-    sys.argv[1:] = open_input_overrides(sys.argv[1:])
-    try:
-        _main()
-    except SystemExit as e:
-        if e.code == 1 and not _jobs_started:
-            raise SystemExit(2) from None
-        raise
+    """Console-script entry point: graph inputs made literal, then Hydra, all under Mora's one error guard."""
+    sys.argv[1:] = as_data(sys.argv[1:])
+    hydra_errors_raise()
+    sys.exit(guarded("mora", _main))

@@ -1,16 +1,88 @@
-"""The Hydra configuration schema, registered in the ConfigStore so overrides are type-checked.
+"""The Hydra configuration schema, and the one validation step every run passes before anything starts.
 
 Groups: `graph` (which template in graphs/), `model` (the model preset: a model per agent role),
 `runtime` (where nodes run) and `cache`. `inputs` holds the graph's inputs (`inputs.NAME=VALUE`);
 `prompt` and `seed` are short aliases for the inputs of the same names.
+
+Policy: types are checked by Hydra against these dataclasses (registered in the ConfigStore), so a
+wrong type or an unknown choice (an Enum field) is refused while the config is composed. What
+types cannot say is declared next to the field, in its metadata: numeric bounds (`min`) and a
+`check` function (devices that must exist on this machine). `validate` walks the schema once and
+reports every problem at once, before any cache is opened or worker started.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+
+from mora.engine.errors import MoraError
+
+
+class VideoFormat(str, enum.Enum):
+    """How video outputs are written into the run directory."""
+
+    mp4 = "mp4"
+    frames = "frames"
+
+
+class RuntimeName(str, enum.Enum):
+    local = "local"
+    pool = "pool"
+    ray = "ray"
+    auto = "auto"
+
+
+def visible_gpus() -> int:
+    from mora.engine.executors.pool import count_gpus
+
+    return count_gpus()
+
+
+def available_devices() -> list[str]:
+    """Device names this machine offers (counted without importing torch)."""
+    gpus = visible_gpus()
+    names = ["auto", "cpu"] + (["cuda"] + [f"cuda:{i}" for i in range(gpus)] if gpus else [])
+    return names + (["mps"] if sys.platform == "darwin" else [])
+
+
+def check_device(value: Any, runtime: Any) -> str | None:
+    if value in ("auto", "cpu") or runtime.name == RuntimeName.ray:
+        return None  # always there (no GPU count needed); a Ray cluster's devices are its own (remote, logical)
+    available = available_devices()
+    if value not in available:
+        return f"device {value!r} is not available on this machine; available: {', '.join(available)}"
+    return None
+
+
+def check_devices(value: Any, runtime: Any) -> str | None:
+    """`all`, a positive count, or a non-empty list of distinct GPU ids (non-negative integers)."""
+    if value == "all":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            return f"must be `all` or a count of at least 1, got {value}"
+        return None
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "an empty list of devices: give `all`, a count, or GPU ids such as [0, 1]"
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value):
+            return f"GPU ids must be non-negative integers, got {list(value)}"
+        if len(set(value)) != len(value):
+            return f"a GPU id is listed twice in {list(value)}"
+        return None
+    return f"must be `all`, a count such as 2, or a list of GPU ids such as [0, 1]; got {value!r}"
+
+
+def _meta(min: float | None = None, check: Callable[[Any, Any], str | None] | None = None) -> dict[str, Any]:
+    return {"min": min, "check": check}
 
 
 @dataclass
@@ -33,26 +105,26 @@ class ModelConf:
 
 @dataclass
 class RuntimeConf:
-    name: str = "local"
-    device: str = "auto"
-    retries: int = 0
-    agent_retries: dict[str, int] = field(default_factory=dict)
+    name: RuntimeName = RuntimeName.local
+    device: str = field(default="auto", metadata=_meta(check=check_device))
+    retries: int = field(default=0, metadata=_meta(min=0))
+    agent_retries: dict[str, int] = field(default_factory=dict, metadata=_meta(min=0))
     """Retries for nodes of the named agent types, instead of `retries` (e.g. {image_to_video: 2})."""
-    batch_size: int = 1
+    batch_size: int = field(default=1, metadata=_meta(min=1))
     """Up to this many batch-compatible nodes run as one pipeline call (1: no batching)."""
-    devices: Any = "all"
-    max_resident_models: int = 4
-    max_resident_gib: float = 0.0
+    devices: Any = field(default="all", metadata=_meta(check=check_devices))
+    max_resident_models: int = field(default=4, metadata=_meta(min=1))
+    max_resident_gib: float = field(default=0.0, metadata=_meta(min=0))
     """Evict least recently used models past this many GiB of weights per worker (0: count only)."""
     address: str | None = None
-    num_gpus: int | None = None
+    num_gpus: int | None = field(default=None, metadata=_meta(min=0))
 
 
 @dataclass
 class CacheConf:
     dir: str | None = None
     salt: str = ""
-    lock_timeout: float = 3600.0
+    lock_timeout: float = field(default=3600.0, metadata=_meta(min=0))
 
 
 @dataclass
@@ -66,15 +138,74 @@ class MoraConf:
     outputs: list[str] | None = None
     prompt: str | None = None
     seed: int | None = None
-    video_format: str = "mp4"
+    video_format: VideoFormat = VideoFormat.mp4
     quiet: bool = False
     objective: str | None = None
 
 
+def _bound_problem(value: Any, low: float) -> str | None:
+    values = value.values() if isinstance(value, dict) else [value]
+    for v in values:
+        if v is None:
+            continue
+        if not math.isfinite(v):
+            return f"must be a finite number, got {v}"
+        if v < low:
+            return f"must be at least {low:g}, got {v}"
+    return None
+
+
+def problems(schema: type, node: DictConfig, prefix: str = "") -> list[str]:
+    """Every bound or check that `node` (composed and type-checked by Hydra) breaks, as `key: problem`.
+
+    Only fields that declare a bound or check are read, so graph inputs are never resolved here.
+    """
+    found: list[str] = []
+    for f in fields(schema):
+        factory = f.default_factory
+        if is_dataclass(factory) and isinstance(node.get(f.name), DictConfig):
+            found += problems(factory, node[f.name], f"{prefix}{f.name}.")  # type: ignore[arg-type]
+            continue
+        low, check = f.metadata.get("min"), f.metadata.get("check")
+        if (low is None and check is None) or f.name not in node:
+            continue
+        value = node[f.name]
+        if isinstance(value, (DictConfig, ListConfig)):
+            value = OmegaConf.to_container(value, resolve=True)
+        problem = _bound_problem(value, low) if low is not None else None
+        problem = problem or (check(value, node) if check is not None else None)
+        if problem:
+            found.append(f"{prefix}{f.name}: {problem}")
+    return found
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group (conf/GROUP/*.yaml), without the internal `*_schema` entries."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".yaml") for p in files("mora.conf").joinpath(group).iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse a configuration that types alone cannot catch (bounds, devices), naming every bad key."""
+    found = [f"{group}: `{group}_schema` is the schema of the group, not an option; choose one of "
+             f"{', '.join(group_options(group))}" for group in ("graph", "model")
+             if OmegaConf.is_missing(cfg[group], "name") and not (group == "graph" and cfg.graph_file)]
+    found += problems(MoraConf, cfg)
+    if found:
+        raise MoraError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in found))
+
+
 def register() -> None:
+    """The schema in Hydra's ConfigStore, and `${mora.pid:}` (this process's id) for the run-dir pattern."""
+    OmegaConf.register_new_resolver("mora.pid", os.getpid, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="mora_schema", node=MoraConf)
     cs.store(group="graph", name="graph_schema", node=GraphConf)
     cs.store(group="model", name="model_schema", node=ModelConf)
     cs.store(group="runtime", name="runtime_schema", node=RuntimeConf)
     cs.store(group="cache", name="cache_schema", node=CacheConf)
+
+
+__all__ = ["MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "validate"]

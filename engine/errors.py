@@ -11,6 +11,9 @@ from dataclasses import dataclass
 class MoraError(Exception):
     """Base class for errors Mora reports to the user (no traceback, non-zero exit)."""
 
+    exit_status = 2
+    """2: invalid input or configuration; subclasses that mean "the work failed" use 1."""
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -55,6 +58,12 @@ class NodeError(MoraError):
         self.node = node
         self.cause = cause
         super().__init__(f"node '{node}' failed: {cause}")
+
+
+class NodesFailed(MoraError):
+    """A run finished with failed nodes (each already reported); the other branches completed."""
+
+    exit_status = 1
 
 
 class CacheError(MoraError):

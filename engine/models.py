@@ -31,6 +31,7 @@ from typing import Any
 
 from mora.engine.agent import Agent
 from mora.engine.errors import ModelNotFoundError
+from mora.engine.model_kinds import folder_problem
 from mora.engine.store import Store
 
 SOURCES = ("tiny", "random", "hub", "path")
@@ -83,6 +84,9 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         if not path.is_dir():
             return None, (f"model path '{path}' does not exist or is not a directory (role {agent.model_role}); give "
                           "a folder written by save_pretrained")
+        wrong = folder_problem(agent.model_role, path)
+        if wrong:
+            return None, wrong
         ref["name"] = str(path.resolve())
     return {k: ref[k] for k in sorted(ref)}, None
 

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import yaml
 
-from mora.engine.agent import Agent
+from mora.engine.agent import Agent, Port
 from mora.engine.errors import GraphError, Problem
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.registry import Registry
+from mora.engine.rundir import output_name_problems
 from mora.engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
 
 MAX_REPEAT = 1000
@@ -100,6 +102,8 @@ class _Expander:
         self.registry = registry
         self.loader = loader
         self.problems: list[Problem] = []
+        self.value_problems: list[Problem] = []
+        """Values the run would refuse (blank text, empty list): reported only for nodes the run keeps."""
         self.nodes: dict[str, PlanNode] = {}
 
     def fail(self, file: str, message: str, node: str | None = None, field_: str | None = None,
@@ -214,6 +218,9 @@ class _Expander:
                 continue
             src = self._bind(spec, value, port.type, env, produced, flat, f"in.{port_name}", line)
             if src is not None:
+                problem = _bound_value_problem(src, port)
+                if problem:
+                    self.value_problems.append(Problem(spec.file, problem, flat, f"in.{port_name}", line))
                 inputs[port_name] = src
         for port in agent.inputs:
             if port.required and port.name not in node.inputs:
@@ -370,6 +377,38 @@ def literal_source(value: Any, want: PortType) -> Source | list[Source] | str:
     return _literal_problem(value, want) or Source(want, value=value)
 
 
+def _bound_value_problem(src: Source | list[Source], port: Port) -> str | None:
+    """What the planner can tell is wrong with a value before the run: no items, or a blank required text."""
+    if isinstance(src, list):
+        return None if src else f"an empty list: '{port.name}' takes {port.type.value} and needs at least one item"
+    if port.required and port.type == PortType.TEXT and isinstance(src.value, str) and not src.value.strip():
+        return f"'{port.name}' is empty or only whitespace; give some text"
+    return None
+
+
+def from_text(value: Any, want: PortType) -> Any:
+    """A value typed as text (the command line, `mora-admin -i`) read as the declared input type.
+
+    Text, image, video and latent inputs take the text as it is; a number input reads it as a
+    number and a list input as a YAML flow list (`[a fox, a cat]`). Text that does not read as
+    the type is returned unchanged, so the usual type error names it.
+    """
+    if not isinstance(value, str) or want in (PortType.TEXT, *FILE_KINDS):
+        return value
+    if want == PortType.NUMBER:
+        for number in (int, float):
+            try:
+                return number(value.strip())
+            except ValueError:
+                pass
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, list) else value
+
+
 def _literal_problem(value: Any, want: PortType) -> str | None:
     if value is UNKNOWN:
         return None
@@ -406,6 +445,7 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
                                    f"inputs.{name}=...", field_=f"inputs.{name}", line=inp.line)
                 continue
             value = UNKNOWN
+        value = from_text(value, inp.type)
         if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
             value = int(value)
         source = literal_source(value, inp.type)
@@ -418,6 +458,8 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
         if isinstance(src, list):
             ex.fail(spec.file, "an output must be one artifact (a node's output port), not a list", field_=f"outputs.{name}")
             del outputs[name]
+    for name, problem in output_name_problems({n: src.type for n, src in outputs.items()}).items():
+        ex.fail(spec.file, problem, field_=f"outputs.{name}", line=spec.output_lines.get(name))
     wanted = requested if requested is not None else list(spec.outputs)
     for name in wanted:
         if name not in spec.outputs:
@@ -435,6 +477,9 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
         if src.node:
             keep |= {src.node} | nx.ancestors(dag, src.node)
     dag = dag.subgraph(keep).copy()
+    refused = [p for p in ex.value_problems if p.node in keep]
+    if refused:
+        raise GraphError(refused)
     return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
                 {n: outputs[n] for n in wanted}, dag)
 

@@ -19,8 +19,10 @@ from typing import Any
 from omegaconf import DictConfig, open_dict
 
 from mora.engine.cli import Job, job_from_config, objective_value, summarize
+from mora.engine.errors import NodesFailed
 from mora.engine.manifest import export_outputs, manifest, write_json
 from mora.engine.merge import Merged, merge_plans
+from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport
 
 
@@ -95,6 +97,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             from hydra.core.hydra_config import HydraConfig
 
             run_dir = Path(HydraConfig.get().runtime.output_dir)
+            refuse_used(run_dir)
             view = job_report(merged, report, pos, job.plan)
             files = export_outputs(view, job.store, run_dir, job.video_format)
             data = manifest(job.plan, view, files, {"cache_dir": str(job.store.root), "runtime": job.runtime,
@@ -106,7 +109,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             write_json(run_dir / "manifest.json", data)
             summarize(view, run_dir)
             if view.failed:
-                raise RuntimeError(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
+                raise NodesFailed(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
             return objective_value(job, view.outputs)
 
         returns.append(run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,

@@ -89,9 +89,9 @@ def test_cache_gc_by_size_empties_and_by_age_keeps_fresh_entries(cached, capsys)
     assert (stats["entries"], stats["objects"]) == (0, 0)
 
 
-@pytest.mark.parametrize("flag, value", [("--max-size", "lots"), ("--max-age", "soon"), ("--max-size", "-1G")])
+@pytest.mark.parametrize("flag, value", [("--max-size", "lots"), ("--max-age", "soon"), ("--max-size", "-1G"),
+                                         ("--max-size", "inf"), ("--max-age", "nan"), ("--max-age", "1e400d")])
 def test_cache_gc_refuses_bad_sizes_and_ages(cached, capsys, flag, value):
-    with pytest.raises(SystemExit) as info:
-        admin.main(["cache", "gc", "--dir", str(cached), f"{flag}={value}"])
-    assert info.value.code == 2
-    assert value in capsys.readouterr().err
+    assert admin.main(["cache", "gc", "--dir", str(cached), f"{flag}={value}"]) == 2
+    err = capsys.readouterr().err
+    assert value in err and "Traceback" not in err

@@ -1,0 +1,78 @@
+"""The one place where an exception becomes a message and an exit status, for every entry point.
+
+Policy: nothing a user can type prints a traceback. Each front end (`mora`, `mora-admin`) runs
+its body through `guarded`, which maps exception classes to one line and a status:
+
+- Mora's own errors (`MoraError`): their message; status `exit_status` (2 invalid input, 1 failed work).
+- Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause.
+- The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
+  disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
+  before Python 3.13; that one is mapped too.
+- Ctrl-C: 130 and one line; workers stop with the run (the pool and Ray executors clean up).
+- Anything else is a bug in Mora: one line naming the exception and status 1; the traceback is
+  shown only with HYDRA_FULL_ERROR=1 (Hydra's own switch for full traces).
+
+Hydra catches exceptions in its `run_and_report` and prints a trimmed trace unless HYDRA_FULL_ERROR
+is set, so `hydra_errors_raise` sets it for the process and remembers whether the user had.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from mora.engine.errors import GraphError, MoraError
+
+INTERRUPTED = 130
+
+_user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def hydra_errors_raise() -> None:
+    """Let exceptions pass through Hydra's `run_and_report` to `guarded` instead of being printed there."""
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+
+
+def describe(exc: BaseException) -> tuple[str, int]:
+    """The message (without the program name) and exit status for an exception."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(exc, GraphError):
+        return f"invalid graph or inputs: {exc}", exc.exit_status
+    if isinstance(exc, MoraError):
+        return f"error: {exc}", exc.exit_status
+    if isinstance(exc, (HydraException, OmegaConfBaseException)):
+        cause = exc.__cause__
+        detail = f"\n{cause}" if isinstance(cause, (HydraException, OmegaConfBaseException)) else ""
+        return f"invalid configuration: {exc}{detail}".rstrip(), 2
+    if isinstance(exc, FileExistsError) and exc.filename and not os.path.isdir(exc.filename):
+        return f"error: '{exc.filename}' is a file where a directory is needed (a run directory?)", 2
+    if isinstance(exc, OSError):
+        where = " ".join(f"'{p}'" for p in (exc.filename, exc.filename2) if p is not None)
+        return f"error: {exc.strerror or exc}" + (f": {where}" if where else ""), 2
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):  # Path.resolve() before Python 3.13
+        return f"error: a symbolic link loop: {str(exc).removeprefix('Symlink loop from ')}", 2
+    if isinstance(exc, RecursionError):
+        return "error: the input is nested too deeply to read", 2
+    return f"internal error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
+
+
+def guarded(prog: str, body: Callable[[], int | None]) -> int:
+    """Run `body` and return its status, mapping any exception (and Ctrl-C) to a message and status."""
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            return e.code or 0
+        print(f"{prog}: {e.code}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        message, status = describe(e)
+        if status == 1 and not isinstance(e, MoraError) and _user_wants_traces:
+            raise
+        print(f"{prog}: {message}", file=sys.stderr)
+        return status

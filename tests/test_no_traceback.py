@@ -1,0 +1,90 @@
+"""Nothing a user can type prints a traceback: one line from Mora's one guard, and the status it means.
+
+2 invalid input or configuration, 1 failed work (a node), 130 interrupted.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from entry_points import agent_env
+from mora_inproc import ECHO_GRAPH, run_admin, run_mora
+
+GRAPH = ECHO_GRAPH
+FAILING = {**GRAPH, "nodes": {"frame": {**GRAPH["nodes"]["frame"], "params": {"template": "no placeholder"}}}}
+
+
+@pytest.fixture
+def loop(tmp_path):
+    """A symbolic link that points at itself."""
+    path = tmp_path / "loop"
+    path.symlink_to(path)
+    return path
+
+
+def test_a_graph_file_that_is_a_symlink_loop(capsys, loop, cache_dir):
+    result = run_mora(capsys, f"graph_file={loop}", "runtime=local", "prompt=fox")
+    assert (result.status, result.clean) == (2, True), result.err
+    assert str(loop) in result.err
+    result = run_admin(capsys, "validate", str(loop))
+    assert (result.status, result.clean) == (2, True), result.err
+
+
+def test_a_cache_directory_that_is_a_symlink_loop(capsys, write_graph, loop, tmp_path):
+    result = run_mora(capsys, f"graph_file={write_graph(GRAPH)}", "runtime=local", "prompt=fox", f"cache.dir={loop}",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert (result.status, result.clean) == (2, True), result.err
+
+
+@pytest.mark.parametrize("args", [
+    ("draw", "GRAPH", "-o", "/nonexistent/folder/g.dot"),
+    ("validate", "/nonexistent/folder/g.yaml"),
+    ("validate", "GRAPH", "-i", "prompt"),
+    ("cache", "gc", "--max-age", "-3d"),
+    ("nosuchcommand",),
+    (),
+])
+def test_mora_admin_arguments_out_of_range_or_naming_missing_paths(capsys, write_graph, cache_dir, args):
+    args = tuple(str(write_graph(GRAPH)) if a == "GRAPH" else a for a in args)
+    result = run_admin(capsys, *args)
+    assert (result.status, result.clean) == (2, True), result.err
+
+
+def test_a_failed_node_in_a_mora_launcher_sweep_exits_1(capsys, write_graph, tmp_path, cache_dir):
+    result = run_mora(capsys, "-m", f"graph_file={write_graph(FAILING)}", "runtime=local", "runtime.device=cpu",
+                      "quiet=true", "prompt=cat,dog", "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert (result.status, result.clean) == (1, True), result.err
+    assert "node 'frame' failed" in result.err
+
+
+def test_an_invalid_job_in_a_mora_launcher_sweep_exits_2_before_anything_runs(capsys, write_graph, tmp_path,
+                                                                              cache_dir):
+    result = run_mora(capsys, "-m", f"graph_file={write_graph(GRAPH)}", "runtime=local", "runtime.device=cpu",
+                      "quiet=true", "prompt=cat,'  '", "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert (result.status, result.clean) == (2, True), result.err
+    assert "'text' is empty or only whitespace" in result.err
+    assert not list((tmp_path / "sweep").glob("*/manifest.json"))  # the valid job did not run either
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path):
+    env = agent_env(tmp_path)
+    log = tmp_path / "started.log"
+    graph = tmp_path / "slow.yaml"
+    graph.write_text(yaml.safe_dump({"nodes": {"slow": {"agent": "p_count", "params": {
+        "tag": "slow", "seconds": 60, "log": str(log)}}}, "outputs": {"out": {"from": "slow.text"}}}))
+    proc = subprocess.Popen([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={graph}",
+                             "runtime=local", "runtime.device=cpu", "quiet=true", f"hydra.run.dir={tmp_path / 'run'}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not log.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert log.exists(), proc.communicate()[1]
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err and err.strip().splitlines()[-1] == "mora: interrupted"
