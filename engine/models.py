@@ -237,6 +237,13 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
 
     try:
         info = HfApi().model_info(name, revision=revision, files_metadata=True)
+        sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
+        head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
+        if head is None:
+            return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the "
+                                                                 "top: not a diffusers pipeline or transformers model")
+        # by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
+        config = Path(hf_hub_download(name, head, revision=revision))
     except GatedRepoError:
         return Availability(name, revision, "missing", reason="gated on the hub: accept its terms on its page and log "
                                                              "in (`hf auth login` or HF_TOKEN)")
@@ -247,17 +254,13 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
         return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
     except Exception as e:  # unreachable: transport errors (httpx, requests) differ between huggingface_hub versions
         return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
-    sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
-    head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
-    if head is None:
-        return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the top: "
-                                                             "not a diffusers pipeline or transformers model")
-    # fetched by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
-    config = Path(hf_hub_download(name, head, revision=revision))
     commit = config.parent.name
     components = None
     if head == "model_index.json":
-        index = json.loads(config.read_text(encoding="utf-8"))
+        try:
+            index = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError as e:
+            return Availability(name, revision, "missing", reason=f"its model_index.json is not JSON ({e})")
         components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
     files = tuple(wanted_files(sizes, ref.get("variant"), components))
     to_fetch = sum(sizes[f] for f in files if not (config.parent / f).is_file())
