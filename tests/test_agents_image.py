@@ -358,3 +358,14 @@ def test_a_refiner_needs_a_base_that_can_hand_over_latents(put):
     with pytest.raises(ValueError, match="StableDiffusionPipeline takes no `denoising_end`"):
         text_to_image.run(Ctx(model), {"prompt": put(text_blob("a fox"))},
                           params(text_to_image.AGENT, width=32, height=32, steps=2))
+
+
+def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    ctx = Ctx({**tiny("sd").model, "quantization": "nf4"})
+    with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
+        text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
+    assert ctx.loads == []
