@@ -242,7 +242,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     assert isinstance(roles, dict)
     print(f"model preset '{preset.get('name')}' (hub cache: {models.hub_cache_dir()}, built models: {models_dir})")
     missing = []
-    for role, spec in roles.items():
+    listed = [(role, spec) for role, spec in roles.items() if spec]
+    listed += [(f"{role}.refiner", spec["refiner"]) for role, spec in roles.items() if spec and spec.get("refiner")]
+    for role, spec in listed:
         ref = {"revision": None, "variant": None, **spec}
         state = model_state(ref, models_dir)
         label = f"{ref['source']}:{ref['name']}" + (f"@{ref['revision']}" if ref["revision"] else "") + \
@@ -261,8 +263,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         elif state.state == "downloadable" and ref["source"] == "hub":
             note = f"downloadable, {human(state.to_fetch)} to fetch"
         else:
-            note = state.reason
-        print(f"  {role:<15} {label:<60} {human(state.size):>9}  {note}")
+            note = f"missing: {state.reason}" if state.state == "missing" else state.reason
+        print(f"  {role:<22} {label:<60} {human(state.size):>9}  {note}")
         if state.state == "missing":
             missing.append(role)
     if missing and args.download:

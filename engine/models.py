@@ -59,8 +59,9 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         return None, None
     roles = preset.get("roles") or {}
     override = params.get("model") or ""
-    if override:
-        ref = {**(roles.get(agent.model_role) or {}), **parse_override(override)}
+    if override:  # another model: the role's refiner belongs to the role's model, not to this one
+        ref = {k: v for k, v in (roles.get(agent.model_role) or {}).items() if k != "refiner"}
+        ref.update(parse_override(override))
     elif agent.model_role in roles and roles[agent.model_role]:
         ref = dict(roles[agent.model_role])
     else:
@@ -79,16 +80,35 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
     if ref["dtype"] not in DTYPES:
         return None, f"model dtype {ref['dtype']!r} is not one of {list(DTYPES)}"
+    problem = _check_place(ref, agent.model_role)
+    if problem:
+        return None, problem
+    if ref.get("refiner"):  # a second model finishing the first's denoising (SDXL's refiner): same dtype and memory
+        refiner = ref["refiner"]
+        if not isinstance(refiner, Mapping) or refiner.get("source") not in SOURCES or not refiner.get("name"):
+            return None, (f"refiner {refiner!r} of role {agent.model_role} needs `source` ({'/'.join(SOURCES)}) "
+                          "and `name`")
+        refiner = {"revision": None, "variant": None, **refiner, "dtype": ref["dtype"], "offload": ref["offload"],
+                   "quantization": ref["quantization"]}
+        problem = _check_place(refiner, f"{agent.model_role} refiner")
+        if problem:
+            return None, problem
+        ref["refiner"] = {k: refiner[k] for k in sorted(refiner)}
+    return {k: ref[k] for k in sorted(ref)}, None
+
+
+def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
+    """For a local folder, the problem if it is not there; else None (its path is made absolute in `ref`)."""
     if ref["source"] == "path":
         path = Path(ref["name"]).expanduser()
         if not path.is_dir():
-            return None, (f"model path '{path}' does not exist or is not a directory (role {agent.model_role}); give "
-                          "a folder written by save_pretrained")
-        wrong = folder_problem(agent.model_role, path)
+            return (f"model path '{path}' does not exist or is not a directory (role {role}); give "
+                    "a folder written by save_pretrained")
+        wrong = folder_problem(role, path) if role else None
         if wrong:
-            return None, wrong
+            return wrong
         ref["name"] = str(path.resolve())
-    return {k: ref[k] for k in sorted(ref)}, None
+    return None
 
 
 def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
@@ -106,6 +126,8 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
         ident["weights"] = weights_digest(Path(ref["name"]), store)
     elif ref["source"] == "hub":
         ident["commit"] = ref.get("commit") or hub_commit(ref["name"], ref.get("revision"))
+    if ref.get("refiner"):
+        ident["refiner"] = identity(ref["refiner"], store)
     return ident
 
 
@@ -219,6 +241,13 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
 
     try:
         info = HfApi().model_info(name, revision=revision, files_metadata=True)
+        sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
+        head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
+        if head is None:
+            return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the "
+                                                                 "top: not a diffusers pipeline or transformers model")
+        # by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
+        config = Path(hf_hub_download(name, head, revision=revision))
     except GatedRepoError:
         return Availability(name, revision, "missing", reason="gated on the hub: accept its terms on its page and log "
                                                              "in (`hf auth login` or HF_TOKEN)")
@@ -229,17 +258,13 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
         return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
     except Exception as e:  # unreachable: transport errors (httpx, requests) differ between huggingface_hub versions
         return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
-    sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
-    head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
-    if head is None:
-        return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the top: "
-                                                             "not a diffusers pipeline or transformers model")
-    # fetched by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
-    config = Path(hf_hub_download(name, head, revision=revision))
     commit = config.parent.name
     components = None
     if head == "model_index.json":
-        index = json.loads(config.read_text(encoding="utf-8"))
+        try:
+            index = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError as e:
+            return Availability(name, revision, "missing", reason=f"its model_index.json is not JSON ({e})")
         components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
     files = tuple(wanted_files(sizes, ref.get("variant"), components))
     to_fetch = sum(sizes[f] for f in files if not (config.parent / f).is_file())
@@ -261,7 +286,8 @@ def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], A
 
     Returns each model's availability by (name, revision), so the caller can pin its commit.
     """
-    seen = {(r["name"], r.get("revision")): r for r in refs if r.get("source") == "hub"}
+    every = [m for r in refs for m in (r, r.get("refiner")) if m]
+    seen = {(r["name"], r.get("revision")): r for r in every if r.get("source") == "hub"}
     found = {key: check_hub(ref) for key, ref in seen.items()}
     missing = [a for a in found.values() if a.state == "missing"]
     if missing:
@@ -273,6 +299,16 @@ def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], A
             "(`model=path:/that/folder`, or {source: path, name: ...} in the preset)."
         )
     return found
+
+
+def pinned(ref: dict[str, Any], found: Mapping[tuple[str, str | None], Availability]) -> dict[str, Any]:
+    """`ref` (and its refiner) with each hub model's commit, as `require` found it, for keys and loads alike."""
+    out = dict(ref)
+    if out.get("refiner"):
+        out["refiner"] = pinned(out["refiner"], found)
+    if out["source"] == "hub":
+        out["commit"] = found[(out["name"], out.get("revision"))].commit
+    return out
 
 
 def download(ref: Mapping[str, Any], availability: Availability) -> Path:

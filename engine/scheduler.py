@@ -3,10 +3,11 @@
 Policy. The plan's DAG drives a `graphlib.TopologicalSorter`. Before anything runs, every node's
 model is resolved and every literal input is read (a bad file or model path fails the whole run
 here, before any model load or cache write), and every hub model is placed at once (on disk,
-downloadable, or missing: one error lists all that are missing) and pinned to a commit. Then, for each node that becomes ready: if an
-upstream node failed or was skipped, it is skipped; otherwise its cache key is computed from
-its inputs' content digests and looked up, and a verified hit completes it without running it
-(its model is never loaded); a miss joins the pending list. Pending nodes are handed to the
+downloadable, or missing: one error lists all that are missing) and pinned to a commit. Then,
+for each node that becomes ready: if an upstream node failed or was skipped, it is skipped;
+otherwise its cache key is computed from its inputs' content digests and looked up, and a
+verified hit completes it without running it (its model is never loaded); a miss joins the
+pending list. Pending nodes are handed to the
 executor in the order they became ready, at most `executor.slots` units in flight. With
 `batch_size > 1`, a pending node whose agent can run batches takes along up to `batch_size - 1`
 other pending nodes of the same agent, model and non-batchable parameters (they may differ in
@@ -136,8 +137,8 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
         raise GraphError(problems)
     hub = models.require(r.model for r in records.values() if r.model)
     for rec in records.values():  # pin each hub model to the commit its revision names now, for keys and loads
-        if rec.model and rec.model["source"] == "hub":
-            rec.model = {**rec.model, "commit": hub[(rec.model["name"], rec.model.get("revision"))].commit}
+        if rec.model:
+            rec.model = models.pinned(rec.model, hub)
     return records, {s: store.put(b).to_json() for s, b in blobs.items()}, {b.digest: b for b in blobs.values()}
 
 

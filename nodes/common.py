@@ -15,6 +15,7 @@ and speed, not results, so it is run-only.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from typing import Any
 
 from mora.engine.agent import Param
@@ -100,6 +101,9 @@ def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str,
     mode = ref.get("quantization") or "none"
     if mode == "none":
         return {}
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError(f"`quantization` {mode!r} needs the bitsandbytes package (`pip install bitsandbytes`) and "
+                           "a CUDA device; or set model.quantization=none")
     import torch
 
     compute = {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(ref.get("dtype") or "", torch.float32)

@@ -47,6 +47,28 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
     return pipe
 
 
+def load_refiner(ctx: Any, params: dict[str, Any], base: Any) -> Any:
+    """The resident refiner of the node's model (`ctx.model['refiner']`), sharing the base's VAE and second encoder.
+
+    SDXL's base and refiner were trained with the same VAE and OpenCLIP encoder, so the refiner
+    takes those modules from the base (diffusers' documented hand-off) instead of a second copy.
+    """
+    from diffusers import DiffusionPipeline
+
+    ref = ctx.model["refiner"]
+    offload = offload_mode(params, ref)
+
+    def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
+        shared = {name: getattr(base, name) for name in ("text_encoder_2", "vae") if getattr(base, name, None)}
+        pipe = DiffusionPipeline.from_pretrained(location, dtype=torch_dtype(ref["dtype"]), **shared,
+                                                 **quantization_config(ref), **kwargs)
+        return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload)
+
+    pipe = get_pipeline(ctx, "refiner", from_pretrained, ref, offload=offload)
+    use_attention(ctx, pipe, params["attention"])
+    return pipe
+
+
 def check_size(width: int, height: int) -> None:
     if width % 8 or height % 8:
         raise ValueError(f"`height` and `width` have to be divisible by 8 but are {height} and {width}.")

@@ -1,17 +1,22 @@
 """Text to image with any diffusers pipeline `AutoPipelineForText2Image` loads (SD 1.5, SDXL, ...).
 
+When the preset gives the role a refiner (`refiner: {source, name, ...}`), the base denoises the
+first `refine_from` of the schedule and hands its latents to the refiner for the rest, as the
+recipe ran SDXL base + refiner (80/20). The refiner is part of the model identity.
+
 Supports batches: several nodes that differ only in prompt and seed run as one pipeline call
 with one generator per item, so each image depends on its own seed only.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from mora.engine.agent import Agent, Param, Port
 from mora.engine.media import image_blob
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
-from mora.nodes.diffusion import check_size, generators, load
+from mora.nodes.diffusion import check_size, generators, load, load_refiner
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -24,16 +29,25 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     negatives = [i["negative_prompt"].text() if "negative_prompt" in i else "" for i in inputs_list]
     if not all(p.strip() for p in prompts):
         raise ValueError("`prompt` is empty")
-    # 2. get the pipeline
+    # 2. get the pipeline (and the preset's refiner)
     pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",))
-    # 3. run
+    refiner = load_refiner(ctx, params, pipe) if ctx.model.get("refiner") else None
+    if refiner is not None:
+        for stage, needed in ((pipe, "denoising_end"), (refiner, "denoising_start")):
+            if needed not in inspect.signature(stage.__call__).parameters:
+                raise ValueError(f"a refiner needs a base that stops at `denoising_end` and a refiner that starts at "
+                                 f"`denoising_start` (SDXL), but {type(stage).__name__} takes no `{needed}`")
+    # 3. run: with a refiner, the base denoises up to `refine_from` and hands its latents over
     step = ctx.progress(params["steps"], "denoising")
-    images = pipe(
-        prompt=prompts, negative_prompt=negatives, width=params["width"], height=params["height"],
-        num_inference_steps=params["steps"], guidance_scale=params["guidance"],
-        generator=generators(ctx, list(range(len(prompts)))),
-        callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
-    ).images
+    common = dict(prompt=prompts, negative_prompt=negatives, num_inference_steps=params["steps"],
+                  guidance_scale=params["guidance"], generator=generators(ctx, list(range(len(prompts)))),
+                  callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1])
+    if refiner is None:
+        images = pipe(width=params["width"], height=params["height"], **common).images
+    else:
+        latents = pipe(width=params["width"], height=params["height"], denoising_end=params["refine_from"],
+                       output_type="latent", **common).images
+        images = refiner(image=latents, denoising_start=params["refine_from"], **common).images
     # 4. return artifacts
     return [{"image": image_blob(img)} for img in images]
 
@@ -58,6 +72,8 @@ AGENT = Agent(
         Param("height", int, 64, "image height in pixels", min=8, max=4096, multiple_of=8),
         Param("steps", int, 25, "denoising steps", min=1, max=1000),
         Param("guidance", float, 7.5, "classifier-free guidance scale", min=0.0, max=50.0),
+        Param("refine_from", float, 0.8, "with a refiner in the preset: the fraction of the schedule the base "
+              "denoises before the refiner takes its latents (SDXL's ensemble of experts)", min=0.05, max=0.95),
         *DIFFUSION_PARAMS,
     ),
     model_role="text_to_image",

@@ -332,3 +332,40 @@ def test_each_offload_mode_places_its_own_pipeline(put, cold):
     for ctx, offload in zip(runs, ("none", "model", "none")):
         text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1, offload=offload))
     assert [len(ctx.loads) for ctx in runs] == [1, 1, 0]
+
+
+def test_a_preset_refiner_finishes_the_base_schedule_from_its_latents(put):
+    """SDXL base + refiner as the recipe ran them: the base stops at `refine_from`, the refiner takes its latents."""
+    model = {"source": "tiny", "name": "sdxl", "revision": None, "dtype": "float32", "variant": None,
+             "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None, "dtype": "float32",
+                         "variant": None}}
+    draw = {"prompt": put(text_blob("a fox"))}
+    alone, refined, later = Ctx({k: v for k, v in model.items() if k != "refiner"}), Ctx(model), Ctx(model)
+    base_only = text_to_image.run(alone, draw, params(text_to_image.AGENT, width=32, height=32, steps=4))
+    both = text_to_image.run(refined, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
+                                                   refine_from=0.5))
+    handed_late = text_to_image.run(later, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
+                                                        refine_from=0.75))
+    assert refined.loads == ["tiny:sdxl_refiner"] and later.loads == []  # the base was resident, the refiner now is
+    assert pixels(both["image"]).shape == (32, 32, 3)
+    assert not np.array_equal(pixels(both["image"]), pixels(base_only["image"]))
+    assert not np.array_equal(pixels(both["image"]), pixels(handed_late["image"]))
+
+
+def test_a_refiner_needs_a_base_that_can_hand_over_latents(put):
+    model = {**tiny("sd").model, "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None,
+                                             "dtype": "float32", "variant": None}}
+    with pytest.raises(ValueError, match="StableDiffusionPipeline takes no `denoising_end`"):
+        text_to_image.run(Ctx(model), {"prompt": put(text_blob("a fox"))},
+                          params(text_to_image.AGENT, width=32, height=32, steps=2))
+
+
+def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    ctx = Ctx({**tiny("sd").model, "quantization": "nf4"})
+    with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
+        text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
+    assert ctx.loads == []

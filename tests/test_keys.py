@@ -225,3 +225,22 @@ def test_quantization_enters_the_model_identity_and_offload_does_not(tmp_path):
     assert resolve(agent, {}, {**preset, "quantization": "fp3"})[1] == \
         "model quantization 'fp3' is not one of ['none', 'int8', 'nf4']"
     store.close()
+
+
+def test_a_refiner_is_part_of_the_model_identity_and_stays_with_its_role(tmp_path):
+    from mora.engine.agent import Agent
+    from mora.engine.models import identity, resolve
+    from mora.engine.store import Store
+
+    agent = Agent(type="t", version=1, description="d", run=lambda *a: {}, model_role="draw")
+    role = {"source": "tiny", "name": "sdxl", "refiner": {"source": "tiny", "name": "sdxl_refiner"}}
+    preset = {"name": "p", "dtype": "float16", "roles": {"draw": role}}
+    store = Store(tmp_path / "cache")
+    ref, problem = resolve(agent, {}, preset)
+    assert problem is None and ref["refiner"]["dtype"] == "float16" and ref["refiner"]["name"] == "sdxl_refiner"
+    other, _ = resolve(agent, {}, {**preset, "roles": {"draw": {**role, "refiner": {"source": "tiny", "name": "x"}}}})
+    assert digest_of(identity(ref, store)) != digest_of(identity(other, store))
+    overridden, _ = resolve(agent, {"model": "tiny:sd"}, preset)
+    assert "refiner" not in overridden  # another base model does not inherit the role's refiner
+    assert "needs `source`" in resolve(agent, {}, {**preset, "roles": {"draw": {**role, "refiner": {"name": "x"}}}})[1]
+    store.close()

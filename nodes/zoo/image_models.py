@@ -5,6 +5,8 @@
 - `random:sd15`, `random:pix2pix`: the Stable Diffusion 1.5 architecture (860 M UNet, its VAE,
   CLIP ViT-L/14 text encoder), random weights in bfloat16; pix2pix takes 8 input channels.
 - `random:sdxl`: the SDXL base architecture (2.6 B UNet, two text encoders).
+- `tiny:sdxl`, `tiny:sdxl_refiner`: SDXL base and refiner at the sizes of diffusers' SDXL tests;
+  they share their VAE and second text encoder, as the published pair does, for the 80/20 hand-off.
 Every text encoder gets the offline byte-level `CLIPTokenizer` of mora.nodes.zoo.tokenizers; the
 random ones keep CLIP's 49,408-entry embedding, of which the tokenizer uses the first 514.
 """
@@ -144,15 +146,71 @@ def random_pix2pix(dest: Path) -> None:
 
 def random_sdxl(dest: Path) -> None:
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+    from diffusers import StableDiffusionXLPipeline
 
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       steps_offset=1, timestep_spacing="leading")
-    _save(StableDiffusionXLPipeline, sdxl_components(), dest, torch.bfloat16, scheduler)
+    _save(StableDiffusionXLPipeline, sdxl_components(), dest, torch.bfloat16, _sdxl_scheduler())
+
+
+def _sdxl_scheduler() -> Any:
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  steps_offset=1, timestep_spacing="leading")
+
+
+def tiny_sdxl_components(refiner: bool) -> dict[str, Any]:
+    """SDXL base (two text encoders) or refiner (the second only, aesthetic-score conditioning), tiny and seeded."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from mora.nodes.zoo.tokenizers import clip
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), norm_num_groups=2,
+        # time ids: 6 (size, crop, target) for the base, 5 (size, crop, aesthetic score) for the refiner
+        projection_class_embeddings_input_dim=(5 if refiner else 6) * 8 + 32,
+        cross_attention_dim=32 if refiner else 64,
+    )
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        block_out_channels=[4, 8], in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=2,
+        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
+    )
+    config = CLIPTextConfig(hidden_size=32, intermediate_size=37, layer_norm_eps=1e-5, num_attention_heads=4,
+                            num_hidden_layers=2, projection_dim=32, hidden_act="gelu", vocab_size=CLIP_VOCAB_SIZE,
+                            **CLIP_IDS)
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(config)
+    torch.manual_seed(0)
+    text_encoder_2 = CLIPTextModelWithProjection(config)
+    if refiner:
+        return {"unet": unet, "vae": vae, "text_encoder": None, "tokenizer": None, "text_encoder_2": text_encoder_2,
+                "tokenizer_2": clip(), "requires_aesthetics_score": True}
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": clip(),
+            "text_encoder_2": text_encoder_2, "tokenizer_2": clip()}
+
+
+def tiny_sdxl(dest: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    _save(StableDiffusionXLPipeline, tiny_sdxl_components(refiner=False), dest, scheduler=_sdxl_scheduler())
+
+
+def tiny_sdxl_refiner(dest: Path) -> None:
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+
+    _save(StableDiffusionXLImg2ImgPipeline, tiny_sdxl_components(refiner=True), dest, scheduler=_sdxl_scheduler())
 
 
 BUILDERS = {
     ("tiny", "sd"): tiny_sd,
+    ("tiny", "sdxl"): tiny_sdxl,
+    ("tiny", "sdxl_refiner"): tiny_sdxl_refiner,
     ("tiny", "pix2pix"): tiny_pix2pix,
     ("random", "sd15"): random_sd15,
     ("random", "pix2pix"): random_pix2pix,
