@@ -16,6 +16,7 @@ short or corrupt is a miss for the entries that use it and nothing else: it is m
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import sqlite3
 import stat
@@ -169,10 +170,11 @@ class Store:
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
             try:
                 with os.fdopen(fd, "wb") as f:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # `verify` and `gc` leave a locked temporary file alone
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, path)
+                    os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
