@@ -148,3 +148,35 @@ def test_the_cli_reports_a_corrupt_object_once_and_finishes(tmp_path):
     assert second.returncode == 0, second.stderr
     assert (tmp_path / "r2" / "out.txt").read_text() == "/first/b"
     assert second.stderr.count(victim.name[:12]) == 1 and "Traceback" not in second.stderr, second.stderr
+
+
+def test_worker_processes_quarantine_and_the_scheduler_repairs(tmp_path, monkeypatch):
+    """The same repair when the reader runs in a pool worker process, not in the scheduler's."""
+    import pool_agents
+    import yaml
+
+    from mora.engine.api import load_plan, run
+    from mora.engine.executors.pool import PoolExecutor
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / "log"
+
+    def go(tag: str):
+        nodes = {"first": {"agent": "p_count", "params": {"tag": "first", "log": str(log)}},
+                 "second": {"agent": "p_count", "in": {"after": {"from": "first.text"}},
+                            "params": {"tag": tag, "log": str(log)}}}
+        path = tmp_path / f"{tag}.yaml"
+        path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": {"out": {"from": "second.text"}}}))
+        executor = PoolExecutor(1, "cpu")
+        try:
+            return run(load_plan(path, {}, registry=pool_agents.registry()), store=Store(tmp_path / "cache"),
+                       preset={}, run_dir=tmp_path / tag, runtime={"name": "pool"}, quiet=True, executor=executor)
+        finally:
+            executor.shutdown()
+
+    go("a")
+    _object(tmp_path / "cache", b"/first").write_bytes(b"/FIRST")
+    outcome = go("b")
+    assert (tmp_path / "b" / "out.txt").read_text() == "/first/b"
+    assert outcome.manifest["nodes"]["first"]["cached"] is False and len(outcome.manifest["cache_findings"]) == 1
+    assert _quarantined(tmp_path / "cache") == [b"/FIRST"]
