@@ -22,7 +22,7 @@ import sqlite3
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,16 +136,9 @@ class Store:
             self._joined = None
             try:
                 self._joined = Lease.join(Path(path))
-            except FileNotFoundError:  # its run has ended; the grace period still protects new objects
+            except OSError:  # its run has ended; the grace period still protects new objects
                 return None
         return self._joined
-
-    def hold(self, digests: Iterable[str], lease: Lease | None = None) -> None:
-        """Name digests in the lease (the run's own by default) so that gc keeps their objects."""
-        lease = lease or self.lease
-        if lease is not None:
-            with self.maintenance.shared():
-                lease.add(digests)
 
     # artifacts -------------------------------------------------------------------------
     def object_path(self, digest: str, fmt: str) -> Path:
