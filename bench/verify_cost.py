@@ -8,7 +8,8 @@
 file (page cache warm), in ms per GB (1e9 bytes); the difference is what verification adds.
 `--cached N`: `mora` as the README runs it (text_to_video, tiny preset), once to fill a fresh
 cache, then N more times fully cached, each in a fresh process; prints the median, minimum and
-maximum wall time. Run it with another checkout's interpreter to time that checkout's code.
+maximum wall time, and the CPU time (user + system) of each run, which a busy machine inflates
+far less than wall time. Run it with another checkout's interpreter to time that checkout's code.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,11 +59,16 @@ def hash_costs(size_mib: int, repeats: int) -> dict[str, dict[str, float]]:
     return out
 
 
-def mora(run_dir: Path, env: dict[str, str]) -> tuple[float, dict]:
+def mora(run_dir: Path, env: dict[str, str]) -> tuple[float, float, dict]:
+    """Wall and CPU seconds of one `mora` process, and its manifest."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "quiet=true",
                     f"hydra.run.dir={run_dir}"], env=env, check=True, capture_output=True)
-    return time.perf_counter() - t0, json.loads((run_dir / "manifest.json").read_text())
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return wall, cpu, json.loads((run_dir / "manifest.json").read_text())
 
 
 def cached_runs(repeats: int) -> dict[str, float]:
@@ -69,13 +76,15 @@ def cached_runs(repeats: int) -> dict[str, float]:
         work = Path(tmp)
         env = {**os.environ, "MORA_MODELS_DIR": str(work / "models"), "MORA_CACHE_DIR": str(work / "cache")}
         mora(work / "cold", env)  # builds the tiny models and fills the cache
-        seconds = []
+        walls, cpus = [], []
         for rep in range(repeats):
-            s, manifest = mora(work / f"again{rep}", env)
+            wall, cpu, manifest = mora(work / f"again{rep}", env)
             assert all(n["cached"] for n in manifest["nodes"].values()), manifest["nodes"]
-            seconds.append(s)
-    return {"median_s": round(statistics.median(seconds), 3), "min_s": round(min(seconds), 3),
-            "max_s": round(max(seconds), 3), "runs": repeats}
+            walls.append(wall)
+            cpus.append(cpu)
+    return {"wall_median_s": round(statistics.median(walls), 3), "wall_min_s": round(min(walls), 3),
+            "wall_max_s": round(max(walls), 3), "cpu_median_s": round(statistics.median(cpus), 3),
+            "cpu_min_s": round(min(cpus), 3), "cpu_max_s": round(max(cpus), 3), "runs": repeats}
 
 
 def main() -> None:

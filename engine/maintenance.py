@@ -12,6 +12,7 @@ holds a cache.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from dataclasses import dataclass, field
@@ -124,16 +125,29 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
 
 
 def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
-    """Delete temporary files whose writer process is gone (or that are older than a day)."""
+    """Delete temporary files no writer holds (their lock is free) whose writer died or that went quiet.
+
+    Writers hold an flock on their temporary file until it is renamed into place, so a live
+    write is never deleted, even by a process that cannot see the writer's pid (another host
+    or container sharing the cache).
+    """
     removed = []
     now = time.time()
     for p in (store.root / "tmp").iterdir():
-        pid = p.name.split("-", 1)[0]
-        dead = pid.isdigit() and not _alive(int(pid))
-        age = now - p.stat().st_mtime
-        if (dead and age >= 0) or age > 86400 or (not pid.isdigit() and age > min_age):
-            p.unlink(missing_ok=True)
-            removed.append(p.name)
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            pid = p.name.split("-", 1)[0]
+            if (pid.isdigit() and not _alive(int(pid))) or now - os.fstat(fd).st_mtime > min_age:
+                p.unlink()
+                removed.append(p.name)
+        except OSError:  # held by its writer (BlockingIOError), or not a file Mora wrote
+            continue
+        finally:
+            os.close(fd)
     return removed
 
 

@@ -16,13 +16,14 @@ short or corrupt is a miss for the entries that use it and nothing else: it is m
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import sqlite3
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,16 +161,9 @@ class Store:
             self._joined = None
             try:
                 self._joined = Lease.join(Path(path))
-            except FileNotFoundError:  # its run has ended; the grace period still protects new objects
+            except OSError:  # its run has ended; the grace period still protects new objects
                 return None
         return self._joined
-
-    def hold(self, digests: Iterable[str], lease: Lease | None = None) -> None:
-        """Name digests in the lease (the run's own by default) so that gc keeps their objects."""
-        lease = lease or self.lease
-        if lease is not None:
-            with self.maintenance.shared():
-                lease.add(digests)
 
     # artifacts -------------------------------------------------------------------------
     def object_path(self, digest: str, fmt: str) -> Path:
@@ -194,10 +188,11 @@ class Store:
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
             try:
                 with os.fdopen(fd, "wb") as f:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # `verify` and `gc` leave a locked temporary file alone
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                os.replace(tmp, path)
+                    os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

@@ -14,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -199,3 +200,24 @@ def test_verify_moves_a_corrupt_object_to_quarantine_and_keeps_healthy_ones(tmp_
     assert good.path.read_bytes() == b"good" and not bad.path.exists()
     assert [p.read_bytes() for p in (store.root / "quarantine").iterdir()] == [b"BAD!"]
     assert store.lookup("g" * 64) is not None and store.lookup("b" * 64) is None
+
+
+def test_verify_leaves_a_temporary_file_that_is_being_written(tmp_path):
+    store = Store(tmp_path / "cache")
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
+        import fcntl, sys, time
+        f = open({str(store.root / 'tmp' / '999999999-being-written')!r}, "wb")  # a pid not alive here: another host's
+        fcntl.flock(f, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(60)""")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "locked"
+        (store.root / "tmp" / "2-abandoned").write_bytes(b"left by a crash")
+        os.utime(store.root / "tmp" / "2-abandoned", (0, 0))
+        report = maintenance.verify(store)
+        assert report.removed_tmp == ["2-abandoned"]
+        assert (store.root / "tmp" / "999999999-being-written").exists()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert maintenance.clean_tmp(store) == ["999999999-being-written"]  # its writer is gone now

@@ -117,3 +117,66 @@ def test_an_object_replaced_by_something_else_is_refused_without_hanging(tmp_pat
     assert store.lookup("k" * 64) is None and len(store.findings.corrupt) == 1
     assert not ref.path.exists() and not ref.path.is_symlink()  # moved to quarantine/
     assert store.put(media.text_blob("x" * 10)).text() == "x" * 10  # and stored again when recomputed
+
+
+def test_the_cli_reports_a_corrupt_object_once_and_finishes(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    from entry_points import agent_env
+
+    env, log = agent_env(tmp_path), tmp_path / "log"
+
+    def graph(tag: str) -> Path:
+        nodes = {"first": {"agent": "p_count", "params": {"tag": "first", "log": str(log)}},
+                 "second": {"agent": "p_count", "in": {"after": {"from": "first.text"}},
+                            "params": {"tag": tag, "log": str(log)}}}
+        path = tmp_path / f"{tag}.yaml"
+        path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": {"out": {"from": "second.text"}}}))
+        return path
+
+    def mora(path: Path, run_dir: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={path}",
+                               "runtime=local", "runtime.device=cpu", f"hydra.run.dir={run_dir}"],
+                              env=env, capture_output=True, text=True, timeout=300, check=False)
+
+    assert mora(graph("a"), tmp_path / "r1").returncode == 0
+    victim = _object(tmp_path / "cache", b"/first")
+    victim.write_bytes(b"/FIRST")
+    second = mora(graph("b"), tmp_path / "r2")
+    assert second.returncode == 0, second.stderr
+    assert (tmp_path / "r2" / "out.txt").read_text() == "/first/b"
+    assert second.stderr.count(victim.name[:12]) == 1 and "Traceback" not in second.stderr, second.stderr
+
+
+def test_worker_processes_quarantine_and_the_scheduler_repairs(tmp_path, monkeypatch):
+    """The same repair when the reader runs in a pool worker process, not in the scheduler's."""
+    import pool_agents
+    import yaml
+
+    from mora.engine.api import load_plan, run
+    from mora.engine.executors.pool import PoolExecutor
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / "log"
+
+    def go(tag: str):
+        nodes = {"first": {"agent": "p_count", "params": {"tag": "first", "log": str(log)}},
+                 "second": {"agent": "p_count", "in": {"after": {"from": "first.text"}},
+                            "params": {"tag": tag, "log": str(log)}}}
+        path = tmp_path / f"{tag}.yaml"
+        path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": {"out": {"from": "second.text"}}}))
+        executor = PoolExecutor(1, "cpu")
+        try:
+            return run(load_plan(path, {}, registry=pool_agents.registry()), store=Store(tmp_path / "cache"),
+                       preset={}, run_dir=tmp_path / tag, runtime={"name": "pool"}, quiet=True, executor=executor)
+        finally:
+            executor.shutdown()
+
+    go("a")
+    _object(tmp_path / "cache", b"/first").write_bytes(b"/FIRST")
+    outcome = go("b")
+    assert (tmp_path / "b" / "out.txt").read_text() == "/first/b"
+    assert outcome.manifest["nodes"]["first"]["cached"] is False and len(outcome.manifest["cache_findings"]) == 1
+    assert _quarantined(tmp_path / "cache") == [b"/FIRST"]
