@@ -13,7 +13,7 @@ from typing import Any
 
 from mora.engine.errors import MoraError
 from mora.engine.executors import Executor
-from mora.engine.manifest import export_outputs, manifest, write_json
+from mora.engine.manifest import deliver
 from mora.engine.plan import Plan, TemplateLoader, build_plan
 from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
@@ -98,14 +98,7 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
         if own:
             executor.shutdown()
     loads = getattr(executor, "loads", None)
-    try:
-        files = export_outputs(report, store, run_dir, video_format)
-        data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
-                                              "preset": preset.get("name"),
-                                              "model_loads_by_worker": dict(loads) if loads is not None else None})
-        write_json(run_dir / "manifest.json", data)
-    except OSError as e:  # disk full, read-only: the results are safe in the cache, only the export failed
-        raise MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every "
-                        "node's result is in the cache: free space and run the same command again (all cache "
-                        "hits)") from None
+    data = deliver(plan, report, store, run_dir, video_format,
+                   {"preset": preset.get("name"), "cache_dir": str(store.root), "runtime": dict(runtime),
+                    "model_loads_by_worker": dict(loads) if loads is not None else None})
     return RunOutcome(report, data, run_dir)

@@ -8,9 +8,11 @@ Optuna).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mora.engine.config import register
 from mora.engine.errors import GraphError, MoraError
+from mora.engine.help import register as register_help
 
 log = logging.getLogger("mora")
 register()
+register_help()
 
 
 @dataclass
@@ -70,14 +74,20 @@ def job_from_config(cfg: DictConfig) -> Job:
     return Job(plan, store, preset, runtime, cfg.video_format, cfg.quiet, cfg.objective)
 
 
-def summarize(report: Any, run_dir: Path) -> None:
+def summarize(report: Any, run_dir: Path, files: dict[str, str]) -> None:
+    """Log how the run went; print each output file's path (the graph's main output first), then the run directory.
+
+    The paths go to stdout, one `name: path` a line, for scripts; the rest is logged.
+    """
     for finding in report.findings:
-        print(f"mora: cache: {finding} (treated as a miss and recomputed)", file=sys.stderr)
+        log.warning(f"cache: {finding} (treated as a miss and recomputed)")
     cached = sum(r.cached for r in report.records.values())
-    print(f"mora: {len(report.records)} nodes, {cached} cached, {len(report.failed)} failed, "
-          f"{len(report.skipped)} skipped, {report.model_loads} model loads, {report.seconds:.2f}s", file=sys.stderr)
+    log.info(f"{len(report.records)} nodes, {cached} cached, {len(report.failed)} failed, "
+             f"{len(report.skipped)} skipped, {report.model_loads} model loads, {report.seconds:.2f}s")
     for node in report.failed:
-        print(f"mora: node '{node}' failed: {report.records[node].error}", file=sys.stderr)
+        log.error(f"node '{node}' failed: {report.records[node].error}")
+    for name, file in files.items():
+        print(f"{name}: {run_dir / file}")
     print(f"mora: run directory: {run_dir}")
 
 
@@ -98,7 +108,7 @@ def run_from_config(cfg: DictConfig, run_dir: Path) -> tuple[int, float | None]:
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
                       video_format=job.video_format, quiet=job.quiet)
-    summarize(outcome.report, run_dir)
+    summarize(outcome.report, run_dir, outcome.manifest["outputs"])
     value = objective_value(job, outcome.report.outputs) if not outcome.report.failed else None
     return (1 if outcome.report.failed else 0), value
 
@@ -115,6 +125,23 @@ def guarded(fn: Any) -> Any:
         sys.exit(2)
 
 
+@contextlib.contextmanager
+def in_original_cwd() -> Iterator[None]:
+    """Work in the directory `mora` was started from, whatever `hydra.job.chdir` says.
+
+    Relative paths a user gives (graph_file, input files, cache.dir) mean what they meant in
+    the shell; outputs go to the run directory by its absolute path either way.
+    """
+    from hydra.utils import get_original_cwd
+
+    here = os.getcwd()
+    os.chdir(get_original_cwd())
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
 _jobs_started = 0
 """Jobs that reached `_main`: before the first, an exit status of 1 is Hydra refusing the config."""
 
@@ -123,11 +150,14 @@ _jobs_started = 0
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
+    from mora.engine.progress import quiet_libraries, verbose
+
     global _jobs_started
     _jobs_started += 1
-    logging.getLogger("mora").setLevel(logging.INFO)
+    quiet_libraries(verbose())
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    status, value = guarded(lambda: run_from_config(cfg, run_dir))
+    with in_original_cwd():
+        status, value = guarded(lambda: run_from_config(cfg, run_dir))
     if status:
         sys.exit(status)
     return value

@@ -68,9 +68,9 @@ class MoraConf:
 
 
 def register() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="mora_schema", node=MoraConf)
-    cs.store(group="graph", name="graph_schema", node=GraphConf)
-    cs.store(group="model", name="model_schema", node=ModelConf)
-    cs.store(group="runtime", name="runtime_schema", node=RuntimeConf)
-    cs.store(group="cache", name="cache_schema", node=CacheConf)
+    """Store the schema as the root config only: its typed fields check every group option merged into them.
+
+    No schema is stored inside a group, so none shows up as a group option (in `--help` or in
+    shell completion); the group files need no `defaults` entry of their own.
+    """
+    ConfigStore.instance().store(name="mora_schema", node=MoraConf)
