@@ -20,12 +20,13 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mora.engine.config import register
+from mora.engine.config import register, register_launcher
 from mora.engine.errors import GraphError, MoraError
 from mora.engine.help import register as register_help
 
 log = logging.getLogger("mora")
 register()
+register_launcher()
 register_help()
 
 

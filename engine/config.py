@@ -74,3 +74,17 @@ def register() -> None:
     shell completion); the group files need no `defaults` entry of their own.
     """
     ConfigStore.instance().store(name="mora_schema", node=MoraConf)
+
+
+def register_launcher() -> None:
+    """Make `hydra/launcher=mora` available to the `mora` app however Mora is installed.
+
+    Hydra 1.3 finds plugins by listing the `hydra_plugins` namespace package, which an editable
+    install by setuptools >= 64 hides from it (hydra#2359); Hydra's public `Plugins.register`
+    does not depend on that listing. Importing the plugin module stores its config.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
+
+    Plugins.instance().register(MoraLauncher)
