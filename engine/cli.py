@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mora.engine.config import register, register_launcher
 from mora.engine.errors import GraphError, MoraError
+from mora.engine.help import complete_inputs
 from mora.engine.help import register as register_help
 
 log = logging.getLogger("mora")
@@ -179,6 +180,10 @@ def main() -> None:
     Hydra reports a bad override or config (unknown key, wrong type, missing group option) and
     exits with 1 before any job starts; Mora keeps 1 for failed nodes, so that becomes 2.
     """
+    completion = complete_inputs(sys.argv[1:], os.environ.get("COMP_LINE", ""))
+    if completion is not None:
+        print(completion)
+        return
     sys.argv[1:] = open_input_overrides(sys.argv[1:])
     try:
         _main()

@@ -60,6 +60,37 @@ def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig |
     return _escape("\n".join(lines))
 
 
+def complete_inputs(argv: list[str], comp_line: str) -> str | None:
+    """Shell completion of `inputs.`: the selected graph's `inputs.NAME=` keys, or None to leave the query to Hydra.
+
+    Graph inputs are not config keys until set (they live in the graph file), so Hydra's own
+    completion cannot offer them; Mora answers a completion query (`-sc query=SHELL`) whose
+    current word starts with `inputs.`, in Hydra's output format for that shell.
+    """
+    shell = next((a.removeprefix("query=") for a in argv if a.startswith("query=")), None)
+    if shell is None or not {"-sc", "--shell-completion"} & set(argv) or comp_line.endswith(" "):
+        return None
+    words = comp_line.split()
+    word = words[-1] if words else ""
+    if not word.startswith("inputs.") or "=" in word:
+        return None
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from mora.engine.spec import read_graph_file
+
+    chosen = [w for w in words[1:-1] if w.split("=", 1)[0] in ("graph", "graph_file")]
+    try:  # a bad graph is no completion, never an error printed into the user's command line
+        with initialize_config_module("mora.conf", version_base="1.3"):
+            cfg = compose("config", overrides=chosen)
+        spec = read_graph_file(_graph_file(cfg.graph.name, cfg.graph_file))
+    except (HydraException, OmegaConfBaseException, MoraError, OSError, ValueError):
+        return ""
+    matches = [f"inputs.{name}=" for name in spec.inputs if f"inputs.{name}".startswith(word)]
+    return ("\n" if shell == "fish" else " ").join(matches)
+
+
 def _escape(text: str) -> str:
     """Hydra fills the template with string.Template after OmegaConf resolves it: a literal `$` must be `$$`."""
     return text.replace("$", "$$")

@@ -146,3 +146,23 @@ def test_mora_launcher_sweep_keeps_hydras_contract(mora, write_graph, tmp_path):
         assert data["seconds"] == pytest.approx(own) and data["seconds"] <= data["sweep_seconds"]
     second = json.loads((runs[1] / "manifest.json").read_text())
     assert second["nodes"]["thumb"]["shared_from"] == "job0:thumb" and second["nodes"]["thumb"]["cached"]
+
+
+@pytest.mark.parametrize("line, shell, expected", [
+    ("mora graph=image_to_video inputs.p", "bash", "inputs.prompt= inputs.prompt_mode="),
+    ("mora inputs.motion", "fish", "inputs.motion_bucket_id="),
+    ("mora graph_file=graph.yaml inputs.", "bash", "inputs.prompt= inputs.picture="),
+])
+def test_shell_completion_offers_the_graphs_inputs(tmp_path, write_graph, line, shell, expected):
+    write_graph(GRAPH)
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-sc", f"query={shell}"],
+                            cwd=tmp_path, env={**os.environ, "COMP_LINE": line}, capture_output=True, text=True,
+                            timeout=60)
+    assert (result.returncode, result.stdout.strip()) == (0, expected), result.stderr
+
+
+def test_shell_completion_of_other_words_stays_hydras(tmp_path):
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-sc", "query=bash"],
+                            cwd=tmp_path, env={**os.environ, "COMP_LINE": "mora grap"}, capture_output=True,
+                            text=True, timeout=60)
+    assert result.stdout.split() == ["graph.", "graph=", "graph_file="]
