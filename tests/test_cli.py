@@ -137,6 +137,9 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
     video, *_, last = result.stdout.splitlines()
     run_dir = Path(last.removeprefix("mora: run directory: "))
     assert video == f"video: {run_dir / 'video.mp4'}"  # the main output first, by its own path
+    for chatter in ("Loading pipeline components", "Loading weights", "Writing model shards", "it/s]", "Warning",
+                    "[transformers]", "truncated"):  # library chatter is quiet unless hydra.verbose
+        assert chatter not in result.stderr
     assert run_dir.is_relative_to(tmp_path / "outputs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert (manifest["preset"], manifest["outputs"]["video"]) == ("tiny", "video.mp4")
