@@ -2,9 +2,9 @@
 
 Errors Mora can explain (bad graph, bad input file, missing model, and Hydra's own refusal of
 a bad override or config) are printed with no traceback and exit with status 2; a failed node
-exits with status 1 after the other branches finished. The run directory is printed when the
-run ends. With `objective=NAME` the job returns that numeric graph output (for sweepers such as
-Optuna).
+exits with status 1 after the other branches finished. When the run ends, each output's path
+(the main output first) and the run directory are printed on stdout; everything else is logged.
+With `objective=NAME` the job returns that numeric graph output (for sweepers such as Optuna).
 """
 from __future__ import annotations
 

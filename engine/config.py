@@ -87,4 +87,6 @@ def register_launcher() -> None:
 
     from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
 
-    Plugins.instance().register(MoraLauncher)
+    plugins = Plugins.instance()
+    if f"{MoraLauncher.__module__}.{MoraLauncher.__name__}" not in plugins.class_name_to_class:  # not found by the scan
+        plugins.register(MoraLauncher)

@@ -16,6 +16,7 @@ import json
 import os
 import platform
 import tempfile
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,7 +113,7 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
         "inputs": plan.inputs,
         "versions": library_versions(),
         "started": _iso(report.started),
-        "finished": _iso(report.started + report.seconds),
+        "finished": _iso(time.time()),  # outputs written: the job is done (in a sweep, after the merged run)
         "seconds": round(report.seconds, 6),
         "outputs": files,
         "failed": report.failed,
