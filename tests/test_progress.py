@@ -53,8 +53,9 @@ def test_console_lines_are_plain_and_warnings_stand_out():
 
 
 def test_libraries_are_quieted_through_their_own_switches_unless_verbose(monkeypatch):
-    for name in QUIET_LIBRARIES:
-        monkeypatch.delenv(name, raising=False)
+    for name in QUIET_LIBRARIES:  # set, then unset: monkeypatch restores each variable's state after the test
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")  # a user's own choice wins
     monkeypatch.setattr(warnings, "filters", list(warnings.filters))
     quiet_libraries(loud=True)
