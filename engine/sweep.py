@@ -130,4 +130,4 @@ def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], _cfg: DictConf
     return objective_value(job, view.outputs)
 
 
-__all__ = ["launch", "job_report"]
+__all__ = ["job_report", "launch"]
