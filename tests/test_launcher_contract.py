@@ -6,16 +6,17 @@ basic launcher would. Mora's own jobs are held to the same contract in tests/tes
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hydra.core.plugins import Plugins
-from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
 import hydra_plugins.mora_launcher
 from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
+from mora.engine.config import register_launcher
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,12 +33,17 @@ def plugin_visible_to_child_pythons(tmp_path_factory: pytest.TempPathFactory) ->
     (root / "hydra_plugins" / plugin.name).symlink_to(plugin, target_is_directory=True)
     mp = pytest.MonkeyPatch()
     mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    register_launcher()  # in this process, as the mora app does, whatever the working directory
     yield
     mp.undo()
 
 
-def test_discovery() -> None:
-    assert MoraLauncher.__name__ in [x.__name__ for x in Plugins.instance().discover(Launcher)]
+def test_discovery(tmp_path: Path) -> None:
+    """Hydra's own plugin scan finds the launcher where the plugin package is on the path (as from a wheel)."""
+    code = ("from hydra.core.plugins import Plugins; from hydra.plugins.launcher import Launcher; "
+            "print([c.__name__ for c in Plugins.instance().discover(Launcher)])")
+    found = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert MoraLauncher.__name__ in found.stdout
 
 
 @pytest.mark.parametrize("launcher_name, overrides", [("mora", [])])
