@@ -11,6 +11,7 @@ mode as the other outputs.
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -31,6 +32,8 @@ from mora.engine.store import Store
 
 MANIFEST_VERSION = 2
 """2: keys in reading order, `status`, `inputs`, `versions`, ISO 8601 times."""
+DISTRIBUTION = "mora-dag"
+"""Mora's distribution name on the package index (pyproject.toml's `name`)."""
 VERSIONED = ("torch", "diffusers", "transformers", "huggingface-hub", "hydra-core", "numpy")
 """Libraries whose versions the manifest records: those that change numerics, and the config system."""
 
@@ -64,12 +67,11 @@ def _iso(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
+@functools.cache
 def library_versions() -> dict[str, str | None]:
     """The versions of Python and of the libraries that shape a run's results (read from metadata, not imported)."""
-    dists = importlib.metadata.packages_distributions()
-    names = {"mora": (dists.get("mora") or ["mora"])[0]} | {n: n for n in VERSIONED}
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for label, dist in names.items():
+    for label, dist in {"mora": DISTRIBUTION, **{n: n for n in VERSIONED}}.items():
         try:
             versions[label] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -111,7 +113,7 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
         "ok": not report.failed,
         "graph": plan.file,
         "inputs": plan.inputs,
-        "versions": library_versions(),
+        "versions": dict(library_versions()),
         "started": _iso(report.started),
         "finished": _iso(time.time()),  # outputs written: the job is done (in a sweep, after the merged run)
         "seconds": round(report.seconds, 6),
