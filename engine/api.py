@@ -14,7 +14,7 @@ from typing import Any
 from mora.engine.artifacts import CorruptArtifact
 from mora.engine.errors import MoraError
 from mora.engine.executors import Executor
-from mora.engine.manifest import export_outputs, manifest, write_json
+from mora.engine.manifest import export_error, export_outputs, record
 from mora.engine.plan import Plan, TemplateLoader, build_plan
 from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
@@ -108,23 +108,14 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
                         raise
                     store.quarantine(e.ref, e.why, e.inode, node="(export)")
                 except OSError as e:
-                    raise _export_error(run_dir, e) from None
+                    raise export_error(run_dir, e) from None
     finally:
         reporter.close()
         if own:
             executor.shutdown()
     loads = getattr(executor, "loads", None)
-    try:
-        data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
-                                              "preset": preset.get("name"),
-                                              "model_loads_by_worker": dict(loads) if loads is not None else None})
-        write_json(run_dir / "manifest.json", data)
-    except OSError as e:
-        raise _export_error(run_dir, e) from None
+    data = record(plan, report, files, run_dir,
+                  {"preset": preset.get("name"), "cache_dir": str(store.root), "runtime": dict(runtime),
+                   "model_loads_by_worker": dict(loads) if loads is not None else None})
     return RunOutcome(report, data, run_dir)
 
-
-def _export_error(run_dir: Path, e: OSError) -> MoraError:
-    """Disk full, read-only: the results are safe in the cache, only the export failed."""
-    return MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every node's "
-                     "result is in the cache: free space and run the same command again (all cache hits)")

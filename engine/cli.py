@@ -4,14 +4,17 @@ Every failure goes through `mora.engine.guard` (one line, no traceback): invalid
 configuration exits with status 2, a failed node with 1 after the other branches finished,
 Ctrl-C with 130. Graph-input values on the command line are data (`mora.engine.overrides`), read
 from the config unresolved. The configuration is validated (`mora.engine.config.validate`) before
-the cache is opened. The run directory is printed when the run ends. With `objective=NAME` the
+the cache is opened. When the run ends, each output's path
+(the main output first) and the run directory are printed on stdout; everything else is logged. With `objective=NAME` the
 job returns that numeric graph output (for sweepers such as Optuna).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,14 +22,18 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from mora.engine.config import register, validate
+from mora.engine.config import register, register_launcher, validate
 from mora.engine.errors import MoraError, NodesFailed
 from mora.engine.guard import guarded, hydra_errors_raise
+from mora.engine.help import complete_inputs
+from mora.engine.help import register as register_help
 from mora.engine.overrides import as_data
 from mora.engine.ports import PortType
 
 log = logging.getLogger("mora")
 register()
+register_launcher()
+register_help()
 
 
 @dataclass
@@ -78,14 +85,20 @@ def job_from_config(cfg: DictConfig) -> Job:
     return Job(plan, store, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
-def summarize(report: Any, run_dir: Path) -> None:
+def summarize(report: Any, run_dir: Path, files: dict[str, str]) -> None:
+    """Log how the run went; print each output file's path (the graph's main output first), then the run directory.
+
+    The paths go to stdout, one `name: path` a line, for scripts; the rest is logged.
+    """
     for finding in report.findings:
-        print(f"mora: cache: {finding} (treated as a miss and recomputed)", file=sys.stderr)
+        log.warning(f"cache: {finding} (treated as a miss and recomputed)")
     cached = sum(r.cached for r in report.records.values())
-    print(f"mora: {len(report.records)} nodes, {cached} cached, {len(report.failed)} failed, "
-          f"{len(report.skipped)} skipped, {report.model_loads} model loads, {report.seconds:.2f}s", file=sys.stderr)
+    log.info(f"{len(report.records)} nodes, {cached} cached, {len(report.failed)} failed, "
+             f"{len(report.skipped)} skipped, {report.model_loads} model loads, {report.seconds:.2f}s")
     for node in report.failed:
-        print(f"mora: node '{node}' failed: {report.records[node].error}", file=sys.stderr)
+        log.error(f"node '{node}' failed: {report.records[node].error}")
+    for name, file in files.items():
+        print(f"{name}: {run_dir / file}")
     print(f"mora: run directory: {run_dir}")
 
 
@@ -106,22 +119,47 @@ def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
                       video_format=job.video_format, quiet=job.quiet)
-    summarize(outcome.report, run_dir)
+    summarize(outcome.report, run_dir, outcome.manifest["outputs"])
     if outcome.report.failed:
         raise NodesFailed(f"{len(outcome.report.failed)} node(s) failed: {', '.join(outcome.report.failed)}")
     return objective_value(job, outcome.report.outputs)
+
+
+@contextlib.contextmanager
+def in_original_cwd() -> Iterator[None]:
+    """Work in the directory `mora` was started from, whatever `hydra.job.chdir` says.
+
+    Relative paths a user gives (graph_file, input files, cache.dir) mean what they meant in
+    the shell; outputs go to the run directory by its absolute path either way.
+    """
+    from hydra.utils import get_original_cwd
+
+    here = os.getcwd()
+    os.chdir(get_original_cwd())
+    try:
+        yield
+    finally:
+        os.chdir(here)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mora.conf", config_name="config")
 def _main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
-    logging.getLogger("mora").setLevel(logging.INFO)
-    return run_from_config(cfg, Path(HydraConfig.get().runtime.output_dir))
+    from mora.engine.progress import quiet_libraries, verbose
+
+    quiet_libraries(verbose())
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with in_original_cwd():
+        return run_from_config(cfg, run_dir)
 
 
 def main() -> None:
     """Console-script entry point: graph inputs made literal, then Hydra, all under Mora's one error guard."""
+    completion = complete_inputs(sys.argv[1:], os.environ.get("COMP_LINE", ""))
+    if completion is not None:
+        print(completion)
+        return
     sys.argv[1:] = as_data(sys.argv[1:])
     hydra_errors_raise()
     sys.exit(guarded("mora", _main))

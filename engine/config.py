@@ -180,7 +180,7 @@ def problems(schema: type, node: DictConfig, prefix: str = "") -> list[str]:
 
 
 def group_options(group: str) -> list[str]:
-    """The options of a config group (conf/GROUP/*.yaml), without the internal `*_schema` entries."""
+    """The options of a config group (conf/GROUP/*.yaml)."""
     from importlib.resources import files
 
     return sorted(p.name.removesuffix(".yaml") for p in files("mora.conf").joinpath(group).iterdir()
@@ -189,8 +189,7 @@ def group_options(group: str) -> list[str]:
 
 def validate(cfg: DictConfig) -> None:
     """Refuse a configuration that types alone cannot catch (bounds, devices), naming every bad key."""
-    found = [f"{group}: `{group}_schema` is the schema of the group, not an option; choose one of "
-             f"{', '.join(group_options(group))}" for group in ("graph", "model")
+    found = [f"{group}: no option chosen; choose one of {', '.join(group_options(group))}" for group in ("graph", "model")
              if OmegaConf.is_missing(cfg[group], "name") and not (group == "graph" and cfg.graph_file)]
     found += problems(MoraConf, cfg)
     if found:
@@ -198,14 +197,29 @@ def validate(cfg: DictConfig) -> None:
 
 
 def register() -> None:
-    """The schema in Hydra's ConfigStore, and `${mora.pid:}` (this process's id) for the run-dir pattern."""
-    OmegaConf.register_new_resolver("mora.pid", os.getpid, replace=True)
-    cs = ConfigStore.instance()
-    cs.store(name="mora_schema", node=MoraConf)
-    cs.store(group="graph", name="graph_schema", node=GraphConf)
-    cs.store(group="model", name="model_schema", node=ModelConf)
-    cs.store(group="runtime", name="runtime_schema", node=RuntimeConf)
-    cs.store(group="cache", name="cache_schema", node=CacheConf)
+    """Store the schema as the root config only: its typed fields check every group option merged into them.
+
+    No schema is stored inside a group, so none shows up as a group option (in `--help` or in
+    shell completion); the group files need no `defaults` entry of their own.
+    """
+    OmegaConf.register_new_resolver("mora.pid", os.getpid, replace=True)  # for the run-dir pattern
+    ConfigStore.instance().store(name="mora_schema", node=MoraConf)
 
 
-__all__ = ["MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "validate"]
+def register_launcher() -> None:
+    """Make `hydra/launcher=mora` available to the `mora` app however Mora is installed.
+
+    Hydra 1.3 finds plugins by listing the `hydra_plugins` namespace package, which an editable
+    install by setuptools >= 64 hides from it (hydra#2359); Hydra's public `Plugins.register`
+    does not depend on that listing. Importing the plugin module stores its config.
+    """
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
+
+    plugins = Plugins.instance()
+    if f"{MoraLauncher.__module__}.{MoraLauncher.__name__}" not in plugins.class_name_to_class:  # not found by the scan
+        plugins.register(MoraLauncher)
+
+
+__all__ = ["MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "register_launcher", "validate"]

@@ -5,6 +5,8 @@ raising a single `GraphError`, so the user sees every mistake at once.
 """
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -68,3 +70,9 @@ class NodesFailed(MoraError):
 
 class CacheError(MoraError):
     """The cache directory is unusable (read-only, disk full, corrupt beyond repair)."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`; did you mean X?` naming the candidates closest to a misspelled name, or '' when none is close."""
+    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(close)}?" if close else ""

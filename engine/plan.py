@@ -18,7 +18,7 @@ import networkx as nx
 import yaml
 
 from mora.engine.agent import Agent, Port
-from mora.engine.errors import GraphError, Problem
+from mora.engine.errors import GraphError, Problem, did_you_mean
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.registry import Registry
 from mora.engine.rundir import output_name_problems
@@ -69,6 +69,8 @@ class Plan:
     nodes: dict[str, PlanNode]
     outputs: dict[str, Source]
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    inputs: dict[str, Any] = field(default_factory=dict)
+    """The graph input values this plan was built with (given or defaulted), for the manifest."""
 
 
 class TemplateLoader:
@@ -153,13 +155,12 @@ class _Expander:
                       line: int | None) -> Source | None:
         if link.input is not None:
             if link.input not in spec.inputs:
-                self.fail(spec.file, f"link to unknown graph input '{link.input}'; inputs are {sorted(spec.inputs)}",
-                          node, field_, line)
+                self.fail(spec.file, f"link to unknown graph input '{link.input}'; inputs are {sorted(spec.inputs)}"
+                                     f"{did_you_mean(link.input, spec.inputs)}", node, field_, line)
                 return None
             return env.get(link.input)
         if link.node not in spec.nodes:
-            close = [n for n in spec.nodes if n.startswith(link.node[:3])][:3] if link.node else []
-            hint = f" (did you mean {close}?)" if close else ""
+            hint = did_you_mean(link.node, spec.nodes) if link.node else ""
             self.fail(spec.file, f"link to unknown node '{link.node}'{hint}", node, field_, line)
             return None
         ports = produced.get(link.node)
@@ -167,7 +168,7 @@ class _Expander:
             return None
         if link.port not in ports:
             self.fail(spec.file, f"node '{link.node}' has no output port '{link.port}'; its outputs are "
-                                 f"{sorted(ports)}", node, field_, line)
+                                 f"{sorted(ports)}{did_you_mean(link.port, ports)}", node, field_, line)
             return None
         return ports[link.port]
 
@@ -237,10 +238,7 @@ class _Expander:
             line = node.lines.get(f"params.{name}", node.line)
             param = agent.param(name)
             if param is None:
-                import difflib
-
-                close = difflib.get_close_matches(name, [p.name for p in agent.params], n=3)
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                hint = did_you_mean(name, [p.name for p in agent.params])
                 self.fail(spec.file, f"agent '{agent.type}' has no parameter '{name}'{hint} (parameters: "
                                      f"{[p.name for p in agent.params]})", flat, f"params.{name}", line)
                 continue
@@ -434,9 +432,11 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
     """Expand `spec` with graph input `values` into a flat, pruned, checked Plan."""
     ex = _Expander(registry, loader)
     env: dict[str, Source] = {}
+    used: dict[str, Any] = {}
     for name, value in values.items():
         if name not in spec.inputs:
-            ex.fail(spec.file, f"unknown graph input '{name}'; inputs are {sorted(spec.inputs)}", field_=f"inputs.{name}")
+            ex.fail(spec.file, f"unknown graph input '{name}'; inputs are {sorted(spec.inputs)}"
+                               f"{did_you_mean(name, spec.inputs)}", field_=f"inputs.{name}")
     for name, inp in spec.inputs.items():
         value = values.get(name, inp.default)
         if value is MISSING:
@@ -453,6 +453,7 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
             ex.fail(spec.file, f"graph input '{name}': {source}", field_=f"inputs.{name}", line=inp.line)
             continue
         env[name] = source  # type: ignore[assignment]
+        used[name] = value
     outputs = ex.expand(spec, env, "", (str(Path(spec.file).resolve()),))
     for name, src in list(outputs.items()):
         if isinstance(src, list):
@@ -463,7 +464,8 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
     wanted = requested if requested is not None else list(spec.outputs)
     for name in wanted:
         if name not in spec.outputs:
-            ex.fail(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}", field_="outputs")
+            ex.fail(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}"
+                               f"{did_you_mean(name, spec.outputs)}", field_="outputs")
     if ex.problems:
         raise GraphError(ex.problems)
     dag = nx.DiGraph()
@@ -481,7 +483,7 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
     if refused:
         raise GraphError(refused)
     return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
-                {n: outputs[n] for n in wanted}, dag)
+                {n: outputs[n] for n in wanted}, dag, {k: v for k, v in used.items() if v is not UNKNOWN})
 
 
 def check_names(names: list[str]) -> list[str]:

@@ -73,6 +73,8 @@ class NodeRecord:
     error: str | None = None
     attempts: int = 0
     batch: str | None = None
+    shared_from: str | None = None
+    """In a merged sweep: `jobN:node` when another job ran this node and this job reuses its result."""
 
 
 @dataclass
@@ -81,6 +83,8 @@ class RunReport:
     outputs: dict[str, Any]
     seconds: float
     findings: list[str] = field(default_factory=list)
+    started: float = 0.0
+    """When the run began (seconds since the epoch)."""
 
     @property
     def failed(self) -> list[str]:
@@ -156,7 +160,7 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
 
 def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any], reporter: Reporter | None,
               retries: int, batch_size: int, agent_retries: Mapping[str, int] | None) -> RunReport:
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     agent_retries = dict(agent_retries or {})
     known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
     unknown = sorted(set(agent_retries) - known)
@@ -292,7 +296,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
     outputs = {name: source_meta(src) if (src.is_literal or records[src.node].outputs) else None
                for name, src in plan.outputs.items()}
     findings = [f"missing: {m}" for m in store.findings.missing] + [f"corrupt: {c}" for c in store.findings.corrupt]
-    return RunReport(records, outputs, time.perf_counter() - t0, findings)
+    return RunReport(records, outputs, time.perf_counter() - t0, findings, started)
 
 
 def _digests(outputs: dict[str, Any]) -> list[str]:

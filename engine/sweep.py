@@ -1,29 +1,41 @@
-"""A sweep as one unit of work: every job's graph merged into one DAG, run once, split per job.
+"""A sweep of Mora graphs as one unit of work: every job's graph merged into one DAG, run once, split per job.
 
-The Mora launcher composes each job's config, plans it (validation errors of any job stop the
-sweep before anything runs), groups jobs that share a cache directory, model preset and
-runtime, merges each group's plans (engine.merge: identical nodes appear once), runs the merged
-plan on one executor (so models load once per worker for the whole sweep), and then gives each
-job its own run directory through Hydra's `run_job`, with the job's outputs, a manifest of its
-nodes, and its return value (the `objective` output, for sweepers such as Optuna).
-In a job's manifest a node that another job of the sweep ran is marked `shared_from`.
+The Mora launcher keeps Hydra's launcher contract (the basic launcher's, which it follows step by
+step): it logs `Launching N jobs locally` and one `#i : overrides` line per job, composes each
+job's config with `hydra.job.id`/`num` set, and gives each job its directory, job name, working
+directory, logging and return value through Hydra's own `run_job`, so sweep dir and subdir
+patterns, `hydra.job.chdir` and `get_original_cwd` behave as with any launcher. What differs is
+when nodes run: every job is planned first in the original working directory (an invalid job
+stops the sweep before anything runs), jobs that share a cache directory, model preset and
+runtime are merged into one plan (engine.merge: identical nodes appear once) and run on one
+executor (so models load once per worker for the whole sweep), and each job's `run_job` then
+exports its outputs and manifest and returns its `objective` output (for sweepers such as Optuna).
+In a job's manifest, `seconds` is what the nodes it ran itself took, `sweep_seconds` the merged
+run, and a node that another job of the sweep ran is marked `shared_from`.
 """
 from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from mora.engine.cli import Job, job_from_config, objective_value, summarize
 from mora.engine.errors import NodesFailed
-from mora.engine.manifest import export_outputs, manifest, write_json
+from mora.engine.manifest import deliver
 from mora.engine.merge import Merged, merge_plans
 from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport
+
+log = logging.getLogger(__name__)
 
 
 def _group_key(job: Job) -> str:
@@ -31,7 +43,11 @@ def _group_key(job: Job) -> str:
 
 
 def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunReport:
-    """The view of the merged run that one job sees, under the job's own node ids."""
+    """The view of the merged run that one job sees, under the job's own node ids.
+
+    Its `seconds` are the wall time of the nodes this job ran itself (not those it shares with
+    an earlier job of the sweep, nor cache hits): what the job cost within the sweep.
+    """
     records = {}
     for node_id, merged_id in merged.ids[job].items():
         rec = copy.copy(report.records[merged_id])
@@ -40,30 +56,37 @@ def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunRep
         if owner != job:
             rec.cached = True
             rec.model_loads = []
-            setattr(rec, "shared_from", f"job{owner}:{merged_id}")
+            rec.shared_from = f"job{owner}:{merged_id}"
         records[node_id] = rec
     outputs = {name: report.outputs.get(f"job{job}/{name}") for name in plan.outputs}
-    return RunReport(records, outputs, report.seconds, report.findings)
+    seconds = sum(r.seconds for r in records.values() if not r.cached)
+    return RunReport(records, outputs, seconds, report.findings, report.started)
 
 
-def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
-    from hydra.core.utils import run_job, setup_globals
-
+def launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+           initial_job_idx: int) -> list[JobReturn]:
+    """Launch a sweep of Mora jobs as Hydra's basic launcher would, but run their nodes as one merged graph."""
     from mora.engine import api
-    from mora.engine.progress import Reporter
+    from mora.engine.progress import Reporter, quiet_libraries, verbose
     from mora.engine.scheduler import run_plan
 
     setup_globals()
-    config = launcher.config
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info(f"Launching {len(job_overrides)} jobs locally")
     configs: list[DictConfig] = []
-    for i, overrides in enumerate(job_overrides):
-        cfg = launcher.hydra_context.config_loader.load_sweep_config(config, list(overrides))
+    for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+        log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(cfg):
-            cfg.hydra.job.id = f"{cfg.hydra.job.name}_{initial_job_idx + i}"
-            cfg.hydra.job.num = initial_job_idx + i
+            cfg.hydra.job.id = idx
+            cfg.hydra.job.num = idx
         configs.append(cfg)
-    jobs = [job_from_config(cfg) for cfg in configs]
+    jobs = []
+    for cfg in configs:
+        HydraConfig.instance().set_config(cfg)  # so ${hydra:...} in a job's config resolves as it will in the job
+        jobs.append(job_from_config(cfg))
+    quiet_libraries(verbose())
     groups: dict[str, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(_group_key(job), []).append(i)
@@ -82,7 +105,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             executor.shutdown()
         loads = getattr(executor, "loads", None)
         sweep_info = {"sweep_nodes": len(merged.plan.nodes), "sweep_jobs": len(members),
-                      "sweep_model_loads": report.model_loads,
+                      "sweep_seconds": round(report.seconds, 6), "sweep_model_loads": report.model_loads,
                       "model_loads_by_worker": dict(loads) if loads is not None else None}
         for pos, i in enumerate(members):
             results[i] = (report, merged, pos, sweep_info)
@@ -90,31 +113,24 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     returns = []
     for i, cfg in enumerate(configs):
         report, merged, pos, info = results[i]
-        job = jobs[i]
-
-        def task(job_cfg: DictConfig, job: Job = job, report: RunReport = report, merged: Merged = merged,
-                 pos: int = pos, info: dict[str, Any] = info) -> float | None:
-            from hydra.core.hydra_config import HydraConfig
-
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
-            refuse_used(run_dir)
-            view = job_report(merged, report, pos, job.plan)
-            files = export_outputs(view, job.store, run_dir, job.video_format)
-            data = manifest(job.plan, view, files, {"cache_dir": str(job.store.root), "runtime": job.runtime,
-                                                    "preset": job.preset.get("name"), "launcher": "mora", **info})
-            for node_id, rec in view.records.items():
-                if hasattr(rec, "shared_from"):
-                    data["nodes"][node_id]["shared_from"] = rec.shared_from
-            data["model_loads"] = sum(len(r.model_loads) for r in view.records.values())
-            write_json(run_dir / "manifest.json", data)
-            summarize(view, run_dir)
-            if view.failed:
-                raise NodesFailed(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
-            return objective_value(job, view.outputs)
-
-        returns.append(run_job(hydra_context=launcher.hydra_context, task_function=task, config=cfg,
+        task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
+        returns.append(run_job(hydra_context=hydra_context, task_function=task, config=cfg,
                                job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     return returns
 
 
-__all__ = ["launch", "job_report"]
+def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], _cfg: DictConfig) -> float | None:
+    """A job's task under Hydra's run_job: its outputs and manifest into its own directory; its return value."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    refuse_used(run_dir)
+    data = deliver(job.plan, view, job.store, run_dir, job.video_format,
+                   {"preset": job.preset.get("name"), "cache_dir": str(job.store.root), "runtime": job.runtime,
+                    "launcher": "mora", **info})
+    summarize(view, run_dir, data["outputs"])
+    if view.failed:
+        raise NodesFailed(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
+    return objective_value(job, view.outputs)
+
+
+__all__ = ["job_report", "launch"]

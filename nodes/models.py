@@ -162,6 +162,7 @@ def get_pipeline(
         _RESIDENT.move_to_end(key)
         return _RESIDENT[key]
     location, kwargs = locate(ref)
+    _follow_hub_progress_setting()
     try:
         pipe = load(location, kwargs)
     except OSError as e:
@@ -176,6 +177,17 @@ def get_pipeline(
         gc.collect()
         _empty_device_cache()
     return pipe
+
+
+def _follow_hub_progress_setting() -> None:
+    """diffusers' loading bar ignores `HF_HUB_DISABLE_PROGRESS_BARS` (transformers honours it): make it follow.
+
+    Mora sets that switch unless the run is verbose (mora.engine.progress.quiet_libraries).
+    """
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in ("1", "true", "yes", "on"):
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
 
 
 def resident_count() -> int:

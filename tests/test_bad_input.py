@@ -211,7 +211,17 @@ INPUTS_GRAPH = {
 
 def test_unknown_graph_input(write_graph, graph_problems):
     [p] = graph_problems(write_graph(INPUTS_GRAPH), {"prompt": "x", "promt": "typo"})
-    assert (p.field, p.message) == ("inputs.promt", "unknown graph input 'promt'; inputs are ['n', 'prompt']")
+    assert (p.field, p.message) == ("inputs.promt", "unknown graph input 'promt'; inputs are ['n', 'prompt']; "
+                                                    "did you mean prompt?")
+
+
+def test_misspelled_names_suggest_the_closest_in_every_place(write_graph, graph_problems):
+    graph = {**INPUTS_GRAPH, "nodes": {**INPUTS_GRAPH["nodes"],
+                                       "s": {"agent": "t_add", "in": {"a": {"input": "nn"}, "b": {"from": "tt.txt"}}}}}
+    messages = {p.message for p in graph_problems(write_graph(graph), {"prompt": "x"}, outputs=["ss"])}
+    assert "link to unknown graph input 'nn'; inputs are ['n', 'prompt']; did you mean n?" in messages
+    assert "link to unknown node 'tt'; did you mean t?" in messages
+    assert "unknown output 'ss'; outputs are ['s', 't']; did you mean s?" in messages
 
 
 def test_missing_required_graph_input(write_graph, graph_problems):

@@ -35,7 +35,8 @@ def test_run_writes_outputs_and_manifest_then_hits_the_cache(mora, write_graph, 
     path = write_graph(GRAPH)
     first = mora(f"graph_file={path}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run1'}")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == f"mora: run directory: {tmp_path / 'run1'}"
+    assert first.stdout.splitlines() == [f"out: {tmp_path / 'run1' / 'out.txt'}",
+                                         f"mora: run directory: {tmp_path / 'run1'}"]
     assert "2 nodes, 0 cached, 0 failed" in first.stderr
     manifest = json.loads((tmp_path / "run1" / "manifest.json").read_text())
     assert manifest["outputs"] == {"out": "out.txt"}
@@ -105,7 +106,7 @@ def test_failed_node_exits_1_and_names_the_node(mora, write_graph, tmp_path):
                                                             "params": {"template": "no placeholder"}}}}
     result = mora(f"graph_file={write_graph(graph)}", "prompt=fox", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
-    assert "mora: node 'frame' failed: ValueError: `template` must contain '{text}'" in result.stderr
+    assert "mora: error: node 'frame' failed: ValueError: `template` must contain '{text}'" in result.stderr
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert (manifest["ok"], manifest["failed"], manifest["skipped"]) == (False, ["frame"], ["styled"])
 
@@ -133,7 +134,12 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
     result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    run_dir = Path(result.stdout.strip().removeprefix("mora: run directory: "))
+    video, *_, last = result.stdout.splitlines()
+    run_dir = Path(last.removeprefix("mora: run directory: "))
+    assert video == f"video: {run_dir / 'video.mp4'}"  # the main output first, by its own path
+    for chatter in ("Loading pipeline components", "Loading weights", "Writing model shards", "it/s]", "Warning",
+                    "[transformers]", "truncated"):  # library chatter is quiet unless hydra.verbose
+        assert chatter not in result.stderr
     assert run_dir.is_relative_to(tmp_path / "outputs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert (manifest["preset"], manifest["outputs"]["video"]) == ("tiny", "video.mp4")
