@@ -5,6 +5,7 @@
     mora-admin draw FILE [-o OUT.dot|OUT.png]      the expanded graph as DOT (PNG via graphviz)
     mora-admin schema                              JSON Schema of graph files (for editors)
     mora-admin cache stats|list|verify|gc          the content-addressed cache
+    mora-admin report DIR                          rebuild report.html (run) or index.html (sweep)
 """
 from __future__ import annotations
 
@@ -155,6 +156,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mora.engine.report import rebuild
+
+    for path in rebuild(Path(args.dir)):
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mora-admin", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,6 +188,9 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
     c.add_argument("--no-repair", action="store_true", help="verify: report bad entries without removing them")
     c.set_defaults(fn=cmd_cache)
+    r = sub.add_parser("report", help="rebuild a run's report.html, or a sweep's job reports and index.html")
+    r.add_argument("dir", help="a run directory (with manifest.json) or a sweep directory (numbered job folders)")
+    r.set_defaults(fn=cmd_report)
     return p
 
 

@@ -94,11 +94,13 @@ def objective_value(job: Job, outputs: dict[str, Any]) -> float | None:
 def run_from_config(cfg: DictConfig, run_dir: Path) -> tuple[int, float | None]:
     """Run the configured graph; return the exit status and the objective value."""
     from mora.engine import api
+    from mora.engine.report import report_quietly
 
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
                       video_format=job.video_format, quiet=job.quiet)
     summarize(outcome.report, run_dir)
+    report_quietly(run_dir)
     value = objective_value(job, outcome.report.outputs) if not outcome.report.failed else None
     return (1 if outcome.report.failed else 0), value
 

@@ -78,6 +78,7 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
         "outputs": files,
         "output_digests": report.outputs,
         "model_loads": report.model_loads,
+        "edges": sorted([u, v] for u, v in plan.dag.edges),
         "failed": report.failed,
         "skipped": report.skipped,
         "cache_findings": report.findings,

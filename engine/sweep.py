@@ -21,6 +21,7 @@ from omegaconf import DictConfig, open_dict
 from mora.engine.cli import Job, job_from_config, objective_value, summarize
 from mora.engine.manifest import export_outputs, manifest, write_json
 from mora.engine.merge import Merged, merge_plans
+from mora.engine.report import report_quietly
 from mora.engine.scheduler import RunReport
 
 
@@ -105,6 +106,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             data["model_loads"] = sum(len(r.model_loads) for r in view.records.values())
             write_json(run_dir / "manifest.json", data)
             summarize(view, run_dir)
+            report_quietly(run_dir)
             if view.failed:
                 raise RuntimeError(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
             return objective_value(job, view.outputs)
