@@ -92,3 +92,20 @@ def centre_mask(h: int, w: int) -> np.ndarray:
     dh, dw = round(h * (1 - 0.5**0.5) / 2), round(w * (1 - 0.5**0.5) / 2)
     mask[dh:h - dh, dw:w - dw] = True
     return mask
+
+
+def sample_indices(count: int, most: int) -> list[int]:
+    """`most` evenly spaced frame indices, first and last included (all of them when most is 0 or more than count)."""
+    import numpy as np
+
+    if most <= 0 or most >= count:
+        return list(range(count))
+    return [int(i) for i in np.unique(np.linspace(0, count - 1, most).round().astype(int))]
+
+
+def cosine_consistency(features: "np.ndarray") -> float:
+    """VBench's consistency over L2-normalised feature rows, cosine similarity clamped at 0 as VBench does."""
+    import numpy as np
+
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    return consistency(len(unit), lambda i, j: max(0.0, float(unit[i] @ unit[j])))
