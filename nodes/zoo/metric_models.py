@@ -32,7 +32,8 @@ def tiny_clip(dest: Path) -> None:
         projection_dim=16,
     )
     CLIPModel(config).save_pretrained(dest)
-    images = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
+    images = CLIPImageProcessor(size={"shortest_edge": IMAGE_SIZE},
+                                crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     CLIPProcessor(image_processor=images, tokenizer=clip()).save_pretrained(dest)
 
 
