@@ -19,7 +19,7 @@ from mora.engine.report.views import NodeView
 COLOURS = {"computed": "#2e7d32", "cached": "#1565c0", "shared": "#7b1fa2", "failed": "#c62828",
            "skipped": "#9e9e9e"}
 OTHER = "#f9a825"
-BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 200, 46, 60, 18, 12
+BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 176, 46, 36, 18, 12
 
 
 def colour(status: str) -> str:
@@ -73,8 +73,8 @@ def graph_svg(nodes: tuple[NodeView, ...], edges: tuple[tuple[str, str], ...]) -
             f'data-status="{escape(node.status)}">'
             f'<title>{escape(tip)}</title>'
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="7" fill="{colour(node.status)}"/>'
-            f'<text x="{x + 8}" y="{y + 19}" class="id">{escape(_clip(node.id, 27))}</text>'
-            f'<text x="{x + 8}" y="{y + 36}" class="sub">{escape(_clip(node.agent, 18))} · '
+            f'<text x="{x + 8}" y="{y + 19}" class="id">{escape(_clip(node.id, 23))}</text>'
+            f'<text x="{x + 8}" y="{y + 36}" class="sub">{escape(_clip(node.agent, 16))} · '
             f'{escape(node.status)}</text>'
             "</g>")
     parts.append("</svg>")

@@ -19,6 +19,8 @@ from mora.engine.report.views import STATUSES, OutputView, RunView, read_run
 
 log = logging.getLogger("mora.report")
 PLAYABLE = (".mp4", ".webm", ".mov", ".mkv")
+KIND_ORDER = ("video", "image", "text", "number", "data")
+"""Pictures first, then texts, then the numbers side by side."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ def video_preview(run: RunView, output: OutputView) -> tuple[str | None, str | N
 def write_run_report(run_dir: Path) -> Path:
     run = read_run(run_dir)
     shown = [ShownOutput(o.name, o.file, o.kind, o.value, Path(o.file).suffix.lower() in PLAYABLE)
-             for o in run.outputs]
+             for o in sorted(run.outputs, key=lambda o: KIND_ORDER.index(o.kind))]
     previews = {o.name: video_preview(run, o) for o in run.outputs if o.kind == "video"}
     counts = Counter(n.status for n in run.nodes)
     ordered = {s: counts[s] for s in (*STATUSES, *sorted(set(counts) - set(STATUSES))) if counts[s]}

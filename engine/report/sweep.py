@@ -94,7 +94,7 @@ def _direction(sweep_dir: Path) -> str:
     return "maximize" if str(direction).lower().startswith("max") else "minimize"
 
 
-def _job(sweep_dir: Path, job_dir: Path) -> Job:
+def _job(job_dir: Path) -> Job:
     run = read_run(job_dir)
     objective = _objective(job_dir)
     numbers = run.numbers()
@@ -161,7 +161,7 @@ def layout(jobs: list[Job]) -> dict[str, Any]:
 
 
 def write_sweep_index(sweep_dir: Path) -> list[Path]:
-    jobs = [_job(sweep_dir, d) for d in job_dirs(sweep_dir)]
+    jobs = [_job(d) for d in job_dirs(sweep_dir)]
     direction = _direction(sweep_dir)
     objective = next((j.objective for j in jobs if j.objective), None)
     scored = [j for j in jobs if j.objective_value is not None]
