@@ -17,13 +17,16 @@ import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
+import engine_agents
 import numpy as np
 import pytest
 from PIL import Image
 
+from mora.engine import api
 from mora.engine.admin import main as admin
 from mora.engine.media import Frames, frames_blob, load_video_file, write_mp4
 from mora.engine.report import rebuild, write_run_report
+from mora.engine.store import Store
 
 GRAPH = """
 mora: 1
@@ -93,12 +96,15 @@ def clip(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def runs(tmp_path, write_graph, run_graph, clip) -> tuple[Path, Path]:
-    """The failing graph run twice: (first run, second run with cache hits)."""
-    graph = write_graph(FAILING)
-    first = run_graph(graph, {"video": str(clip)}, run_dir=tmp_path / "first")
-    second = run_graph(graph, {"video": str(clip)}, run_dir=tmp_path / "second")
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, clip) -> tuple[Path, Path]:
+    """The failing graph run twice in this process: (first run, second run with cache hits)."""
+    root = tmp_path_factory.mktemp("runs")
+    (root / "graph.yaml").write_text(FAILING)
+    plan = api.load_plan(root / "graph.yaml", {"video": str(clip)}, registry=engine_agents.registry())
+    store = Store(root / "cache")
+    first, second = (api.run(plan, store=store, preset={"name": "test", "roles": {}}, run_dir=root / name, quiet=True,
+                             runtime={"name": "local", "device": "cpu"}) for name in ("first", "second"))
     assert first.manifest["failed"] == ["broken"] and second.manifest["skipped"] == ["starved"]
     return write_run_report(first.run_dir).parent, write_run_report(second.run_dir).parent
 
