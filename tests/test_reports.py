@@ -181,10 +181,14 @@ def test_a_sparse_manifest_and_a_frame_store_video_still_give_a_report(tmp_path)
     frames[1] = 255
     (tmp_path / "video.safetensors").write_bytes(frames_blob(frames, 4.0).data)
     (tmp_path / "manifest.json").write_text(json.dumps({
-        "outputs": {"video": "video.safetensors"}, "nodes": {"a": {"agent": "x", "status": "done"}, "b": "junk"}}))
+        "outputs": {"video": "video.safetensors"}, "b": "junk", "nodes": {
+            "a": {"agent": "x", "status": "done", "started": "2026-11-25T19:00:00+00:00", "seconds": 2.0,
+                  "device": "cuda:0", "worker": "w0"},
+            "b": "junk"}}))
     page = Elements(write_run_report(tmp_path).read_text())
     assert not page.all("video") and page.all("img", "preview")  # no <video> for a frame store: the preview only
     assert {a["data-node"] for a in page.all("g", "node")} == {"a", "b"}
+    assert [a["data-lane"] for a in page.all("g", "lane")] == ["cuda:0 / w0"]  # an ISO 8601 start time is a time too
     (tmp_path / "manifest.json").write_text("{not json")
     assert admin(["report", str(tmp_path)]) == 2
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def _node(node_id: str, rec: dict[str, Any]) -> NodeView:
     loads = rec.get("model_loads") if isinstance(rec.get("model_loads"), list) else []
     seed = rec.get("seed")
     return NodeView(str(node_id), str(rec.get("agent") or "?"), status, _float(rec.get("seconds")),
-                    _float(rec.get("started")), str(rec.get("device") or ""), str(rec.get("worker") or ""), model_text,
+                    _time(rec.get("started")), str(rec.get("device") or ""), str(rec.get("worker") or ""), model_text,
                     seed if isinstance(seed, int) else None,
                     rec.get("params") if isinstance(rec.get("params"), dict) else {}, tuple(str(x) for x in loads),
                     str(rec.get("error") or ""), str(rec.get("batch") or ""), str(rec.get("shared_from") or ""))
@@ -164,6 +165,16 @@ def _is_frame_store(path: Path) -> bool:
             return "frames" in f.keys()  # noqa: SIM118 (a safe_open handle has no __contains__)
     except Exception:  # safetensors raises several types for a file that is not its format
         return False
+
+
+def _time(value: Any) -> float | None:
+    """Seconds since the epoch, from a number or an ISO 8601 string (either may be in a manifest)."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return _float(value)
 
 
 def _float(value: Any) -> float | None:
