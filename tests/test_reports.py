@@ -16,6 +16,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import engine_agents
 import numpy as np
@@ -26,6 +27,7 @@ from mora.engine import api
 from mora.engine.admin import main as admin
 from mora.engine.media import Frames, frames_blob, load_video_file, write_mp4
 from mora.engine.report import rebuild, write_run_report
+from mora.engine.report.sweep import layout
 from mora.engine.store import Store
 
 GRAPH = """
@@ -215,7 +217,20 @@ def test_sweep_index_lays_out_two_axes_as_a_grid_and_the_third_as_facets(sweep):
     cells = page.all("div", "cell-job")
     assert sorted(int(a["data-job"]) for a in cells) == list(range(8))
     assert len(page.all("figure", "video")) == 8 and len(page.all("img", "keyframe")) == 8
-    assert (sweep / "0" / "report.html").is_file()
+    assert 'href="../index.html"' in (sweep / "0" / "report.html").read_text()  # a job's report links back
+
+
+def test_sampled_values_are_cards_and_a_full_product_is_a_grid():
+    def jobs(rows):
+        return [SimpleNamespace(overrides=dict(zip(("a", "b", "c"), r))) for r in rows]
+
+    sampled = layout(jobs([(str(0.1 * i), str(7 * i)) for i in range(6)]))  # Optuna: every value new
+    assert sampled["axes"] == ["a", "b"] and not sampled["grid"]
+    product = layout(jobs([(a, b, c) for a in "12" for b in "xyz" for c in "pq"]))
+    assert product["grid"] and (product["row_axis"], product["col_axis"]) == ("a", "b")
+    assert [title for title, _ in product["facets"]] == ["c=p", "c=q"]
+    assert product["rows"] == ["1", "2"] and product["cols"] == ["x", "y", "z"]
+    assert not layout(jobs([("1",), ("1",)]))["grid"]  # nothing varies: cards
 
 
 def test_sweep_index_table_sorts_by_numbers_and_highlights_the_objective(sweep):

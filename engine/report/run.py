@@ -49,6 +49,8 @@ def write_run_report(run_dir: Path) -> Path:
     previews = {o.name: video_preview(run, o) for o in run.outputs if o.kind == "video"}
     counts = Counter(n.status for n in run.nodes)
     ordered = {s: counts[s] for s in (*STATUSES, *sorted(set(counts) - set(STATUSES))) if counts[s]}
+    in_sweep = (run_dir.parent / "multirun.yaml").is_file()  # Hydra writes it in every sweep directory
     html = render("run.html.j2", name=run_dir.name, run=run, outputs=shown, previews=previews, counts=ordered,
+                  in_sweep=in_sweep,
                   graph_svg=graph_svg(run.nodes, run.edges), timeline_svg=timeline_svg(run.nodes))
     return write_atomic(run_dir / "report.html", html)

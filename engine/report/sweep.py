@@ -143,7 +143,7 @@ def layout(jobs: list[Job]) -> dict[str, Any]:
     facet_axes = axes[2:]
     facet_values = list(itertools.product(*[_sort_values([j.overrides.get(k, "") for j in jobs]) for k in facet_axes]))
     cells_total = len(rows) * len(cols) * max(1, len(facet_values))
-    grid = cells_total <= max(4, MAX_GRID_CELLS_PER_JOB * len(jobs))
+    grid = bool(axes) and cells_total <= max(4, MAX_GRID_CELLS_PER_JOB * len(jobs))
     facets = []
     for values in facet_values:
         members = [j for j in jobs if all(j.overrides.get(k, "") == v for k, v in zip(facet_axes, values))]
