@@ -23,7 +23,6 @@ VBench (Huang et al., 2024), whose published numbers use learned models:
 """
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from mora.engine.agent import Agent, Port
@@ -41,15 +40,15 @@ OUTPUTS = {
 }
 
 
-def dynamic_degree(grey: Any) -> float:
+def dynamic_degree(grey: Any, forward: list[Any]) -> float:
     import numpy as np
 
     if len(grey) < 2:
         return 0.0
     scale = 256 / min(grey.shape[1:3])
     tops = []
-    for a, b in itertools.pairwise(grey):
-        magnitude = np.linalg.norm(flow(a, b), axis=-1).ravel()
+    for f in forward:
+        magnitude = np.linalg.norm(f, axis=-1).ravel()
         k = max(1, int(0.05 * magnitude.size))
         tops.append(float(np.partition(magnitude, -k)[-k:].mean()))
     return float(np.mean(tops)) * scale
@@ -66,25 +65,28 @@ def motion_smoothness(frames: Any, grey: Any) -> float:
     return 1.0 - float(np.mean(errors)) / 255 if errors else 1.0
 
 
-def temporal_flicker(frames: Any, grey: Any) -> float:
+def temporal_flicker(frames: Any, forward: list[Any]) -> float:
     import numpy as np
 
     errors = []
     for t in range(1, len(frames)):
-        predicted = warp(frames[t - 1], flow(grey[t], grey[t - 1]))
+        # frame t predicted from t - 1 along the forward flow, read at the target pixel (smooth-flow approximation)
+        predicted = warp(frames[t - 1], -forward[t - 1])
         errors.append(float(np.abs(predicted - frames[t].astype(np.float32)).mean()))
     return 1.0 - float(np.mean(errors)) / 255 if errors else 1.0
 
 
-def region_consistency(grey: Any, mask: Any) -> float:
-    cache: dict[tuple[int, int], float] = {}
+def region_consistency(grey: Any, centre: Any) -> tuple[float, float]:
+    """Subject (central box) and background (border) consistency, from one SSIM map per frame pair."""
+    cache: dict[tuple[int, int], tuple[float, float]] = {}
 
-    def sim(i: int, j: int) -> float:
+    def sims(i: int, j: int) -> tuple[float, float]:
         if (i, j) not in cache:
-            cache[(i, j)] = float(ssim_map(grey[i], grey[j])[mask].mean())
+            m = ssim_map(grey[i], grey[j])
+            cache[(i, j)] = (float(m[centre].mean()), float(m[~centre].mean()))
         return cache[(i, j)]
 
-    return consistency(len(grey), sim)
+    return consistency(len(grey), lambda i, j: sims(i, j)[0]), consistency(len(grey), lambda i, j: sims(i, j)[1])
 
 
 def imaging_quality(grey: Any) -> float:
@@ -108,13 +110,14 @@ def measure(frames: Any) -> dict[str, float]:
     """Every output of the agent for uint8 T x H x W x 3 frames."""
     frames = work_size(frames)
     grey = luma(frames)
-    centre = centre_mask(*grey.shape[1:3])
+    forward = [flow(a, b) for a, b in zip(grey[:-1], grey[1:])]
+    subject, background = region_consistency(grey, centre_mask(*grey.shape[1:3]))
     return {
-        "dynamic_degree": dynamic_degree(grey),
+        "dynamic_degree": dynamic_degree(grey, forward),
         "motion_smoothness": motion_smoothness(frames, grey),
-        "subject_consistency": region_consistency(grey, centre),
-        "background_consistency": region_consistency(grey, ~centre),
-        "temporal_flicker": temporal_flicker(frames, grey),
+        "subject_consistency": subject,
+        "background_consistency": background,
+        "temporal_flicker": temporal_flicker(frames, forward),
         "imaging_quality": imaging_quality(grey),
     }
 

@@ -67,7 +67,7 @@ def ssim_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     import numpy as np
 
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    x, y = a.astype(np.float64), b.astype(np.float64)
+    x, y = a.astype(np.float32), b.astype(np.float32)
 
     def blur(img: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(img, (7, 7), 1.5)
