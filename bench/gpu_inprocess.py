@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = Path("/tmp/mora-inproc")
 OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
 OUTPUTS = ["video", "keyframe"]
-"""What the raw script makes; the graph's `motion` metric has no counterpart there, so it is pruned."""
+"""What the raw script makes; the graph's metrics (the `evaluate` block) have no counterpart there, so they are pruned."""
 PRESET = yaml.safe_load((ROOT / "conf/model/random.yaml").read_text())
 
 

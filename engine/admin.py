@@ -6,6 +6,7 @@
     mora-admin schema                              JSON Schema of graph files (for editors)
     mora-admin cache stats|list|verify|gc          the content-addressed cache
     mora-admin models [model=PRESET ...] [--download]  a preset's models, their sizes and presence; fetch them
+    mora-admin report DIR                          rebuild report.html (run) or index.html (sweep)
 """
 from __future__ import annotations
 
@@ -272,6 +273,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from mora.engine.report import rebuild
+
+    for path in rebuild(Path(args.dir)):
+        print(path)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mora-admin", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -304,6 +313,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("overrides", nargs="*", help="Hydra overrides as for `mora`, e.g. model=recipe")
     m.add_argument("--download", action="store_true", help="fetch what is missing (hub models), build built-in ones")
     m.set_defaults(fn=cmd_models)
+    r = sub.add_parser("report", help="rebuild a run's report.html, or a sweep's job reports and index.html")
+    r.add_argument("dir", help="a run directory (with manifest.json) or a sweep directory (numbered job folders)")
+    r.set_defaults(fn=cmd_report)
     return p
 
 

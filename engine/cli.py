@@ -115,11 +115,13 @@ def objective_value(job: Job, outputs: dict[str, Any]) -> float | None:
 def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
     """Run the configured graph; return the objective value (raises NodesFailed if a node failed)."""
     from mora.engine import api
+    from mora.engine.report import report_quietly
 
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
                       video_format=job.video_format, quiet=job.quiet)
     summarize(outcome.report, run_dir, outcome.manifest["outputs"])
+    report_quietly(run_dir)
     if outcome.report.failed:
         raise NodesFailed(f"{len(outcome.report.failed)} node(s) failed: {', '.join(outcome.report.failed)}")
     return objective_value(job, outcome.report.outputs)

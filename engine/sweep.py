@@ -33,6 +33,7 @@ from mora.engine.errors import NodesFailed
 from mora.engine.manifest import deliver
 from mora.engine.merge import Merged, merge_plans
 from mora.engine.rundir import refuse_used
+from mora.engine.report import report_quietly
 from mora.engine.scheduler import RunReport
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,7 @@ def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], _cfg: DictConf
                    {"preset": job.preset.get("name"), "cache_dir": str(job.store.root), "runtime": job.runtime,
                     "launcher": "mora", **info})
     summarize(view, run_dir, data["outputs"])
+    report_quietly(run_dir)
     if view.failed:
         raise NodesFailed(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
     return objective_value(job, view.outputs)

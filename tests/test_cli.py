@@ -144,5 +144,6 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert (manifest["preset"], manifest["outputs"]["video"]) == ("tiny", "video.mp4")
     assert set(manifest["nodes"]) == {"t2v/enrich", "t2v/keyframe", "t2v/animate/motion", "t2v/animate/decode",
-                                      "metrics"}
+                                      "evaluate/quality"}
+    assert "t2v/animate/motion" in (run_dir / "report.html").read_text()
     assert load_video_file(run_dir / "video.mp4").count == 4

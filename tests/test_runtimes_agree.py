@@ -87,7 +87,8 @@ def test_exported_files_are_byte_identical(outcomes):
     # different bytes from one export to the next (6 of 30 differed); write_mp4 turns it off.
     reference = outcomes["local"]
     files = reference.manifest["outputs"]
-    assert set(files) == {"video", "motion", "keyframe", "prompt"}
+    assert set(files) == {"video", "keyframe", "prompt", "dynamic_degree", "motion_smoothness", "subject_consistency",
+                          "background_consistency", "temporal_flicker", "imaging_quality"}
     for name in RUNTIMES[1:]:
         assert outcomes[name].manifest["outputs"] == files
         for output, file in files.items():

@@ -33,12 +33,15 @@ def test_mora_launcher_runs_each_distinct_node_once(tmp_path, tiny_models):
     assert result.returncode == 0, result.stderr
     jobs = manifests(tmp_path / "sweep")
     assert len(jobs) == 8
+    # each job's report, and the sweep's index and contact sheet
+    assert all((Path(job["_dir"]) / "report.html").is_file() for job in jobs)
+    assert (tmp_path / "sweep" / "index.html").is_file() and (tmp_path / "sweep" / "contact_sheet.png").is_file()
     for job in jobs:
         assert (Path(job["_dir"]) / "video.mp4").stat().st_size > 0
         assert job["launcher"] == "mora" and job["sweep_jobs"] == 8
     ran = [n["key"] for job in jobs for n in job["nodes"].values() if not n["cached"]]
     assert len(ran) == len(set(ran)), "a node ran twice"
-    # a prompt and a keyframe per seed; motion, decode and metrics per (seed, setting)
+    # a prompt and a keyframe per seed; motion, decode and evaluate per (seed, setting)
     assert len(set(ran)) == 4 + 4 + 8 + 8 + 8 == jobs[0]["sweep_nodes"]
     assert jobs[0]["sweep_model_loads"] == 3  # the prompt model, the image model, the video model: once each
     shared = [n for job in jobs for n in job["nodes"].values() if n.get("shared_from")]
@@ -57,7 +60,7 @@ def test_basic_launcher_gives_the_same_artifacts(tmp_path, tiny_models):
 
 def test_optuna_sweeper_minimises_a_numeric_output_through_the_mora_launcher(tmp_path, tiny_models):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = mora(tmp_path, tiny_models, "-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "objective=motion",
+    result = mora(tmp_path, tiny_models, "-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "objective=dynamic_degree",
                   "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2", "hydra.sweeper.direction=minimize",
                   "hydra.sweeper.sampler.seed=0", "inputs.motion_bucket_id=range(0,255)",
                   f"hydra.sweep.dir={tmp_path / 'opt'}")
@@ -70,5 +73,10 @@ def test_optuna_sweeper_minimises_a_numeric_output_through_the_mora_launcher(tmp
     for job in jobs:
         manifest = json.loads((job / "manifest.json").read_text())
         assert manifest["ok"]
-        motions.append(float(json.loads((job / manifest["outputs"]["motion"]).read_text())))
-    assert best["best_value"] == pytest.approx(min(motions))  # what each job returned is its motion output
+        motions.append(float(json.loads((job / manifest["outputs"]["dynamic_degree"]).read_text())))
+    assert best["best_value"] == pytest.approx(min(motions))  # what each job returned is its objective output
+    # the sweep index highlights the objective and the job that minimised it
+    index = (tmp_path / "opt" / "index.html").read_text()
+    best_job = motions.index(min(motions))
+    assert 'class="sortable objective default-sort" data-direction="asc">dynamic_degree</th>' in index
+    assert f'<tr data-job="{best_job}" class="best">' in index

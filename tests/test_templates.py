@@ -11,6 +11,7 @@ from PIL import Image
 from mora.engine.api import graph_path, load_plan, run
 from mora.engine.executors.inprocess import InProcessExecutor
 from mora.engine.media import Frames, load_video_file, write_mp4
+from mora.engine.report import write_run_report
 from mora.engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +63,12 @@ def test_template_runs_end_to_end_and_reruns_from_cache(name, media, tmp_path):
     first = run_template(name, CASES[name](media), tmp_path, "run1")
     assert first.manifest["ok"], first.manifest["failed"]
     assert first.manifest["outputs"]["video"] == "video.mp4"
+    metrics = {"dynamic_degree", "motion_smoothness", "subject_consistency", "background_consistency",
+               "temporal_flicker", "imaging_quality"} | ({"tcon", "tmean"} if name == "connect_videos" else set())
+    assert metrics <= set(first.manifest["outputs"])
+    report = write_run_report(tmp_path / "run1").read_text()  # the task's report shows its metrics
+    for metric in metrics:
+        assert f'<div class="card output kind-number" data-output="{metric}">' in report
     video = load_video_file(tmp_path / "run1" / "video.mp4")
     assert video.count >= 2
     second = run_template(name, CASES[name](media), tmp_path, "run2")
@@ -74,10 +81,10 @@ def test_image_to_video_settings_reuse_the_keyframe_and_decode_settings_reuse_la
     assert not any(statuses(base).values())
     motion = run_template("text_to_video", {"seed": 5, "motion_bucket_id": 40}, tmp_path, "b")
     assert statuses(motion) == {"t2v/enrich": True, "t2v/keyframe": True, "t2v/animate/motion": False,
-                                "t2v/animate/decode": False, "metrics": False}
+                                "t2v/animate/decode": False, "evaluate/quality": False}
     decode = run_template("text_to_video", {"seed": 5, "motion_bucket_id": 40, "decode_chunk_size": 2}, tmp_path, "c")
     assert statuses(decode) == {"t2v/enrich": True, "t2v/keyframe": True, "t2v/animate/motion": True,
-                                "t2v/animate/decode": False, "metrics": False}
+                                "t2v/animate/decode": False, "evaluate/quality": False}
 
 
 def test_extend_video_eight_times_makes_nine_clips_and_reuses_shorter_runs(media, tmp_path):

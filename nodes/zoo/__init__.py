@@ -27,10 +27,10 @@ BUILD_VERSION = 2
 
 def builders() -> dict[tuple[str, str], Builder]:
     """All builders by (source, name); imported lazily because they need torch."""
-    from mora.nodes.zoo import image_models, text_models, video_models
+    from mora.nodes.zoo import image_models, metric_models, text_models, video_models
 
     table: dict[tuple[str, str], Builder] = {}
-    for module in (text_models, image_models, video_models):
+    for module in (text_models, image_models, video_models, metric_models):
         for key, fn in module.BUILDERS.items():
             if key in table:
                 raise RuntimeError(f"model builder {key} is defined twice")
