@@ -24,6 +24,14 @@ def digest_bytes(kind: str, fmt: str, data: bytes) -> str:
     return h.hexdigest()
 
 
+def digest_file(kind: str, fmt: str, path: Path) -> str:
+    """`digest_bytes` of a file's content, read in chunks (for artifacts too large to hold in memory)."""
+    h = hashlib.sha256(f"mora-artifact/1\0{kind}\0{fmt}\0".encode())
+    with open(path, "rb") as f:
+        hashlib.file_digest(f, lambda: h)
+    return h.hexdigest()
+
+
 @dataclass(frozen=True)
 class Blob:
     """A freshly produced artifact, not yet stored."""

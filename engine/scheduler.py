@@ -31,7 +31,7 @@ from typing import Any
 from mora.engine import models
 from mora.engine.errors import GraphError, InputError, MoraError, Problem
 from mora.engine.executors import Executor
-from mora.engine.ingest import to_blob
+from mora.engine.ingest import Ingest
 from mora.engine.keys import digest_of, node_key
 from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
@@ -88,11 +88,15 @@ class RunReport:
 
 
 def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[str, NodeRecord], dict[Source, Any]]:
-    """Resolve models and seeds, and read every literal input; raise with every problem found."""
+    """Resolve models and seeds, and read every literal input; raise with every problem found.
+
+    An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
+    """
     problems: list[Problem] = []
     records: dict[str, NodeRecord] = {}
-    literals: dict[tuple[str, Any], Any] = {}
+    ingest = Ingest(store)
     blobs: dict[Source, Any] = {}
+    bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
     for node in (plan.nodes[n] for n in plan.dag.nodes):
         ref, problem = models.resolve(node.agent, node.params, preset)
         if problem:
@@ -105,24 +109,30 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
                                       cacheable=cacheable)
         for port, src in node.inputs.items():
             for s in src if isinstance(src, list) else [src]:
-                if not s.is_literal or s in blobs:
-                    continue
-                memo = (s.type.value, s.value)
-                try:
-                    if memo not in literals:
-                        literals[memo] = to_blob(s.type, s.value)
-                    blobs[s] = literals[memo]
-                except (InputError, ValueError) as e:
-                    problems.append(Problem(node.file, str(e), node.id, f"in.{port}"))
+                if s.is_literal:
+                    _read_literal(ingest, s, blobs, bad, (node.file, node.id, f"in.{port}"))
     for name, src in plan.outputs.items():
-        if src.is_literal and src not in blobs:
-            try:
-                blobs[src] = to_blob(src.type, src.value)
-            except (InputError, ValueError) as e:
-                problems.append(Problem(plan.file, str(e), field=f"outputs.{name}"))
-    if problems:
-        raise GraphError(problems)
-    return records, {s: store.put(b).to_json() for s, b in blobs.items()}
+        if src.is_literal:
+            _read_literal(ingest, src, blobs, bad, (plan.file, None, f"outputs.{name}"))
+    for message, [(file, node_id, field_), *others] in bad.items():
+        also = f" (also the input of {', '.join(sorted({o[1] or o[2] for o in others}))})" if others else ""
+        problems.append(Problem(file, message + also, node_id, field_))
+    try:
+        if problems:
+            raise GraphError(problems)
+        return records, {s: ingest.keep(b).to_json() for s, b in blobs.items()}
+    finally:
+        ingest.discard()
+
+
+def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
+                  bad: dict[str, list[tuple[str, str | None, str]]], where: tuple[str, str | None, str]) -> None:
+    if src in blobs:
+        return
+    try:
+        blobs[src] = ingest.read(src.type, src.value)
+    except InputError as e:
+        bad.setdefault(str(e), []).append(where)
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],

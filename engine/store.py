@@ -23,7 +23,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes
+from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, digest_bytes, digest_file
 from mora.engine.errors import CacheError
 from mora.engine.index import CorruptRow, open_index
 from mora.engine.ports import PortType
@@ -83,6 +83,18 @@ class Store:
         ref = ArtifactRef(digest, blob.kind, blob.fmt, size, path)
         if self.check(ref, full=path.exists()) is not None:
             self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+        return ref
+
+    def put_file(self, kind: PortType, fmt: str, file: Path) -> ArtifactRef:
+        """Store a finished file written in `tmp/` by moving it into place (for artifacts too large for memory)."""
+        digest = digest_file(kind.value, fmt, file)
+        path = self.object_path(digest, fmt)
+        ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
+        if self.check(ref) is None and digest_file(kind.value, fmt, path) == digest:  # already there, intact
+            file.unlink()
+        else:
+            self._mkdir(path.parent)
+            os.replace(file, path)
         return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
