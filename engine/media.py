@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.errors import InputError
 from mora.engine.ports import PortType
-from mora.engine.userfiles import open_user_file
+from mora.engine.userfiles import human_size, open_user_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -162,15 +162,15 @@ def read_frames(path: Path, max_frames: int | None = None) -> Frames:
     return Frames(np.memmap(path, dtype=np.uint8, mode="r", offset=8 + size + begin, shape=tuple(shape)), fps)
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """An RGB image as a viewer shows `image`: samples scaled from their real range, transparency over white."""
+def to_rgb(image: Image.Image, white: float | None = None) -> Image.Image:
+    """An RGB image as a viewer shows `image`: samples scaled from their real range (`white`, else found from
+    `image`), transparency over white, colours through an embedded ICC profile."""
     import numpy as np
     from PIL import Image, ImageCms
 
     icc = image.info.get("icc_profile")
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        top = 1.0 if image.mode == "F" else 2.0 ** _bits(image) - 1
-        grey = np.asarray(image, dtype=np.float64) * (255 / top)
+        grey = np.asarray(image, dtype=np.float64) * (255 / (white or white_level(image)))
         image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), "L")
     elif image.mode == "P" and "transparency" in image.info or image.mode == "PA":
         image = image.convert("RGBA")
@@ -188,12 +188,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _bits(image: Image.Image) -> int:
-    """Bits per sample of an integer image: TIFF says; 16-bit modes and PNG's `I` hold 16."""
+def white_level(image: Image.Image) -> float:
+    """The white level of a high-range image: 1.0 for float, 65535 for 16-bit, int32's largest for 32-bit TIFF."""
+    if image.mode == "F":
+        return 1.0
     tags = getattr(image, "tag_v2", None)
-    bits = tags.get(258) if tags is not None else None
-    bits = bits[0] if isinstance(bits, tuple) else bits
-    return int(bits) if bits and image.mode == "I" else 16
+    bits = tags.get(258) if image.mode == "I" and tags is not None else None
+    bits = int(bits[0] if isinstance(bits, tuple) else bits or 16)
+    return 2.0**31 - 1 if bits >= 32 else 2.0**bits - 1
 
 
 def load_image_file(path: Path) -> Image.Image:
@@ -207,7 +209,7 @@ def load_image_file(path: Path) -> Image.Image:
                     raise InputError(f"{path}: image is {img.width}x{img.height}, larger than the {MAX_INPUT_PIXELS} "
                                      "pixels allowed")
                 img.load()
-                return to_rgb(ImageOps.exif_transpose(img))
+                return to_rgb(ImageOps.exif_transpose(img), white_level(img))  # turning drops TIFF tags
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{path}: not a readable image ({e})") from None
 
@@ -222,8 +224,8 @@ def _check_budget(path: Path, frames: int, height: int, width: int, exact: bool)
     decoded = frames * width * height * 3
     if decoded > MAX_DECODED_BYTES:
         count = f"{frames} frames" if exact else f"about {frames} frames"
-        raise InputError(f"{path}: video is {width}x{height}, {count}: {decoded / 2**30:.1f} GiB decoded, more than "
-                         f"the {MAX_DECODED_BYTES / 2**30:.1f} GiB allowed; trim or scale it down first")
+        raise InputError(f"{path}: video is {width}x{height}, {count}: {human_size(decoded)} decoded, more than the "
+                         f"{human_size(MAX_DECODED_BYTES)} allowed; trim or scale it down first")
 
 
 def _decode(path: Path, file: BinaryIO) -> tuple[float, Iterator[np.ndarray]]:

@@ -27,7 +27,8 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
-def _human(size: int) -> str:
+def human_size(size: int) -> str:
+    """A byte count for messages: bytes, KiB, MiB or GiB."""
     unit = next((u for u in (3, 2, 1) if size >= 1 << (10 * u)), 0)
     return f"{size} bytes" if unit == 0 else f"{size / (1 << (10 * unit)):.1f} {('KiB', 'MiB', 'GiB')[unit - 1]}"
 
@@ -54,7 +55,7 @@ def open_user_file(path: Path, what: str, max_bytes: int, allow_empty: bool = Fa
         if info.st_size == 0 and not allow_empty:
             raise InputError(f"{path}: {what} file is empty")
         if info.st_size > max_bytes:
-            raise InputError(f"{path}: {what} file is {_human(info.st_size)}, larger than the {_human(max_bytes)} "
+            raise InputError(f"{path}: {what} file is {human_size(info.st_size)}, larger than the {human_size(max_bytes)} "
                              "allowed")
         os.set_blocking(fd, True)
         file = os.fdopen(fd, "rb")
@@ -73,7 +74,7 @@ def read_user_file(path: Path, what: str, max_bytes: int, allow_empty: bool = Fa
         except OSError as e:
             raise InputError(f"{path}: cannot read {what} file: {e.strerror or e}") from None
     if len(data) > max_bytes:  # it grew while being read
-        raise InputError(f"{path}: {what} file is larger than the {_human(max_bytes)} allowed")
+        raise InputError(f"{path}: {what} file is larger than the {human_size(max_bytes)} allowed")
     return data
 
 
