@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from mora.engine.errors import InputError
 
-_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _kind(mode: int) -> str:
@@ -46,12 +46,12 @@ def open_user_file(path: Path, what: str, max_bytes: int, allow_empty: bool = Fa
         if e.errno == errno.ELOOP:
             raise InputError(f"{path}: {what} path is a symbolic link loop") from None
         if e.errno == errno.ENXIO:  # opening a socket
-            raise InputError(f"{path}: {what} path is not a regular file (it is {_describe(path)})") from None
+            raise InputError(f"{path}: {what} path is {_describe(path)}, not a regular file") from None
         raise InputError(f"{path}: cannot read {what} file: {e.strerror or e}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{path}: {what} path is not a regular file (it is {_kind(info.st_mode)})")
+            raise InputError(f"{path}: {what} path is {_kind(info.st_mode)}, not a regular file")
         if info.st_size == 0 and not allow_empty:
             raise InputError(f"{path}: {what} file is empty")
         if info.st_size > max_bytes:
