@@ -234,15 +234,18 @@ def _decode(path: Path, file: BinaryIO) -> tuple[float, Iterator[np.ndarray]]:
     import numpy as np
 
     container = av.open(file)
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise InputError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 8
+        expected = stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else 0)
+        if not expected and container.duration:
+            expected = int(container.duration / 1_000_000 * rate)
+        _check_budget(path, expected, stream.codec_context.height, stream.codec_context.width, exact=False)
+    except BaseException:
         container.close()
-        raise InputError(f"{path}: has no video stream")
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate or 8
-    expected = stream.frames or (int(float(stream.duration * stream.time_base) * rate) if stream.duration else 0)
-    if not expected and container.duration:
-        expected = int(container.duration / 1_000_000 * rate)
-    _check_budget(path, expected, stream.codec_context.height, stream.codec_context.width, exact=False)
+        raise
 
     def frames() -> Iterator[np.ndarray]:
         with container:
@@ -266,8 +269,6 @@ def ingest_video_file(path: Path, dest: BinaryIO) -> None:
         if path.suffix == ".safetensors":
             try:
                 frames = read_frames(path)
-            except InputError:
-                raise
             except (ValueError, KeyError, TypeError, OSError) as e:
                 raise InputError(f"{path}: not a readable frame store ({e})") from None
             _check_budget(path, frames.count, *frames.array.shape[1:3], exact=True)
