@@ -114,6 +114,12 @@ class _Loader(yaml.SafeLoader):
         self._depth = 0
         self._sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases included
 
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # the scanner looks ahead up to 1024 characters at a cost that grows with the flow level: stop it early
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         mark = self.peek_event().start_mark
         self._depth += 1
