@@ -163,24 +163,44 @@ def test_ingesting_a_video_holds_about_one_frame_in_memory(tmp_path):
     assert frames.count == 32 and frames.fps == 8.0
 
 
-def test_frame_pick_reads_only_the_frame_it_picks(tmp_path):
+def stored_clip(tmp_path: Path, frames: np.ndarray):
     from mora.engine.artifacts import ArtifactRef
     from mora.engine.ports import PortType
+
+    path = tmp_path / "clip.safetensors"
+    path.write_bytes(media.frames_blob(frames, 8).data)
+    return ArtifactRef("0" * 64, PortType.VIDEO, "frames", path.stat().st_size, path)
+
+
+def peak_bytes(call):
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_frame_pick_reads_only_the_frame_it_picks(tmp_path):
     from mora.nodes.frame_pick import AGENT
 
     frames = np.zeros((64, 256, 256, 3), np.uint8)
     frames[-1] = 200
-    blob = media.frames_blob(frames, 8)
-    path = tmp_path / "clip.safetensors"
-    path.write_bytes(blob.data)
-    del frames, blob
-    ref = ArtifactRef("0" * 64, PortType.VIDEO, "frames", path.stat().st_size, path)
-    tracemalloc.start()
-    out = AGENT.run(None, {"video": ref}, AGENT.resolve_params({}))
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    ref = stored_clip(tmp_path, frames)
+    out, peak = peak_bytes(lambda: AGENT.run(None, {"video": ref}, AGENT.resolve_params({})))
     assert peak < 4 * 256 * 256 * 3, f"peak {peak} bytes for a 12 MiB clip"
     assert Image.open(io.BytesIO(out["image"].data)).getpixel((5, 5)) == (200, 200, 200)
+
+
+def test_video_metrics_streams_frame_pairs(tmp_path):
+    from mora.nodes.video_metrics import AGENT
+
+    frames = np.zeros((64, 256, 256, 3), np.uint8)
+    frames[1::2] = 10  # every consecutive pair differs by 10; the last frame is 10 away from the first
+    ref = stored_clip(tmp_path, frames)
+    out, peak = peak_bytes(lambda: AGENT.run(None, {"video": ref}, {}))
+    assert peak < 16 * 256 * 256 * 3, f"peak {peak} bytes for a 12 MiB clip"
+    assert float(out["motion"].data) == 10.0 and float(out["drift"].data) == 10.0
 
 
 def test_one_bad_input_used_by_four_nodes_is_decoded_and_reported_once(write_graph, registry, cache_dir, tmp_path,
