@@ -202,3 +202,16 @@ def test_template_symlink_loop_is_a_clear_error(tmp_path, write_graph, graph_pro
     path = write_graph({"nodes": {"t": {"graph": "looped"}}, "outputs": {"out": {"from": "t.y"}}})
     [problem] = graph_problems(path)
     assert problem.message == "graph path is a symbolic link loop"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make, expected", [SPECIAL[2], SPECIAL[4]], ids=["dev-zero", "symlink-loop"])
+def test_the_command_line_refuses_such_a_graph_file_with_exit_2(tmp_path, cache_dir, make, expected):
+    import subprocess
+    import sys
+
+    path = make(tmp_path / "graph.yaml")
+    done = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={path}",
+                           "runtime=local", "quiet=true"], cwd=tmp_path, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 2
+    assert f"{path}: graph path {expected}" in done.stderr and "Traceback" not in done.stderr
