@@ -5,6 +5,7 @@ the chosen runtime, exports outputs into the run directory and writes manifest.j
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
@@ -39,7 +40,7 @@ class RunOutcome:
 def graph_path(name: str | None, file: str | None) -> Path:
     """The graph file for `graph_file=PATH`, else `graphs/NAME.yaml`."""
     if file:
-        return Path(file).expanduser().resolve()
+        return Path(os.path.realpath(Path(file).expanduser()))  # never raises: a symlink loop is reported on reading
     if not name:
         raise MoraError("no graph given: set graph=NAME (a file in graphs/) or graph_file=PATH")
     path = GRAPHS_DIR / f"{name}.yaml"

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +29,8 @@ EXTENSIONS = {"txt": ".txt", "json": ".json", "png": ".png", "frames": ".safeten
 DIGEST_SCHEMA = "mora-artifact/2"
 """Version 1 was SHA-256; version 2 is BLAKE3 (entries written under version 1 are plain misses)."""
 CHUNK = 1 << 20
+STREAM_CHUNK = 1 << 18
+"""The reusable buffer of a streamed verification (`open_verified`): small, since nothing is kept."""
 
 
 def _hasher(kind: str, fmt: str) -> Any:
@@ -37,6 +41,15 @@ def digest_bytes(kind: str, fmt: str, data: bytes) -> str:
     """The content digest of an artifact: BLAKE3 over a kind/format header and the bytes."""
     h = _hasher(kind, fmt)
     h.update(data)
+    return h.hexdigest()
+
+
+def digest_file(kind: str, fmt: str, path: Path) -> str:
+    """`digest_bytes` of a file's content, read in chunks (for artifacts too large to hold in memory)."""
+    h = _hasher(kind, fmt)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
     return h.hexdigest()
 
 
@@ -86,11 +99,31 @@ class ArtifactRef:
         return {"digest": self.digest, "kind": self.kind.value, "fmt": self.fmt, "size": self.size}
 
     def read_bytes(self) -> memoryview:
-        """The artifact's bytes (writable), verified against its digest in the same single pass that reads them.
+        """The artifact's bytes (writable), verified against its digest in the same single pass that reads them."""
+        import numpy as np
 
-        Opened without blocking and refused unless a regular file, so a FIFO or a device put in
-        an object's place is a corrupt object, never a hang.
+        with self._open() as (f, st):
+            view = memoryview(np.empty(self.size, np.uint8))  # not zero-filled first: bytearray(n) would cost a pass
+            self._verify(f, st, view)
+            return view
+
+    def open_verified(self) -> BinaryIO:
+        """The artifact's file, open at its start, once its whole content has been hashed and found right.
+
+        For artifacts to be memory-mapped rather than held (a long video): the hash pass streams
+        through a small buffer, and the caller maps this same open file, so a file put in its
+        place afterwards is never what is read.
         """
+        import numpy as np
+
+        with self._open(close=False) as (f, st):
+            self._verify(f, st, memoryview(np.empty(min(self.size, STREAM_CHUNK), np.uint8)))
+            f.seek(0)
+            return f
+
+    @contextmanager
+    def _open(self, close: bool = True) -> Iterator[tuple[BinaryIO, os.stat_result]]:
+        """Open without blocking, refused unless a regular file: a FIFO or device in an object's place is corrupt."""
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -101,30 +134,35 @@ class ArtifactRef:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise CorruptArtifact(self, "not a regular file", (st.st_dev, st.st_ino))
-        with open(fd, "rb", buffering=0) as f:
-            try:
-                return self._read_verified(f, st)
-            except OSError as e:
-                raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
+        f = open(fd, "rb", buffering=0)
+        try:
+            yield f, st
+        except OSError as e:
+            f.close()
+            raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
+        except BaseException:
+            f.close()
+            raise
+        if close:
+            f.close()
 
-    def _read_verified(self, f: BinaryIO, st: os.stat_result) -> memoryview:
-        import numpy as np
-
+    def _verify(self, f: BinaryIO, st: os.stat_result, buffer: memoryview) -> None:
+        """Read the whole file into `buffer` (the artifact's size, or a smaller one reused chunk by chunk), hashing."""
         inode = (st.st_dev, st.st_ino)
         if st.st_size != self.size:
             raise CorruptArtifact(self, f"{st.st_size} bytes, not the {self.size} recorded", inode)
-        view = memoryview(np.empty(self.size, np.uint8))  # not zero-filled first: bytearray(n) would cost a pass
         h = _hasher(self.kind.value, self.fmt)
+        whole = len(buffer) == self.size
         done = 0
         while done < self.size:
-            n = f.readinto(view[done:done + CHUNK])
+            at = done if whole else 0
+            n = f.readinto(buffer[at:at + min(CHUNK, len(buffer), self.size - done)])
             if not n:
                 break
-            h.update(view[done:done + n])
+            h.update(buffer[at:at + n])
             done += n
         if done != self.size or f.read(1) or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "content does not match its digest", inode)
-        return view
 
     def text(self) -> str:
         from mora.engine import media

@@ -9,6 +9,7 @@ before anything runs. The flat graph lives in networkx, pruned to the requested 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +19,17 @@ import networkx as nx
 import yaml
 
 from mora.engine.agent import Agent, Port
-from mora.engine.errors import GraphError, Problem, did_you_mean
+from mora.engine.errors import GraphError, InputError, Problem, did_you_mean
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.registry import Registry
 from mora.engine.rundir import output_name_problems
 from mora.engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
 
 MAX_REPEAT = 1000
+MAX_TEMPLATE_DEPTH = 16
+"""Templates may include templates this many levels deep (the graph file itself is level 0)."""
+MAX_PLAN_NODES = 10_000
+"""A plan expands to at most this many agent nodes (repeats of repeats multiply)."""
 MAX_TEXT = 100_000
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
 """The value of a graph input with no default when a file is validated on its own."""
@@ -74,29 +79,40 @@ class Plan:
 
 
 class TemplateLoader:
-    """Finds `graph: NAME` templates next to the including file, then in the graphs directory."""
+    """Finds `graph: NAME` templates next to the including file, then in the graphs directory.
+
+    A template resolves only inside the including file's folder or a search directory (the
+    built-in graphs/), judged after following symbolic links: `graph: ../../x.yaml`, an absolute
+    path, or a link that leads out of them is refused before the file is opened, so no message
+    can show a foreign file's content, nor whether it exists.
+    """
 
     def __init__(self, search_dirs: list[Path]):
         self.search_dirs = search_dirs
-        self._cache: dict[Path, GraphSpec] = {}
+        self._cache: dict[str, GraphSpec] = {}
 
     def find(self, name: str, including: str) -> Path | None:
-        candidates = []
+        """The template's file, None if there is none, or InputError if `name` points outside the allowed folders."""
         base = Path(including).parent
-        if name.endswith((".yaml", ".yml")):
-            candidates.append(base / name)
-        else:
-            candidates += [base / f"{name}.yaml"] + [d / f"{name}.yaml" for d in self.search_dirs]
-        return next((p.resolve() for p in candidates if p.is_file()), None)
+        roots = [(base, base / name)] if name.endswith((".yaml", ".yml")) else \
+            [(base, base / f"{name}.yaml")] + [(d, d / f"{name}.yaml") for d in self.search_dirs]
+        for root, candidate in roots:
+            real = Path(os.path.realpath(candidate))
+            if not real.is_relative_to(os.path.realpath(root)):
+                raise InputError(f"template '{name}' lies outside this file's folder and the built-in graphs; "
+                                 "templates are looked up only there")
+            if os.path.lexists(candidate):
+                return real
+        return None
 
     def known(self) -> list[str]:
         return sorted({p.stem for d in self.search_dirs if d.is_dir() for p in d.glob("*.yaml")})
 
     def load(self, path: Path) -> GraphSpec:
-        path = path.resolve()
-        if path not in self._cache:
-            self._cache[path] = read_graph_file(path)
-        return self._cache[path]
+        key = os.path.realpath(path)
+        if key not in self._cache:
+            self._cache[key] = read_graph_file(path)
+        return self._cache[key]
 
 
 class _Expander:
@@ -107,6 +123,7 @@ class _Expander:
         self.value_problems: list[Problem] = []
         """Values the run would refuse (blank text, empty list): reported only for nodes the run keeps."""
         self.nodes: dict[str, PlanNode] = {}
+        self.too_many = False
 
     def fail(self, file: str, message: str, node: str | None = None, field_: str | None = None,
              line: int | None = None) -> None:
@@ -203,6 +220,12 @@ class _Expander:
 
     def _agent_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
                     produced: Mapping[str, Mapping[str, Source] | None]) -> dict[str, Source] | None:
+        if len(self.nodes) >= MAX_PLAN_NODES:
+            if not self.too_many:
+                self.too_many = True
+                self.fail(spec.file, f"the graph expands to more than {MAX_PLAN_NODES} nodes (templates and "
+                                     "`repeat` multiply); split the work into several runs", flat, line=node.line)
+            return None
         agent = self.registry.get(node.agent or "")
         if agent is None:
             close = self.registry.closest(node.agent or "")
@@ -275,7 +298,13 @@ class _Expander:
     def _template_node(self, spec: GraphSpec, node: NodeSpec, flat: str, env: Mapping[str, Source],
                        produced: Mapping[str, Mapping[str, Source] | None],
                        stack: tuple[str, ...]) -> dict[str, Source]:
-        path = self.loader.find(node.graph or "", spec.file)
+        if self.too_many:
+            return {}
+        try:
+            path = self.loader.find(node.graph or "", spec.file)
+        except InputError as e:
+            self.fail(spec.file, str(e), flat, "graph", node.line)
+            return {}
         if path is None:
             self.fail(spec.file, f"unknown template '{node.graph}'; known templates: {', '.join(self.loader.known())}",
                       flat, "graph", node.line)
@@ -283,6 +312,11 @@ class _Expander:
         if str(path) in stack:
             chain = " -> ".join([Path(s).name for s in stack] + [path.name])
             self.fail(spec.file, f"template recursion: {chain}", flat, "graph", node.line)
+            return {}
+        if len(stack) > MAX_TEMPLATE_DEPTH:
+            chain = " -> ".join([Path(s).name for s in stack] + [path.name])
+            self.fail(spec.file, f"templates nest more than {MAX_TEMPLATE_DEPTH} levels deep: {chain}", flat, "graph",
+                      node.line)
             return {}
         try:
             template = self.loader.load(path)
@@ -351,7 +385,7 @@ class _Expander:
                 if step and out in outputs:
                     step_env[inp] = outputs[out]
             outputs = self.expand(template, step_env, f"{flat}/{step}/", stack)
-            if not outputs:
+            if not outputs or self.too_many:
                 break
         return outputs
 
@@ -454,7 +488,7 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
             continue
         env[name] = source  # type: ignore[assignment]
         used[name] = value
-    outputs = ex.expand(spec, env, "", (str(Path(spec.file).resolve()),))
+    outputs = ex.expand(spec, env, "", (os.path.realpath(spec.file),))
     for name, src in list(outputs.items()):
         if isinstance(src, list):
             ex.fail(spec.file, "an output must be one artifact (a node's output port), not a list", field_=f"outputs.{name}")

@@ -38,7 +38,7 @@ from typing import Any
 from mora.engine import models
 from mora.engine.errors import GraphError, InputError, MoraError, Problem
 from mora.engine.executors import Executor
-from mora.engine.ingest import to_blob
+from mora.engine.ingest import Ingest
 from mora.engine.keys import digest_of, node_key
 from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
@@ -100,16 +100,18 @@ class RunReport:
 
 
 def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[str, NodeRecord], dict[Source, Any],
-                                                                          dict[str, Any]]:
+                                                                          dict[str, Source]]:
     """Resolve models and seeds, and read and store every literal input; raise with every problem found.
 
-    Returns the records, each literal's artifact JSON, and the literal blobs by digest (to store
+    An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
+    Returns the records, each literal's artifact JSON, and the literals by digest (to read and store
     again should a stored copy be found corrupt).
     """
     problems: list[Problem] = []
     records: dict[str, NodeRecord] = {}
-    literals: dict[tuple[str, Any], Any] = {}
+    ingest = Ingest(store)
     blobs: dict[Source, Any] = {}
+    bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
     for node in (plan.nodes[n] for n in plan.dag.nodes):
         ref, problem = models.resolve(node.agent, node.params, preset)
         if problem:
@@ -122,28 +124,44 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
                                       cacheable=cacheable)
         for port, src in node.inputs.items():
             for s in src if isinstance(src, list) else [src]:
-                if not s.is_literal or s in blobs:
-                    continue
-                memo = (s.type.value, s.value)
-                try:
-                    if memo not in literals:
-                        literals[memo] = to_blob(s.type, s.value)
-                    blobs[s] = literals[memo]
-                except (InputError, ValueError) as e:
-                    problems.append(Problem(node.file, str(e), node.id, f"in.{port}"))
+                if s.is_literal:
+                    _read_literal(ingest, s, blobs, bad, (node.file, node.id, f"in.{port}"))
     for name, src in plan.outputs.items():
-        if src.is_literal and src not in blobs:
-            try:
-                blobs[src] = to_blob(src.type, src.value)
-            except (InputError, ValueError) as e:
-                problems.append(Problem(plan.file, str(e), field=f"outputs.{name}"))
-    if problems:
-        raise GraphError(problems)
-    hub = models.require(r.model for r in records.values() if r.model)
-    for rec in records.values():  # pin each hub model to the commit its revision names now, for keys and loads
-        if rec.model:
-            rec.model = models.pinned(rec.model, hub)
-    return records, {s: store.put(b).to_json() for s, b in blobs.items()}, {b.digest: b for b in blobs.values()}
+        if src.is_literal:
+            _read_literal(ingest, src, blobs, bad, (plan.file, None, f"outputs.{name}"))
+    for message, [(file, node_id, field_), *others] in bad.items():
+        also = f" (also the input of {', '.join(sorted({o[1] or o[2] for o in others}))})" if others else ""
+        problems.append(Problem(file, message + also, node_id, field_))
+    try:
+        if problems:
+            raise GraphError(problems)
+        hub = models.require(r.model for r in records.values() if r.model)
+        for rec in records.values():  # pin each hub model to the commit its revision names now, for keys and loads
+            if rec.model:
+                rec.model = models.pinned(rec.model, hub)
+        meta = {s: ingest.keep(b).to_json() for s, b in blobs.items()}
+        return records, meta, {m["digest"]: s for s, m in meta.items()}
+    finally:
+        ingest.discard()
+
+
+def store_literal_again(store: Store, src: Source) -> None:
+    """Read a literal input from its source again and store it (its stored copy was found corrupt)."""
+    ingest = Ingest(store)
+    try:
+        ingest.keep(ingest.read(src.type, src.value))
+    finally:
+        ingest.discard()
+
+
+def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
+                  bad: dict[str, list[tuple[str, str | None, str]]], where: tuple[str, str | None, str]) -> None:
+    if src in blobs:
+        return
+    try:
+        blobs[src] = ingest.read(src.type, src.value)
+    except InputError as e:
+        bad.setdefault(str(e), []).append(where)
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
@@ -166,7 +184,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
     unknown = sorted(set(agent_retries) - known)
     if unknown:
         raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
-    records, literal_meta, literal_blobs = prepare(plan, store, preset)
+    records, literal_meta, literal_sources = prepare(plan, store, preset)
     reporter = reporter or Reporter(len(records))
     identities: dict[str, Any] = {}
     sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
@@ -220,8 +238,8 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         why = (result.error or "").removeprefix("input ")
         for digest in result.corrupt:
             store.findings.add(digest, f"{why} (read by node {reader})")
-            if digest in literal_blobs:
-                store.put(literal_blobs[digest])
+            if digest in literal_sources:
+                store_literal_again(store, literal_sources[digest])
         records[reader].status = "pending"
         producers = [n for n, r in records.items() if n != reader and r.status in ("cached", "done")
                      and set(result.corrupt) & set(_digests(r.outputs))]

@@ -7,6 +7,11 @@ output) or `{input: NAME}` (a graph input). Any other mapping is an error, so a 
 never be mistaken for a link, and `${...}` is not used. YAML is loaded with a safe loader that
 also rejects duplicate keys and records line numbers for messages.
 
+Bounds, so that no file can hang Mora or exhaust its memory: a graph file is read through
+`engine.userfiles` (regular files only, at most `MAX_GRAPH_BYTES`); its YAML may nest at most
+`MAX_YAML_DEPTH` levels and expand, counting every alias at its full size, to at most
+`MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused while it is being parsed.
+
 This module checks shape only (keys, names, kinds of values); `engine.validate` checks the
 graph against the agent registry and its templates.
 """
@@ -19,8 +24,9 @@ from typing import Any
 
 import yaml
 
-from mora.engine.errors import GraphError, Problem
+from mora.engine.errors import GraphError, InputError, Problem
 from mora.engine.ports import PortType
+from mora.engine.userfiles import read_user_file
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 """Node, input and output names: also file names of outputs, so no dots, slashes or spaces."""
@@ -29,6 +35,9 @@ TOP_KEYS = {"mora", "description", "inputs", "nodes", "outputs"}
 NODE_KEYS = {"agent", "graph", "in", "params", "repeat", "description"}
 INPUT_KEYS = {"type", "default", "description"}
 MISSING: Any = type("Missing", (), {"__repr__": lambda self: "<missing>"})()
+MAX_GRAPH_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,40 @@ class _Mapping(dict):
     lines: dict[Any, int]
 
 
+class _TooLarge(yaml.composer.ComposerError):
+    """The document exceeds a bound: reported as such, not as a syntax error."""
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and records line numbers."""
+    """SafeLoader that rejects duplicate keys, records line numbers and bounds nesting and alias expansion."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases included
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # the scanner looks ahead up to 1024 characters at a cost that grows with the flow level: stop it early
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        mark = self.peek_event().start_mark
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        size = self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
+        if size > MAX_YAML_VALUES:
+            raise _TooLarge(None, None, f"the document expands to more than {MAX_YAML_VALUES} values (each YAML "
+                                        "alias counts at the full size of what it names)", mark)
+        return node
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
@@ -131,6 +172,8 @@ def load_yaml(text: str, file: str) -> Any:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         problem = str(e.problem or e)
+        if isinstance(e, _TooLarge):
+            raise GraphError([Problem(file, f"graph file too large to read: {problem}", line=line)]) from None
         if problem.startswith("could not determine a constructor for the tag"):
             tag = problem.rsplit(" ", 1)[-1]
             raise GraphError([Problem(file, f"YAML tag {tag} is not allowed: graph files are plain data and cannot "
@@ -144,9 +187,9 @@ def read_graph_file(path: Path) -> GraphSpec:
     """Read and parse a graph file, raising GraphError with every structural problem."""
     file = str(path)
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise GraphError([Problem(file, f"cannot read graph file: {e.strerror or e}")]) from None
+        raw = read_user_file(path, "graph", MAX_GRAPH_BYTES, allow_empty=True)
+    except InputError as e:
+        raise GraphError([Problem(file, str(e).removeprefix(f"{file}: "))]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -32,7 +32,7 @@ from typing import Any
 import platformdirs
 from filelock import FileLock, Timeout
 
-from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact
+from mora.engine.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact, digest_file
 from mora.engine.errors import CacheError
 from mora.engine.index import INDEX_FILE, CorruptRow, index_error, open_index
 from mora.engine.leases import Lease, MaintenanceLock
@@ -180,6 +180,22 @@ class Store:
                 lease.add([digest])
             if self.check(ref, full=path.exists()) is not None:
                 self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+        return ref
+
+    def put_file(self, kind: PortType, fmt: str, file: Path, lease: Lease | None = None) -> ArtifactRef:
+        """Store a finished file written in `tmp/` by moving it into place (for artifacts too large for memory)."""
+        digest = digest_file(kind.value, fmt, file)
+        path = self.object_path(digest, fmt)
+        ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
+        lease = lease or self.lease
+        with self.maintenance.shared():
+            if lease is not None:
+                lease.add([digest])
+            if self.check(ref, full=path.exists()) is None:  # already there, intact
+                file.unlink()
+            else:
+                self._mkdir(path.parent)
+                os.replace(file, path)
         return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:

@@ -72,7 +72,7 @@ def assert_nothing_written(cache_dir: Path, tmp_path: Path) -> None:
     (lambda p: p.write_bytes(b""), "image file is empty"),
     (lambda p: p.write_text("definitely not a PNG\n"), "not a readable image"),
     (lambda p: p.write_bytes(png_bytes()[:60]), "not a readable image"),
-    (lambda p: p.mkdir(), "image path is not a file"),
+    (lambda p: p.mkdir(), "image path is a directory, not a regular file"),
 ], ids=["missing", "empty", "text", "truncated", "directory"])
 def test_bad_image_file(write_graph, registry, cache_dir, tmp_path, make, expected):
     bad = tmp_path / "input.png"

@@ -1,0 +1,217 @@
+"""Nothing a user names can hang Mora or exhaust its memory: graph files, templates and input files are read
+with bounds (file type, size, YAML nesting and alias expansion, template depth, plan size)."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from mora.engine import api
+from mora.engine.errors import GraphError
+from mora.engine.spec import read_graph_file
+from mora.engine.store import Store
+
+PICK = {"inputs": {"clip": {"type": "video"}},
+        "nodes": {"pick": {"agent": "frame_pick", "in": {"video": {"input": "clip"}}}},
+        "outputs": {"image": {"from": "pick.image"}}}
+RESIZE = {"inputs": {"picture": {"type": "image"}},
+          "nodes": {"fit": {"agent": "image_resize", "in": {"image": {"input": "picture"}}}},
+          "outputs": {"image": {"from": "fit.image"}}}
+
+
+def graph_problem(path: Path) -> str:
+    with pytest.raises(GraphError) as info:
+        read_graph_file(path)
+    [problem] = info.value.problems
+    assert problem.file == str(path)
+    return problem.message
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def unix_socket(path: Path) -> Path:
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    return path
+
+
+def loop(path: Path) -> Path:
+    path.symlink_to(path.with_name("other"))
+    path.with_name("other").symlink_to(path)
+    return path
+
+
+SPECIAL = [
+    (fifo, "is a named pipe (FIFO), not a regular file"),
+    (unix_socket, "is a socket, not a regular file"),
+    (lambda p: Path("/dev/zero"), "is a character device, not a regular file"),
+    (lambda p: p.mkdir() or p, "is a directory, not a regular file"),
+    (loop, "is a symbolic link loop"),
+]
+SPECIAL_IDS = ["fifo", "socket", "dev-zero", "directory", "symlink-loop"]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("make, expected", SPECIAL, ids=SPECIAL_IDS)
+def test_graph_file_of_another_type_is_refused_before_reading(tmp_path, make, expected):
+    path = make(tmp_path / "graph.yaml")
+    assert graph_problem(path) == f"graph path {expected}"
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("make, expected", SPECIAL, ids=SPECIAL_IDS)
+@pytest.mark.parametrize("graph, name", [(PICK, "clip"), (RESIZE, "picture")], ids=["video", "image"])
+def test_input_file_of_another_type_is_refused_before_reading(write_graph, registry, cache_dir, tmp_path, make,
+                                                              expected, graph, name):
+    bad = make(tmp_path / "input")
+    plan = api.load_plan(write_graph(graph), {name: str(bad)}, registry=registry)
+    with pytest.raises(GraphError) as info:
+        api.run(plan, store=Store(cache_dir), preset={"name": "t"}, run_dir=tmp_path / "run",
+                runtime={"device": "cpu"}, quiet=True)
+    [problem] = info.value.problems
+    kind = "video" if name == "clip" else "image"
+    assert problem.message == f"{bad}: {kind} path {expected}"
+
+
+def test_graph_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr("mora.engine.spec.MAX_GRAPH_BYTES", 1000)
+    path = tmp_path / "big.yaml"
+    path.write_text("description: " + "x" * 1000 + "\n")
+    assert graph_problem(path) == "graph file is 1014 bytes, larger than the 1000 bytes allowed"
+
+
+@pytest.mark.timeout(10)
+def test_alias_bomb_is_refused_while_parsing(tmp_path):
+    """Nine levels of nine aliases each would expand to 387 million strings: refused before anything expands."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("nodes:\n  a: {agent: t_text, params: {text: *l9}}\n".join(["\n".join(lines) + "\n", ""]))
+    assert graph_problem(path) == ("graph file too large to read: the document expands to more than 100000 values (each YAML "
+                       "alias counts at the full size of what it names)")
+
+
+def test_aliases_and_merge_keys_within_bounds_still_work(write_graph):
+    path = write_graph("""\
+        nodes:
+          a: &common {agent: t_source, params: {value: 1}}
+          b: {<<: *common, params: {value: 2}}
+        outputs: {out: {from: a.value}}
+    """, "ok.yaml")
+    assert set(read_graph_file(path).nodes) == {"a", "b"}
+
+
+@pytest.mark.parametrize("text, line", [
+    ("nodes: " + "[" * 5000 + "]" * 5000 + "\n", 1),
+    ("nodes:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 200)), 64),
+], ids=["flow", "block"])
+def test_deep_nesting_is_a_clear_error_not_a_recursion_error(tmp_path, text, line):
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    with pytest.raises(GraphError) as info:
+        read_graph_file(path)
+    [problem] = info.value.problems
+    assert problem.message == "graph file too large to read: values nest deeper than 64 levels"
+    assert problem.line == line
+
+
+def template_chain(write_graph, levels: int) -> Path:
+    """graph.yaml -> t1.yaml -> ... -> t{levels}.yaml, the last one an agent node."""
+    leaf = {"inputs": {"x": {"type": "number"}}, "nodes": {"add": {"agent": "t_add", "in": {"a": {"input": "x"},
+                                                                                            "b": 1}}},
+            "outputs": {"y": {"from": "add.value"}}}
+    write_graph(leaf, f"t{levels}.yaml")
+    for i in range(levels - 1, 0, -1):
+        write_graph({"inputs": {"x": {"type": "number"}}, "nodes": {"n": {"graph": f"t{i + 1}", "in": {"x": {
+            "input": "x"}}}}, "outputs": {"y": {"from": "n.y"}}}, f"t{i}.yaml")
+    return write_graph({"nodes": {"n": {"graph": "t1", "in": {"x": 1}}}, "outputs": {"y": {"from": "n.y"}}})
+
+
+def test_template_nesting_has_a_stated_maximum(write_graph, registry, graph_problems):
+    from mora.engine.plan import MAX_TEMPLATE_DEPTH
+
+    assert MAX_TEMPLATE_DEPTH == 16
+    plan = api.load_plan(template_chain(write_graph, 16), {}, registry=registry)
+    assert list(plan.nodes) == ["n/" * 16 + "add"]
+    [problem] = graph_problems(template_chain(write_graph, 17))
+    assert problem.field == "graph" and problem.node == "n/" * 16 + "n"
+    assert problem.message == ("templates nest more than 16 levels deep: graph.yaml -> "
+                               + " -> ".join(f"t{i}.yaml" for i in range(1, 18)))
+
+
+@pytest.mark.timeout(60)
+def test_repeats_of_repeats_are_bounded_in_size(write_graph, graph_problems):
+    step = {"inputs": {"x": {"type": "number"}}, "nodes": {"add": {"agent": "t_add", "in": {"a": {"input": "x"},
+                                                                                            "b": 1}}},
+            "outputs": {"x": {"from": "add.value"}}}
+    write_graph(step, "step.yaml")
+    write_graph({"inputs": {"x": {"type": "number"}},
+                 "nodes": {"r": {"graph": "step", "in": {"x": {"input": "x"}}, "repeat": {"times": 1000,
+                                                                                         "feed": {"x": "x"}}}},
+                 "outputs": {"x": {"from": "r.x"}}}, "thousand.yaml")
+    path = write_graph({"nodes": {"r": {"graph": "thousand", "in": {"x": 1}, "repeat": {"times": 1000,
+                                                                                       "feed": {"x": "x"}}}},
+                        "outputs": {"x": {"from": "r.x"}}})
+    [problem] = graph_problems(path)  # a million nodes unbounded
+    assert problem.message == ("the graph expands to more than 10000 nodes (templates and `repeat` multiply); split "
+                               "the work into several runs")
+
+
+SECRET = "root_password: hunter2\n"
+
+
+@pytest.mark.parametrize("reference", ["../outside/secret.yaml", "../outside/secret", "{outside}/secret.yaml",
+                                       "link.yaml", "link"],
+                         ids=["dotdot-file", "dotdot-name", "absolute", "symlink-out", "symlink-name"])
+def test_template_outside_graphs_and_the_including_folder_is_refused_without_its_content(
+        tmp_path, write_graph, graph_problems, reference):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.yaml").write_text(SECRET)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "link.yaml").symlink_to(outside / "secret.yaml")
+    reference = reference.format(outside=outside)
+    path = write_graph({"nodes": {"t": {"graph": reference}}, "outputs": {"out": {"from": "t.y"}}},
+                       "project/graph.yaml")
+    [problem] = graph_problems(path)
+    assert (problem.node, problem.field) == ("t", "graph")
+    assert problem.message == (f"template '{reference}' lies outside this file's folder and the built-in graphs; "
+                               "templates are looked up only there")
+    assert "hunter2" not in str(problem) and "root_password" not in str(problem)
+
+
+def test_templates_in_subfolders_and_built_in_graphs_still_resolve(write_graph, registry):
+    write_graph({"inputs": {"x": {"type": "number"}}, "nodes": {"add": {"agent": "t_add", "in": {
+        "a": {"input": "x"}, "b": 1}}}, "outputs": {"y": {"from": "add.value"}}}, "parts/inc.yaml")
+    path = write_graph({"nodes": {"a": {"graph": "parts/inc", "in": {"x": 1}},
+                                  "b": {"graph": "parts/inc.yaml", "in": {"x": 2}}},
+                        "outputs": {"a": {"from": "a.y"}, "b": {"from": "b.y"}}})
+    assert sorted(api.load_plan(path, {}, registry=registry).nodes) == ["a/add", "b/add"]
+    from mora.engine.plan import TemplateLoader
+
+    assert TemplateLoader([api.GRAPHS_DIR]).find("animate", str(path)) == (api.GRAPHS_DIR / "animate.yaml").resolve()
+
+
+def test_template_symlink_loop_is_a_clear_error(tmp_path, write_graph, graph_problems):
+    loop(tmp_path / "looped.yaml")
+    path = write_graph({"nodes": {"t": {"graph": "looped"}}, "outputs": {"out": {"from": "t.y"}}})
+    [problem] = graph_problems(path)
+    assert problem.message == "graph path is a symbolic link loop"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("make, expected", [SPECIAL[2], SPECIAL[4]], ids=["dev-zero", "symlink-loop"])
+def test_the_command_line_refuses_such_a_graph_file_with_exit_2(tmp_path, cache_dir, make, expected):
+    import subprocess
+    import sys
+
+    path = make(tmp_path / "graph.yaml")
+    done = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={path}",
+                           "runtime=local", "quiet=true"], cwd=tmp_path, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 2
+    assert f"{path}: graph path {expected}" in done.stderr and "Traceback" not in done.stderr
