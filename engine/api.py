@@ -98,11 +98,13 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
         if own:
             executor.shutdown()
     loads = getattr(executor, "loads", None)
+    timeline = getattr(executor, "timeline", None)
     try:
         files = export_outputs(report, store, run_dir, video_format)
         data = manifest(plan, report, files, {"cache_dir": str(store.root), "runtime": dict(runtime),
                                               "preset": preset.get("name"),
-                                              "model_loads_by_worker": dict(loads) if loads is not None else None})
+                                              "model_loads_by_worker": dict(loads) if loads is not None else None,
+                                              "workers": timeline() if timeline is not None else None})
         write_json(run_dir / "manifest.json", data)
     except OSError as e:  # disk full, read-only: the results are safe in the cache, only the export failed
         raise MoraError(f"cannot write the outputs into the run directory {run_dir}: {e.strerror or e}. Every "

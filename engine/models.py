@@ -62,6 +62,12 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     return {k: ref[k] for k in sorted(ref)}, None
 
 
+def label(ref: Mapping[str, Any]) -> str:
+    """`source:name[@revision]`: how workers name their resident models (placement, manifests)."""
+    rev = f"@{ref['revision']}" if ref.get("revision") else ""
+    return f"{ref['source']}:{ref['name']}{rev}"
+
+
 def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
     """What of a model reference enters the cache key."""
     if ref is None:

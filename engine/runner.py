@@ -6,11 +6,18 @@ have finished it meanwhile), reads the inputs from the store by digest, calls th
 declared output with the declared type, stores the artifacts and records one index entry per
 node. Exceptions become failed NodeResults naming the node and the cause; they never escape
 into the executor.
+
+`prefetch(unit, device)` hands the unit's `ahead` hints (models of the nodes downstream) to one
+background thread per process, which loads them through each agent's `preload` while the unit
+runs, so a chain's next model is resident when its node arrives. A failed preload is only logged:
+the node that needs the model loads it itself and reports the error there.
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,10 +28,11 @@ from mora.engine.agent import Agent
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.registry import default_registry
 from mora.engine.store import Store, Timeout
-from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}
+_AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
 
 
 @dataclass
@@ -117,6 +125,29 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
     finally:
         for lock in held:
             lock.release()
+
+
+def prefetch(unit: Unit, device: str) -> None:
+    """Start loading the models of the nodes downstream of `unit` on this process's prefetch thread."""
+    global _AHEAD
+    if not unit.ahead:
+        return
+    if _AHEAD is None:
+        _AHEAD = queue.SimpleQueue()
+        threading.Thread(target=_preload_forever, args=(_AHEAD,), name="mora-prefetch", daemon=True).start()
+    for ahead in unit.ahead:
+        _AHEAD.put((ahead, device))
+
+
+def _preload_forever(hints: queue.SimpleQueue[tuple[Ahead, str]]) -> None:
+    while True:
+        ahead, device = hints.get()
+        try:
+            agent = find_agent(ahead.agent, ahead.agent_module)
+            if agent.preload is not None:
+                agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
+        except Exception as e:  # the node that needs the model will load it and report the error
+            log.info("preloading the model of a %s node failed: %s: %s", ahead.agent, type(e).__name__, e)
 
 
 def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:

@@ -16,6 +16,8 @@ which nodes ran together.
 A failed node is retried up to `retries` times, then reported with its error; independent
 branches still finish and are cached. Random nodes without a seed get a fresh seed and are
 never cached.
+Each task carries `ahead`: the models of the nodes up to AHEAD_DEPTH steps downstream whose agents
+can preload, nearest first, so a worker can load them while this node runs (engine.runner.prefetch).
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
+
 from mora.engine import models
 from mora.engine.errors import GraphError, InputError, MoraError, Problem
 from mora.engine.executors import Executor
@@ -37,9 +41,11 @@ from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
 from mora.engine.registry import default_registry
 from mora.engine.store import Store
-from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.scheduler")
+AHEAD_DEPTH = 3
+"""How many steps downstream a task looks for models to load ahead (further ones are hinted later)."""
 
 
 @dataclass
@@ -154,6 +160,20 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
             return literal_meta[src]
         return records[src.node].outputs[src.port]  # type: ignore[index]
 
+    preloading = any(n.agent.preload is not None for n in plan.nodes.values())
+
+    def ahead(node_id: str) -> tuple[Ahead, ...]:
+        if not preloading:
+            return ()
+        depth = nx.single_source_shortest_path_length(plan.dag, node_id, cutoff=AHEAD_DEPTH)
+        found: dict[str, Ahead] = {}
+        for d in sorted(depth, key=lambda n: (depth[n], order[n])):
+            agent, model = plan.nodes[d].agent, records[d].model
+            if d != node_id and agent.preload is not None and model is not None:
+                found.setdefault(digest_of([agent.type, model]), Ahead(agent.type, agent.run.__module__,
+                                                                        dict(plan.nodes[d].params), model))
+        return tuple(found.values())
+
     def compatible(task: NodeTask) -> str | None:
         agent = plan.nodes[task.node_id].agent
         if batch_size <= 1 or agent.run_batch is None:
@@ -182,7 +202,7 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
                 continue
             inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
                       for p, v in node.inputs.items()}
-            task = _task(node, rec, inputs, store, identities)
+            task = _task(node, rec, inputs, store, identities, ahead(node_id))
             hit = store.lookup(task.key) if rec.cacheable else None
             if hit is not None:
                 rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
@@ -224,7 +244,8 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     return RunReport(records, outputs, time.perf_counter() - t0, findings)
 
 
-def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any]) -> NodeTask:
+def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any],
+          ahead: tuple[Ahead, ...]) -> NodeTask:
     ident_key = repr(sorted((rec.model or {}).items()))
     if ident_key not in identities:
         identities[ident_key] = models.identity(rec.model, store)
@@ -236,7 +257,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, str(store.root))
+                    inputs, rec.key, rec.cacheable, str(store.root), ahead)
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:

@@ -7,16 +7,20 @@ plan on one executor (so models load once per worker for the whole sweep), and t
 job its own run directory through Hydra's `run_job`, with the job's outputs, a manifest of its
 nodes, and its return value (the `objective` output, for sweepers such as Optuna).
 In a job's manifest a node that another job of the sweep ran is marked `shared_from`.
+The executor for the sweep's own runtime (the config without the swept values) is started before
+the jobs are composed and planned, so pool workers warm up meanwhile; a group whose jobs sweep
+the runtime itself gets its own executor.
 """
 from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mora.engine.cli import Job, job_from_config, objective_value, summarize
 from mora.engine.manifest import export_outputs, manifest, write_json
@@ -45,15 +49,53 @@ def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunRep
 
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> list[Any]:
-    from hydra.core.utils import run_job, setup_globals
-
-    from mora.engine import api
-    from mora.engine.progress import Reporter
-    from mora.engine.scheduler import run_plan
+    from hydra.core.utils import setup_globals
 
     setup_globals()
     config = launcher.config
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    early = _EarlyExecutor(config)
+    try:
+        return _launch(launcher, job_overrides, initial_job_idx, early)
+    finally:
+        early.shutdown()
+
+
+class _EarlyExecutor:
+    """The executor for the sweep config's runtime, started at once; handed to the first group that runs on it."""
+
+    def __init__(self, config: DictConfig):
+        from mora.engine import api
+        from mora.engine.store import default_cache_dir
+
+        self.runtime = OmegaConf.to_container(config.runtime, resolve=True)
+        # as job_from_config would, before the workers inherit the environment
+        cache_dir = Path(config.cache.dir).expanduser() if config.cache.dir else default_cache_dir()
+        os.environ.setdefault("MORA_MODELS_DIR", str(cache_dir.resolve() / "models"))
+        self.executor: Any = api.make_executor(self.runtime)  # type: ignore[arg-type]
+
+    def take(self, runtime: dict[str, Any]) -> Any:
+        """This executor if it was made for `runtime` and is still unclaimed, else a new one."""
+        from mora.engine import api
+
+        if self.executor is not None and runtime == self.runtime:
+            executor, self.executor = self.executor, None
+            return executor
+        return api.make_executor(runtime)
+
+    def shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
+def _launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int,
+            early: _EarlyExecutor) -> list[Any]:
+    from hydra.core.utils import run_job
+
+    from mora.engine.progress import Reporter
+    from mora.engine.scheduler import run_plan
+
+    config = launcher.config
     configs: list[DictConfig] = []
     for i, overrides in enumerate(job_overrides):
         cfg = launcher.hydra_context.config_loader.load_sweep_config(config, list(overrides))
@@ -69,7 +111,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     for members in groups.values():
         first = jobs[members[0]]
         merged = merge_plans([jobs[i].plan for i in members])
-        executor = api.make_executor(first.runtime)
+        executor = early.take(first.runtime)
         reporter = Reporter(len(merged.plan.dag), quiet=first.quiet)
         try:
             report = run_plan(merged.plan, first.store, executor, first.preset, reporter,
@@ -79,9 +121,11 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
             reporter.close()
             executor.shutdown()
         loads = getattr(executor, "loads", None)
+        timeline = getattr(executor, "timeline", None)
         sweep_info = {"sweep_nodes": len(merged.plan.nodes), "sweep_jobs": len(members),
                       "sweep_model_loads": report.model_loads,
-                      "model_loads_by_worker": dict(loads) if loads is not None else None}
+                      "model_loads_by_worker": dict(loads) if loads is not None else None,
+                      "workers": timeline() if timeline is not None else None}
         for pos, i in enumerate(members):
             results[i] = (report, merged, pos, sweep_info)
 

@@ -14,11 +14,13 @@ from mora.nodes.common import generator, place
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 
 
-def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = ()) -> Any:
+def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = (),
+         prefetch: bool = False) -> Any:
     """The resident `pipeline_class` pipeline for the node's model, loaded once per process.
 
     If a pipeline of one of the `share` kinds is resident for the same model, the new one is a
     view on its modules (no second copy of the weights, and not counted as a model load).
+    `prefetch`: load ahead of the node (mora.nodes.models.get_pipeline); None when there is no room.
     """
 
     def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
@@ -33,9 +35,11 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
 
     base = resident(ctx, share)
     if base is None:
-        pipe = get_pipeline(ctx, kind, from_pretrained)
+        pipe = get_pipeline(ctx, kind, from_pretrained, prefetch=prefetch)
     else:
-        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True)
+        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True, prefetch=prefetch)
+    if prefetch:
+        return pipe
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "enable_tiling"):
         (vae.enable_tiling if params.get("vae_tiling") else vae.disable_tiling)()
