@@ -11,8 +11,10 @@ Pipelines stay resident, keyed by (kind, identity, dtype, device), in an LRU bou
 real load is reported to the run context so the manifest can count them.
 
 Loads may run on a second thread (a worker loading the next node's model while the current node
-runs, `prefetch=True`): one lock guards the LRU, and a pipeline being loaded is never loaded twice,
-the second caller waits for the first. A prefetched load is counted against the first node that
+runs, `prefetch=True`): one lock guards the LRU, a pipeline being loaded is never loaded twice
+(the second caller waits for the first), and loads run one at a time, since diffusers and
+transformers set torch's process-wide default dtype while they build a model and two interleaved
+builds could leave it changed for good. A prefetched load is counted against the first node that
 uses it, so the manifest's counts do not depend on whether a load was prefetched. A prefetch only
 fills free room: it never evicts, and a prefetched pipeline that puts the LRU over its budget is
 dropped again. Every load is also logged with its start and duration (`take_load_events`) for the
@@ -35,6 +37,7 @@ from mora.engine.models import label
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str], Any] = OrderedDict()
 _LOCK = threading.RLock()
+_ONE_LOAD_AT_A_TIME = threading.Lock()
 _LOADING: dict[tuple[str, str, str, str], threading.Event] = {}
 _UNCLAIMED: set[tuple[str, str, str, str]] = set()
 """Prefetched pipelines no node has used yet (the first one to use it counts the load)."""
@@ -178,15 +181,16 @@ def get_pipeline(
                 break
         loading.wait()  # another thread is loading it; if that load failed, try it here
     try:
-        started = time.time()
-        location, kwargs = locate(ref)
-        try:
-            cuda = prefetch and str(ctx.device).startswith("cuda")
-            pipe = _load_on_side_stream(load, location, kwargs) if cuda else load(location, kwargs)
-        except OSError as e:
-            if ref["source"] == "hub":
-                raise hub_missing(ref, e) from None
-            raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
+        with _ONE_LOAD_AT_A_TIME:  # a tiny or random model's first build happens in `locate`
+            location, kwargs = locate(ref)
+            started = time.time()
+            try:
+                cuda = prefetch and str(ctx.device).startswith("cuda")
+                pipe = _load_on_side_stream(load, location, kwargs) if cuda else load(location, kwargs)
+            except OSError as e:
+                if ref["source"] == "hub":
+                    raise hub_missing(ref, e) from None
+                raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
         with _LOCK:
             _RESIDENT[key] = pipe
             if not shares_weights:
