@@ -32,8 +32,8 @@ OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
 WORK = Path(tempfile.gettempdir()) / "mora-bench"
 MODELS = WORK / "models"
 SWEEP = ["model=random", "runtime=pool", "runtime.device=cuda", "hydra/launcher=mora"]
-CONNECT = ["model=random", "runtime=pool", "runtime.device=cuda", f"graph_file={HERE / 'graphs/connect_generated.yaml'}",
-           "model.roles.connect.source=tiny", "model.roles.connect.name=wan_flf", "inputs.transition_width=512",
+CONNECT = ["model=random", "runtime=pool", "runtime.device=cuda",
+           f"graph_file={HERE / 'graphs/connect_generated.yaml'}", "model.roles.connect.source=tiny", "model.roles.connect.name=wan_flf", "inputs.transition_width=512",
            "inputs.transition_height=288"]
 RESULTS: dict[str, Any] = {}
 START = time.monotonic()
@@ -97,8 +97,8 @@ def timeline(ms: list[dict], started: float, seconds: float, gpu: list[tuple[flo
         for node_id, n in m["nodes"].items():
             if n.get("shared_from") or n["started"] is None or n["status"] != "done" or n["cached"]:
                 continue
-            nodes.append({"job": job, "node": node_id, "worker": n["worker"], "start": round(n["started"] - started, 2),
-                          "seconds": round(n["seconds"], 2), "loads": n["model_loads"]})
+            nodes.append({"job": job, "node": node_id, "worker": n["worker"], "seconds": round(n["seconds"], 2),
+                          "start": round(n["started"] - started, 2), "loads": n["model_loads"]})
     nodes.sort(key=lambda r: r["start"])
     workers = {}
     for w in ms[0].get("workers") or []:
@@ -153,8 +153,8 @@ def stage_models() -> None:
 
     t0 = time.perf_counter()
     jobs = [("random", "sd15"), ("random", "svd_xt"), ("tiny", "prompt_lm"), ("tiny", "wan_flf")]
-    procs = [subprocess.Popen([sys.executable, "-c", f"from pathlib import Path; from mora.nodes.zoo import build; "
-                               f"build('{s}', '{n}', Path('{MODELS}'))"], cwd=WORK) for s, n in jobs]
+    code = "import sys; from pathlib import Path; from mora.nodes.zoo import build; build(*sys.argv[1:3], Path(sys.argv[3]))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, s, n, str(MODELS)], cwd=WORK) for s, n in jobs]
     if any(p.wait() for p in procs):
         raise RuntimeError("a model build failed")
     for source, name in jobs:
@@ -178,6 +178,14 @@ def stage_pair(kind: str, args: list[str], need_s: float, budget: float) -> None
         rows["speedup_run"] = round(rows["n1"]["run_s"] / rows["n2"]["run_s"], 3)
 
 
+def twice(kind: str, default: float) -> float:
+    """Twice what the 1- and 2-GPU runs of `kind` took: about what the same runs with twice the seeds need."""
+    rows = RESULTS.get(kind, {})
+    if isinstance(rows.get("n1"), dict) and isinstance(rows.get("n2"), dict):
+        return 2 * (rows["n1"]["process_s"] + rows["n2"]["process_s"])
+    return default
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stages", default="models,sweep4,connect,sweep8")
@@ -195,7 +203,7 @@ def main() -> None:
         "models": stage_models,
         "sweep4": lambda: stage_pair("sweep4", ["-m", seeds4, *SWEEP], 150, args.budget),
         "connect": lambda: stage_pair("connect", CONNECT, 80, args.budget),
-        "sweep8": lambda: stage_pair("sweep8", ["-m", seeds8, *SWEEP], 200, args.budget),
+        "sweep8": lambda: stage_pair("sweep8", ["-m", seeds8, *SWEEP], twice("sweep4", 200), args.budget),
     }
     for name in args.stages.split(","):
         log(f"stage {name}")
@@ -209,7 +217,8 @@ def main() -> None:
         rows = RESULTS.get(kind, {})
         cells = [f"n{d}: {rows[f'n{d}']['process_s']}s (run {rows[f'n{d}']['run_s']:.1f}s)"
                  if isinstance(rows.get(f"n{d}"), dict) else f"n{d}: {rows.get(f'n{d}')}" for d in (1, 2)]
-        print(f"{kind}: {' | '.join(cells)} | speedup process {rows.get('speedup_process')} run {rows.get('speedup_run')}")
+        print(f"{kind}: {' | '.join(cells)} | speedup process {rows.get('speedup_process')} "
+              f"run {rows.get('speedup_run')}")
     print("errors:", RESULTS.get("errors", {}))
 
 

@@ -10,7 +10,11 @@ into the executor.
 `prefetch(unit, device)` hands the unit's `ahead` hints (models of the nodes downstream) to one
 background thread per process, which loads them through each agent's `preload` while the unit
 runs, so a chain's next model is resident when its node arrives. A failed preload is only logged:
-the node that needs the model loads it itself and reports the error there.
+the node that needs the model loads it itself and reports the error there. Preloads overlap only
+the computing part of a node: a node holds the set-up lock from its start until its agent starts
+computing (its first `progress` call), a preload holds it throughout, and a waiting node goes
+first. Importing diffusers and transformers from two threads at once is not safe (their circular
+imports can hand one thread a half-initialised module).
 """
 from __future__ import annotations
 
@@ -33,6 +37,9 @@ from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}
 _AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
+_SETTING_UP = threading.Lock()
+_NODE_WAITING = threading.Event()
+_HOLDS_SET_UP = threading.local()
 
 
 @dataclass
@@ -52,6 +59,7 @@ class Context:
 
         # disable=None: no bar when stderr is not a terminal, so logs hold no carriage-return lines
         bar = tqdm(total=total, desc=f"{self.node_id}: {description}", leave=False, dynamic_ncols=True, disable=None)
+        _end_set_up()  # imports and loads are done: preloads may run beside the computing part
 
         def advance(n: int = 1) -> None:
             bar.update(n)
@@ -89,6 +97,7 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
     started = time.time()
     t0 = time.perf_counter()
     held: list[Any] = []
+    _begin_set_up()
     try:
         store = store_for(tasks[0].cache_dir)
         results: dict[str, NodeResult] = {}
@@ -123,8 +132,22 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
         return [NodeResult(t.node_id, seconds=time.perf_counter() - t0, started=started, device=device, worker=worker,
                            error=cause, traceback=tb, batch=label) for t in tasks]
     finally:
+        _end_set_up()
         for lock in held:
             lock.release()
+
+
+def _begin_set_up() -> None:
+    _NODE_WAITING.set()
+    _SETTING_UP.acquire()
+    _NODE_WAITING.clear()
+    _HOLDS_SET_UP.held = True
+
+
+def _end_set_up() -> None:
+    if getattr(_HOLDS_SET_UP, "held", False):
+        _HOLDS_SET_UP.held = False
+        _SETTING_UP.release()
 
 
 def prefetch(unit: Unit, device: str) -> None:
@@ -142,10 +165,13 @@ def prefetch(unit: Unit, device: str) -> None:
 def _preload_forever(hints: queue.SimpleQueue[tuple[Ahead, str]]) -> None:
     while True:
         ahead, device = hints.get()
+        while _NODE_WAITING.is_set():  # a node about to start goes first
+            time.sleep(0.005)
         try:
-            agent = find_agent(ahead.agent, ahead.agent_module)
-            if agent.preload is not None:
-                agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
+            with _SETTING_UP:
+                agent = find_agent(ahead.agent, ahead.agent_module)
+                if agent.preload is not None:
+                    agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
         except Exception as e:  # the node that needs the model will load it and report the error
             log.info("preloading the model of a %s node failed: %s: %s", ahead.agent, type(e).__name__, e)
 

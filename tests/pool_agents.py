@@ -40,7 +40,9 @@ def _slow_model(ctx: Any, params: dict[str, Any], prefetch: bool = False) -> Any
 
 def _loaded(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     model = _slow_model(ctx, params)
+    advance = ctx.progress(1, "sleeping")  # as a diffusion agent does once it has its pipeline
     time.sleep(params["seconds"])
+    advance(1)
     return {"text": text_blob(f"{params['tag']} with {model['loaded_from']}")}
 
 
