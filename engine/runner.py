@@ -10,11 +10,12 @@ into the executor.
 `prefetch(unit, device)` hands the unit's `ahead` hints (models of the nodes downstream) to one
 background thread per process, which loads them through each agent's `preload` while the unit
 runs, so a chain's next model is resident when its node arrives. A failed preload is only logged:
-the node that needs the model loads it itself and reports the error there. Preloads overlap only
-the computing part of a node: a node holds the set-up lock from its start until its agent starts
-computing (its first `progress` call), a preload holds it throughout, and a waiting node goes
-first. Importing diffusers and transformers from two threads at once is not safe (their circular
-imports can hand one thread a half-initialised module).
+the node that needs the model loads it itself and reports the error there. A preload runs only
+while a node computes: a node holds the set-up lock from its start until its agent starts
+computing (its first `progress` call, made once its imports and loads are done), and a preload
+starts only then and holds the lock throughout. So a preload never delays a node's own imports
+and loads, and no two threads import at once: importing diffusers and transformers from two
+threads is not safe (their circular imports can hand one thread a half-initialised module).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}
 _AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
 _SETTING_UP = threading.Lock()
-_NODE_WAITING = threading.Event()
+_COMPUTING = threading.Event()
 _HOLDS_SET_UP = threading.local()
 
 
@@ -60,6 +61,7 @@ class Context:
         # disable=None: no bar when stderr is not a terminal, so logs hold no carriage-return lines
         bar = tqdm(total=total, desc=f"{self.node_id}: {description}", leave=False, dynamic_ncols=True, disable=None)
         _end_set_up()  # imports and loads are done: preloads may run beside the computing part
+        _COMPUTING.set()
 
         def advance(n: int = 1) -> None:
             bar.update(n)
@@ -132,15 +134,14 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
         return [NodeResult(t.node_id, seconds=time.perf_counter() - t0, started=started, device=device, worker=worker,
                            error=cause, traceback=tb, batch=label) for t in tasks]
     finally:
+        _COMPUTING.clear()
         _end_set_up()
         for lock in held:
             lock.release()
 
 
 def _begin_set_up() -> None:
-    _NODE_WAITING.set()
     _SETTING_UP.acquire()
-    _NODE_WAITING.clear()
     _HOLDS_SET_UP.held = True
 
 
@@ -165,15 +166,25 @@ def prefetch(unit: Unit, device: str) -> None:
 def _preload_forever(hints: queue.SimpleQueue[tuple[Ahead, str]]) -> None:
     while True:
         ahead, device = hints.get()
-        while _NODE_WAITING.is_set():  # a node about to start goes first
-            time.sleep(0.005)
+        _while_a_node_computes()
         try:
-            with _SETTING_UP:
-                agent = find_agent(ahead.agent, ahead.agent_module)
-                if agent.preload is not None:
-                    agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
+            agent = find_agent(ahead.agent, ahead.agent_module)
+            if agent.preload is not None:
+                agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
         except Exception as e:  # the node that needs the model will load it and report the error
             log.info("preloading the model of a %s node failed: %s: %s", ahead.agent, type(e).__name__, e)
+        finally:
+            _SETTING_UP.release()
+
+
+def _while_a_node_computes() -> None:
+    """Wait until a node is computing, then take the set-up lock (the caller releases it)."""
+    while True:
+        _COMPUTING.wait()
+        if _SETTING_UP.acquire(timeout=0.01):
+            if _COMPUTING.is_set():
+                return
+            _SETTING_UP.release()  # that node ended meanwhile: wait for the next one to compute
 
 
 def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
