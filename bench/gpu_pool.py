@@ -201,7 +201,7 @@ def main() -> None:
     seeds4, seeds8 = "seed=0,1,2,3", "seed=0,1,2,3,4,5,6,7"
     stages = {
         "models": stage_models,
-        "sweep4": lambda: stage_pair("sweep4", ["-m", seeds4, *SWEEP], 150, args.budget),
+        "sweep4": lambda: stage_pair("sweep4", ["-m", seeds4, *SWEEP], 110, args.budget),
         "connect": lambda: stage_pair("connect", CONNECT, 80, args.budget),
         "sweep8": lambda: stage_pair("sweep8", ["-m", seeds8, *SWEEP], twice("sweep4", 200), args.budget),
     }
