@@ -1,6 +1,7 @@
 """The device pool on CPU workers: concurrency, placement, models loaded ahead, worker death, Ctrl-C."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -214,3 +215,23 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_swept_runtime_gets_its_own_pool_and_no_worker_outlives_the_sweep(tmp_path):
+    graph = _graph(tmp_path, {"fill": {"agent": "text_template", "in": {"text": {"input": "word"}},
+                                       "params": {"template": "a {text}"}}},
+                   {"text": {"from": "fill.text"}})
+    text = graph.read_text().replace("nodes:", "inputs:\n  word: {type: text, default: fox}\nnodes:", 1)
+    graph.write_text(text)
+    env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", f"graph_file={graph}",
+         "inputs.word=fox,owl", "runtime=pool", "runtime.device=cpu", "runtime.devices=2", "runtime.batch_size=1,2",
+         "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}", "quiet=true"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=TESTS.parent)
+    assert result.returncode == 0, result.stderr
+    jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/manifest.json"))]
+    pools = {j["runtime"]["batch_size"]: tuple(w["pid"] for w in j["workers"]) for j in jobs}
+    assert len(jobs) == 4 and set(pools) == {1, 2}
+    assert all(len(pids) == 2 for pids in pools.values()) and not set(pools[1]) & set(pools[2])
+    assert not any(_alive(pid) for pids in pools.values() for pid in pids), "workers outlived the sweep"
