@@ -27,7 +27,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -202,14 +202,14 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
                 continue
             inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
                       for p, v in node.inputs.items()}
-            task = _task(node, rec, inputs, store, identities, ahead(node_id))
+            task = _task(node, rec, inputs, store, identities)
             hit = store.lookup(task.key) if rec.cacheable else None
             if hit is not None:
                 rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
                 reporter.event(rec)
                 sorter.done(node_id)
                 continue
-            pending.append(task)
+            pending.append(replace(task, ahead=ahead(node_id)))
         while pending and len(unfinished) < executor.slots:
             first = pending.pop(0)
             group = [first]
@@ -244,8 +244,7 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     return RunReport(records, outputs, time.perf_counter() - t0, findings)
 
 
-def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any],
-          ahead: tuple[Ahead, ...]) -> NodeTask:
+def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any]) -> NodeTask:
     ident_key = repr(sorted((rec.model or {}).items()))
     if ident_key not in identities:
         identities[ident_key] = models.identity(rec.model, store)
@@ -257,7 +256,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, str(store.root), ahead)
+                    inputs, rec.key, rec.cacheable, str(store.root))
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:
