@@ -7,11 +7,11 @@ is made, and warm up (torch, CUDA context) while the driver finishes planning. T
 cross the pipes as JSON (digests, never tensors). Placement is engine.executors.placement's: an
 idle worker holding the unit's model, then the one that produced its inputs, then the one
 holding the fewest models and having run the fewest units. Each task carries the models of the
-nodes downstream, which the worker loads while the task runs. `timeline()` gives, per worker,
-when it was started and ready and every model load (start, seconds, prefetched or not), for the
-manifest's `workers`. A worker that dies
-(killed, out of memory) fails only the node it was running, with an error naming the device and
-the signal, and is replaced; the store's atomic writes and the OS-released key locks mean
+nodes downstream, which the worker loads while the task computes (mora.engine.runner.prefetch).
+`timeline()` gives, per worker, when it was started and ready and every model load (start,
+seconds, loaded ahead or not), for the manifest's `workers`. A worker that dies (killed, out of
+memory) fails only the node it was running, with an error naming the device and the signal, and
+is replaced; the store's atomic writes and the OS-released key locks mean
 nothing is left half-written. `shutdown` closes the workers' stdin, then terminates and kills
 stragglers, so Ctrl-C leaves no processes behind. CPU "devices" (`device: cpu`) let tests and
 CPU machines run several workers.
