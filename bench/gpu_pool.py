@@ -14,6 +14,11 @@ between the first node's start and the last node's end. A stage is skipped when 
 under `--budget` is not enough for both its runs (the 8-seed runs come last for that reason).
 
     python bench/gpu_pool.py [--stages models,sweep4,connect,sweep8] [--budget 520]
+
+Mora must be installed as a wheel (as on the GPU machine: `pip install --target DIR` of this
+repository's wheel, DIR on PYTHONPATH): the runs start in a scratch directory, so that no source
+tree shadows the installed `mora`, and an editable install's Hydra plugin is found only from the
+source root.
 """
 from __future__ import annotations
 
