@@ -101,6 +101,8 @@ BatchRunFn = Callable[
     [RunContext, list[Mapping[str, "ArtifactRef | list[ArtifactRef]"]], list[Mapping[str, Any]]], list[dict[str, Any]]
 ]
 """`run_batch(ctx, inputs_list, params_list)`: one result per item; per-item seeds are in `ctx.seeds`."""
+PreloadFn = Callable[[RunContext, Mapping[str, Any]], None]
+"""`preload(ctx, params)`: load (through mora.nodes.models with `prefetch=True`) what `run` will need."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,8 @@ class Agent:
     """Distributions whose versions change this agent's numerics (part of the cache key)."""
     run_batch: BatchRunFn | None = None
     """Optional: run several batch-compatible nodes in one pipeline call (see engine.scheduler)."""
+    preload: PreloadFn | None = None
+    """Optional: load the models `run` would load for these parameters, without running (see engine.runner)."""
     resources: Mapping[str, float] = field(default_factory=dict)
 
     def input(self, name: str) -> Port | None:

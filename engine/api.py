@@ -115,8 +115,10 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
         if own:
             executor.shutdown()
     loads = getattr(executor, "loads", None)
+    timeline = getattr(executor, "timeline", None)
     data = record(plan, report, files, run_dir,
                   {"preset": preset.get("name"), "cache_dir": str(store.root), "runtime": dict(runtime),
-                   "model_loads_by_worker": dict(loads) if loads is not None else None})
+                   "model_loads_by_worker": dict(loads) if loads is not None else None,
+                   "workers": timeline() if timeline is not None else None})
     return RunOutcome(report, data, run_dir)
 

@@ -111,6 +111,13 @@ def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
     return None
 
 
+def label(ref: Mapping[str, Any]) -> str:
+    """`source:name[@revision][ [quantization]]`: how workers name their resident models (placement, manifests)."""
+    rev = f"@{ref['revision']}" if ref.get("revision") else ""
+    quantized = f" [{ref['quantization']}]" if ref.get("quantization", "none") != "none" else ""
+    return f"{ref['source']}:{ref['name']}{rev}{quantized}"
+
+
 def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
     """What of a model reference enters the cache key."""
     if ref is None:

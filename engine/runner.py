@@ -8,11 +8,23 @@ node. Everything it looks up or stores is named in the run's lease. Exceptions b
 NodeResults naming the node and the cause; they never escape into the executor. An input whose
 bytes fail verification as the agent reads them is quarantined and the node fails with
 `corrupt` naming it (nothing is recorded), so that the scheduler recomputes its producer.
+
+`prefetch(unit, device)` hands the unit's `ahead` hints (models of the nodes downstream) to one
+background thread per process, which loads them through each agent's `preload` while the unit
+runs, so a chain's next model is resident when its node arrives. A failed preload is only logged:
+the node that needs the model loads it itself and reports the error there. A preload runs only
+while a node computes: a node holds the set-up lock from its start until its agent starts
+computing (its first `progress` call, made once its imports and loads are done), and a preload
+starts only then and holds the lock throughout. So a preload never delays a node's own imports
+and loads, and no two threads import at once: importing diffusers and transformers from two
+threads is not safe (their circular imports can hand one thread a half-initialised module).
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -24,10 +36,14 @@ from mora.engine.artifacts import ArtifactRef, Blob, CorruptArtifact
 from mora.engine.leases import Lease
 from mora.engine.registry import default_registry
 from mora.engine.store import Store, Timeout
-from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.run")
 _STORES: dict[str, Store] = {}
+_AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
+_SETTING_UP = threading.Lock()
+_COMPUTING = threading.Event()
+_HOLDS_SET_UP = threading.local()
 
 
 @dataclass
@@ -47,6 +63,8 @@ class Context:
 
         # disable=None: no bar when stderr is not a terminal, so logs hold no carriage-return lines
         bar = tqdm(total=total, desc=f"{self.node_id}: {description}", leave=False, dynamic_ncols=True, disable=None)
+        _end_set_up()  # imports and loads are done: preloads may run beside the computing part
+        _COMPUTING.set()
 
         def advance(n: int = 1) -> None:
             bar.update(n)
@@ -84,6 +102,7 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
     started = time.time()
     t0 = time.perf_counter()
     held: list[Any] = []
+    _begin_set_up()
     try:
         store = store_for(tasks[0].cache_dir)
         lease = store.join(tasks[0].lease)
@@ -124,8 +143,57 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
                            error=cause, traceback=tb, batch=label, corrupt=(bad.ref.digest,) if bad else ())
                 for t in tasks]
     finally:
+        _COMPUTING.clear()
+        _end_set_up()
         for lock in held:
             lock.release()
+
+
+def _begin_set_up() -> None:
+    _SETTING_UP.acquire()
+    _HOLDS_SET_UP.held = True
+
+
+def _end_set_up() -> None:
+    if getattr(_HOLDS_SET_UP, "held", False):
+        _HOLDS_SET_UP.held = False
+        _SETTING_UP.release()
+
+
+def prefetch(unit: Unit, device: str) -> None:
+    """Start loading the models of the nodes downstream of `unit` on this process's prefetch thread."""
+    global _AHEAD
+    if not unit.ahead:
+        return
+    if _AHEAD is None:
+        _AHEAD = queue.SimpleQueue()
+        threading.Thread(target=_preload_forever, args=(_AHEAD,), name="mora-prefetch", daemon=True).start()
+    for ahead in unit.ahead:
+        _AHEAD.put((ahead, device))
+
+
+def _preload_forever(hints: queue.SimpleQueue[tuple[Ahead, str]]) -> None:
+    while True:
+        ahead, device = hints.get()
+        _while_a_node_computes()
+        try:
+            agent = find_agent(ahead.agent, ahead.agent_module)
+            if agent.preload is not None:
+                agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
+        except Exception as e:  # the node that needs the model will load it and report the error
+            log.info("preloading the model of a %s node failed: %s: %s", ahead.agent, type(e).__name__, e)
+        finally:
+            _SETTING_UP.release()
+
+
+def _while_a_node_computes() -> None:
+    """Wait until a node is computing, then take the set-up lock (the caller releases it)."""
+    while True:
+        _COMPUTING.wait()
+        if _SETTING_UP.acquire(timeout=0.01):
+            if _COMPUTING.is_set():
+                return
+            _SETTING_UP.release()  # that node ended meanwhile: wait for the next one to compute
 
 
 def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:

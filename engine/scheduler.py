@@ -23,6 +23,8 @@ A node whose input fails digest verification when it is read (the object is quar
 the reader) waits while the input's producer is recomputed (or a literal input stored again),
 then runs again; this repair is tried `MAX_REPAIRS` times per node before the node fails.
 The whole run holds a lease on what it references (see leases.py), so `gc` keeps it.
+Each task carries `ahead`: the models of the nodes up to AHEAD_DEPTH steps downstream whose agents
+can preload, nearest first, so a worker can load them while this node runs (engine.runner.prefetch).
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+import networkx as nx
 
 from mora.engine import models
 from mora.engine.errors import GraphError, InputError, MoraError, Problem
@@ -44,10 +48,12 @@ from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
 from mora.engine.registry import default_registry
 from mora.engine.store import Store
-from mora.engine.task import BatchTask, NodeResult, NodeTask, Unit
+from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.scheduler")
 MAX_REPAIRS = 2
+AHEAD_DEPTH = 3
+"""How many steps downstream a task looks for models to load ahead (further ones are hinted later)."""
 
 
 @dataclass
@@ -202,6 +208,20 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
             return literal_meta[src]
         return records[src.node].outputs[src.port]  # type: ignore[index]
 
+    preloading = any(n.agent.preload is not None for n in plan.nodes.values())
+
+    def ahead(node_id: str) -> tuple[Ahead, ...]:
+        if not preloading:
+            return ()
+        depth = nx.single_source_shortest_path_length(plan.dag, node_id, cutoff=AHEAD_DEPTH)
+        found: dict[str, Ahead] = {}
+        for d in sorted(depth, key=lambda n: (depth[n], order[n])):
+            agent, model = plan.nodes[d].agent, records[d].model
+            if d != node_id and agent.preload is not None and model is not None:
+                found.setdefault(digest_of([agent.type, model]), Ahead(agent.type, agent.run.__module__,
+                                                                        dict(plan.nodes[d].params), model))
+        return tuple(found.values())
+
     def compatible(task: NodeTask) -> str | None:
         agent = plan.nodes[task.node_id].agent
         if batch_size <= 1 or agent.run_batch is None:
@@ -227,7 +247,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         task = _task(node, rec, inputs, store, identities)
         hit = store.lookup(task.key) if rec.cacheable else None
         if hit is None:
-            pending.append(task)
+            pending.append(replace(task, ahead=ahead(node_id)))
             return False
         rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
         reporter.event(rec)

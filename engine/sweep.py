@@ -12,12 +12,16 @@ executor (so models load once per worker for the whole sweep), and each job's `r
 exports its outputs and manifest and returns its `objective` output (for sweepers such as Optuna).
 In a job's manifest, `seconds` is what the nodes it ran itself took, `sweep_seconds` the merged
 run, and a node that another job of the sweep ran is marked `shared_from`.
+The executor for the sweep's own runtime (the config without the swept values) is started before
+the jobs are composed and planned, so pool workers warm up meanwhile; a group whose jobs sweep
+the runtime itself gets its own executor.
 """
 from __future__ import annotations
 
 import copy
 import json
 import logging
+import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -26,7 +30,7 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mora.engine.cli import Job, job_from_config, objective_value, summarize
 from mora.engine.errors import NodesFailed
@@ -67,14 +71,50 @@ def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunRep
 def launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
            initial_job_idx: int) -> list[JobReturn]:
     """Launch a sweep of Mora jobs as Hydra's basic launcher would, but run their nodes as one merged graph."""
-    from mora.engine import api
-    from mora.engine.progress import Reporter, quiet_libraries, verbose
-    from mora.engine.scheduler import run_plan
 
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
     log.info(f"Launching {len(job_overrides)} jobs locally")
+    early = _EarlyExecutor(config)
+    try:
+        return _launch(hydra_context, config, job_overrides, initial_job_idx, early)
+    finally:
+        early.shutdown()
+
+
+class _EarlyExecutor:
+    """The executor for the sweep config's runtime, started at once; handed to the first group that runs on it."""
+
+    def __init__(self, config: DictConfig):
+        from mora.engine import api
+        from mora.engine.store import default_cache_dir
+
+        self.runtime = OmegaConf.to_container(config.runtime, resolve=True, enum_to_str=True)
+        # as job_from_config would, before the workers inherit the environment
+        cache_dir = Path(config.cache.dir).expanduser() if config.cache.dir else default_cache_dir()
+        os.environ.setdefault("MORA_MODELS_DIR", str(cache_dir.resolve() / "models"))
+        self.executor: Any = api.make_executor(self.runtime)  # type: ignore[arg-type]
+
+    def take(self, runtime: dict[str, Any]) -> Any:
+        """This executor if it was made for `runtime` and is still unclaimed, else a new one."""
+        from mora.engine import api
+
+        if self.executor is not None and runtime == self.runtime:
+            executor, self.executor = self.executor, None
+            return executor
+        return api.make_executor(runtime)
+
+    def shutdown(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
+def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
+            initial_job_idx: int, early: _EarlyExecutor) -> list[JobReturn]:
+    from mora.engine.progress import Reporter, quiet_libraries, verbose
+    from mora.engine.scheduler import run_plan
+
     configs: list[DictConfig] = []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
@@ -95,7 +135,7 @@ def launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Seque
     for members in groups.values():
         first = jobs[members[0]]
         merged = merge_plans([jobs[i].plan for i in members])
-        executor = api.make_executor(first.runtime)
+        executor = early.take(first.runtime)
         reporter = Reporter(len(merged.plan.dag), quiet=first.quiet)
         try:
             report = run_plan(merged.plan, first.store, executor, first.preset, reporter,
@@ -105,9 +145,11 @@ def launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Seque
             reporter.close()
             executor.shutdown()
         loads = getattr(executor, "loads", None)
+        timeline = getattr(executor, "timeline", None)
         sweep_info = {"sweep_nodes": len(merged.plan.nodes), "sweep_jobs": len(members),
                       "sweep_seconds": round(report.seconds, 6), "sweep_model_loads": report.model_loads,
-                      "model_loads_by_worker": dict(loads) if loads is not None else None}
+                      "model_loads_by_worker": dict(loads) if loads is not None else None,
+                      "workers": timeline() if timeline is not None else None}
         for pos, i in enumerate(members):
             results[i] = (report, merged, pos, sweep_info)
 

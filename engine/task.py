@@ -13,6 +13,16 @@ ArtifactMeta = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """A model a node downstream will need: what a worker can load while the current node runs."""
+
+    agent: str
+    agent_module: str
+    params: dict[str, Any]
+    model: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class NodeTask:
     node_id: str
     agent: str
@@ -26,6 +36,8 @@ class NodeTask:
     cache_dir: str
     lease: str = ""
     """The run's lease file: what the worker looks up or stores is named there (see leases.py)."""
+    ahead: tuple[Ahead, ...] = ()
+    """Models of the nodes downstream, nearest first (engine.runner.prefetch loads them meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,11 @@ class BatchTask:
     def label(self) -> str:
         return f"batch:{self.tasks[0].node_id}+{len(self.tasks) - 1}"
 
+    @property
+    def ahead(self) -> tuple[Ahead, ...]:
+        """The first node's: batched nodes share agent and model, and as a rule what follows them."""
+        return self.tasks[0].ahead
+
 
 Unit = NodeTask | BatchTask
 """What an executor runs in one slot."""
@@ -55,8 +72,12 @@ def unit_to_json(unit: Unit) -> dict[str, Any]:
 
 def unit_from_json(data: dict[str, Any]) -> Unit:
     if "batch" in data:
-        return BatchTask(tuple(NodeTask(**t) for t in data["batch"]))
-    return NodeTask(**data["task"])
+        return BatchTask(tuple(_task_from_json(t) for t in data["batch"]))
+    return _task_from_json(data["task"])
+
+
+def _task_from_json(data: dict[str, Any]) -> NodeTask:
+    return NodeTask(**{**data, "ahead": tuple(Ahead(**a) for a in data.get("ahead", ()))})
 
 
 @dataclass(frozen=True)

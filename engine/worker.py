@@ -1,10 +1,15 @@
 """A long-lived worker process: runs NodeTasks sent as JSON lines on stdin, answers on stdout.
 
-Each line is a node or a batch of nodes (mora.engine.task.unit_to_json). One worker owns one device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it
-the device is `cuda`), keeps its models resident between nodes, and reads inputs from and
-writes results to the shared content-addressed store: only digests cross the pipe. Each answer
-also lists the models resident in the worker, which the pool uses to place nodes near their
-models. The worker ignores SIGINT (the pool stops it) and exits if its parent dies.
+Each line is a node or a batch of nodes (mora.engine.task.unit_to_json). One worker owns one
+device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it the device is `cuda`),
+keeps its models resident between nodes, and reads inputs from and writes results to the shared
+content-addressed store: only digests cross the pipe. A GPU worker imports torch and creates its
+CUDA context before it says it is ready, so that start-up overlaps the driver's planning rather
+than the first node; while a unit runs, the models of the nodes downstream of it load on a
+background thread (mora.engine.runner.prefetch). Each answer also lists the models resident in
+the worker, which the pool uses to place nodes near their models, and the loads since the last
+answer (model, start, seconds, prefetched or not) for the pool's timeline. The worker ignores
+SIGINT (the pool stops it) and exits if its parent dies.
 
     python -m mora.engine.worker DEVICE WORKER_NAME
 """
@@ -19,6 +24,15 @@ import threading
 import time
 
 from mora.engine.task import NodeResult, unit_from_json
+
+
+def take_loads() -> list[dict]:
+    """Model loads in this process since the last call (none before any agent has loaded one)."""
+    if "mora.nodes.models" not in sys.modules:
+        return []
+    from mora.nodes.models import take_load_events
+
+    return take_load_events()
 
 
 def resident() -> list[str]:
@@ -38,22 +52,26 @@ def _watch_parent(parent: int) -> None:
 
 
 def serve(device: str, name: str) -> None:
-    from mora.engine.runner import execute_unit
+    from mora.engine.runner import execute_unit, prefetch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     out = sys.stdout
     sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
-    from mora.nodes.devices import resolve
+    from mora.nodes.devices import resolve, warm_up
 
     device = resolve(device)
-    out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid()}) + "\n")
+    warm_up(device)
+    out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid(), "time": time.time()}) + "\n")
     out.flush()
     for line in sys.stdin:
         if not line.strip():
             continue
-        results = execute_unit(unit_from_json(json.loads(line)), device, name)
-        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results], "resident": resident()}) + "\n")
+        unit = unit_from_json(json.loads(line))
+        prefetch(unit, device)
+        results = execute_unit(unit, device, name)
+        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results], "resident": resident(),
+                              "loads": take_loads()}) + "\n")
         out.flush()
 
 

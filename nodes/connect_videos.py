@@ -42,11 +42,16 @@ def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
     return {"transition": latent_blob(latents, ctx.model, fam, params["frames"], first.fps, size[1], size[0])}
 
 
+def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+    load_pipeline(ctx, params, prefetch=True)
+
+
 AGENT = Agent(
     type="connect_videos",
     version=1,
     description="Generate a transition from one video's last frame to another's first (Wan FLF2V latent).",
     run=run,
+    preload=preload,
     inputs=(
         Port("first", PortType.VIDEO, "the video the transition starts from (its last frame)"),
         Port("second", PortType.VIDEO, "the video the transition leads to (its first frame)"),

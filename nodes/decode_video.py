@@ -32,8 +32,12 @@ LATENT_FORMAT = "mora-video-latent/1"
 REF_FIELDS = ("source", "name", "revision", "dtype", "variant")
 
 
-def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | None = None) -> Any:
-    """The resident video pipeline of `ref` (default ctx.model); diffusers picks its class from model_index.json."""
+def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | None = None,
+                  prefetch: bool = False) -> Any:
+    """The resident video pipeline of `ref` (default ctx.model); diffusers picks its class from model_index.json.
+
+    `prefetch`: load ahead of the node (mora.nodes.models.get_pipeline); None when there is no room.
+    """
     from mora.nodes.common import offload_mode, place, quantization_config, use_attention
     from mora.nodes.models import get_pipeline, resident_offload, torch_dtype
 
@@ -50,8 +54,9 @@ def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | 
         # VAE tiling is set per call (set_vae_tiling): the pipeline is shared by nodes that differ in it.
         return place(ctx, pipe, {**params, "vae_tiling": False}, offload)
 
-    pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=offload)
-    use_attention(ctx, pipe, params.get("attention", "sdpa"))
+    pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=offload, prefetch=prefetch)
+    if pipe is not None and not prefetch:
+        use_attention(ctx, pipe, params.get("attention", "sdpa"))
     return pipe
 
 

@@ -1,4 +1,4 @@
-"""Which torch device a worker runs on: `auto` is the first CUDA device if there is one, else CPU."""
+"""Which torch device a worker runs on (`auto`: the first CUDA device if there is one, else CPU), and its warm-up."""
 from __future__ import annotations
 
 
@@ -8,3 +8,15 @@ def resolve(name: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def warm_up(device: str) -> None:
+    """Import torch and create the CUDA context now (seconds), before the first node needs them.
+
+    CPU workers skip it: they may run agents that never import torch.
+    """
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    torch.zeros(1, device=device)

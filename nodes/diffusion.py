@@ -15,11 +15,13 @@ from mora.nodes.common import generator, offload_mode, place, quantization_confi
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 
 
-def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = ()) -> Any:
+def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = (),
+         prefetch: bool = False) -> Any:
     """The resident `pipeline_class` pipeline for the node's model, loaded once per process.
 
     If a pipeline of one of the `share` kinds is resident for the same model, the new one is a
     view on its modules (no second copy of the weights, and not counted as a model load).
+    `prefetch`: load ahead of the node (mora.nodes.models.get_pipeline); None when there is no room.
     """
 
     def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
@@ -36,9 +38,11 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
     offload = offload_mode(params, ctx.model)
     base = resident(ctx, share, offload=offload)
     if base is None:
-        pipe = get_pipeline(ctx, kind, from_pretrained, offload=offload)
+        pipe = get_pipeline(ctx, kind, from_pretrained, offload=offload, prefetch=prefetch)
     else:
-        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True, offload=offload)
+        pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True, offload=offload, prefetch=prefetch)
+    if prefetch:
+        return pipe
     use_attention(ctx, pipe, params["attention"])
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "enable_tiling"):

@@ -51,12 +51,19 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     return run_batch(ctx, [inputs], [params])[0]
 
 
+def preload(ctx: Any, params: dict[str, Any]) -> None:
+    from diffusers import DiffusionPipeline
+
+    load(ctx, params, "image_edit", DiffusionPipeline, prefetch=True)
+
+
 AGENT = Agent(
     type="image_edit",
     version=1,
     description="Edit an image by an instruction (InstructPix2Pix).",
     run=run,
     run_batch=run_batch,
+    preload=preload,
     inputs=(
         Port("image", PortType.IMAGE, "the image to edit"),
         Port("instruction", PortType.TEXT, "what to change, e.g. 'make it winter'"),

@@ -47,12 +47,19 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     return run_batch(ctx, [inputs], [params])[0]
 
 
+def preload(ctx: Any, params: dict[str, Any]) -> None:
+    from diffusers import AutoPipelineForImage2Image
+
+    load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",), prefetch=True)
+
+
 AGENT = Agent(
     type="image_to_image",
     version=1,
     description="Redraw an image toward a prompt, keeping its layout (SDEdit img2img with a strength).",
     run=run,
     run_batch=run_batch,
+    preload=preload,
     inputs=(Port("image", PortType.IMAGE, "the starting image"), Port("prompt", PortType.TEXT, "the target")),
     outputs=(Port("image", PortType.IMAGE, "the redrawn image"),),
     params=(

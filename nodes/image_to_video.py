@@ -111,11 +111,16 @@ def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
     return {"latent": latent_blob(latents, ctx.model, fam, params["frames"], params["fps"], size[1], size[0])}
 
 
+def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+    load_pipeline(ctx, params, prefetch=True)
+
+
 AGENT = Agent(
     type="image_to_video",
     version=1,
     description="Animate an image into a video latent (SVD or Wan I2V; decode it with decode_video).",
     run=run,
+    preload=preload,
     inputs=(
         Port("image", PortType.IMAGE, "the first frame"),
         Port("prompt", PortType.TEXT, "what happens (Wan; SVD ignores it)", required=False),

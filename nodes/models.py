@@ -10,19 +10,39 @@ through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFL
 Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
 `MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
 real load is reported to the run context so the manifest can count them.
+
+Loads may run on a second thread (a worker loading the next node's model while the current node
+runs, `prefetch=True`): one lock guards the LRU, a pipeline being loaded is never loaded twice
+(the second caller waits for the first), and loads run one at a time, since diffusers and
+transformers set torch's process-wide default dtype while they build a model and two interleaved
+builds could leave it changed for good. A prefetched load is counted against the first node that
+uses it, so the manifest's counts do not depend on whether a load was prefetched. A prefetch only
+fills free room: it never evicts, and a prefetched pipeline that puts the LRU over its budget is
+dropped again. Every load is also logged with its start and duration (`take_load_events`) for the
+pool's per-worker timeline. On CUDA a prefetch copies weights on its own stream, so it does not
+queue behind (or stall) the kernels of the node running meanwhile.
 """
 from __future__ import annotations
 
 import gc
 import os
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
+from mora.engine.models import label
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
+_LOCK = threading.RLock()
+_ONE_LOAD_AT_A_TIME = threading.Lock()
+_LOADING: dict[tuple[str, str, str, str, str], threading.Event] = {}
+_UNCLAIMED: set[tuple[str, str, str, str, str]] = set()
+"""Prefetched pipelines no node has used yet (the first one to use it counts the load)."""
+_EVENTS: list[dict[str, Any]] = []
 
 
 def max_resident() -> int:
@@ -67,9 +87,7 @@ def models_dir() -> Path:
 
 
 def identity(ref: Mapping[str, Any]) -> str:
-    rev = f"@{ref['revision']}" if ref.get("revision") else ""
-    quantized = f" [{ref['quantization']}]" if ref.get("quantization", "none") != "none" else ""
-    return f"{ref['source']}:{ref['name']}{rev}{quantized}"
+    return label(ref)
 
 
 def torch_dtype(name: str) -> Any:
@@ -144,7 +162,7 @@ def resident_offload(ctx: Any, kind: str, ref: Mapping[str, Any]) -> str | None:
 
 def get_pipeline(
     ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None,
-    *, shares_weights: bool = False, offload: str = "none",
+    *, shares_weights: bool = False, offload: str = "none", prefetch: bool = False,
 ) -> Any:
     """Return the resident pipeline for `ref` (default ctx.model), loading it with `load(location, kwargs)` on a miss.
 
@@ -153,29 +171,80 @@ def get_pipeline(
     without a model role that find their model elsewhere (a decoder reads it from a latent's metadata).
     `shares_weights` says that `load` builds a view on a resident pipeline's modules: no model load.
     `offload` is the offload mode `load` places the pipeline with: another mode is another pipeline.
+    `prefetch` loads ahead of the node that needs it (see the module's policy); it returns None
+    when there is no room.
     """
     ref = ctx.model if ref is None else ref
     if ref is None:
         raise ValueError(f"node '{ctx.node_id}' has no model reference to load a {kind} pipeline from")
     key = _key(ctx, kind, ref, offload)
-    if key in _RESIDENT:
-        _RESIDENT.move_to_end(key)
-        return _RESIDENT[key]
-    location, kwargs = locate(ref)
     _follow_hub_progress_setting()
+    while True:
+        with _LOCK:
+            if key in _RESIDENT:
+                _RESIDENT.move_to_end(key)
+                if not prefetch and key in _UNCLAIMED:
+                    _UNCLAIMED.discard(key)
+                    ctx.note_model_load(identity(ref))
+                return _RESIDENT[key]
+            loading = _LOADING.get(key)
+            if loading is None:
+                if prefetch and not _has_room():
+                    return None
+                loading = _LOADING[key] = threading.Event()
+                break
+        loading.wait()  # another thread is loading it; if that load failed, try it here
     try:
+        with _ONE_LOAD_AT_A_TIME:  # a tiny or random model's first build happens in `locate`
+            location, kwargs = locate(ref)
+            started = time.time()
+            try:
+                cuda = prefetch and str(ctx.device).startswith("cuda")
+                pipe = _load_on_side_stream(load, location, kwargs) if cuda else load(location, kwargs)
+            except OSError as e:
+                if ref["source"] == "hub":
+                    raise hub_missing(ref, e) from None
+                raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
+        with _LOCK:
+            _RESIDENT[key] = pipe
+            if not shares_weights:
+                _EVENTS.append({"model": identity(ref), "kind": kind, "started": started,
+                                "seconds": round(time.time() - started, 3), "prefetch": prefetch})
+                if prefetch:
+                    _UNCLAIMED.add(key)
+                else:
+                    ctx.note_model_load(identity(ref))
+            if prefetch and _over_budget():
+                _drop(key)
+                return None
+            while _over_budget():  # least recently used first; the pipeline just loaded stays
+                _drop(next(iter(_RESIDENT)))
+        return pipe
+    finally:
+        with _LOCK:
+            _LOADING.pop(key).set()
+
+
+def _has_room() -> bool:
+    budget = max_resident_bytes()
+    return len(_RESIDENT) < max_resident() and (budget is None or not _RESIDENT or resident_bytes() < budget)
+
+
+def _drop(key: tuple[str, str, str, str, str]) -> None:
+    _sync_device()  # no kernel queued by another thread may still read weights whose memory is freed
+    _RESIDENT.pop(key)
+    _UNCLAIMED.discard(key)
+    gc.collect()
+    _empty_device_cache()
+
+
+def _load_on_side_stream(load: Callable[[str, dict[str, Any]], Any], location: str, kwargs: dict[str, Any]) -> Any:
+    import torch
+
+    stream = torch.cuda.Stream()
+    with torch.cuda.stream(stream):
         pipe = load(location, kwargs)
-    except OSError as e:
-        if ref["source"] == "hub":
-            raise hub_missing(ref, e) from None
-        raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
-    if not shares_weights:
-        ctx.note_model_load(identity(ref))
-    _RESIDENT[key] = pipe
-    while _over_budget():  # least recently used first; the pipeline just loaded stays
-        _RESIDENT.popitem(last=False)
-        gc.collect()
-        _empty_device_cache()
+    stream.synchronize()
     return pipe
 
 
@@ -190,13 +259,23 @@ def _follow_hub_progress_setting() -> None:
         diffusers_logging.disable_progress_bar()
 
 
+def take_load_events() -> list[dict[str, Any]]:
+    """The loads since the last call: model, pipeline kind, start (epoch s), seconds, prefetched or not."""
+    with _LOCK:
+        events = list(_EVENTS)
+        _EVENTS.clear()
+    return events
+
+
 def resident_count() -> int:
     return len(_RESIDENT)
 
 
 def clear_resident() -> None:
     """Drop every resident pipeline (tests use this to measure loads from a cold process)."""
-    _RESIDENT.clear()
+    with _LOCK:
+        _RESIDENT.clear()
+        _UNCLAIMED.clear()
     gc.collect()
     _empty_device_cache()
 
@@ -208,6 +287,15 @@ def _empty_device_cache() -> None:
         torch.cuda.empty_cache()
 
 
+def _sync_device() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")  # no torch imported: nothing can be running on a device
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def resident_identities() -> list[str]:
     """Identities of the models resident in this process (the pool uses them for affinity)."""
-    return sorted({key[1] for key in _RESIDENT})
+    with _LOCK:
+        return sorted({key[1] for key in _RESIDENT})

@@ -8,6 +8,7 @@ given `style` cue (digital-world tasks) is guaranteed to be in the result.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from mora.engine.agent import Agent, Param, Port
@@ -25,7 +26,7 @@ def _with_style(text: str, style: str) -> str:
     return text if not style or style.lower() in text.lower() else f"{text}, {style}"
 
 
-def _load(ctx: Any, params: dict[str, Any]) -> Any:
+def _load(ctx: Any, params: Mapping[str, Any], prefetch: bool = False) -> Any:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mora.nodes.models import get_pipeline, torch_dtype
@@ -39,7 +40,12 @@ def _load(ctx: Any, params: dict[str, Any]) -> Any:
                                                      **placed, **kwargs)
         return tokenizer, (model if quantized else model.to(ctx.device)).eval()
 
-    return get_pipeline(ctx, "causal_lm", load)
+    return get_pipeline(ctx, "causal_lm", load, prefetch=prefetch)
+
+
+def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+    if params["mode"] == "llm":  # the template mode loads no model
+        _load(ctx, params, prefetch=True)
 
 
 def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -85,6 +91,7 @@ AGENT = Agent(
     version=1,
     description="Rewrite a short prompt into a detailed one with a chat language model (or a plain template).",
     run=run,
+    preload=preload,
     inputs=(
         Port("prompt", PortType.TEXT, "the user's short prompt"),
         Port("style", PortType.TEXT, "a style cue the result must contain (digital-world tasks)", required=False),

@@ -56,12 +56,19 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     return run_batch(ctx, [inputs], [params])[0]
 
 
+def preload(ctx: Any, params: dict[str, Any]) -> None:
+    from diffusers import AutoPipelineForText2Image
+
+    load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",), prefetch=True)
+
+
 AGENT = Agent(
     type="text_to_image",
     version=1,
     description="Draw an image from a prompt with a diffusers text-to-image pipeline.",
     run=run,
     run_batch=run_batch,
+    preload=preload,
     inputs=(
         Port("prompt", PortType.TEXT, "what to draw"),
         Port("negative_prompt", PortType.TEXT, "what to avoid", required=False),

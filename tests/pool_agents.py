@@ -28,6 +28,24 @@ def _modelled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[
     return {"text": text_blob(f"{params['tag']} by {model['pid']}")}
 
 
+def _slow_model(ctx: Any, params: dict[str, Any], prefetch: bool = False) -> Any:
+    from mora.nodes.models import get_pipeline
+
+    def load(location: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(params["load_seconds"])
+        return {"loaded_from": location}
+
+    return get_pipeline(ctx, "slow stand-in", load, prefetch=prefetch)
+
+
+def _loaded(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    model = _slow_model(ctx, params)
+    advance = ctx.progress(1, "sleeping")  # as a diffusion agent does once it has its pipeline
+    time.sleep(params["seconds"])
+    advance(1)
+    return {"text": text_blob(f"{params['tag']} with {model['loaded_from']}")}
+
+
 def _die(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
@@ -53,13 +71,19 @@ COUNT = Agent("p_count", 1, "Log each execution to a file, sleep, output text.",
               params=(Param("tag", str, "", "label (part of the key)"),
                       Param("seconds", float, 0.0, "how long", min=0, max=60),
                       Param("log", str, "", "file to log executions to", run_only=True)))
+LOADED = Agent("p_loaded", 1, "Load a stand-in model that takes `load_seconds` (preloadable), sleep, output text.",
+               _loaded, inputs=(Port("after", PortType.TEXT, required=False),), outputs=(Port("text", PortType.TEXT),),
+               params=(Param("seconds", float, 0.0, "how long", min=0, max=60), Param("tag", str, "", "label"),
+                       Param("load_seconds", float, 0.0, "how long a load takes", min=0, max=60),
+                       Param("model", str, "", "model override"), Param("dtype", str, "", "dtype")),
+               model_role="standin", preload=lambda ctx, params: _slow_model(ctx, params, prefetch=True))
 DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("value", PortType.NUMBER),))
 
 
 def registry() -> Registry:
     from mora.engine.registry import default_registry
 
-    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED])
+    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED, LOADED])
 
 
 def _scaled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""The device pool on CPU workers: concurrency, model affinity, worker death, Ctrl-C."""
+"""The device pool on CPU workers: concurrency, placement, models loaded ahead, worker death, Ctrl-C."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -15,8 +17,11 @@ import yaml
 
 import pool_agents
 from mora.engine.api import load_plan, run
+from mora.engine.executors.placement import choose
 from mora.engine.executors.pool import PoolExecutor
+from mora.engine.runner import Context
 from mora.engine.store import Store
+from mora.engine.task import NodeTask
 
 TESTS = Path(__file__).parent
 
@@ -72,6 +77,83 @@ def test_node_goes_to_the_worker_holding_its_model(env):
     assert nodes["first"]["worker"] == nodes["second"]["worker"] == nodes["third"]["worker"]
     assert outcome.manifest["model_loads"] == 1
     assert sum(executor.loads.values()) == 1
+
+
+def test_next_model_loads_while_the_node_before_it_runs(env):
+    tmp, preset = env
+    slow = tmp / "slow-model"
+    slow.mkdir()
+    (slow / "weights.bin").write_bytes(b"a model that takes 2 s to load")
+    graph = _graph(tmp, {"first": {"agent": "p_loaded", "params": {"tag": "1", "seconds": 2.0, "load_seconds": 0.2}},
+                         "second": {"agent": "p_loaded", "in": {"after": {"from": "first.text"}},
+                                    "params": {"tag": "2", "model": f"path:{slow}", "load_seconds": 2.0}}},
+                   {"out": {"from": "second.text"}})
+    outcome, _ = _run(tmp, preset, graph)
+    nodes, workers = outcome.manifest["nodes"], outcome.manifest["workers"]
+    first, second = nodes["first"], nodes["second"]
+    loads = [(w["worker"], load) for w in workers for load in w["loads"] if load["model"] == f"path:{slow}"]
+    assert len(loads) == 1, f"the slow model was loaded {len(loads)} times"
+    worker, load = loads[0]
+    assert load["prefetch"] and load["started"] < first["started"] + first["seconds"] - 1.0, "it did not load ahead"
+    assert second["worker"] == worker and second["seconds"] < 1.5, "the second node waited for a full load"
+    assert second["model_loads"] == [f"path:{slow}"]  # a prefetched load is still counted, against its first user
+    assert outcome.manifest["model_loads"] == 2
+    assert [w["ready"] is not None for w in workers] == [True, True]
+
+
+def test_a_chain_stays_on_the_worker_that_made_its_inputs(env, tmp_path):
+    tmp, preset = env
+    log = tmp_path / "runs.log"
+    chain = {"a": {"agent": "p_count", "params": {"tag": "a", "log": str(log)}}}
+    for prev, node in (("a", "b"), ("b", "c")):
+        chain[node] = {"agent": "p_count", "in": {"after": {"from": f"{prev}.text"}},
+                       "params": {"tag": node, "log": str(log)}}
+    outcome, _ = _run(tmp, preset, _graph(tmp, chain, {"out": {"from": "c.text"}}))
+    assert len({n["worker"] for n in outcome.manifest["nodes"].values()}) == 1
+
+
+@dataclass
+class _Seat:
+    name: str
+    resident: set[str] = field(default_factory=set)
+    produced: set[str] = field(default_factory=set)
+    completed: int = 0
+
+
+def _unit(model: str | None = None, inputs: tuple[str, ...] = ()) -> NodeTask:
+    ref = {"source": "path", "name": model} if model else None
+    metas = {f"in{i}": {"digest": d} for i, d in enumerate(inputs)}
+    return NodeTask("n", "agent", "module", {}, None, ref, metas, "key", True, "/cache")
+
+
+def test_placement_prefers_the_model_then_the_inputs_then_spreads():
+    holder = _Seat("holder", resident={"path:/m"})
+    maker = _Seat("maker", produced={"d1", "d2"})
+    fresh, busier = _Seat("fresh"), _Seat("busier", completed=3)
+    assert choose([maker, holder], _unit("/m", ("d1", "d2"))).name == "holder"  # a load costs more than a read
+    assert choose([fresh, maker], _unit("/m", ("d1",))).name == "maker"
+    assert choose([busier, fresh], _unit()).name == "fresh"  # independent chains spread over the workers
+    assert choose([_Seat("two", resident={"x", "y"}), _Seat("one", resident={"x"})], _unit()).name == "one"
+
+
+def test_a_prefetch_never_evicts_a_resident_model(monkeypatch, tmp_path):
+    from mora.nodes import models
+
+    monkeypatch.setenv("MORA_MAX_RESIDENT_MODELS", "1")
+    models.clear_resident()
+    try:
+        dirs = []
+        for name in ("held", "ahead"):
+            (tmp_path / name).mkdir()
+            dirs.append({"source": "path", "name": str(tmp_path / name), "dtype": "float32"})
+        ctx = Context("n", "cpu", None, dirs[0])
+        models.get_pipeline(ctx, "kind", lambda location, kwargs: {"from": location})
+        ahead = Context("(ahead)", "cpu", None, dirs[1])
+        assert models.get_pipeline(ahead, "kind", lambda location, kwargs: {"from": location}, prefetch=True) is None
+        assert models.resident_identities() == [f"path:{tmp_path / 'held'}"]
+        assert ctx.loads == [f"path:{tmp_path / 'held'}"] and ahead.loads == []
+    finally:
+        models.clear_resident()
 
 
 def test_killed_worker_fails_only_its_node_and_is_replaced(env):
@@ -133,3 +215,23 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_swept_runtime_gets_its_own_pool_and_no_worker_outlives_the_sweep(tmp_path):
+    graph = _graph(tmp_path, {"fill": {"agent": "text_template", "in": {"text": {"input": "word"}},
+                                       "params": {"template": "a {text}"}}},
+                   {"text": {"from": "fill.text"}})
+    text = graph.read_text().replace("nodes:", "inputs:\n  word: {type: text, default: fox}\nnodes:", 1)
+    graph.write_text(text)
+    env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", f"graph_file={graph}",
+         "inputs.word=fox,owl", "runtime=pool", "runtime.device=cpu", "runtime.devices=2", "runtime.batch_size=1,2",
+         "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}", "quiet=true"],
+        env=env, capture_output=True, text=True, timeout=300, cwd=TESTS.parent)
+    assert result.returncode == 0, result.stderr
+    jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/manifest.json"))]
+    pools = {j["runtime"]["batch_size"]: tuple(w["pid"] for w in j["workers"]) for j in jobs}
+    assert len(jobs) == 4 and set(pools) == {1, 2}
+    assert all(len(pids) == 2 for pids in pools.values()) and not set(pools[1]) & set(pools[2])
+    assert not any(_alive(pid) for pids in pools.values() for pid in pids), "workers outlived the sweep"

@@ -2,11 +2,16 @@
 
 Policy. The scheduler process never initialises CUDA: it counts GPUs with `nvidia-smi` and
 starts one worker (`python -m mora.engine.worker`) per device, in its own session, with
-`CUDA_VISIBLE_DEVICES` set before the process starts. Tasks and results cross the pipes as JSON
-(digests, never tensors). A task goes to an idle worker that already holds its model if there
-is one (affinity), else to the idle worker holding the fewest models. A worker that dies
-(killed, out of memory) fails only the node it was running, with an error naming the device and
-the signal, and is replaced; the store's atomic writes and the OS-released key locks mean
+`CUDA_VISIBLE_DEVICES` set before the process starts; the workers start as soon as the executor
+is made, and warm up (torch, CUDA context) while the driver finishes planning. Tasks and results
+cross the pipes as JSON (digests, never tensors). Placement is engine.executors.placement's: an
+idle worker holding the unit's model, then the one that produced its inputs, then the one
+holding the fewest models and having run the fewest units. Each task carries the models of the
+nodes downstream, which the worker loads while the task computes (mora.engine.runner.prefetch).
+`timeline()` gives, per worker, when it was started and ready and every model load (start,
+seconds, loaded ahead or not), for the manifest's `workers`. A worker that dies (killed, out of
+memory) fails only the node it was running, with an error naming the device and the signal, and
+is replaced; the store's atomic writes and the OS-released key locks mean
 nothing is left half-written. `shutdown` closes the workers' stdin, then terminates and kills
 stragglers, so Ctrl-C leaves no processes behind. CPU "devices" (`device: cpu`) let tests and
 CPU machines run several workers.
@@ -23,11 +28,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mora.engine.errors import MoraError
+from mora.engine.executors.placement import choose, output_digests
 from mora.engine.task import NodeResult, Unit, unit_to_json
 from mora.engine.worker import result_from_json
 
@@ -78,7 +85,10 @@ class _Worker:
     proc: subprocess.Popen
     task: Unit | None = None
     resident: set[str] = field(default_factory=set)
+    produced: set[str] = field(default_factory=set)
     completed: int = 0
+    log: dict[str, Any] = field(default_factory=dict)
+    """Timeline: started, ready (epoch seconds), pid and the model loads it reported."""
 
     @property
     def label(self) -> str:
@@ -94,6 +104,7 @@ class PoolExecutor:
         self.max_resident = max_resident_models
         self.max_resident_gib = max_resident_gib
         self._events: queue.Queue[tuple[str, _Worker, Any]] = queue.Queue()
+        self._log: list[dict[str, Any]] = []
         self._workers = [self._spawn(i, d) for i, d in enumerate(device_ids(devices, self.kind))]
         self.slots = len(self._workers)
         self.loads: Counter[str] = Counter()
@@ -109,6 +120,9 @@ class PoolExecutor:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1, start_new_session=True,
         )
         worker = _Worker(name, device_id, self.kind, proc)
+        worker.log = {"worker": name, "device": worker.label, "pid": proc.pid, "started": time.time(), "ready": None,
+                      "loads": []}
+        self._log.append(worker.log)
         threading.Thread(target=self._read, args=(worker, proc.stdout), daemon=True).start()
         return worker
 
@@ -121,15 +135,15 @@ class PoolExecutor:
                 continue
             if "results" in msg:
                 self._events.put(("result", worker, msg))
+            elif "ready" in msg:
+                worker.log["ready"] = msg.get("time")
         self._events.put(("died", worker, worker.proc.wait()))
 
     def _place(self, task: Unit) -> _Worker:
         idle = [w for w in self._workers if w.task is None]
         if not idle:
             raise MoraError("pool: submit with no idle worker (the scheduler keeps at most `slots` in flight)")
-        model = _identity(task.model)
-        holding = [w for w in idle if model and model in w.resident]
-        return (holding or sorted(idle, key=lambda w: (len(w.resident), w.completed)))[0]
+        return choose(idle, task)
 
     def submit(self, unit: Unit) -> None:
         worker = self._place(unit)
@@ -149,10 +163,12 @@ class PoolExecutor:
             kind, worker, payload = self._events.get()
             if kind == "result":
                 worker.resident = set(payload.get("resident", []))
+                worker.log["loads"].extend(payload.get("loads", []))
                 worker.task = None
                 worker.completed += 1
                 for data in payload["results"]:
                     result = dataclasses.replace(result_from_json(data), device=worker.label)
+                    worker.produced.update(output_digests(result.outputs))
                     for ident in result.model_loads:
                         self.loads[f"{worker.label} {ident}"] += 1
                     results.append(result)
@@ -175,6 +191,10 @@ class PoolExecutor:
                            error=f"worker process on {worker.label} died ({how}) while running this node")
                 for t in tasks]
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Per worker started (also replacements): when it started and was ready, and its model loads."""
+        return [dict(entry, loads=list(entry["loads"])) for entry in self._log]
+
     def worker_pids(self) -> list[int]:
         return [w.proc.pid for w in self._workers]
 
@@ -195,11 +215,3 @@ class PoolExecutor:
                 except subprocess.TimeoutExpired:
                     w.proc.kill()
                     w.proc.wait()
-
-
-def _identity(ref: dict[str, Any] | None) -> str | None:
-    if not ref:
-        return None
-    from mora.nodes.models import identity
-
-    return identity(ref)

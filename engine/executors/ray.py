@@ -4,8 +4,10 @@ Policy. Ray is imported only when this runtime is chosen (`pip install -e '.[ray
 executor connects to `runtime.address` (an existing cluster; `auto` finds a local one) or starts
 a local cluster for the run. It creates one long-lived actor per GPU with `num_gpus=1` (actors,
 not tasks: a GPU task starts a fresh process per call and would reload its models), each
-running `mora.engine.runner.execute` on its device with its models resident. Placement is the
-pool's: an idle actor already holding the node's model, else the one holding the fewest. The
+running `mora.engine.runner.execute_unit` on its device with its models resident, and loading the
+models of the nodes downstream meanwhile (mora.engine.runner.prefetch). Placement is the pool's
+(engine.executors.placement): an idle actor holding the node's model, then the one that produced
+its inputs, then the one holding the fewest models and having run the fewest units. The
 content-addressed store must be on a filesystem every node of the cluster mounts at the same
 path: at start-up each actor reads a token file the driver just wrote there, and the run stops
 with a clear error naming the node that cannot see it. An actor that dies fails its node and is
@@ -18,14 +20,26 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import MoraError
+from mora.engine.executors.placement import choose, output_digests
 from mora.engine.task import NodeResult, Unit, unit_from_json, unit_to_json
 from mora.engine.worker import result_from_json
 
 MAX_RESTARTS = 5
+
+
+@dataclass
+class _Seat:
+    """What the driver knows of one actor, for placement."""
+
+    index: int
+    resident: set[str] = field(default_factory=set)
+    produced: set[str] = field(default_factory=set)
+    completed: int = 0
 
 
 class _Actor:
@@ -61,10 +75,12 @@ class _Actor:
         return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
 
     def run(self, unit: dict[str, Any]) -> dict[str, Any]:
-        from mora.engine.runner import execute_unit
+        from mora.engine.runner import execute_unit, prefetch
         from mora.engine.worker import resident
 
-        results = execute_unit(unit_from_json(unit), self.device, self.name)
+        task = unit_from_json(unit)
+        prefetch(task, self.device)
+        results = execute_unit(task, self.device, self.name)
         return {"results": [dataclasses.asdict(r) for r in results], "resident": resident()}
 
 
@@ -96,7 +112,7 @@ class RayExecutor:
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]
         self._task: list[Unit | None] = [None] * count
-        self._resident: list[set[str]] = [set() for _ in range(count)]
+        self._seats = [_Seat(i) for i in range(count)]
         self._refs: dict[Any, int] = {}
         self.slots = count
         self.loads: dict[str, int] = {}
@@ -127,14 +143,7 @@ class RayExecutor:
         first = task.tasks[0] if hasattr(task, "tasks") else task
         if self.cache_dir != first.cache_dir:
             self.check_store(first.cache_dir)
-        idle = [i for i, t in enumerate(self._task) if t is None]
-        model = None
-        if task.model:
-            from mora.nodes.models import identity
-
-            model = identity(task.model)
-        holding = [i for i in idle if model and model in self._resident[i]]
-        index = (holding or sorted(idle, key=lambda i: len(self._resident[i])))[0]
+        index = choose([s for s in self._seats if self._task[s.index] is None], task).index
         self._task[index] = task
         self._refs[self._actors[index].run.remote(unit_to_json(task))] = index
 
@@ -153,9 +162,12 @@ class RayExecutor:
             except self.ray.exceptions.RayActorError as e:
                 results.extend(self._replace(index, task, e))
                 continue
-            self._resident[index] = set(payload["resident"])
+            seat = self._seats[index]
+            seat.resident = set(payload["resident"])
+            seat.completed += 1
             for data in payload["results"]:
                 result = dataclasses.replace(result_from_json(data), device=f"{self.device}:{index}")
+                seat.produced.update(output_digests(result.outputs))
                 for ident in result.model_loads:
                     key = f"actor{index} {ident}"
                     self.loads[key] = self.loads.get(key, 0) + 1
@@ -167,7 +179,7 @@ class RayExecutor:
         if self.restarts > MAX_RESTARTS * self.slots:
             raise MoraError(f"ray: actors keep dying ({error}); giving up")
         self._actors[index] = self._spawn(index)
-        self._resident[index] = set()
+        self._seats[index] = _Seat(index)
         tasks = task.tasks if hasattr(task, "tasks") else (task,)
         return [NodeResult(t.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
                            error=f"Ray actor {index} died while running this node ({type(error).__name__})")
