@@ -190,7 +190,8 @@ def read_frames(source: Path | BinaryIO, max_frames: int | None = None) -> Frame
     fps = float((header.get("__metadata__") or {}).get("fps", "8.0"))
     if shape[0] == 0:
         return Frames(np.zeros(shape, np.uint8), fps)
-    return Frames(np.memmap(source, dtype=np.uint8, mode="r", offset=8 + size + begin, shape=tuple(shape)), fps)
+    # copy-on-write: agents may change frames in place; the file is never written
+    return Frames(np.memmap(source, dtype=np.uint8, mode="c", offset=8 + size + begin, shape=tuple(shape)), fps)
 
 
 def to_rgb(image: Image.Image, white: float | None = None) -> Image.Image:

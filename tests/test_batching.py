@@ -1,6 +1,8 @@
 """Batching: compatible nodes run as one call, per-item seeds, per-node results and cache entries."""
 from __future__ import annotations
 
+import itertools
+
 import yaml
 
 import pool_agents
@@ -17,9 +19,12 @@ def _graph(tmp, log, scales_and_seeds):
     return path
 
 
+_RUNS = itertools.count()
+
+
 def _run(tmp, graph, batch_size, cache="cache"):
     plan = load_plan(graph, {}, registry=pool_agents.registry())
-    return run(plan, store=Store(tmp / cache), preset={}, run_dir=tmp / f"run-{batch_size}-{cache}",
+    return run(plan, store=Store(tmp / cache), preset={}, run_dir=tmp / f"run-{batch_size}-{cache}-{next(_RUNS)}",
                runtime={"batch_size": batch_size}, quiet=True, executor=InProcessExecutor("cpu"))
 
 

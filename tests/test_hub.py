@@ -124,7 +124,8 @@ def mora(tmp_path: Path, graph: str, hf_home: Path, **env: str) -> subprocess.Co
     (tmp_path / "g.yaml").write_text(graph)
     child = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "MORA_"))}
     child.update(HF_HOME=str(hf_home), MORA_CACHE_DIR=str(tmp_path / "cache"), **env)
-    return subprocess.run([Path(sys.executable).parent / "mora", "graph_file=g.yaml", "hydra.run.dir=out"],
+    run_dir = f"out{len(list(tmp_path.glob('out*')))}"  # a run directory is never reused (engine.rundir)
+    return subprocess.run([Path(sys.executable).parent / "mora", "graph_file=g.yaml", f"hydra.run.dir={run_dir}"],
                           cwd=tmp_path, env=child, capture_output=True, text=True, timeout=300)
 
 
@@ -135,7 +136,7 @@ def test_a_hub_model_downloads_through_the_hubs_own_cache(hub: StandInHub, tmp_p
     snapshot = hf_home / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT
     assert (snapshot / "model_index.json").is_file() and list(snapshot.rglob("*.safetensors"))
     assert any(r.startswith("GET /" + REPO + "/resolve/") for r in hub.requests)
-    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "out0" / "manifest.json").read_text())
     node = next(n for n in manifest["nodes"] if n["id"] == "draw") if isinstance(manifest["nodes"], list) \
         else manifest["nodes"]["draw"]
     assert node["model"]["commit"] == COMMIT

@@ -19,6 +19,20 @@ from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
 from mora.engine.config import register_launcher
 
 
+@pytest.fixture(autouse=True)
+def hydras_default_version_base() -> Iterator[None]:
+    """Hydra keeps the version base of the last app set up in this process; Mora's in-process runs set 1.3.
+
+    The suites' apps give none, so they get Hydra's default, as in a fresh process."""
+    from hydra import version
+
+    base = version.VersionBase.instance()
+    saved = base.version_base
+    base.version_base = version._UNSPECIFIED_
+    yield
+    base.version_base = saved
+
+
 @pytest.fixture(scope="module", autouse=True)
 def plugin_visible_to_child_pythons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The integration suite starts Python apps in temporary directories: they must find the plugin there.

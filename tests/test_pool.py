@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -51,6 +52,11 @@ def _run(tmp: Path, preset: dict, graph: Path, workers: int = 2):
         executor.shutdown()
 
 
+def _epoch(when: float | str) -> float:
+    """A manifest time (ISO 8601 for nodes, epoch seconds in worker timelines) as epoch seconds."""
+    return when if isinstance(when, (int, float)) else datetime.fromisoformat(when).timestamp()
+
+
 def test_independent_branches_overlap_in_time(env):
     tmp, preset = env
     graph = _graph(tmp, {"a": {"agent": "p_sleep", "params": {"seconds": 1.5, "value": 1}},
@@ -60,7 +66,8 @@ def test_independent_branches_overlap_in_time(env):
     nodes = outcome.manifest["nodes"]
     a, b = nodes["a"], nodes["b"]
     assert {a["device"], b["device"]} == {"cpu:0", "cpu:1"}
-    overlap = min(a["started"] + a["seconds"], b["started"] + b["seconds"]) - max(a["started"], b["started"])
+    sa, sb = _epoch(a["started"]), _epoch(b["started"])
+    overlap = min(sa + a["seconds"], sb + b["seconds"]) - max(sa, sb)
     assert overlap > 1.0, f"branches did not run concurrently: overlap {overlap:.2f}s"
 
 
@@ -94,7 +101,7 @@ def test_next_model_loads_while_the_node_before_it_runs(env):
     loads = [(w["worker"], load) for w in workers for load in w["loads"] if load["model"] == f"path:{slow}"]
     assert len(loads) == 1, f"the slow model was loaded {len(loads)} times"
     worker, load = loads[0]
-    assert load["prefetch"] and load["started"] < first["started"] + first["seconds"] - 1.0, "it did not load ahead"
+    assert load["prefetch"] and _epoch(load["started"]) < _epoch(first["started"]) + first["seconds"] - 1.0, "it did not load ahead"
     assert second["worker"] == worker and second["seconds"] < 1.5, "the second node waited for a full load"
     assert second["model_loads"] == [f"path:{slow}"]  # a prefetched load is still counted, against its first user
     assert outcome.manifest["model_loads"] == 2

@@ -98,7 +98,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_run_directories(write
                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in results]
-    dirs = [Path(out.strip().removeprefix("mora: run directory: ")) for out, _ in results]
+    dirs = [Path(out.strip().splitlines()[-1].removeprefix("mora: run directory: ")) for out, _ in results]
     assert dirs[0] != dirs[1] and all(d.is_relative_to(tmp_path / "outputs") for d in dirs)
     assert [(d / "out.txt").read_text() for d in dirs] == ["A fox 0", "A fox 1"]
     assert all(json.loads((d / "manifest.json").read_text())["ok"] for d in dirs)
