@@ -2,7 +2,10 @@
 
 A preset (Hydra group `model`) maps each agent role to a reference `{source, name, revision,
 dtype, variant}`; a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`,
-`hub:ID[@REV]` or `path:DIR` (a bare string is a path if that directory exists, else a hub id).
+`hub:ID[@REV]`, `path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory
+exists, else a hub id). A `package` reference names a folder shipped inside an installed Python
+package (the world preset's trained weights); it resolves to that folder's path, wherever the
+package is installed, and is a `path` from then on.
 The identity that enters cache keys adds, for local paths, a digest of the weight files
 (cached by their names, sizes and modification times so it is computed once), and for hub ids
 the commit their revision resolves to in the local Hugging Face cache.
@@ -18,7 +21,7 @@ from typing import Any
 from mora.engine.agent import Agent
 from mora.engine.store import Store
 
-SOURCES = ("tiny", "random", "hub", "path")
+SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -53,6 +56,11 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
     if ref["dtype"] not in DTYPES:
         return None, f"model dtype {ref['dtype']!r} is not one of {list(DTYPES)}"
+    if ref["source"] == "package":
+        path, problem = package_folder(ref["name"])
+        if problem:
+            return None, f"{problem} (role {agent.model_role})"
+        ref["source"], ref["name"] = "path", str(path)
     if ref["source"] == "path":
         path = Path(ref["name"]).expanduser()
         if not path.is_dir():
@@ -60,6 +68,22 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
                           "a folder written by save_pretrained")
         ref["name"] = str(path.resolve())
     return {k: ref[k] for k in sorted(ref)}, None
+
+
+def package_folder(name: str) -> tuple[Path | None, str | None]:
+    """The folder `MODULE:FOLDER` names inside an installed package, or a problem message."""
+    from importlib.resources import files
+
+    module, sep, folder = name.partition(":")
+    if not sep or not module or not folder:
+        return None, f"a package model is named 'MODULE:FOLDER' (e.g. mora.nodes.world:weights/sd) but is {name!r}"
+    try:
+        path = Path(str(files(module) / folder))
+    except (ModuleNotFoundError, TypeError) as e:
+        return None, f"package model {name!r}: no package {module!r} ({e})"
+    if not path.is_dir():
+        return None, f"package model {name!r}: '{path}' is not a folder in the installed package"
+    return path, None
 
 
 def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
