@@ -3,7 +3,7 @@
 The policy is the renderer's, inverted, and tolerant of a generator's noise:
 - the background is the palette colour nearest the median of the frame's border; it is striped
   if a sizeable share of the border is near that colour's stripe shade;
-- foreground pixels are those far (in RGB) from the background and its shade; connected parts
+- foreground pixels are those far (in RGB) from the background (and, nearer, from its stripe shade); connected parts
   of at least `MIN_AREA` pixels (scaled to the frame) are things;
 - a thing's colour is the palette colour nearest the median of its pixels; its shape is the one
   whose template, fitted to the part's bounding box, overlaps the part best (IoU); its position
@@ -122,8 +122,8 @@ def read(frame: object) -> Reading:
     stripe = shade(background)
     striped = np.mean(np.linalg.norm(border - stripe, axis=-1) < FAR / 2) > 0.15
     far = np.linalg.norm(img - bg, axis=-1) > FAR
-    if striped:
-        far &= np.linalg.norm(img - stripe, axis=-1) > FAR
+    if striped:  # stripe colours are >= 75 from any thing's colour (scene.shade), so a tighter test
+        far &= np.linalg.norm(img - stripe, axis=-1) > FAR * 0.6
     labels, _ = ndimage.label(far)
     min_area = max(3, MIN_AREA * h * w // 4096)
     things = []

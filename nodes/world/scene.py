@@ -141,9 +141,13 @@ EXTENT = {"circle": 1.0, "square": 0.85, "triangle": 1.0, "diamond": 1.0, "cross
 
 
 def shade(colour: str) -> np.ndarray:
-    """The stripe colour of a striped background: darker, or lighter for a dark colour."""
+    """The stripe colour of a striped background: darker, or lighter for a dark colour.
+
+    Every stripe colour is at least 75 (RGB distance) from every other palette colour, so a thing
+    is never mistaken for a stripe.
+    """
     c = np.array(COLOURS[colour], dtype=np.float32)
-    return c * 0.72 if c.mean() > 90 else c * 0.6 + 70
+    return c * 0.72 if c.mean() >= 90 else c * 0.6 + 70
 
 
 def positions(scene: Scene, layout: Layout, frame: int) -> tuple[tuple[float, float], ...]:
