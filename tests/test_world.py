@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mora.nodes.world import captions, detect, scene as world
+from mora.nodes.world import captions, detect
+from mora.nodes.world import scene as world
 
 
 def scenes(n: int, seed: int, **kw: float) -> list[tuple[world.Scene, world.Layout]]:

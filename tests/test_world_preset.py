@@ -12,7 +12,8 @@ from test_agents_image import Ctx, params, pixels
 from mora.engine.media import image_blob, text_blob
 from mora.engine.models import package_folder, resolve
 from mora.nodes import image_edit, prompt, text_to_image
-from mora.nodes.world import captions, detect, scene as world
+from mora.nodes.world import captions, detect
+from mora.nodes.world import scene as world
 
 PRESET = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "world.yaml").read_text())
 
@@ -69,7 +70,7 @@ def test_all_shipped_weights_are_fp16_safetensors_and_at_most_25_mb():
     assert sum(p.stat().st_size for p in files) <= 25e6
     for path in files:
         with safe_open(str(path), "np") as f:
-            assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F16"}, path
+            assert {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict) == {"F16"}, path
 
 
 @pytest.mark.parametrize("loose, want", [
