@@ -2,9 +2,12 @@
 
 A preset (Hydra group `model`) maps each agent role to a reference `{source, name, revision,
 dtype, variant, offload, quantization}` (offload and quantization may also be set preset-wide);
-a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]` or
-`path:DIR` (a bare string is a path if that directory exists, else a hub id). Offload changes
-memory and speed only and stays out of the identity; quantization changes numerics and is in it.
+a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]`,
+`path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory exists, else a
+hub id). A `package` reference names a folder shipped inside an installed Python package (the
+world preset's trained weights); it resolves to that folder's path, wherever the package is
+installed, and is a `path` from then on. Offload changes memory and speed only and stays out of
+the identity; quantization changes numerics and is in it.
 The identity that enters cache keys adds, for local paths, a digest of the weight files
 (cached by their names, sizes and modification times so it is computed once), and for hub ids
 the commit their revision resolves to.
@@ -34,7 +37,7 @@ from mora.engine.errors import ModelNotFoundError
 from mora.engine.model_kinds import folder_problem
 from mora.engine.store import Store
 
-SOURCES = ("tiny", "random", "hub", "path")
+SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
 OFFLOADS = ("none", "model", "group", "sequential")
 """diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
@@ -99,6 +102,11 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
 
 def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
     """For a local folder, the problem if it is not there; else None (its path is made absolute in `ref`)."""
+    if ref["source"] == "package":
+        path, problem = package_folder(ref["name"])
+        if problem:
+            return f"{problem} (role {role})"
+        ref["source"], ref["name"] = "path", str(path)
     if ref["source"] == "path":
         path = Path(ref["name"]).expanduser()
         if not path.is_dir():
@@ -116,6 +124,22 @@ def label(ref: Mapping[str, Any]) -> str:
     rev = f"@{ref['revision']}" if ref.get("revision") else ""
     quantized = f" [{ref['quantization']}]" if ref.get("quantization", "none") != "none" else ""
     return f"{ref['source']}:{ref['name']}{rev}{quantized}"
+
+
+def package_folder(name: str) -> tuple[Path | None, str | None]:
+    """The folder `MODULE:FOLDER` names inside an installed package, or a problem message."""
+    from importlib.resources import files
+
+    module, sep, folder = name.partition(":")
+    if not sep or not module or not folder:
+        return None, f"a package model is named 'MODULE:FOLDER' (e.g. mora.nodes.world:weights/sd) but is {name!r}"
+    try:
+        path = Path(str(files(module) / folder))
+    except (ModuleNotFoundError, TypeError) as e:
+        return None, f"package model {name!r}: no package {module!r} ({e})"
+    if not path.is_dir():
+        return None, f"package model {name!r}: '{path}' is not a folder in the installed package"
+    return path, None
 
 
 def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:

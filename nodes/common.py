@@ -26,7 +26,8 @@ OFFLOAD_PARAM = Param("offload", str, "", "diffusers CPU offload on CUDA (empty:
                       choices=("", *OFFLOADS), run_only=True)
 
 MODEL_PARAMS: tuple[Param, ...] = (
-    Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR' (empty: preset)"),
+    Param("model", str, "", "model override: 'tiny:NAME', 'random:NAME', 'hub:ID[@REV]', 'path:DIR', "
+          "'package:MODULE:FOLDER' (empty: preset)"),
     Param("dtype", str, "", "weights dtype (empty: preset's)", choices=("", "float32", "float16", "bfloat16")),
     Param("seed", int, None, "random seed; without one the node is not cached across runs", min=0, max=2**63 - 1,
           batchable=True),
