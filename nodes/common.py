@@ -138,3 +138,22 @@ def use_attention(ctx: Any, pipe: Any, attention: str) -> None:
     else:
         pipe.disable_xformers_memory_efficient_attention()
     pipe._mora_attention = attention
+
+
+def feature_model(ctx: Any, kind: str, processor_class: str, model_class: str) -> tuple[Any, Any]:
+    """A resident (processor, model) pair of transformers classes for the node's model, in eval mode on its device.
+
+    The metric agents that embed frames or text (CLIP, DINO) load through this one path.
+    """
+    import transformers
+
+    from mora.nodes.models import get_pipeline, torch_dtype
+
+    def load(location: str, kwargs: dict[str, Any]) -> Any:
+        kwargs = {k: v for k, v in kwargs.items() if k != "variant"}
+        processor = getattr(transformers, processor_class).from_pretrained(location, **kwargs)
+        model = getattr(transformers, model_class).from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]),
+                                                                   **kwargs)
+        return processor, model.to(ctx.device).eval()
+
+    return get_pipeline(ctx, kind, load)

@@ -16,25 +16,12 @@ from typing import Any
 from mora.engine.agent import Agent, Param, Port
 from mora.engine.media import number_blob
 from mora.engine.ports import PortType
-from mora.nodes.common import MODEL_PARAMS
+from mora.nodes.common import MODEL_PARAMS, feature_model
 from mora.nodes.video_signals import cosine_consistency, sample_indices
 
 CHUNK = 32
 """Frames per forward pass."""
 
-
-def _load(ctx: Any) -> Any:
-    from transformers import CLIPModel, CLIPProcessor
-
-    from mora.nodes.models import get_pipeline, torch_dtype
-
-    def load(location: str, kwargs: dict[str, Any]) -> Any:
-        kwargs = {k: v for k, v in kwargs.items() if k != "variant"}
-        processor = CLIPProcessor.from_pretrained(location, **kwargs)
-        model = CLIPModel.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]), **kwargs)
-        return processor, model.to(ctx.device).eval()
-
-    return get_pipeline(ctx, "clip", load)
 
 
 def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +35,7 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     frames = inputs["video"].video().array
     picks = sample_indices(len(frames), params["max_frames"])
     # 2. get the model
-    processor, model = _load(ctx)
+    processor, model = feature_model(ctx, "clip", "CLIPProcessor", "CLIPModel")
     # 3. run
     images, texts = [], None
     with torch.no_grad():
