@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,11 @@ def manifests(path: Path) -> list[dict]:
             if d.is_dir() and d.name.isdigit()]
 
 
+def epoch(value: float | str) -> float:
+    """A manifest time as seconds since the epoch (manifest v2 writes ISO 8601, the worker log numbers)."""
+    return datetime.fromisoformat(value).timestamp() if isinstance(value, str) else value
+
+
 def timeline(ms: list[dict], started: float, seconds: float, gpu: list[tuple[float, int, int, int]]) -> dict:
     """Everything relative to the process start: workers, loads, nodes, busy time, idle gaps, utilisation."""
     nodes = []
@@ -103,7 +109,7 @@ def timeline(ms: list[dict], started: float, seconds: float, gpu: list[tuple[flo
             if n.get("shared_from") or n["started"] is None or n["status"] != "done" or n["cached"]:
                 continue
             nodes.append({"job": job, "node": node_id, "worker": n["worker"], "seconds": round(n["seconds"], 2),
-                          "start": round(n["started"] - started, 2), "loads": n["model_loads"]})
+                          "start": round(epoch(n["started"]) - started, 2), "loads": n["model_loads"]})
     nodes.sort(key=lambda r: r["start"])
     workers = {}
     for w in ms[0].get("workers") or []:
@@ -114,9 +120,9 @@ def timeline(ms: list[dict], started: float, seconds: float, gpu: list[tuple[flo
                 gaps.append([round(t, 2), round(r["start"] - t, 2)])
             t = r["start"] + r["seconds"]
         workers[w["worker"]] = {
-            "device": w["device"], "started": round(w["started"] - started, 2),
-            "ready": round(w["ready"] - started, 2) if w["ready"] else None,
-            "loads": [{"model": x["model"], "kind": x["kind"], "start": round(x["started"] - started, 2),
+            "device": w["device"], "started": round(epoch(w["started"]) - started, 2),
+            "ready": round(epoch(w["ready"]) - started, 2) if w["ready"] else None,
+            "loads": [{"model": x["model"], "kind": x["kind"], "start": round(epoch(x["started"]) - started, 2),
                        "seconds": x["seconds"], "prefetch": x["prefetch"]} for x in w["loads"]],
             "nodes": len(mine), "busy_s": round(sum(r["seconds"] for r in mine), 2),
             "first_node": mine[0]["start"] if mine else None, "last_end": round(t, 2) if t is not None else None,
