@@ -25,7 +25,8 @@ from blake3 import blake3
 from mora.engine.errors import CacheError
 from mora.engine.ports import PortType
 
-EXTENSIONS = {"txt": ".txt", "json": ".json", "png": ".png", "frames": ".safetensors", "safetensors": ".safetensors"}
+EXTENSIONS = {"txt": ".txt", "json": ".json", "png": ".png", "frames": ".safetensors", "safetensors": ".safetensors",
+              "mp4": ".mp4"}
 DIGEST_SCHEMA = "mora-artifact/2"
 """Version 1 was SHA-256; version 2 is BLAKE3 (entries written under version 1 are plain misses)."""
 CHUNK = 1 << 20

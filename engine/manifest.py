@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine import media
+from mora.engine.encoded import export_mp4
 from mora.engine.errors import MoraError
 from mora.engine.plan import Plan
+from mora.engine.ports import PortType
 from mora.engine.scheduler import RunReport
 from mora.engine.spec import NAME_RE
 from mora.engine.store import Store
@@ -52,7 +54,11 @@ def export_outputs(report: RunReport, store: Store, run_dir: Path, video_format:
             stem = run_dir / (name if len(metas) == 1 else f"{name}_{i}")
             tmp_dir = Path(tempfile.mkdtemp(dir=run_dir, prefix=".tmp-"))
             try:
-                tmp = media.export(store.ref(m), tmp_dir / stem.name, video_format)
+                ref = store.ref(m)
+                if ref.kind == PortType.VIDEO and video_format == "mp4":
+                    tmp = export_mp4(store, ref, (tmp_dir / stem.name).with_suffix(".mp4"))
+                else:
+                    tmp = media.export(ref, tmp_dir / stem.name, video_format)
                 final = stem.with_suffix(tmp.suffix)
                 os.replace(tmp, final)
             finally:

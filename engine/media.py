@@ -330,7 +330,13 @@ def load_video_file(path: Path) -> Frames:
     return Frames(array, float(header["__metadata__"]["fps"]))
 
 
-def write_mp4(frames: Frames, path: Path, codec: str = "libx264", crf: int = 17) -> None:
+MP4_ENCODER = {"codec": "libx264", "crf": 17, "x264-params": "mbtree=0"}
+"""How exports are encoded (part of the key of a cached encoding: see engine/encoded.py).
+
+mbtree=0: x264's macroblock-tree rate control made the same frames encode to different bytes."""
+
+
+def write_mp4(frames: Frames, path: Path, codec: str = MP4_ENCODER["codec"], crf: int = MP4_ENCODER["crf"]) -> None:
     """Encode frames to an MP4 file, keeping the exact frame count (odd sizes are padded, a frame at a time)."""
     import av
     import numpy as np
@@ -342,8 +348,7 @@ def write_mp4(frames: Frames, path: Path, codec: str = "libx264", crf: int = 17)
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = w + w % 2, h + h % 2
         stream.pix_fmt = "yuv420p"
-        # mbtree=0: x264's macroblock-tree rate control made the same frames encode to different bytes
-        stream.options = {"crf": str(crf), "x264-params": "mbtree=0"} if codec == "libx264" else {}
+        stream.options = {"crf": str(crf), "x264-params": MP4_ENCODER["x264-params"]} if codec == "libx264" else {}
         for frame in frames.array:
             frame = np.pad(frame, pad, mode="edge") if h % 2 or w % 2 else frame
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
