@@ -13,12 +13,10 @@ from mora.engine.agent import Agent, Param, Port
 from mora.engine.media import image_blob
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
-from mora.nodes.diffusion import check_size, fit, generators, load, per_size
+from mora.nodes.diffusion import TaskPipeline, check_size, fit, generators, load, per_size
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from diffusers import AutoPipelineForImage2Image
-
     # 1. check inputs
     params = params_list[0]
     prompts = [i["prompt"].text().strip() for i in inputs_list]
@@ -29,7 +27,7 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     if int(params["steps"] * params["strength"]) < 1:
         raise ValueError(f"`steps` x `strength` must be at least 1 but is {params['steps']} x {params['strength']}")
     # 2. get the pipeline
-    pipe = load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",))
+    pipe = load(ctx, params, "image_to_image", TaskPipeline("image2image"), share=("text_to_image",))
     # 3. run: one call per image size, one generator per item
     def draw(group: list[int]) -> list[Any]:
         step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
@@ -48,9 +46,7 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
 
 
 def preload(ctx: Any, params: dict[str, Any]) -> None:
-    from diffusers import AutoPipelineForImage2Image
-
-    load(ctx, params, "image_to_image", AutoPipelineForImage2Image, share=("text_to_image",), prefetch=True)
+    load(ctx, params, "image_to_image", TaskPipeline("image2image"), share=("text_to_image",), prefetch=True)
 
 
 AGENT = Agent(

@@ -16,12 +16,10 @@ from mora.engine.agent import Agent, Param, Port
 from mora.engine.media import image_blob
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
-from mora.nodes.diffusion import check_size, generators, load, load_refiner
+from mora.nodes.diffusion import TaskPipeline, check_size, generators, load, load_refiner
 
 
 def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from diffusers import AutoPipelineForText2Image
-
     # 1. check inputs
     params = params_list[0]
     check_size(params["width"], params["height"])
@@ -30,7 +28,7 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     if not all(p.strip() for p in prompts):
         raise ValueError("`prompt` is empty")
     # 2. get the pipeline (and the preset's refiner)
-    pipe = load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",))
+    pipe = load(ctx, params, "text_to_image", TaskPipeline("text2image"), share=("image_to_image",))
     refiner = load_refiner(ctx, params, pipe) if ctx.model.get("refiner") else None
     if refiner is not None:
         for stage, needed in ((pipe, "denoising_end"), (refiner, "denoising_start")):
@@ -57,9 +55,7 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
 
 
 def preload(ctx: Any, params: dict[str, Any]) -> None:
-    from diffusers import AutoPipelineForText2Image
-
-    load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",), prefetch=True)
+    load(ctx, params, "text_to_image", TaskPipeline("text2image"), share=("image_to_image",), prefetch=True)
 
 
 AGENT = Agent(

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,3 +372,21 @@ def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
     with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
         text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
     assert ctx.loads == []
+
+
+def test_image_pipelines_import_only_the_family_the_model_names(tmp_path):
+    code = (
+        "import sys, json\n"
+        "from mora.nodes.diffusion import TaskPipeline\n"
+        "t2i, i2i = TaskPipeline('text2image'), TaskPipeline('image2image')\n"
+        "names = [t2i._class('StableDiffusionPipeline').__name__, i2i._class('StableDiffusionPipeline').__name__,\n"
+        "         t2i._class('StableDiffusionXLImg2ImgPipeline').__name__]\n"
+        "auto = 'diffusers.pipelines.auto_pipeline' in sys.modules\n"
+        "other = i2i._class('KandinskyV22Pipeline').__name__\n"
+        "print(json.dumps([names, auto, other]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
+    names, auto_imported, other = json.loads(out.stdout.strip().splitlines()[-1])
+    assert names == ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionXLPipeline"]
+    assert not auto_imported  # AutoPipeline imports every pipeline family: seconds of a worker's start-up
+    assert other == "AutoPipelineForImage2Image"  # a family outside the table goes through AutoPipeline
