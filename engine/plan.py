@@ -23,7 +23,7 @@ from mora.engine.errors import GraphError, InputError, Problem, did_you_mean
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.registry import Registry
 from mora.engine.rundir import output_name_problems
-from mora.engine.spec import MISSING, NAME_RE, GraphSpec, Link, NodeSpec, read_graph_file
+from mora.engine.spec import MISSING, NAME_RE, GraphSpec, InputSpec, Link, NodeSpec, read_graph_file
 
 MAX_REPEAT = 1000
 MAX_TEMPLATE_DEPTH = 16
@@ -33,6 +33,8 @@ MAX_PLAN_NODES = 10_000
 MAX_TEXT = 100_000
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
 """The value of a graph input with no default when a file is validated on its own."""
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
+"""The value of a graph input declared `default: null` and not given: whatever it binds keeps the agent's default."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,11 @@ class _Expander:
                                      f"{[p.name for p in agent.inputs]}", flat, f"in.{port_name}", line)
                 continue
             src = self._bind(spec, value, port.type, env, produced, flat, f"in.{port_name}", line)
+            if _unset(src):
+                if port.required or isinstance(src, list):
+                    self.fail(spec.file, f"{value} has no value (declared `default: null`), but '{port_name}' "
+                                         "needs one", flat, f"in.{port_name}", line)
+                continue
             if src is not None:
                 problem = _bound_value_problem(src, port)
                 if problem:
@@ -282,7 +289,7 @@ class _Expander:
                                          "parameters must be known before the run", flat, f"params.{name}", line)
                     continue
                 value = src.value
-            if value is UNKNOWN:
+            if value is UNKNOWN or value is UNSET:
                 continue
             if param.type is float and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
@@ -341,11 +348,19 @@ class _Expander:
                 continue
             if name == "step" and inp.type == PortType.NUMBER:
                 child_env[name] = Source(inp.type, value=0)  # a repeat sets it per step
+            elif name in spec.inputs:  # the caller's input of the same name, unless bound otherwise
+                outer = spec.inputs[name]
+                if not inp.type.accepts(outer.type):
+                    self.fail(spec.file, f"template '{node.graph}' input '{name}' takes {inp.type.value}, so it "
+                                         f"cannot default to this graph's input '{name}' ({outer.type.value}); "
+                                         "bind it under `in:`", flat, f"in.{name}", node.line)
+                elif name in env:
+                    child_env[name] = env[name]
             elif inp.default is MISSING:
-                self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}'", flat,
-                          f"in.{name}", node.line)
+                self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}': bind it under "
+                                     f"`in:` or declare a graph input '{name}' here", flat, f"in.{name}", node.line)
             else:
-                default = literal_source(inp.default, inp.type)
+                default = input_default(inp)
                 if isinstance(default, str):
                     self.fail(template.file, f"default of input '{name}': {default}", field_=f"inputs.{name}",
                               line=inp.line)
@@ -390,6 +405,13 @@ class _Expander:
         return outputs
 
 
+def _unset(src: Source | list[Source] | None) -> bool:
+    """Whether a bound value is, or holds, an UNSET graph input."""
+    if isinstance(src, list):
+        return any(_unset(s) for s in src)
+    return src is not None and src.value is UNSET
+
+
 def _links(values: list[Any]) -> list[Link]:
     found: list[Link] = []
     for v in values:
@@ -398,6 +420,11 @@ def _links(values: list[Any]) -> list[Link]:
         elif isinstance(v, list):
             found.extend(_links(v))
     return found
+
+
+def input_default(inp: InputSpec) -> Source | list[Source] | str:
+    """A declared input's default as a Source (`default: null` is UNSET), or why it is not allowed."""
+    return Source(inp.type, value=UNSET) if inp.default is None else literal_source(inp.default, inp.type)
 
 
 def literal_source(value: Any, want: PortType) -> Source | list[Source] | str:
@@ -473,6 +500,10 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
                                f"{did_you_mean(name, spec.inputs)}", field_=f"inputs.{name}")
     for name, inp in spec.inputs.items():
         value = values.get(name, inp.default)
+        if value is None and inp.default is None:
+            env[name] = Source(inp.type, value=UNSET)
+            used[name] = None
+            continue
         if value is MISSING:
             if not standalone:
                 ex.fail(spec.file, f"missing required graph input '{name}' ({inp.type.value}); set it with "
@@ -490,7 +521,11 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
         used[name] = value
     outputs = ex.expand(spec, env, "", (os.path.realpath(spec.file),))
     for name, src in list(outputs.items()):
-        if isinstance(src, list):
+        if _unset(src):
+            ex.fail(spec.file, "an output must have a value, but this graph input has none (`default: null`)",
+                    field_=f"outputs.{name}", line=spec.output_lines.get(name))
+            del outputs[name]
+        elif isinstance(src, list):
             ex.fail(spec.file, "an output must be one artifact (a node's output port), not a list", field_=f"outputs.{name}")
             del outputs[name]
     for name, problem in output_name_problems({n: src.type for n, src in outputs.items()}).items():
