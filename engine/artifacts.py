@@ -134,7 +134,7 @@ class ArtifactRef:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise CorruptArtifact(self, "not a regular file", (st.st_dev, st.st_ino))
-        f = open(fd, "rb", buffering=0)
+        f = open(fd, "rb", buffering=0)  # noqa: SIM115 (closed in the finally below, after the yield)
         try:
             yield f, st
         except OSError as e:

@@ -60,7 +60,7 @@ def xformers_works(device: str) -> bool:
         q = torch.zeros(1, 8, 1, 16, device=device, dtype=torch.float16 if device != "cpu" else torch.float32)
         xformers.ops.memory_efficient_attention(q, q, q)
         return True
-    except Exception:  # any import or kernel failure means "does not work here"
+    except Exception:  # noqa: BLE001 (any import or kernel failure means "does not work here")
         return False
 
 

@@ -84,8 +84,8 @@ def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt:
         advance(1)
         return {}
 
-    common = dict(height=height, width=width, num_frames=params["frames"], num_inference_steps=params["steps"],
-                  generator=generator(ctx), output_type="latent", callback_on_step_end=on_step)
+    common = {"height": height, "width": width, "num_frames": params["frames"], "num_inference_steps": params["steps"],
+                  "generator": generator(ctx), "output_type": "latent", "callback_on_step_end": on_step}
     if fam == "svd":
         return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
                     fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],

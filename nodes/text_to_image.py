@@ -39,9 +39,9 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
                                  f"`denoising_start` (SDXL), but {type(stage).__name__} takes no `{needed}`")
     # 3. run: with a refiner, the base denoises up to `refine_from` and hands its latents over
     step = ctx.progress(params["steps"], "denoising")
-    common = dict(prompt=prompts, negative_prompt=negatives, num_inference_steps=params["steps"],
-                  guidance_scale=params["guidance"], generator=generators(ctx, list(range(len(prompts)))),
-                  callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1])
+    common = {"prompt": prompts, "negative_prompt": negatives, "num_inference_steps": params["steps"],
+                  "guidance_scale": params["guidance"], "generator": generators(ctx, list(range(len(prompts)))),
+                  "callback_on_step_end": lambda p, i, t, kw: (step(1), kw)[1]}
     if refiner is None:
         images = pipe(width=params["width"], height=params["height"], **common).images
     else:

@@ -12,6 +12,7 @@ numbers compare runs of Mora with each other, not with the paper's tables.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from mora.engine.agent import Agent, Port
@@ -37,7 +38,7 @@ def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, A
     size = (first.shape[2], first.shape[1])
     # 2. run
     chain = luma(np.concatenate([first[-1:], _resized(bridge, size), _resized(second[:1], size)]))
-    steps = [float(ssim_map(a, b).mean()) for a, b in zip(chain[:-1], chain[1:])]
+    steps = [float(ssim_map(a, b).mean()) for a, b in itertools.pairwise(chain)]
     tcon = (steps[0] + steps[-1]) / 2
     # 3. return artifacts
     return {"tcon": number_blob(tcon), "tmean": number_blob(float(np.mean(steps)))}

@@ -23,6 +23,7 @@ VBench (Huang et al., 2024), whose published numbers use learned models:
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from mora.engine.agent import Agent, Port
@@ -110,7 +111,7 @@ def measure(frames: Any) -> dict[str, float]:
     """Every output of the agent for uint8 T x H x W x 3 frames."""
     frames = work_size(frames)
     grey = luma(frames)
-    forward = [flow(a, b) for a, b in zip(grey[:-1], grey[1:])]
+    forward = [flow(a, b) for a, b in itertools.pairwise(grey)]
     subject, background = region_consistency(grey, centre_mask(*grey.shape[1:3]))
     return {
         "dynamic_degree": dynamic_degree(grey, forward),

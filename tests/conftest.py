@@ -23,12 +23,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import engine_agents  # noqa: E402
+import engine_agents
 
-from mora.engine import api  # noqa: E402
-from mora.engine.errors import GraphError, Problem  # noqa: E402
-from mora.engine.registry import Registry  # noqa: E402
-from mora.engine.store import Store  # noqa: E402
+from mora.engine import api
+from mora.engine.errors import GraphError, Problem
+from mora.engine.registry import Registry
+from mora.engine.store import Store
 
 PRESET: dict[str, Any] = {"name": "test", "roles": {}}
 """A model preset with no models: engine tests use model-free agents only."""

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import itertools
 
+import pool_agents
 import yaml
 
-import pool_agents
 from mora.engine.api import load_plan, run
 from mora.engine.executors.inprocess import InProcessExecutor
 from mora.engine.store import Store

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from entry_points import agent_env
 
 from mora.engine import maintenance, media
 from mora.engine.errors import MoraError
 from mora.engine.store import Store
-from entry_points import agent_env
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))

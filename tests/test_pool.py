@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import pool_agents
 import psutil
 import pytest
 import yaml
 
-import pool_agents
 from mora.engine.api import load_plan, run
 from mora.engine.executors.placement import choose
 from mora.engine.executors.pool import PoolExecutor
