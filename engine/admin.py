@@ -60,7 +60,7 @@ def parse_age(text: str) -> float:
 
 
 def _inputs(pairs: list[str]) -> dict[str, object]:
-    """NAME=VALUE pairs; each value is text, read by the input's declared type (mora.engine.plan.from_text)."""
+    """NAME=VALUE pairs; each value is text, read by the input's declared type (mora.engine.validate.from_text)."""
     values: dict[str, object] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
