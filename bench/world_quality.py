@@ -172,7 +172,7 @@ def image_edit(folder: Path, n: int, steps: int, guidance: float, image_guidance
 def prompt(folder: Path, n: int) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mora.nodes.prompt import SYSTEM
+    from mora.nodes.prompt_select import SYSTEM
 
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

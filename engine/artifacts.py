@@ -163,25 +163,3 @@ class ArtifactRef:
             done += n
         if done != self.size or f.read(1) or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "content does not match its digest", inode)
-
-    def text(self) -> str:
-        from mora.engine import media
-
-        return media.read_text(self)
-
-    def number(self) -> float:
-        from mora.engine import media
-
-        return media.read_number(self)
-
-    def image(self) -> Any:
-        """The image as an RGB `PIL.Image.Image`."""
-        from mora.engine import media
-
-        return media.read_image(self)
-
-    def video(self) -> Any:
-        """The video as an `mora.engine.media.Frames` (uint8 array T x H x W x 3 and fps)."""
-        from mora.engine import media
-
-        return media.read_artifact_frames(self)

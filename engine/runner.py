@@ -196,11 +196,6 @@ def _while_a_node_computes() -> None:
             _SETTING_UP.release()  # that node ended meanwhile: wait for the next one to compute
 
 
-def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
-    """Run one node (see execute_unit)."""
-    return execute_unit(task, device, worker)[0]
-
-
 def _corruption(e: BaseException) -> CorruptArtifact | None:
     """The failed verification behind an exception, even one an agent wrapped in its own."""
     seen: set[int] = set()

@@ -12,21 +12,21 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import check_size, generators, load, load_refiner
 
 
-def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from diffusers import AutoPipelineForText2Image
 
     # 1. check inputs
     params = params_list[0]
     check_size(params["width"], params["height"])
-    prompts = [i["prompt"].text() for i in inputs_list]
-    negatives = [i["negative_prompt"].text() if "negative_prompt" in i else "" for i in inputs_list]
+    prompts = [read_text(i["prompt"]) for i in inputs_list]
+    negatives = [read_text(i["negative_prompt"]) if "negative_prompt" in i else "" for i in inputs_list]
     if not all(p.strip() for p in prompts):
         raise ValueError("`prompt` is empty")
     # 2. get the pipeline (and the preset's refiner)
@@ -52,11 +52,11 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     return [{"image": image_blob(img)} for img in images]
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return run_batch(ctx, [inputs], [params])[0]
 
 
-def preload(ctx: Any, params: dict[str, Any]) -> None:
+def preload(ctx: RunContext, params: dict[str, Any]) -> None:
     from diffusers import AutoPipelineForText2Image
 
     load(ctx, params, "text_to_image", AutoPipelineForText2Image, share=("image_to_image",), prefetch=True)

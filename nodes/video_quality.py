@@ -26,8 +26,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from mora.engine.agent import Agent, Port
-from mora.engine.media import number_blob
+from mora.engine.agent import Agent, Port, RunContext
+from mora.engine.media import number_blob, read_artifact_frames
 from mora.engine.ports import PortType
 from mora.nodes.video_signals import centre_mask, consistency, flow, luma, ssim_map, warp, work_size
 
@@ -123,9 +123,9 @@ def measure(frames: Any) -> dict[str, float]:
     }
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     # 1. check inputs
-    frames = inputs["video"].video().array
+    frames = read_artifact_frames(inputs["video"]).array
     # 2. run
     values = measure(frames)
     # 3. return artifacts

@@ -14,7 +14,7 @@ from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.media import image_blob, text_blob
 from mora.engine.ports import PortType
-from mora.nodes import image_edit, image_to_image, prompt, text_to_image
+from mora.nodes import image_edit, image_to_image, prompt_select, text_to_image
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -77,8 +77,9 @@ def pixels(blob: Blob) -> np.ndarray:
 
 def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
     ctx = tiny("prompt_lm")
-    out = prompt.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("in digital world style"))},
-                     params(prompt.AGENT, mode="template"))["text"]
+    style = put(text_blob("in digital world style"))
+    out = prompt_select.run(ctx, {"prompt": put(text_blob("a fox")), "style": style},
+                     params(prompt_select.AGENT, mode="template"))["text"]
     assert out.kind == PortType.TEXT
     assert out.data.decode() == "a fox, highly detailed, cinematic lighting, in digital world style"
     assert ctx.loads == []
@@ -86,25 +87,26 @@ def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
 
 def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put, cold):
     ctx = tiny("prompt_lm", seed=1)
-    p = params(prompt.AGENT, max_new_tokens=12, seed=1)
-    first = prompt.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
-    again = prompt.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
-    other = prompt.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))},
-                       params(prompt.AGENT, max_new_tokens=12))["text"]
+    p = params(prompt_select.AGENT, max_new_tokens=12, seed=1)
+    first = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
+    again = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
+    other = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))},
+                       params(prompt_select.AGENT, max_new_tokens=12))["text"]
     assert first.data == again.data
     assert first.data != other.data
     assert ctx.loads == ["tiny:prompt_lm"]
-    styled = prompt.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("Minecraft"))}, p)["text"]
+    styled = prompt_select.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("Minecraft"))},
+                               p)["text"]
     assert styled.data.decode().endswith("Minecraft")
 
 
 def test_prompt_greedy_ignores_the_seed_and_long_prompts_fit_the_model(put):
-    p = params(prompt.AGENT, max_new_tokens=8, temperature=0.0)
-    a = prompt.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
-    b = prompt.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    p = params(prompt_select.AGENT, max_new_tokens=8, temperature=0.0)
+    a = prompt_select.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    b = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
     assert a.data == b.data and a.data.strip()
-    longest = prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt.MAX_PROMPT))},
-                         params(prompt.AGENT, max_new_tokens=2))["text"]
+    longest = prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt_select.MAX_PROMPT))},
+                         params(prompt_select.AGENT, max_new_tokens=2))["text"]
     assert longest.kind == PortType.TEXT
 
 
@@ -121,7 +123,8 @@ def test_prompt_chat_template_uses_single_special_tokens():
 @pytest.mark.parametrize("text, message", [("  ", "empty"), ("x" * 5000, "at most 4000")])
 def test_prompt_rejects_empty_and_absurdly_long_prompts(put, text, message):
     with pytest.raises(ValueError, match=message):
-        prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))}, params(prompt.AGENT, mode="template"))
+        prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))},
+                          params(prompt_select.AGENT, mode="template"))
 
 
 def test_text_to_image_size_determinism_and_single_load(put, cold):
@@ -281,7 +284,7 @@ def test_tiny_builds_are_reproducible(tmp_path):
 
 @pytest.mark.parametrize("ref, needle", [({"source": "hub", "name": "no-such/model-xyz"}, "no-such/model-xyz"),
                                          ({"source": "path", "name": "/nonexistent/model"}, "/nonexistent/model")])
-@pytest.mark.parametrize("agent", [text_to_image, prompt])
+@pytest.mark.parametrize("agent", [text_to_image, prompt_select])
 def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agent):
     ctx = Ctx({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):

@@ -8,6 +8,7 @@ import yaml
 
 from mora.engine.api import load_plan, run
 from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.media import read_number
 from mora.engine.store import Store
 
 
@@ -30,7 +31,7 @@ def _run(tmp, graph, batch_size, cache="cache"):
 
 def _values(outcome, store_dir):
     store = Store(store_dir)
-    return {k: store.ref(v).number() for k, v in outcome.report.outputs.items()}
+    return {k: read_number(store.ref(v)) for k, v in outcome.report.outputs.items()}
 
 
 def test_compatible_nodes_share_a_batch_and_keep_their_own_seeds(tmp_path):

@@ -149,7 +149,7 @@ class Stream(IterableDataset):
         return scene_params(source, layout), scene_params(target, layout), keep_image, self._ids(tok, text)
 
     def _lm(self, rng: np.random.Generator, tok: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        from mora.nodes.prompt import SYSTEM
+        from mora.nodes.prompt_select import SYSTEM
 
         while True:
             scene = world.sample_scene(rng, two=0.0, digital=0.0)
