@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FakeContext, tiny_ref
 from PIL import Image
 
 from mora.engine.artifacts import ArtifactRef, Blob
@@ -35,24 +35,8 @@ def cold():
     clear_resident()
 
 
-@dataclass
-class Ctx:
-    model: dict[str, Any]
-    seed: int = 0
-    node_id: str = "test"
-    device: str = "cpu"
-    seeds: list[int] = field(default_factory=list)
-    loads: list[str] = field(default_factory=list)
-
-    def progress(self, total: int, description: str):
-        return lambda n=1: None
-
-    def note_model_load(self, identity: str) -> None:
-        self.loads.append(identity)
-
-
-def tiny(name: str, **kw: Any) -> Ctx:
-    return Ctx({"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}, **kw)
+def tiny(name: str, **kw: Any) -> FakeContext:
+    return FakeContext(tiny_ref(name), **kw)
 
 
 @pytest.fixture
@@ -286,7 +270,7 @@ def test_tiny_builds_are_reproducible(tmp_path):
                                          ({"source": "path", "name": "/nonexistent/model"}, "/nonexistent/model")])
 @pytest.mark.parametrize("agent", [text_to_image, prompt_select])
 def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agent):
-    ctx = Ctx({**ref, "revision": None, "dtype": "float32", "variant": None})
+    ctx = FakeContext({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):
         agent.run(ctx, {"prompt": put(text_blob("x"))}, params(agent.AGENT))
 
@@ -343,7 +327,7 @@ def test_a_preset_refiner_finishes_the_base_schedule_from_its_latents(put):
              "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None, "dtype": "float32",
                          "variant": None}}
     draw = {"prompt": put(text_blob("a fox"))}
-    alone, refined, later = Ctx({k: v for k, v in model.items() if k != "refiner"}), Ctx(model), Ctx(model)
+    alone, refined, later = FakeContext({k: v for k, v in model.items() if k != "refiner"}), FakeContext(model), FakeContext(model)
     base_only = text_to_image.run(alone, draw, params(text_to_image.AGENT, width=32, height=32, steps=4))
     both = text_to_image.run(refined, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
                                                    refine_from=0.5))
@@ -359,7 +343,7 @@ def test_a_refiner_needs_a_base_that_can_hand_over_latents(put):
     model = {**tiny("sd").model, "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None,
                                              "dtype": "float32", "variant": None}}
     with pytest.raises(ValueError, match="StableDiffusionPipeline takes no `denoising_end`"):
-        text_to_image.run(Ctx(model), {"prompt": put(text_blob("a fox"))},
+        text_to_image.run(FakeContext(model), {"prompt": put(text_blob("a fox"))},
                           params(text_to_image.AGENT, width=32, height=32, steps=2))
 
 
@@ -368,7 +352,7 @@ def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
 
     if importlib.util.find_spec("bitsandbytes") is not None:
         pytest.skip("bitsandbytes is installed here")
-    ctx = Ctx({**tiny("sd").model, "quantization": "nf4"})
+    ctx = FakeContext({**tiny("sd").model, "quantization": "nf4"})
     with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
         text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
     assert ctx.loads == []

@@ -5,9 +5,8 @@ import itertools
 
 import pool_agents
 import yaml
+from conftest import run_file
 
-from mora.engine.api import load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
 from mora.engine.media import read_number
 from mora.engine.store import Store
 
@@ -24,9 +23,8 @@ _RUNS = itertools.count()
 
 
 def _run(tmp, graph, batch_size, cache="cache"):
-    plan = load_plan(graph, {}, registry=pool_agents.registry())
-    return run(plan, store=Store(tmp / cache), preset={}, run_dir=tmp / f"run-{batch_size}-{cache}-{next(_RUNS)}",
-               runtime={"batch_size": batch_size}, quiet=True, executor=InProcessExecutor("cpu"))
+    return run_file(graph, cache=tmp / cache, run_dir=tmp / f"run-{batch_size}-{cache}-{next(_RUNS)}", preset={},
+                    registry=pool_agents.registry(), runtime={"batch_size": batch_size})
 
 
 def _values(outcome, store_dir):

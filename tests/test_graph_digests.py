@@ -12,17 +12,10 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
-from PIL import Image
+from conftest import run_file
 
-from mora.engine.api import GRAPHS_DIR, load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.media import Frames, write_mp4
-from mora.engine.store import Store
-
-TINY = yaml.safe_load((Path(__file__).resolve().parent.parent / "conf" / "model" / "tiny.yaml").read_text())
+from mora.engine.api import GRAPHS_DIR
 
 pytestmark = pytest.mark.usefixtures("tiny_models")
 
@@ -61,21 +54,6 @@ EXPECTED: dict[str, str] = {
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("media")
-    rng = np.random.default_rng(0)
-    paths = {}
-    for name, colour in (("first", (220, 40, 40)), ("second", (40, 40, 220))):
-        frames = np.full((3, 48, 64, 3), colour, dtype=np.uint8)
-        frames += rng.integers(0, 20, frames.shape, dtype=np.uint8)
-        paths[name] = str(root / f"{name}.mp4")
-        write_mp4(Frames(frames, 8.0), Path(paths[name]))
-    paths["image"] = str(root / "photo.png")
-    Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(paths["image"])
-    return paths
-
-
-@pytest.fixture(scope="module")
 def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One cache for the module: building blocks share nodes with the tasks, so most of them are hits."""
     return tmp_path_factory.mktemp("digest-cache")
@@ -87,13 +65,8 @@ def test_every_graph_file_is_covered():
 
 @pytest.mark.parametrize("name", sorted(INPUTS))
 def test_graph_outputs_are_unchanged(name, media, shared_cache, tmp_path):
-    plan = load_plan(GRAPHS_DIR / f"{name}.yaml", INPUTS[name](media), defaults=TINY.get("inputs"))
-    store = Store(shared_cache)
-    try:
-        outcome = run(plan, store=store, preset=TINY, run_dir=tmp_path / "run", runtime={}, quiet=True,
-                      executor=InProcessExecutor("cpu"))
-    finally:
-        store.close()
+    inputs = {k: str(v) if isinstance(v, Path) else v for k, v in INPUTS[name](media).items()}
+    outcome = run_file(GRAPHS_DIR / f"{name}.yaml", inputs, cache=shared_cache, run_dir=tmp_path / "run")
     assert outcome.manifest["ok"], outcome.manifest["failed"]
     nodes = {node: [rec["params"], rec["seed"]] for node, rec in outcome.manifest["nodes"].items()}
     seen = {"outputs": outcome.manifest["output_digests"], "nodes": nodes}

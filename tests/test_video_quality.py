@@ -11,17 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
+from conftest import run_file
 
-from mora.engine.api import graph_path, load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.api import graph_path
 from mora.engine.media import Frames, write_mp4
-from mora.engine.store import Store
 from mora.nodes.video_connection import run as connection_run
 from mora.nodes.video_quality import measure
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
 SIZE, T = 64, 12
 
 
@@ -97,9 +93,7 @@ def test_a_transition_that_meets_both_clips_has_higher_tcon_and_tmean(pan):
 
 
 def _run(graph: Path, inputs: dict, tmp: Path, name: str):
-    plan = load_plan(graph, inputs, defaults=TINY.get("inputs"))
-    return run(plan, store=Store(tmp / "cache"), preset=TINY, run_dir=tmp / name, runtime={}, quiet=True,
-               executor=InProcessExecutor("cpu"))
+    return run_file(graph, inputs, cache=tmp / "cache", run_dir=tmp / name)
 
 
 def _numbers(outcome) -> dict[str, float]:

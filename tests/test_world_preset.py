@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import FakeContext
 from PIL import Image
-from test_agents_image import Ctx, params, pixels
+from test_agents_image import params, pixels
 
 from mora.engine.media import image_blob, text_blob
 from mora.engine.models import package_folder, resolve
@@ -39,10 +40,10 @@ def put(tmp_path: Path):
     return put
 
 
-def world_ctx(agent, seed: int = 0) -> Ctx:
+def world_ctx(agent, seed: int = 0) -> FakeContext:
     ref, problem = resolve(agent, {}, PRESET)
     assert problem is None, problem
-    return Ctx(ref, seed=seed)
+    return FakeContext(ref, seed=seed)
 
 
 @pytest.mark.parametrize("agent", [prompt_select.AGENT, text_to_image.AGENT, image_edit.AGENT])
