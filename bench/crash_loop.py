@@ -31,10 +31,10 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from entry_points import agent_env  # noqa: E402
+from entry_points import agent_env
 
-from mora.engine import maintenance  # noqa: E402
-from mora.engine.store import Store  # noqa: E402
+from mora.engine import maintenance
+from mora.engine.store import Store
 
 BRANCH_LENGTH = 5
 NODE_SECONDS = 0.3

@@ -21,7 +21,6 @@ import numpy as np
 
 from mora.engine.media import Frames, load_video_file, write_mp4
 
-
 WRAPPER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 

@@ -80,7 +80,7 @@ def stage_t2v(reps: int) -> None:
     for rep in range(reps):
         raw_s, raw_out = run([sys.executable, "bench/raw_text_to_video.py", "--t2i", str(t2i), "--i2v", str(i2v),
                               "--out", str(WORK / f"raw{rep}"), "--seed", str(rep)], f"raw t2v {rep}")
-        eng_s, eng_out = mora(["model=random", "runtime=local", "runtime.device=cuda", f"seed={rep}",
+        eng_s, _ = mora(["model=random", "runtime=local", "runtime.device=cuda", f"seed={rep}",
                                f"hydra.run.dir={WORK / f'eng{rep}'}"], f"engine t2v {rep}", f"cache-t2v-{rep}")
         m = json.loads((WORK / f"eng{rep}" / "manifest.json").read_text())
         cached_s, _ = mora(["model=random", "runtime=local", "runtime.device=cuda", f"seed={rep}",
@@ -151,7 +151,7 @@ def main() -> None:
         log(f"stage {name}")
         try:
             stages[name]()
-        except Exception:
+        except Exception:  # noqa: BLE001
             RESULTS.setdefault("errors", {})[name] = traceback.format_exc()[-3000:]
             log(f"stage {name} failed")
         (OUT / "gpu_results.json").write_text(json.dumps(RESULTS, indent=2))

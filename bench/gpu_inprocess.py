@@ -20,8 +20,8 @@ import argparse
 import cProfile
 import io
 import json
-import pstats
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -33,16 +33,16 @@ import transformers  # noqa: F401
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from raw_text_to_video import generate  # noqa: E402
+from raw_text_to_video import generate
 
-from mora.engine.api import graph_path, load_plan, run  # noqa: E402
-from mora.engine.executors.inprocess import InProcessExecutor  # noqa: E402
-from mora.engine.merge import merge_plans  # noqa: E402
-from mora.engine.progress import Reporter  # noqa: E402
-from mora.engine.scheduler import run_plan  # noqa: E402
-from mora.engine.store import Store  # noqa: E402
-from mora.nodes.models import clear_resident, models_dir  # noqa: E402
-from mora.nodes.zoo import build  # noqa: E402
+from mora.engine.api import graph_path, load_plan, run
+from mora.engine.executors.inprocess import InProcessExecutor
+from mora.engine.merge import merge_plans
+from mora.engine.progress import Reporter
+from mora.engine.scheduler import run_plan
+from mora.engine.store import Store
+from mora.nodes.models import clear_resident, models_dir
+from mora.nodes.zoo import build
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = Path("/tmp/mora-inproc")
@@ -99,8 +99,8 @@ def stage_batch() -> dict:
     rows = {}
     for batch in (1, 16, 1, 16):
         store = Store(WORK / f"cache-b{batch}-{time.time_ns()}")
-        report, seconds = sync_time(lambda: run_plan(merged, store, InProcessExecutor("cuda"), PRESET,
-                                                     Reporter(16, quiet=True), batch_size=batch))
+        report, seconds = sync_time(lambda store=store, batch=batch: run_plan(
+            merged, store, InProcessExecutor("cuda"), PRESET, Reporter(16, quiet=True), batch_size=batch))
         assert not report.failed, report.failed
         rows.setdefault(batch, []).append(round(seconds, 3))
         print(json.dumps({"batch": batch, "seconds": round(seconds, 3)}), flush=True)

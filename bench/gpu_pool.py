@@ -56,7 +56,7 @@ class Sampler:
         self.path = path
         self.proc = subprocess.Popen(
             ["nvidia-smi", "--query-gpu=timestamp,index,utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-             "-lms", "100"], stdout=open(path, "w"), stderr=subprocess.DEVNULL)
+             "-lms", "100"], stdout=open(path, "w"), stderr=subprocess.DEVNULL)  # noqa: SIM115 (open while sampling)
 
     def stop(self) -> list[tuple[float, int, int, int]]:
         self.proc.terminate()
@@ -220,7 +220,7 @@ def main() -> None:
         log(f"stage {name}")
         try:
             stages[name]()
-        except Exception as e:  # record it and go on: one failed stage must not cost the others' figures
+        except Exception as e:  # noqa: BLE001 (record it and go on: one failed stage must not cost the others' figures)
             RESULTS.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"[-3000:]
             log(f"stage {name} failed: {e}")
         (OUT / "gpu_pool.json").write_text(json.dumps(RESULTS, indent=1))

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
+
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
-from PIL import Image
 
 
 def held_out_scenes(n: int, seed: int, **kw: float) -> list[world.Scene]:
@@ -169,8 +170,9 @@ def image_edit(folder: Path, n: int, steps: int, guidance: float, image_guidance
 
 
 def prompt(folder: Path, n: int) -> dict:
-    from mora.nodes.prompt import SYSTEM
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mora.nodes.prompt_select import SYSTEM
 
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

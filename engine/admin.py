@@ -60,7 +60,7 @@ def parse_age(text: str) -> float:
 
 
 def _inputs(pairs: list[str]) -> dict[str, object]:
-    """NAME=VALUE pairs; each value is text, read by the input's declared type (mora.engine.plan.from_text)."""
+    """NAME=VALUE pairs; each value is text, read by the input's declared type (mora.engine.validate.from_text)."""
     values: dict[str, object] = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
@@ -128,7 +128,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     if exe is None:
         raise MoraError("drawing an image needs graphviz's `dot` on PATH; write .dot instead (-o graph.dot)")
     fmt = Path(args.output).suffix.lstrip(".")
-    done = subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), capture_output=True)
+    done = subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), capture_output=True, check=False)
     if done.returncode:
         raise MoraError(f"graphviz could not write {args.output}: {done.stderr.decode(errors='replace').strip()}")
     return 0
@@ -200,9 +200,10 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
     from mora.engine.config import register
     from mora.engine.store import default_cache_dir
-    from omegaconf import OmegaConf
 
     register()
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mora.engine.artifacts import ArtifactRef, Blob
@@ -126,13 +126,9 @@ class Agent:
     """Optional: run several batch-compatible nodes in one pipeline call (see engine.scheduler)."""
     preload: PreloadFn | None = None
     """Optional: load the models `run` would load for these parameters, without running (see engine.runner)."""
-    resources: Mapping[str, float] = field(default_factory=dict)
 
     def input(self, name: str) -> Port | None:
         return next((p for p in self.inputs if p.name == name), None)
-
-    def output(self, name: str) -> Port | None:
-        return next((p for p in self.outputs if p.name == name), None)
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

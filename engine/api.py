@@ -15,8 +15,9 @@ from typing import Any
 from mora.engine.artifacts import CorruptArtifact
 from mora.engine.errors import MoraError
 from mora.engine.executors import Executor
+from mora.engine.expand import TemplateLoader, build_plan
 from mora.engine.manifest import export_error, export_outputs, record
-from mora.engine.plan import Plan, TemplateLoader, build_plan
+from mora.engine.plan import Plan
 from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
 from mora.engine.rundir import refuse_used

@@ -135,7 +135,7 @@ class ArtifactRef:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise CorruptArtifact(self, "not a regular file", (st.st_dev, st.st_ino))
-        f = open(fd, "rb", buffering=0)
+        f = open(fd, "rb", buffering=0)  # noqa: SIM115 (closed in the finally below, after the yield)
         try:
             yield f, st
         except OSError as e:
@@ -164,25 +164,3 @@ class ArtifactRef:
             done += n
         if done != self.size or f.read(1) or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "content does not match its digest", inode)
-
-    def text(self) -> str:
-        from mora.engine import media
-
-        return media.read_text(self)
-
-    def number(self) -> float:
-        from mora.engine import media
-
-        return media.read_number(self)
-
-    def image(self) -> Any:
-        """The image as an RGB `PIL.Image.Image`."""
-        from mora.engine import media
-
-        return media.read_image(self)
-
-    def video(self) -> Any:
-        """The video as an `mora.engine.media.Frames` (uint8 array T x H x W x 3 and fps)."""
-        from mora.engine import media
-
-        return media.read_artifact_frames(self)

@@ -27,6 +27,7 @@ from mora.engine.errors import MoraError, NodesFailed
 from mora.engine.guard import guarded, hydra_errors_raise
 from mora.engine.help import complete_inputs
 from mora.engine.help import register as register_help
+from mora.engine.media import read_number
 from mora.engine.overrides import as_data
 from mora.engine.ports import PortType
 
@@ -109,7 +110,7 @@ def objective_value(job: Job, outputs: dict[str, Any]) -> float | None:
     meta = outputs.get(job.objective)
     if meta is None:
         raise MoraError(f"objective output '{job.objective}' was not produced")
-    return job.store.ref(meta).number()
+    return read_number(job.store.ref(meta))
 
 
 def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:

@@ -53,15 +53,6 @@ class ModelNotFoundError(MoraError):
     """A model id or path could not be found offline."""
 
 
-class NodeError(MoraError):
-    """An agent failed while running a node."""
-
-    def __init__(self, node: str, cause: str):
-        self.node = node
-        self.cause = cause
-        super().__init__(f"node '{node}' failed: {cause}")
-
-
 class NodesFailed(MoraError):
     """A run finished with failed nodes (each already reported); the other branches completed."""
 

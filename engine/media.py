@@ -367,9 +367,3 @@ def export(ref: ArtifactRef, dest_stem: Path, video_format: str = "mp4", fps: fl
     dest = dest_stem.with_suffix(suffix)
     dest.write_bytes(ref.read_bytes())
     return dest
-
-
-def describe(value: Any) -> str:
-    """A short description of an input value for error messages."""
-    text = repr(value)
-    return text if len(text) < 60 else text[:57] + "..."

@@ -65,7 +65,7 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     if override:  # another model: the role's refiner belongs to the role's model, not to this one
         ref = {k: v for k, v in (roles.get(agent.model_role) or {}).items() if k != "refiner"}
         ref.update(parse_override(override))
-    elif agent.model_role in roles and roles[agent.model_role]:
+    elif roles.get(agent.model_role):
         ref = dict(roles[agent.model_role])
     else:
         return None, (f"the model preset '{preset.get('name')}' has no model for role '{agent.model_role}'; add "
@@ -287,7 +287,7 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
                                                              "in with `hf auth login` or HF_TOKEN)")
     except RevisionNotFoundError:
         return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
-    except Exception as e:  # unreachable: transport errors (httpx, requests) differ between huggingface_hub versions
+    except Exception as e:  # noqa: BLE001 (unreachable: transport errors (httpx, requests) differ between huggingface_hub versions)
         return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
     commit = config.parent.name
     components = None

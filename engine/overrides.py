@@ -6,7 +6,7 @@ resolves environment variables and config keys. For a single run Mora therefore 
 values of the graph's data keys (`prompt=` and `inputs.NAME=`) into Hydra quoted strings before
 Hydra sees them: any text at all stays literal, `${...}` included. The graph's declared input
 types then read the text (`inputs.steps=4` is a number, `inputs.prompts=[a, b]` a list: see
-`mora.engine.plan.from_text`). Configuration keys (`runtime.*`, `seed`, `model`, ...) keep
+`mora.engine.validate.from_text`). Configuration keys (`runtime.*`, `seed`, `model`, ...) keep
 Hydra's grammar and types.
 
 A sweep (`-m`) keeps Hydra's sweep syntax for every key (`prompt=a,b` is two jobs); its values

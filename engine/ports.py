@@ -27,11 +27,11 @@ class PortType(str, enum.Enum):
         return self.value.startswith("list[")
 
     @property
-    def item(self) -> "PortType":
+    def item(self) -> PortType:
         """The element type of a list type (the type itself otherwise)."""
         return PortType(self.value[5:-1]) if self.is_list else self
 
-    def accepts(self, other: "PortType") -> bool:
+    def accepts(self, other: PortType) -> bool:
         """Whether an output of type `other` may feed an input of this type."""
         return self == other
 

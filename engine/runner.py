@@ -133,7 +133,7 @@ def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResu
                 results[task.node_id] = NodeResult(task.node_id, outputs, seconds, started, device, worker,
                                                    tuple(loads) if i == 0 else (), batch=label)
         return [results[t.node_id] for t in tasks]
-    except Exception as e:  # the node (or batch) fails, the run goes on
+    except Exception as e:  # noqa: BLE001 (the node (or batch) fails, the run goes on)
         cause, tb = f"{type(e).__name__}: {e}", traceback.format_exc()
         bad = _corruption(e)
         if bad is not None:
@@ -180,7 +180,7 @@ def _preload_forever(hints: queue.SimpleQueue[tuple[Ahead, str]]) -> None:
             agent = find_agent(ahead.agent, ahead.agent_module)
             if agent.preload is not None:
                 agent.preload(Context(f"(ahead) {ahead.agent}", device, None, ahead.model), ahead.params)
-        except Exception as e:  # the node that needs the model will load it and report the error
+        except Exception as e:  # noqa: BLE001 (the node that needs the model will load it and report the error)
             log.info("preloading the model of a %s node failed: %s: %s", ahead.agent, type(e).__name__, e)
         finally:
             _SETTING_UP.release()
@@ -194,11 +194,6 @@ def _while_a_node_computes() -> None:
             if _COMPUTING.is_set():
                 return
             _SETTING_UP.release()  # that node ended meanwhile: wait for the next one to compute
-
-
-def execute(task: NodeTask, device: str, worker: str = "main") -> NodeResult:
-    """Run one node (see execute_unit)."""
-    return execute_unit(task, device, worker)[0]
 
 
 def _corruption(e: BaseException) -> CorruptArtifact | None:

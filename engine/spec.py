@@ -12,8 +12,8 @@ Bounds, so that no file can hang Mora or exhaust its memory: a graph file is rea
 `MAX_YAML_DEPTH` levels and expand, counting every alias at its full size, to at most
 `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused while it is being parsed.
 
-This module checks shape only (keys, names, kinds of values); `engine.validate` checks the
-graph against the agent registry and its templates.
+This module checks shape only (keys, names, kinds of values); `engine.expand` binds the graph
+against the agent registry and its templates, with `engine.validate`'s checks on every value.
 """
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML safely; a syntax error becomes a GraphError with the line number."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

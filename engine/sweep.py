@@ -36,8 +36,8 @@ from mora.engine.cli import Job, job_from_config, objective_value, summarize
 from mora.engine.errors import NodesFailed
 from mora.engine.manifest import deliver
 from mora.engine.merge import Merged, merge_plans
-from mora.engine.rundir import refuse_used
 from mora.engine.report import report_quietly
+from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport
 
 log = logging.getLogger(__name__)

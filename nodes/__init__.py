@@ -10,7 +10,7 @@ BUILTIN_AGENTS: tuple[str, ...] = (
     "mora.nodes.video_connection",
     "mora.nodes.video_text_alignment",
     "mora.nodes.video_subject_consistency",
-    "mora.nodes.prompt",
+    "mora.nodes.prompt_select",
     "mora.nodes.text_to_image",
     "mora.nodes.image_edit",
     "mora.nodes.image_to_image",

@@ -18,7 +18,7 @@ import functools
 import importlib.util
 from typing import Any
 
-from mora.engine.agent import Param
+from mora.engine.agent import Param, RunContext
 from mora.engine.models import OFFLOADS
 
 OFFLOAD_PARAM = Param("offload", str, "", "diffusers CPU offload on CUDA (empty: the preset's): model (whole models), "
@@ -43,7 +43,7 @@ DIFFUSION_PARAMS: tuple[Param, ...] = (
 )
 
 
-def generator(ctx: Any, seed: int | None = None) -> Any:
+def generator(ctx: RunContext, seed: int | None = None) -> Any:
     """A torch.Generator seeded with the node's seed, on CPU so results match across devices."""
     import torch
 
@@ -60,7 +60,7 @@ def xformers_works(device: str) -> bool:
         q = torch.zeros(1, 8, 1, 16, device=device, dtype=torch.float16 if device != "cpu" else torch.float32)
         xformers.ops.memory_efficient_attention(q, q, q)
         return True
-    except Exception:  # any import or kernel failure means "does not work here"
+    except Exception:  # noqa: BLE001 (any import or kernel failure means "does not work here")
         return False
 
 
@@ -69,7 +69,7 @@ def offload_mode(params: dict[str, Any], ref: dict[str, Any] | None) -> str:
     return params.get("offload") or (ref or {}).get("offload") or "none"
 
 
-def place(ctx: Any, pipe: Any, params: dict[str, Any], offload: str) -> Any:
+def place(ctx: RunContext, pipe: Any, params: dict[str, Any], offload: str) -> Any:
     """Move a freshly loaded pipeline to the node's device with diffusers' `offload` mode (CUDA only)."""
     import torch
 
@@ -124,7 +124,7 @@ def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str,
                                                               components_to_quantize=components)}
 
 
-def use_attention(ctx: Any, pipe: Any, attention: str) -> None:
+def use_attention(ctx: RunContext, pipe: Any, attention: str) -> None:
     """Switch a (shared) pipeline to this node's attention backend for this call."""
     if getattr(pipe, "_mora_attention", "sdpa") == attention:
         return
@@ -140,7 +140,7 @@ def use_attention(ctx: Any, pipe: Any, attention: str) -> None:
     pipe._mora_attention = attention
 
 
-def feature_model(ctx: Any, kind: str, processor_class: str, model_class: str) -> tuple[Any, Any]:
+def feature_model(ctx: RunContext, kind: str, processor_class: str, model_class: str) -> tuple[Any, Any]:
     """A resident (processor, model) pair of transformers classes for the node's model, in eval mode on its device.
 
     The metric agents that embed frames or text (CLIP, DINO) load through this one path.

@@ -14,22 +14,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import read_artifact_frames, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
-from mora.nodes.decode_video import family, latent_blob, load_pipeline
 from mora.nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple
+from mora.nodes.video_latent import family, latent_blob, load_pipeline
 
 DEFAULT_PROMPT = "smooth transition"
 
 
-def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     from PIL import Image
 
     # 1. check inputs
-    first, second = inputs["first"].video(), inputs["second"].video()
+    first, second = read_artifact_frames(inputs["first"]), read_artifact_frames(inputs["second"])
     start, end = Image.fromarray(first.array[-1]), Image.fromarray(second.array[0])
-    prompt = inputs["prompt"].text() if inputs.get("prompt") is not None else DEFAULT_PROMPT
+    prompt = read_text(inputs["prompt"]) if inputs.get("prompt") is not None else DEFAULT_PROMPT
     # 2. get the pipeline
     pipe = load_pipeline(ctx, params)
     fam = family(pipe, ctx.model)
@@ -42,7 +43,7 @@ def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
     return {"transition": latent_blob(latents, ctx.model, fam, params["frames"], first.fps, size[1], size[0])}
 
 
-def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+def preload(ctx: RunContext, params: Mapping[str, Any]) -> None:
     load_pipeline(ctx, params, prefetch=True)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mora.engine.agent import RunContext
 from mora.nodes.common import generator, offload_mode, place, quantization_config, use_attention
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 
@@ -65,7 +66,7 @@ class TaskPipeline:
                    .get("_class_name", ""))
 
 
-def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = (),
+def load(ctx: RunContext, params: dict[str, Any], kind: str, pipeline_class: Any, share: tuple[str, ...] = (),
          prefetch: bool = False) -> Any:
     """The resident `pipeline_class` pipeline for the node's model, loaded once per process.
 
@@ -101,7 +102,7 @@ def load(ctx: Any, params: dict[str, Any], kind: str, pipeline_class: Any, share
     return pipe
 
 
-def load_refiner(ctx: Any, params: dict[str, Any], base: Any) -> Any:
+def load_refiner(ctx: RunContext, params: dict[str, Any], base: Any) -> Any:
     """The resident refiner of the node's model (`ctx.model['refiner']`), sharing the base's VAE and second encoder.
 
     SDXL's base and refiner were trained with the same VAE and OpenCLIP encoder, so the refiner
@@ -150,7 +151,7 @@ def per_size(images: list[Any], draw: Callable[[list[int]], list[Any]]) -> list[
     return out
 
 
-def generators(ctx: Any, indices: list[int]) -> Any:
+def generators(ctx: RunContext, indices: list[int]) -> Any:
     """One CPU generator per batch item, seeded with that item's seed (a lone item gets a plain one)."""
     seeds = ctx.seeds or [ctx.seed]
     made = [generator(ctx, seeds[i]) for i in indices]

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_artifact_frames
 from mora.engine.ports import PortType
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     from PIL import Image
 
     # 1. check inputs
-    frames = inputs["video"].video()
+    frames = read_artifact_frames(inputs["video"])
     index = params["index"]
     if not -frames.count <= index < frames.count:
         raise ValueError(f"`index` {index} is outside a video of {frames.count} frames")

@@ -11,23 +11,23 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import check_size, fit, generators, load, per_size
 
 
-def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from diffusers import DiffusionPipeline
 
     # 1. check inputs
     params = params_list[0]
-    instructions = [i["instruction"].text().strip() for i in inputs_list]
+    instructions = [read_text(i["instruction"]).strip() for i in inputs_list]
     if not all(instructions):
         raise ValueError("`instruction` is empty: say what to change")
     check_size(params["width"], params["height"])
-    images = [fit(i["image"].image(), params["width"], params["height"]) for i in inputs_list]
+    images = [fit(read_image(i["image"]), params["width"], params["height"]) for i in inputs_list]
     # 2. get the pipeline
     pipe = load(ctx, params, "image_edit", DiffusionPipeline)
     if "image_guidance_scale" not in inspect.signature(pipe.__call__).parameters:
@@ -47,11 +47,11 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     return [{"image": image_blob(image)} for image in per_size(images, draw)]
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return run_batch(ctx, [inputs], [params])[0]
 
 
-def preload(ctx: Any, params: dict[str, Any]) -> None:
+def preload(ctx: RunContext, params: dict[str, Any]) -> None:
     from diffusers import DiffusionPipeline
 
     load(ctx, params, "image_edit", DiffusionPipeline, prefetch=True)

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_image
 from mora.engine.ports import PortType
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     from PIL import ImageOps
 
     # 1. check inputs
-    image = inputs["image"].image()
+    image = read_image(inputs["image"])
     size = (params["width"], params["height"])
     # 2. run
     out = ImageOps.fit(image, size) if params["crop"] else image.resize(size)

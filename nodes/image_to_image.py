@@ -1,6 +1,6 @@
 """SDEdit-style image to image: noise the image to `strength`, then denoise it toward a prompt.
 
-Uses the text-to-image role's model through `AutoPipelineForImage2Image`, so it works with the
+Uses the text-to-image role's model through its image-to-image twin (AutoPipeline's mapping), so it works with the
 same checkpoints as text_to_image; when text_to_image already holds that model, this agent's
 pipeline is a view on the same modules (`from_pipe`), not a second copy. Nodes that differ only
 in image, prompt and seed can run as one batch, one generator per item.
@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import TaskPipeline, check_size, fit, generators, load, per_size
 
 
-def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # 1. check inputs
     params = params_list[0]
-    prompts = [i["prompt"].text().strip() for i in inputs_list]
+    prompts = [read_text(i["prompt"]).strip() for i in inputs_list]
     if not all(prompts):
         raise ValueError("`prompt` is empty")
     check_size(params["width"], params["height"])
-    images = [fit(i["image"].image(), params["width"], params["height"]) for i in inputs_list]
+    images = [fit(read_image(i["image"]), params["width"], params["height"]) for i in inputs_list]
     if int(params["steps"] * params["strength"]) < 1:
         raise ValueError(f"`steps` x `strength` must be at least 1 but is {params['steps']} x {params['strength']}")
     # 2. get the pipeline
@@ -41,11 +41,11 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     return [{"image": image_blob(image)} for image in per_size(images, draw)]
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return run_batch(ctx, [inputs], [params])[0]
 
 
-def preload(ctx: Any, params: dict[str, Any]) -> None:
+def preload(ctx: RunContext, params: dict[str, Any]) -> None:
     load(ctx, params, "image_to_image", TaskPipeline("image2image"), share=("text_to_image",), prefetch=True)
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS, generator
-from mora.nodes.decode_video import family, latent_blob, load_pipeline, set_vae_tiling
+from mora.nodes.video_latent import family, latent_blob, load_pipeline, set_vae_tiling
 
 SIZE_PARAMS: tuple[Param, ...] = (
     Param("width", int, 0, "video width (0: the image's, rounded down to the model's multiple)",
@@ -64,7 +65,7 @@ def check_family(pipe: Any, fam: str, model: str, frames: int, last_image: Any) 
                          "`last_image` needs a FLF2V model")
 
 
-def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt: str,
+def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, prompt: str,
              params: Mapping[str, Any], size: tuple[int, int]) -> Any:
     """Denoise a video latent from `image` (and `last_image` for Wan first-last-frame models)."""
     from PIL import Image
@@ -84,8 +85,8 @@ def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt:
         advance(1)
         return {}
 
-    common = dict(height=height, width=width, num_frames=params["frames"], num_inference_steps=params["steps"],
-                  generator=generator(ctx), output_type="latent", callback_on_step_end=on_step)
+    common = {"height": height, "width": width, "num_frames": params["frames"], "num_inference_steps": params["steps"],
+                  "generator": generator(ctx), "output_type": "latent", "callback_on_step_end": on_step}
     if fam == "svd":
         return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
                     fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
@@ -94,11 +95,11 @@ def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt:
                 guidance_scale=params["guidance"], **common).frames
 
 
-def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     # 1. check inputs
-    image = inputs["image"].image()
-    last_image = inputs["last_image"].image() if inputs.get("last_image") is not None else None
-    prompt = inputs["prompt"].text() if inputs.get("prompt") is not None else ""
+    image = read_image(inputs["image"])
+    last_image = read_image(inputs["last_image"]) if inputs.get("last_image") is not None else None
+    prompt = read_text(inputs["prompt"]) if inputs.get("prompt") is not None else ""
     if params["max_guidance"] < params["min_guidance"]:
         raise ValueError(f"`max_guidance` {params['max_guidance']} is below `min_guidance` {params['min_guidance']}")
     # 2. get the pipeline
@@ -111,7 +112,7 @@ def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
     return {"latent": latent_blob(latents, ctx.model, fam, params["frames"], params["fps"], size[1], size[0])}
 
 
-def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+def preload(ctx: RunContext, params: Mapping[str, Any]) -> None:
     load_pipeline(ctx, params, prefetch=True)
 
 

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import text_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import read_text, text_blob
 from mora.engine.ports import PortType
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     # 1. check inputs
-    text = inputs["text"].text()
+    text = read_text(inputs["text"])
     template = params["template"]
     if "{text}" not in template:
         raise ValueError(f"`template` must contain '{{text}}' but is {template!r}")

@@ -1,4 +1,4 @@
-"""Text to image with any diffusers pipeline `AutoPipelineForText2Image` loads (SD 1.5, SDXL, ...).
+"""Text to image with any diffusers text-to-image pipeline (SD 1.5, SDXL, SD3, Flux, or any AutoPipeline loads).
 
 When the preset gives the role a refiner (`refiner: {source, name, ...}`), the base denoises the
 first `refine_from` of the schedule and hands its latents to the refiner for the rest, as the
@@ -12,19 +12,19 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import image_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import image_blob, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import TaskPipeline, check_size, generators, load, load_refiner
 
 
-def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     # 1. check inputs
     params = params_list[0]
     check_size(params["width"], params["height"])
-    prompts = [i["prompt"].text() for i in inputs_list]
-    negatives = [i["negative_prompt"].text() if "negative_prompt" in i else "" for i in inputs_list]
+    prompts = [read_text(i["prompt"]) for i in inputs_list]
+    negatives = [read_text(i["negative_prompt"]) if "negative_prompt" in i else "" for i in inputs_list]
     if not all(p.strip() for p in prompts):
         raise ValueError("`prompt` is empty")
     # 2. get the pipeline (and the preset's refiner)
@@ -37,9 +37,9 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
                                  f"`denoising_start` (SDXL), but {type(stage).__name__} takes no `{needed}`")
     # 3. run: with a refiner, the base denoises up to `refine_from` and hands its latents over
     step = ctx.progress(params["steps"], "denoising")
-    common = dict(prompt=prompts, negative_prompt=negatives, num_inference_steps=params["steps"],
-                  guidance_scale=params["guidance"], generator=generators(ctx, list(range(len(prompts)))),
-                  callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1])
+    common = {"prompt": prompts, "negative_prompt": negatives, "num_inference_steps": params["steps"],
+                  "guidance_scale": params["guidance"], "generator": generators(ctx, list(range(len(prompts)))),
+                  "callback_on_step_end": lambda p, i, t, kw: (step(1), kw)[1]}
     if refiner is None:
         images = pipe(width=params["width"], height=params["height"], **common).images
     else:
@@ -50,11 +50,11 @@ def run_batch(ctx: Any, inputs_list: list[dict[str, Any]], params_list: list[dic
     return [{"image": image_blob(img)} for img in images]
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return run_batch(ctx, [inputs], [params])[0]
 
 
-def preload(ctx: Any, params: dict[str, Any]) -> None:
+def preload(ctx: RunContext, params: dict[str, Any]) -> None:
     load(ctx, params, "text_to_image", TaskPipeline("text2image"), share=("image_to_image",), prefetch=True)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import frames_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import frames_blob, read_artifact_frames
 from mora.engine.ports import PortType
 
 
@@ -17,11 +17,11 @@ def _resize(array: Any, height: int, width: int) -> Any:
     return np.stack([np.asarray(Image.fromarray(f).resize((width, height), Image.BICUBIC)) for f in array])
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     # 1. check inputs
-    videos = [ref.video() for ref in inputs["videos"]]
+    videos = [read_artifact_frames(ref) for ref in inputs["videos"]]
     if not videos:
         raise ValueError("`videos` is empty: nothing to join")
     # 2. run: drop the first frame of each later clip when it repeats the previous clip's last frame

@@ -12,10 +12,11 @@ numbers compare runs of Mora with each other, not with the paper's tables.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from mora.engine.agent import Agent, Port
-from mora.engine.media import number_blob
+from mora.engine.agent import Agent, Port, RunContext
+from mora.engine.media import number_blob, read_artifact_frames
 from mora.engine.ports import PortType
 from mora.nodes.video_signals import luma, ssim_map
 
@@ -29,15 +30,15 @@ def _resized(frames: Any, size: tuple[int, int]) -> Any:
     return np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     # 1. check inputs
-    first, bridge, second = (inputs[name].video().array for name in ("first", "transition", "second"))
+    first, bridge, second = (read_artifact_frames(inputs[name]).array for name in ("first", "transition", "second"))
     size = (first.shape[2], first.shape[1])
     # 2. run
     chain = luma(np.concatenate([first[-1:], _resized(bridge, size), _resized(second[:1], size)]))
-    steps = [float(ssim_map(a, b).mean()) for a, b in zip(chain[:-1], chain[1:])]
+    steps = [float(ssim_map(a, b).mean()) for a, b in itertools.pairwise(chain)]
     tcon = (steps[0] + steps[-1]) / 2
     # 3. return artifacts
     return {"tcon": number_blob(tcon), "tmean": number_blob(float(np.mean(steps)))}

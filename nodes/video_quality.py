@@ -23,10 +23,11 @@ VBench (Huang et al., 2024), whose published numbers use learned models:
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
-from mora.engine.agent import Agent, Port
-from mora.engine.media import number_blob
+from mora.engine.agent import Agent, Port, RunContext
+from mora.engine.media import number_blob, read_artifact_frames
 from mora.engine.ports import PortType
 from mora.nodes.video_signals import centre_mask, consistency, flow, luma, ssim_map, warp, work_size
 
@@ -110,7 +111,7 @@ def measure(frames: Any) -> dict[str, float]:
     """Every output of the agent for uint8 T x H x W x 3 frames."""
     frames = work_size(frames)
     grey = luma(frames)
-    forward = [flow(a, b) for a, b in zip(grey[:-1], grey[1:])]
+    forward = [flow(a, b) for a, b in itertools.pairwise(grey)]
     subject, background = region_consistency(grey, centre_mask(*grey.shape[1:3]))
     return {
         "dynamic_degree": dynamic_degree(grey, forward),
@@ -122,9 +123,9 @@ def measure(frames: Any) -> dict[str, float]:
     }
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     # 1. check inputs
-    frames = inputs["video"].video().array
+    frames = read_artifact_frames(inputs["video"]).array
     # 2. run
     values = measure(frames)
     # 3. return artifacts

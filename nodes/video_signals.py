@@ -103,7 +103,7 @@ def sample_indices(count: int, most: int) -> list[int]:
     return [int(i) for i in np.unique(np.linspace(0, count - 1, most).round().astype(int))]
 
 
-def cosine_consistency(features: "np.ndarray") -> float:
+def cosine_consistency(features: np.ndarray) -> float:
     """VBench's consistency over L2-normalised feature rows, cosine similarity clamped at 0 as VBench does."""
     import numpy as np
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import number_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import number_blob, read_artifact_frames, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import MODEL_PARAMS, feature_model
 from mora.nodes.video_signals import cosine_consistency, sample_indices
@@ -24,15 +24,15 @@ CHUNK = 32
 
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import torch
 
     # 1. check inputs
-    prompt = inputs["prompt"].text().strip()
+    prompt = read_text(inputs["prompt"]).strip()
     if not prompt:
         raise ValueError("`prompt` is empty: text-video alignment needs the text the video should show")
-    frames = inputs["video"].video().array
+    frames = read_artifact_frames(inputs["video"]).array
     picks = sample_indices(len(frames), params["max_frames"])
     # 2. get the model
     processor, model = feature_model(ctx, "clip", "CLIPProcessor", "CLIPModel")

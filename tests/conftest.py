@@ -1,8 +1,10 @@
-"""Shared fixtures: an isolated cache directory, graph files written from literals, and in-process runs.
+"""Shared fixtures and helpers: an isolated cache, graph files from literals, graph runs, a fake agent context.
 
-`run_graph` plans a file against the built-in plus test agents (tests/engine_agents.py) and runs
-it in this process on the CPU; `executions` counts the test agents' real executions (cache hits
-do not run an agent, so they do not count).
+`run_file` plans a graph file (a preset's inputs as defaults) and runs it, in this process on the
+CPU unless given another executor: every test that runs a graph goes through it. `run_graph` is
+the fixture form for engine tests (the built-in plus test agents of tests/engine_agents.py, a
+model-free preset); `executions` counts the test agents' real executions (cache hits do not run
+an agent, so they do not count). `FakeContext` is the RunContext an agent test hands an agent.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import sys
 import textwrap
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +26,61 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-import engine_agents  # noqa: E402
+import engine_agents
 
-from mora.engine import api  # noqa: E402
-from mora.engine.errors import GraphError, Problem  # noqa: E402
-from mora.engine.registry import Registry  # noqa: E402
-from mora.engine.store import Store  # noqa: E402
+from mora.engine import api
+from mora.engine.errors import GraphError, Problem
+from mora.engine.executors import Executor
+from mora.engine.registry import Registry
+from mora.engine.store import Store
 
 PRESET: dict[str, Any] = {"name": "test", "roles": {}}
 """A model preset with no models: engine tests use model-free agents only."""
+TINY: dict[str, Any] = yaml.safe_load((TESTS.parent / "conf" / "model" / "tiny.yaml").read_text(encoding="utf-8"))
+"""The tiny preset: real pipelines with tiny random weights, for every test that runs real agents."""
+
+
+def run_file(path: Path, inputs: Mapping[str, Any] | None = None, *, cache: Path, run_dir: Path,
+             preset: Mapping[str, Any] = TINY, registry: Registry | None = None, outputs: list[str] | None = None,
+             runtime: Mapping[str, Any] | None = None, executor: Executor | None = None) -> api.RunOutcome:
+    """Plan `path` with `inputs` (the preset's `inputs` as defaults) and run it, locally on the CPU by default.
+
+    A given `executor` is the caller's to shut down; otherwise `runtime` (merged over local/cpu) picks one.
+    """
+    plan = api.load_plan(path, dict(inputs or {}), outputs, registry=registry, defaults=preset.get("inputs"))
+    store = Store(cache)
+    try:
+        return api.run(plan, store=store, preset=preset, run_dir=run_dir, quiet=True, executor=executor,
+                       runtime={"name": "local", "device": "cpu", **(runtime or {})})
+    finally:
+        store.close()
+
+
+def tiny_ref(name: str) -> dict[str, Any]:
+    """The model reference of one of the tiny preset's models (nodes/zoo)."""
+    return {"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}
+
+
+@dataclass
+class FakeContext:
+    """The RunContext an agent sees, without the engine: it records model loads and progress steps."""
+
+    model: dict[str, Any] | None = None
+    seed: int | None = 0
+    node_id: str = "test"
+    device: str = "cpu"
+    seeds: list[int | None] = field(default_factory=list)
+    loads: list[str] = field(default_factory=list)
+    steps: int = 0
+
+    def progress(self, total: int, description: str) -> Callable[[int], None]:
+        def advance(n: int = 1) -> None:
+            self.steps += n
+
+        return advance
+
+    def note_model_load(self, identity: str) -> None:
+        self.loads.append(identity)
 
 
 @pytest.fixture
@@ -81,14 +130,9 @@ def run_graph(tmp_path: Path, cache_dir: Path, registry: Registry) -> Callable[.
     def run(path: Path, inputs: Mapping[str, Any] | None = None, *, outputs: list[str] | None = None,
             retries: int = 0, agent_retries: Mapping[str, int] | None = None,
             run_dir: Path | None = None) -> api.RunOutcome:
-        plan = api.load_plan(path, dict(inputs or {}), outputs, registry=registry)
-        store = Store(cache_dir)
-        try:
-            return api.run(plan, store=store, preset=PRESET, run_dir=run_dir or tmp_path / f"run{next(runs)}",
-                           runtime={"name": "local", "device": "cpu", "retries": retries,
-                                    "agent_retries": dict(agent_retries or {})}, quiet=True)
-        finally:
-            store.close()
+        return run_file(path, inputs, cache=cache_dir, run_dir=run_dir or tmp_path / f"run{next(runs)}",
+                        preset=PRESET, registry=registry, outputs=outputs,
+                        runtime={"retries": retries, "agent_retries": dict(agent_retries or {})})
 
     return run
 
@@ -113,6 +157,27 @@ def statuses(outcome: api.RunOutcome) -> dict[str, str]:
 @pytest.fixture
 def status_of() -> Callable[[api.RunOutcome], dict[str, str]]:
     return statuses
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small input files for the templates: two 3-frame clips (`first` red, `second` blue) and an `image`."""
+    import numpy as np
+    from PIL import Image
+
+    from mora.engine.media import Frames, write_mp4
+
+    root = tmp_path_factory.mktemp("media")
+    rng = np.random.default_rng(0)
+    paths = {}
+    for name, colour in (("first", (220, 40, 40)), ("second", (40, 40, 220))):
+        frames = np.full((3, 48, 64, 3), colour, dtype=np.uint8)
+        frames += rng.integers(0, 20, frames.shape, dtype=np.uint8)
+        paths[name] = root / f"{name}.mp4"
+        write_mp4(Frames(frames, 8.0), paths[name])
+    paths["image"] = root / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(paths["image"])
+    return paths
 
 
 @pytest.fixture(scope="session")

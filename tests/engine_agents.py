@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import number_blob, text_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import number_blob, read_number, text_blob
 from mora.engine.ports import PortType
 from mora.engine.registry import Registry
 
 LOG_ENV = "MORA_TEST_LOG"
 
 
-def _log(ctx: Any) -> None:
+def _log(ctx: RunContext) -> None:
     path = os.environ.get(LOG_ENV)
     if path:
         with open(path, "a", encoding="utf-8") as f:
@@ -29,30 +29,30 @@ def _log(ctx: Any) -> None:
 
 
 def _number(inputs: dict[str, Any], port: str, default: float = 0.0) -> float:
-    return inputs[port].number() if port in inputs else default
+    return read_number(inputs[port]) if port in inputs else default
 
 
-def _source(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _source(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     return {"value": number_blob(params["value"])}
 
 
-def _text(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _text(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     return {"text": text_blob(params["text"])}
 
 
-def _add(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _add(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     return {"value": number_blob(_number(inputs, "a") + _number(inputs, "b") + params["offset"])}
 
 
-def _fail(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _fail(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     raise RuntimeError(params["message"])
 
 
-def _count(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _count(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     if params["path"]:
         with open(params["path"], "a", encoding="utf-8") as f:
@@ -61,12 +61,12 @@ def _count(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str
     return {"value": number_blob(_number(inputs, "x") + params["value"])}
 
 
-def _random(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _random(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     return {"value": number_blob(random.Random(ctx.seed).random())}
 
 
-def _flaky(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _flaky(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     marker = Path(params["marker"])
     if not marker.exists():
@@ -75,7 +75,7 @@ def _flaky(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str
     return {"value": number_blob(params["value"])}
 
 
-def _wrong(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _wrong(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     _log(ctx)
     return {"value": text_blob("not a number")}
 

@@ -9,18 +9,18 @@ import signal
 import time
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import number_blob, text_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import number_blob, read_text, text_blob
 from mora.engine.ports import PortType
 from mora.engine.registry import Registry
 
 
-def _sleep(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _sleep(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     time.sleep(params["seconds"])
     return {"value": number_blob(params["value"])}
 
 
-def _modelled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _modelled(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     from mora.nodes.models import get_pipeline
 
     model = get_pipeline(ctx, "stand-in", lambda location, kwargs: {"loaded_from": location, "pid": os.getpid()})
@@ -28,7 +28,7 @@ def _modelled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[
     return {"text": text_blob(f"{params['tag']} by {model['pid']}")}
 
 
-def _slow_model(ctx: Any, params: dict[str, Any], prefetch: bool = False) -> Any:
+def _slow_model(ctx: RunContext, params: dict[str, Any], prefetch: bool = False) -> Any:
     from mora.nodes.models import get_pipeline
 
     def load(location: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def _slow_model(ctx: Any, params: dict[str, Any], prefetch: bool = False) -> Any
     return get_pipeline(ctx, "slow stand-in", load, prefetch=prefetch)
 
 
-def _loaded(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _loaded(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     model = _slow_model(ctx, params)
     advance = ctx.progress(1, "sleeping")  # as a diffusion agent does once it has its pipeline
     time.sleep(params["seconds"])
@@ -46,7 +46,7 @@ def _loaded(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[st
     return {"text": text_blob(f"{params['tag']} with {model['loaded_from']}")}
 
 
-def _die(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _die(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
 
@@ -58,11 +58,11 @@ MODELLED = Agent("p_modelled", 1, "Load a stand-in model through the model LRU, 
                  params=(Param("seconds", float, 0.0, "how long", min=0, max=60), Param("tag", str, "", "label"),
                          Param("model", str, "", "model override"), Param("dtype", str, "", "dtype")),
                  model_role="standin")
-def _count(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _count(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     with open(params["log"], "a") as f:
         f.write(f"{ctx.node_id} {params['tag']}\n")
     time.sleep(params["seconds"])
-    prev = inputs["after"].text() if "after" in inputs else ""
+    prev = read_text(inputs["after"]) if "after" in inputs else ""
     return {"text": text_blob(f"{prev}/{params['tag']}")}
 
 
@@ -86,11 +86,11 @@ def registry() -> Registry:
     return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED, LOADED])
 
 
-def _scaled(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def _scaled(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     return _scaled_batch(ctx, [inputs], [params], [ctx.seed])[0]
 
 
-def _scaled_batch(ctx: Any, inputs_list: list, params_list: list, seeds: list | None = None) -> list[dict[str, Any]]:
+def _scaled_batch(ctx: RunContext, inputs_list: list, params_list: list, seeds: list | None = None) -> list[dict[str, Any]]:
     seeds = seeds if seeds is not None else ctx.seeds
     with open(params_list[0]["log"], "a") as f:
         f.write(f"{len(params_list)}\n")

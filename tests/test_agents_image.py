@@ -5,19 +5,19 @@ import io
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FakeContext, tiny_ref
 from PIL import Image
 
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.media import image_blob, text_blob
 from mora.engine.ports import PortType
-from mora.nodes import image_edit, image_to_image, prompt, text_to_image
+from mora.nodes import image_edit, image_to_image, prompt_select, text_to_image
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -38,24 +38,8 @@ def cold():
     clear_resident()
 
 
-@dataclass
-class Ctx:
-    model: dict[str, Any]
-    seed: int = 0
-    node_id: str = "test"
-    device: str = "cpu"
-    seeds: list[int] = field(default_factory=list)
-    loads: list[str] = field(default_factory=list)
-
-    def progress(self, total: int, description: str):
-        return lambda n=1: None
-
-    def note_model_load(self, identity: str) -> None:
-        self.loads.append(identity)
-
-
-def tiny(name: str, **kw: Any) -> Ctx:
-    return Ctx({"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}, **kw)
+def tiny(name: str, **kw: Any) -> FakeContext:
+    return FakeContext(tiny_ref(name), **kw)
 
 
 @pytest.fixture
@@ -80,8 +64,9 @@ def pixels(blob: Blob) -> np.ndarray:
 
 def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
     ctx = tiny("prompt_lm")
-    out = prompt.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("in digital world style"))},
-                     params(prompt.AGENT, mode="template"))["text"]
+    style = put(text_blob("in digital world style"))
+    out = prompt_select.run(ctx, {"prompt": put(text_blob("a fox")), "style": style},
+                     params(prompt_select.AGENT, mode="template"))["text"]
     assert out.kind == PortType.TEXT
     assert out.data.decode() == "a fox, highly detailed, cinematic lighting, in digital world style"
     assert ctx.loads == []
@@ -89,25 +74,26 @@ def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
 
 def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put, cold):
     ctx = tiny("prompt_lm", seed=1)
-    p = params(prompt.AGENT, max_new_tokens=12, seed=1)
-    first = prompt.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
-    again = prompt.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
-    other = prompt.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))},
-                       params(prompt.AGENT, max_new_tokens=12))["text"]
+    p = params(prompt_select.AGENT, max_new_tokens=12, seed=1)
+    first = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
+    again = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
+    other = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))},
+                       params(prompt_select.AGENT, max_new_tokens=12))["text"]
     assert first.data == again.data
     assert first.data != other.data
     assert ctx.loads == ["tiny:prompt_lm"]
-    styled = prompt.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("Minecraft"))}, p)["text"]
+    styled = prompt_select.run(ctx, {"prompt": put(text_blob("a fox")), "style": put(text_blob("Minecraft"))},
+                               p)["text"]
     assert styled.data.decode().endswith("Minecraft")
 
 
 def test_prompt_greedy_ignores_the_seed_and_long_prompts_fit_the_model(put):
-    p = params(prompt.AGENT, max_new_tokens=8, temperature=0.0)
-    a = prompt.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
-    b = prompt.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    p = params(prompt_select.AGENT, max_new_tokens=8, temperature=0.0)
+    a = prompt_select.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
+    b = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
     assert a.data == b.data and a.data.strip()
-    longest = prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt.MAX_PROMPT))},
-                         params(prompt.AGENT, max_new_tokens=2))["text"]
+    longest = prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt_select.MAX_PROMPT))},
+                         params(prompt_select.AGENT, max_new_tokens=2))["text"]
     assert longest.kind == PortType.TEXT
 
 
@@ -124,7 +110,8 @@ def test_prompt_chat_template_uses_single_special_tokens():
 @pytest.mark.parametrize("text, message", [("  ", "empty"), ("x" * 5000, "at most 4000")])
 def test_prompt_rejects_empty_and_absurdly_long_prompts(put, text, message):
     with pytest.raises(ValueError, match=message):
-        prompt.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))}, params(prompt.AGENT, mode="template"))
+        prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))},
+                          params(prompt_select.AGENT, mode="template"))
 
 
 def test_text_to_image_size_determinism_and_single_load(put, cold):
@@ -284,9 +271,9 @@ def test_tiny_builds_are_reproducible(tmp_path):
 
 @pytest.mark.parametrize("ref, needle", [({"source": "hub", "name": "no-such/model-xyz"}, "no-such/model-xyz"),
                                          ({"source": "path", "name": "/nonexistent/model"}, "/nonexistent/model")])
-@pytest.mark.parametrize("agent", [text_to_image, prompt])
+@pytest.mark.parametrize("agent", [text_to_image, prompt_select])
 def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agent):
-    ctx = Ctx({**ref, "revision": None, "dtype": "float32", "variant": None})
+    ctx = FakeContext({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):
         agent.run(ctx, {"prompt": put(text_blob("x"))}, params(agent.AGENT))
 
@@ -343,7 +330,7 @@ def test_a_preset_refiner_finishes_the_base_schedule_from_its_latents(put):
              "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None, "dtype": "float32",
                          "variant": None}}
     draw = {"prompt": put(text_blob("a fox"))}
-    alone, refined, later = Ctx({k: v for k, v in model.items() if k != "refiner"}), Ctx(model), Ctx(model)
+    alone, refined, later = FakeContext({k: v for k, v in model.items() if k != "refiner"}), FakeContext(model), FakeContext(model)
     base_only = text_to_image.run(alone, draw, params(text_to_image.AGENT, width=32, height=32, steps=4))
     both = text_to_image.run(refined, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
                                                    refine_from=0.5))
@@ -359,7 +346,7 @@ def test_a_refiner_needs_a_base_that_can_hand_over_latents(put):
     model = {**tiny("sd").model, "refiner": {"source": "tiny", "name": "sdxl_refiner", "revision": None,
                                              "dtype": "float32", "variant": None}}
     with pytest.raises(ValueError, match="StableDiffusionPipeline takes no `denoising_end`"):
-        text_to_image.run(Ctx(model), {"prompt": put(text_blob("a fox"))},
+        text_to_image.run(FakeContext(model), {"prompt": put(text_blob("a fox"))},
                           params(text_to_image.AGENT, width=32, height=32, steps=2))
 
 
@@ -368,7 +355,7 @@ def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
 
     if importlib.util.find_spec("bitsandbytes") is not None:
         pytest.skip("bitsandbytes is installed here")
-    ctx = Ctx({**tiny("sd").model, "quantization": "nf4"})
+    ctx = FakeContext({**tiny("sd").model, "quantization": "nf4"})
     with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
         text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
     assert ctx.loads == []

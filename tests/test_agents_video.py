@@ -8,43 +8,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import FakeContext, tiny_ref
 
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.media import frames_blob, image_blob, read_frames
 from mora.engine.ports import PortType
 
 pytest.importorskip("diffusers")
-
-
-@dataclass
-class FakeCtx:
-    """The RunContext surface the agents use, recording loads and progress."""
-
-    model: dict[str, Any] | None = None
-    seed: int = 0
-    node_id: str = "node"
-    device: str = "cpu"
-    loads: list[str] = field(default_factory=list)
-    steps: int = 0
-
-    def progress(self, total: int, description: str):
-        def advance(n: int = 1) -> None:
-            self.steps += n
-
-        return advance
-
-    def note_model_load(self, identity: str) -> None:
-        self.loads.append(identity)
-
-
-def tiny(name: str) -> dict[str, Any]:
-    return {"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -89,7 +64,7 @@ def params_of(agent: Any, **given: Any) -> dict[str, Any]:
 def run_i2v(store, model: str, seed: int = 0, prompt: str | None = None, image=None, last=None, **params: Any):
     from mora.nodes.image_to_video import AGENT
 
-    ctx = FakeCtx(model=tiny(model), seed=seed)
+    ctx = FakeContext(model=tiny_ref(model), seed=seed)
     inputs = {"image": store(image_blob(image or gradient(32, 32)))}
     if prompt is not None:
         inputs["prompt"] = store(Blob(PortType.TEXT, "txt", prompt.encode()))
@@ -117,7 +92,7 @@ def metadata_of(blob: Blob, tmp_path: Path) -> dict[str, str]:
 def decode(store, latent: Blob, **params: Any):
     from mora.nodes.decode_video import AGENT
 
-    ctx = FakeCtx()
+    ctx = FakeContext()
     out = AGENT.run(ctx, {"latent": store(latent)}, params_of(AGENT, **params))
     assert out["video"].kind == PortType.VIDEO
     return read_frames(store(out["video"]).path), ctx
@@ -125,7 +100,8 @@ def decode(store, latent: Blob, **params: Any):
 
 def test_modules_import_without_torch():
     code = ("import sys; import mora.nodes.image_to_video, mora.nodes.connect_videos, mora.nodes.decode_video, "
-            "mora.nodes.zoo.video_models; assert 'torch' not in sys.modules, 'torch imported'")
+            "mora.nodes.video_latent, mora.nodes.zoo.video_models; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 
@@ -236,7 +212,7 @@ def test_wan_flf_image_to_video_with_last_image(store):
 def connect(store, first: Blob, second: Blob, seed: int = 0, model: str = "wan_flf", **params: Any):
     from mora.nodes.connect_videos import AGENT
 
-    ctx = FakeCtx(model=tiny(model), seed=seed)
+    ctx = FakeContext(model=tiny_ref(model), seed=seed)
     inputs = {"first": store(first), "second": store(second)}
     out = AGENT.run(ctx, inputs, params_of(AGENT, **{"frames": 5, "steps": 2, **params}))
     return out, ctx
@@ -298,4 +274,4 @@ def test_decode_rejects_other_latents(store):
 
     blob = Blob(PortType.LATENT, "safetensors", save({"latents": torch.zeros(1, 4, 2, 2)}))
     with pytest.raises(ValueError, match="not a video latent"):
-        AGENT.run(FakeCtx(), {"latent": store(blob)}, AGENT.resolve_params({}))
+        AGENT.run(FakeContext(), {"latent": store(blob)}, AGENT.resolve_params({}))

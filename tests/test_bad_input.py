@@ -211,8 +211,8 @@ INPUTS_GRAPH = {
 
 def test_unknown_graph_input(write_graph, graph_problems):
     [p] = graph_problems(write_graph(INPUTS_GRAPH), {"prompt": "x", "promt": "typo"})
-    assert (p.field, p.message) == ("inputs.promt", "unknown graph input 'promt'; inputs are ['n', 'prompt']; "
-                                                    "did you mean prompt?")
+    assert (p.field, p.message) == ("inputs.promt", ("unknown graph input 'promt'; inputs are ['n', 'prompt']; "
+                                                    "did you mean prompt?"))
 
 
 def test_misspelled_names_suggest_the_closest_in_every_place(write_graph, graph_problems):

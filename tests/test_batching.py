@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import itertools
 
-import yaml
-
 import pool_agents
-from mora.engine.api import load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
+import yaml
+from conftest import run_file
+
+from mora.engine.media import read_number
 from mora.engine.store import Store
 
 
@@ -23,14 +23,13 @@ _RUNS = itertools.count()
 
 
 def _run(tmp, graph, batch_size, cache="cache"):
-    plan = load_plan(graph, {}, registry=pool_agents.registry())
-    return run(plan, store=Store(tmp / cache), preset={}, run_dir=tmp / f"run-{batch_size}-{cache}-{next(_RUNS)}",
-               runtime={"batch_size": batch_size}, quiet=True, executor=InProcessExecutor("cpu"))
+    return run_file(graph, cache=tmp / cache, run_dir=tmp / f"run-{batch_size}-{cache}-{next(_RUNS)}", preset={},
+                    registry=pool_agents.registry(), runtime={"batch_size": batch_size})
 
 
 def _values(outcome, store_dir):
     store = Store(store_dir)
-    return {k: store.ref(v).number() for k, v in outcome.report.outputs.items()}
+    return {k: read_number(store.ref(v)) for k, v in outcome.report.outputs.items()}
 
 
 def test_compatible_nodes_share_a_batch_and_keep_their_own_seeds(tmp_path):

@@ -133,7 +133,7 @@ def template_chain(write_graph, levels: int) -> Path:
 
 
 def test_template_nesting_has_a_stated_maximum(write_graph, registry, graph_problems):
-    from mora.engine.plan import MAX_TEMPLATE_DEPTH
+    from mora.engine.expand import MAX_TEMPLATE_DEPTH
 
     assert MAX_TEMPLATE_DEPTH == 16
     plan = api.load_plan(template_chain(write_graph, 16), {}, registry=registry)
@@ -192,7 +192,7 @@ def test_templates_in_subfolders_and_built_in_graphs_still_resolve(write_graph, 
                                   "b": {"graph": "parts/inc.yaml", "in": {"x": 2}}},
                         "outputs": {"a": {"from": "a.y"}, "b": {"from": "b.y"}}})
     assert sorted(api.load_plan(path, {}, registry=registry).nodes) == ["a/add", "b/add"]
-    from mora.engine.plan import TemplateLoader
+    from mora.engine.expand import TemplateLoader
 
     assert TemplateLoader([api.GRAPHS_DIR]).find("animate", str(path)) == (api.GRAPHS_DIR / "animate.yaml").resolve()
 

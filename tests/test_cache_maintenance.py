@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from entry_points import agent_env
 
 from mora.engine import admin, index, maintenance, media
 from mora.engine.errors import CacheError
 from mora.engine.store import Store
-from entry_points import agent_env
 
 MORA = [sys.executable, "-c", "from mora.engine.cli import main; main()"]
 ADMIN = [sys.executable, "-c", "from mora.engine.admin import entry; entry()"]

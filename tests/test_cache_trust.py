@@ -16,7 +16,8 @@ from PIL import Image
 
 from mora.engine import media
 from mora.engine.artifacts import CorruptArtifact
-from mora.engine.runner import execute
+from mora.engine.media import read_artifact_frames, read_image, read_number, read_text
+from mora.engine.runner import execute_unit
 from mora.engine.store import Store
 from mora.engine.task import NodeTask
 
@@ -68,7 +69,7 @@ def test_a_node_whose_input_fails_verification_records_nothing(tmp_path):
     ref.path.write_bytes(b"7.0")
     task = NodeTask("b", "t_count", "engine_agents", {"value": 1.0, "path": "", "sleep": 0.0}, None, None,
                     {"x": ref.to_json()}, "k" * 64, True, str(store.root))
-    result = execute(task, "cpu")
+    [result] = execute_unit(task, "cpu")
     assert result.corrupt == (ref.digest,) and "content does not match its digest" in (result.error or "")
     assert store.lookup("k" * 64) is None and len(store.index) == 0
     assert not ref.path.exists() and _quarantined(store.root) == [b"7.0"]
@@ -80,16 +81,17 @@ def test_every_decoder_reads_through_verification(tmp_path):
     refs = {"text": store.put(media.text_blob("a fox")), "number": store.put(media.number_blob(2.5)),
             "image": store.put(media.image_blob(Image.fromarray(frames[1]))),
             "video": store.put(media.frames_blob(frames, 12.0))}
-    assert refs["text"].text() == "a fox" and refs["number"].number() == 2.5
-    assert np.array_equal(np.asarray(refs["image"].image()), frames[1])
-    video = refs["video"].video()
+    assert read_text(refs["text"]) == "a fox" and read_number(refs["number"]) == 2.5
+    assert np.array_equal(np.asarray(read_image(refs["image"])), frames[1])
+    video = read_artifact_frames(refs["video"])
     assert np.array_equal(video.array, frames) and video.fps == 12.0 and video.array.flags.writeable
+    readers = {"text": read_text, "number": read_number, "image": read_image, "video": read_artifact_frames}
     for name, ref in refs.items():
         data = bytearray(ref.path.read_bytes())
         data[-1] ^= 0x01  # one bit, in the pixel data or the text, not in a header a decoder would reject
         ref.path.write_bytes(bytes(data))
         with pytest.raises(CorruptArtifact, match="does not match its digest"):
-            getattr(ref, name)()
+            readers[name](ref)
         with pytest.raises(CorruptArtifact):
             media.export(ref, tmp_path / name, "mp4")
     store.close()
@@ -116,7 +118,7 @@ def test_an_object_replaced_by_something_else_is_refused_without_hanging(tmp_pat
         ref.read_bytes()  # a FIFO must not block the reader
     assert store.lookup("k" * 64) is None and len(store.findings.corrupt) == 1
     assert not ref.path.exists() and not ref.path.is_symlink()  # moved to quarantine/
-    assert store.put(media.text_blob("x" * 10)).text() == "x" * 10  # and stored again when recomputed
+    assert read_text(store.put(media.text_blob("x" * 10))) == "x" * 10  # and stored again when recomputed
 
 
 def test_the_cli_reports_a_corrupt_object_once_and_finishes(tmp_path):

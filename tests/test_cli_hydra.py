@@ -46,8 +46,8 @@ def test_help_is_moras_own(mora, write_graph):
     text = result.stdout
     assert text.startswith("mora: run a declarative graph")
     assert "== Graph: text_to_video ==" in text
-    assert re.search(r"^  prompt +text +default 'a red fox running through fresh snow at sunrise'$", text, re.M)
-    assert re.search(r"^  width +number +default 64$", text, re.M)
+    assert re.search(r"^  prompt +text +default 'a red fox running through fresh snow at sunrise'$", text, re.MULTILINE)
+    assert re.search(r"^  width +number +default 64$", text, re.MULTILINE)
     assert "graph: connect_videos, digital_world" in text and "model: random, recipe" in text
     assert "_schema" not in text and "is powered by Hydra" not in text
     other = mora("--help", f"graph_file={write_graph(GRAPH)}").stdout

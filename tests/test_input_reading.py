@@ -115,8 +115,8 @@ def test_rotated_video_runs_upright_through_a_graph(write_graph, registry, cache
 
 
 @pytest.mark.parametrize("limit, expected", [
-    ("MAX_DECODED_BYTES", "video is 48x32, about 5 frames: 22.5 KiB decoded, more than the 20.0 KiB allowed; trim "
-                          "or scale it down first"),
+    ("MAX_DECODED_BYTES", ("video is 48x32, about 5 frames: 22.5 KiB decoded, more than the 20.0 KiB allowed; trim "
+                          "or scale it down first")),
     ("MAX_INPUT_PIXELS", "video frames are 48x32, larger than the 1535 pixels allowed"),
     ("MAX_INPUT_FRAMES", "more than 4 frames; trim the video first"),
 ])

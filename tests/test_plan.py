@@ -174,7 +174,8 @@ def test_template_errors(write_graph, graph_problems):
                         "outputs": {"out": {"from": "w.y"}}})
     found = {(p.node, p.field): p.message for p in graph_problems(path)}
     assert found[("u", "graph")].startswith("unknown template 'nosuch_template'; known templates: ")
-    assert found[("m", "in.x")] == "missing required input 'x' of template 'inc'"
+    assert found[("m", "in.x")] == ("missing required input 'x' of template 'inc': bind it under `in:` or declare a "
+                                    "graph input 'x' here")
     assert found[("w", "in.z")] == "template 'inc' has no input 'z'; its inputs are ['x']"
     assert "not `params:`" in found[("p", "params")]
 
@@ -249,3 +250,58 @@ def test_plan_nodes_keep_file_order_and_dag_matches_links(write_graph, registry)
     plan = load_plan(path, {}, registry=registry)
     assert list(plan.nodes) == ["z", "x", "y"]
     assert set(plan.dag.edges) == {("z", "y"), ("x", "y")}
+
+
+# A template: y = x + offset, where `offset` defaults to nothing, so the agent's own default (0) applies.
+SHIFT = {
+    "inputs": {"x": {"type": "number"}, "offset": {"type": "number", "default": None}},
+    "nodes": {"zero": {"agent": "t_source"},
+              "add": {"agent": "t_add", "in": {"a": {"input": "x"}, "b": {"from": "zero.value"}},
+                      "params": {"offset": {"input": "offset"}}}},
+    "outputs": {"y": {"from": "add.value"}},
+}
+
+
+def test_template_inputs_default_to_the_callers_inputs_of_the_same_name(write_graph, registry, run_graph):
+    write_graph(SHIFT, "shift.yaml")
+    write_graph({"inputs": {"x": {"type": "number"}, "offset": {"type": "number", "default": None}},
+                 "nodes": {"inner": {"graph": "shift"}},
+                 "outputs": {"y": {"from": "inner.y"}}}, "middle.yaml")  # forwards nothing by hand
+    path = write_graph({"inputs": {"x": {"type": "number", "default": 4}, "offset": {"type": "number", "default": 10}},
+                        "nodes": {"same": {"graph": "middle"},
+                                  "bound": {"graph": "shift", "in": {"x": 1}}},
+                        "outputs": {"same": {"from": "same.y"}, "bound": {"from": "bound.y"}}})
+    plan = load_plan(path, {}, registry=registry)
+    assert plan.nodes["same/inner/add"].inputs["a"] == Source(PortType.NUMBER, value=4)
+    assert plan.nodes["same/inner/add"].params == {"offset": 10.0}
+    assert plan.nodes["bound/add"].inputs["a"] == Source(PortType.NUMBER, value=1)  # an explicit binding wins
+    outcome = run_graph(path, {"x": 6})
+    assert (number(outcome, "same"), number(outcome, "bound")) == (16.0, 11.0)
+
+
+def test_an_input_with_a_null_default_leaves_the_agents_default(write_graph, registry, run_graph):
+    path = write_graph(SHIFT)
+    assert load_plan(path, {"x": 2}, registry=registry).nodes["add"].params == {"offset": 0.0}
+    assert load_plan(path, {"x": 2, "offset": 3}, registry=registry).nodes["add"].params == {"offset": 3.0}
+    assert load_plan(path, {"x": 2}, registry=registry).inputs == {"x": 2, "offset": None}
+    assert number(run_graph(path, {"x": 2}), "y") == 2.0
+
+
+def test_a_callers_input_of_another_type_is_refused_by_name(write_graph, graph_problems):
+    write_graph(SHIFT, "shift.yaml")
+    path = write_graph({"inputs": {"x": {"type": "text", "default": "four"}},
+                        "nodes": {"s": {"graph": "shift"}}, "outputs": {"y": {"from": "s.y"}}})
+    (p,) = graph_problems(path)
+    assert (p.node, p.field) == ("s", "in.x")
+    assert p.message == ("template 'shift' input 'x' takes number, so it cannot default to this graph's input 'x' "
+                         "(text); bind it under `in:`")
+
+
+def test_an_input_without_a_value_cannot_feed_a_required_port_or_an_output(write_graph, graph_problems):
+    path = write_graph({"inputs": {"n": {"type": "number", "default": None}},
+                        "nodes": {"zero": {"agent": "t_source"},
+                                  "add": {"agent": "t_add", "in": {"a": {"input": "n"}, "b": {"from": "zero.value"}}}},
+                        "outputs": {"sum": {"from": "add.value"}, "n": {"input": "n"}}})
+    found = {(p.node, p.field): p.message for p in graph_problems(path)}
+    assert found[("add", "in.a")] == "input 'n' has no value (declared `default: null`), but 'a' needs one"
+    assert "has none (`default: null`)" in found[(None, "outputs.n")]

@@ -12,16 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import pool_agents
 import psutil
 import pytest
 import yaml
+from conftest import run_file
 
-import pool_agents
-from mora.engine.api import load_plan, run
 from mora.engine.executors.placement import choose
 from mora.engine.executors.pool import PoolExecutor
 from mora.engine.runner import Context
-from mora.engine.store import Store
 from mora.engine.task import NodeTask
 
 TESTS = Path(__file__).parent
@@ -43,11 +42,10 @@ def _graph(tmp: Path, nodes: dict, outputs: dict) -> Path:
 
 
 def _run(tmp: Path, preset: dict, graph: Path, workers: int = 2):
-    plan = load_plan(graph, {}, registry=pool_agents.registry())
     executor = PoolExecutor(workers, "cpu")
     try:
-        return run(plan, store=Store(tmp / "cache"), preset=preset, run_dir=tmp / "run", runtime={"name": "pool"},
-                   quiet=True, executor=executor), executor
+        return run_file(graph, cache=tmp / "cache", run_dir=tmp / "run", preset=preset,
+                        registry=pool_agents.registry(), runtime={"name": "pool"}, executor=executor), executor
     finally:
         executor.shutdown()
 

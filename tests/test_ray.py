@@ -1,10 +1,10 @@
 """The Ray runtime against a real local Ray cluster on CPU with logical GPUs."""
 from __future__ import annotations
 
+import pool_agents
 import pytest
 import yaml
 
-import pool_agents
 from mora.engine.api import load_plan, run
 from mora.engine.errors import MoraError
 from mora.engine.store import Store

@@ -14,15 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest import run_file
 
-from mora.engine.api import RunOutcome, graph_path, load_plan, run
+from mora.engine.api import RunOutcome, graph_path
 from mora.engine.executors.inprocess import InProcessExecutor
 from mora.engine.executors.pool import PoolExecutor
-from mora.engine.store import Store
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
 INPUTS = {"prompt_mode": "template"}
 RUNTIMES = ("local", "pool", "ray")
 
@@ -31,14 +28,11 @@ pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
 def _run(executor: Any, runtime: str, tmp: Path) -> RunOutcome:
-    plan = load_plan(graph_path("text_to_video", None), INPUTS, defaults=TINY.get("inputs"))
-    store = Store(tmp / runtime / "cache")
     try:
-        return run(plan, store=store, preset=TINY, run_dir=tmp / runtime / "run", runtime={"name": runtime},
-                   quiet=True, executor=executor)
+        return run_file(graph_path("text_to_video", None), INPUTS, cache=tmp / runtime / "cache",
+                        run_dir=tmp / runtime / "run", runtime={"name": runtime}, executor=executor)
     finally:
         executor.shutdown()
-        store.close()
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from mora.engine.artifacts import Blob, CorruptArtifact
 from mora.engine.errors import CacheError
 from mora.engine.index import CorruptRow
+from mora.engine.media import read_text
 from mora.engine.ports import PortType
 from mora.engine.store import Store, default_cache_dir
 
@@ -115,7 +116,7 @@ def test_lookup_round_trip(tmp_path):
     record_blob(store)
     entry = store.lookup("k" * 64)
     assert entry is not None and entry["node"] == "n" and entry["v"] == 2
-    assert store.outputs(entry)["text"].text() == "hello, store"
+    assert read_text(store.outputs(entry)["text"]) == "hello, store"
     assert not store.findings
 
 
@@ -128,7 +129,7 @@ def test_corrupt_artifact_of_the_same_size_is_refused_when_read(tmp_path):
     entry = store.lookup("k" * 64)  # the lookup looks at sizes only; the bytes are checked as they are read
     assert entry is not None
     with pytest.raises(CorruptArtifact, match="content does not match its digest"):
-        store.outputs(entry)["text"].text()
+        read_text(store.outputs(entry)["text"])
     assert store.check(store.outputs(entry)["text"], full=True) == "content does not match its digest"
 
 

@@ -3,44 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import yaml
-from PIL import Image
+from conftest import TINY, run_file
 
-from mora.engine.api import graph_path, load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.media import Frames, load_video_file, write_mp4
+from mora.engine.api import graph_path
+from mora.engine.media import load_video_file
 from mora.engine.report import write_run_report
-from mora.engine.store import Store
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
-
 
 pytestmark = pytest.mark.usefixtures("tiny_models")
 
 
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("media")
-    rng = np.random.default_rng(0)
-    paths = {}
-    for name, colour in (("first", (220, 40, 40)), ("second", (40, 40, 220))):
-        frames = np.full((3, 48, 64, 3), colour, dtype=np.uint8)
-        frames += rng.integers(0, 20, frames.shape, dtype=np.uint8)
-        paths[name] = root / f"{name}.mp4"
-        write_mp4(Frames(frames, 8.0), paths[name])
-    paths["image"] = root / "photo.png"
-    Image.fromarray(rng.integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(paths["image"])
-    return paths
-
-
 def run_template(name: str, inputs: dict, tmp: Path, run_name: str = "run", cache: Path | None = None):
-    plan = load_plan(graph_path(name, None), inputs, defaults=TINY.get("inputs"))
-    store = Store(cache or tmp / "cache")
-    return run(plan, store=store, preset=TINY, run_dir=tmp / run_name, runtime={}, quiet=True,
-               executor=InProcessExecutor("cpu"))
+    return run_file(graph_path(name, None), inputs, cache=cache or tmp / "cache", run_dir=tmp / run_name)
 
 
 def statuses(outcome) -> dict[str, bool]:

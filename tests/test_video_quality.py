@@ -11,17 +11,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import yaml
+from conftest import FakeContext, run_file
 
-from mora.engine.api import graph_path, load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.media import Frames, write_mp4
+from mora.engine.api import graph_path
+from mora.engine.media import Frames, frames_blob, write_mp4
 from mora.engine.store import Store
 from mora.nodes.video_connection import run as connection_run
 from mora.nodes.video_quality import measure
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = yaml.safe_load((ROOT / "conf" / "model" / "tiny.yaml").read_text())
 SIZE, T = 64, 12
 
 
@@ -73,33 +70,25 @@ def test_noise_lowers_imaging_quality(pan):
     assert measure(flat)["imaging_quality"] < measure(pan)["imaging_quality"] / 2  # no detail
 
 
-class _Video:
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-
-    def video(self) -> Frames:
-        return Frames(self.array, 8.0)
-
-
-def _connection(first, bridge, second) -> dict[str, float]:
-    out = connection_run(None, {"first": _Video(first), "transition": _Video(bridge), "second": _Video(second)}, {})
+def _connection(store: Store, first, bridge, second) -> dict[str, float]:
+    clips = {"first": first, "transition": bridge, "second": second}
+    out = connection_run(FakeContext(), {k: store.put(frames_blob(v, 8.0)) for k, v in clips.items()}, {})
     return {k: float(v.data) for k, v in out.items()}
 
 
-def test_a_transition_that_meets_both_clips_has_higher_tcon_and_tmean(pan):
+def test_a_transition_that_meets_both_clips_has_higher_tcon_and_tmean(pan, tmp_path):
+    store = Store(tmp_path / "cache")
     first, second = pan[:4], pan[8:]
-    seamless = _connection(first, pan[3:9], second)  # the frames that really lie between
+    seamless = _connection(store, first, pan[3:9], second)  # the frames that really lie between
     rng = np.random.default_rng(3)
-    jumpy = _connection(first, rng.integers(0, 255, (6, SIZE, SIZE, 3), dtype=np.uint8), second)
+    jumpy = _connection(store, first, rng.integers(0, 255, (6, SIZE, SIZE, 3), dtype=np.uint8), second)
     assert seamless["tcon"] == pytest.approx(1.0) and seamless["tcon"] > jumpy["tcon"] + 0.5
     assert seamless["tmean"] > jumpy["tmean"] + 0.3
-    assert _connection(first, pan[3:9], second[:, :, :32])["tcon"] <= 1.0  # other sizes are resized, not refused
+    assert _connection(store, first, pan[3:9], second[:, :, :32])["tcon"] <= 1.0  # other sizes are resized, not refused
 
 
 def _run(graph: Path, inputs: dict, tmp: Path, name: str):
-    plan = load_plan(graph, inputs, defaults=TINY.get("inputs"))
-    return run(plan, store=Store(tmp / "cache"), preset=TINY, run_dir=tmp / name, runtime={}, quiet=True,
-               executor=InProcessExecutor("cpu"))
+    return run_file(graph, inputs, cache=tmp / "cache", run_dir=tmp / name)
 
 
 def _numbers(outcome) -> dict[str, float]:

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import FakeContext
 from PIL import Image
-from test_agents_image import Ctx, params, pixels
+from test_agents_image import params, pixels
 
 from mora.engine.media import image_blob, text_blob
 from mora.engine.models import package_folder, resolve
-from mora.nodes import image_edit, prompt, text_to_image
+from mora.nodes import image_edit, prompt_select, text_to_image
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 
@@ -39,13 +40,13 @@ def put(tmp_path: Path):
     return put
 
 
-def world_ctx(agent, seed: int = 0) -> Ctx:
+def world_ctx(agent, seed: int = 0) -> FakeContext:
     ref, problem = resolve(agent, {}, PRESET)
     assert problem is None, problem
-    return Ctx(ref, seed=seed)
+    return FakeContext(ref, seed=seed)
 
 
-@pytest.mark.parametrize("agent", [prompt.AGENT, text_to_image.AGENT, image_edit.AGENT])
+@pytest.mark.parametrize("agent", [prompt_select.AGENT, text_to_image.AGENT, image_edit.AGENT])
 def test_the_preset_s_package_models_resolve_to_saved_folders_inside_the_installed_package(agent):
     ref, problem = resolve(agent, {}, PRESET)
     assert problem is None
@@ -79,15 +80,15 @@ def test_all_shipped_weights_are_fp16_safetensors_and_at_most_25_mb():
     ("Tiny green plus, heading down fast, black background", "a small green cross moving down fast on a black background"),
 ])
 def test_the_prompt_agent_rewrites_a_loose_prompt_into_the_world_s_caption(put, loose, want):
-    ctx = world_ctx(prompt.AGENT, seed=3)
-    out = prompt.run(ctx, {"prompt": put(text_blob(loose))}, params(prompt.AGENT))
+    ctx = world_ctx(prompt_select.AGENT, seed=3)
+    out = prompt_select.run(ctx, {"prompt": put(text_blob(loose))}, params(prompt_select.AGENT))
     assert captions.same(captions.parse(out["text"].data.decode()), captions.parse(want))
 
 
 def test_the_prompt_agent_keeps_a_style_cue_after_the_caption(put):
-    ctx = world_ctx(prompt.AGENT)
-    out = prompt.run(ctx, {"prompt": put(text_blob("yellow triangle going up")),
-                           "style": put(text_blob("in digital world style, Minecraft"))}, params(prompt.AGENT))
+    ctx = world_ctx(prompt_select.AGENT)
+    out = prompt_select.run(ctx, {"prompt": put(text_blob("yellow triangle going up")),
+                           "style": put(text_blob("in digital world style, Minecraft"))}, params(prompt_select.AGENT))
     scene = captions.parse(out["text"].data.decode())
     assert scene.style == "digital" and scene.things[0] == world.Thing("triangle", "yellow", motion="up")
 

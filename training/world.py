@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 SIZE = 64
 TEXT_POSITIONS = 160
@@ -148,7 +149,7 @@ class Stream(IterableDataset):
         return scene_params(source, layout), scene_params(target, layout), keep_image, self._ids(tok, text)
 
     def _lm(self, rng: np.random.Generator, tok: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        from mora.nodes.prompt import SYSTEM
+        from mora.nodes.prompt_select import SYSTEM
 
         while True:
             scene = world.sample_scene(rng, two=0.0, digital=0.0)
@@ -283,8 +284,9 @@ def train_vae(args: argparse.Namespace) -> None:
 # Diffusion --------------------------------------------------------------------------------------------------
 
 def text_encoder() -> Any:
-    from mora.nodes.zoo.image_models import CLIP_IDS
     from transformers import CLIPTextConfig, CLIPTextModel
+
+    from mora.nodes.zoo.image_models import CLIP_IDS
 
     return CLIPTextModel(CLIPTextConfig(
         hidden_size=128, intermediate_size=512, num_attention_heads=4, num_hidden_layers=3, vocab_size=514,
@@ -356,6 +358,7 @@ def train_diffusion(args: argparse.Namespace, edit: bool) -> None:
 
 def save_pipeline(out: Path, model: Any, encoder: Any, vae: Any, edit: bool) -> None:
     from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
+
     from mora.nodes.zoo.image_models import _sd_scheduler
     from mora.nodes.zoo.tokenizers import clip
 
@@ -370,8 +373,9 @@ def save_pipeline(out: Path, model: Any, encoder: Any, vae: Any, edit: bool) -> 
 # Prompt language model --------------------------------------------------------------------------------------
 
 def lm_config() -> Any:
-    from mora.nodes.zoo.text_models import SPECIAL_IDS
     from transformers import Qwen2Config
+
+    from mora.nodes.zoo.text_models import SPECIAL_IDS
 
     return Qwen2Config(vocab_size=259, hidden_size=144, intermediate_size=384, num_hidden_layers=4,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -379,8 +383,9 @@ def lm_config() -> Any:
 
 
 def train_lm(args: argparse.Namespace) -> None:
-    from mora.nodes.zoo.tokenizers import chat
     from transformers import Qwen2ForCausalLM
+
+    from mora.nodes.zoo.tokenizers import chat
 
     device = setup(args)
     model = Qwen2ForCausalLM(lm_config()).to(device).train()

@@ -40,7 +40,7 @@ def report_quietly(run_dir: Path) -> Path | None:
     """The end-of-run hook: write report.html, and only warn if that fails (the run's results stand)."""
     try:
         return write_run_report(run_dir)
-    except Exception as e:  # a report must never fail a run whose results are already safe
+    except Exception as e:  # noqa: BLE001 (a report must never fail a run whose results are already safe)
         log.warning("could not write %s: %s: %s", run_dir / "report.html", type(e).__name__, e)
         return None
 

@@ -24,5 +24,5 @@ class SweepIndex(Callback):
             if sweep_dir.is_dir() and job_dirs(sweep_dir):
                 index, _ = write_sweep_index(sweep_dir)
                 print(f"mora: sweep index: {index}")
-        except Exception as e:  # the jobs' results stand; only the index is missing
+        except Exception as e:  # noqa: BLE001 (the jobs' results stand; only the index is missing)
             log.warning("could not write the sweep index in %s: %s: %s", sweep_dir, type(e).__name__, e)

@@ -37,7 +37,7 @@ def video_preview(run: RunView, output: OutputView) -> tuple[str | None, str | N
     try:
         frames = read_video(run.dir / output.file)
         return preview_uri(frames), poster_uri(frames)
-    except Exception as e:  # a damaged or vanished file leaves the report without that preview
+    except Exception as e:  # noqa: BLE001 (a damaged or vanished file leaves the report without that preview)
         log.warning("%s: no preview of %s: %s", run.dir, output.file, e)
         return None, None
 

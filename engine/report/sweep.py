@@ -105,7 +105,7 @@ def _job(job_dir: Path) -> Job:
             decoded = read_video(job_dir / video.file)
             frames, preview = key_frames(decoded), preview_uri(decoded, count=16, side=192)
             poster = poster_uri(decoded, 192)
-        except Exception as e:  # a damaged video leaves its cell without pictures
+        except Exception as e:  # noqa: BLE001 (a damaged video leaves its cell without pictures)
             log.warning("%s: cannot read %s: %s", job_dir, video.file, e)
     key = run.keyframe()
     if key is not None:

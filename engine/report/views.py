@@ -163,7 +163,7 @@ def _is_frame_store(path: Path) -> bool:
     try:
         with safe_open(str(path), framework="numpy") as f:
             return "frames" in f.keys()  # noqa: SIM118 (a safe_open handle has no __contains__)
-    except Exception:  # safetensors raises several types for a file that is not its format
+    except Exception:  # noqa: BLE001 (safetensors raises several types for a file that is not its format)
         return False
 
 

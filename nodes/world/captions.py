@@ -15,6 +15,7 @@ import re
 from dataclasses import replace
 
 import numpy as np
+
 from mora.nodes.world.scene import COLOURS, REGIONS, RELATIONS, SHAPES, Scene, Thing
 
 DIGITAL = "in digital world style"

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from mora.nodes.world.scene import BLOCK, COLOURS, EXTENT, REGIONS, SHAPES, SIZES, inside, shade
 
 FAR = 70.0

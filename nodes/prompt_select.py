@@ -11,8 +11,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import text_blob
+from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.media import read_text, text_blob
 from mora.engine.ports import PortType
 from mora.nodes.common import MODEL_PARAMS, quantization_config
 
@@ -26,7 +26,7 @@ def _with_style(text: str, style: str) -> str:
     return text if not style or style.lower() in text.lower() else f"{text}, {style}"
 
 
-def _load(ctx: Any, params: Mapping[str, Any], prefetch: bool = False) -> Any:
+def _load(ctx: RunContext, params: Mapping[str, Any], prefetch: bool = False) -> Any:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mora.nodes.models import get_pipeline, torch_dtype
@@ -43,17 +43,17 @@ def _load(ctx: Any, params: Mapping[str, Any], prefetch: bool = False) -> Any:
     return get_pipeline(ctx, "causal_lm", load, prefetch=prefetch)
 
 
-def preload(ctx: Any, params: Mapping[str, Any]) -> None:
+def preload(ctx: RunContext, params: Mapping[str, Any]) -> None:
     if params["mode"] == "llm":  # the template mode loads no model
         _load(ctx, params, prefetch=True)
 
 
-def run(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+def run(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     # 1. check inputs
-    prompt = inputs["prompt"].text().strip()
-    style = inputs["style"].text().strip() if "style" in inputs else ""
+    prompt = read_text(inputs["prompt"]).strip()
+    style = read_text(inputs["style"]).strip() if "style" in inputs else ""
     if not prompt:
         raise ValueError("`prompt` is empty: give the idea to rewrite")
     if len(prompt) > MAX_PROMPT:
