@@ -89,6 +89,26 @@ class CorruptRow(Exception):
     """An index row that is not what Mora writes."""
 
 
+def select(cache: diskcache.Cache, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one read-only SQL query over diskcache's `Cache` table (one statement: one snapshot).
+
+    Maintenance over a million entries cannot afford a Python round trip and a JSON decode per
+    row; SQLite's JSON functions do the counting and selecting where the rows are.
+    """
+    return cache._sql(query, params).fetchall()
+
+
+def delete_rows(cache: diskcache.Cache, rowids: list[int], batch: int = 10_000) -> None:
+    """Delete rows by rowid, `batch` to a transaction, so that runs writing meanwhile wait milliseconds, not minutes.
+
+    Only for rows whose value lies in the database (`filename IS NULL`): a row with a value file
+    goes through `Cache.delete`, which removes the file too.
+    """
+    for start in range(0, len(rowids), batch):
+        with cache.transact():
+            cache._con.executemany("DELETE FROM Cache WHERE rowid = ?", [(r,) for r in rowids[start:start + batch]])
+
+
 def open_index(path: Path) -> diskcache.Cache:
     """Open (or create) the index; a database SQLite reports as malformed is moved aside, nothing else."""
     try:
