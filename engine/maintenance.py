@@ -7,7 +7,8 @@ recomputed on the next run), lists objects no entry references, and deletes temp
 whose writer process is gone. `gc` removes entries older than `max_age` (and entries of older
 cache versions, which are never hit), then the oldest until the objects fit in `max_size`,
 then deletes objects that no remaining entry references, unless a live run's lease names them
-or they are younger than `grace` (see leases.py). Both work only on a directory that already
+or they are younger than `grace` (see leases.py): in `objects/` and, for a cache whose artifacts
+live in an object store, there too (`objects/` then holds this machine's copies). Both work only on a directory that already
 holds a cache.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ from mora.engine.store import ENTRY_VERSION, Store, stale
 MEMO_PREFIX = "weights:"
 GRACE = 600.0
 """Seconds for which a new object is safe from gc even when nothing references it yet."""
+UPLOAD_GRACE = 3600.0
+"""Seconds after which a temporary object in an object store is taken for a dead writer's."""
 
 
 @dataclass
@@ -99,11 +102,13 @@ def stats(store: Store) -> dict[str, Any]:
                                                                       select(store.index, OTHER))]
     for agent, n in counts:
         agents[agent] = agents.get(agent, 0) + n
+    remote = store.remote.objects() if store.remote is not None else None
     return {
         "dir": str(store.root),
         "entries": sum(agents.values()),
-        "objects": len(objs),
-        "object_bytes": sum(p.stat().st_size for p in objs.values()),
+        "objects": len(objs) if remote is None else len(remote),
+        "object_bytes": sum(p.stat().st_size for p in objs.values()) if remote is None else sum(o.size for o in remote),
+        **({} if remote is None else {"artifacts": store.remote.url, "local_copies": len(objs)}),
         "agents": dict(sorted(agents.items())),
         "tmp_files": len(list((store.root / "tmp").iterdir())),
         "quarantined": len(list((store.root / "quarantine").glob("*"))),
@@ -226,6 +231,20 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
             freed += st.st_size
             path.unlink(missing_ok=True)
             removed_objects += 1
+        for obj in store.remote.objects() if store.remote is not None else ():
+            digest = obj.name.split(".", 1)[0]
+            if digest in live:
+                continue
+            if digest in held:
+                leased += 1
+            elif now - obj.mtime < grace:
+                young += 1
+            else:
+                freed += obj.size
+                store.remote.delete(obj.name)
+                removed_objects += 1
+        if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
+            store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
     clean_tmp(store)
     return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed,
             "kept_leased": leased, "kept_young": young}
