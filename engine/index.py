@@ -3,7 +3,9 @@
 diskcache's default serializer is pickle, which runs code on read (CVE-2025-69872): here keys
 are plain strings and values JSON bytes, and any row whose mode says pickle is refused as
 corrupt instead of unpickled. diskcache's size limit silently drops entries (1 GB by default);
-it is switched off (eviction policy "none") and eviction is Mora's own `gc`.
+it is switched off (eviction policy "none") and eviction is Mora's own `gc`. Each node-result
+row carries its agent as diskcache's tag, with diskcache's tag index, so counting entries per
+agent reads that index instead of a million JSON values.
 
 An I/O error is not corruption. Only a database that SQLite itself reports as malformed
 (SQLITE_CORRUPT, SQLITE_NOTADB) is moved aside, with a message, and a fresh one started; a full
@@ -135,6 +137,7 @@ def _open(path: Path) -> diskcache.Cache:
         cull_limit=0,
         eviction_policy="none",
         statistics=False,
+        tag_index=True,
         timeout=60,
     )
     cache._sql("SELECT COUNT(*) FROM Cache").fetchone()  # force SQLite to read the file now

@@ -48,8 +48,12 @@ class VerifyReport:
         return not self.bad_entries
 
 
-ROWS = (f"(SELECT rowid, key, CAST(value AS TEXT) AS t FROM Cache WHERE raw = 1 AND key NOT GLOB '{MEMO_PREFIX}*' "
-        "AND mode = 1 AND filename IS NULL)")
+def _rows(where: str = "1") -> str:
+    return (f"(SELECT rowid, key, CAST(value AS TEXT) AS t FROM Cache WHERE {where} AND raw = 1 "
+            f"AND key NOT GLOB '{MEMO_PREFIX}*' AND mode = 1 AND filename IS NULL)")
+
+
+ROWS = _rows()
 """Node-result rows whose JSON lies in the database (all but entries over 32 kB), for SQLite's JSON functions."""
 VALID = "(json_valid(t) AND json_type(t) = 'object' AND json_type(t, '$.outputs') IS NOT NULL)"
 STALE = f"(json_type(t, '$.v') = 'integer' AND json_extract(t, '$.v') != {ENTRY_VERSION})"
@@ -92,14 +96,20 @@ def referenced(store: Store, entry: dict[str, Any]) -> set[str]:
 
 
 def stats(store: Store) -> dict[str, Any]:
-    """Counts from SQL aggregates over the index (seconds at a million entries) and one listing of the objects."""
+    """Counts per agent from the index's tag index (a second at a million entries) and one listing of the objects.
+
+    Rows without a tag (written before tags, or not by Mora) are classified from their JSON, as
+    `<corrupt>` when they are not entries; a tagged row is counted under its tag unread (`verify`
+    reads every entry).
+    """
     objs = _objects(store)
     agents: dict[str, int] = {}
     query = (f"SELECT CASE WHEN {VALID} THEN coalesce(json_extract(t, '$.agent'), 'None') ELSE '<corrupt>' END, "
-             f"count(*) FROM {ROWS} GROUP BY 1")
+             f"count(*) FROM {_rows('tag IS NULL')} GROUP BY 1")
     counts = [(str(agent), n) for agent, n in select(store.index, query)]
+    counts += select(store.index, "SELECT tag, count(*) FROM Cache WHERE tag IS NOT NULL GROUP BY tag")
     counts += [(str(e.get("agent")) if e else "<corrupt>", 1) for e in (_get(store, k) for (k,) in
-                                                                      select(store.index, OTHER))]
+                                                                      select(store.index, OTHER + " AND tag IS NULL"))]
     for agent, n in counts:
         agents[agent] = agents.get(agent, 0) + n
     remote = store.remote.objects() if store.remote is not None else None

@@ -350,7 +350,7 @@ class Store:
     def record(self, key: str, entry: dict[str, Any]) -> None:
         entry = {"v": ENTRY_VERSION, "created": time.time(), **entry}
         try:
-            self.index.set(key, entry)
+            self.index.set(key, entry, tag=str(entry.get("agent")))  # the tag index makes `cache stats` a count
         except (OSError, sqlite3.DatabaseError) as e:
             raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e, self.root)}; the index is "
                              "unchanged") from None
