@@ -12,8 +12,9 @@ imports the agent's module and opens the store), so what is timed is scheduling,
 Reported per N: wall time against the ideal (`waves` x `seconds`: every worker busy sleeping all
 the time), throughput against the ideal (N / `seconds` nodes a second), the scheduling overhead
 per node (the worker-time lost per node: (wall - ideal) x N / nodes), the driver's CPU time per
-node (scheduler, index, export: what would be the bottleneck), and the fully cached rerun's wall
-time per node. On a 2-core machine the sleeps must be long enough that the workers' own CPU
+node (scheduler, index, export: what would be the bottleneck), the workers' CPU time per node
+(receiving the task, lookup, storing the artifact, writing the entry, replying), and the fully
+cached rerun's wall time per node. On a 2-core machine the sleeps must be long enough that the workers' own CPU
 work (a lookup, an artifact write, an index entry per node) stays far below 2 cores.
 """
 from __future__ import annotations
@@ -64,6 +65,15 @@ def timed_run(plan: Plan, store: Store, executor: PoolExecutor, run_dir: Path) -
     return wall, cpu, ",".join(sorted(statuses))
 
 
+def workers_cpu(executor: PoolExecutor) -> float:
+    """CPU seconds the worker processes have used so far (user + system, from /proc)."""
+    total = 0
+    for pid in executor.worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def simulate(workers: int, waves: int, seconds: float, folder: Path) -> dict[str, object]:
     nodes = workers * waves
     plan = api.load_plan(graph(folder, nodes, seconds), {}, None, registry=sim_agents.registry())
@@ -73,7 +83,9 @@ def simulate(workers: int, waves: int, seconds: float, folder: Path) -> dict[str
         ready(executor)
         warm_up = api.load_plan(graph(folder, workers, 0.5, "warm"), {}, None, registry=sim_agents.registry())
         timed_run(warm_up, store, executor, folder / "warm")  # each worker's first node imports the agent module
+        before = workers_cpu(executor)
         wall, cpu, cold = timed_run(plan, store, executor, folder / "cold")
+        worker_cpu = workers_cpu(executor) - before
         cached_wall, cached_cpu, warm = timed_run(plan, store, executor, folder / "cached")
     finally:
         executor.shutdown()
@@ -83,7 +95,8 @@ def simulate(workers: int, waves: int, seconds: float, folder: Path) -> dict[str
             "ideal_s": ideal, "throughput_nodes_per_s": round(nodes / wall, 2),
             "ideal_nodes_per_s": round(workers / seconds, 2), "efficiency": round(ideal / wall, 3),
             "overhead_per_node_ms": round(1000 * (wall - ideal) * workers / nodes, 1),
-            "driver_cpu_per_node_ms": round(1000 * cpu / nodes, 2), "statuses": cold,
+            "driver_cpu_per_node_ms": round(1000 * cpu / nodes, 2),
+            "worker_cpu_per_node_ms": round(1000 * worker_cpu / nodes, 2), "statuses": cold,
             "cached_wall_s": round(cached_wall, 2), "cached_per_node_ms": round(1000 * cached_wall / nodes, 2),
             "cached_driver_cpu_per_node_ms": round(1000 * cached_cpu / nodes, 2), "cached_statuses": warm}
 

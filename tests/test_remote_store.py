@@ -181,3 +181,15 @@ def test_a_worker_killed_mid_upload_leaves_no_object_and_the_node_is_recomputed(
         assert outcome.manifest["nodes"]["say"]["status"] == ("done" if run == 0 else "cached"), outcome.manifest
     assert executions()["say"] == 2  # the killed run and the recomputation; the third run reused it
     assert len(_fs().find(f"{prefix}/objects")) == 1
+
+
+def test_a_local_path_serves_as_the_artifact_store(tmp_path: Path):
+    shared = tmp_path / "shared"
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    ref = driver.put(Blob(PortType.TEXT, "txt", b"on a shared path"))
+    assert (shared / "objects" / ref.digest[:2] / f"{ref.digest}.txt").read_bytes() == b"on a shared path"
+    assert list((shared / "tmp").iterdir()) == []
+    other = Store(tmp_path / "worker", artifacts=str(shared))
+    assert bytes(other.ref(ref.to_json()).read_bytes()) == b"on a shared path"
+    for s in (driver, other):
+        s.close()
