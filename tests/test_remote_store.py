@@ -193,3 +193,30 @@ def test_a_local_path_serves_as_the_artifact_store(tmp_path: Path):
     assert bytes(other.ref(ref.to_json()).read_bytes()) == b"on a shared path"
     for s in (driver, other):
         s.close()
+
+
+CLI_GRAPH = {"inputs": {"prompt": {"type": "text", "default": "fox"}},
+             "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}},
+                                 "params": {"template": "A {text}"}}},
+             "outputs": {"out": {"from": "frame.text"}}}
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "runtime=local",
+                           "runtime.device=cpu", "quiet=true", *overrides],
+                          check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_mora_takes_cache_artifacts_from_the_config(tmp_path: Path, s3_url: str):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump(CLI_GRAPH))
+    cache = tmp_path / "cache"
+    done = _cli(tmp_path, f"graph_file={graph}", f"cache.dir={cache}", f"cache.artifacts={s3_url}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "out.txt").read_text() == "A fox"
+    assert len(_fs().find(f"{s3_url[5:]}/objects")) == 2  # the input and the result
+    bad = _cli(tmp_path, f"graph_file={graph}", f"cache.dir={tmp_path / 'other'}", "cache.artifacts=nosuch://x/y",
+               f"hydra.run.dir={tmp_path / 'run2'}")
+    assert bad.returncode == 2 and "cache.artifacts=nosuch://x/y" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
