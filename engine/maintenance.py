@@ -209,6 +209,9 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
 
     Entries are chosen and deleted in SQL, in batched transactions; objects are matched by digest
     against one listing of `objects/` (bench/cache_scale.py: a tenth of a million entries in seconds).
+    The referenced digests are read before the maintenance lock is taken; under it, only entries
+    stored since (by diskcache's `store_time`, with a margin) are read again, so runs wait for a
+    scan of one column, not for every entry's JSON.
     """
     now = time.time()
     doomed = f"NOT {VALID} OR {STALE}" + (" OR coalesce(json_extract(t, '$.created'), 0) < ?" if max_age else "")
@@ -224,8 +227,10 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     if max_size is not None:
         removed_entries += _evict_to_size(store, max_size)
     freed = removed_objects = leased = young = 0
+    snapshot = time.time()
+    live = _live_digests(store)  # the long read, before runs are made to wait
     with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
-        live = _live_digests(store)
+        live |= _live_digests(store, since=snapshot - GRACE)  # entries recorded meanwhile (margin: clock skew)
         held = live_digests(store.root / "leases")
         for name, path in _objects(store).items():
             digest = name.split(".", 1)[0]
@@ -260,14 +265,18 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
             "kept_leased": leased, "kept_young": young}
 
 
-DIGESTS = (f"SELECT r.rowid, coalesce(json_extract(r.t, '$.created'), 0), j.value FROM {ROWS} AS r, "
-           "json_tree(r.t, '$.outputs') AS j WHERE j.key = 'digest' AND j.type = 'text'")
-"""Each inline entry's artifact digests (every `digest` member under `outputs`: over-inclusive is safe for gc)."""
+def _digests(where: str = "1") -> str:
+    """Each inline entry's artifact digests: every `digest` member under `outputs` (over-inclusive is safe for gc)."""
+    return (f"SELECT r.rowid, coalesce(json_extract(r.t, '$.created'), 0), j.value "
+            f"FROM {_rows(f'{where} AND json_valid(CAST(value AS TEXT))')} AS r, "
+            "json_tree(r.t, '$.outputs') AS j WHERE j.key = 'digest' AND j.type = 'text'")
 
 
-def _live_digests(store: Store) -> set[str]:
-    live = {d for _, _, d in select(store.index, DIGESTS)}
-    for (key,) in select(store.index, OTHER):
+def _live_digests(store: Store, since: float | None = None) -> set[str]:
+    """Digests the entries reference; with `since`, only entries stored (or stored again) from then on."""
+    where, params = ("1", ()) if since is None else ("store_time >= ?", (since,))
+    live = {d for _, _, d in select(store.index, _digests(where), params)}
+    for (key,) in select(store.index, OTHER + f" AND {where}", params):
         entry = _get(store, key)
         if entry is not None and not stale(entry):
             live |= {n.split(".", 1)[0] for n in referenced(store, entry)}
@@ -281,7 +290,7 @@ def _evict_to_size(store: Store, max_size: int) -> int:
     """
     sizes = {name.split(".", 1)[0]: p.stat().st_size for name, p in _objects(store).items()}
     by_entry: dict[int | str, tuple[float, list[str]]] = {}  # rowid of an inline entry, key of one in a file
-    for rowid, created, digest in select(store.index, DIGESTS):
+    for rowid, created, digest in select(store.index, _digests()):
         by_entry.setdefault(rowid, (float(created), []))[1].append(digest)
     for (key,) in select(store.index, OTHER):
         if (entry := _get(store, key)) is not None:
