@@ -29,6 +29,8 @@ from mora.engine.store import ENTRY_VERSION, Store, stale
 MEMO_PREFIX = "weights:"
 GRACE = 600.0
 """Seconds for which a new object is safe from gc even when nothing references it yet."""
+CLOCK_MARGIN = 5.0
+"""Seconds by which gc's second read of the index reaches back: processes writing the index share this host's clock."""
 UPLOAD_GRACE = 3600.0
 """Seconds after which a temporary object in an object store is taken for a dead writer's."""
 
@@ -230,7 +232,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     snapshot = time.time()
     live = _live_digests(store)  # the long read, before runs are made to wait
     with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
-        live |= _live_digests(store, since=snapshot - GRACE)  # entries recorded meanwhile (margin: clock skew)
+        live |= _live_digests(store, since=snapshot - CLOCK_MARGIN)  # entries recorded meanwhile
         held = live_digests(store.root / "leases")
         for name, path in _objects(store).items():
             digest = name.split(".", 1)[0]

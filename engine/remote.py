@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,13 @@ class Remote:
 
 
 def _mtime(info: dict[str, Any]) -> float:
-    """Modification time in seconds from an fsspec listing (S3: LastModified; local: mtime)."""
-    value = info.get("LastModified", info.get("mtime", info.get("updated", 0)))
-    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0)
+    """Modification time in seconds from an fsspec listing (S3: LastModified; local: mtime; GCS: updated, ISO 8601).
+
+    A listing without one counts as new (gc keeps it until a listing says otherwise).
+    """
+    value = info.get("LastModified", info.get("mtime", info.get("updated")))
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    if isinstance(value, str):
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return float(value) if value is not None else time.time()
