@@ -30,8 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import fsspec
-
 from mora.engine.artifacts import EXTENSIONS
 from mora.engine.errors import CacheError
 
@@ -49,6 +47,8 @@ class Remote:
     """One object store holding a cache's artifacts (fsspec file system plus the prefix under it)."""
 
     def __init__(self, url: str):
+        import fsspec  # only a cache with an artifact store pays for the import
+
         try:
             self.fs, root = fsspec.core.url_to_fs(url)
         except (ImportError, ValueError) as e:
