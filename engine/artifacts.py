@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -95,6 +95,8 @@ class ArtifactRef:
     fmt: str
     size: int
     path: Path
+    fetch: Callable[[ArtifactRef], bool] | None = field(default=None, compare=False, repr=False)
+    """Brings a missing `path` from the artifact store (see remote.py); True if it did. None: the file is all."""
 
     def to_json(self) -> dict[str, Any]:
         return {"digest": self.digest, "kind": self.kind.value, "fmt": self.fmt, "size": self.size}
@@ -128,7 +130,9 @@ class ArtifactRef:
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
-            raise CorruptArtifact(self, "missing") from None
+            if self.fetch is None or not self.fetch(self):
+                raise CorruptArtifact(self, "missing") from None
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
         st = os.fstat(fd)

@@ -79,7 +79,7 @@ def job_from_config(cfg: DictConfig) -> Job:
             raise MoraError(f"objective '{cfg.objective}' is a {plan.outputs[cfg.objective].type.value} output of "
                             f"{path}, not a number; numeric outputs: {numbers}")
     cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
-    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
+    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout, artifacts=cfg.cache.artifacts)
     os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
     os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
     os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)

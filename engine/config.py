@@ -123,6 +123,7 @@ class RuntimeConf:
 @dataclass
 class CacheConf:
     dir: str | None = None
+    artifacts: str | None = None
     salt: str = ""
     lock_timeout: float = field(default=3600.0, metadata=_meta(min=0))
 

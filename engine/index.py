@@ -3,7 +3,9 @@
 diskcache's default serializer is pickle, which runs code on read (CVE-2025-69872): here keys
 are plain strings and values JSON bytes, and any row whose mode says pickle is refused as
 corrupt instead of unpickled. diskcache's size limit silently drops entries (1 GB by default);
-it is switched off (eviction policy "none") and eviction is Mora's own `gc`.
+it is switched off (eviction policy "none") and eviction is Mora's own `gc`. Each node-result
+row carries its agent as diskcache's tag, with diskcache's tag index, so counting entries per
+agent reads that index instead of a million JSON values.
 
 An I/O error is not corruption. Only a database that SQLite itself reports as malformed
 (SQLITE_CORRUPT, SQLITE_NOTADB) is moved aside, with a message, and a fresh one started; a full
@@ -89,6 +91,26 @@ class CorruptRow(Exception):
     """An index row that is not what Mora writes."""
 
 
+def select(cache: diskcache.Cache, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of one read-only SQL query over diskcache's `Cache` table (one statement: one snapshot).
+
+    Maintenance over a million entries cannot afford a Python round trip and a JSON decode per
+    row; SQLite's JSON functions do the counting and selecting where the rows are.
+    """
+    return cache._sql(query, params).fetchall()
+
+
+def delete_rows(cache: diskcache.Cache, rowids: list[int], batch: int = 10_000) -> None:
+    """Delete rows by rowid, `batch` to a transaction, so that runs writing meanwhile wait milliseconds, not minutes.
+
+    Only for rows whose value lies in the database (`filename IS NULL`): a row with a value file
+    goes through `Cache.delete`, which removes the file too.
+    """
+    for start in range(0, len(rowids), batch):
+        with cache.transact():
+            cache._con.executemany("DELETE FROM Cache WHERE rowid = ?", [(r,) for r in rowids[start:start + batch]])
+
+
 def open_index(path: Path) -> diskcache.Cache:
     """Open (or create) the index; a database SQLite reports as malformed is moved aside, nothing else."""
     try:
@@ -115,6 +137,7 @@ def _open(path: Path) -> diskcache.Cache:
         cull_limit=0,
         eviction_policy="none",
         statistics=False,
+        tag_index=True,
         timeout=60,
     )
     cache._sql("SELECT COUNT(*) FROM Cache").fetchone()  # force SQLite to read the file now

@@ -7,6 +7,12 @@ maintenance lock (see leases.py); `quarantine/` objects found corrupt, kept for 
 `tmp/` files being written. Every artifact is written to `tmp/` and atomically renamed into
 place, so a crash never leaves a half-written object under its final name.
 
+Artifacts elsewhere. With `artifacts=URL` (config `cache.artifacts`: `s3://bucket/prefix`, `gs://...`,
+a path) the artifacts live in that object store (remote.py) and `objects/` holds this machine's
+copies of them; the index stays here. The URL is recorded in the cache directory (`artifacts`),
+so every process that opens the cache (workers, `mora-admin cache`) uses the same store, and
+opening it with another URL is refused (its index would name objects the other store lacks).
+
 Trust. A lookup checks that each artifact of an entry exists with its recorded size (cheap:
 a fully cached run reads nothing it does not export); the bytes themselves are verified against
 their digest whenever they are read for use (`ArtifactRef.read_bytes`). An object found missing,
@@ -37,6 +43,7 @@ from mora.engine.errors import CacheError
 from mora.engine.index import INDEX_FILE, CorruptRow, index_error, open_index
 from mora.engine.leases import Lease, MaintenanceLock
 from mora.engine.ports import PortType
+from mora.engine.remote import Remote
 
 ENTRY_VERSION = 2
 """Entries of other versions (1: SHA-256 digests) are plain misses, never reported as corrupt."""
@@ -100,7 +107,8 @@ class Store:
     neither create one nor work on a folder that is something else).
     """
 
-    def __init__(self, root: Path, salt: str = "", lock_timeout: float = 3600.0, create: bool = True):
+    def __init__(self, root: Path, salt: str = "", lock_timeout: float = 3600.0, create: bool = True,
+                 artifacts: str | None = None):
         try:
             self.root = Path(root).expanduser().resolve()
         except (OSError, RuntimeError) as e:
@@ -125,7 +133,23 @@ class Store:
             self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
         except OSError as e:
             raise CacheError(f"cannot create the maintenance lock in {self.root}: {e.strerror or e}") from None
+        self.remote = self._bind(artifacts)
         self.index = open_index(self.root / "index")
+
+    def _bind(self, artifacts: str | None) -> Remote | None:
+        """The artifact store recorded for this cache, recording `artifacts` if none is yet; a different one is refused."""
+        binding = self.root / "artifacts"
+        try:
+            recorded = binding.read_text(encoding="utf-8").strip() if binding.is_file() else None
+            if artifacts and recorded is None:
+                binding.write_text(artifacts + "\n", encoding="utf-8")
+                recorded = artifacts
+        except OSError as e:
+            raise CacheError(f"cannot read or record the artifact store of {self.root}: {e.strerror or e}") from None
+        if artifacts and artifacts != recorded:
+            raise CacheError(f"cache {self.root} keeps its artifacts in {recorded}, not cache.artifacts={artifacts}; "
+                             "use another cache.dir for another artifact store")
+        return Remote(recorded) if recorded else None
 
     def close(self) -> None:
         for lease in (self.lease, self._joined):
@@ -180,6 +204,8 @@ class Store:
                 lease.add([digest])
             if self.check(ref, full=path.exists()) is not None:
                 self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+            if self.remote is not None:
+                self.remote.upload(path, digest, blob.fmt)
         return ref
 
     def put_file(self, kind: PortType, fmt: str, file: Path, lease: Lease | None = None) -> ArtifactRef:
@@ -196,6 +222,8 @@ class Store:
             else:
                 self._mkdir(path.parent)
                 os.replace(file, path)
+            if self.remote is not None:
+                self.remote.upload(path, digest, fmt)
         return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
@@ -225,7 +253,13 @@ class Store:
         digest, fmt = str(meta["digest"]), str(meta["fmt"])
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) or fmt not in EXTENSIONS:
             raise CorruptRow(f"malformed artifact reference {meta!r}")
-        return ArtifactRef(digest, PortType(meta["kind"]), fmt, int(meta["size"]), self.object_path(digest, fmt))
+        return ArtifactRef(digest, PortType(meta["kind"]), fmt, int(meta["size"]), self.object_path(digest, fmt),
+                           fetch=self._fetch if self.remote is not None else None)
+
+    def _fetch(self, ref: ArtifactRef) -> bool:
+        assert self.remote is not None
+        self._mkdir(ref.path.parent)
+        return self.remote.download(ref.digest, ref.fmt, ref.path, self.root / "tmp")
 
     def check(self, ref: ArtifactRef, full: bool = False) -> str | None:
         """Why a stored artifact is unusable (missing, wrong size, wrong digest), or None."""
@@ -242,7 +276,13 @@ class Store:
         try:
             st = ref.path.lstat()
         except FileNotFoundError:
-            return "missing", None
+            if self.remote is None:
+                return "missing", None
+            size = self.remote.size(ref.digest, ref.fmt)  # the store holds it; it is fetched when read
+            if size is None:
+                return "missing", None
+            return None if size == ref.size else (f"{size} bytes in {self.remote.url}, not the {ref.size} recorded",
+                                                  None)
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file", (st.st_dev, st.st_ino)
         return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
@@ -266,6 +306,8 @@ class Store:
             folder = self.root / "quarantine"
             folder.mkdir(mode=0o700, exist_ok=True)
             os.replace(ref.path, folder / f"{ref.path.name}.{time.time_ns()}")
+            if self.remote is not None:  # the local copy came from (or went to) the store: so did its bytes
+                self.remote.quarantine(ref.path.name)
 
     # index -----------------------------------------------------------------------------
     def lookup(self, key: str, lease: Lease | None = None) -> dict[str, Any] | None:
@@ -308,7 +350,7 @@ class Store:
     def record(self, key: str, entry: dict[str, Any]) -> None:
         entry = {"v": ENTRY_VERSION, "created": time.time(), **entry}
         try:
-            self.index.set(key, entry)
+            self.index.set(key, entry, tag=str(entry.get("agent")))  # the tag index makes `cache stats` a count
         except (OSError, sqlite3.DatabaseError) as e:
             raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e, self.root)}; the index is "
                              "unchanged") from None

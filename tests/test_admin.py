@@ -95,3 +95,19 @@ def test_cache_gc_refuses_bad_sizes_and_ages(cached, capsys, flag, value):
     assert admin.main(["cache", "gc", "--dir", str(cached), f"{flag}={value}"]) == 2
     err = capsys.readouterr().err
     assert value in err and "Traceback" not in err
+
+
+def test_cache_stats_counts_every_kind_of_row(cached, capsys):
+    """Tagged entries from the tag index; untagged (older) and large (file-held) entries and bad rows from their JSON."""
+    from mora.engine.store import Store
+
+    store = Store(cached)
+    entry = {"v": 2, "node": "n", "agent": "old_agent", "outputs": {}}
+    store.index.set("a" * 64, entry)  # as written before entries were tagged
+    store.index.set("b" * 64, {**entry, "agent": "big_agent", "pad": "x" * 40_000})  # held in a value file
+    store.index.set("c" * 64, {"not": "an entry"})
+    store.index.set("weights:" + "d" * 56, {"digest": "e" * 64})  # a weights memo: not a node entry
+    store.close()
+    status, out, _ = run_admin(capsys, "cache", "stats", "--dir", str(cached))
+    assert status == 0 and json.loads(out)["agents"] == {"<corrupt>": 1, "big_agent": 1, "old_agent": 1,
+                                                         "style_cue": 1, "text_template": 1}

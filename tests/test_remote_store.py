@@ -1,0 +1,222 @@
+"""The object-store artifact backend against a real S3-compatible server (moto's, on 127.0.0.1)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PRESET, subprocess_env
+
+from mora.engine import api, maintenance
+from mora.engine.artifacts import Blob, CorruptArtifact
+from mora.engine.errors import CacheError
+from mora.engine.ports import PortType
+from mora.engine.store import Store
+
+BUCKET = "mora-test"
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[str]:
+    """A moto S3 server on a free local port; its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_url(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """A fresh prefix in a bucket of the server, with the AWS variables a child process inherits."""
+    import s3fs
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_server}.items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    return f"s3://{BUCKET}/{request.node.name}"
+
+
+def _fs():
+    import s3fs
+
+    return s3fs.S3FileSystem()
+
+
+def _entry(ref_json: dict) -> dict:
+    return {"node": "n", "agent": "t_text", "outputs": {"text": ref_json}}
+
+
+def test_artifacts_live_in_the_object_store_and_another_machine_reads_them(tmp_path: Path, s3_url: str):
+    driver = Store(tmp_path / "driver", artifacts=s3_url)
+    ref = driver.put(Blob(PortType.TEXT, "txt", b"made on the driver"))
+    driver.record("k" * 64, _entry(ref.to_json()))
+    key = f"{s3_url[5:]}/objects/{ref.digest[:2]}/{ref.digest}.txt"
+    assert _fs().cat_file(key) == b"made on the driver"
+    assert _fs().find(f"{s3_url[5:]}/tmp") == []  # the upload's temporary object is gone
+
+    other = Store(tmp_path / "worker", artifacts=s3_url)  # another machine: its own local copy, no index entry
+    assert bytes(other.ref(ref.to_json()).read_bytes()) == b"made on the driver"
+    assert other.object_path(ref.digest, "txt").is_file()
+
+    ref.path.unlink()  # the driver's local copy is gone: the store still has it, so it is a hit, read back
+    entry = driver.lookup("k" * 64)
+    assert entry is not None
+    assert bytes(driver.outputs(entry)["text"].read_bytes()) == b"made on the driver"
+    for s in (driver, other):
+        s.close()
+
+
+def test_a_cache_keeps_its_artifact_store(tmp_path: Path, s3_url: str):
+    Store(tmp_path / "c", artifacts=s3_url).close()
+    reopened = Store(tmp_path / "c")  # a worker or mora-admin opening the directory finds the same store
+    assert reopened.remote is not None and reopened.remote.url == s3_url
+    reopened.close()
+    with pytest.raises(CacheError, match="keeps its artifacts in s3://"):
+        Store(tmp_path / "c", artifacts=s3_url + "-other")
+
+
+def test_a_corrupt_object_in_the_store_is_a_miss_and_moved_aside(tmp_path: Path, s3_url: str):
+    store = Store(tmp_path / "c", artifacts=s3_url)
+    ref = store.put(Blob(PortType.TEXT, "txt", b"good bytes"))
+    key = f"{s3_url[5:]}/objects/{ref.digest[:2]}/{ref.digest}.txt"
+    _fs().pipe_file(key, b"evil bytes")  # same size, other content
+    ref.path.unlink()
+    with pytest.raises(CorruptArtifact, match="does not match its digest") as info:
+        store.ref(ref.to_json()).read_bytes()
+    store.quarantine(info.value.ref, info.value.why, info.value.inode)
+    assert not _fs().exists(key)
+    assert len(_fs().ls(f"{s3_url[5:]}/quarantine")) == 1
+    store.close()
+
+
+def test_gc_deletes_unreferenced_objects_from_the_store(tmp_path: Path, s3_url: str):
+    store = Store(tmp_path / "c", artifacts=s3_url)
+    kept = store.put(Blob(PortType.TEXT, "txt", b"kept"))
+    dropped = store.put(Blob(PortType.TEXT, "txt", b"dropped"))
+    store.record("a" * 64, _entry(kept.to_json()))
+    assert maintenance.stats(store)["objects"] == 2
+    maintenance.gc(store, grace=0)
+    assert kept.path.is_file() and not dropped.path.exists()  # this machine's copies follow the same rule
+    names = [p.rsplit("/", 1)[-1] for p in _fs().find(f"{s3_url[5:]}/objects")]
+    assert names == [kept.path.name], (names, dropped.path.name)
+    assert maintenance.stats(store) | {"dir": ""} == {
+        "dir": "", "entries": 1, "objects": 1, "object_bytes": 4, "artifacts": s3_url, "local_copies": 1,
+        "agents": {"t_text": 1}, "tmp_files": 0, "quarantined": 0}
+    store.close()
+
+
+KILLED_MID_UPLOAD = textwrap.dedent("""\
+    import os, sys, time
+    from pathlib import Path
+    import engine_agents
+    from conftest import PRESET
+    from mora.engine import api
+    from mora.engine.remote import Remote
+    from mora.engine.store import Store
+
+    graph, cache, url, marker = sys.argv[1:5]
+    real_mv = Remote.upload
+
+    def upload(self, file, digest, fmt):
+        real_put = self.fs.put_file
+        def put_then_die(src, dst, **kw):  # the bytes are in tmp/; the process dies before they reach their key
+            real_put(src, dst, **kw)
+            Path(marker).touch()
+            time.sleep(60)
+        self.fs.put_file = put_then_die
+        return real_mv(self, file, digest, fmt)
+
+    Remote.upload = upload
+    plan = api.load_plan(Path(graph), {}, None, registry=engine_agents.registry())
+    store = Store(Path(cache), artifacts=url)
+    api.run(plan, store=store, preset=PRESET, run_dir=Path(cache).parent / "run-killed",
+            runtime={"name": "local", "device": "cpu"}, quiet=True)
+""")
+
+
+def test_a_worker_killed_mid_upload_leaves_no_object_and_the_node_is_recomputed(tmp_path: Path, s3_url: str,
+                                                                                 executions):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump({"nodes": {"say": {"agent": "t_text", "params": {"text": "hello store"}}},
+                                     "outputs": {"out": {"from": "say.text"}}}))
+    cache, marker = tmp_path / "cache", tmp_path / "uploaded"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_MID_UPLOAD, str(graph), str(cache), s3_url, str(marker)],
+                             env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while not marker.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), child.communicate()[0].decode()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+    prefix = s3_url[5:]
+    assert not _fs().exists(f"{prefix}/objects"), "a partial or uncommitted object is visible under objects/"
+    import engine_agents
+
+    plan = api.load_plan(graph, {}, None, registry=engine_agents.registry())
+    for run in range(2):
+        store = Store(cache)
+        try:
+            outcome = api.run(plan, store=store, preset=PRESET, run_dir=tmp_path / f"run{run}",
+                              runtime={"name": "local", "device": "cpu"}, quiet=True)
+        finally:
+            store.close()
+        assert outcome.manifest["nodes"]["say"]["status"] == ("done" if run == 0 else "cached"), outcome.manifest
+    assert executions()["say"] == 2  # the killed run and the recomputation; the third run reused it
+    assert len(_fs().find(f"{prefix}/objects")) == 1
+
+
+def test_a_local_path_serves_as_the_artifact_store(tmp_path: Path):
+    shared = tmp_path / "shared"
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    ref = driver.put(Blob(PortType.TEXT, "txt", b"on a shared path"))
+    assert (shared / "objects" / ref.digest[:2] / f"{ref.digest}.txt").read_bytes() == b"on a shared path"
+    assert list((shared / "tmp").iterdir()) == []
+    other = Store(tmp_path / "worker", artifacts=str(shared))
+    assert bytes(other.ref(ref.to_json()).read_bytes()) == b"on a shared path"
+    for s in (driver, other):
+        s.close()
+
+
+CLI_GRAPH = {"inputs": {"prompt": {"type": "text", "default": "fox"}},
+             "nodes": {"frame": {"agent": "text_template", "in": {"text": {"input": "prompt"}},
+                                 "params": {"template": "A {text}"}}},
+             "outputs": {"out": {"from": "frame.text"}}}
+
+
+def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "runtime=local",
+                           "runtime.device=cpu", "quiet=true", *overrides],
+                          check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_mora_takes_cache_artifacts_from_the_config(tmp_path: Path, s3_url: str):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump(CLI_GRAPH))
+    cache = tmp_path / "cache"
+    done = _cli(tmp_path, f"graph_file={graph}", f"cache.dir={cache}", f"cache.artifacts={s3_url}",
+                f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "out.txt").read_text() == "A fox"
+    assert len(_fs().find(f"{s3_url[5:]}/objects")) == 2  # the input and the result
+    bad = _cli(tmp_path, f"graph_file={graph}", f"cache.dir={tmp_path / 'other'}", "cache.artifacts=nosuch://x/y",
+               f"hydra.run.dir={tmp_path / 'run2'}")
+    assert bad.returncode == 2 and "cache.artifacts=nosuch://x/y" in bad.stderr, bad.stderr
+    assert "Traceback" not in bad.stderr
