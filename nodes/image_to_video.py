@@ -17,6 +17,7 @@ from mora.engine.agent import Agent, Param, Port
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS, generator
 from mora.nodes.decode_video import family, latent_blob, load_pipeline, set_vae_tiling
+from mora.nodes.speed import STEP_CACHE_PARAMS, speedup
 
 SIZE_PARAMS: tuple[Param, ...] = (
     Param("width", int, 0, "video width (0: the image's, rounded down to the model's multiple)",
@@ -86,12 +87,13 @@ def generate(ctx: Any, pipe: Any, fam: str, image: Any, last_image: Any, prompt:
 
     common = dict(height=height, width=width, num_frames=params["frames"], num_inference_steps=params["steps"],
                   generator=generator(ctx), output_type="latent", callback_on_step_end=on_step)
-    if fam == "svd":
-        return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
-                    fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
-                    noise_aug_strength=params["noise_aug_strength"], **common).frames
-    return pipe(image, prompt=prompt, negative_prompt=params["negative_prompt"] or None, last_image=last_image,
-                guidance_scale=params["guidance"], **common).frames
+    with speedup(ctx, pipe, params):
+        if fam == "svd":
+            return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
+                        fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
+                        noise_aug_strength=params["noise_aug_strength"], **common).frames
+        return pipe(image, prompt=prompt, negative_prompt=params["negative_prompt"] or None, last_image=last_image,
+                    guidance_scale=params["guidance"], **common).frames
 
 
 def run(ctx: Any, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,7 +119,7 @@ def preload(ctx: Any, params: Mapping[str, Any]) -> None:
 
 AGENT = Agent(
     type="image_to_video",
-    version=1,
+    version=2,
     description="Animate an image into a video latent (SVD or Wan I2V; decode it with decode_video).",
     run=run,
     preload=preload,
@@ -138,6 +140,7 @@ AGENT = Agent(
         Param("max_guidance", float, 3.0, "guidance at the last frame (SVD)", min=0.0, max=30.0),
         Param("guidance", float, 5.0, "classifier-free guidance scale (Wan)", min=0.0, max=30.0),
         Param("negative_prompt", str, "", "what to avoid (Wan)", batchable=True),
+        *STEP_CACHE_PARAMS,
         *DIFFUSION_PARAMS,
     ),
     model_role="image_to_video",
