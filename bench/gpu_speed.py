@@ -3,8 +3,8 @@
 Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it ends):
 
   svd    SVD-XT UNet step, 14 frames 576x1024, CFG batch 2: eager, compiled through Mora (whole module,
-         default mode; compile time = first compiled call), optionally FP8 (torchao rowwise) + compiled,
-         each output's relative error against eager bf16 on the same inputs
+         default mode; compile time = first compiled call), the output's relative error against eager bf16
+  svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
   wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
          forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
   again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
@@ -17,7 +17,7 @@ The models are the `random` preset's (published architectures, random weights; a
 same whatever the weights), built beforehand under MORA_MODELS_DIR. CUDA-event-free timing:
 torch.cuda.synchronize around perf_counter. torch.compile in its default mode (not max-autotune).
 
-    MORA_MODELS_DIR=/tmp/m OUT=/tmp/o python bench/gpu_speed.py --stages svd,wan [--fp8]
+    MORA_MODELS_DIR=/tmp/m OUT=/tmp/o python bench/gpu_speed.py --stages svd,t2v   # then again, wan [--fp8], svd8
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import torch
 
 OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
 WORK = Path("/tmp/mora-speed")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path.cwd()  # the repository root (the script may be run from a copy elsewhere)
 
 
 def timed(fn: Any) -> tuple[Any, float]:
@@ -97,17 +97,20 @@ def stage_svd(args: argparse.Namespace) -> dict[str, Any]:
         fast = step_ms(lambda: unet(**inputs), args.reps)
         result = {"eager_ms": eager, "compiled_ms": fast, "compile": how, "compile_s": round(compile_s, 1),
                   "compiled_rel_error": rel_error(first, ref), "speedup": round(eager / fast, 3)}
-        print(json.dumps({"svd": result}), flush=True)
-        if args.fp8:
-            del unet
-            torch.cuda.empty_cache()
-            unet, _ = svd_unet()
-            unet, how = compiled(unet, fp8=True)
-            out, fp8_compile_s = timed(lambda: unet(**inputs).sample)
-            fp8_ms = step_ms(lambda: unet(**inputs), args.reps)
-            result.update({"fp8_compiled_ms": fp8_ms, "fp8_compile_s": round(fp8_compile_s, 1),
-                           "fp8_rel_error": rel_error(out, ref), "fp8_speedup": round(eager / fp8_ms, 3)})
     return result
+
+
+def stage_svd8(args: argparse.Namespace) -> dict[str, Any]:
+    """FP8 (torchao rowwise dynamic) + compile, against eager bf16 on the same inputs."""
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        ref = unet(**inputs).sample
+        eager = step_ms(lambda: unet(**inputs), args.reps)
+        unet, how = compiled(unet, fp8=True)
+        out, compile_s = timed(lambda: unet(**inputs).sample)
+        fp8_ms = step_ms(lambda: unet(**inputs), args.reps)
+    return {"eager_ms": eager, "fp8_compiled_ms": fp8_ms, "compile": how, "fp8_compile_s": round(compile_s, 1),
+            "fp8_rel_error": rel_error(out, ref), "fp8_speedup": round(eager / fp8_ms, 3)}
 
 
 def stage_again(args: argparse.Namespace) -> dict[str, Any]:
@@ -221,7 +224,7 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
             "median_speedup": round(statistics.median(r["speedup"] for r in rows), 3)}
 
 
-STAGES = {"svd": stage_svd, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v}
+STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v}
 
 
 def main() -> None:

@@ -134,8 +134,9 @@ def test_fp8_needs_a_capable_gpu_and_says_so():
 def test_speed_fast_turns_compile_on_through_the_preset():
     from hydra import compose, initialize_config_module
 
-    import mora.engine.config  # noqa: F401  (registers the schema)
+    from mora.engine.config import register
 
+    register()
     with initialize_config_module("mora.conf", version_base="1.3"):
         basic = compose("config")
         fast = compose("config", overrides=["speed=fast", "model=random"])
