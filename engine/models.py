@@ -78,8 +78,9 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     ref["dtype"] = params.get("dtype") or ref.get("dtype") or preset.get("dtype") or "float32"
     ref["offload"] = ref.get("offload") or preset.get("offload") or "none"
     ref["quantization"] = ref.get("quantization") or preset.get("quantization") or "none"
-    ref["compile"] = ref.get("compile") or preset.get("compile") or "off"
-    ref["attention"] = ref.get("attention") or preset.get("attention") or "sdpa"
+    # the node's own speed settings too, so the manifest's per-node model records what the node asked for
+    ref["compile"] = params.get("compile") or ref.get("compile") or preset.get("compile") or "off"
+    ref["attention"] = params.get("attention") or ref.get("attention") or preset.get("attention") or "sdpa"
     if ref["compile"] not in COMPILES:
         return None, f"model compile {ref['compile']!r} is not one of {list(COMPILES)}"
     if ref["offload"] not in OFFLOADS:

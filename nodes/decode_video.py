@@ -57,7 +57,7 @@ def load_pipeline(ctx: Any, params: Mapping[str, Any], ref: Mapping[str, Any] | 
 
     pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=offload, prefetch=prefetch)
     if pipe is not None and not prefetch:
-        use_attention(ctx, pipe, params.get("attention", "sdpa"))
+        use_attention(ctx, pipe, "xformers" if params.get("attention") == "xformers" else "sdpa")
     return pipe
 
 

@@ -119,7 +119,7 @@ def preload(ctx: Any, params: Mapping[str, Any]) -> None:
 
 AGENT = Agent(
     type="image_to_video",
-    version=2,
+    version=1,
     description="Animate an image into a video latent (SVD or Wan I2V; decode it with decode_video).",
     run=run,
     preload=preload,

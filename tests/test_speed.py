@@ -68,6 +68,8 @@ def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
     fast, _ = resolve(AGENT, {}, {**preset, "compile": "auto", "attention": "sdpa_cudnn"})
     fp8, _ = resolve(AGENT, {}, {**preset, "quantization": "fp8"})
     assert (plain["compile"], fast["compile"], fast["attention"]) == ("off", "auto", "sdpa_cudnn")
+    node, _ = resolve(AGENT, {"compile": "on", "attention": "sdpa_flash"}, {**preset, "compile": "auto"})
+    assert (node["compile"], node["attention"]) == ("on", "sdpa_flash")  # what the manifest records per node
     assert fp8["quantization"] == "fp8"
     _, problem = resolve(AGENT, {}, {**preset, "compile": "max"})
     assert "model compile 'max' is not one of ['off', 'on', 'auto']" in problem
