@@ -192,7 +192,7 @@ def check_fp8() -> None:
         raise RuntimeError(f"`quantization` 'fp8' needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
                            f"found {found}. Use quantization=none")
     if importlib.util.find_spec("torchao") is None:
-        raise RuntimeError("`quantization` 'fp8' needs torchao: pip install 'mora[fp8]'")
+        raise RuntimeError("`quantization` 'fp8' needs torchao: pip install torchao (or the package's `fp8` extra)")
 
 
 def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
