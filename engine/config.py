@@ -97,7 +97,11 @@ class ModelConf:
     offload: str = "none"
     """diffusers CPU offload for every role without its own: none, model, group or sequential (run-only)."""
     quantization: str = "none"
-    """bitsandbytes weights for every role without its own: none, int8 or nf4 (enters cache keys)."""
+    """Quantized weights for every role without its own: none, int8 or nf4 (bitsandbytes), fp8 (torchao; keyed)."""
+    compile: str = "off"
+    """torch.compile of the denoisers for every role without its own: off, on or auto (run-only; `speed=fast`)."""
+    attention: str = "sdpa"
+    """Attention backend for every role without its own (run-only; mora.nodes.speed lists them)."""
     roles: dict[str, Any] = field(default_factory=dict)
     inputs: dict[str, Any] = field(default_factory=dict)
     """Defaults for graph inputs of the same names (sizes, steps, frames suited to these models)."""

@@ -1,13 +1,14 @@
 """Resolving which model a node uses, without loading it: presets, overrides and identities.
 
 A preset (Hydra group `model`) maps each agent role to a reference `{source, name, revision,
-dtype, variant, offload, quantization}` (offload and quantization may also be set preset-wide);
+dtype, variant, offload, quantization, compile, attention}` (all but the first five may also be set
+preset-wide);
 a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]`,
 `path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory exists, else a
 hub id). A `package` reference names a folder shipped inside an installed Python package (the
 world preset's trained weights); it resolves to that folder's path, wherever the package is
-installed, and is a `path` from then on. Offload changes memory and speed only and stays out of
-the identity; quantization changes numerics and is in it.
+installed, and is a `path` from then on. Offload, compile and attention change memory and speed only
+and stay out of the identity; quantization changes numerics and is in it.
 The identity that enters cache keys adds, for local paths, a digest of the weight files
 (cached by their names, sizes and modification times so it is computed once), and for hub ids
 the commit their revision resolves to.
@@ -41,8 +42,10 @@ SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
 OFFLOADS = ("none", "model", "group", "sequential")
 """diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
-QUANTIZATIONS = ("none", "int8", "nf4")
-"""bitsandbytes weight quantization of the denoiser and text encoders: it changes numerics, so it is keyed."""
+QUANTIZATIONS = ("none", "int8", "nf4", "fp8")
+"""bitsandbytes int8/nf4 of the denoiser and text encoders, or torchao FP8 of the denoiser: keyed (changes numerics)."""
+COMPILES = ("off", "on", "auto")
+"""torch.compile of the denoiser (run-only, mora.nodes.speed)."""
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -75,6 +78,11 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     ref["dtype"] = params.get("dtype") or ref.get("dtype") or preset.get("dtype") or "float32"
     ref["offload"] = ref.get("offload") or preset.get("offload") or "none"
     ref["quantization"] = ref.get("quantization") or preset.get("quantization") or "none"
+    # the node's own speed settings too, so the manifest's per-node model records what the node asked for
+    ref["compile"] = params.get("compile") or ref.get("compile") or preset.get("compile") or "off"
+    ref["attention"] = params.get("attention") or ref.get("attention") or preset.get("attention") or "sdpa"
+    if ref["compile"] not in COMPILES:
+        return None, f"model compile {ref['compile']!r} is not one of {list(COMPILES)}"
     if ref["offload"] not in OFFLOADS:
         return None, f"model offload {ref['offload']!r} is not one of {list(OFFLOADS)}"
     if ref["quantization"] not in QUANTIZATIONS:

@@ -1,7 +1,7 @@
 """What the diffusion agents share: their standard parameters, seeds, devices and memory options.
 
 Every model agent takes the same `model`, `dtype`, `seed` and `attention` parameters, and every
-diffusion agent the same memory options, declared here once. Attention is PyTorch SDPA by
+diffusion agent the same memory and speed options (mora.nodes.speed), declared here once. Attention is PyTorch SDPA by
 default; `attention=xformers` is used only if xformers imports and runs a real kernel on the
 device, otherwise the agent fails with a clear error rather than silently falling back.
 
@@ -20,6 +20,7 @@ from typing import Any
 
 from mora.engine.agent import Param, RunContext
 from mora.engine.models import OFFLOADS
+from mora.nodes.speed import ATTENTIONS, COMPILE_PARAM
 
 OFFLOAD_PARAM = Param("offload", str, "", "diffusers CPU offload on CUDA (empty: the preset's): model (whole models), "
                       "group (blocks, streamed) or sequential (layers; least memory, slowest)",
@@ -36,7 +37,10 @@ MODEL_PARAMS: tuple[Param, ...] = (
 """What every model agent takes (the prompt language model too)."""
 
 DIFFUSION_PARAMS: tuple[Param, ...] = (
-    *MODEL_PARAMS,
+    *(p for p in MODEL_PARAMS if p.name != "attention"),
+    Param("attention", str, "", "attention backend (empty: the preset's, else sdpa); see mora.nodes.speed",
+          choices=("", *ATTENTIONS), run_only=True),
+    COMPILE_PARAM,
     OFFLOAD_PARAM,
     Param("vae_slicing", bool, False, "decode the VAE one item at a time", run_only=True),
     Param("vae_tiling", bool, False, "decode the VAE in tiles (changes pixels slightly)"),
@@ -96,11 +100,18 @@ def place(ctx: RunContext, pipe: Any, params: dict[str, Any], offload: str) -> A
 def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str, Any]:
     """`from_pretrained` kwargs quantizing the heavy modules with bitsandbytes, as `ref['quantization']` says.
 
+    `fp8` needs no kwargs: it is checked here and applied to the placed pipeline (mora.nodes.speed).
+
     The denoiser (unet or transformer) and the text encoders are quantized; VAEs, image encoders
     and schedulers stay in `dtype` (small, and sensitive). Needs CUDA and the bitsandbytes package.
     """
     mode = ref.get("quantization") or "none"
     if mode == "none":
+        return {}
+    if mode == "fp8":  # applied after placement (mora.nodes.speed.quantize_fp8); checked before the load
+        from mora.nodes.speed import check_fp8
+
+        check_fp8()
         return {}
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError(f"`quantization` {mode!r} needs the bitsandbytes package (`pip install bitsandbytes`) and "

@@ -19,6 +19,7 @@ from mora.engine.media import read_artifact_frames, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple
+from mora.nodes.speed import STEP_CACHE_PARAMS
 from mora.nodes.video_latent import family, latent_blob, load_pipeline
 
 DEFAULT_PROMPT = "smooth transition"
@@ -66,6 +67,7 @@ AGENT = Agent(
         Param("guidance", float, 5.0, "classifier-free guidance scale", min=0.0, max=30.0),
         Param("negative_prompt", str, "", "what to avoid", batchable=True),
         *SIZE_PARAMS,
+        *STEP_CACHE_PARAMS,
         *DIFFUSION_PARAMS,
     ),
     model_role="connect",

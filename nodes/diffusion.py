@@ -2,7 +2,7 @@
 
 A pipeline object is shared by every node that uses the same model on the same device, so
 options that differ between nodes (attention, VAE slicing and tiling) are set on every call
-rather than once at load; the offload mode is part of which pipeline is shared. Two tasks on
+rather than once at load (mora.nodes.speed.speedup wraps each call); the offload mode is part of which pipeline is shared. Two tasks on
 one checkpoint (text-to-image and image-to-image) share its modules: the second is built with
 diffusers' `from_pipe` from the resident first, not loaded again.
 """
@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine.agent import RunContext
-from mora.nodes.common import generator, offload_mode, place, quantization_config, use_attention
+from mora.nodes.common import generator, offload_mode, place, quantization_config
 from mora.nodes.models import get_pipeline, resident, torch_dtype
+from mora.nodes.speed import quantize_fp8
 
 IMG2IMG = {
     "StableDiffusionPipeline": "StableDiffusionImg2ImgPipeline",
@@ -78,7 +79,8 @@ def load(ctx: RunContext, params: dict[str, Any], kind: str, pipeline_class: Any
     def from_pretrained(location: str, kwargs: dict[str, Any]) -> Any:
         pipe = pipeline_class.from_pretrained(location, dtype=torch_dtype(ctx.model["dtype"]),
                                               **quantization_config(ctx.model), **kwargs)
-        return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload)
+        return quantize_fp8(place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload),
+                            ctx.model)
 
     def from_pipe(location: str, kwargs: dict[str, Any]) -> Any:
         # dtype: DiffusionPipeline.from_pipe would otherwise cast the shared modules to float32
@@ -94,7 +96,6 @@ def load(ctx: RunContext, params: dict[str, Any], kind: str, pipeline_class: Any
         pipe = get_pipeline(ctx, kind, from_pipe, shares_weights=True, offload=offload, prefetch=prefetch)
     if prefetch:
         return pipe
-    use_attention(ctx, pipe, params["attention"])
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "enable_tiling"):
         (vae.enable_tiling if params.get("vae_tiling") else vae.disable_tiling)()
@@ -117,11 +118,9 @@ def load_refiner(ctx: RunContext, params: dict[str, Any], base: Any) -> Any:
         shared = {name: getattr(base, name) for name in ("text_encoder_2", "vae") if getattr(base, name, None)}
         pipe = DiffusionPipeline.from_pretrained(location, dtype=torch_dtype(ref["dtype"]), **shared,
                                                  **quantization_config(ref), **kwargs)
-        return place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload)
+        return quantize_fp8(place(ctx, pipe, {**params, "vae_tiling": False, "vae_slicing": False}, offload), ref)
 
-    pipe = get_pipeline(ctx, "refiner", from_pretrained, ref, offload=offload)
-    use_attention(ctx, pipe, params["attention"])
-    return pipe
+    return get_pipeline(ctx, "refiner", from_pretrained, ref, offload=offload)
 
 
 def check_size(width: int, height: int) -> None:

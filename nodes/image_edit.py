@@ -16,6 +16,7 @@ from mora.engine.media import image_blob, read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import check_size, fit, generators, load, per_size
+from mora.nodes.speed import speedup
 
 
 def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -36,12 +37,13 @@ def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: l
     # 3. run: one call per image size, one generator per item
     def draw(group: list[int]) -> list[Any]:
         step = ctx.progress(params["steps"], "editing")
-        return pipe(
-            prompt=[instructions[i] for i in group], image=[images[i] for i in group],
-            num_inference_steps=params["steps"], guidance_scale=params["guidance"],
-            image_guidance_scale=params["image_guidance"], generator=generators(ctx, group),
-            callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
-        ).images
+        with speedup(ctx, pipe, params):
+            return pipe(
+                prompt=[instructions[i] for i in group], image=[images[i] for i in group],
+                num_inference_steps=params["steps"], guidance_scale=params["guidance"],
+                image_guidance_scale=params["image_guidance"], generator=generators(ctx, group),
+                callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+            ).images
 
     # 4. return artifacts
     return [{"image": image_blob(image)} for image in per_size(images, draw)]

@@ -14,6 +14,7 @@ from mora.engine.media import image_blob, read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import TaskPipeline, check_size, fit, generators, load, per_size
+from mora.nodes.speed import speedup
 
 
 def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -31,11 +32,12 @@ def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: l
     # 3. run: one call per image size, one generator per item
     def draw(group: list[int]) -> list[Any]:
         step = ctx.progress(int(params["steps"] * params["strength"]), "redrawing")
-        return pipe(
-            prompt=[prompts[i] for i in group], image=[images[i] for i in group], strength=params["strength"],
-            num_inference_steps=params["steps"], guidance_scale=params["guidance"], generator=generators(ctx, group),
-            callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
-        ).images
+        with speedup(ctx, pipe, params):
+            return pipe(
+                prompt=[prompts[i] for i in group], image=[images[i] for i in group], strength=params["strength"],
+                num_inference_steps=params["steps"], guidance_scale=params["guidance"], generator=generators(ctx, group),
+                callback_on_step_end=lambda p, i, t, kw: (step(1), kw)[1],
+            ).images
 
     # 4. return artifacts
     return [{"image": image_blob(image)} for image in per_size(images, draw)]

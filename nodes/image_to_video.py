@@ -17,6 +17,7 @@ from mora.engine.agent import Agent, Param, Port, RunContext
 from mora.engine.media import read_image, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS, generator
+from mora.nodes.speed import STEP_CACHE_PARAMS, speedup
 from mora.nodes.video_latent import family, latent_blob, load_pipeline, set_vae_tiling
 
 SIZE_PARAMS: tuple[Param, ...] = (
@@ -86,13 +87,14 @@ def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, 
         return {}
 
     common = {"height": height, "width": width, "num_frames": params["frames"], "num_inference_steps": params["steps"],
-                  "generator": generator(ctx), "output_type": "latent", "callback_on_step_end": on_step}
-    if fam == "svd":
-        return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
-                    fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
-                    noise_aug_strength=params["noise_aug_strength"], **common).frames
-    return pipe(image, prompt=prompt, negative_prompt=params["negative_prompt"] or None, last_image=last_image,
-                guidance_scale=params["guidance"], **common).frames
+              "generator": generator(ctx), "output_type": "latent", "callback_on_step_end": on_step}
+    with speedup(ctx, pipe, params):
+        if fam == "svd":
+            return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
+                        fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
+                        noise_aug_strength=params["noise_aug_strength"], **common).frames
+        return pipe(image, prompt=prompt, negative_prompt=params["negative_prompt"] or None, last_image=last_image,
+                    guidance_scale=params["guidance"], **common).frames
 
 
 def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
@@ -139,6 +141,7 @@ AGENT = Agent(
         Param("max_guidance", float, 3.0, "guidance at the last frame (SVD)", min=0.0, max=30.0),
         Param("guidance", float, 5.0, "classifier-free guidance scale (Wan)", min=0.0, max=30.0),
         Param("negative_prompt", str, "", "what to avoid (Wan)", batchable=True),
+        *STEP_CACHE_PARAMS,
         *DIFFUSION_PARAMS,
     ),
     model_role="image_to_video",

@@ -17,6 +17,7 @@ from mora.engine.media import image_blob, read_text
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import TaskPipeline, check_size, generators, load, load_refiner
+from mora.nodes.speed import speedup
 
 
 def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -41,11 +42,14 @@ def run_batch(ctx: RunContext, inputs_list: list[dict[str, Any]], params_list: l
                   "guidance_scale": params["guidance"], "generator": generators(ctx, list(range(len(prompts)))),
                   "callback_on_step_end": lambda p, i, t, kw: (step(1), kw)[1]}
     if refiner is None:
-        images = pipe(width=params["width"], height=params["height"], **common).images
+        with speedup(ctx, pipe, params):
+            images = pipe(width=params["width"], height=params["height"], **common).images
     else:
-        latents = pipe(width=params["width"], height=params["height"], denoising_end=params["refine_from"],
-                       output_type="latent", **common).images
-        images = refiner(image=latents, denoising_start=params["refine_from"], **common).images
+        with speedup(ctx, pipe, params):
+            latents = pipe(width=params["width"], height=params["height"], denoising_end=params["refine_from"],
+                           output_type="latent", **common).images
+        with speedup(ctx, refiner, params):
+            images = refiner(image=latents, denoising_start=params["refine_from"], **common).images
     # 4. return artifacts
     return [{"image": image_blob(img)} for img in images]
 

@@ -33,6 +33,7 @@ def load_pipeline(ctx: RunContext, params: Mapping[str, Any], ref: Mapping[str, 
     """
     from mora.nodes.common import offload_mode, place, quantization_config, use_attention
     from mora.nodes.models import get_pipeline, resident_offload, torch_dtype
+    from mora.nodes.speed import quantize_fp8
 
     model = ctx.model if ref is None else ref
     # a decoder has no preset role: without its own mode it shares the denoiser's pipeline, however placed
@@ -45,11 +46,11 @@ def load_pipeline(ctx: RunContext, params: Mapping[str, Any], ref: Mapping[str, 
             location, dtype=torch_dtype(model.get("dtype") or "float32"), **quantization_config(model), **kwargs
         )
         # VAE tiling is set per call (set_vae_tiling): the pipeline is shared by nodes that differ in it.
-        return place(ctx, pipe, {**params, "vae_tiling": False}, offload)
+        return quantize_fp8(place(ctx, pipe, {**params, "vae_tiling": False}, offload), model)
 
     pipe = get_pipeline(ctx, PIPELINE_KIND, load, ref=ref, offload=offload, prefetch=prefetch)
     if pipe is not None and not prefetch:
-        use_attention(ctx, pipe, params.get("attention", "sdpa"))
+        use_attention(ctx, pipe, "xformers" if params.get("attention") == "xformers" else "sdpa")
     return pipe
 
 

@@ -21,7 +21,7 @@ from mora.engine.errors import ModelNotFoundError
 Builder = Callable[[Path], None]
 """Writes a model (pipeline folder or transformers model + tokenizer) into the given directory."""
 
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 """Bumped when any builder changes what it writes (it is part of the folder name)."""
 
 

@@ -1,0 +1,257 @@
+"""Speed levers on one GPU (issue #14): compile, attention kernels, FP8, against eager bf16 and raw diffusers.
+
+Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it ends):
+
+  svd    SVD-XT UNet step, 14 frames 576x1024, CFG batch 2: eager, compiled through Mora (whole module,
+         default mode; compile time = first compiled call), the output's relative error against eager bf16
+  svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
+  wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
+         forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
+  again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
+         (run it as a separate invocation after `svd`): time to the first compiled call
+  t2v    text_to_video through the engine with `compile=on` (models resident and compiled warm after one
+         discarded run) against bench/raw_text_to_video.py's generate() (raw diffusers, eager, loading
+         its pipelines each run as a script does), alternating, `--reps` times
+
+The models are the `random` preset's (published architectures, random weights; a step costs the
+same whatever the weights), built beforehand under MORA_MODELS_DIR. CUDA-event-free timing:
+torch.cuda.synchronize around perf_counter. torch.compile in its default mode (not max-autotune).
+
+    MORA_MODELS_DIR=/tmp/m OUT=/tmp/o python bench/gpu_speed.py --stages svd,t2v   # then again, wan [--fp8], svd8
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
+WORK = Path("/tmp/mora-speed")
+ROOT = Path.cwd()  # the repository root (the script may be run from a copy elsewhere)
+
+
+def timed(fn: Any) -> tuple[Any, float]:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize()
+    return out, time.perf_counter() - t0
+
+
+def step_ms(fn: Any, reps: int) -> float:
+    for _ in range(2):
+        timed(fn)
+    return round(statistics.median(timed(fn)[1] for _ in range(reps)) * 1000, 1)
+
+
+def rel_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return round(((out.float() - ref.float()).norm() / ref.float().norm()).item(), 5)
+
+
+def folder(name: str) -> Path:
+    from mora.nodes.models import models_dir
+    from mora.nodes.zoo import build
+
+    return build("random", name, models_dir())
+
+
+def compiled(module: Any, fp8: bool = False) -> tuple[Any, str]:
+    """Mora's own compile (and FP8) path on a bare module, as the agents apply them to a pipeline's denoiser."""
+    from mora.nodes.speed import compile_denoisers, quantize_fp8
+
+    holder = SimpleNamespace(unet=module) if not hasattr(module, "blocks") else SimpleNamespace(transformer=module)
+    if fp8:
+        quantize_fp8(holder, {"quantization": "fp8"})
+    how = compile_denoisers(SimpleNamespace(node_id="bench"), holder)
+    return module, how[0]
+
+
+def svd_unet() -> tuple[Any, dict[str, torch.Tensor]]:
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(folder("svd_xt") / "unet", dtype=torch.bfloat16)
+    unet = unet.to("cuda").eval()
+    g = torch.Generator("cuda").manual_seed(0)
+    kw: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": g}
+    inputs = {"sample": torch.randn(2, 14, 8, 72, 128, **kw), "timestep": torch.tensor(500.0, device="cuda"),
+              "encoder_hidden_states": torch.randn(2, 1, 1024, **kw),
+              "added_time_ids": torch.tensor([[6.0, 127.0, 0.02]] * 2, device="cuda", dtype=torch.bfloat16)}
+    return unet, inputs
+
+
+def stage_svd(args: argparse.Namespace) -> dict[str, Any]:
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        ref = unet(**inputs).sample
+        eager = step_ms(lambda: unet(**inputs), args.reps)
+        unet, how = compiled(unet)
+        first, compile_s = timed(lambda: unet(**inputs).sample)
+        fast = step_ms(lambda: unet(**inputs), args.reps)
+        result = {"eager_ms": eager, "compiled_ms": fast, "compile": how, "compile_s": round(compile_s, 1),
+                  "compiled_rel_error": rel_error(first, ref), "speedup": round(eager / fast, 3)}
+    return result
+
+
+def stage_svd8(args: argparse.Namespace) -> dict[str, Any]:
+    """FP8 (torchao rowwise dynamic) + compile, against eager bf16 on the same inputs."""
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        ref = unet(**inputs).sample
+        eager = step_ms(lambda: unet(**inputs), args.reps)
+        unet, how = compiled(unet, fp8=True)
+        out, compile_s = timed(lambda: unet(**inputs).sample)
+        fp8_ms = step_ms(lambda: unet(**inputs), args.reps)
+    return {"eager_ms": eager, "fp8_compiled_ms": fp8_ms, "compile": how, "fp8_compile_s": round(compile_s, 1),
+            "fp8_rel_error": rel_error(out, ref), "fp8_speedup": round(eager / fp8_ms, 3)}
+
+
+def stage_again(args: argparse.Namespace) -> dict[str, Any]:
+    from mora.nodes.speed import compile_cache_dir
+
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        unet, how = compiled(unet)
+        _, compile_s = timed(lambda: unet(**inputs))
+        ms = step_ms(lambda: unet(**inputs), args.reps)
+    return {"compile": how, "compile_s_second_process": round(compile_s, 1), "compiled_ms": ms,
+            "cache_dir": str(compile_cache_dir())}
+
+
+def wan_transformer() -> tuple[Any, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    from diffusers import WanTransformer3DModel
+
+    model = WanTransformer3DModel.from_pretrained(folder("wan_i2v_1_3b") / "transformer", dtype=torch.bfloat16)
+    model = model.to("cuda").eval()
+    g = torch.Generator("cuda").manual_seed(0)
+    kw: dict[str, Any] = {"device": "cuda", "dtype": torch.bfloat16, "generator": g}
+    x = torch.randn(1, 36, 21, 60, 104, **kw)  # 81 frames 480x832: 21 x 60 x 104 latents, 16 + 20 channels
+    image = torch.randn(1, 257, 1280, **kw)
+    t = torch.tensor([500.0], device="cuda")
+    cond = {"hidden_states": x, "timestep": t, "encoder_hidden_states": torch.randn(1, 512, 4096, **kw),
+            "encoder_hidden_states_image": image, "return_dict": False}
+    uncond = {**cond, "encoder_hidden_states": torch.randn(1, 512, 4096, **kw)}
+    return model, cond, uncond
+
+
+def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model, cond, uncond = wan_transformer()
+
+    def cfg_step_two() -> torch.Tensor:  # what the pipeline does: two forwards per step
+        c, u = model(**cond)[0], model(**uncond)[0]
+        return u + 5.0 * (c - u)
+
+    with torch.no_grad():
+        ref = cfg_step_two()
+        eager = step_ms(cfg_step_two, args.reps)
+        model, how = compiled(model)
+        first, compile_s = timed(cfg_step_two)
+        regional = step_ms(cfg_step_two, args.reps)
+        result = {"eager_step_ms": eager, "regional_step_ms": regional, "compile": how,
+                  "compile_s": round(compile_s, 1), "regional_rel_error": rel_error(first, ref),
+                  "regional_speedup": round(eager / regional, 3)}
+        print(json.dumps({"wan": result}), flush=True)
+        for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)):
+            try:
+                with sdpa_kernel(backend):
+                    out, _ = timed(cfg_step_two)
+                    ms = step_ms(cfg_step_two, args.reps)
+                result[f"regional_sdpa_{name}_step_ms"] = ms
+                result[f"regional_sdpa_{name}_speedup"] = round(eager / ms, 3)
+                result[f"regional_sdpa_{name}_rel_error"] = rel_error(out, ref)
+            except RuntimeError as e:
+                result[f"regional_sdpa_{name}"] = f"failed: {str(e)[:200]}"
+            print(json.dumps({"wan": result}), flush=True)
+        if args.fp8:
+            del model
+            torch.cuda.empty_cache()
+            model, cond, uncond = wan_transformer()
+            model, _ = compiled(model, fp8=True)
+            out, fp8_compile_s = timed(cfg_step_two)
+            fp8 = step_ms(cfg_step_two, args.reps)
+            result.update({"fp8_regional_step_ms": fp8, "fp8_compile_s": round(fp8_compile_s, 1),
+                           "fp8_rel_error": rel_error(out, ref), "fp8_regional_speedup": round(eager / fp8, 3)})
+    return result
+
+
+def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from raw_text_to_video import generate
+
+    from mora.engine.api import graph_path, load_plan, run
+    from mora.engine.executors.inprocess import InProcessExecutor
+    from mora.engine.store import Store
+
+    preset = yaml.safe_load((ROOT / "conf/model/random.yaml").read_text())
+    preset["compile"] = "on"
+    t2i, i2v = folder("sd15"), folder("svd_xt")
+
+    def engine(tag: str, seed: int) -> tuple[float, dict[str, float]]:
+        plan = load_plan(graph_path("text_to_video", None), {"seed": seed}, ["video", "keyframe"],
+                         defaults=preset["inputs"])
+        fresh = f"{tag}-{time.time_ns()}"
+        outcome, seconds = timed(lambda: run(plan, store=Store(WORK / f"cache-{fresh}"), preset=preset,
+                                             run_dir=WORK / f"run-{fresh}", runtime={}, quiet=True,
+                                             executor=InProcessExecutor("cuda")))
+        assert not any(n["cached"] for n in outcome.manifest["nodes"].values()), "a fresh cache had a hit"
+        return seconds, {k: round(v["seconds"], 2) for k, v in outcome.manifest["nodes"].items()}
+
+    def raw(tag: str, seed: int) -> tuple[float, dict[str, float]]:
+        timings, seconds = timed(lambda: generate(str(t2i), str(i2v), WORK / f"raw-{tag}-{time.time_ns()}", seed))
+        return seconds, {k: round(v, 2) for k, v in timings.items()}
+
+    warm_s, warm_nodes = engine("warm", 99)  # loads and compiles both denoisers: paid once per worker
+    raw("warm", 99)
+    rows = []
+    for rep in range(args.reps_t2v):
+        raw_s, raw_detail = raw(f"r{rep}", rep)
+        eng_s, eng_detail = engine(f"e{rep}", rep)
+        rows.append({"raw_s": round(raw_s, 2), "engine_s": round(eng_s, 2), "speedup": round(raw_s / eng_s, 3),
+                     "raw": raw_detail, "engine_nodes": eng_detail})
+        print(json.dumps(rows[-1]), flush=True)
+    return {"engine_first_run_s": round(warm_s, 1), "engine_first_run_nodes": warm_nodes, "runs": rows,
+            "median_speedup": round(statistics.median(r["speedup"] for r in rows), 3)}
+
+
+STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stages", default="svd,wan")
+    ap.add_argument("--reps", type=int, default=10, help="timed steps per variant (median)")
+    ap.add_argument("--reps-t2v", type=int, default=2)
+    ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
+    import diffusers
+
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+                               "diffusers": diffusers.__version__,
+                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "argv": sys.argv[1:]}
+    name = OUT / f"gpu_speed-{args.stages.replace(',', '-')}.json"
+    for stage in args.stages.split(","):
+        started = time.perf_counter()
+        try:
+            results[stage] = STAGES[stage](args)
+        except Exception as e:  # noqa: BLE001 - keep what the other stages measured
+            results[stage] = {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+        results[stage]["stage_s"] = round(time.perf_counter() - started, 1)
+        name.write_text(json.dumps(results, indent=2))
+        print(json.dumps({stage: results[stage]}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,228 @@
+"""Speed levers on a loaded pipeline's denoiser: torch.compile, the attention kernel and denoising step caches.
+
+Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. The policy:
+
+- `compile` (run-only: compiled code changes floats in the last bits, like batching): `off`, `on` or
+  `auto`; empty takes the preset's (`model.compile`, which `speed=fast` sets). `on` compiles the
+  denoiser (unet, transformer, transformer_2) in place with torch.compile's default mode, once per
+  resident pipeline: regionally (diffusers' `compile_repeated_blocks`) where the model's own stack of
+  layers is the repeated blocks it declares (Wan's transformer blocks), the whole module otherwise (a
+  UNet, whose declared transformer blocks sit deep inside its down and up blocks, a minority of its work). The compiled modules stay with the
+  pipeline, so every later node on it runs compiled; a node asking `off` does not undo that.
+  `auto` compiles on CUDA devices, where bench/README.md measured it to pay, and never on CPU or MPS.
+  Inductor's, Triton's and the FX graph caches live under `<cache>/compile` (the models directory's
+  sibling), so a second process on the machine compiles from them.
+- `attention` (run-only): `sdpa` (PyTorch's choice of kernel), `xformers`, one SDPA kernel forced
+  (`sdpa_flash`, `sdpa_cudnn`, `sdpa_efficient`, through `torch.nn.attention.sdpa_kernel` for the call,
+  so every model honours it) or a kernel from another package through diffusers' attention dispatcher
+  (`flash_attn`, `flash_attn3`, `sage`: models whose attention goes through the dispatcher, i.e. the
+  transformers such as Wan). A backend that cannot run is an error naming it, never a silent fallback.
+- `step_cache` (keyed: it changes results): `none`, `first_block` (FirstBlockCache, skip the rest of
+  the blocks while the first block's output barely changes, `step_cache_threshold`) or `taylorseer`
+  (TaylorSeer, predict blocks' outputs between full steps every `step_cache_interval`), through
+  diffusers' `enable_cache` on transformer denoisers, for the call only. What a cache skips and costs
+  depends on trained weights; no threshold here was tuned (the defaults are diffusers').
+- FP8 is a model quantization (`model.quantization=fp8`, mora.nodes.common.quantization_config), keyed
+  through the model's identity.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from mora.engine.agent import Param
+
+log = logging.getLogger(__name__)
+
+DENOISERS = ("unet", "transformer", "transformer_2")
+SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION",
+                "sdpa_efficient": "EFFICIENT_ATTENTION"}
+DISPATCHER = {"flash_attn": "flash", "flash_attn3": "_flash_3", "sage": "sage"}
+ATTENTIONS = ("sdpa", "xformers", *SDPA_KERNELS, *DISPATCHER)
+STEP_CACHES = ("none", "first_block", "taylorseer")
+
+COMPILE_PARAM = Param("compile", str, "", "torch.compile the denoiser (empty: the preset's): off, on, or auto "
+                      "(on CUDA)", choices=("", "off", "on", "auto"), run_only=True)
+STEP_CACHE_PARAMS: tuple[Param, ...] = (
+    Param("step_cache", str, "none", "denoising step cache for transformer models (Wan): none, first_block or "
+          "taylorseer (changes results; quality untested on trained weights)", choices=STEP_CACHES),
+    Param("step_cache_threshold", float, 0.05, "first_block: relative change of the first block below which the "
+          "other blocks are skipped", min=0.0, max=1.0),
+    Param("step_cache_interval", int, 5, "taylorseer: steps between full computations", min=1, max=100),
+)
+
+
+def compile_mode(ctx: Any, params: Mapping[str, Any]) -> str:
+    """`off` or `on` for this node: its own `compile`, else its model reference's; `auto` is on for CUDA only."""
+    mode = params.get("compile") or (ctx.model or {}).get("compile") or "off"
+    if mode == "auto":
+        return "on" if str(ctx.device).startswith("cuda") else "off"
+    return mode
+
+
+def attention_choice(ctx: Any, params: Mapping[str, Any]) -> str:
+    """The node's attention backend: its own `attention`, else its model reference's, else sdpa."""
+    return params.get("attention") or (ctx.model or {}).get("attention") or "sdpa"
+
+
+def denoisers(pipe: Any) -> list[Any]:
+    return [m for m in (getattr(pipe, name, None) for name in DENOISERS) if m is not None]
+
+
+def compile_denoisers(ctx: Any, pipe: Any) -> list[str]:
+    """Compile every denoiser of `pipe` once (regional or whole, see the policy); return what was done per module."""
+    use_compile_cache()
+    done = []
+    for module in denoisers(pipe):
+        how = getattr(module, "_mora_compiled", None)
+        if how is None:
+            how = "regional" if _regional(module) else "whole"
+            if how == "regional":
+                module.compile_repeated_blocks()
+            else:
+                module.compile()
+            module._mora_compiled = how
+            log.info("%s: compiled %s (%s)", ctx.node_id, type(module).__name__, how)
+        done.append(f"{type(module).__name__}:{how}")
+    return done
+
+
+def _regional(module: Any) -> bool:
+    """True when the model's own stack of layers is its declared repeated blocks (a transformer such as Wan's)."""
+    import torch
+
+    blocks = set(getattr(module, "_repeated_blocks", None) or ())
+    return bool(blocks) and hasattr(module, "compile_repeated_blocks") and any(
+        isinstance(child, torch.nn.ModuleList) and len(child) > 1 and all(type(m).__name__ in blocks for m in child)
+        for child in module.children()
+    )
+
+
+def compile_cache_dir() -> Any:
+    """`<cache>/compile`: beside the models directory, so it follows MORA_MODELS_DIR and the cache directory."""
+    from mora.nodes.models import models_dir
+
+    return models_dir().parent / "compile"
+
+
+def use_compile_cache() -> None:
+    """Point inductor's and Triton's on-disk caches into Mora's cache directory (kept if the user set them)."""
+    root = compile_cache_dir()
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+    import torch._inductor.config as inductor
+
+    inductor.fx_graph_cache = True
+    inductor.autotune_local_cache = True
+
+
+def _attention(ctx: Any, pipe: Any, choice: str) -> contextlib.AbstractContextManager[Any]:
+    """Set `choice` for one call: a context that forces an SDPA kernel, or that sets and resets the dispatcher's."""
+    from mora.nodes.common import use_attention
+
+    use_attention(ctx, pipe, "xformers" if choice == "xformers" else "sdpa")
+    if choice in SDPA_KERNELS:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(getattr(SDPBackend, SDPA_KERNELS[choice]))
+    if choice in DISPATCHER:
+        return _dispatcher(ctx, pipe, choice)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _dispatcher(ctx: Any, pipe: Any, choice: str) -> Iterator[None]:
+    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+
+    modules = [m for m in denoisers(pipe) if not hasattr(m, "up_blocks")]  # UNets call SDPA directly
+    if not modules:
+        raise ValueError(f"`attention` {choice!r} goes through diffusers' attention dispatcher, which "
+                         f"{type(pipe).__name__}'s denoiser does not use; use sdpa, sdpa_flash, sdpa_cudnn or "
+                         "sdpa_efficient")
+    try:
+        _check_attention_backend_requirements(AttentionBackendName(DISPATCHER[choice]))
+    except (RuntimeError, ImportError) as e:
+        raise RuntimeError(f"`attention` {choice!r} cannot run here: {e}") from None
+    for m in modules:
+        m.set_attention_backend(DISPATCHER[choice])
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.reset_attention_backend()
+
+
+@contextlib.contextmanager
+def _step_cache(pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
+    kind = params.get("step_cache", "none")
+    if kind == "none":
+        yield
+        return
+    from diffusers.hooks import FirstBlockCacheConfig, TaylorSeerCacheConfig
+
+    modules = [m for m in denoisers(pipe) if hasattr(m, "enable_cache") and not hasattr(m, "up_blocks")]
+    if not modules:
+        raise ValueError(f"`step_cache` {kind!r} needs a transformer denoiser (Wan); {type(pipe).__name__} "
+                         "denoises with a UNet: use step_cache=none")
+    for m in modules:
+        m.enable_cache(FirstBlockCacheConfig(threshold=params["step_cache_threshold"]) if kind == "first_block"
+                       else TaylorSeerCacheConfig(cache_interval=params["step_cache_interval"]))
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.disable_cache()
+
+
+FP8_CAPABILITY = (8, 9)
+"""FP8 matrix products need Ada or Hopper (compute capability 8.9) or newer."""
+
+
+def check_fp8() -> None:
+    """Raise a clear error unless torchao is installed and the CUDA device can multiply in FP8."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < FP8_CAPABILITY:
+        found = "no CUDA device" if not torch.cuda.is_available() else f"compute capability {torch.cuda.get_device_capability()}"
+        raise RuntimeError(f"`quantization` 'fp8' needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
+                           f"found {found}. Use quantization=none")
+    if importlib.util.find_spec("torchao") is None:
+        raise RuntimeError("`quantization` 'fp8' needs torchao: pip install torchao (or the package's `fp8` extra)")
+
+
+def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
+    """With `ref['quantization'] == 'fp8'`, quantize the denoisers' linear layers to FP8 (torchao, rowwise dynamic).
+
+    Weights and activations in FP8 with a scale per row, the recipe torchao recommends for inference
+    on Hopper; it pays only compiled (bench/README.md), so `speed=fast` never turns it on alone.
+    """
+    if ref.get("quantization") != "fp8":
+        return pipe
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+
+    for module in denoisers(pipe):
+        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+    return pipe
+
+
+@contextlib.contextmanager
+def speedup(ctx: Any, pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
+    """Run the pipeline call inside this block with the node's compile, attention and step cache settings."""
+    choice = attention_choice(ctx, params)
+    if choice not in ATTENTIONS:
+        raise ValueError(f"`attention` must be one of {', '.join(ATTENTIONS)} but is {choice!r}")
+    if compile_mode(ctx, params) == "on":
+        compile_denoisers(ctx, pipe)
+    try:
+        with _attention(ctx, pipe, choice), _step_cache(pipe, params):
+            yield
+    except RuntimeError as e:
+        if choice in SDPA_KERNELS and any(says in str(e) for says in ("No available kernel", "No viable backend")):
+            raise RuntimeError(f"`attention` {choice!r} has no kernel for this model's attention shapes on "
+                               f"{ctx.device}; use attention=sdpa") from None
+        raise

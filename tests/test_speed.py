@@ -1,0 +1,146 @@
+"""Speed levers (mora.nodes.speed) on tiny real pipelines on CPU: compile, attention backends, step caches, FP8.
+
+Compilation runs for real (inductor's CPU backend) on the tiny Wan transformer; GPU figures are in
+bench/README.md. What is checked here is behaviour: which modules are compiled and how, that compiled
+and eager results agree, that compilation stays out of cache keys and step caches enter them, that
+the compile caches land in Mora's cache directory, and that what cannot run fails with a clear error.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_agents_video import FakeCtx, latent_of, params_of, run_i2v, tiny
+
+pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_resident_models(tiny_models):
+    """Compiling changes the resident pipelines: this module's stay its own."""
+    from mora.nodes.models import clear_resident
+
+    clear_resident()
+    yield
+    clear_resident()
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    from mora.engine.artifacts import ArtifactRef
+
+    def put(blob: Any) -> ArtifactRef:
+        path = tmp_path / f"{blob.digest}.bin"
+        path.write_bytes(blob.data)
+        return ArtifactRef(digest=blob.digest, kind=blob.kind, fmt=blob.fmt, size=len(blob.data), path=path)
+
+    return put
+
+
+def wan(store, **params: Any):
+    return latent_of(run_i2v(store, "wan_i2v", prompt="a kite", frames=5, guidance=4.0, **params)[0]["latent"])
+
+
+def test_auto_compiles_on_cuda_only_and_the_preset_decides_when_the_node_does_not():
+    from mora.nodes.speed import attention_choice, compile_mode
+
+    assert compile_mode(FakeCtx(model=tiny("svd")), {"compile": "auto"}) == "off"
+    assert compile_mode(FakeCtx(model=tiny("svd"), device="cuda:0"), {"compile": "auto"}) == "on"
+    preset_on = FakeCtx(model={**tiny("svd"), "compile": "on", "attention": "sdpa_cudnn"})
+    assert compile_mode(preset_on, {"compile": ""}) == "on"
+    assert compile_mode(preset_on, {"compile": "off"}) == "off"
+    assert compile_mode(FakeCtx(model=tiny("svd")), {"compile": ""}) == "off"
+    assert attention_choice(preset_on, {"attention": ""}) == "sdpa_cudnn"
+    assert attention_choice(preset_on, {"attention": "sdpa"}) == "sdpa"
+
+
+def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
+    from mora.engine.models import resolve
+    from mora.nodes.image_to_video import AGENT
+
+    base = params_of(AGENT, compile="off", attention="sdpa")
+    assert AGENT.keyed_params(params_of(AGENT, compile="on", attention="sdpa_flash")) == AGENT.keyed_params(base)
+    assert AGENT.keyed_params(params_of(AGENT, step_cache="first_block")) != AGENT.keyed_params(base)
+    assert AGENT.keyed_params(params_of(AGENT, step_cache_threshold=0.1)) != AGENT.keyed_params(base)
+    preset = {"name": "p", "roles": {"image_to_video": tiny("svd")}}
+    plain, _ = resolve(AGENT, {}, preset)
+    fast, _ = resolve(AGENT, {}, {**preset, "compile": "auto", "attention": "sdpa_cudnn"})
+    fp8, _ = resolve(AGENT, {}, {**preset, "quantization": "fp8"})
+    assert (plain["compile"], fast["compile"], fast["attention"]) == ("off", "auto", "sdpa_cudnn")
+    node, _ = resolve(AGENT, {"compile": "on", "attention": "sdpa_flash"}, {**preset, "compile": "auto"})
+    assert (node["compile"], node["attention"]) == ("on", "sdpa_flash")  # what the manifest records per node
+    assert fp8["quantization"] == "fp8"
+    _, problem = resolve(AGENT, {}, {**preset, "compile": "max"})
+    assert "model compile 'max' is not one of ['off', 'on', 'auto']" in problem
+
+
+@pytest.mark.slow
+def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(store, tiny_models, monkeypatch):
+    from mora.nodes.decode_video import PIPELINE_KIND
+    from mora.nodes.models import resident
+    from mora.nodes.speed import _regional
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    eager = wan(store)
+    pipe = resident(FakeCtx(model=tiny("wan_i2v")), (PIPELINE_KIND,))
+    assert not hasattr(pipe.transformer, "_mora_compiled")
+    compiled = wan(store, compile="on")
+    assert pipe.transformer._mora_compiled == "regional"
+    assert all(block._compiled_call_impl is not None for block in pipe.transformer.blocks)
+    assert pipe.transformer._compiled_call_impl is None  # the blocks, not the whole model
+    assert (compiled - eager).abs().max().item() < 1e-4
+    again = wan(store, compile="off")  # compiled modules stay resident with their pipeline
+    assert pipe.transformer._mora_compiled == "regional" and (again - compiled).abs().max().item() < 1e-5
+    cache = tiny_models.parent / "compile"
+    assert Path(__import__("os").environ["TORCHINDUCTOR_CACHE_DIR"]) == cache / "inductor"
+    assert any((cache / "inductor").rglob("*.py")), "inductor wrote nothing under Mora's cache directory"
+    svd_unet = run_i2v(store, "svd", frames=2)[1] and resident(FakeCtx(model=tiny("svd")), (PIPELINE_KIND,)).unet
+    assert not _regional(svd_unet)  # a UNet's transformer blocks are a minority of it: whole-module compile
+
+
+def test_first_block_cache_changes_results_only_while_on(store):
+    plain = wan(store, steps=4)
+    skipping = wan(store, steps=4, step_cache="first_block", step_cache_threshold=1.0)
+    assert (skipping - plain).abs().max().item() > 1e-3  # every step after the first reused the cached blocks
+    assert wan(store, steps=4).equal(plain)  # the cache is removed after the call: the shared pipeline is clean
+    seer = wan(store, steps=4, step_cache="taylorseer", step_cache_interval=2)
+    assert seer.shape == plain.shape
+
+
+def test_step_cache_needs_a_transformer(store):
+    with pytest.raises(ValueError, match="`step_cache` 'first_block' needs a transformer denoiser"):
+        run_i2v(store, "svd", frames=2, step_cache="first_block")
+
+
+def test_attention_backends_run_or_fail_clearly(store):
+    plain = wan(store)
+    forced = wan(store, attention="sdpa_flash")  # PyTorch has a CPU flash kernel
+    assert (forced - plain).abs().max().item() < 1e-4
+    with pytest.raises(RuntimeError, match="`attention` 'sdpa_cudnn' has no kernel .* on cpu"):
+        wan(store, attention="sdpa_cudnn")
+    with pytest.raises(RuntimeError, match="`attention` 'flash_attn' cannot run here"):
+        wan(store, attention="flash_attn")
+    with pytest.raises(ValueError, match="diffusers' attention dispatcher"):
+        run_i2v(store, "svd", frames=2, attention="sage")
+
+
+def test_fp8_needs_a_capable_gpu_and_says_so():
+    from mora.nodes.decode_video import load_pipeline
+
+    with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
+        load_pipeline(FakeCtx(model={**tiny("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
+
+
+def test_speed_fast_turns_compile_on_through_the_preset():
+    from hydra import compose, initialize_config_module
+
+    from mora.engine.config import register
+
+    register()
+    with initialize_config_module("mora.conf", version_base="1.3"):
+        basic = compose("config")
+        fast = compose("config", overrides=["speed=fast", "model=random"])
+    assert basic.model.compile == "off" and basic.model.attention == "sdpa"
+    assert fast.model.compile == "auto" and fast.model.name == "random"
