@@ -25,7 +25,7 @@ from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
 from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport, run_plan
-from mora.engine.spec import read_graph_file
+from mora.engine.spec import GraphSpec, read_graph_file
 from mora.engine.store import Store
 
 log = logging.getLogger("mora")
@@ -84,11 +84,17 @@ def load_plan(path: Path, inputs: Mapping[str, Any], outputs: list[str] | None =
     `defaults` (a model preset's `inputs`) fill graph inputs the file declares and the user
     did not set, so a preset can bring its own sizes, steps and frame counts.
     """
-    loader = TemplateLoader([GRAPHS_DIR])
-    spec = read_graph_file(path)
+    return plan_graph(read_graph_file(path), inputs, outputs, registry, standalone, defaults)
+
+
+def plan_graph(spec: GraphSpec, inputs: Mapping[str, Any], outputs: list[str] | None = None,
+               registry: Registry | None = None, standalone: bool = False,
+               defaults: Mapping[str, Any] | None = None, loader: TemplateLoader | None = None) -> Plan:
+    """`load_plan` for a graph file already read: a sweep reads its file (and templates, through `loader`) once."""
     values = {k: v for k, v in (defaults or {}).items() if k in spec.inputs}
     values.update(inputs)
-    return build_plan(spec, values, registry or default_registry(), loader, outputs, standalone)
+    return build_plan(spec, values, registry or default_registry(), loader or TemplateLoader([GRAPHS_DIR]), outputs,
+                      standalone)
 
 
 def summarize(report: RunReport, run_dir: Path, files: dict[str, str]) -> None:

@@ -47,9 +47,11 @@ class JobFiles:
         hydra["runtime"] = {**hydra["runtime"], "output_dir": config.hydra.runtime.output_dir}
         overrides = list(config.hydra.overrides.task)
         hydra["overrides"] = {**hydra["overrides"], "task": overrides}
-        inputs = OmegaConf.to_container(OmegaConf.masked_copy(config, list(INPUT_KEYS)), resolve=False)
+        inputs = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in INPUT_KEYS if k in config]),
+                                        resolve=False)
         assert isinstance(inputs, dict)
-        task = {k: inputs[k] if k in INPUT_KEYS else v for k, v in self.data.items() if k != "hydra"}
+        task = {k: inputs[k] if k in INPUT_KEYS else v for k, v in self.data.items()
+                if k != "hydra" and (k in inputs or k not in INPUT_KEYS)}
         out.mkdir(parents=True, exist_ok=True)
         _dump(task, out / "config.yaml")
         _dump({"hydra": hydra}, out / "hydra.yaml")

@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from mora.engine import api
 from mora.engine.config import validate
 from mora.engine.errors import MoraError
+from mora.engine.plan import TemplateLoader
 from mora.engine.ports import PortType
+from mora.engine.spec import GraphSpec, read_graph_file
 from mora.engine.store import Store, default_cache_dir
 
 INPUT_KEYS = ("inputs", "prompt", "seed")
@@ -38,6 +40,8 @@ class Configured:
     """Everything a config says but the graph's input values: shared by every job that differs only in those."""
 
     path: Path
+    spec: GraphSpec
+    loader: TemplateLoader
     outputs: list[str] | None
     defaults: dict[str, Any]
     store: Store
@@ -49,7 +53,7 @@ class Configured:
 
     def job(self, inputs: dict[str, Any]) -> api.Job:
         """The job for these graph input values (raises GraphError, or MoraError for a bad objective)."""
-        plan = api.load_plan(self.path, inputs, self.outputs, defaults=self.defaults)
+        plan = api.plan_graph(self.spec, inputs, self.outputs, defaults=self.defaults, loader=self.loader)
         if self.objective is not None:
             numbers = sorted(name for name, src in plan.outputs.items() if src.type == PortType.NUMBER)
             if self.objective not in plan.outputs:
@@ -75,7 +79,7 @@ def configured(cfg: DictConfig) -> Configured:
     os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
     os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
     os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
-    return Configured(path, outputs, defaults, store, preset, runtime, cfg.video_format.value, cfg.quiet,
+    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, store, preset, runtime, cfg.video_format.value, cfg.quiet,
                       cfg.objective)
 
 

@@ -68,8 +68,8 @@ class JobConfig:
         """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.job.graph_inputs reads them)."""
         data = OmegaConf.to_container(self.inputs, resolve=False)
         assert isinstance(data, dict)
-        values = data["inputs"] or {}
-        return {**values, **{k: data[k] for k in ("prompt", "seed") if data[k] is not None}}
+        values = data.get("inputs") or {}
+        return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
 
 
 class Composer:
@@ -91,7 +91,7 @@ class Composer:
         config = self.loader.load_sweep_config(self.master, overrides)
         inputs = DictConfig({k: config._get_node(k) for k in INPUT_KEYS})  # typed nodes, copied: seed stays an int
         OmegaConf.set_struct(inputs, True)
-        others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in INPUT_KEYS]),
+        others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
                                         resolve=False, enum_to_str=True)
         shared = not PER_JOB.search(repr(others))
         return Template(config, inputs, shared)
@@ -116,8 +116,11 @@ class Composer:
         """The job's template holding this job's values: its config, in place, until the next `bind`."""
         config = job.template.config
         with read_write(config), open_dict(config):
-            for key in INPUT_KEYS:
-                config[key] = job.inputs._get_node(key)
+            for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
+                if key in job.inputs:
+                    config[key] = job.inputs._get_node(key)
+                elif key in config:
+                    del config[key]
             config.hydra.job.id = idx
             config.hydra.job.num = idx
             config.hydra.job.override_dirname = job.override_dirname
