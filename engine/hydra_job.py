@@ -4,8 +4,8 @@ Hydra's `run_job` copies the whole config three times and writes it with OmegaCo
 (about 0.1 s a job here). This follows `run_job` step by step for a config bound in place
 (mora.engine.jobconfig): the job's directory is `hydra.sweep.dir/hydra.sweep.subdir`;
 `hydra.runtime.output_dir` is set; `hydra.job.chdir` is honoured; `.hydra/config.yaml`,
-`hydra.yaml` and `overrides.yaml` are written (from plain data made once per template, with
-PyYAML's C writer: the same content as Hydra's files when read back); the job's log file moves
+`hydra.yaml` and `overrides.yaml` are written (YAML text made once per template, each job's
+own values filled in: the same content as Hydra's files when read back); the job's log file moves
 into its directory; `hydra.job.env_set` applies while the task runs; callbacks get
 `on_job_start`/`on_job_end`; a task's exception becomes a FAILED JobReturn. What differs: the
 JobReturn's `cfg` and `hydra_cfg` are left None (no per-job copy of the tree is kept; its
@@ -13,8 +13,10 @@ overrides, return value, status, working directory and task name are set).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,35 +29,59 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from mora.engine.job import INPUT_KEYS
 
 
-def _dump(data: Any, path: Path) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.dump(data, f, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
-
-
 class JobFiles:
-    """The `.hydra` files of the jobs of one template, from its config as plain data (made once)."""
+    """The `.hydra` files of the jobs of one template: YAML text made once, a job's own values written in per job.
+
+    The template's config is dumped once with a marker in place of each value that differs between
+    its jobs (inputs, job id/num/override_dirname, task overrides, output_dir); a job's file is that
+    text with each marker replaced by the value as JSON, which is a YAML flow scalar or sequence.
+    """
 
     def __init__(self, config: DictConfig):
-        self.data = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
-        assert isinstance(self.data, dict)
+        data = OmegaConf.to_container(config, resolve=False, enum_to_str=True)
+        assert isinstance(data, dict)
+        hydra = data.pop("hydra")
+        task = {k: _marker(k) if k in INPUT_KEYS else v for k, v in data.items()}
+        hydra["job"] = {**hydra["job"], **{k: _marker(k) for k in JOB_KEYS}}
+        hydra["runtime"] = {**hydra["runtime"], "output_dir": _marker("output_dir")}
+        hydra["overrides"] = {**hydra["overrides"], "task": _marker("task")}
+        self.config = _yaml(task)
+        self.hydra = _yaml({"hydra": hydra})
 
     def write(self, config: DictConfig, out: Path) -> None:
-        hydra = dict(self.data["hydra"])
-        job_values = OmegaConf.to_container(OmegaConf.masked_copy(config.hydra.job, ["id", "num", "override_dirname"]))
-        assert isinstance(job_values, dict)
-        hydra["job"] = {**hydra["job"], **job_values}
-        hydra["runtime"] = {**hydra["runtime"], "output_dir": config.hydra.runtime.output_dir}
         overrides = list(config.hydra.overrides.task)
-        hydra["overrides"] = {**hydra["overrides"], "task": overrides}
-        inputs = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in INPUT_KEYS if k in config]),
+        values = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in INPUT_KEYS if k in config]),
                                         resolve=False)
-        assert isinstance(inputs, dict)
-        task = {k: inputs[k] if k in INPUT_KEYS else v for k, v in self.data.items()
-                if k != "hydra" and (k in inputs or k not in INPUT_KEYS)}
+        assert isinstance(values, dict)
+        job = config.hydra.job
+        values.update({"id": job.id, "num": job.num, "override_dirname": job.override_dirname,
+                       "output_dir": config.hydra.runtime.output_dir, "task": overrides})
         out.mkdir(parents=True, exist_ok=True)
-        _dump(task, out / "config.yaml")
-        _dump({"hydra": hydra}, out / "hydra.yaml")
-        _dump(overrides, out / "overrides.yaml")
+        try:
+            task = _fill(self.config, values)
+        except (KeyError, ValueError):  # a job that deleted an input key, or a value JSON cannot spell (nan)
+            data = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]),
+                                          resolve=False, enum_to_str=True)
+            task = _yaml(data)
+        (out / "config.yaml").write_text(task, encoding="utf-8")
+        (out / "hydra.yaml").write_text(_fill(self.hydra, values), encoding="utf-8")
+        (out / "overrides.yaml").write_text(_yaml(overrides), encoding="utf-8")
+
+
+JOB_KEYS = ("id", "num", "override_dirname")
+MARKER = re.compile(r"'?@@mora:(\w+)@@'?")
+
+
+def _marker(key: str) -> str:
+    return f"@@mora:{key}@@"
+
+
+def _yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _fill(text: str, values: dict[str, Any]) -> str:
+    return MARKER.sub(lambda m: json.dumps(values[m[1]], ensure_ascii=False, allow_nan=False), text)
 
 
 class JobLogs:

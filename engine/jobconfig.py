@@ -30,7 +30,7 @@ from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_d
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mora.engine.job import INPUT_KEYS
 
@@ -113,18 +113,26 @@ class Composer:
         return JobConfig(tuple(overrides), template, inputs, dirname)
 
     def bind(self, job: JobConfig, idx: int) -> DictConfig:
-        """The job's template holding this job's values: its config, in place, until the next `bind`."""
+        """The job's template holding this job's values: its config, in place, until the next `bind`.
+
+        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree.
+        """
         config = job.template.config
-        with read_write(config), open_dict(config):
-            for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
-                if key in job.inputs:
+        for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
+            if key in job.inputs:
+                if key in config:
                     config[key] = job.inputs._get_node(key)
-                elif key in config:
+                else:
+                    with open_dict(config):
+                        config[key] = job.inputs._get_node(key)
+            elif key in config:
+                with open_dict(config):
                     del config[key]
-            config.hydra.job.id = idx
-            config.hydra.job.num = idx
-            config.hydra.job.override_dirname = job.override_dirname
-            config.hydra.overrides.task = list(job.overrides)
+        hydra = config.hydra
+        hydra.job.id = idx
+        hydra.job.num = idx
+        hydra.job.override_dirname = job.override_dirname
+        hydra.overrides.task = list(job.overrides)
         return config
 
 
