@@ -1,10 +1,12 @@
 """A sweep of Mora graphs as one unit of work: every job's graph merged into one DAG, run once, split per job.
 
 The Mora launcher keeps Hydra's launcher contract (the basic launcher's, which it follows step by
-step): it logs `Launching N jobs locally` and one `#i : overrides` line per job, composes each
-job's config with `hydra.job.id`/`num` set, and gives each job its directory, job name, working
-directory, logging and return value through Hydra's own `run_job`, so sweep dir and subdir
-patterns, `hydra.job.chdir` and `get_original_cwd` behave as with any launcher. What differs is
+step): it logs `Launching N jobs locally` and one `#i : overrides` line per job, gives each job
+its config with `hydra.job.id`/`num` set (composed once per sweep, graph inputs applied as data:
+mora.engine.jobconfig), and its directory, job name, working directory, .hydra files, logging and
+return value as Hydra's `run_job` does (mora.engine.hydra_job, without run_job's per-job copies of
+the config), so sweep dir and subdir patterns, `hydra.job.chdir` and `get_original_cwd` behave as
+with any launcher. What differs is
 when nodes run: every job is planned first in the original working directory (an invalid job
 stops the sweep before anything runs), jobs that share a cache directory, model preset and
 runtime are merged into one plan (engine.merge: identical nodes appear once) and run on one
