@@ -212,7 +212,7 @@ def register() -> None:
 
 
 def register_launcher() -> None:
-    """Make `hydra/launcher=mora` available to the `mora` app however Mora is installed.
+    """Make `hydra/launcher=mora` and `hydra/sweeper=mora` available to the `mora` app however Mora is installed.
 
     Hydra 1.3 finds plugins by listing the `hydra_plugins` namespace package, which an editable
     install by setuptools >= 64 hides from it (hydra#2359); Hydra's public `Plugins.register`
@@ -220,11 +220,12 @@ def register_launcher() -> None:
     """
     from hydra.core.plugins import Plugins
 
-    from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
+    from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher, MoraSweeper
 
     plugins = Plugins.instance()
-    if f"{MoraLauncher.__module__}.{MoraLauncher.__name__}" not in plugins.class_name_to_class:  # not found by the scan
-        plugins.register(MoraLauncher)
+    for plugin in (MoraLauncher, MoraSweeper):
+        if f"{plugin.__module__}.{plugin.__name__}" not in plugins.class_name_to_class:  # not found by the scan
+            plugins.register(plugin)
 
 
 __all__ = ["MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "register_launcher", "validate"]

@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 import networkx as nx
@@ -56,6 +57,17 @@ AHEAD_DEPTH = 3
 """How many steps downstream a task looks for models to load ahead (further ones are hinted later)."""
 
 
+class Status(StrEnum):
+    """Where a node stands: pending, then running, then done, cached (a hit), failed or skipped (a failed input)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    CACHED = "cached"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 @dataclass
 class NodeRecord:
     """How one node went: what the manifest says of it."""
@@ -68,7 +80,7 @@ class NodeRecord:
     model: dict[str, Any] | None
     key: str = ""
     cacheable: bool = True
-    status: str = "pending"
+    status: Status = Status.PENDING
     cached: bool = False
     seconds: float = 0.0
     started: float | None = None
@@ -94,11 +106,11 @@ class RunReport:
 
     @property
     def failed(self) -> list[str]:
-        return [r.id for r in self.records.values() if r.status == "failed"]
+        return [r.id for r in self.records.values() if r.status == Status.FAILED]
 
     @property
     def skipped(self) -> list[str]:
-        return [r.id for r in self.records.values() if r.status == "skipped"]
+        return [r.id for r in self.records.values() if r.status == Status.SKIPPED]
 
     @property
     def model_loads(self) -> int:
@@ -232,7 +244,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         tasks = unit.tasks if isinstance(unit, BatchTask) else (unit,)
         for t in tasks:
             rec = records[t.node_id]
-            rec.status = "running"
+            rec.status = Status.RUNNING
             rec.attempts += 1
             in_flight[t.node_id] = unit
             reporter.event(rec)
@@ -249,7 +261,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         if hit is None:
             pending.append(replace(task, ahead=ahead(node_id)))
             return False
-        rec.status, rec.cached, rec.outputs = "cached", True, hit["outputs"]
+        rec.status, rec.cached, rec.outputs = Status.CACHED, True, hit["outputs"]
         reporter.event(rec)
         return True
 
@@ -260,13 +272,13 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
             store.findings.add(digest, f"{why} (read by node {reader})")
             if digest in literal_sources:
                 store_literal_again(store, literal_sources[digest])
-        records[reader].status = "pending"
-        producers = [n for n, r in records.items() if n != reader and r.status in ("cached", "done")
+        records[reader].status = Status.PENDING
+        producers = [n for n, r in records.items() if n != reader and r.status in (Status.CACHED, Status.DONE)
                      and set(result.corrupt) & set(_digests(r.outputs))]
         for producer in producers:
             redo.setdefault(producer, set()).add(reader)
             if producer not in in_flight and not any(t.node_id == producer for t in pending):
-                records[producer].status = "pending"
+                records[producer].status = Status.PENDING
                 if enqueue(producer):
                     released(producer)
         if not producers and enqueue(reader):
@@ -277,9 +289,9 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         for reader in sorted(redo.pop(producer, ()), key=order.__getitem__):
             if any(reader in waiting for waiting in redo.values()):
                 continue
-            if records[producer].status == "failed":
+            if records[producer].status == Status.FAILED:
                 rec = records[reader]
-                rec.status, rec.error = "failed", f"its input from '{producer}' could not be recomputed"
+                rec.status, rec.error = Status.FAILED, f"its input from '{producer}' could not be recomputed"
                 reporter.event(rec)
                 sorter.done(reader)
             elif enqueue(reader):
@@ -289,8 +301,8 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         for node_id in sorted(sorter.get_ready(), key=order.__getitem__):
             node = plan.nodes[node_id]
             rec = records[node_id]
-            if any(records[d].status in ("failed", "skipped") for d in node.upstream()):
-                rec.status = "skipped"
+            if any(records[d].status in (Status.FAILED, Status.SKIPPED) for d in node.upstream()):
+                rec.status = Status.SKIPPED
                 reporter.event(rec)
                 sorter.done(node_id)
                 continue
@@ -364,6 +376,6 @@ def _finish(rec: NodeRecord, result: NodeResult) -> None:
     rec.model_loads = list(result.model_loads)
     rec.batch = result.batch
     if result.error:
-        rec.status, rec.error = "failed", result.error
+        rec.status, rec.error = Status.FAILED, result.error
     else:
-        rec.status, rec.outputs, rec.cached = "done", result.outputs, result.reused
+        rec.status, rec.outputs, rec.cached = Status.DONE, result.outputs, result.reused

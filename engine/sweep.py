@@ -1,10 +1,12 @@
 """A sweep of Mora graphs as one unit of work: every job's graph merged into one DAG, run once, split per job.
 
 The Mora launcher keeps Hydra's launcher contract (the basic launcher's, which it follows step by
-step): it logs `Launching N jobs locally` and one `#i : overrides` line per job, composes each
-job's config with `hydra.job.id`/`num` set, and gives each job its directory, job name, working
-directory, logging and return value through Hydra's own `run_job`, so sweep dir and subdir
-patterns, `hydra.job.chdir` and `get_original_cwd` behave as with any launcher. What differs is
+step): it logs `Launching N jobs locally` and one `#i : overrides` line per job, gives each job
+its config with `hydra.job.id`/`num` set (composed once per sweep, graph inputs applied as data:
+mora.engine.jobconfig), and its directory, job name, working directory, .hydra files, logging and
+return value as Hydra's `run_job` does (mora.engine.hydra_job, without run_job's per-job copies of
+the config), so sweep dir and subdir patterns, `hydra.job.chdir` and `get_original_cwd` behave as
+with any launcher. What differs is
 when nodes run: every job is planned first in the original working directory (an invalid job
 stops the sweep before anything runs), jobs that share a cache directory, model preset and
 runtime are merged into one plan (engine.merge: identical nodes appear once) and run on one
@@ -28,12 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
-from mora.engine.cli import Job, job_from_config, objective_value, summarize
+from mora.engine.api import Job, summarize
 from mora.engine.errors import NodesFailed
+from mora.engine.hydra_job import JobFiles, JobLogs, run_bound_job
+from mora.engine.job import Configured, configured, objective_value
+from mora.engine.jobconfig import composer
 from mora.engine.manifest import deliver
 from mora.engine.merge import Merged, merge_plans
 from mora.engine.report import report_quietly
@@ -112,64 +117,65 @@ class _EarlyExecutor:
 
 def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
             initial_job_idx: int, early: _EarlyExecutor) -> list[JobReturn]:
-    from mora.engine.progress import Reporter, quiet_libraries, verbose
-    from mora.engine.scheduler import run_plan
+    from mora.engine import api
+    from mora.engine.progress import quiet_libraries, verbose
 
-    configs: list[DictConfig] = []
+    compose = composer(hydra_context.config_loader, config)
+    configs = []
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
-        cfg = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(cfg):
-            cfg.hydra.job.id = idx
-            cfg.hydra.job.num = idx
-        configs.append(cfg)
-    jobs = []
-    for cfg in configs:
-        HydraConfig.instance().set_config(cfg)  # so ${hydra:...} in a job's config resolves as it will in the job
-        jobs.append(job_from_config(cfg))
-    quiet_libraries(verbose())
-    groups: dict[str, list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(_group_key(job), []).append(i)
-    results: dict[int, tuple[RunReport, Merged, int, dict[str, Any]]] = {}
-    for members in groups.values():
-        first = jobs[members[0]]
-        merged = merge_plans([jobs[i].plan for i in members])
-        executor = early.take(first.runtime)
-        reporter = Reporter(len(merged.plan.dag), quiet=first.quiet)
-        try:
-            report = run_plan(merged.plan, first.store, executor, first.preset, reporter,
-                              int(first.runtime.get("retries", 0)), int(first.runtime.get("batch_size", 1)),
-                              first.runtime.get("agent_retries"))
-        finally:
-            reporter.close()
-            executor.shutdown()
-        loads = getattr(executor, "loads", None)
-        timeline = getattr(executor, "timeline", None)
-        sweep_info = {"sweep_nodes": len(merged.plan.nodes), "sweep_jobs": len(members),
-                      "sweep_seconds": round(report.seconds, 6), "sweep_model_loads": report.model_loads,
-                      "model_loads_by_worker": dict(loads) if loads is not None else None,
-                      "workers": timeline() if timeline is not None else None}
-        for pos, i in enumerate(members):
-            results[i] = (report, merged, pos, sweep_info)
+        configs.append(compose.job(list(overrides)))
+    hydra_before = HydraConfig.instance().cfg
+    try:
+        settings: dict[int, Configured] = {}
+        jobs = []
+        for idx, job_config in enumerate(configs, start=initial_job_idx):
+            cfg = compose.bind(job_config, idx)
+            HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
+            if id(cfg) not in settings:  # once per template: every job of a shared one has the same settings
+                settings[id(cfg)] = configured(cfg)
+            jobs.append(settings[id(cfg)].job(job_config.graph_inputs()))
+        quiet_libraries(verbose())
+        groups: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            groups.setdefault(_group_key(job), []).append(i)
+        results: dict[int, tuple[RunReport, Merged, int, dict[str, Any]]] = {}
+        for members in groups.values():
+            first = jobs[members[0]]
+            merged = merge_plans([jobs[i].plan for i in members])
+            executor = early.take(first.runtime)
+            try:
+                done = api.execute(first, merged.plan, executor)
+            finally:
+                executor.shutdown()
+            report = done.report
+            sweep_info = {**done.details, "launcher": "mora", "sweep_nodes": len(merged.plan.nodes),
+                          "sweep_jobs": len(members), "sweep_seconds": round(report.seconds, 6),
+                          "sweep_model_loads": report.model_loads}
+            for pos, i in enumerate(members):
+                results[i] = (report, merged, pos, sweep_info)
 
-    returns = []
-    for i, cfg in enumerate(configs):
-        report, merged, pos, info = results[i]
-        task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
-        returns.append(run_job(hydra_context=hydra_context, task_function=task, config=cfg,
-                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        returns = []
+        files: dict[int, JobFiles] = {}
+        logs = JobLogs()
+        for i, (idx, job_config) in enumerate(zip(range(initial_job_idx, initial_job_idx + len(configs)), configs)):
+            report, merged, pos, info = results[i]
+            cfg = compose.bind(job_config, idx)
+            HydraConfig.instance().cfg = cfg
+            if id(cfg) not in files:
+                files[id(cfg)] = JobFiles(cfg)
+            task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
+            returns.append(run_bound_job(hydra_context, cfg, task, files[id(cfg)], logs))
+        return returns
+    finally:
+        HydraConfig.instance().cfg = hydra_before
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    return returns
 
 
-def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], _cfg: DictConfig) -> float | None:
-    """A job's task under Hydra's run_job: its outputs and manifest into its own directory; its return value."""
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], run_dir: Path) -> float | None:
+    """A job's task: its outputs and manifest into its own directory; its return value."""
     refuse_used(run_dir)
-    data = deliver(job.plan, view, job.store, run_dir, job.video_format,
-                   {"preset": job.preset.get("name"), "cache_dir": str(job.store.root), "runtime": job.runtime,
-                    "launcher": "mora", **info})
+    data = deliver(job.plan, view, job.store, run_dir, job.video_format, info)
     summarize(view, run_dir, data["outputs"])
     report_quietly(run_dir)
     if view.failed:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agents_video import FakeCtx, latent_of, params_of, run_i2v, tiny
+from conftest import FakeContext, tiny_ref
+from test_agents_video import latent_of, params_of, run_i2v
 
 pytest.importorskip("diffusers")
 
@@ -45,12 +46,12 @@ def wan(store, **params: Any):
 def test_auto_compiles_on_cuda_only_and_the_preset_decides_when_the_node_does_not():
     from mora.nodes.speed import attention_choice, compile_mode
 
-    assert compile_mode(FakeCtx(model=tiny("svd")), {"compile": "auto"}) == "off"
-    assert compile_mode(FakeCtx(model=tiny("svd"), device="cuda:0"), {"compile": "auto"}) == "on"
-    preset_on = FakeCtx(model={**tiny("svd"), "compile": "on", "attention": "sdpa_cudnn"})
+    assert compile_mode(FakeContext(model=tiny_ref("svd")), {"compile": "auto"}) == "off"
+    assert compile_mode(FakeContext(model=tiny_ref("svd"), device="cuda:0"), {"compile": "auto"}) == "on"
+    preset_on = FakeContext(model={**tiny_ref("svd"), "compile": "on", "attention": "sdpa_cudnn"})
     assert compile_mode(preset_on, {"compile": ""}) == "on"
     assert compile_mode(preset_on, {"compile": "off"}) == "off"
-    assert compile_mode(FakeCtx(model=tiny("svd")), {"compile": ""}) == "off"
+    assert compile_mode(FakeContext(model=tiny_ref("svd")), {"compile": ""}) == "off"
     assert attention_choice(preset_on, {"attention": ""}) == "sdpa_cudnn"
     assert attention_choice(preset_on, {"attention": "sdpa"}) == "sdpa"
 
@@ -63,7 +64,7 @@ def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
     assert AGENT.keyed_params(params_of(AGENT, compile="on", attention="sdpa_flash")) == AGENT.keyed_params(base)
     assert AGENT.keyed_params(params_of(AGENT, step_cache="first_block")) != AGENT.keyed_params(base)
     assert AGENT.keyed_params(params_of(AGENT, step_cache_threshold=0.1)) != AGENT.keyed_params(base)
-    preset = {"name": "p", "roles": {"image_to_video": tiny("svd")}}
+    preset = {"name": "p", "roles": {"image_to_video": tiny_ref("svd")}}
     plain, _ = resolve(AGENT, {}, preset)
     fast, _ = resolve(AGENT, {}, {**preset, "compile": "auto", "attention": "sdpa_cudnn"})
     fp8, _ = resolve(AGENT, {}, {**preset, "quantization": "fp8"})
@@ -77,14 +78,14 @@ def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
 
 @pytest.mark.slow
 def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(store, tiny_models, monkeypatch):
-    from mora.nodes.decode_video import PIPELINE_KIND
     from mora.nodes.models import resident
     from mora.nodes.speed import _regional
+    from mora.nodes.video_latent import PIPELINE_KIND
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
     eager = wan(store)
-    pipe = resident(FakeCtx(model=tiny("wan_i2v")), (PIPELINE_KIND,))
+    pipe = resident(FakeContext(model=tiny_ref("wan_i2v")), (PIPELINE_KIND,))
     assert not hasattr(pipe.transformer, "_mora_compiled")
     compiled = wan(store, compile="on")
     assert pipe.transformer._mora_compiled == "regional"
@@ -96,7 +97,7 @@ def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(store, tin
     cache = tiny_models.parent / "compile"
     assert Path(__import__("os").environ["TORCHINDUCTOR_CACHE_DIR"]) == cache / "inductor"
     assert any((cache / "inductor").rglob("*.py")), "inductor wrote nothing under Mora's cache directory"
-    svd_unet = run_i2v(store, "svd", frames=2)[1] and resident(FakeCtx(model=tiny("svd")), (PIPELINE_KIND,)).unet
+    svd_unet = run_i2v(store, "svd", frames=2)[1] and resident(FakeContext(model=tiny_ref("svd")), (PIPELINE_KIND,)).unet
     assert not _regional(svd_unet)  # a UNet's transformer blocks are a minority of it: whole-module compile
 
 
@@ -127,10 +128,10 @@ def test_attention_backends_run_or_fail_clearly(store):
 
 
 def test_fp8_needs_a_capable_gpu_and_says_so():
-    from mora.nodes.decode_video import load_pipeline
+    from mora.nodes.video_latent import load_pipeline
 
     with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
-        load_pipeline(FakeCtx(model={**tiny("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
+        load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
 
 
 def test_speed_fast_turns_compile_on_through_the_preset():

@@ -54,6 +54,14 @@ class Job:
     """First, middle and last frames of the main video, for the contact sheet."""
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it: a sweep of thousands of jobs reads three files a job."""
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
     """Sub-folders holding a manifest.json, numbered ones in numeric order."""
     found = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / "manifest.json").is_file()]
@@ -63,7 +71,7 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
 def _overrides(job_dir: Path) -> dict[str, str]:
     path = job_dir / ".hydra" / "overrides.yaml"
     try:
-        items = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+        items = _read_yaml(path) or []
     except (OSError, yaml.YAMLError):
         return {}
     out: dict[str, str] = {}
@@ -76,7 +84,7 @@ def _overrides(job_dir: Path) -> dict[str, str]:
 
 def _objective(job_dir: Path) -> str | None:
     try:
-        cfg = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8")) or {}
+        cfg = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
     except (OSError, yaml.YAMLError):
         return None
     value = cfg.get("objective") if isinstance(cfg, dict) else None
@@ -85,7 +93,7 @@ def _objective(job_dir: Path) -> str | None:
 
 def _direction(sweep_dir: Path) -> str:
     try:
-        cfg = yaml.safe_load((sweep_dir / "multirun.yaml").read_text(encoding="utf-8")) or {}
+        cfg = _read_yaml(sweep_dir / "multirun.yaml") or {}
         direction = cfg["hydra"]["sweeper"].get("direction", "minimize")
     except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return "minimize"

@@ -1,5 +1,10 @@
 """`hydra/launcher=mora`: run a sweep of Mora graphs as one merged graph (see mora.engine.sweep).
 
+`hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
+batch composes a Mora job's config the cheap way (mora.engine.jobconfig: once per sweep, graph
+inputs applied as data) instead of composing every job in full before the launcher composes it
+again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
+
 A sweep of any other Hydra app (a task function that is not Mora's) runs exactly as Hydra's
 basic launcher runs it: the launcher hands it to that launcher, so Hydra's whole launcher
 contract holds for it. Hydra imports every plugin at every start-up, so this module imports
@@ -10,10 +15,13 @@ without registering it in sys.modules, so it must not use `from __future__ impor
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeperConf
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
 from hydra.plugins.launcher import Launcher
+from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
@@ -23,7 +31,13 @@ class MoraLauncherConf:
     _target_: str = "hydra_plugins.mora_launcher.mora_launcher.MoraLauncher"
 
 
+@dataclass
+class MoraSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.mora_launcher.mora_launcher.MoraSweeper"
+
+
 ConfigStore.instance().store(group="hydra/launcher", name="mora", node=MoraLauncherConf, provider="mora")
+ConfigStore.instance().store(group="hydra/sweeper", name="mora", node=MoraSweeperConf, provider="mora")
 
 MORA_TASK_MODULE = "mora.engine.cli"
 """Task functions defined in this module run Mora graphs; any other is a plain Hydra job."""
@@ -56,4 +70,32 @@ class MoraLauncher(Launcher):
         return basic
 
 
-__all__ = ["MoraLauncher", "MoraLauncherConf"]
+class MoraSweeper(Sweeper):
+    """Hydra's basic sweeper; a Mora job's config is checked through the sweep's one composition.
+
+    It wraps a BasicSweeper rather than subclassing it: Hydra's plugin scan executes the basic
+    sweeper's module again, so a subclass made at import time may derive from a stale class.
+    """
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+        self.max_batch_size = max_batch_size
+        self.params = params
+        self.basic: Sweeper | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+        self.basic = BasicSweeper(self.max_batch_size, self.params)
+        self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+        if getattr(task_function, "__module__", None) == MORA_TASK_MODULE:
+            from mora.engine.jobconfig import composer
+
+            compose = composer(hydra_context.config_loader, config)
+            self.basic.validate_batch_is_legal = lambda batch: [compose.job(list(o)) for o in batch]  # type: ignore
+
+    def sweep(self, arguments: list[str]) -> Any:
+        assert self.basic is not None
+        return self.basic.sweep(arguments)
+
+
+__all__ = ["MoraLauncher", "MoraLauncherConf", "MoraSweeper", "MoraSweeperConf"]

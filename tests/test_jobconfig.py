@@ -1,0 +1,102 @@
+"""A sweep's job configs composed once (mora.engine.jobconfig) equal Hydra's full composition of each job."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf, open_dict
+
+from mora.engine.config import register, register_launcher
+from mora.engine.jobconfig import Composer
+
+GRAPH = Path(__file__).parents[1] / "bench" / "graphs" / "three_text.yaml"
+BASE = [f"graph_file={GRAPH}", "prompt=fox"]
+
+
+@pytest.fixture(scope="module")
+def hydra_run() -> Iterator[tuple]:
+    """Hydra's config loader and the master config of a multirun, as a sweeper and launcher get them."""
+    register()
+    register_launcher()
+    with initialize_config_module("mora.conf", version_base="1.3"):
+        master = compose("config", BASE, return_hydra_config=True)
+        yield GlobalHydra.instance().config_loader(), master
+
+
+def full(loader, master, overrides: list[str], idx: int) -> dict:
+    cfg = loader.load_sweep_config(master, overrides)
+    with open_dict(cfg):
+        cfg.hydra.job.id = idx
+        cfg.hydra.job.num = idx
+    return OmegaConf.to_container(cfg, resolve=False, enum_to_str=True)
+
+
+@pytest.mark.parametrize("overrides", [
+    [*BASE, "++inputs.n=3"],
+    [*BASE, "prompt='a fox, in the snow'", "seed=7", "++inputs.n=2.5"],
+    [*BASE, "++inputs.words=[a,b]", "++inputs.n=1"],
+    [*BASE, "++inputs.n=1", "model=random", "cache.salt=x"],  # config-changing overrides: their own template
+    [*BASE, "cache.salt=${inputs.n}", "++inputs.n=4"],  # the config reads an input: composed in full
+    [*BASE, "++inputs={n: 5, word: w}", "~prompt"],
+])
+def test_a_job_config_is_the_config_hydra_composes(hydra_run, overrides):
+    loader, master = hydra_run
+    composer = Composer(loader, master)
+    composer.job([*BASE, "++inputs.n=0"])  # another job first: its template is reused where it can be
+    got = OmegaConf.to_container(composer.bind(composer.job(overrides), 6), resolve=False, enum_to_str=True)
+    assert got == full(loader, master, overrides, 6)
+
+
+def test_jobs_share_one_composition_unless_their_config_differs(hydra_run):
+    loader, master = hydra_run
+    composer = Composer(loader, master)
+    jobs = [composer.job([*BASE, f"++inputs.n={i}", f"seed={i}"]) for i in range(5)]
+    other = composer.job([*BASE, "++inputs.n=1", "model=random"])
+    assert len({id(j.template) for j in jobs}) == 1 and other.template is not jobs[0].template
+    assert [j.graph_inputs() for j in jobs[:2]] == [{"n": 0, "prompt": "fox", "seed": 0},
+                                                    {"n": 1, "prompt": "fox", "seed": 1}]
+    reads = [composer.job([*BASE, "cache.salt=${seed}", f"seed={i}"]) for i in range(2)]
+    assert reads[0].template is not reads[1].template
+
+
+@pytest.mark.parametrize("bad", ["seed=abc", "+prompt=again"])
+def test_a_bad_input_override_is_refused_as_hydra_refuses_it(hydra_run, bad):
+    loader, master = hydra_run
+    with pytest.raises(ConfigCompositionException):
+        loader.load_sweep_config(master, [*BASE, bad])
+    with pytest.raises(ConfigCompositionException):
+        Composer(loader, master).job([*BASE, bad])
+
+
+def sweep(tmp: Path, tag: str, *hydra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", *BASE,
+                           "inputs.n=0,1,2", "runtime=local", "runtime.device=cpu", "quiet=true",
+                           f"cache.dir={tmp / tag / 'cache'}", f"hydra.sweep.dir={tmp / tag / 'sweep'}", *hydra],
+                          cwd=tmp, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_sweep_gives_hydras_job_configs_and_outputs(tmp_path):
+    fast = sweep(tmp_path, "fast", "hydra/launcher=mora")  # Mora's sweeper is the default
+    hydra = sweep(tmp_path, "hydra", "hydra/launcher=basic", "hydra/sweeper=basic")
+    assert fast.returncode == 0, fast.stderr
+    assert hydra.returncode == 0, hydra.stderr
+    for job in range(3):
+        dirs = [tmp_path / tag / "sweep" / str(job) for tag in ("fast", "hydra")]
+        assert (dirs[0] / "caption.txt").read_text() == f"A fox #{job}, in digital world style, Minecraft"
+        assert (dirs[0] / "caption.txt").read_text() == (dirs[1] / "caption.txt").read_text()
+        configs = [yaml.safe_load((d / ".hydra" / "config.yaml").read_text()) for d in dirs]
+        assert configs[0] == {**configs[1], "cache": {**configs[1]["cache"], "dir": configs[0]["cache"]["dir"]}}
+        assert configs[0]["inputs"] == {"n": job} and configs[0]["prompt"] == "fox"
+        overrides = [yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) for d in dirs]
+        assert overrides[0] == [o.replace("/hydra/", "/fast/") for o in overrides[1]]
+        hydras = [yaml.safe_load((d / ".hydra" / "hydra.yaml").read_text())["hydra"] for d in dirs]
+        assert hydras[0]["job"]["num"] == hydras[1]["job"]["num"] == job
+        assert hydras[0]["runtime"]["output_dir"] == str(dirs[0])
+        assert "3 nodes" in (dirs[0] / "mora.log").read_text()
