@@ -19,7 +19,7 @@ from typing import Any
 from mora.engine.artifacts import CorruptArtifact
 from mora.engine.errors import MoraError
 from mora.engine.executors import Executor
-from mora.engine.expand import TemplateLoader, build_plan
+from mora.engine.expand import build_plan
 from mora.engine.manifest import export_error, export_outputs, record
 from mora.engine.plan import Plan
 from mora.engine.progress import Reporter
@@ -28,6 +28,7 @@ from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport, run_plan
 from mora.engine.spec import GraphSpec, read_graph_file
 from mora.engine.store import Store
+from mora.engine.templates import TemplateLoader
 
 log = logging.getLogger("mora")
 MAX_EXPORT_REPAIRS = 2

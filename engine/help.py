@@ -52,7 +52,8 @@ def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig |
     lines = []
     for inp in spec.inputs.values():
         default = preset.get(inp.name, inp.default)
-        shown = "required" if default is MISSING else f"default {default!r}"
+        shown = "required" if default is MISSING else "default: the agent's" if default is None else \
+            f"default {default!r}"
         if inp.name in preset and inp.default is not MISSING and preset[inp.name] != inp.default:
             shown += " (from the model preset)"
         text = f"  {inp.name:<{width}}  {inp.type.value:<6}  {shown}"

@@ -192,7 +192,7 @@ def test_templates_in_subfolders_and_built_in_graphs_still_resolve(write_graph, 
                                   "b": {"graph": "parts/inc.yaml", "in": {"x": 2}}},
                         "outputs": {"a": {"from": "a.y"}, "b": {"from": "b.y"}}})
     assert sorted(api.load_plan(path, {}, registry=registry).nodes) == ["a/add", "b/add"]
-    from mora.engine.expand import TemplateLoader
+    from mora.engine.templates import TemplateLoader
 
     assert TemplateLoader([api.GRAPHS_DIR]).find("animate", str(path)) == (api.GRAPHS_DIR / "animate.yaml").resolve()
 

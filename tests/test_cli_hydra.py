@@ -48,6 +48,7 @@ def test_help_is_moras_own(mora, write_graph):
     assert "== Graph: text_to_video ==" in text
     assert re.search(r"^  prompt +text +default 'a red fox running through fresh snow at sunrise'$", text, re.MULTILINE)
     assert re.search(r"^  width +number +default 64$", text, re.MULTILINE)
+    assert re.search(r"^  motion_bucket_id +number +default: the agent's$", text, re.MULTILINE)  # default: null
     assert "graph: connect_videos, digital_world" in text and "model: random, recipe" in text
     assert "_schema" not in text and "is powered by Hydra" not in text
     other = mora("--help", f"graph_file={write_graph(GRAPH)}").stdout
