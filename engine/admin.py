@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -201,6 +200,7 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from mora.engine.config import register
+    from mora.engine.settings import default_models_dir
     from mora.engine.store import default_cache_dir
     from omegaconf import OmegaConf
 
@@ -213,7 +213,7 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(preset, dict)
     cache = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
-    return preset, Path(os.environ.get("MORA_MODELS_DIR") or cache / "models")  # as a run finds them
+    return preset, default_models_dir(cache.resolve())  # as a run finds them
 
 
 def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability:

@@ -21,6 +21,7 @@ from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
 from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport, run_plan
+from mora.engine.settings import ExecutionSettings
 from mora.engine.spec import read_graph_file
 from mora.engine.store import Store
 
@@ -80,8 +81,7 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
     if name == "pool":
         from mora.engine.executors.pool import PoolExecutor
 
-        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda",
-                            int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)))
+        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda")
     if name == "ray":
         from mora.engine.executors.ray import RayExecutor
 
@@ -90,9 +90,14 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
 
 
 def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, runtime: Mapping[str, Any],
-        video_format: str = "mp4", quiet: bool = False, executor: Executor | None = None) -> RunOutcome:
-    """Run a plan and write its outputs and manifest into `run_dir` (refused if another run finished there)."""
+        video_format: str = "mp4", quiet: bool = False, executor: Executor | None = None,
+        settings: ExecutionSettings | None = None) -> RunOutcome:
+    """Run a plan and write its outputs and manifest into `run_dir` (refused if another run finished there).
+
+    `settings` (the CLI builds them from the config) default to the store's with `runtime`'s residency limits.
+    """
     refuse_used(run_dir)
+    settings = settings or ExecutionSettings.for_store(store, runtime)
     own = executor is None
     executor = executor or make_executor(runtime)
     reporter = Reporter(len(plan.dag), quiet=quiet)
@@ -100,7 +105,7 @@ def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, r
         with store.leased():  # what the run reads and exports stays in the cache until it is exported
             for attempt in range(1 + MAX_EXPORT_REPAIRS):
                 report = run_plan(plan, store, executor, preset, reporter, int(runtime.get("retries", 0)),
-                                  int(runtime.get("batch_size", 1)), runtime.get("agent_retries"))
+                                  int(runtime.get("batch_size", 1)), runtime.get("agent_retries"), settings)
                 try:
                     files = export_outputs(report, store, run_dir, video_format)
                     break

@@ -42,6 +42,8 @@ class Job:
 
     plan: Any
     store: Any
+    settings: Any
+    """mora.engine.settings.ExecutionSettings: how the run executes, built once here from the config."""
     preset: dict[str, Any]
     runtime: dict[str, Any]
     video_format: str
@@ -60,6 +62,7 @@ def graph_inputs(cfg: DictConfig) -> dict[str, Any]:
 def job_from_config(cfg: DictConfig) -> Job:
     """Validate the configured graph and open the cache (raises MoraError/GraphError)."""
     from mora.engine import api
+    from mora.engine.settings import ExecutionSettings
     from mora.engine.store import Store, default_cache_dir
 
     validate(cfg)
@@ -79,10 +82,8 @@ def job_from_config(cfg: DictConfig) -> Job:
                             f"{path}, not a number; numeric outputs: {numbers}")
     cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
     store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout)
-    os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
-    os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
-    os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
-    return Job(plan, store, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
+    settings = ExecutionSettings.for_store(store, runtime)
+    return Job(plan, store, settings, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
 def summarize(report: Any, run_dir: Path, files: dict[str, str]) -> None:
@@ -119,7 +120,7 @@ def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
 
     job = job_from_config(cfg)
     outcome = api.run(job.plan, store=job.store, preset=job.preset, run_dir=run_dir, runtime=job.runtime,
-                      video_format=job.video_format, quiet=job.quiet)
+                      video_format=job.video_format, quiet=job.quiet, settings=job.settings)
     summarize(outcome.report, run_dir, outcome.manifest["outputs"])
     report_quietly(run_dir)
     if outcome.report.failed:

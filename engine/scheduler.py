@@ -47,6 +47,7 @@ from mora.engine.keys import digest_of, node_key
 from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
 from mora.engine.registry import default_registry
+from mora.engine.settings import ExecutionSettings
 from mora.engine.store import Store
 from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
@@ -172,18 +173,24 @@ def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
              reporter: Reporter | None = None, retries: int = 0, batch_size: int = 1,
-             agent_retries: Mapping[str, int] | None = None) -> RunReport:
+             agent_retries: Mapping[str, int] | None = None, settings: ExecutionSettings | None = None) -> RunReport:
     """Run every node of the plan (cache first) and report how each went.
 
     A failed node is retried `agent_retries[its agent type]` times if its agent is named there
-    (a flaky model can get more tries than the rest), else `retries` times.
+    (a flaky model can get more tries than the rest), else `retries` times. `settings` travel with
+    every task (default: the store's, with the default model settings).
     """
+    settings = settings or ExecutionSettings.for_store(store)
+    if settings.cache_dir != str(store.root):
+        raise MoraError(f"the execution settings name the cache {settings.cache_dir}, but the run's store is "
+                        f"{store.root}")
     with store.leased():
-        return _run_plan(plan, store, executor, preset, reporter, retries, batch_size, agent_retries)
+        return _run_plan(plan, store, executor, preset, reporter, retries, batch_size, agent_retries, settings)
 
 
 def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any], reporter: Reporter | None,
-              retries: int, batch_size: int, agent_retries: Mapping[str, int] | None) -> RunReport:
+              retries: int, batch_size: int, agent_retries: Mapping[str, int] | None,
+              settings: ExecutionSettings) -> RunReport:
     t0, started = time.perf_counter(), time.time()
     agent_retries = dict(agent_retries or {})
     known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
@@ -229,7 +236,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         return digest_of([agent.type, agent.version, task.model, agent.batch_params(task.params)])
 
     def submit(unit: Unit) -> None:
-        tasks = unit.tasks if isinstance(unit, BatchTask) else (unit,)
+        tasks = unit.tasks
         for t in tasks:
             rec = records[t.node_id]
             rec.status = "running"
@@ -244,7 +251,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
         node, rec = plan.nodes[node_id], records[node_id]
         inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
                   for p, v in node.inputs.items()}
-        task = _task(node, rec, inputs, store, identities)
+        task = _task(node, rec, inputs, store, identities, settings)
         hit = store.lookup(task.key) if rec.cacheable else None
         if hit is None:
             pending.append(replace(task, ahead=ahead(node_id)))
@@ -313,7 +320,7 @@ def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str,
             if not unfinished[id(unit)]:
                 del unfinished[id(unit)]
             rec = records[result.node_id]
-            task = next(t for t in (unit.tasks if isinstance(unit, BatchTask) else (unit,)) if t.node_id == rec.id)
+            task = next(t for t in unit.tasks if t.node_id == rec.id)
             allowed = agent_retries.get(plan.nodes[rec.id].agent.type, retries)
             if result.corrupt and repairs.get(rec.id, 0) < MAX_REPAIRS:
                 repairs[rec.id] = repairs.get(rec.id, 0) + 1
@@ -341,7 +348,8 @@ def _digests(outputs: dict[str, Any]) -> list[str]:
     return [m["digest"] for v in outputs.values() for m in (v if isinstance(v, list) else [v])]
 
 
-def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any]) -> NodeTask:
+def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any],
+          settings: ExecutionSettings) -> NodeTask:
     ident_key = repr(sorted((rec.model or {}).items()))
     if ident_key not in identities:
         identities[ident_key] = models.identity(rec.model, store)
@@ -353,7 +361,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, str(store.root), str(store.lease.path) if store.lease else "")
+                    inputs, rec.key, rec.cacheable, settings, str(store.lease.path) if store.lease else "")
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:

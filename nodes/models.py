@@ -3,13 +3,13 @@
 A model reference (resolved by `mora.engine.models` from the preset and the node's `model` param)
 is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
-a fixed seed by a builder in `mora.nodes.zoo`, saved once under `<cache>/models/` and then loaded
+a fixed seed by a builder in `mora.nodes.zoo`, saved once in the settings' models folder and then loaded
 like any other model, through `from_pretrained`. Hub ids load at the commit the run was pinned to,
 through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
-`MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
-real load is reported to the run context so the manifest can count them.
+the run's settings (mora.engine.settings.current(): `max_resident_models`, default 4, and, if set,
+`max_resident_gib` of weights); every real load is reported to the run context so the manifest can count them.
 
 Loads may run on a second thread (a worker loading the next node's model while the current node
 runs, `prefetch=True`): one lock guards the LRU, a pipeline being loaded is never loaded twice
@@ -35,6 +35,7 @@ from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.models import label
+from mora.engine.settings import current
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
 _LOCK = threading.RLock()
@@ -46,12 +47,12 @@ _EVENTS: list[dict[str, Any]] = []
 
 
 def max_resident() -> int:
-    return int(os.environ.get("MORA_MAX_RESIDENT_MODELS", "4"))
+    return current().max_resident_models
 
 
 def max_resident_bytes() -> int | None:
-    """The memory budget for resident weights (`MORA_MAX_RESIDENT_GIB`; unset or 0: none)."""
-    gib = float(os.environ.get("MORA_MAX_RESIDENT_GIB", "0") or 0)
+    """The memory budget for resident weights (the settings' `max_resident_gib`; 0: none)."""
+    gib = current().max_resident_gib
     return int(gib * 2**30) if gib > 0 else None
 
 
@@ -78,12 +79,8 @@ def _over_budget() -> bool:
 
 
 def models_dir() -> Path:
-    """Where tiny/random models are built (the cache's `models/` folder)."""
-    if os.environ.get("MORA_MODELS_DIR"):
-        return Path(os.environ["MORA_MODELS_DIR"])
-    from mora.engine.store import default_cache_dir  # the store (and its index) only when it is needed
-
-    return default_cache_dir() / "models"
+    """Where tiny/random models are built (the run's settings say)."""
+    return current().models
 
 
 def identity(ref: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -144,9 +144,10 @@ def test_placement_prefers_the_model_then_the_inputs_then_spreads():
 
 
 def test_a_prefetch_never_evicts_a_resident_model(monkeypatch, tmp_path):
+    from mora.engine import settings
     from mora.nodes import models
 
-    monkeypatch.setenv("MORA_MAX_RESIDENT_MODELS", "1")
+    monkeypatch.setattr(settings, "_CURRENT", replace(settings.current(), max_resident_models=1))
     models.clear_resident()
     try:
         dirs = []

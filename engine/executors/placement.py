@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from mora.engine.models import label
-from mora.engine.task import BatchTask, Unit
+from mora.engine.task import Unit
 
 
 class Seat(Protocol):
@@ -40,7 +40,7 @@ def choose(idle: Sequence[S], unit: Unit) -> S:
 
 
 def input_digests(unit: Unit) -> Iterator[str]:
-    for task in unit.tasks if isinstance(unit, BatchTask) else (unit,):
+    for task in unit.tasks:
         for meta in task.inputs.values():
             for m in meta if isinstance(meta, list) else [meta]:
                 yield m["digest"]

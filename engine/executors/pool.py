@@ -98,11 +98,8 @@ class _Worker:
 class PoolExecutor:
     """Runs nodes on a pool of worker processes, one per device."""
 
-    def __init__(self, devices: Any = "all", kind: str = "cuda", max_resident_models: int = 4,
-                 max_resident_gib: float = 0.0):
+    def __init__(self, devices: Any = "all", kind: str = "cuda"):
         self.kind = "cpu" if kind == "cpu" else "cuda"
-        self.max_resident = max_resident_models
-        self.max_resident_gib = max_resident_gib
         self._events: queue.Queue[tuple[str, _Worker, Any]] = queue.Queue()
         self._log: list[dict[str, Any]] = []
         self._workers = [self._spawn(i, d) for i, d in enumerate(device_ids(devices, self.kind))]
@@ -111,8 +108,7 @@ class PoolExecutor:
         self.restarts = 0
 
     def _spawn(self, index: int, device_id: str) -> _Worker:
-        env = dict(os.environ, MORA_MAX_RESIDENT_MODELS=str(self.max_resident),
-                   MORA_MAX_RESIDENT_GIB=str(self.max_resident_gib), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["CUDA_VISIBLE_DEVICES"] = "" if self.kind == "cpu" else device_id
         name = f"worker{index}"
         proc = subprocess.Popen(
@@ -186,7 +182,7 @@ class PoolExecutor:
         self._workers[index] = self._spawn(index, worker.device_id)
         if worker.task is None:
             return []
-        tasks = worker.task.tasks if hasattr(worker.task, "tasks") else (worker.task,)
+        tasks = worker.task.tasks
         return [NodeResult(t.node_id, device=worker.label, worker=worker.name,
                            error=f"worker process on {worker.label} died ({how}) while running this node")
                 for t in tasks]

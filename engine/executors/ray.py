@@ -45,12 +45,9 @@ class _Seat:
 class _Actor:
     """The body of a worker actor (wrapped with ray.remote at run time)."""
 
-    def __init__(self, device: str, name: str, max_resident: int, threads: str | None = None,
-                 max_resident_gib: float = 0.0):
+    def __init__(self, device: str, name: str, threads: str | None = None):
         import ray
 
-        os.environ["MORA_MAX_RESIDENT_MODELS"] = str(max_resident)
-        os.environ["MORA_MAX_RESIDENT_GIB"] = str(max_resident_gib)
         if ray.get_runtime_context().get_actor_id() is not None:
             # Ray sets OMP_NUM_THREADS to the actor's CPU reservation (1) where it is unset, and
             # torch's intra-op thread count changes CPU numerics: before torch is imported, take the
@@ -107,8 +104,6 @@ class RayExecutor:
             raise MoraError("runtime=ray found no GPU resources in the cluster; start Ray with --num-gpus, or set "
                             "runtime.num_gpus for a local cluster")
         self.device = "cpu" if runtime.get("device") == "cpu" else "cuda"
-        self.max_resident = int(runtime.get("max_resident_models", 4))
-        self.max_resident_gib = float(runtime.get("max_resident_gib", 0))
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]
         self._task: list[Unit | None] = [None] * count
@@ -120,8 +115,7 @@ class RayExecutor:
         self.cache_dir: str | None = None
 
     def _spawn(self, index: int) -> Any:
-        return self._remote.remote(self.device, f"actor{index}", self.max_resident, os.environ.get("OMP_NUM_THREADS"),
-                                   self.max_resident_gib)
+        return self._remote.remote(self.device, f"actor{index}", os.environ.get("OMP_NUM_THREADS"))
 
     def check_store(self, cache_dir: str) -> None:
         token = secrets.token_hex(16)
@@ -140,9 +134,9 @@ class RayExecutor:
         self.cache_dir = cache_dir
 
     def submit(self, task: Unit) -> None:
-        first = task.tasks[0] if hasattr(task, "tasks") else task
-        if self.cache_dir != first.cache_dir:
-            self.check_store(first.cache_dir)
+        cache_dir = task.tasks[0].settings.cache_dir
+        if self.cache_dir != cache_dir:
+            self.check_store(cache_dir)
         index = choose([s for s in self._seats if self._task[s.index] is None], task).index
         self._task[index] = task
         self._refs[self._actors[index].run.remote(unit_to_json(task))] = index
@@ -180,7 +174,7 @@ class RayExecutor:
             raise MoraError(f"ray: actors keep dying ({error}); giving up")
         self._actors[index] = self._spawn(index)
         self._seats[index] = _Seat(index)
-        tasks = task.tasks if hasattr(task, "tasks") else (task,)
+        tasks = task.tasks
         return [NodeResult(t.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
                            error=f"Ray actor {index} died while running this node ({type(error).__name__})")
                 for t in tasks]
