@@ -1,4 +1,8 @@
-"""Which torch device a worker runs on (`auto`: the first CUDA device if there is one, else CPU), and its warm-up."""
+"""Which torch device a worker runs on (`auto`: the first CUDA device if there is one, else CPU), and its warm-up.
+
+The engine imports torch here only inside these functions, in the process that runs nodes (a pool worker, a
+Ray actor, or the in-process executor), never at import.
+"""
 from __future__ import annotations
 
 

@@ -34,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
+from mora.engine.model_loader import ModelLoader
 from mora.engine.models import label
 from mora.engine.settings import current
+from mora.nodes import zoo
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
 _LOCK = threading.RLock()
@@ -83,10 +85,6 @@ def models_dir() -> Path:
     return current().models
 
 
-def identity(ref: Mapping[str, Any]) -> str:
-    return label(ref)
-
-
 def torch_dtype(name: str) -> Any:
     import torch
 
@@ -100,9 +98,7 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Return what to pass to `from_pretrained` (a directory or hub id) and the extra kwargs."""
     source, name = ref["source"], ref["name"]
     if source in ("tiny", "random"):
-        from mora.nodes.zoo import build
-
-        return str(build(source, name, models_dir())), {}
+        return str(zoo.build(source, name, models_dir())), {}
     if source == "path":
         path = Path(name).expanduser()
         if not path.is_dir():
@@ -136,7 +132,7 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
 
 def _key(ctx: Any, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
     """What makes two loads the same: settings fixed at load (dtype, device, offload) belong here."""
-    return (kind, identity(ref), str(ref.get("dtype")), ctx.device, offload)
+    return (kind, label(ref), str(ref.get("dtype")), ctx.device, offload)
 
 
 def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None, *,
@@ -182,7 +178,7 @@ def get_pipeline(
                 _RESIDENT.move_to_end(key)
                 if not prefetch and key in _UNCLAIMED:
                     _UNCLAIMED.discard(key)
-                    ctx.note_model_load(identity(ref))
+                    ctx.note_model_load(label(ref))
                 return _RESIDENT[key]
             loading = _LOADING.get(key)
             if loading is None:
@@ -201,16 +197,16 @@ def get_pipeline(
             except OSError as e:
                 if ref["source"] == "hub":
                     raise hub_missing(ref, e) from None
-                raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
+                raise ModelNotFoundError(f"could not load model {label(ref)} from '{location}': {e}") from None
         with _LOCK:
             _RESIDENT[key] = pipe
             if not shares_weights:
-                _EVENTS.append({"model": identity(ref), "kind": kind, "started": started,
+                _EVENTS.append({"model": label(ref), "kind": kind, "started": started,
                                 "seconds": round(time.time() - started, 3), "prefetch": prefetch})
                 if prefetch:
                     _UNCLAIMED.add(key)
                 else:
-                    ctx.note_model_load(identity(ref))
+                    ctx.note_model_load(label(ref))
             if prefetch and _over_budget():
                 _drop(key)
                 return None
@@ -296,3 +292,7 @@ def resident_identities() -> list[str]:
     """Identities of the models resident in this process (the pool uses them for affinity)."""
     with _LOCK:
         return sorted({key[1] for key in _RESIDENT})
+
+
+LOADER = ModelLoader(resident_identities, take_load_events, zoo.BUILD_VERSION, zoo.folder, zoo.build)
+"""What the engine reads of this module (entry point `mora.model_loader`; see mora.engine.model_loader)."""

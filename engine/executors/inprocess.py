@@ -24,7 +24,7 @@ class InProcessExecutor:
         if not self._queue:
             return []
         if self._device is None:
-            from mora.nodes.devices import resolve
+            from mora.engine.devices import resolve
 
             self._device = resolve(self._device_name)
         return execute_unit(self._queue.popleft(), self._device)

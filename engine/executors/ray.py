@@ -56,7 +56,7 @@ class _Actor:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = threads
-        from mora.nodes.devices import resolve
+        from mora.engine.devices import resolve
 
         self.device = resolve(device)
         self.name = name
@@ -72,13 +72,13 @@ class _Actor:
         return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
 
     def run(self, unit: dict[str, Any]) -> dict[str, Any]:
+        from mora.engine.model_loader import model_loader
         from mora.engine.runner import execute_unit, prefetch
-        from mora.engine.worker import resident
 
         task = unit_from_json(unit)
         prefetch(task, self.device)
         results = execute_unit(task, self.device, self.name)
-        return {"results": [dataclasses.asdict(r) for r in results], "resident": resident()}
+        return {"results": [dataclasses.asdict(r) for r in results], "resident": model_loader().resident_models()}
 
 
 class RayExecutor:
