@@ -6,7 +6,8 @@ Ray actor, or the in-process executor), never at import.
 from __future__ import annotations
 
 
-def resolve(name: str) -> str:
+def choose_device(name: str) -> str:
+    """The device a worker configured with `name` runs on (`auto`: CUDA if there is one)."""
     if name != "auto":
         return name
     import torch

@@ -41,9 +41,9 @@ def serve(device: str, name: str) -> None:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     out = sys.stdout
     sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
-    from mora.engine.devices import resolve, warm_up
+    from mora.engine.devices import choose_device, warm_up
 
-    device = resolve(device)
+    device = choose_device(device)
     warm_up(device)
     out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid(), "time": time.time()}) + "\n")
     out.flush()

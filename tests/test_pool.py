@@ -21,6 +21,7 @@ from mora.engine.api import load_plan, run
 from mora.engine.executors.placement import choose
 from mora.engine.executors.pool import PoolExecutor
 from mora.engine.runner import Context
+from mora.engine.settings import ExecutionSettings
 from mora.engine.store import Store
 from mora.engine.task import NodeTask
 
@@ -130,7 +131,7 @@ class _Seat:
 def _unit(model: str | None = None, inputs: tuple[str, ...] = ()) -> NodeTask:
     ref = {"source": "path", "name": model} if model else None
     metas = {f"in{i}": {"digest": d} for i, d in enumerate(inputs)}
-    return NodeTask("n", "agent", "module", {}, None, ref, metas, "key", True, "/cache")
+    return NodeTask("n", "agent", "module", {}, None, ref, metas, "key", True, ExecutionSettings("/cache"))
 
 
 def test_placement_prefers_the_model_then_the_inputs_then_spreads():
@@ -177,7 +178,7 @@ def test_killed_worker_fails_only_its_node_and_is_replaced(env):
     assert "died (signal SIGKILL)" in nodes["doomed"]["error"]
     assert nodes["fine"]["status"] == nodes["after"]["status"] == "done"
     assert outcome.manifest["failed"] == ["doomed"]
-    assert executor.restarts == 1
+    assert executor.restarts.count == 1
     assert not list((tmp / "cache" / "tmp").iterdir())
 
 

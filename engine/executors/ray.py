@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import MoraError
-from mora.engine.executors.placement import choose, output_digests
+from mora.engine.executors.placement import Restarts, answered, choose, lost
 from mora.engine.task import NodeResult, Unit, unit_from_json, unit_to_json
 from mora.engine.worker import result_from_json
-
-MAX_RESTARTS = 5
 
 
 @dataclass
@@ -56,9 +55,9 @@ class _Actor:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = threads
-        from mora.engine.devices import resolve
+        from mora.engine.devices import choose_device
 
-        self.device = resolve(device)
+        self.device = choose_device(device)
         self.name = name
 
     def check_store(self, token_path: str, token: str) -> str | None:
@@ -110,8 +109,8 @@ class RayExecutor:
         self._seats = [_Seat(i) for i in range(count)]
         self._refs: dict[Any, int] = {}
         self.slots = count
-        self.loads: dict[str, int] = {}
-        self.restarts = 0
+        self.loads: Counter[str] = Counter()
+        self.restarts = Restarts(count)
         self.cache_dir: str | None = None
 
     def _spawn(self, index: int) -> Any:
@@ -156,28 +155,18 @@ class RayExecutor:
             except self.ray.exceptions.RayActorError as e:
                 results.extend(self._replace(index, task, e))
                 continue
-            seat = self._seats[index]
-            seat.resident = set(payload["resident"])
-            seat.completed += 1
-            for data in payload["results"]:
-                result = dataclasses.replace(result_from_json(data), device=f"{self.device}:{index}")
-                seat.produced.update(output_digests(result.outputs))
-                for ident in result.model_loads:
-                    key = f"actor{index} {ident}"
-                    self.loads[key] = self.loads.get(key, 0) + 1
-                results.append(result)
+            answer = [dataclasses.replace(result_from_json(d), device=f"{self.device}:{index}")
+                      for d in payload["results"]]
+            answered(self._seats[index], payload["resident"], answer, self.loads, f"actor{index}")
+            results.extend(answer)
         return results
 
     def _replace(self, index: int, task: Unit, error: Exception) -> list[NodeResult]:
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS * self.slots:
-            raise MoraError(f"ray: actors keep dying ({error}); giving up")
+        self.restarts.one_more("ray", str(error))
         self._actors[index] = self._spawn(index)
         self._seats[index] = _Seat(index)
-        tasks = task.tasks
-        return [NodeResult(t.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
-                           error=f"Ray actor {index} died while running this node ({type(error).__name__})")
-                for t in tasks]
+        return lost(task, f"{self.device}:{index}", f"actor{index}",
+                    f"Ray actor {index} died while running this node ({type(error).__name__})")
 
     def shutdown(self) -> None:
         for actor in self._actors:
