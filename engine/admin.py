@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING
 from mora.engine import models
 from mora.engine.errors import ModelNotFoundError, MoraError
 from mora.engine.guard import guarded
+from mora.engine.model_loader import model_loader
 
 if TYPE_CHECKING:
     from mora.engine.store import Store
@@ -203,6 +203,7 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     from omegaconf import OmegaConf
 
     from mora.engine.config import register
+    from mora.engine.settings import default_models_dir
     from mora.engine.store import default_cache_dir
 
     register()
@@ -214,7 +215,7 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(preset, dict)
     cache = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
-    return preset, Path(os.environ.get("MORA_MODELS_DIR") or cache / "models")  # as a run finds them
+    return preset, default_models_dir(cache.resolve())  # as a run finds them
 
 
 def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability:
@@ -228,9 +229,7 @@ def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability
             return models.Availability(name, None, "missing", reason=f"no folder {path}")
         return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in path.rglob("*")
                                                                     if p.is_file()))
-    from mora.nodes.zoo import folder
-
-    where = folder(str(source), name, models_dir)
+    where = model_loader().built_folder(str(source), name, models_dir)
     if (where / ".complete").exists():
         return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in where.rglob("*")
                                                                     if p.is_file()))
@@ -256,9 +255,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 print(f"{role}: downloading {label} ({human(state.to_fetch)})", file=sys.stderr)
                 models.download(ref, state)
             else:
-                from mora.nodes.zoo import build
-
-                build(str(ref["source"]), str(ref["name"]), models_dir)
+                model_loader().build(str(ref["source"]), str(ref["name"]), models_dir)
             state = model_state(ref, models_dir)
         if state.state == "present":
             note = "present"

@@ -26,6 +26,7 @@ from mora.engine.progress import Reporter
 from mora.engine.registry import Registry, default_registry
 from mora.engine.rundir import refuse_used
 from mora.engine.scheduler import RunReport, run_plan
+from mora.engine.settings import ExecutionSettings
 from mora.engine.spec import GraphSpec, read_graph_file
 from mora.engine.store import Store
 from mora.engine.templates import TemplateLoader
@@ -48,6 +49,8 @@ class Job:
     video_format: str = "mp4"
     quiet: bool = False
     objective: str | None = None
+    settings: ExecutionSettings | None = None
+    """How the run executes (the CLI builds them once from the config); None: the store's, with `runtime`'s limits."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,7 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
     if name == "pool":
         from mora.engine.executors.pool import PoolExecutor
 
-        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda",
-                            int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)))
+        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda")
     if name == "ray":
         from mora.engine.executors.ray import RayExecutor
 
@@ -145,13 +147,14 @@ def execute(job: Job, plan: Plan, executor: Executor | None = None) -> Execution
 
     An executor passed in stays open (a sweep or a repair loop reuses it); one made here is shut down.
     """
+    runtime = job.runtime
+    settings = job.settings or ExecutionSettings.for_store(job.store, runtime)
     own = executor is None
     executor = executor or make_executor(job.runtime)
-    runtime = job.runtime
     reporter = Reporter(len(plan.dag), quiet=job.quiet)
     try:
         report = run_plan(plan, job.store, executor, job.preset, reporter, int(runtime.get("retries", 0)),
-                          int(runtime.get("batch_size", 1)), runtime.get("agent_retries"))
+                          int(runtime.get("batch_size", 1)), runtime.get("agent_retries"), settings)
     finally:
         reporter.close()
         if own:
@@ -190,7 +193,9 @@ def run_job(job: Job, run_dir: Path, executor: Executor | None = None) -> RunOut
 
 
 def run(plan: Plan, *, store: Store, preset: Mapping[str, Any], run_dir: Path, runtime: Mapping[str, Any],
-        video_format: str = "mp4", quiet: bool = False, executor: Executor | None = None) -> RunOutcome:
+        video_format: str = "mp4", quiet: bool = False, executor: Executor | None = None,
+        settings: ExecutionSettings | None = None) -> RunOutcome:
     """Run a plan and write its outputs and manifest into `run_dir` (`run_job` with the job spelt out)."""
-    return run_job(Job(plan, store, dict(preset), dict(runtime), video_format, quiet), run_dir, executor)
+    return run_job(Job(plan, store, dict(preset), dict(runtime), video_format, quiet, settings=settings), run_dir,
+                   executor)
 

@@ -8,7 +8,6 @@ Graph inputs are read from the config unresolved: `${...}` in a value is text, n
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from mora.engine.errors import MoraError
 from mora.engine.expand import TemplateLoader
 from mora.engine.media import read_number
 from mora.engine.ports import PortType
+from mora.engine.settings import ExecutionSettings
 from mora.engine.spec import GraphSpec, read_graph_file
 from mora.engine.store import Store, default_cache_dir
 
@@ -46,6 +46,7 @@ class Configured:
     outputs: list[str] | None
     defaults: dict[str, Any]
     store: Store
+    settings: ExecutionSettings
     preset: dict[str, Any]
     runtime: dict[str, Any]
     video_format: str
@@ -63,7 +64,8 @@ class Configured:
             if plan.outputs[self.objective].type != PortType.NUMBER:
                 raise MoraError(f"objective '{self.objective}' is a {plan.outputs[self.objective].type.value} output "
                                 f"of {self.path}, not a number; numeric outputs: {numbers}")
-        return api.Job(plan, self.store, self.preset, self.runtime, self.video_format, self.quiet, self.objective)
+        return api.Job(plan, self.store, self.preset, self.runtime, self.video_format, self.quiet, self.objective,
+                       self.settings)
 
 
 def configured(cfg: DictConfig) -> Configured:
@@ -77,11 +79,9 @@ def configured(cfg: DictConfig) -> Configured:
     assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
     cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
     store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout, artifacts=cfg.cache.artifacts)
-    os.environ.setdefault("MORA_MODELS_DIR", str(store.root / "models"))
-    os.environ["MORA_MAX_RESIDENT_MODELS"] = str(cfg.runtime.max_resident_models)
-    os.environ["MORA_MAX_RESIDENT_GIB"] = str(cfg.runtime.max_resident_gib)
-    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, store, preset, runtime, cfg.video_format.value, cfg.quiet,
-                      cfg.objective)
+    settings = ExecutionSettings.for_store(store, runtime)
+    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, store,
+                      settings, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
 def job_from_config(cfg: DictConfig) -> api.Job:

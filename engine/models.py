@@ -158,9 +158,9 @@ def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
     if ref.get("quantization", "none") != "none":
         ident["quantization"] = ref["quantization"]
     if ref["source"] in ("tiny", "random"):
-        from mora.nodes.zoo import BUILD_VERSION
+        from mora.engine.model_loader import model_loader
 
-        ident["build"] = BUILD_VERSION
+        ident["build"] = model_loader().build_version
     elif ref["source"] == "path":
         ident["weights"] = weights_digest(Path(ref["name"]), store)
     elif ref["source"] == "hub":

@@ -1,14 +1,13 @@
 """The agent registry: the only way a graph's `agent:` name becomes code.
 
-Built-in agents are listed explicitly in `nodes.BUILTIN_AGENTS` (module paths, each defining
-`AGENT`); third-party packages register through the `mora.agents` entry-point group, each
-entry pointing at an `Agent` or a module with `AGENT`. A duplicate type name is an error,
+Every agent, Mora's own included, registers through the `mora.agents` entry-point group (in
+the installed package's metadata), each entry pointing at an `Agent` or a module with `AGENT`:
+the engine never imports the agents' package by name. A duplicate type name is an error,
 never a silent overwrite. Agent modules import without torch, so building the registry is cheap.
 """
 from __future__ import annotations
 
 import difflib
-import importlib
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -62,12 +61,10 @@ _DEFAULT: Registry | None = None
 
 
 def default_registry() -> Registry:
-    """Built-in agents plus entry-point plugins, loaded once per process."""
+    """The agents of every `mora.agents` entry point, loaded once per process."""
     global _DEFAULT
     if _DEFAULT is None:
-        from mora.nodes import BUILTIN_AGENTS
-
-        registry = Registry(_agent_of(importlib.import_module(m), m) for m in BUILTIN_AGENTS)
+        registry = Registry()
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             registry.register(_agent_of(ep.load(), f"entry point '{ep.name}' ({ep.value})"))
         _DEFAULT = registry

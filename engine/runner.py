@@ -1,6 +1,7 @@
 """Running one node inside whatever process holds the device: the code every executor shares.
 
-`execute_unit(unit, device)` takes each node's lock, re-checks the index (another process may
+`execute_unit(unit, device)` installs the run's settings (mora.engine.settings, carried by the
+unit), opens the run's store from them (key-lock timeout and salt included), takes each node's lock, re-checks the index (another process may
 have finished it meanwhile), hands the agent its inputs as handles by digest, calls the agent
 (its `run_batch` once for a BatchTask, with one seed per item), checks that it returned every
 declared output with the declared type, stores the artifacts and records one index entry per
@@ -35,11 +36,12 @@ from mora.engine.agent import Agent
 from mora.engine.artifacts import ArtifactRef, Blob, CorruptArtifact
 from mora.engine.leases import Lease
 from mora.engine.registry import default_registry
+from mora.engine.settings import ExecutionSettings, using
 from mora.engine.store import Store, Timeout
 from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
 log = logging.getLogger("mora.run")
-_STORES: dict[str, Store] = {}
+_STORES: dict[ExecutionSettings, Store] = {}
 _AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
 _SETTING_UP = threading.Lock()
 _COMPUTING = threading.Event()
@@ -77,11 +79,11 @@ class Context:
         self.loads.append(identity)
 
 
-def store_for(cache_dir: str) -> Store:
-    """One Store per cache directory per process (the index connection is reused)."""
-    if cache_dir not in _STORES:
-        _STORES[cache_dir] = Store(cache_dir)
-    return _STORES[cache_dir]
+def store_for(settings: ExecutionSettings) -> Store:
+    """The run's store, opened once per process from its settings (the index connection is reused)."""
+    if settings not in _STORES:
+        _STORES[settings] = settings.open_store()
+    return _STORES[settings]
 
 
 def find_agent(name: str, module: str) -> Agent:
@@ -96,15 +98,20 @@ def find_agent(name: str, module: str) -> Agent:
 
 
 def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResult]:
-    """Run a node or a batch of nodes; never raises for agent failures."""
-    tasks = list(unit.tasks) if isinstance(unit, BatchTask) else [unit]
+    """Run a node or a batch of nodes with the run's settings; never raises for agent failures."""
+    with using(unit.tasks[0].settings):
+        return _execute_unit(unit, device, worker)
+
+
+def _execute_unit(unit: Unit, device: str, worker: str) -> list[NodeResult]:
+    tasks = list(unit.tasks)
     label = unit.label if isinstance(unit, BatchTask) else None
     started = time.time()
     t0 = time.perf_counter()
     held: list[Any] = []
     _begin_set_up()
     try:
-        store = store_for(tasks[0].cache_dir)
+        store = store_for(tasks[0].settings)
         lease = store.join(tasks[0].lease)
         results: dict[str, NodeResult] = {}
         todo = []

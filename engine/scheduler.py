@@ -1,5 +1,9 @@
 """The scheduler: the ready/done loop that runs a Plan through an executor, cache first.
 
+`run_plan` makes a `Scheduler` for the run, whose loop has three steps: admit (ready nodes are
+skipped, hit or made pending), dispatch (pending nodes to the executor) and collect (finished
+nodes are retried, repaired or done).
+
 Policy. The plan's DAG drives a `graphlib.TopologicalSorter`. Before anything runs, every node's
 model is resolved and every literal input is read (a bad file or model path fails the whole run
 here, before any model load or cache write), and every hub model is placed at once (on disk,
@@ -48,6 +52,7 @@ from mora.engine.keys import digest_of, node_key
 from mora.engine.plan import Plan, PlanNode, Source
 from mora.engine.progress import Reporter
 from mora.engine.registry import default_registry
+from mora.engine.settings import ExecutionSettings
 from mora.engine.store import Store
 from mora.engine.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 
@@ -184,176 +189,205 @@ def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
              reporter: Reporter | None = None, retries: int = 0, batch_size: int = 1,
-             agent_retries: Mapping[str, int] | None = None) -> RunReport:
+             agent_retries: Mapping[str, int] | None = None, settings: ExecutionSettings | None = None) -> RunReport:
     """Run every node of the plan (cache first) and report how each went.
 
     A failed node is retried `agent_retries[its agent type]` times if its agent is named there
-    (a flaky model can get more tries than the rest), else `retries` times.
+    (a flaky model can get more tries than the rest), else `retries` times. `settings` travel with
+    every task (default: the store's, with the default model settings).
     """
+    settings = settings or ExecutionSettings.for_store(store)
+    if settings.cache_dir != str(store.root):
+        raise MoraError(f"the execution settings name the cache {settings.cache_dir}, but the run's store is "
+                        f"{store.root}")
     with store.leased():
-        return _run_plan(plan, store, executor, preset, reporter, retries, batch_size, agent_retries)
+        return Scheduler(plan, store, executor, preset, reporter, retries, batch_size, agent_retries, settings).run()
 
 
-def _run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any], reporter: Reporter | None,
-              retries: int, batch_size: int, agent_retries: Mapping[str, int] | None) -> RunReport:
-    t0, started = time.perf_counter(), time.time()
-    agent_retries = dict(agent_retries or {})
-    known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
-    unknown = sorted(set(agent_retries) - known)
-    if unknown:
-        raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
-    records, literal_meta, literal_sources = prepare(plan, store, preset)
-    reporter = reporter or Reporter(len(records))
-    identities: dict[str, Any] = {}
-    sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
-    sorter.prepare()
-    order = {n: i for i, n in enumerate(plan.nodes)}
-    pending: list[NodeTask] = []
-    in_flight: dict[str, Unit] = {}
-    unfinished: dict[int, int] = {}
-    redo: dict[str, set[str]] = {}
-    """Finished nodes being recomputed because a reader found their output corrupt -> those readers."""
-    repairs: dict[str, int] = {}
+class Scheduler:
+    """One run of a plan through an executor, in three steps repeated until every node is done.
 
-    def source_meta(src: Source) -> Any:
-        if src.is_literal:
-            return literal_meta[src]
-        return records[src.node].outputs[src.port]  # type: ignore[index]
+    `admit` takes the nodes the sorter has made ready: each is skipped (a failed or skipped
+    upstream), completed by a cache hit, or made pending. `dispatch` hands pending nodes to the
+    executor (batched where allowed) while it has free slots. `collect` waits for finished nodes:
+    each is retried, repaired (its input was found corrupt) or finished.
+    """
 
-    preloading = any(n.agent.preload is not None for n in plan.nodes.values())
+    def __init__(self, plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
+                 reporter: Reporter | None, retries: int, batch_size: int, agent_retries: Mapping[str, int] | None,
+                 settings: ExecutionSettings):
+        self.t0, self.started = time.perf_counter(), time.time()
+        self.plan, self.store, self.executor, self.settings = plan, store, executor, settings
+        self.retries, self.batch_size = retries, batch_size
+        self.agent_retries = dict(agent_retries or {})
+        known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
+        unknown = sorted(set(self.agent_retries) - known)
+        if unknown:
+            raise MoraError(f"runtime.agent_retries names unknown agent type(s) {unknown}")
+        self.records, self.literal_meta, self.literal_sources = prepare(plan, store, preset)
+        self.reporter = reporter or Reporter(len(self.records))
+        self.identities: dict[str, Any] = {}
+        self.sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
+        self.sorter.prepare()
+        self.order = {n: i for i, n in enumerate(plan.nodes)}
+        self.pending: list[NodeTask] = []
+        self.in_flight: dict[str, Unit] = {}
+        self.unfinished: dict[int, int] = {}
+        self.redo: dict[str, set[str]] = {}
+        """Finished nodes being recomputed because a reader found their output corrupt -> those readers."""
+        self.repairs: dict[str, int] = {}
+        self.preloading = any(n.agent.preload is not None for n in plan.nodes.values())
 
-    def ahead(node_id: str) -> tuple[Ahead, ...]:
-        if not preloading:
-            return ()
-        depth = nx.single_source_shortest_path_length(plan.dag, node_id, cutoff=AHEAD_DEPTH)
-        found: dict[str, Ahead] = {}
-        for d in sorted(depth, key=lambda n: (depth[n], order[n])):
-            agent, model = plan.nodes[d].agent, records[d].model
-            if d != node_id and agent.preload is not None and model is not None:
-                found.setdefault(digest_of([agent.type, model]), Ahead(agent.type, agent.run.__module__,
-                                                                        dict(plan.nodes[d].params), model))
-        return tuple(found.values())
+    def run(self) -> RunReport:
+        while self.sorter.is_active():
+            self.admit()
+            self.dispatch()
+            if self.in_flight:
+                self.collect()
+        outputs = {name: self.source_meta(src) if (src.is_literal or self.records[src.node].outputs) else None
+                   for name, src in self.plan.outputs.items()}
+        findings = [f"missing: {m}" for m in self.store.findings.missing] + \
+            [f"corrupt: {c}" for c in self.store.findings.corrupt]
+        return RunReport(self.records, outputs, time.perf_counter() - self.t0, findings, self.started)
 
-    def compatible(task: NodeTask) -> str | None:
-        agent = plan.nodes[task.node_id].agent
-        if batch_size <= 1 or agent.run_batch is None:
-            return None
-        return digest_of([agent.type, agent.version, task.model, agent.batch_params(task.params)])
-
-    def submit(unit: Unit) -> None:
-        tasks = unit.tasks if isinstance(unit, BatchTask) else (unit,)
-        for t in tasks:
-            rec = records[t.node_id]
-            rec.status = Status.RUNNING
-            rec.attempts += 1
-            in_flight[t.node_id] = unit
-            reporter.event(rec)
-        unfinished[id(unit)] = len(tasks)
-        executor.submit(unit)
-
-    def enqueue(node_id: str) -> bool:
-        """Key the node and look it up: True on a hit (the node is complete), else it joins `pending`."""
-        node, rec = plan.nodes[node_id], records[node_id]
-        inputs = {p: [source_meta(s) for s in v] if isinstance(v, list) else source_meta(v)
-                  for p, v in node.inputs.items()}
-        task = _task(node, rec, inputs, store, identities)
-        hit = store.lookup(task.key) if rec.cacheable else None
-        if hit is None:
-            pending.append(replace(task, ahead=ahead(node_id)))
-            return False
-        rec.status, rec.cached, rec.outputs = Status.CACHED, True, hit["outputs"]
-        reporter.event(rec)
-        return True
-
-    def repair(reader: str, result: NodeResult) -> None:
-        """Recompute what produced the reader's corrupt inputs (store literals again), then the reader."""
-        why = (result.error or "").removeprefix("input ")
-        for digest in result.corrupt:
-            store.findings.add(digest, f"{why} (read by node {reader})")
-            if digest in literal_sources:
-                store_literal_again(store, literal_sources[digest])
-        records[reader].status = Status.PENDING
-        producers = [n for n, r in records.items() if n != reader and r.status in (Status.CACHED, Status.DONE)
-                     and set(result.corrupt) & set(_digests(r.outputs))]
-        for producer in producers:
-            redo.setdefault(producer, set()).add(reader)
-            if producer not in in_flight and not any(t.node_id == producer for t in pending):
-                records[producer].status = Status.PENDING
-                if enqueue(producer):
-                    released(producer)
-        if not producers and enqueue(reader):
-            sorter.done(reader)
-
-    def released(producer: str) -> None:
-        """The producer is complete again: its waiting readers run (or fail with it)."""
-        for reader in sorted(redo.pop(producer, ()), key=order.__getitem__):
-            if any(reader in waiting for waiting in redo.values()):
-                continue
-            if records[producer].status == Status.FAILED:
-                rec = records[reader]
-                rec.status, rec.error = Status.FAILED, f"its input from '{producer}' could not be recomputed"
-                reporter.event(rec)
-                sorter.done(reader)
-            elif enqueue(reader):
-                sorter.done(reader)
-
-    while sorter.is_active():
-        for node_id in sorted(sorter.get_ready(), key=order.__getitem__):
-            node = plan.nodes[node_id]
-            rec = records[node_id]
-            if any(records[d].status in (Status.FAILED, Status.SKIPPED) for d in node.upstream()):
+    def admit(self) -> None:
+        """Skip, complete from the cache, or make pending each node the sorter has made ready."""
+        for node_id in sorted(self.sorter.get_ready(), key=self.order.__getitem__):
+            node = self.plan.nodes[node_id]
+            rec = self.records[node_id]
+            if any(self.records[d].status in (Status.FAILED, Status.SKIPPED) for d in node.upstream()):
                 rec.status = Status.SKIPPED
-                reporter.event(rec)
-                sorter.done(node_id)
+                self.reporter.event(rec)
+                self.sorter.done(node_id)
                 continue
-            if enqueue(node_id):
-                sorter.done(node_id)
-        while pending and len(unfinished) < executor.slots:
-            first = pending.pop(0)
+            if self.enqueue(node_id):
+                self.sorter.done(node_id)
+
+    def dispatch(self) -> None:
+        """Hand pending nodes to the executor, in the order they became ready, while it has free slots."""
+        while self.pending and len(self.unfinished) < self.executor.slots:
+            first = self.pending.pop(0)
             group = [first]
-            kind = compatible(first)
+            kind = self.compatible(first)
             if kind is not None:
-                for other in [t for t in pending if compatible(t) == kind][: batch_size - 1]:
-                    pending.remove(other)
+                for other in [t for t in self.pending if self.compatible(t) == kind][: self.batch_size - 1]:
+                    self.pending.remove(other)
                     group.append(other)
-            submit(first if len(group) == 1 else BatchTask(tuple(group)))
-        if not in_flight:
-            continue
-        for result in executor.wait():
-            unit = in_flight.pop(result.node_id)
-            unfinished[id(unit)] -= 1
-            if not unfinished[id(unit)]:
-                del unfinished[id(unit)]
-            rec = records[result.node_id]
-            task = next(t for t in (unit.tasks if isinstance(unit, BatchTask) else (unit,)) if t.node_id == rec.id)
-            allowed = agent_retries.get(plan.nodes[rec.id].agent.type, retries)
-            if result.corrupt and repairs.get(rec.id, 0) < MAX_REPAIRS:
-                repairs[rec.id] = repairs.get(rec.id, 0) + 1
-                repair(rec.id, result)
+            self.submit(first if len(group) == 1 else BatchTask(tuple(group)))
+
+    def collect(self) -> None:
+        """Wait for finished nodes; retry, repair or finish each."""
+        for result in self.executor.wait():
+            unit = self.in_flight.pop(result.node_id)
+            self.unfinished[id(unit)] -= 1
+            if not self.unfinished[id(unit)]:
+                del self.unfinished[id(unit)]
+            rec = self.records[result.node_id]
+            task = next(t for t in unit.tasks if t.node_id == rec.id)
+            allowed = self.agent_retries.get(self.plan.nodes[rec.id].agent.type, self.retries)
+            if result.corrupt and self.repairs.get(rec.id, 0) < MAX_REPAIRS:
+                self.repairs[rec.id] = self.repairs.get(rec.id, 0) + 1
+                self.repair(rec.id, result)
                 continue
             if result.error and rec.attempts <= allowed:
                 log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, allowed)
-                pending.insert(0, task)
+                self.pending.insert(0, task)
                 continue
             _finish(rec, result)
-            reporter.event(rec)
+            self.reporter.event(rec)
             if result.error and result.traceback:
                 log.debug("node %s traceback:\n%s", rec.id, result.traceback)
-            if rec.id in redo:
-                released(rec.id)  # a repair: the sorter has had this node done already
+            if rec.id in self.redo:
+                self.released(rec.id)  # a repair: the sorter has had this node done already
             else:
-                sorter.done(result.node_id)
-    outputs = {name: source_meta(src) if (src.is_literal or records[src.node].outputs) else None
-               for name, src in plan.outputs.items()}
-    findings = [f"missing: {m}" for m in store.findings.missing] + [f"corrupt: {c}" for c in store.findings.corrupt]
-    return RunReport(records, outputs, time.perf_counter() - t0, findings, started)
+                self.sorter.done(result.node_id)
+
+    def source_meta(self, src: Source) -> Any:
+        if src.is_literal:
+            return self.literal_meta[src]
+        return self.records[src.node].outputs[src.port]  # type: ignore[index]
+
+    def ahead(self, node_id: str) -> tuple[Ahead, ...]:
+        if not self.preloading:
+            return ()
+        depth = nx.single_source_shortest_path_length(self.plan.dag, node_id, cutoff=AHEAD_DEPTH)
+        found: dict[str, Ahead] = {}
+        for d in sorted(depth, key=lambda n: (depth[n], self.order[n])):
+            agent, model = self.plan.nodes[d].agent, self.records[d].model
+            if d != node_id and agent.preload is not None and model is not None:
+                found.setdefault(digest_of([agent.type, model]), Ahead(agent.type, agent.run.__module__,
+                                                                        dict(self.plan.nodes[d].params), model))
+        return tuple(found.values())
+
+    def compatible(self, task: NodeTask) -> str | None:
+        agent = self.plan.nodes[task.node_id].agent
+        if self.batch_size <= 1 or agent.run_batch is None:
+            return None
+        return digest_of([agent.type, agent.version, task.model, agent.batch_params(task.params)])
+
+    def submit(self, unit: Unit) -> None:
+        for t in unit.tasks:
+            rec = self.records[t.node_id]
+            rec.status = Status.RUNNING
+            rec.attempts += 1
+            self.in_flight[t.node_id] = unit
+            self.reporter.event(rec)
+        self.unfinished[id(unit)] = len(unit.tasks)
+        self.executor.submit(unit)
+
+    def enqueue(self, node_id: str) -> bool:
+        """Key the node and look it up: True on a hit (the node is complete), else it joins `pending`."""
+        node, rec = self.plan.nodes[node_id], self.records[node_id]
+        inputs = {p: [self.source_meta(s) for s in v] if isinstance(v, list) else self.source_meta(v)
+                  for p, v in node.inputs.items()}
+        task = _task(node, rec, inputs, self.store, self.identities, self.settings)
+        hit = self.store.lookup(task.key) if rec.cacheable else None
+        if hit is None:
+            self.pending.append(replace(task, ahead=self.ahead(node_id)))
+            return False
+        rec.status, rec.cached, rec.outputs = Status.CACHED, True, hit["outputs"]
+        self.reporter.event(rec)
+        return True
+
+    def repair(self, reader: str, result: NodeResult) -> None:
+        """Recompute what produced the reader's corrupt inputs (store literals again), then the reader."""
+        why = (result.error or "").removeprefix("input ")
+        for digest in result.corrupt:
+            self.store.findings.add(digest, f"{why} (read by node {reader})")
+            if digest in self.literal_sources:
+                store_literal_again(self.store, self.literal_sources[digest])
+        self.records[reader].status = Status.PENDING
+        producers = [n for n, r in self.records.items() if n != reader and r.status in (Status.CACHED, Status.DONE)
+                     and set(result.corrupt) & set(_digests(r.outputs))]
+        for producer in producers:
+            self.redo.setdefault(producer, set()).add(reader)
+            if producer not in self.in_flight and not any(t.node_id == producer for t in self.pending):
+                self.records[producer].status = Status.PENDING
+                if self.enqueue(producer):
+                    self.released(producer)
+        if not producers and self.enqueue(reader):
+            self.sorter.done(reader)
+
+    def released(self, producer: str) -> None:
+        """The producer is complete again: its waiting readers run (or fail with it)."""
+        for reader in sorted(self.redo.pop(producer, ()), key=self.order.__getitem__):
+            if any(reader in waiting for waiting in self.redo.values()):
+                continue
+            if self.records[producer].status == Status.FAILED:
+                rec = self.records[reader]
+                rec.status, rec.error = Status.FAILED, f"its input from '{producer}' could not be recomputed"
+                self.reporter.event(rec)
+                self.sorter.done(reader)
+            elif self.enqueue(reader):
+                self.sorter.done(reader)
 
 
 def _digests(outputs: dict[str, Any]) -> list[str]:
     return [m["digest"] for v in outputs.values() for m in (v if isinstance(v, list) else [v])]
 
 
-def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any]) -> NodeTask:
+def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store, identities: dict[str, Any],
+          settings: ExecutionSettings) -> NodeTask:
     ident_key = repr(sorted((rec.model or {}).items()))
     if ident_key not in identities:
         identities[ident_key] = models.identity(rec.model, store)
@@ -365,7 +399,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, str(store.root), str(store.lease.path) if store.lease else "")
+                    inputs, rec.key, rec.cacheable, settings, str(store.lease.path) if store.lease else "")
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:

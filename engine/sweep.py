@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 def _group_key(job: Job) -> str:
-    return json.dumps([str(job.store.root), job.store.salt, job.preset, job.runtime], sort_keys=True, default=str)
+    return json.dumps([job.settings.to_json(), job.preset, job.runtime], sort_keys=True, default=str)
 
 
 def job_report(merged: Merged, report: RunReport, job: int, plan: Any) -> RunReport:
@@ -93,12 +92,8 @@ class _EarlyExecutor:
 
     def __init__(self, config: DictConfig):
         from mora.engine import api
-        from mora.engine.store import default_cache_dir
 
         self.runtime = OmegaConf.to_container(config.runtime, resolve=True, enum_to_str=True)
-        # as job_from_config would, before the workers inherit the environment
-        cache_dir = Path(config.cache.dir).expanduser() if config.cache.dir else default_cache_dir()
-        os.environ.setdefault("MORA_MODELS_DIR", str(cache_dir.resolve() / "models"))
         self.executor: Any = api.make_executor(self.runtime)  # type: ignore[arg-type]
 
     def take(self, runtime: dict[str, Any]) -> Any:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mora.engine.settings import ExecutionSettings
+
 ArtifactMeta = dict[str, Any]
 """An artifact's JSON form: digest, kind, fmt, size."""
 
@@ -33,11 +35,17 @@ class NodeTask:
     inputs: dict[str, ArtifactMeta | list[ArtifactMeta]]
     key: str
     cacheable: bool
-    cache_dir: str
+    settings: ExecutionSettings
+    """The run's settings: the runner opens the store from them and the model loader reads them."""
     lease: str = ""
     """The run's lease file: what the worker looks up or stores is named there (see leases.py)."""
     ahead: tuple[Ahead, ...] = ()
     """Models of the nodes downstream, nearest first (engine.runner.prefetch loads them meanwhile)."""
+
+    @property
+    def tasks(self) -> tuple[NodeTask, ...]:
+        """A unit of one node: every unit iterates as its tasks."""
+        return (self,)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,8 @@ def unit_from_json(data: dict[str, Any]) -> Unit:
 
 
 def _task_from_json(data: dict[str, Any]) -> NodeTask:
-    return NodeTask(**{**data, "ahead": tuple(Ahead(**a) for a in data.get("ahead", ()))})
+    return NodeTask(**{**data, "settings": ExecutionSettings.from_json(data["settings"]),
+                        "ahead": tuple(Ahead(**a) for a in data.get("ahead", ()))})
 
 
 @dataclass(frozen=True)

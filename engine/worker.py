@@ -23,25 +23,8 @@ import sys
 import threading
 import time
 
+from mora.engine.model_loader import model_loader
 from mora.engine.task import NodeResult, unit_from_json
-
-
-def take_loads() -> list[dict]:
-    """Model loads in this process since the last call (none before any agent has loaded one)."""
-    if "mora.nodes.models" not in sys.modules:
-        return []
-    from mora.nodes.models import take_load_events
-
-    return take_load_events()
-
-
-def resident() -> list[str]:
-    """Models resident in this process (empty before any agent has loaded one)."""
-    if "mora.nodes.models" not in sys.modules:
-        return []
-    from mora.nodes.models import resident_identities
-
-    return resident_identities()
 
 
 def _watch_parent(parent: int) -> None:
@@ -58,9 +41,9 @@ def serve(device: str, name: str) -> None:
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     out = sys.stdout
     sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
-    from mora.nodes.devices import resolve, warm_up
+    from mora.engine.devices import choose_device, warm_up
 
-    device = resolve(device)
+    device = choose_device(device)
     warm_up(device)
     out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid(), "time": time.time()}) + "\n")
     out.flush()
@@ -70,8 +53,9 @@ def serve(device: str, name: str) -> None:
         unit = unit_from_json(json.loads(line))
         prefetch(unit, device)
         results = execute_unit(unit, device, name)
-        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results], "resident": resident(),
-                              "loads": take_loads()}) + "\n")
+        loader = model_loader()
+        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results],
+                              "resident": loader.resident_models(), "loads": loader.take_loads()}) + "\n")
         out.flush()
 
 

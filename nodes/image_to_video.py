@@ -71,9 +71,9 @@ def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, 
     """Denoise a video latent from `image` (and `last_image` for Wan first-last-frame models)."""
     from PIL import Image
 
-    from mora.nodes.models import identity
+    from mora.engine.models import label
 
-    check_family(pipe, fam, identity(ctx.model), params["frames"], last_image)
+    check_family(pipe, fam, label(ctx.model), params["frames"], last_image)
     width, height = size
     image, last_image = (
         im if im is None or im.size == size else im.resize(size, Image.Resampling.BICUBIC)

@@ -3,13 +3,13 @@
 A model reference (resolved by `mora.engine.models` from the preset and the node's `model` param)
 is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
-a fixed seed by a builder in `mora.nodes.zoo`, saved once under `<cache>/models/` and then loaded
+a fixed seed by a builder in `mora.nodes.zoo`, saved once in the settings' models folder and then loaded
 like any other model, through `from_pretrained`. Hub ids load at the commit the run was pinned to,
 through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
-`MORA_MAX_RESIDENT_MODELS` (default 4) and, if set, by `MORA_MAX_RESIDENT_GIB` of weights; every
-real load is reported to the run context so the manifest can count them.
+the run's settings (mora.engine.settings.current(): `max_resident_models`, default 4, and, if set,
+`max_resident_gib` of weights); every real load is reported to the run context so the manifest can count them.
 
 Loads may run on a second thread (a worker loading the next node's model while the current node
 runs, `prefetch=True`): one lock guards the LRU, a pipeline being loaded is never loaded twice
@@ -34,7 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
+from mora.engine.model_loader import ModelLoader
 from mora.engine.models import label
+from mora.engine.settings import current
+from mora.nodes import zoo
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
 _LOCK = threading.RLock()
@@ -46,12 +49,12 @@ _EVENTS: list[dict[str, Any]] = []
 
 
 def max_resident() -> int:
-    return int(os.environ.get("MORA_MAX_RESIDENT_MODELS", "4"))
+    return current().max_resident_models
 
 
 def max_resident_bytes() -> int | None:
-    """The memory budget for resident weights (`MORA_MAX_RESIDENT_GIB`; unset or 0: none)."""
-    gib = float(os.environ.get("MORA_MAX_RESIDENT_GIB", "0") or 0)
+    """The memory budget for resident weights (the settings' `max_resident_gib`; 0: none)."""
+    gib = current().max_resident_gib
     return int(gib * 2**30) if gib > 0 else None
 
 
@@ -78,16 +81,8 @@ def _over_budget() -> bool:
 
 
 def models_dir() -> Path:
-    """Where tiny/random models are built (the cache's `models/` folder)."""
-    if os.environ.get("MORA_MODELS_DIR"):
-        return Path(os.environ["MORA_MODELS_DIR"])
-    from mora.engine.store import default_cache_dir  # the store (and its index) only when it is needed
-
-    return default_cache_dir() / "models"
-
-
-def identity(ref: Mapping[str, Any]) -> str:
-    return label(ref)
+    """Where tiny/random models are built (the run's settings say)."""
+    return current().models
 
 
 def torch_dtype(name: str) -> Any:
@@ -103,9 +98,7 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Return what to pass to `from_pretrained` (a directory or hub id) and the extra kwargs."""
     source, name = ref["source"], ref["name"]
     if source in ("tiny", "random"):
-        from mora.nodes.zoo import build
-
-        return str(build(source, name, models_dir())), {}
+        return str(zoo.build(source, name, models_dir())), {}
     if source == "path":
         path = Path(name).expanduser()
         if not path.is_dir():
@@ -139,7 +132,7 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
 
 def _key(ctx: Any, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
     """What makes two loads the same: settings fixed at load (dtype, device, offload) belong here."""
-    return (kind, identity(ref), str(ref.get("dtype")), ctx.device, offload)
+    return (kind, label(ref), str(ref.get("dtype")), ctx.device, offload)
 
 
 def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None, *,
@@ -185,7 +178,7 @@ def get_pipeline(
                 _RESIDENT.move_to_end(key)
                 if not prefetch and key in _UNCLAIMED:
                     _UNCLAIMED.discard(key)
-                    ctx.note_model_load(identity(ref))
+                    ctx.note_model_load(label(ref))
                 return _RESIDENT[key]
             loading = _LOADING.get(key)
             if loading is None:
@@ -204,16 +197,16 @@ def get_pipeline(
             except OSError as e:
                 if ref["source"] == "hub":
                     raise hub_missing(ref, e) from None
-                raise ModelNotFoundError(f"could not load model {identity(ref)} from '{location}': {e}") from None
+                raise ModelNotFoundError(f"could not load model {label(ref)} from '{location}': {e}") from None
         with _LOCK:
             _RESIDENT[key] = pipe
             if not shares_weights:
-                _EVENTS.append({"model": identity(ref), "kind": kind, "started": started,
+                _EVENTS.append({"model": label(ref), "kind": kind, "started": started,
                                 "seconds": round(time.time() - started, 3), "prefetch": prefetch})
                 if prefetch:
                     _UNCLAIMED.add(key)
                 else:
-                    ctx.note_model_load(identity(ref))
+                    ctx.note_model_load(label(ref))
             if prefetch and _over_budget():
                 _drop(key)
                 return None
@@ -299,3 +292,7 @@ def resident_identities() -> list[str]:
     """Identities of the models resident in this process (the pool uses them for affinity)."""
     with _LOCK:
         return sorted({key[1] for key in _RESIDENT})
+
+
+LOADER = ModelLoader(resident_identities, take_load_events, zoo.BUILD_VERSION, zoo.folder, zoo.build)
+"""What the engine reads of this module (entry point `mora.model_loader`; see mora.engine.model_loader)."""

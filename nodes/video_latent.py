@@ -56,12 +56,12 @@ def load_pipeline(ctx: RunContext, params: Mapping[str, Any], ref: Mapping[str, 
 
 def family(pipe: Any, ref: Mapping[str, Any]) -> str:
     """'svd' or 'wan', from the loaded pipeline's class."""
-    from mora.nodes.models import identity
+    from mora.engine.models import label
 
     name = type(pipe).__name__
     if name not in FAMILIES:
         raise ValueError(
-            f"model {identity(ref)} loads as {name}, not an image-to-video pipeline "
+            f"model {label(ref)} loads as {name}, not an image-to-video pipeline "
             f"(expected one of {', '.join(FAMILIES)})"
         )
     return FAMILIES[name]

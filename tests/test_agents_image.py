@@ -5,6 +5,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from conftest import FakeContext, tiny_ref
 from PIL import Image
 
+from mora.engine import settings
 from mora.engine.artifacts import ArtifactRef, Blob
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.media import image_blob, text_blob
@@ -289,7 +291,7 @@ def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypat
     assert one > 0
     image_edit.run(tiny("pix2pix"), edit, params(image_edit.AGENT, steps=1))
     assert resident_identities() == ["tiny:pix2pix", "tiny:sd"]  # no budget: both stay
-    monkeypatch.setenv("MORA_MAX_RESIDENT_GIB", str(1.5 * one / 2**30))
+    monkeypatch.setattr(settings, "_CURRENT", replace(settings.current(), max_resident_gib=1.5 * one / 2**30))
     ctx = tiny("sd")
     text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
     assert ctx.loads == []  # still resident: a hit, and the least recently used model is not evicted yet

@@ -18,6 +18,7 @@ from mora.engine import media
 from mora.engine.artifacts import CorruptArtifact
 from mora.engine.media import read_artifact_frames, read_image, read_number, read_text
 from mora.engine.runner import execute_unit
+from mora.engine.settings import ExecutionSettings
 from mora.engine.store import Store
 from mora.engine.task import NodeTask
 
@@ -68,7 +69,7 @@ def test_a_node_whose_input_fails_verification_records_nothing(tmp_path):
     ref = store.put(media.number_blob(4.0))
     ref.path.write_bytes(b"7.0")
     task = NodeTask("b", "t_count", "engine_agents", {"value": 1.0, "path": "", "sleep": 0.0}, None, None,
-                    {"x": ref.to_json()}, "k" * 64, True, str(store.root))
+                    {"x": ref.to_json()}, "k" * 64, True, ExecutionSettings.for_store(store))
     [result] = execute_unit(task, "cpu")
     assert result.corrupt == (ref.digest,) and "content does not match its digest" in (result.error or "")
     assert store.lookup("k" * 64) is None and len(store.index) == 0

@@ -80,7 +80,6 @@ OVERRIDE = st.one_of(st.builds(lambda k, v: f"{k}={v}", KEYS, WEIRD), WEIRD.filt
 ENV = st.fixed_dictionaries({
     "MORA_CACHE_DIR": st.sampled_from(["cache", "a-file", "loop", "", "missing/deeper/cache"]),
     "CUDA_VISIBLE_DEVICES": st.sampled_from([None, "", "-1", "abc"]),
-    "MORA_MAX_RESIDENT_MODELS": st.sampled_from([None, "x", "-1"]),
 })
 CLI_GRAPH = {**ECHO_GRAPH, "inputs": {"prompt": {"type": "text", "default": "a fox"}}}
 

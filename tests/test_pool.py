@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from conftest import run_file
 from mora.engine.executors.placement import choose
 from mora.engine.executors.pool import PoolExecutor
 from mora.engine.runner import Context
+from mora.engine.settings import ExecutionSettings
 from mora.engine.task import NodeTask
 
 TESTS = Path(__file__).parent
@@ -128,7 +129,7 @@ class _Seat:
 def _unit(model: str | None = None, inputs: tuple[str, ...] = ()) -> NodeTask:
     ref = {"source": "path", "name": model} if model else None
     metas = {f"in{i}": {"digest": d} for i, d in enumerate(inputs)}
-    return NodeTask("n", "agent", "module", {}, None, ref, metas, "key", True, "/cache")
+    return NodeTask("n", "agent", "module", {}, None, ref, metas, "key", True, ExecutionSettings("/cache"))
 
 
 def test_placement_prefers_the_model_then_the_inputs_then_spreads():
@@ -142,9 +143,10 @@ def test_placement_prefers_the_model_then_the_inputs_then_spreads():
 
 
 def test_a_prefetch_never_evicts_a_resident_model(monkeypatch, tmp_path):
+    from mora.engine import settings
     from mora.nodes import models
 
-    monkeypatch.setenv("MORA_MAX_RESIDENT_MODELS", "1")
+    monkeypatch.setattr(settings, "_CURRENT", replace(settings.current(), max_resident_models=1))
     models.clear_resident()
     try:
         dirs = []
@@ -174,7 +176,7 @@ def test_killed_worker_fails_only_its_node_and_is_replaced(env):
     assert "died (signal SIGKILL)" in nodes["doomed"]["error"]
     assert nodes["fine"]["status"] == nodes["after"]["status"] == "done"
     assert outcome.manifest["failed"] == ["doomed"]
-    assert executor.restarts == 1
+    assert executor.restarts.count == 1
     assert not list((tmp / "cache" / "tmp").iterdir())
 
 

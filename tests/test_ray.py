@@ -42,7 +42,7 @@ def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
 def test_store_check_names_the_node_that_cannot_see_the_cache(ray_cluster, tmp_path):
     from mora.engine.executors.ray import RayExecutor, _Actor
 
-    here = _Actor("cpu", "probe", 1)
+    here = _Actor("cpu", "probe")
     token = tmp_path / ".token"
     token.write_text("abc")
     assert here.check_store(str(token), "abc") is None

@@ -24,9 +24,9 @@ class InProcessExecutor:
         if not self._queue:
             return []
         if self._device is None:
-            from mora.nodes.devices import resolve
+            from mora.engine.devices import choose_device
 
-            self._device = resolve(self._device_name)
+            self._device = choose_device(self._device_name)
         return execute_unit(self._queue.popleft(), self._device)
 
     def shutdown(self) -> None:

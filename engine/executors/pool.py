@@ -34,12 +34,11 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from mora.engine.errors import MoraError
-from mora.engine.executors.placement import choose, output_digests
+from mora.engine.executors.placement import Restarts, answered, choose, lost
 from mora.engine.task import NodeResult, Unit, unit_to_json
 from mora.engine.worker import result_from_json
 
 log = logging.getLogger("mora.pool")
-MAX_RESTARTS = 5
 
 
 def count_gpus() -> int:
@@ -98,21 +97,17 @@ class _Worker:
 class PoolExecutor:
     """Runs nodes on a pool of worker processes, one per device."""
 
-    def __init__(self, devices: Any = "all", kind: str = "cuda", max_resident_models: int = 4,
-                 max_resident_gib: float = 0.0):
+    def __init__(self, devices: Any = "all", kind: str = "cuda"):
         self.kind = "cpu" if kind == "cpu" else "cuda"
-        self.max_resident = max_resident_models
-        self.max_resident_gib = max_resident_gib
         self._events: queue.Queue[tuple[str, _Worker, Any]] = queue.Queue()
         self._log: list[dict[str, Any]] = []
         self._workers = [self._spawn(i, d) for i, d in enumerate(device_ids(devices, self.kind))]
         self.slots = len(self._workers)
         self.loads: Counter[str] = Counter()
-        self.restarts = 0
+        self.restarts = Restarts(self.slots)
 
     def _spawn(self, index: int, device_id: str) -> _Worker:
-        env = dict(os.environ, MORA_MAX_RESIDENT_MODELS=str(self.max_resident),
-                   MORA_MAX_RESIDENT_GIB=str(self.max_resident_gib), PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         env["CUDA_VISIBLE_DEVICES"] = "" if self.kind == "cpu" else device_id
         name = f"worker{index}"
         proc = subprocess.Popen(
@@ -162,34 +157,23 @@ class PoolExecutor:
         while not results:
             kind, worker, payload = self._events.get()
             if kind == "result":
-                worker.resident = set(payload.get("resident", []))
                 worker.log["loads"].extend(payload.get("loads", []))
                 worker.task = None
-                worker.completed += 1
-                for data in payload["results"]:
-                    result = dataclasses.replace(result_from_json(data), device=worker.label)
-                    worker.produced.update(output_digests(result.outputs))
-                    for ident in result.model_loads:
-                        self.loads[f"{worker.label} {ident}"] += 1
-                    results.append(result)
+                answer = [dataclasses.replace(result_from_json(d), device=worker.label) for d in payload["results"]]
+                answered(worker, payload.get("resident", []), answer, self.loads, worker.label)
+                results.extend(answer)
             elif kind == "died" and worker in self._workers:
                 results.extend(self._replace(worker, payload))
         return results
 
     def _replace(self, worker: _Worker, code: int) -> list[NodeResult]:
         how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS * len(self._workers):
-            raise MoraError(f"pool: workers keep dying ({how} on {worker.label}); giving up")
+        self.restarts.one_more("pool", f"{how} on {worker.label}")
         log.warning("pool: worker on %s died (%s); starting a new one", worker.label, how)
         index = self._workers.index(worker)
         self._workers[index] = self._spawn(index, worker.device_id)
-        if worker.task is None:
-            return []
-        tasks = worker.task.tasks if hasattr(worker.task, "tasks") else (worker.task,)
-        return [NodeResult(t.node_id, device=worker.label, worker=worker.name,
-                           error=f"worker process on {worker.label} died ({how}) while running this node")
-                for t in tasks]
+        return lost(worker.task, worker.label, worker.name,
+                    f"worker process on {worker.label} died ({how}) while running this node")
 
     def timeline(self) -> list[dict[str, Any]]:
         """Per worker started (also replacements): when it started and was ready, and its model loads."""

@@ -20,16 +20,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import MoraError
-from mora.engine.executors.placement import choose, output_digests
+from mora.engine.executors.placement import Restarts, answered, choose, lost
 from mora.engine.task import NodeResult, Unit, unit_from_json, unit_to_json
 from mora.engine.worker import result_from_json
-
-MAX_RESTARTS = 5
 
 
 @dataclass
@@ -45,12 +44,9 @@ class _Seat:
 class _Actor:
     """The body of a worker actor (wrapped with ray.remote at run time)."""
 
-    def __init__(self, device: str, name: str, max_resident: int, threads: str | None = None,
-                 max_resident_gib: float = 0.0):
+    def __init__(self, device: str, name: str, threads: str | None = None):
         import ray
 
-        os.environ["MORA_MAX_RESIDENT_MODELS"] = str(max_resident)
-        os.environ["MORA_MAX_RESIDENT_GIB"] = str(max_resident_gib)
         if ray.get_runtime_context().get_actor_id() is not None:
             # Ray sets OMP_NUM_THREADS to the actor's CPU reservation (1) where it is unset, and
             # torch's intra-op thread count changes CPU numerics: before torch is imported, take the
@@ -59,9 +55,9 @@ class _Actor:
                 os.environ.pop("OMP_NUM_THREADS", None)
             else:
                 os.environ["OMP_NUM_THREADS"] = threads
-        from mora.nodes.devices import resolve
+        from mora.engine.devices import choose_device
 
-        self.device = resolve(device)
+        self.device = choose_device(device)
         self.name = name
 
     def check_store(self, token_path: str, token: str) -> str | None:
@@ -75,13 +71,13 @@ class _Actor:
         return None if seen == token else f"{socket.gethostname()}: {token_path} holds other content"
 
     def run(self, unit: dict[str, Any]) -> dict[str, Any]:
+        from mora.engine.model_loader import model_loader
         from mora.engine.runner import execute_unit, prefetch
-        from mora.engine.worker import resident
 
         task = unit_from_json(unit)
         prefetch(task, self.device)
         results = execute_unit(task, self.device, self.name)
-        return {"results": [dataclasses.asdict(r) for r in results], "resident": resident()}
+        return {"results": [dataclasses.asdict(r) for r in results], "resident": model_loader().resident_models()}
 
 
 class RayExecutor:
@@ -107,21 +103,18 @@ class RayExecutor:
             raise MoraError("runtime=ray found no GPU resources in the cluster; start Ray with --num-gpus, or set "
                             "runtime.num_gpus for a local cluster")
         self.device = "cpu" if runtime.get("device") == "cpu" else "cuda"
-        self.max_resident = int(runtime.get("max_resident_models", 4))
-        self.max_resident_gib = float(runtime.get("max_resident_gib", 0))
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]
         self._task: list[Unit | None] = [None] * count
         self._seats = [_Seat(i) for i in range(count)]
         self._refs: dict[Any, int] = {}
         self.slots = count
-        self.loads: dict[str, int] = {}
-        self.restarts = 0
+        self.loads: Counter[str] = Counter()
+        self.restarts = Restarts(count)
         self.cache_dir: str | None = None
 
     def _spawn(self, index: int) -> Any:
-        return self._remote.remote(self.device, f"actor{index}", self.max_resident, os.environ.get("OMP_NUM_THREADS"),
-                                   self.max_resident_gib)
+        return self._remote.remote(self.device, f"actor{index}", os.environ.get("OMP_NUM_THREADS"))
 
     def check_store(self, cache_dir: str) -> None:
         token = secrets.token_hex(16)
@@ -140,9 +133,9 @@ class RayExecutor:
         self.cache_dir = cache_dir
 
     def submit(self, task: Unit) -> None:
-        first = task.tasks[0] if hasattr(task, "tasks") else task
-        if self.cache_dir != first.cache_dir:
-            self.check_store(first.cache_dir)
+        cache_dir = task.tasks[0].settings.cache_dir
+        if self.cache_dir != cache_dir:
+            self.check_store(cache_dir)
         index = choose([s for s in self._seats if self._task[s.index] is None], task).index
         self._task[index] = task
         self._refs[self._actors[index].run.remote(unit_to_json(task))] = index
@@ -162,28 +155,18 @@ class RayExecutor:
             except self.ray.exceptions.RayActorError as e:
                 results.extend(self._replace(index, task, e))
                 continue
-            seat = self._seats[index]
-            seat.resident = set(payload["resident"])
-            seat.completed += 1
-            for data in payload["results"]:
-                result = dataclasses.replace(result_from_json(data), device=f"{self.device}:{index}")
-                seat.produced.update(output_digests(result.outputs))
-                for ident in result.model_loads:
-                    key = f"actor{index} {ident}"
-                    self.loads[key] = self.loads.get(key, 0) + 1
-                results.append(result)
+            answer = [dataclasses.replace(result_from_json(d), device=f"{self.device}:{index}")
+                      for d in payload["results"]]
+            answered(self._seats[index], payload["resident"], answer, self.loads, f"actor{index}")
+            results.extend(answer)
         return results
 
     def _replace(self, index: int, task: Unit, error: Exception) -> list[NodeResult]:
-        self.restarts += 1
-        if self.restarts > MAX_RESTARTS * self.slots:
-            raise MoraError(f"ray: actors keep dying ({error}); giving up")
+        self.restarts.one_more("ray", str(error))
         self._actors[index] = self._spawn(index)
         self._seats[index] = _Seat(index)
-        tasks = task.tasks if hasattr(task, "tasks") else (task,)
-        return [NodeResult(t.node_id, device=f"{self.device}:{index}", worker=f"actor{index}",
-                           error=f"Ray actor {index} died while running this node ({type(error).__name__})")
-                for t in tasks]
+        return lost(task, f"{self.device}:{index}", f"actor{index}",
+                    f"Ray actor {index} died while running this node ({type(error).__name__})")
 
     def shutdown(self) -> None:
         for actor in self._actors:

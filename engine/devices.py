@@ -1,8 +1,13 @@
-"""Which torch device a worker runs on (`auto`: the first CUDA device if there is one, else CPU), and its warm-up."""
+"""Which torch device a worker runs on (`auto`: the first CUDA device if there is one, else CPU), and its warm-up.
+
+The engine imports torch here only inside these functions, in the process that runs nodes (a pool worker, a
+Ray actor, or the in-process executor), never at import.
+"""
 from __future__ import annotations
 
 
-def resolve(name: str) -> str:
+def choose_device(name: str) -> str:
+    """The device a worker configured with `name` runs on (`auto`: CUDA if there is one)."""
     if name != "auto":
         return name
     import torch
