@@ -31,9 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from mora.engine.artifacts import Blob
+from mora.engine.cache.artifacts import Blob
+from mora.engine.cache.store import Store
 from mora.engine.ports import PortType
-from mora.engine.store import Store
 
 AGENTS = ("text_template", "style_cue", "image_gen", "video_gen")
 DAY = 86400.0

@@ -33,8 +33,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from entry_points import agent_env
 
-from mora.engine import maintenance
-from mora.engine.store import Store
+from mora.engine.cache import maintenance
+from mora.engine.cache.store import Store
 
 BRANCH_LENGTH = 5
 NODE_SECONDS = 0.3
@@ -62,7 +62,7 @@ def write_graph(path: Path, seconds: float) -> None:
 
 def mora(work: Path, env: dict[str, str], extra: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={work / 'graph.yaml'}",
+        [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={work / 'graph.yaml'}",
          "runtime=local", "runtime.device=cpu", f"hydra.run.dir={work / 'runs' / str(time.time_ns())}", *extra],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 

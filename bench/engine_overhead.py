@@ -20,11 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from mora.engine.api import load_plan
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.progress import Reporter
-from mora.engine.scheduler import run_plan
-from mora.engine.store import Store
+from mora.engine.cache.store import Store
+from mora.engine.execution.executors.inprocess import InProcessExecutor
+from mora.engine.execution.progress import Reporter
+from mora.engine.execution.scheduler import run_plan
+from mora.engine.frontends.api import load_plan
 
 
 def write_graph(path: Path, n: int) -> None:

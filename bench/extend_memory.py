@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mora.engine.media import Frames, load_video_file, write_mp4
+from mora.engine.cache.media import Frames, load_video_file, write_mp4
 
 WRAPPER = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
@@ -45,7 +45,7 @@ def main() -> None:
         for n in args.times:
             # each N in its own process and cache, so ru_maxrss is that run's own peak
             env["MORA_CACHE_DIR"] = str(work / f"cache{n}")
-            cmd = [sys.executable, "-c", "from mora.engine.cli import main; main()", "graph=extend_video", "runtime=local",
+            cmd = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "graph=extend_video", "runtime=local",
                    "runtime.device=cpu", "quiet=true", f"inputs.video={work / 'in.mp4'}", f"inputs.times={n}",
                    f"inputs.width={args.size}", f"inputs.height={args.size}", f"hydra.run.dir={work / f'run{n}'}"]
             mb = peak_rss_mb(cmd, env)

@@ -63,7 +63,7 @@ def main() -> None:
         graph = work / "pick.yaml"
         graph.write_text(yaml.safe_dump(GRAPH))
         env = {**os.environ, "MORA_CACHE_DIR": str(work / "cache")}
-        cmd = [sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={graph}",
+        cmd = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={graph}",
                f"inputs.clip={clip}", "runtime=local", "runtime.device=cpu", "quiet=true",
                f"hydra.run.dir={work / 'run'}"]
         t0 = time.perf_counter()

@@ -47,7 +47,7 @@ def run(cmd: list[str], name: str, env: dict | None = None) -> tuple[float, str]
 def mora(args: list[str], name: str, cache: str) -> tuple[float, str]:
     env = {"MORA_CACHE_DIR": str(WORK / cache), "MORA_MODELS_DIR": str(MODELS)}
     flags = [a for a in args if a.startswith("-")]
-    return run([sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "quiet=true",
+    return run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "quiet=true",
                 *[a for a in args if not a.startswith("-")]], name, env)
 
 

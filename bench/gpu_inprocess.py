@@ -35,12 +35,12 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from raw_text_to_video import generate
 
-from mora.engine.api import graph_path, load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.merge import merge_plans
-from mora.engine.progress import Reporter
-from mora.engine.scheduler import run_plan
-from mora.engine.store import Store
+from mora.engine.cache.store import Store
+from mora.engine.execution.executors.inprocess import InProcessExecutor
+from mora.engine.execution.progress import Reporter
+from mora.engine.execution.scheduler import run_plan
+from mora.engine.frontends.api import graph_path, load_plan, run
+from mora.engine.graph.merge import merge_plans
 from mora.nodes.models import clear_resident, models_dir
 from mora.nodes.zoo import build
 

@@ -75,7 +75,7 @@ class Sampler:
 def mora(args: list[str], name: str, cache: str) -> tuple[float, float, str]:
     env = {**os.environ, "MORA_CACHE_DIR": str(WORK / cache), "MORA_MODELS_DIR": str(MODELS), "PYTHONUNBUFFERED": "1"}
     flags = [a for a in args if a.startswith("-")]
-    cmd = [sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "quiet=true",
+    cmd = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "quiet=true",
            *[a for a in args if not a.startswith("-")]]
     started = time.time()
     t0 = time.perf_counter()

@@ -189,9 +189,9 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "bench"))
     from raw_text_to_video import generate
 
-    from mora.engine.api import graph_path, load_plan, run
-    from mora.engine.executors.inprocess import InProcessExecutor
-    from mora.engine.store import Store
+    from mora.engine.cache.store import Store
+    from mora.engine.execution.executors.inprocess import InProcessExecutor
+    from mora.engine.frontends.api import graph_path, load_plan, run
 
     preset = yaml.safe_load((ROOT / "conf/model/random.yaml").read_text())
     preset["compile"] = "on"

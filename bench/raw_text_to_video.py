@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoPipelineForText2Image, StableVideoDiffusionPipeline
 
-from mora.engine.media import Frames, write_mp4
+from mora.engine.cache.media import Frames, write_mp4
 
 PROMPT = "a red fox running through fresh snow at sunrise"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 def mora(run_dir: Path, env: dict[str, str]) -> tuple[float, dict]:
     """Run `mora` into `run_dir`; return its wall-clock seconds and its manifest."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "quiet=true",
+    subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "quiet=true",
                     f"hydra.run.dir={run_dir}"], env=env, check=True, capture_output=True)
     seconds = time.perf_counter() - t0
     return seconds, json.loads((run_dir / "manifest.json").read_text())

@@ -4,10 +4,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port
-from mora.engine.media import text_blob
+from mora.engine.cache.media import text_blob
+from mora.engine.graph.agent import Agent, Param, Port
+from mora.engine.graph.registry import Registry
 from mora.engine.ports import PortType
-from mora.engine.registry import Registry
 
 
 def _sleep(ctx: Any, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -31,10 +31,10 @@ from pathlib import Path
 import sim_agents
 import yaml
 
-from mora.engine import api
-from mora.engine.executors.pool import PoolExecutor
-from mora.engine.plan import Plan
-from mora.engine.store import Store
+from mora.engine.cache.store import Store
+from mora.engine.execution.executors.pool import PoolExecutor
+from mora.engine.frontends import api
+from mora.engine.graph.plan import Plan
 
 PRESET = {"name": "sim", "roles": {}}
 

@@ -6,7 +6,7 @@ time per job. The graph's nodes take microseconds, so what is measured is the sw
 composing job configs, planning, merging, scheduling, and each job's directory, .hydra files,
 outputs, manifest, report and the sweep index.
 
-`plan` composes N job configs (mora.engine.jobconfig, as the Mora launcher does), plans and merges
+`plan` composes N job configs (mora.engine.frontends.jobconfig, as the Mora launcher does), plans and merges
 them in this process, and prints the time and the peak RSS.
 
     python bench/sweep_scale.py sweep --jobs 1000 --launcher mora
@@ -31,7 +31,7 @@ GRAPH = Path(__file__).parent / "graphs" / "three_text.yaml"
 
 def sweep(jobs: int, launcher: str, sweeper: str, work: Path) -> dict[str, float]:
     def once(tag: str) -> float:
-        argv = [sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", f"graph_file={GRAPH}",
+        argv = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m", f"graph_file={GRAPH}",
                 "prompt=fox", f"inputs.n=range(0,{jobs})", f"hydra/launcher={launcher}", f"hydra/sweeper={sweeper}",
                 f"cache.dir={work / 'cache'}", f"hydra.sweep.dir={work / tag}", "quiet=true", "runtime=local",
                 "runtime.device=cpu"]
@@ -52,10 +52,10 @@ def plan(jobs: int) -> dict[str, float]:
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
-    from mora.engine.config import register, register_launcher
-    from mora.engine.job import configured
-    from mora.engine.jobconfig import Composer
-    from mora.engine.merge import merge_plans
+    from mora.engine.frontends.config import register, register_launcher
+    from mora.engine.frontends.job import configured
+    from mora.engine.frontends.jobconfig import Composer
+    from mora.engine.graph.merge import merge_plans
 
     register()
     register_launcher()

@@ -39,10 +39,10 @@ def _best_ms_per_gb(fn, size: int, repeats: int) -> dict[str, float]:
 def hash_costs(size_mib: int, repeats: int) -> dict[str, dict[str, float]]:
     from blake3 import blake3
 
-    from mora.engine.artifacts import ArtifactRef
-    from mora.engine.media import text_blob
+    from mora.engine.cache.artifacts import ArtifactRef
+    from mora.engine.cache.media import text_blob
+    from mora.engine.cache.store import Store
     from mora.engine.ports import PortType
-    from mora.engine.store import Store
 
     data = os.urandom(size_mib << 20)
     out = {"sha256": _best_ms_per_gb(lambda: hashlib.sha256(data).digest(), len(data), repeats),
@@ -63,7 +63,7 @@ def mora(run_dir: Path, env: dict[str, str]) -> tuple[float, float, dict]:
     """Wall and CPU seconds of one `mora` process, and its manifest."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "quiet=true",
+    subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "quiet=true",
                     f"hydra.run.dir={run_dir}"], env=env, check=True, capture_output=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from mora.engine.errors import GraphError
-from mora.engine.spec import read_graph_file
+from mora.engine.graph.spec import read_graph_file
 
 BOMB = "\n".join(['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
                  + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]) + "\n"

@@ -18,8 +18,8 @@ import functools
 import importlib.util
 from typing import Any
 
-from mora.engine.agent import Param, RunContext
-from mora.engine.models import OFFLOADS
+from mora.engine.execution.models import OFFLOADS
+from mora.engine.graph.agent import Param, RunContext
 from mora.nodes.speed import ATTENTIONS, COMPILE_PARAM
 
 OFFLOAD_PARAM = Param("offload", str, "", "diffusers CPU offload on CUDA (empty: the preset's): model (whole models), "

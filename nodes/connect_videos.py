@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import read_artifact_frames, read_text
+from mora.engine.cache.media import read_artifact_frames, read_text
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.image_to_video import SIZE_PARAMS, generate, resolve_size, size_multiple

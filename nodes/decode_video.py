@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.common import OFFLOAD_PARAM
 from mora.nodes.video_latent import REF_FIELDS, family, load_pipeline, read_latent, set_vae_tiling
@@ -32,7 +32,7 @@ def _to_uint8(video: Any) -> Any:
 def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
-    from mora.engine.media import frames_blob
+    from mora.engine.cache.media import frames_blob
 
     # 1. check inputs
     latents, meta = read_latent(inputs["latent"])

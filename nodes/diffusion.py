@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mora.engine.agent import RunContext
+from mora.engine.graph.agent import RunContext
 from mora.nodes.common import generator, offload_mode, place, quantization_config
 from mora.nodes.models import get_pipeline, resident, torch_dtype
 from mora.nodes.speed import quantize_fp8

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import image_blob, read_artifact_frames
+from mora.engine.cache.media import image_blob, read_artifact_frames
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 
 

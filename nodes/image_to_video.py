@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import read_image, read_text
+from mora.engine.cache.media import read_image, read_text
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS, generator
 from mora.nodes.speed import STEP_CACHE_PARAMS, speedup
@@ -71,7 +71,7 @@ def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, 
     """Denoise a video latent from `image` (and `last_image` for Wan first-last-frame models)."""
     from PIL import Image
 
-    from mora.engine.models import label
+    from mora.engine.execution.models import label
 
     check_family(pipe, fam, label(ctx.model), params["frames"], last_image)
     width, height = size

@@ -1,6 +1,6 @@
 """Loading models once per process: resolve a model reference, build tiny/random ones, keep an LRU.
 
-A model reference (resolved by `mora.engine.models` from the preset and the node's `model` param)
+A model reference (resolved by `mora.engine.execution.models` from the preset and the node's `model` param)
 is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revision` and
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
 a fixed seed by a builder in `mora.nodes.zoo`, saved once in the settings' models folder and then loaded
@@ -8,7 +8,7 @@ like any other model, through `from_pretrained`. Hub ids load at the commit the 
 through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
-the run's settings (mora.engine.settings.current(): `max_resident_models`, default 4, and, if set,
+the run's settings (mora.engine.execution.settings.current(): `max_resident_models`, default 4, and, if set,
 `max_resident_gib` of weights); every real load is reported to the run context so the manifest can count them.
 
 Loads may run on a second thread (a worker loading the next node's model while the current node
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine.errors import ModelNotFoundError
-from mora.engine.model_loader import ModelLoader
-from mora.engine.models import label
-from mora.engine.settings import current
+from mora.engine.execution.model_loader import ModelLoader
+from mora.engine.execution.models import label
+from mora.engine.execution.settings import current
 from mora.nodes import zoo
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
@@ -244,7 +244,7 @@ def _load_on_side_stream(load: Callable[[str, dict[str, Any]], Any], location: s
 def _follow_hub_progress_setting() -> None:
     """diffusers' loading bar ignores `HF_HUB_DISABLE_PROGRESS_BARS` (transformers honours it): make it follow.
 
-    Mora sets that switch unless the run is verbose (mora.engine.progress.quiet_libraries).
+    Mora sets that switch unless the run is verbose (mora.engine.execution.progress.quiet_libraries).
     """
     if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS", "").lower() in ("1", "true", "yes", "on"):
         from diffusers.utils import logging as diffusers_logging
@@ -295,4 +295,4 @@ def resident_identities() -> list[str]:
 
 
 LOADER = ModelLoader(resident_identities, take_load_events, zoo.BUILD_VERSION, zoo.folder, zoo.build)
-"""What the engine reads of this module (entry point `mora.model_loader`; see mora.engine.model_loader)."""
+"""What the engine reads of this module (entry point `mora.model_loader`; see mora.engine.execution.model_loader)."""

@@ -33,7 +33,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mora.engine.agent import Param
+from mora.engine.graph.agent import Param
 
 log = logging.getLogger(__name__)
 

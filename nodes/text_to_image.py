@@ -12,8 +12,8 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import image_blob, read_text
+from mora.engine.cache.media import image_blob, read_text
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.common import DIFFUSION_PARAMS
 from mora.nodes.diffusion import TaskPipeline, check_size, generators, load, load_refiner

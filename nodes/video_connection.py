@@ -15,8 +15,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from mora.engine.agent import Agent, Port, RunContext
-from mora.engine.media import number_blob, read_artifact_frames
+from mora.engine.cache.media import number_blob, read_artifact_frames
+from mora.engine.graph.agent import Agent, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.video_signals import luma, ssim_map
 

@@ -14,8 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mora.engine.agent import RunContext
-from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.cache.artifacts import ArtifactRef, Blob
+from mora.engine.graph.agent import RunContext
 from mora.engine.ports import PortType
 
 PIPELINE_KIND = "video_diffusion"
@@ -56,7 +56,7 @@ def load_pipeline(ctx: RunContext, params: Mapping[str, Any], ref: Mapping[str, 
 
 def family(pipe: Any, ref: Mapping[str, Any]) -> str:
     """'svd' or 'wan', from the loaded pipeline's class."""
-    from mora.engine.models import label
+    from mora.engine.execution.models import label
 
     name = type(pipe).__name__
     if name not in FAMILIES:
@@ -97,7 +97,7 @@ def read_latent(artifact: ArtifactRef) -> tuple[Any, dict[str, str]]:
     """The latents tensor and metadata of a latent artifact, checked to be a video latent."""
     from safetensors.torch import load
 
-    from mora.engine.media import safetensors_header
+    from mora.engine.cache.media import safetensors_header
 
     data = artifact.read_bytes()  # verified against its digest as it is read
     header, _ = safetensors_header(data)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import number_blob, read_artifact_frames, read_text
+from mora.engine.cache.media import number_blob, read_artifact_frames, read_text
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
 from mora.engine.ports import PortType
 from mora.nodes.common import MODEL_PARAMS, feature_model
 from mora.nodes.video_signals import cosine_consistency, sample_indices

@@ -28,11 +28,11 @@ if str(TESTS) not in sys.path:
 
 import engine_agents
 
-from mora.engine import api
+from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError, Problem
-from mora.engine.executors import Executor
-from mora.engine.registry import Registry
-from mora.engine.store import Store
+from mora.engine.execution.executors import Executor
+from mora.engine.frontends import api
+from mora.engine.graph.registry import Registry
 
 PRESET: dict[str, Any] = {"name": "test", "roles": {}}
 """A model preset with no models: engine tests use model-free agents only."""
@@ -165,7 +165,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     import numpy as np
     from PIL import Image
 
-    from mora.engine.media import Frames, write_mp4
+    from mora.engine.cache.media import Frames, write_mp4
 
     root = tmp_path_factory.mktemp("media")
     rng = np.random.default_rng(0)

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import number_blob, read_number, text_blob
+from mora.engine.cache.media import number_blob, read_number, text_blob
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
+from mora.engine.graph.registry import Registry
 from mora.engine.ports import PortType
-from mora.engine.registry import Registry
 
 LOG_ENV = "MORA_TEST_LOG"
 
@@ -110,6 +110,6 @@ TEST_AGENTS = (SOURCE, TEXT, ADD, FAIL, COUNT, RANDOM, FLAKY, WRONG)
 
 def registry() -> Registry:
     """The built-in agents plus the test agents."""
-    from mora.engine.registry import default_registry
+    from mora.engine.graph.registry import default_registry
 
     return Registry([*default_registry(), *TEST_AGENTS])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from mora.engine import admin, cli
+from mora.engine.frontends import admin, cli
 
 ECHO_GRAPH = {
     "inputs": {"prompt": {"type": "text"}},

@@ -9,10 +9,10 @@ import signal
 import time
 from typing import Any
 
-from mora.engine.agent import Agent, Param, Port, RunContext
-from mora.engine.media import number_blob, read_text, text_blob
+from mora.engine.cache.media import number_blob, read_text, text_blob
+from mora.engine.graph.agent import Agent, Param, Port, RunContext
+from mora.engine.graph.registry import Registry
 from mora.engine.ports import PortType
-from mora.engine.registry import Registry
 
 
 def _sleep(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +81,7 @@ DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("val
 
 
 def registry() -> Registry:
-    from mora.engine.registry import default_registry
+    from mora.engine.graph.registry import default_registry
 
     return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED, LOADED])
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from mora.engine import admin
+from mora.engine.frontends import admin
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text", "default": "fox"}},
@@ -99,7 +99,7 @@ def test_cache_gc_refuses_bad_sizes_and_ages(cached, capsys, flag, value):
 
 def test_cache_stats_counts_every_kind_of_row(cached, capsys):
     """Tagged entries from the tag index; untagged (older) and large (file-held) entries and bad rows from their JSON."""
-    from mora.engine.store import Store
+    from mora.engine.cache.store import Store
 
     store = Store(cached)
     entry = {"v": 2, "node": "n", "agent": "old_agent", "outputs": {}}

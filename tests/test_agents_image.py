@@ -14,10 +14,10 @@ import pytest
 from conftest import FakeContext, tiny_ref
 from PIL import Image
 
-from mora.engine import settings
-from mora.engine.artifacts import ArtifactRef, Blob
+from mora.engine.cache.artifacts import ArtifactRef, Blob
+from mora.engine.cache.media import image_blob, text_blob
 from mora.engine.errors import ModelNotFoundError
-from mora.engine.media import image_blob, text_blob
+from mora.engine.execution import settings
 from mora.engine.ports import PortType
 from mora.nodes import image_edit, image_to_image, prompt_select, text_to_image
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import FakeContext, tiny_ref
 
-from mora.engine.artifacts import ArtifactRef, Blob
-from mora.engine.media import frames_blob, image_blob, read_frames
+from mora.engine.cache.artifacts import ArtifactRef, Blob
+from mora.engine.cache.media import frames_blob, image_blob, read_frames
 from mora.engine.ports import PortType
 
 pytest.importorskip("diffusers")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mora.engine import api
+from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError
-from mora.engine.store import Store
+from mora.engine.frontends import api
 
 IMAGE_GRAPH = {
     "inputs": {"picture": {"type": "image"}},
@@ -105,7 +105,7 @@ def test_bad_video_file(write_graph, registry, cache_dir, tmp_path, make, expect
 
 
 def test_huge_image_is_refused_before_decoding(write_graph, registry, cache_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("mora.engine.media.MAX_INPUT_PIXELS", 24 * 20 - 1)
+    monkeypatch.setattr("mora.engine.cache.media.MAX_INPUT_PIXELS", 24 * 20 - 1)
     bad = tmp_path / "input.png"
     bad.write_bytes(png_bytes((24, 20)))
     with pytest.raises(GraphError) as info:
@@ -118,9 +118,9 @@ def test_huge_image_is_refused_before_decoding(write_graph, registry, cache_dir,
 
 @pytest.mark.parametrize("suffix", [".mp4", ".safetensors"])
 def test_overlong_video_is_refused(write_graph, registry, cache_dir, tmp_path, monkeypatch, suffix):
-    from mora.engine.media import Frames, write_mp4
+    from mora.engine.cache.media import Frames, write_mp4
 
-    monkeypatch.setattr("mora.engine.media.MAX_INPUT_FRAMES", 2)
+    monkeypatch.setattr("mora.engine.cache.media.MAX_INPUT_FRAMES", 2)
     bad = tmp_path / f"clip{suffix}"
     frames = np.zeros((3, 16, 16, 3), np.uint8)
     if suffix == ".mp4":
@@ -136,7 +136,7 @@ def test_overlong_video_is_refused(write_graph, registry, cache_dir, tmp_path, m
 
 
 def test_model_path_that_does_not_exist_fails_before_any_load(write_graph, cache_dir, tmp_path):
-    from mora.engine.registry import default_registry
+    from mora.engine.graph.registry import default_registry
 
     path = write_graph({"nodes": {"draw": {"agent": "text_to_image", "in": {"prompt": "a fox"},
                                            "params": {"model": f"path:{tmp_path / 'no-such-model'}", "seed": 1}}},

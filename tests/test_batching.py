@@ -7,8 +7,8 @@ import pool_agents
 import yaml
 from conftest import run_file
 
-from mora.engine.media import read_number
-from mora.engine.store import Store
+from mora.engine.cache.media import read_number
+from mora.engine.cache.store import Store
 
 
 def _graph(tmp, log, scales_and_seeds):

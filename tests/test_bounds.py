@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from mora.engine import api
+from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError
-from mora.engine.spec import read_graph_file
-from mora.engine.store import Store
+from mora.engine.frontends import api
+from mora.engine.graph.spec import read_graph_file
 
 PICK = {"inputs": {"clip": {"type": "video"}},
         "nodes": {"pick": {"agent": "frame_pick", "in": {"video": {"input": "clip"}}}},
@@ -79,7 +79,7 @@ def test_input_file_of_another_type_is_refused_before_reading(write_graph, regis
 
 
 def test_graph_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr("mora.engine.spec.MAX_GRAPH_BYTES", 1000)
+    monkeypatch.setattr("mora.engine.graph.spec.MAX_GRAPH_BYTES", 1000)
     path = tmp_path / "big.yaml"
     path.write_text("description: " + "x" * 1000 + "\n")
     assert graph_problem(path) == "graph file is 1014 bytes, larger than the 1000 bytes allowed"
@@ -133,7 +133,7 @@ def template_chain(write_graph, levels: int) -> Path:
 
 
 def test_template_nesting_has_a_stated_maximum(write_graph, registry, graph_problems):
-    from mora.engine.expand import MAX_TEMPLATE_DEPTH
+    from mora.engine.graph.expand import MAX_TEMPLATE_DEPTH
 
     assert MAX_TEMPLATE_DEPTH == 16
     plan = api.load_plan(template_chain(write_graph, 16), {}, registry=registry)
@@ -192,7 +192,7 @@ def test_templates_in_subfolders_and_built_in_graphs_still_resolve(write_graph, 
                                   "b": {"graph": "parts/inc.yaml", "in": {"x": 2}}},
                         "outputs": {"a": {"from": "a.y"}, "b": {"from": "b.y"}}})
     assert sorted(api.load_plan(path, {}, registry=registry).nodes) == ["a/add", "b/add"]
-    from mora.engine.templates import TemplateLoader
+    from mora.engine.graph.templates import TemplateLoader
 
     assert TemplateLoader([api.GRAPHS_DIR]).find("animate", str(path)) == (api.GRAPHS_DIR / "animate.yaml").resolve()
 
@@ -211,7 +211,7 @@ def test_the_command_line_refuses_such_a_graph_file_with_exit_2(tmp_path, cache_
     import sys
 
     path = make(tmp_path / "graph.yaml")
-    done = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={path}",
+    done = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={path}",
                            "runtime=local", "quiet=true"], cwd=tmp_path, capture_output=True, text=True, timeout=50)
     assert done.returncode == 2
     assert f"{path}: graph path {expected}" in done.stderr and "Traceback" not in done.stderr

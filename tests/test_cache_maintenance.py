@@ -22,12 +22,13 @@ import pytest
 import yaml
 from entry_points import agent_env
 
-from mora.engine import admin, index, maintenance, media
+from mora.engine.cache import index, maintenance, media
+from mora.engine.cache.store import Store
 from mora.engine.errors import CacheError
-from mora.engine.store import Store
+from mora.engine.frontends import admin
 
-MORA = [sys.executable, "-c", "from mora.engine.cli import main; main()"]
-ADMIN = [sys.executable, "-c", "from mora.engine.admin import entry; entry()"]
+MORA = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"]
+ADMIN = [sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()"]
 
 
 def _graph(path: Path, log: Path, slow: float | None = None, tag: str = "shared1", seconds: float = 0.0) -> Path:

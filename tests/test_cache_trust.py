@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mora.engine import media
-from mora.engine.artifacts import CorruptArtifact
-from mora.engine.media import read_artifact_frames, read_image, read_number, read_text
-from mora.engine.runner import execute_unit
-from mora.engine.settings import ExecutionSettings
-from mora.engine.store import Store
-from mora.engine.task import NodeTask
+from mora.engine.cache import media
+from mora.engine.cache.artifacts import CorruptArtifact
+from mora.engine.cache.media import read_artifact_frames, read_image, read_number, read_text
+from mora.engine.cache.store import Store
+from mora.engine.execution.runner import execute_unit
+from mora.engine.execution.settings import ExecutionSettings
+from mora.engine.execution.task import NodeTask
 
 CHAIN = {"nodes": {"a": {"agent": "t_source", "params": {"value": 4}},
                    "b": {"agent": "t_count", "in": {"x": {"from": "a.value"}}, "params": {"value": 1}}},
@@ -140,7 +140,7 @@ def test_the_cli_reports_a_corrupt_object_once_and_finishes(tmp_path):
         return path
 
     def mora(path: Path, run_dir: Path) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={path}",
+        return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={path}",
                                "runtime=local", "runtime.device=cpu", f"hydra.run.dir={run_dir}"],
                               env=env, capture_output=True, text=True, timeout=300, check=False)
 
@@ -158,8 +158,8 @@ def test_worker_processes_quarantine_and_the_scheduler_repairs(tmp_path, monkeyp
     import pool_agents
     import yaml
 
-    from mora.engine.api import load_plan, run
-    from mora.engine.executors.pool import PoolExecutor
+    from mora.engine.execution.executors.pool import PoolExecutor
+    from mora.engine.frontends.api import load_plan, run
 
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     log = tmp_path / "log"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mora.engine.media import load_video_file
+from mora.engine.cache.media import load_video_file
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text"}},
@@ -24,7 +24,7 @@ def mora(tmp_path, cache_dir):
     def run(*args: str) -> subprocess.CompletedProcess:
         flags = [a for a in args if a.startswith("-")]
         overrides = [a for a in args if not a.startswith("-")]
-        return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "runtime=local",
+        return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "runtime=local",
                                "runtime.device=cpu", "quiet=true", *overrides],
                               cwd=tmp_path, capture_output=True, text=True, timeout=60)
 
@@ -131,7 +131,7 @@ def test_inputs_dot_name_override(mora, write_graph, tmp_path):
 @pytest.mark.usefixtures("tiny_models")
 def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir):
     """The README's first command: `mora` with no overrides, from any directory."""
-    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     video, *_, last = result.stdout.splitlines()

@@ -33,7 +33,7 @@ def mora(tmp_path, cache_dir):
     def run(*args: str, quiet: bool = True) -> subprocess.CompletedProcess:
         flags = [a for a in args if a.startswith("-")]
         overrides = [a for a in args if not a.startswith("-")]
-        return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "runtime=local",
+        return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "runtime=local",
                                "runtime.device=cpu", f"quiet={str(quiet).lower()}", *overrides],
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
@@ -157,14 +157,14 @@ def test_mora_launcher_sweep_keeps_hydras_contract(mora, write_graph, tmp_path):
 ])
 def test_shell_completion_offers_the_graphs_inputs(tmp_path, write_graph, line, shell, expected):
     write_graph(GRAPH)
-    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-sc", f"query={shell}"],
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-sc", f"query={shell}"],
                             cwd=tmp_path, env={**os.environ, "COMP_LINE": line}, capture_output=True, text=True,
                             timeout=60)
     assert (result.returncode, result.stdout.strip()) == (0, expected), result.stderr
 
 
 def test_shell_completion_of_other_words_stays_hydras(tmp_path):
-    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-sc", "query=bash"],
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-sc", "query=bash"],
                             cwd=tmp_path, env={**os.environ, "COMP_LINE": "mora grap"}, capture_output=True,
                             text=True, timeout=60)
     assert result.stdout.split() == ["graph.", "graph=", "graph_file="]

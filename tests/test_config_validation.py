@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from mora_inproc import ECHO_GRAPH, run_mora
 
-from mora.engine.config import available_devices, check_devices
+from mora.engine.frontends.config import available_devices, check_devices
 
 GRAPH = ECHO_GRAPH
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mora.engine import encoded, media
-from mora.engine.maintenance import verify
-from mora.engine.store import Store
+from mora.engine.cache import encoded, media
+from mora.engine.cache.maintenance import verify
+from mora.engine.cache.store import Store
 
 
 @pytest.fixture

@@ -12,16 +12,16 @@ import pytest
 import yaml
 from entry_points import agent_env
 
-from mora.engine import maintenance, media
+from mora.engine.cache import maintenance, media
+from mora.engine.cache.store import Store
 from mora.engine.errors import MoraError
-from mora.engine.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _mora(env: dict[str, str], graph: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={graph}", "runtime=local",
+        [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={graph}", "runtime=local",
          "runtime.device=cpu", f"hydra.run.dir={run_dir}", *extra],
         env=env, capture_output=True, text=True, timeout=300)
 
@@ -50,7 +50,7 @@ def _overlapping_graph(path: Path, job: int, log: Path) -> None:
 BARRIER_CLI = textwrap.dedent("""\
     import os, sys, time
     from pathlib import Path
-    from mora.engine.cli import main
+    from mora.engine.frontends.cli import main
 
     barrier, me, peers = Path(os.environ["BARRIER"]), os.environ["JOB"], int(os.environ["PEERS"])
     (barrier / f"ready{me}").touch()
@@ -126,7 +126,7 @@ def test_flipped_bytes_are_found_by_verify(tmp_path):
     assert _mora(env, graph, tmp_path / "r1").returncode == 0
     victim = next(p for p in (tmp_path / "cache" / "objects").glob("*/*.txt") if p.read_text() == "/shared1")
     victim.write_text("/sharedX")  # same size, other content
-    out = subprocess.run([sys.executable, "-c", "from mora.engine.admin import entry; entry()", "cache", "verify", "--dir",
+    out = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()", "cache", "verify", "--dir",
                           str(tmp_path / "cache")],
                          env=env, capture_output=True, text=True)
     assert out.returncode == 1 and "content does not match its digest" in out.stdout

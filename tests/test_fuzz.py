@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mora_inproc import ECHO_GRAPH, run_admin, run_mora
 
-from mora.engine.api import load_plan
 from mora.engine.errors import MoraError
+from mora.engine.frontends.api import load_plan
 
 NAMES = st.sampled_from(["a", "b", "c", "prompt", "seed", "text", "video", "image", "../x", "/abs", "", "a.b", "n-1"])
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**6), st.floats(allow_nan=True),

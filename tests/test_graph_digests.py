@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import run_file
 
-from mora.engine.api import GRAPHS_DIR
+from mora.engine.frontends.api import GRAPHS_DIR
 
 pytestmark = pytest.mark.usefixtures("tiny_models")
 

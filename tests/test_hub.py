@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from mora.engine.models import wanted_files
+from mora.engine.execution.models import wanted_files
 
 REPO = "mora-test/tiny-sd"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

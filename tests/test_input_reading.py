@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mora.engine import api, media
+from mora.engine.cache import media
+from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError, InputError
-from mora.engine.store import Store
+from mora.engine.frontends import api
 
 RED = (255, 0, 0)
 
@@ -121,11 +122,11 @@ def test_rotated_video_runs_upright_through_a_graph(write_graph, registry, cache
     ("MAX_INPUT_FRAMES", "more than 4 frames; trim the video first"),
 ])
 def test_video_budgets_are_checked_from_the_header(tmp_path, monkeypatch, limit, expected):
-    monkeypatch.setattr(f"mora.engine.media.{limit}", {"MAX_DECODED_BYTES": 20 << 10,
+    monkeypatch.setattr(f"mora.engine.cache.media.{limit}", {"MAX_DECODED_BYTES": 20 << 10,
                                                        "MAX_INPUT_PIXELS": 48 * 32 - 1, "MAX_INPUT_FRAMES": 4}[limit])
     path = clip(tmp_path / "in.mp4", marked())
     decoded = []
-    monkeypatch.setattr("mora.engine.media.write_frame_store", lambda *a: decoded.append(a))
+    monkeypatch.setattr("mora.engine.cache.media.write_frame_store", lambda *a: decoded.append(a))
     with pytest.raises(InputError) as info:
         media.ingest_video_file(path, io.BytesIO())
     assert str(info.value) == f"{path}: {expected}"
@@ -133,7 +134,7 @@ def test_video_budgets_are_checked_from_the_header(tmp_path, monkeypatch, limit,
 
 
 def test_budgets_hold_while_decoding_when_the_header_understates_the_length(tmp_path, monkeypatch):
-    monkeypatch.setattr("mora.engine.media.MAX_INPUT_FRAMES", 4)
+    monkeypatch.setattr("mora.engine.cache.media.MAX_INPUT_FRAMES", 4)
     header_check = media._check_budget
     monkeypatch.setattr(media, "_check_budget",
                         lambda path, frames, h, w, exact: header_check(path, frames if exact else 1, h, w, exact))
@@ -142,7 +143,7 @@ def test_budgets_hold_while_decoding_when_the_header_understates_the_length(tmp_
 
 
 def test_frame_store_budget_is_checked_from_its_header(tmp_path, monkeypatch):
-    monkeypatch.setattr("mora.engine.media.MAX_DECODED_BYTES", 500)
+    monkeypatch.setattr("mora.engine.cache.media.MAX_DECODED_BYTES", 500)
     path = tmp_path / "in.safetensors"
     path.write_bytes(media.frames_blob(np.zeros((3, 8, 8, 3), np.uint8), 8).data)
     with pytest.raises(InputError, match="video is 8x8, 3 frames: 576 bytes decoded, more than the 500 bytes allowed"):
@@ -164,7 +165,7 @@ def test_ingesting_a_video_holds_about_one_frame_in_memory(tmp_path):
 
 
 def stored_clip(tmp_path: Path, frames: np.ndarray):
-    from mora.engine.artifacts import ArtifactRef
+    from mora.engine.cache.artifacts import ArtifactRef
     from mora.engine.ports import PortType
 
     path = tmp_path / "clip.safetensors"

@@ -1,4 +1,4 @@
-"""A sweep's job configs composed once (mora.engine.jobconfig) equal Hydra's full composition of each job."""
+"""A sweep's job configs composed once (mora.engine.frontends.jobconfig) equal Hydra's full composition of each job."""
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +13,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf, open_dict
 
-from mora.engine.config import register, register_launcher
-from mora.engine.jobconfig import Composer
+from mora.engine.frontends.config import register, register_launcher
+from mora.engine.frontends.jobconfig import Composer
 
 GRAPH = Path(__file__).parents[1] / "bench" / "graphs" / "three_text.yaml"
 BASE = [f"graph_file={GRAPH}", "prompt=fox"]
@@ -76,7 +76,7 @@ def test_a_bad_input_override_is_refused_as_hydra_refuses_it(hydra_run, bad):
 
 
 def sweep(tmp: Path, tag: str, *hydra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", *BASE,
+    return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m", *BASE,
                            "inputs.n=0,1,2", "runtime=local", "runtime.device=cpu", "quiet=true",
                            f"cache.dir={tmp / tag / 'cache'}", f"hydra.sweep.dir={tmp / tag / 'sweep'}", *hydra],
                           cwd=tmp, capture_output=True, text=True, timeout=300, check=False)

@@ -11,8 +11,8 @@ from engine_agents import COUNT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mora.engine import keys
-from mora.engine.keys import canonical, digest_of, node_key
+from mora.engine.graph import keys
+from mora.engine.graph.keys import canonical, digest_of, node_key
 
 D1, D2 = "a" * 64, "b" * 64
 BASE: dict[str, Any] = {
@@ -38,7 +38,7 @@ def test_same_ingredients_same_key():
 
 
 def test_key_is_the_same_in_another_process():
-    code = ("import json, sys; from mora.engine.keys import node_key; kw = json.loads(sys.stdin.read()); "
+    code = ("import json, sys; from mora.engine.graph.keys import node_key; kw = json.loads(sys.stdin.read()); "
             "print(node_key(**kw))")
     out = subprocess.run([sys.executable, "-c", code], input=json.dumps(BASE), capture_output=True, text=True,
                          check=True, env={"PYTHONHASHSEED": "123", "PATH": ""}).stdout.strip()
@@ -185,8 +185,8 @@ def reordered(value: Any) -> Any:
 
 
 def test_a_hub_model_is_identified_by_the_commit_its_revision_resolves_to(tmp_path, monkeypatch):
-    from mora.engine.models import identity
-    from mora.engine.store import Store
+    from mora.engine.cache.store import Store
+    from mora.engine.execution.models import identity
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     refs = tmp_path / "hub" / "models--org--model" / "refs"
@@ -206,9 +206,9 @@ def test_a_hub_model_is_identified_by_the_commit_its_revision_resolves_to(tmp_pa
 
 
 def test_quantization_enters_the_model_identity_and_offload_does_not(tmp_path):
-    from mora.engine.agent import Agent
-    from mora.engine.models import identity, resolve
-    from mora.engine.store import Store
+    from mora.engine.cache.store import Store
+    from mora.engine.execution.models import identity, resolve
+    from mora.engine.graph.agent import Agent
 
     agent = Agent(type="t", version=1, description="d", run=lambda *a: {}, model_role="draw")
     preset = {"name": "p", "dtype": "float16", "roles": {"draw": {"source": "tiny", "name": "sd"}}}
@@ -232,9 +232,9 @@ def test_quantization_enters_the_model_identity_and_offload_does_not(tmp_path):
 
 
 def test_a_refiner_is_part_of_the_model_identity_and_stays_with_its_role(tmp_path):
-    from mora.engine.agent import Agent
-    from mora.engine.models import identity, resolve
-    from mora.engine.store import Store
+    from mora.engine.cache.store import Store
+    from mora.engine.execution.models import identity, resolve
+    from mora.engine.graph.agent import Agent
 
     agent = Agent(type="t", version=1, description="d", run=lambda *a: {}, model_role="draw")
     role = {"source": "tiny", "name": "sdxl", "refiner": {"source": "tiny", "name": "sdxl_refiner"}}

@@ -16,7 +16,7 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 
 import hydra_plugins.mora_launcher
 from hydra_plugins.mora_launcher.mora_launcher import MoraLauncher
-from mora.engine.config import register_launcher
+from mora.engine.frontends.config import register_launcher
 
 
 @pytest.fixture(autouse=True)

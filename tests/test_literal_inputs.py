@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mora_inproc import ECHO_GRAPH, run_mora
 
-from mora.engine.overrides import as_data, hydra_quoted
+from mora.engine.frontends.overrides import as_data, hydra_quoted
 
 GRAPH = ECHO_GRAPH
 SECRET = "hunter2-do-not-leak"
@@ -84,7 +84,7 @@ def test_hydra_quoting_round_trips(text):
 
 
 def test_text_is_read_by_the_declared_input_type(write_graph, registry):
-    from mora.engine.api import load_plan
+    from mora.engine.frontends.api import load_plan
 
     path = write_graph({"inputs": {"a": {"type": "number"}, "b": {"type": "number"}, "names": {"type": "list[text]"}},
                         "nodes": {"sum": {"agent": "t_add", "in": {"a": {"input": "a"}, "b": {"input": "b"}}}},
@@ -98,7 +98,7 @@ def test_a_prompts_file_becomes_a_sweep_of_literal_prompts(tmp_path):
 
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join([*PROMPTS[:-1], "", "  "]) + "\n", encoding="utf-8")  # blank lines are skipped
-    result = subprocess.run([sys.executable, "-m", "mora.engine.overrides", str(prompts)], capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "mora.engine.frontends.overrides", str(prompts)], capture_output=True,
                             text=True, check=True)
     parser = OverridesParser.create()
     jobs = parser.parse_override(f"prompt={result.stdout.strip()}").sweep_string_iterator()  # as Hydra splits a sweep

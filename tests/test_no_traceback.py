@@ -77,7 +77,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     graph = tmp_path / "slow.yaml"
     graph.write_text(yaml.safe_dump({"nodes": {"slow": {"agent": "p_count", "params": {
         "tag": "slow", "seconds": 60, "log": str(log)}}}, "outputs": {"out": {"from": "slow.text"}}}))
-    proc = subprocess.Popen([sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={graph}",
+    proc = subprocess.Popen([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={graph}",
                              "runtime=local", "runtime.device=cpu", "quiet=true", f"hydra.run.dir={tmp_path / 'run'}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

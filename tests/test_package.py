@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mora.engine.store import default_cache_dir, source_checkout
+from mora.engine.cache.store import default_cache_dir, source_checkout
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_the_wheel_runs_outside_the_checkout_and_caches_in_the_user_cache_dir(tm
     for needed in ("mora/conf/config.yaml", "mora/conf/model/tiny.yaml", "mora/conf/runtime/pool.yaml",
                    "mora/conf/cache/default.yaml", "mora/conf/graph/text_to_video.yaml",
                    "mora/graphs/text_to_video.yaml", "mora/graphs/mora-graph.schema.json",
-                   "hydra_plugins/mora_launcher/mora_launcher.py", "mora/engine/cli.py", "mora/nodes/zoo/__init__.py"):
+                   "hydra_plugins/mora_launcher/mora_launcher.py", "mora/engine/frontends/cli.py", "mora/nodes/zoo/__init__.py"):
         assert needed in names, f"{needed} is not in the wheel"
     assert not any(n.split("/")[0] in ("engine", "nodes", "conf", "graphs") for n in names), "generic top-level names"
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mora.engine.api import load_plan
 from mora.engine.errors import GraphError
-from mora.engine.plan import Source
+from mora.engine.frontends.api import load_plan
+from mora.engine.graph.plan import Source
 from mora.engine.ports import PortType
 
 # A template: y = x + 1 (its own constant node), so each expansion adds two nodes.

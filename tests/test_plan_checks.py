@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from mora.engine.api import load_plan
 from mora.engine.errors import GraphError
-from mora.engine.model_kinds import folder_problem
+from mora.engine.execution.model_kinds import folder_problem
+from mora.engine.frontends.api import load_plan
 
 TEMPLATE = {"inputs": {"prompt": {"type": "text"}, "style": {"type": "text", "default": ""}},
             "nodes": {"cue": {"agent": "style_cue", "in": {"prompt": {"input": "prompt"}}},

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from conftest import run_file
 
-from mora.engine.executors.placement import choose
-from mora.engine.executors.pool import PoolExecutor
-from mora.engine.runner import Context
-from mora.engine.settings import ExecutionSettings
-from mora.engine.task import NodeTask
+from mora.engine.execution.executors.placement import choose
+from mora.engine.execution.executors.pool import PoolExecutor
+from mora.engine.execution.runner import Context
+from mora.engine.execution.settings import ExecutionSettings
+from mora.engine.execution.task import NodeTask
 
 TESTS = Path(__file__).parent
 
@@ -143,7 +143,7 @@ def test_placement_prefers_the_model_then_the_inputs_then_spreads():
 
 
 def test_a_prefetch_never_evicts_a_resident_model(monkeypatch, tmp_path):
-    from mora.engine import settings
+    from mora.engine.execution import settings
     from mora.nodes import models
 
     monkeypatch.setattr(settings, "_CURRENT", replace(settings.current(), max_resident_models=1))
@@ -184,9 +184,9 @@ SIGINT_SCRIPT = textwrap.dedent("""
     import sys, yaml
     from pathlib import Path
     import pool_agents
-    from mora.engine.api import load_plan, run
-    from mora.engine.executors.pool import PoolExecutor
-    from mora.engine.store import Store
+    from mora.engine.frontends.api import load_plan, run
+    from mora.engine.execution.executors.pool import PoolExecutor
+    from mora.engine.cache.store import Store
     tmp = Path(sys.argv[1])
     graph = tmp / "g.yaml"
     graph.write_text(yaml.safe_dump({"nodes": {"a": {"agent": "p_sleep", "params": {"seconds": 30}},
@@ -232,7 +232,7 @@ def test_a_swept_runtime_gets_its_own_pool_and_no_worker_outlives_the_sweep(tmp_
     graph.write_text(text)
     env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, "-c", "from mora.engine.cli import main; main()", "-m", f"graph_file={graph}",
+        [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m", f"graph_file={graph}",
          "inputs.word=fox,owl", "runtime=pool", "runtime.device=cpu", "runtime.devices=2", "runtime.batch_size=1,2",
          "hydra/launcher=mora", f"hydra.sweep.dir={tmp_path / 'sweep'}", "quiet=true"],
         env=env, capture_output=True, text=True, timeout=300, cwd=TESTS.parent)

@@ -5,9 +5,9 @@ import logging
 import os
 import warnings
 
-from mora.engine.progress import QUIET_LIBRARIES, ConsoleFormatter, Reporter, quiet_libraries
-from mora.engine.runner import Context
-from mora.engine.scheduler import NodeRecord
+from mora.engine.execution.progress import QUIET_LIBRARIES, ConsoleFormatter, Reporter, quiet_libraries
+from mora.engine.execution.runner import Context
+from mora.engine.execution.scheduler import NodeRecord
 
 
 def record(node_id: str, status: str, **fields) -> NodeRecord:

@@ -5,15 +5,15 @@ import pool_agents
 import pytest
 import yaml
 
-from mora.engine.api import load_plan, run
+from mora.engine.cache.store import Store
 from mora.engine.errors import MoraError
-from mora.engine.store import Store
+from mora.engine.frontends.api import load_plan, run
 
 pytest.importorskip("ray")
 
 
 def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
-    from mora.engine.executors.ray import RayExecutor
+    from mora.engine.execution.executors.ray import RayExecutor
 
     model_dir = tmp_path / "standin"
     model_dir.mkdir()
@@ -40,7 +40,7 @@ def test_ray_actors_run_branches_with_affinity(ray_cluster, tmp_path):
 
 
 def test_store_check_names_the_node_that_cannot_see_the_cache(ray_cluster, tmp_path):
-    from mora.engine.executors.ray import RayExecutor, _Actor
+    from mora.engine.execution.executors.ray import RayExecutor, _Actor
 
     here = _Actor("cpu", "probe")
     token = tmp_path / ".token"

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from conftest import PRESET, subprocess_env
 
-from mora.engine import api, maintenance
-from mora.engine.artifacts import Blob, CorruptArtifact
+from mora.engine.cache import maintenance
+from mora.engine.cache.artifacts import Blob, CorruptArtifact
+from mora.engine.cache.store import Store
 from mora.engine.errors import CacheError
+from mora.engine.frontends import api
 from mora.engine.ports import PortType
-from mora.engine.store import Store
 
 BUCKET = "mora-test"
 
@@ -127,9 +128,9 @@ KILLED_MID_UPLOAD = textwrap.dedent("""\
     from pathlib import Path
     import engine_agents
     from conftest import PRESET
-    from mora.engine import api
-    from mora.engine.remote import Remote
-    from mora.engine.store import Store
+    from mora.engine.frontends import api
+    from mora.engine.cache.remote import Remote
+    from mora.engine.cache.store import Store
 
     graph, cache, url, marker = sys.argv[1:5]
     real_mv = Remote.upload
@@ -202,7 +203,7 @@ CLI_GRAPH = {"inputs": {"prompt": {"type": "text", "default": "fox"}},
 
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "runtime=local",
+    return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "runtime=local",
                            "runtime.device=cpu", "quiet=true", *overrides],
                           check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 

@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mora.engine import api
-from mora.engine.admin import main as admin
-from mora.engine.media import Frames, frames_blob, load_video_file, write_mp4
-from mora.engine.report import rebuild, write_run_report
-from mora.engine.report.sweep import layout
-from mora.engine.store import Store
+from mora.engine.cache.media import Frames, frames_blob, load_video_file, write_mp4
+from mora.engine.cache.store import Store
+from mora.engine.frontends import api
+from mora.engine.frontends.admin import main as admin
+from mora.engine.frontends.report import rebuild, write_run_report
+from mora.engine.frontends.report.sweep import layout
 
 GRAPH = """
 mora: 1
@@ -202,7 +202,7 @@ def sweep(tmp_path_factory, clip) -> Path:
     graph = root / "graph.yaml"
     graph.write_text(GRAPH)
     env = {**os.environ, "MORA_CACHE_DIR": str(root / "cache"), "HOME": str(root)}
-    result = subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", "-m",
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m",
                              f"graph_file={graph}", f"inputs.video={clip}", "inputs.index=0,-1", "inputs.fps=4,12",
                              "inputs.word=a,b", "objective=dynamic_degree", "runtime=local", "runtime.device=cpu",
                              "quiet=true", f"hydra.sweep.dir={root / 'out'}"],

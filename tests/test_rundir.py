@@ -11,9 +11,9 @@ import engine_agents
 import pytest
 from mora_inproc import ECHO_GRAPH, run_mora
 
-from mora.engine.agent import Agent, Port
+from mora.engine.graph.agent import Agent, Port
+from mora.engine.graph.registry import Registry
 from mora.engine.ports import PortType
-from mora.engine.registry import Registry
 
 GRAPH = ECHO_GRAPH
 LISTS = Agent("t_list", 1, "Two texts.", lambda ctx, inputs, params: {"items": ["a", "b"]},
@@ -46,7 +46,7 @@ def test_two_outputs_mapping_to_one_file_are_refused(write_graph, graph_problems
 
 
 def test_names_that_only_look_alike_are_fine(write_graph, registry):
-    from mora.engine.api import load_plan
+    from mora.engine.frontends.api import load_plan
 
     plan = load_plan(write_graph(_graph({"items": "l.items", "items_x": "n.text", "out_1": "n.text",
                                          "manifests": "n.text"})), {}, registry=registry)
@@ -77,7 +77,7 @@ def test_a_run_directory_that_is_a_file_is_one_line_and_status_2(capsys, write_g
 TOGETHER = textwrap.dedent("""\
     import sys, time
     from pathlib import Path
-    from mora.engine.cli import main
+    from mora.engine.frontends.cli import main
 
     me, other = Path(sys.argv.pop(1)), Path(sys.argv.pop(1))
     me.touch()

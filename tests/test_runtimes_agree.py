@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from conftest import run_file
 
-from mora.engine.api import RunOutcome, graph_path
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.executors.pool import PoolExecutor
+from mora.engine.execution.executors.inprocess import InProcessExecutor
+from mora.engine.execution.executors.pool import PoolExecutor
+from mora.engine.frontends.api import RunOutcome, graph_path
 
 INPUTS = {"prompt_mode": "template"}
 RUNTIMES = ("local", "pool", "ray")
@@ -37,7 +37,7 @@ def _run(executor: Any, runtime: str, tmp: Path) -> RunOutcome:
 
 @pytest.fixture(scope="module")
 def outcomes(ray_cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, RunOutcome]:
-    from mora.engine.executors.ray import RayExecutor
+    from mora.engine.execution.executors.ray import RayExecutor
 
     tmp = tmp_path_factory.mktemp("agree")
     # in-process first: it builds any tiny model still missing, so the workers only load them

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
+from mora.engine.cache.store import Store
 from mora.engine.errors import MoraError
-from mora.engine.scheduler import run_plan
-from mora.engine.store import Store
+from mora.engine.execution.scheduler import run_plan
 
 
 def diamond(write_graph, offset: float = 0.0, **extra_nodes):
@@ -221,8 +221,8 @@ def test_an_agent_returning_the_wrong_artifact_type_fails_its_node(write_graph, 
 
 
 def test_nodes_run_in_dependency_order(write_graph, run_graph, cache_dir, registry):
-    from mora.engine.api import load_plan
-    from mora.engine.executors.inprocess import InProcessExecutor
+    from mora.engine.execution.executors.inprocess import InProcessExecutor
+    from mora.engine.frontends.api import load_plan
 
     path = diamond(write_graph)
     submitted: list[str] = []

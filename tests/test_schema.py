@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from mora.engine.schema import graph_schema
+from mora.engine.graph.schema import graph_schema
 
 GRAPHS = Path(__file__).resolve().parent.parent / "graphs"
 SCHEMA_FILE = GRAPHS / "mora-graph.schema.json"

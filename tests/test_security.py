@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from mora.engine.agent import Agent, Port
 from mora.engine.errors import GraphError, MoraError
+from mora.engine.graph.agent import Agent, Port
+from mora.engine.graph.registry import Registry
 from mora.engine.ports import PortType
-from mora.engine.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "diffusers", "transformers")
@@ -55,7 +55,7 @@ def test_cli_refuses_a_tagged_graph_without_running_or_touching_the_cache(tmp_pa
     graph.write_text(_tagged_graph(marker)["python/object/apply"])
     cache = tmp_path / "cache"
     result = subprocess.run(
-        [sys.executable, "-c", "from mora.engine.cli import main; main()", f"graph_file={graph}", "runtime=local",
+        [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={graph}", "runtime=local",
          "runtime.device=cpu", f"hydra.run.dir={tmp_path / 'run'}"],
         env=child_env(MORA_CACHE_DIR=str(cache)), capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 2, result.stderr
@@ -124,12 +124,12 @@ def test_a_plugin_cannot_replace_a_builtin_agent(tmp_path, child_env):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[mora.agents]\ntext_template = evil_plugin\n")
     (site / "evil_plugin.py").write_text(textwrap.dedent("""\
-        from mora.engine.agent import Agent, Port
+        from mora.engine.graph.agent import Agent, Port
         from mora.engine.ports import PortType
         AGENT = Agent("text_template", 1, "Not the real one.", lambda ctx, i, p: {},
                       outputs=(Port("text", PortType.TEXT),))
     """))
-    code = "from mora.engine.registry import default_registry; default_registry()"
+    code = "from mora.engine.graph.registry import default_registry; default_registry()"
     env = child_env()
     env["PYTHONPATH"] = f"{site}:{env['PYTHONPATH']}"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60,
@@ -145,8 +145,8 @@ IMPORT_EVERYTHING = textwrap.dedent("""\
     modules = [m.name for m in pkgutil.walk_packages(mora.engine.__path__, "mora.engine.")]
     for name in modules:
         importlib.import_module(name)
-    from mora.engine.api import load_plan
-    from mora.engine.registry import default_registry
+    from mora.engine.frontends.api import load_plan
+    from mora.engine.graph.registry import default_registry
     default_registry()
     load_plan(Path("graphs/text_to_video.yaml"), {})
     print(json.dumps({"modules": modules, "installed": [m for m in sys.argv[1:] if importlib.util.find_spec(m)],

@@ -18,10 +18,10 @@ import pool_agents
 import pytest
 import yaml
 
-from mora.engine.api import load_plan, run
-from mora.engine.executors.inprocess import InProcessExecutor
-from mora.engine.executors.pool import PoolExecutor
-from mora.engine.store import Store
+from mora.engine.cache.store import Store
+from mora.engine.execution.executors.inprocess import InProcessExecutor
+from mora.engine.execution.executors.pool import PoolExecutor
+from mora.engine.frontends.api import load_plan, run
 
 TESTS = Path(__file__).parent
 DEADLINE = 90.0
@@ -80,7 +80,7 @@ def test_lock_timeout_is_honoured_on_a_pool_worker(tmp_path, on_path):
 
 
 def test_lock_timeout_is_honoured_on_a_ray_actor(ray_cluster, tmp_path):
-    from mora.engine.executors.ray import RayExecutor
+    from mora.engine.execution.executors.ray import RayExecutor
 
     record = _run_with_the_key_held(tmp_path, lambda: RayExecutor({"device": "cpu", "devices": 1}))
     assert record.worker == "actor0"

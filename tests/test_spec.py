@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mora.engine.api import load_plan
 from mora.engine.errors import GraphError
-from mora.engine.spec import Link, read_graph_file
+from mora.engine.frontends.api import load_plan
+from mora.engine.graph.spec import Link, read_graph_file
 
 OK_OUTPUTS = {"out": {"from": "a.value"}}
 

@@ -29,7 +29,7 @@ def own_resident_models(tiny_models):
 
 @pytest.fixture
 def store(tmp_path: Path):
-    from mora.engine.artifacts import ArtifactRef
+    from mora.engine.cache.artifacts import ArtifactRef
 
     def put(blob: Any) -> ArtifactRef:
         path = tmp_path / f"{blob.digest}.bin"
@@ -57,7 +57,7 @@ def test_auto_compiles_on_cuda_only_and_the_preset_decides_when_the_node_does_no
 
 
 def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
-    from mora.engine.models import resolve
+    from mora.engine.execution.models import resolve
     from mora.nodes.image_to_video import AGENT
 
     base = params_of(AGENT, compile="off", attention="sdpa")
@@ -137,7 +137,7 @@ def test_fp8_needs_a_capable_gpu_and_says_so():
 def test_speed_fast_turns_compile_on_through_the_preset():
     from hydra import compose, initialize_config_module
 
-    from mora.engine.config import register
+    from mora.engine.frontends.config import register
 
     register()
     with initialize_config_module("mora.conf", version_base="1.3"):

@@ -15,12 +15,12 @@ from pathlib import Path
 import diskcache
 import pytest
 
-from mora.engine.artifacts import Blob, CorruptArtifact
+from mora.engine.cache.artifacts import Blob, CorruptArtifact
+from mora.engine.cache.index import CorruptRow
+from mora.engine.cache.media import read_text
+from mora.engine.cache.store import Store, default_cache_dir
 from mora.engine.errors import CacheError
-from mora.engine.index import CorruptRow
-from mora.engine.media import read_text
 from mora.engine.ports import PortType
-from mora.engine.store import Store, default_cache_dir
 
 BLOB = Blob(PortType.TEXT, "txt", b"hello, store")
 
@@ -275,8 +275,8 @@ SHARED_RUN = textwrap.dedent("""\
     import json, sys, time
     from pathlib import Path
     import engine_agents
-    from mora.engine.api import load_plan, run
-    from mora.engine.store import Store
+    from mora.engine.frontends.api import load_plan, run
+    from mora.engine.cache.store import Store
 
     graph, cache, run_dir, me, other = map(Path, sys.argv[1:6])
     plan = load_plan(graph, {}, registry=engine_agents.registry())

@@ -15,7 +15,7 @@ def mora(tmp: Path, models: Path, *args: str, cache: str = "cache") -> subproces
            "HOME": str(tmp)}
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
-    return subprocess.run([sys.executable, "-c", "from mora.engine.cli import main; main()", *flags, "runtime=local",
+    return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "runtime=local",
                            "runtime.device=cpu", "quiet=true", *overrides], env=env, capture_output=True, text=True,
                           timeout=900)
 

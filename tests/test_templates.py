@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY, run_file
 
-from mora.engine.api import graph_path
-from mora.engine.media import load_video_file
-from mora.engine.report import write_run_report
+from mora.engine.cache.media import load_video_file
+from mora.engine.frontends.api import graph_path
+from mora.engine.frontends.report import write_run_report
 
 pytestmark = pytest.mark.usefixtures("tiny_models")
 

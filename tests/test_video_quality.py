@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from conftest import FakeContext, run_file
 
-from mora.engine.api import graph_path
-from mora.engine.media import Frames, frames_blob, write_mp4
-from mora.engine.store import Store
+from mora.engine.cache.media import Frames, frames_blob, write_mp4
+from mora.engine.cache.store import Store
+from mora.engine.frontends.api import graph_path
 from mora.nodes.video_connection import run as connection_run
 from mora.nodes.video_quality import measure
 

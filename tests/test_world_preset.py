@@ -10,8 +10,8 @@ from conftest import FakeContext
 from PIL import Image
 from test_agents_image import params, pixels
 
-from mora.engine.media import image_blob, text_blob
-from mora.engine.models import package_folder, resolve
+from mora.engine.cache.media import image_blob, text_blob
+from mora.engine.execution.models import package_folder, resolve
 from mora.nodes import image_edit, prompt_select, text_to_image
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
@@ -30,7 +30,7 @@ def own_resident_models():
 
 @pytest.fixture
 def put(tmp_path: Path):
-    from mora.engine.artifacts import ArtifactRef
+    from mora.engine.cache.artifacts import ArtifactRef
 
     def put(blob):
         path = tmp_path / blob.digest

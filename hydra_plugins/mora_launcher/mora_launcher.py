@@ -1,7 +1,7 @@
-"""`hydra/launcher=mora`: run a sweep of Mora graphs as one merged graph (see mora.engine.sweep).
+"""`hydra/launcher=mora`: run a sweep of Mora graphs as one merged graph (see mora.engine.frontends.sweep).
 
 `hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
-batch composes a Mora job's config the cheap way (mora.engine.jobconfig: once per sweep, graph
+batch composes a Mora job's config the cheap way (mora.engine.frontends.jobconfig: once per sweep, graph
 inputs applied as data) instead of composing every job in full before the launcher composes it
 again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
 
@@ -39,7 +39,7 @@ class MoraSweeperConf(BasicSweeperConf):
 ConfigStore.instance().store(group="hydra/launcher", name="mora", node=MoraLauncherConf, provider="mora")
 ConfigStore.instance().store(group="hydra/sweeper", name="mora", node=MoraSweeperConf, provider="mora")
 
-MORA_TASK_MODULE = "mora.engine.cli"
+MORA_TASK_MODULE = "mora.engine.frontends.cli"
 """Task functions defined in this module run Mora graphs; any other is a plain Hydra job."""
 
 
@@ -58,7 +58,7 @@ class MoraLauncher(Launcher):
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
         if getattr(self.task_function, "__module__", None) != MORA_TASK_MODULE:
             return self._basic().launch(job_overrides, initial_job_idx)
-        from mora.engine.sweep import launch
+        from mora.engine.frontends.sweep import launch
 
         return launch(self.hydra_context, self.config, job_overrides, initial_job_idx)
 
@@ -88,7 +88,7 @@ class MoraSweeper(Sweeper):
         self.basic = BasicSweeper(self.max_batch_size, self.params)
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         if getattr(task_function, "__module__", None) == MORA_TASK_MODULE:
-            from mora.engine.jobconfig import composer
+            from mora.engine.frontends.jobconfig import composer
 
             compose = composer(hydra_context.config_loader, config)
             self.basic.validate_batch_is_legal = lambda batch: [compose.job(list(o)) for o in batch]  # type: ignore

@@ -1,0 +1,317 @@
+"""Cache maintenance: statistics, listing, full verification and garbage collection.
+
+Policy: maintenance never destroys live or healthy data, and is safe while runs are going on.
+`verify` recomputes the digest of every artifact an index entry references, moves corrupt
+objects to `quarantine/` and drops the entries that used them (they become misses and are
+recomputed on the next run), lists objects no entry references, and deletes temporary files
+whose writer process is gone. `gc` removes entries older than `max_age` (and entries of older
+cache versions, which are never hit), then the oldest until the objects fit in `max_size`,
+then deletes objects that no remaining entry references, unless a live run's lease names them
+or they are younger than `grace` (see leases.py): in `objects/` and, for a cache whose artifacts
+live in an object store, there too (`objects/` then holds this machine's copies). Both work only on a directory that already
+holds a cache.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mora.engine.cache.artifacts import ArtifactRef, CorruptArtifact
+from mora.engine.cache.index import CorruptRow, delete_rows, select
+from mora.engine.cache.leases import live_digests
+from mora.engine.cache.store import ENTRY_VERSION, Store, stale
+
+MEMO_PREFIX = "weights:"
+GRACE = 600.0
+"""Seconds for which a new object is safe from gc even when nothing references it yet."""
+CLOCK_MARGIN = 5.0
+"""Seconds by which gc's second read of the index reaches back: processes writing the index share this host's clock."""
+UPLOAD_GRACE = 3600.0
+"""Seconds after which a temporary object in an object store is taken for a dead writer's."""
+
+
+@dataclass
+class VerifyReport:
+    entries: int = 0
+    artifacts: int = 0
+    bad_entries: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    removed_tmp: list[str] = field(default_factory=list)
+    stale: int = 0
+    """Entries of an older cache version: never hit, not verified, removed by gc."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad_entries
+
+
+def _rows(where: str = "1") -> str:
+    return (f"(SELECT rowid, key, CAST(value AS TEXT) AS t FROM Cache WHERE {where} AND raw = 1 "
+            f"AND key NOT GLOB '{MEMO_PREFIX}*' AND mode = 1 AND filename IS NULL)")
+
+
+ROWS = _rows()
+"""Node-result rows whose JSON lies in the database (all but entries over 32 kB), for SQLite's JSON functions."""
+VALID = "(json_valid(t) AND json_type(t) = 'object' AND json_type(t, '$.outputs') IS NOT NULL)"
+STALE = f"(json_type(t, '$.v') = 'integer' AND json_extract(t, '$.v') != {ENTRY_VERSION})"
+OTHER = (f"SELECT key FROM Cache WHERE raw = 1 AND key NOT GLOB '{MEMO_PREFIX}*' "
+         "AND (mode != 1 OR filename IS NOT NULL)")
+"""Rows read through diskcache one by one: large entries held in value files, and rows Mora did not write."""
+
+
+def entries(store: Store) -> list[tuple[str, dict[str, Any] | None]]:
+    """Every node-result entry (key, entry), None for rows that are not valid JSON entries."""
+    out: list[tuple[str, dict[str, Any] | None]] = []
+    for key, text in select(store.index, f"SELECT key, t FROM {ROWS} ORDER BY rowid"):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = None
+        out.append((key, value if isinstance(value, dict) and "outputs" in value else None))
+    return out + [(key, _get(store, key)) for (key,) in select(store.index, OTHER)]
+
+
+def _get(store: Store, key: str) -> dict[str, Any] | None:
+    try:
+        value = store.index.get(key)
+    except CorruptRow:
+        return None
+    return value if isinstance(value, dict) and "outputs" in value else None
+
+
+def _objects(store: Store) -> dict[str, Path]:
+    """Stored objects by file name (`<digest>.<ext>`), from one directory listing per shard."""
+    out: dict[str, Path] = {}
+    for shard in os.scandir(store.root / "objects"):
+        if shard.is_dir(follow_symlinks=False):
+            out.update((e.name, Path(e.path)) for e in os.scandir(shard.path) if e.is_file(follow_symlinks=False))
+    return out
+
+
+def referenced(store: Store, entry: dict[str, Any]) -> set[str]:
+    return {ref.path.name for ref in store._refs(entry)}
+
+
+def stats(store: Store) -> dict[str, Any]:
+    """Counts per agent from the index's tag index (a second at a million entries) and one listing of the objects.
+
+    Rows without a tag (written before tags, or not by Mora) are classified from their JSON, as
+    `<corrupt>` when they are not entries; a tagged row is counted under its tag unread (`verify`
+    reads every entry).
+    """
+    objs = _objects(store)
+    agents: dict[str, int] = {}
+    query = (f"SELECT CASE WHEN {VALID} THEN coalesce(json_extract(t, '$.agent'), 'None') ELSE '<corrupt>' END, "
+             f"count(*) FROM {_rows('tag IS NULL')} GROUP BY 1")
+    counts = [(str(agent), n) for agent, n in select(store.index, query)]
+    counts += select(store.index, "SELECT tag, count(*) FROM Cache WHERE tag IS NOT NULL GROUP BY tag")
+    counts += [(str(e.get("agent")) if e else "<corrupt>", 1) for e in (_get(store, k) for (k,) in
+                                                                      select(store.index, OTHER + " AND tag IS NULL"))]
+    for agent, n in counts:
+        agents[agent] = agents.get(agent, 0) + n
+    remote = store.remote.objects() if store.remote is not None else None
+    return {
+        "dir": str(store.root),
+        "entries": sum(agents.values()),
+        "objects": len(objs) if remote is None else len(remote),
+        "object_bytes": sum(p.stat().st_size for p in objs.values()) if remote is None else sum(o.size for o in remote),
+        **({} if remote is None else {"artifacts": store.remote.url, "local_copies": len(objs)}),
+        "agents": dict(sorted(agents.items())),
+        "tmp_files": len(list((store.root / "tmp").iterdir())),
+        "quarantined": len(list((store.root / "quarantine").glob("*"))),
+    }
+
+
+def verify(store: Store, repair: bool = True) -> VerifyReport:
+    report = VerifyReport()
+    live: set[str] = set()
+    checked: dict[ArtifactRef, str | None] = {}  # each object is read once, however many entries share it
+    for key, entry in entries(store):
+        if stale(entry):
+            report.stale += 1
+            continue
+        report.entries += 1
+        problem = None
+        if entry is None:
+            problem = "not a valid entry"
+        else:
+            try:
+                refs = list(store._refs(entry))
+            except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
+                refs, problem = [], f"malformed: {e}"
+            for ref in refs:
+                report.artifacts += 1
+                if ref not in checked:
+                    checked[ref] = None
+                    try:
+                        ref.read_bytes()
+                    except CorruptArtifact as e:
+                        checked[ref] = e.why
+                        if repair:  # a corrupt object must not be mistaken for a good one, nor lost for inspection
+                            store.quarantine(e.ref, e.why, e.inode, node=str(entry.get("node")))
+                if checked[ref] is not None:
+                    problem = f"{ref.path.name}: {checked[ref]}"
+                    break
+            if not problem:
+                live |= {r.path.name for r in refs}
+        if problem:
+            report.bad_entries.append(f"{key[:16]} ({entry.get('node') if entry else '?'}): {problem}")
+            if repair:
+                store.index.delete(key)
+    report.orphans = sorted(set(_objects(store)) - live)
+    report.removed_tmp = clean_tmp(store)
+    return report
+
+
+def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
+    """Delete temporary files no writer holds (their lock is free) whose writer died or that went quiet.
+
+    Writers hold an flock on their temporary file until it is renamed into place, so a live
+    write is never deleted, even by a process that cannot see the writer's pid (another host
+    or container sharing the cache).
+    """
+    removed = []
+    now = time.time()
+    for p in (store.root / "tmp").iterdir():
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            pid = p.name.split("-", 1)[0]
+            if (pid.isdigit() and not _alive(int(pid))) or now - os.fstat(fd).st_mtime > min_age:
+                p.unlink()
+                removed.append(p.name)
+        except OSError:  # held by its writer (BlockingIOError), or not a file Mora wrote
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
+       grace: float = GRACE) -> dict[str, int]:
+    """Evict entries by version, age and size, then delete objects nothing references, leases or just wrote.
+
+    Entries are chosen and deleted in SQL, in batched transactions; objects are matched by digest
+    against one listing of `objects/` (bench/cache_scale.py: a tenth of a million entries in seconds).
+    The referenced digests are read before the maintenance lock is taken; under it, only entries
+    stored since (by diskcache's `store_time`, with a margin) are read again, so runs wait for a
+    scan of one column, not for every entry's JSON.
+    """
+    now = time.time()
+    doomed = f"NOT {VALID} OR {STALE}" + (" OR coalesce(json_extract(t, '$.created'), 0) < ?" if max_age else "")
+    rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
+                                   (now - max_age,) if max_age else ())]
+    delete_rows(store.index, rowids)
+    removed_entries = len(rowids)
+    for (key,) in select(store.index, OTHER):
+        entry = _get(store, key)
+        if entry is None or stale(entry) or (max_age is not None and now - float(entry.get("created", 0)) > max_age):
+            store.index.delete(key)
+            removed_entries += 1
+    if max_size is not None:
+        removed_entries += _evict_to_size(store, max_size)
+    freed = removed_objects = leased = young = 0
+    snapshot = time.time()
+    live = _live_digests(store)  # the long read, before runs are made to wait
+    with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
+        live |= _live_digests(store, since=snapshot - CLOCK_MARGIN)  # entries recorded meanwhile
+        held = live_digests(store.root / "leases")
+        for name, path in _objects(store).items():
+            digest = name.split(".", 1)[0]
+            if digest in live:
+                continue
+            if digest in held:
+                leased += 1
+                continue
+            st = path.stat()
+            if now - st.st_mtime < grace:
+                young += 1
+                continue
+            freed += st.st_size
+            path.unlink(missing_ok=True)
+            removed_objects += 1
+        for obj in store.remote.objects() if store.remote is not None else ():
+            digest = obj.name.split(".", 1)[0]
+            if digest in live:
+                continue
+            if digest in held:
+                leased += 1
+            elif now - obj.mtime < grace:
+                young += 1
+            else:
+                freed += obj.size
+                store.remote.delete(obj.name)
+                removed_objects += 1
+        if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
+            store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
+    clean_tmp(store)
+    return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed,
+            "kept_leased": leased, "kept_young": young}
+
+
+def _digests(where: str = "1") -> str:
+    """Each inline entry's artifact digests: every `digest` member under `outputs` (over-inclusive is safe for gc)."""
+    return (f"SELECT r.rowid, coalesce(json_extract(r.t, '$.created'), 0), j.value "
+            f"FROM {_rows(f'{where} AND json_valid(CAST(value AS TEXT))')} AS r, "
+            "json_tree(r.t, '$.outputs') AS j WHERE j.key = 'digest' AND j.type = 'text'")
+
+
+def _live_digests(store: Store, since: float | None = None) -> set[str]:
+    """Digests the entries reference; with `since`, only entries stored (or stored again) from then on."""
+    where, params = ("1", ()) if since is None else ("store_time >= ?", (since,))
+    live = {d for _, _, d in select(store.index, _digests(where), params)}
+    for (key,) in select(store.index, OTHER + f" AND {where}", params):
+        entry = _get(store, key)
+        if entry is not None and not stale(entry):
+            live |= {n.split(".", 1)[0] for n in referenced(store, entry)}
+    return live
+
+
+def _evict_to_size(store: Store, max_size: int) -> int:
+    """Delete the oldest entries until the objects the rest reference fit in `max_size`; how many were deleted.
+
+    One pass with reference counts: an object's bytes are freed when its last entry goes.
+    """
+    sizes = {name.split(".", 1)[0]: p.stat().st_size for name, p in _objects(store).items()}
+    by_entry: dict[int | str, tuple[float, list[str]]] = {}  # rowid of an inline entry, key of one in a file
+    for rowid, created, digest in select(store.index, _digests()):
+        by_entry.setdefault(rowid, (float(created), []))[1].append(digest)
+    for (key,) in select(store.index, OTHER):
+        if (entry := _get(store, key)) is not None:
+            by_entry[key] = (float(entry.get("created", 0)), [n.split(".", 1)[0] for n in referenced(store, entry)])
+    refs: dict[str, int] = {}
+    for _, digests in by_entry.values():
+        for d in set(digests):
+            refs[d] = refs.get(d, 0) + 1
+    size = sum(sizes.get(d, 0) for d in refs)
+    doomed: list[int | str] = []
+    for rowid, (_, digests) in sorted(by_entry.items(), key=lambda kv: kv[1][0]):
+        if size <= max_size:
+            break
+        doomed.append(rowid)
+        for d in set(digests):
+            refs[d] -= 1
+            if not refs[d]:
+                size -= sizes.get(d, 0)
+    delete_rows(store.index, [r for r in doomed if isinstance(r, int)])
+    for key in (r for r in doomed if isinstance(r, str)):
+        store.index.delete(key)
+    return len(doomed)

@@ -1,0 +1,357 @@
+"""Resolving which model a node uses, without loading it: presets, overrides and identities.
+
+A preset (Hydra group `model`) maps each agent role to a reference `{source, name, revision,
+dtype, variant, offload, quantization, compile, attention}` (all but the first five may also be set
+preset-wide);
+a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]`,
+`path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory exists, else a
+hub id). A `package` reference names a folder shipped inside an installed Python package (the
+world preset's trained weights); it resolves to that folder's path, wherever the package is
+installed, and is a `path` from then on. Offload, compile and attention change memory and speed only
+and stay out of the identity; quantization changes numerics and is in it.
+The identity that enters cache keys adds, for local paths, a digest of the weight files
+(cached by their names, sizes and modification times so it is computed once), and for hub ids
+the commit their revision resolves to.
+
+Hub models go through huggingface_hub's own cache and settings (HF_HOME, HF_HUB_OFFLINE,
+HF_ENDPOINT, tokens). Before a run, `check_hub` places every hub model the plan needs at once:
+online, the hub says which commit the revision names (the run is pinned to it) and which files
+a download fetches; offline, the local cache's refs say it. `require` raises one error listing
+every model that is neither on disk nor downloadable, with how to provide it. Downloads happen
+in the process that loads the model (`from_pretrained` fetches exactly the files it needs, with
+progress bars), or ahead of time with `download` (`mora-admin models --download`).
+"""
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from mora.engine.cache.store import Store
+from mora.engine.errors import ModelNotFoundError
+from mora.engine.execution.model_kinds import folder_problem
+from mora.engine.graph.agent import Agent
+
+SOURCES = ("tiny", "random", "hub", "path", "package")
+DTYPES = ("float32", "float16", "bfloat16")
+OFFLOADS = ("none", "model", "group", "sequential")
+"""diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
+QUANTIZATIONS = ("none", "int8", "nf4", "fp8")
+"""bitsandbytes int8/nf4 of the denoiser and text encoders, or torchao FP8 of the denoiser: keyed (changes numerics)."""
+COMPILES = ("off", "on", "auto")
+"""torch.compile of the denoiser (run-only, mora.nodes.speed)."""
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """A model reference from a node's `model` parameter."""
+    source, sep, rest = text.partition(":")
+    if not sep or source not in SOURCES:
+        source, rest = ("path", text) if Path(text).expanduser().is_dir() else ("hub", text)
+    revision = None
+    if source == "hub" and "@" in rest:
+        rest, revision = rest.rsplit("@", 1)
+    return {"source": source, "name": rest, "revision": revision}
+
+
+def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The model reference for a node, or a problem message."""
+    if agent.model_role is None:
+        return None, None
+    roles = preset.get("roles") or {}
+    override = params.get("model") or ""
+    if override:  # another model: the role's refiner belongs to the role's model, not to this one
+        ref = {k: v for k, v in (roles.get(agent.model_role) or {}).items() if k != "refiner"}
+        ref.update(parse_override(override))
+    elif roles.get(agent.model_role):
+        ref = dict(roles[agent.model_role])
+    else:
+        return None, (f"the model preset '{preset.get('name')}' has no model for role '{agent.model_role}'; add "
+                      f"roles.{agent.model_role} to the preset or set the node's `model` parameter")
+    ref.setdefault("revision", None)
+    ref.setdefault("variant", None)
+    ref["dtype"] = params.get("dtype") or ref.get("dtype") or preset.get("dtype") or "float32"
+    ref["offload"] = ref.get("offload") or preset.get("offload") or "none"
+    ref["quantization"] = ref.get("quantization") or preset.get("quantization") or "none"
+    # the node's own speed settings too, so the manifest's per-node model records what the node asked for
+    ref["compile"] = params.get("compile") or ref.get("compile") or preset.get("compile") or "off"
+    ref["attention"] = params.get("attention") or ref.get("attention") or preset.get("attention") or "sdpa"
+    if ref["compile"] not in COMPILES:
+        return None, f"model compile {ref['compile']!r} is not one of {list(COMPILES)}"
+    if ref["offload"] not in OFFLOADS:
+        return None, f"model offload {ref['offload']!r} is not one of {list(OFFLOADS)}"
+    if ref["quantization"] not in QUANTIZATIONS:
+        return None, f"model quantization {ref['quantization']!r} is not one of {list(QUANTIZATIONS)}"
+    if ref.get("source") not in SOURCES or not isinstance(ref.get("name"), str) or not ref["name"]:
+        return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
+    if ref["dtype"] not in DTYPES:
+        return None, f"model dtype {ref['dtype']!r} is not one of {list(DTYPES)}"
+    problem = _check_place(ref, agent.model_role)
+    if problem:
+        return None, problem
+    if ref.get("refiner"):  # a second model finishing the first's denoising (SDXL's refiner): same dtype and memory
+        refiner = ref["refiner"]
+        if not isinstance(refiner, Mapping) or refiner.get("source") not in SOURCES or not refiner.get("name"):
+            return None, (f"refiner {refiner!r} of role {agent.model_role} needs `source` ({'/'.join(SOURCES)}) "
+                          "and `name`")
+        refiner = {"revision": None, "variant": None, **refiner, "dtype": ref["dtype"], "offload": ref["offload"],
+                   "quantization": ref["quantization"]}
+        problem = _check_place(refiner, f"{agent.model_role} refiner")
+        if problem:
+            return None, problem
+        ref["refiner"] = {k: refiner[k] for k in sorted(refiner)}
+    return {k: ref[k] for k in sorted(ref)}, None
+
+
+def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
+    """For a local folder, the problem if it is not there; else None (its path is made absolute in `ref`)."""
+    if ref["source"] == "package":
+        path, problem = package_folder(ref["name"])
+        if problem:
+            return f"{problem} (role {role})"
+        ref["source"], ref["name"] = "path", str(path)
+    if ref["source"] == "path":
+        path = Path(ref["name"]).expanduser()
+        if not path.is_dir():
+            return (f"model path '{path}' does not exist or is not a directory (role {role}); give "
+                    "a folder written by save_pretrained")
+        wrong = folder_problem(role, path) if role else None
+        if wrong:
+            return wrong
+        ref["name"] = str(path.resolve())
+    return None
+
+
+def label(ref: Mapping[str, Any]) -> str:
+    """`source:name[@revision][ [quantization]]`: how workers name their resident models (placement, manifests)."""
+    rev = f"@{ref['revision']}" if ref.get("revision") else ""
+    quantized = f" [{ref['quantization']}]" if ref.get("quantization", "none") != "none" else ""
+    return f"{ref['source']}:{ref['name']}{rev}{quantized}"
+
+
+def package_folder(name: str) -> tuple[Path | None, str | None]:
+    """The folder `MODULE:FOLDER` names inside an installed package, or a problem message."""
+    from importlib.resources import files
+
+    module, sep, folder = name.partition(":")
+    if not sep or not module or not folder:
+        return None, f"a package model is named 'MODULE:FOLDER' (e.g. mora.nodes.world:weights/sd) but is {name!r}"
+    try:
+        path = Path(str(files(module) / folder))
+    except (ModuleNotFoundError, TypeError) as e:
+        return None, f"package model {name!r}: no package {module!r} ({e})"
+    if not path.is_dir():
+        return None, f"package model {name!r}: '{path}' is not a folder in the installed package"
+    return path, None
+
+
+def identity(ref: dict[str, Any] | None, store: Store) -> dict[str, Any] | None:
+    """What of a model reference enters the cache key."""
+    if ref is None:
+        return None
+    ident = {k: ref.get(k) for k in ("source", "name", "revision", "dtype", "variant")}
+    if ref.get("quantization", "none") != "none":
+        ident["quantization"] = ref["quantization"]
+    if ref["source"] in ("tiny", "random"):
+        from mora.engine.execution.model_loader import model_loader
+
+        ident["build"] = model_loader().build_version
+    elif ref["source"] == "path":
+        ident["weights"] = weights_digest(Path(ref["name"]), store)
+    elif ref["source"] == "hub":
+        ident["commit"] = ref.get("commit") or hub_commit(ref["name"], ref.get("revision"))
+    if ref.get("refiner"):
+        ident["refiner"] = identity(ref["refiner"], store)
+    return ident
+
+
+def hub_cache_dir() -> Path:
+    """The local Hugging Face hub cache, found as huggingface_hub finds it (without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "huggingface" / "hub"
+
+
+def hub_commit(repo_id: str, revision: str | None) -> str | None:
+    """The commit a hub id (at a branch or tag, default main) resolves to in the local cache, if it is there.
+
+    A hub id alone does not say which weights it names: when the cached snapshot moves to a new
+    commit, the cache key must change with it.
+    """
+    rev = revision or "main"
+    if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
+        return rev
+    ref_file = hub_cache_dir() / f"models--{repo_id.replace('/', '--')}" / "refs" / rev
+    try:
+        return ref_file.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def weights_digest(folder: Path, store: Store) -> str:
+    """sha256 over a model folder's files, memoized in the index by their names, sizes and mtimes."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-3:]))
+    signature = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        signature.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    memo_key = f"weights:{signature.hexdigest()}"
+    memo = store.index.get(memo_key)
+    if isinstance(memo, str):
+        return memo
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(folder)}\0".encode())
+        with open(p, "rb") as f:
+            while chunk := f.read(1 << 24):
+                h.update(chunk)
+    digest = h.hexdigest()
+    store.index.set(memo_key, digest)
+    return digest
+
+
+
+# hub models before a run ------------------------------------------------------------------
+SMALL_FILES = ("*.json", "*.txt", "*.model", "*.jinja", "*.tiktoken")
+"""Configs, tokenizers and templates: always fetched with a model (they are small)."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Where a hub model stands before a run: on disk, fetchable, or neither (and why)."""
+
+    name: str
+    revision: str | None
+    state: str
+    """'present' (in the local Hugging Face cache), 'downloadable' or 'missing'."""
+    commit: str | None = None
+    size: int | None = None
+    """Bytes of the model's files (known when the hub was asked)."""
+    to_fetch: int | None = None
+    """Bytes a download still has to fetch (0 when present)."""
+    files: tuple[str, ...] = ()
+    reason: str = ""
+
+
+def wanted_files(files: Iterable[str], variant: str | None, components: Iterable[str] | None = None) -> list[str]:
+    """The files of a repository that loading it needs: small files plus one set of weights per folder.
+
+    Policy, as diffusers and transformers load: a pipeline's weights live in its component folders
+    (`components`, from model_index.json), so top-level single-file checkpoints and folders the
+    pipeline does not name are skipped; in each folder safetensors are preferred to .bin, and the
+    `variant` weights (`*.fp16.safetensors`) are taken where that folder has them, else its plain ones.
+    """
+    files = list(files)
+    keep = None if components is None else set(components)
+    chosen = [f for f in files if any(fnmatch.fnmatch(PurePosixPath(f).name, p) for p in SMALL_FILES)
+              and (keep is None or len(PurePosixPath(f).parts) == 1 or PurePosixPath(f).parts[0] in keep)]
+    by_folder: dict[str, list[str]] = {}
+    for f in files:
+        path = PurePosixPath(f)
+        in_component = keep is None or (len(path.parts) > 1 and path.parts[0] in keep)
+        if path.suffix in (".safetensors", ".bin") and in_component:
+            by_folder.setdefault(str(path.parent), []).append(f)
+    tagged = re.compile(rf"\.{re.escape(variant)}(-\d+-of-\d+)?\.(safetensors|bin)$") if variant else None
+    for weights in by_folder.values():
+        ext = ".safetensors" if any(f.endswith(".safetensors") for f in weights) else ".bin"
+        weights = [f for f in weights if f.endswith(ext)]
+        variants = [f for f in weights if tagged and tagged.search(f)]
+        plain = [f for f in weights if len(PurePosixPath(f).suffixes) == 1]
+        chosen += variants or plain
+    return sorted(set(chosen))
+
+
+def check_hub(ref: Mapping[str, Any]) -> Availability:
+    """Where one hub model stands; asks the hub unless HF_HUB_OFFLINE is set."""
+    from huggingface_hub import constants
+
+    name, revision = ref["name"], ref.get("revision")
+    if constants.HF_HUB_OFFLINE:
+        return _check_local(name, revision, "HF_HUB_OFFLINE is set")
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        info = HfApi().model_info(name, revision=revision, files_metadata=True)
+        sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
+        head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
+        if head is None:
+            return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the "
+                                                                 "top: not a diffusers pipeline or transformers model")
+        # by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
+        config = Path(hf_hub_download(name, head, revision=revision))
+    except GatedRepoError:
+        return Availability(name, revision, "missing", reason="gated on the hub: accept its terms on its page and log "
+                                                             "in (`hf auth login` or HF_TOKEN)")
+    except RepositoryNotFoundError:
+        return Availability(name, revision, "missing", reason="no such repository on the hub (or it is private: log "
+                                                             "in with `hf auth login` or HF_TOKEN)")
+    except RevisionNotFoundError:
+        return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
+    except Exception as e:  # noqa: BLE001 (unreachable: transport errors (httpx, requests) differ between huggingface_hub versions)
+        return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
+    commit = config.parent.name
+    components = None
+    if head == "model_index.json":
+        try:
+            index = json.loads(config.read_text(encoding="utf-8"))
+        except ValueError as e:
+            return Availability(name, revision, "missing", reason=f"its model_index.json is not JSON ({e})")
+        components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
+    files = tuple(wanted_files(sizes, ref.get("variant"), components))
+    to_fetch = sum(sizes[f] for f in files if not (config.parent / f).is_file())
+    state = "present" if to_fetch == 0 else "downloadable"
+    return Availability(name, revision, state, commit, sum(sizes[f] for f in files), to_fetch, files)
+
+
+def _check_local(name: str, revision: str | None, why_offline: str) -> Availability:
+    commit = hub_commit(name, revision)
+    snapshot = hub_cache_dir() / f"models--{name.replace('/', '--')}" / "snapshots" / str(commit)
+    if commit and any((snapshot / f).is_file() for f in ("model_index.json", "config.json")):
+        size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
+        return Availability(name, revision, "present", commit, size, 0)
+    return Availability(name, revision, "missing", reason=f"not in the local Hugging Face cache and {why_offline}")
+
+
+def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], Availability]:
+    """Check every distinct hub model at once; raise one error naming all that cannot be had.
+
+    Returns each model's availability by (name, revision), so the caller can pin its commit.
+    """
+    every = [m for r in refs for m in (r, r.get("refiner")) if m]
+    seen = {(r["name"], r.get("revision")): r for r in every if r.get("source") == "hub"}
+    found = {key: check_hub(ref) for key, ref in seen.items()}
+    missing = [a for a in found.values() if a.state == "missing"]
+    if missing:
+        lines = [f"  - {a.name}{'@' + a.revision if a.revision else ''}: {a.reason}" for a in missing]
+        raise ModelNotFoundError(
+            f"{len(missing)} model(s) this run needs cannot be had:\n" + "\n".join(lines) + "\nProvide them by "
+            "running `mora-admin models --download` (same model=PRESET) where the hub can be reached and copying "
+            "the Hugging Face cache (HF_HOME) here, or point the role at a folder written by save_pretrained "
+            "(`model=path:/that/folder`, or {source: path, name: ...} in the preset)."
+        )
+    return found
+
+
+def pinned(ref: dict[str, Any], found: Mapping[tuple[str, str | None], Availability]) -> dict[str, Any]:
+    """`ref` (and its refiner) with each hub model's commit, as `require` found it, for keys and loads alike."""
+    out = dict(ref)
+    if out.get("refiner"):
+        out["refiner"] = pinned(out["refiner"], found)
+    if out["source"] == "hub":
+        out["commit"] = found[(out["name"], out.get("revision"))].commit
+    return out
+
+
+def download(ref: Mapping[str, Any], availability: Availability) -> Path:
+    """Fetch a hub model's files (as `wanted_files` chose) into the Hugging Face cache, with huggingface_hub's bars."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(ref["name"], revision=availability.commit, allow_patterns=list(availability.files)))

@@ -1,0 +1,70 @@
+"""A long-lived worker process: runs NodeTasks sent as JSON lines on stdin, answers on stdout.
+
+Each line is a node or a batch of nodes (mora.engine.execution.task.unit_to_json). One worker owns one
+device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it the device is `cuda`),
+keeps its models resident between nodes, and reads inputs from and writes results to the shared
+content-addressed store: only digests cross the pipe. A GPU worker imports torch and creates its
+CUDA context before it says it is ready, so that start-up overlaps the driver's planning rather
+than the first node; while a unit runs, the models of the nodes downstream of it load on a
+background thread (mora.engine.execution.runner.prefetch). Each answer also lists the models resident in
+the worker, which the pool uses to place nodes near their models, and the loads since the last
+answer (model, start, seconds, prefetched or not) for the pool's timeline. The worker ignores
+SIGINT (the pool stops it) and exits if its parent dies.
+
+    python -m mora.engine.execution.worker DEVICE WORKER_NAME
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+from mora.engine.execution.model_loader import model_loader
+from mora.engine.execution.task import NodeResult, unit_from_json
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(3)
+
+
+def serve(device: str, name: str) -> None:
+    from mora.engine.execution.runner import execute_unit, prefetch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    out = sys.stdout
+    sys.stdout = sys.stderr  # agents' prints must not corrupt the protocol
+    from mora.engine.execution.devices import choose_device, warm_up
+
+    device = choose_device(device)
+    warm_up(device)
+    out.write(json.dumps({"ready": name, "device": device, "pid": os.getpid(), "time": time.time()}) + "\n")
+    out.flush()
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        unit = unit_from_json(json.loads(line))
+        prefetch(unit, device)
+        results = execute_unit(unit, device, name)
+        loader = model_loader()
+        out.write(json.dumps({"results": [dataclasses.asdict(r) for r in results],
+                              "resident": loader.resident_models(), "loads": loader.take_loads()}) + "\n")
+        out.flush()
+
+
+def result_from_json(data: dict) -> NodeResult:
+    data = dict(data)
+    data["model_loads"] = tuple(data.get("model_loads") or ())
+    data["corrupt"] = tuple(data.get("corrupt") or ())
+    return NodeResult(**data)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2])

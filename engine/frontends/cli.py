@@ -1,0 +1,86 @@
+"""`mora`: the Hydra app. A thin `@hydra.main` that turns the composed config into a run.
+
+Every failure goes through `mora.engine.frontends.guard` (one line, no traceback): invalid input or
+configuration exits with status 2, a failed node with 1 after the other branches finished,
+Ctrl-C with 130. Graph-input values on the command line are data (`mora.engine.frontends.overrides`), read
+from the config unresolved. The configuration is validated (`mora.engine.frontends.config.validate`) before
+the cache is opened. When the run ends, each output's path
+(the main output first) and the run directory are printed on stdout; everything else is logged. With `objective=NAME` the
+job returns that numeric graph output (for sweepers such as Optuna).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mora.engine.errors import NodesFailed
+from mora.engine.frontends.config import register, register_launcher
+from mora.engine.frontends.guard import guarded, hydra_errors_raise
+from mora.engine.frontends.help import complete_inputs
+from mora.engine.frontends.help import register as register_help
+from mora.engine.frontends.overrides import as_data
+
+register()
+register_launcher()
+register_help()
+
+
+def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
+    """Run the configured graph; return the objective value (raises NodesFailed if a node failed)."""
+    from mora.engine.frontends import api
+    from mora.engine.frontends.job import job_from_config, objective_value
+    from mora.engine.frontends.report import report_quietly
+
+    job = job_from_config(cfg)
+    outcome = api.run_job(job, run_dir)
+    api.summarize(outcome.report, run_dir, outcome.manifest["outputs"])
+    report_quietly(run_dir)
+    if outcome.report.failed:
+        raise NodesFailed(f"{len(outcome.report.failed)} node(s) failed: {', '.join(outcome.report.failed)}")
+    return objective_value(job, outcome.report.outputs)
+
+
+@contextlib.contextmanager
+def in_original_cwd() -> Iterator[None]:
+    """Work in the directory `mora` was started from, whatever `hydra.job.chdir` says.
+
+    Relative paths a user gives (graph_file, input files, cache.dir) mean what they meant in
+    the shell; outputs go to the run directory by its absolute path either way.
+    """
+    from hydra.utils import get_original_cwd
+
+    here = os.getcwd()
+    os.chdir(get_original_cwd())
+    try:
+        yield
+    finally:
+        os.chdir(here)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mora.conf", config_name="config")
+def _main(cfg: DictConfig) -> float | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    from mora.engine.execution.progress import quiet_libraries, verbose
+
+    quiet_libraries(verbose())
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with in_original_cwd():
+        return run_from_config(cfg, run_dir)
+
+
+def main() -> None:
+    """Console-script entry point: graph inputs made literal, then Hydra, all under Mora's one error guard."""
+    completion = complete_inputs(sys.argv[1:], os.environ.get("COMP_LINE", ""))
+    if completion is not None:
+        print(completion)
+        return
+    sys.argv[1:] = as_data(sys.argv[1:])
+    hydra_errors_raise()
+    sys.exit(guarded("mora", _main))

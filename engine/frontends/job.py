@@ -1,0 +1,102 @@
+"""A composed Hydra config made into a `Job` (its plan, cache, preset and runtime): what the CLI and a sweep run.
+
+Policy: a config is read in two parts. `configured(cfg)` reads everything but the graph's input
+values (validation, the graph file, the preset, the runtime; the cache is opened here), and
+`Configured.job(inputs)` plans the graph for one set of input values. A single run does both
+once; a sweep whose jobs differ only in their inputs does the first once and the second per job.
+Graph inputs are read from the config unresolved: `${...}` in a value is text, never a lookup.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from mora.engine.cache.media import read_number
+from mora.engine.cache.store import Store, default_cache_dir
+from mora.engine.errors import MoraError
+from mora.engine.execution.settings import ExecutionSettings
+from mora.engine.frontends import api
+from mora.engine.frontends.config import validate
+from mora.engine.graph.expand import TemplateLoader
+from mora.engine.graph.spec import GraphSpec, read_graph_file
+from mora.engine.ports import PortType
+
+INPUT_KEYS = ("inputs", "prompt", "seed")
+"""The config keys that hold graph input values (`prompt` and `seed` are aliases for `inputs.prompt`/`inputs.seed`)."""
+
+
+def graph_inputs(cfg: DictConfig) -> dict[str, Any]:
+    """`inputs.*` plus the `prompt`/`seed` aliases, unresolved: `${...}` in a value is text, never a lookup."""
+    values = OmegaConf.to_container(cfg.inputs, resolve=False) or {}
+    aliases = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["prompt", "seed"]), resolve=False)
+    assert isinstance(values, dict) and isinstance(aliases, dict)
+    return {**values, **{k: v for k, v in aliases.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class Configured:
+    """Everything a config says but the graph's input values: shared by every job that differs only in those."""
+
+    path: Path
+    spec: GraphSpec
+    loader: TemplateLoader
+    outputs: list[str] | None
+    defaults: dict[str, Any]
+    store: Store
+    settings: ExecutionSettings
+    preset: dict[str, Any]
+    runtime: dict[str, Any]
+    video_format: str
+    quiet: bool
+    objective: str | None
+
+    def job(self, inputs: dict[str, Any]) -> api.Job:
+        """The job for these graph input values (raises GraphError, or MoraError for a bad objective)."""
+        plan = api.plan_graph(self.spec, inputs, self.outputs, defaults=self.defaults, loader=self.loader)
+        if self.objective is not None:
+            numbers = sorted(name for name, src in plan.outputs.items() if src.type == PortType.NUMBER)
+            if self.objective not in plan.outputs:
+                raise MoraError(f"objective '{self.objective}' is not an output of {self.path}; "
+                                f"numeric outputs: {numbers}")
+            if plan.outputs[self.objective].type != PortType.NUMBER:
+                raise MoraError(f"objective '{self.objective}' is a {plan.outputs[self.objective].type.value} output "
+                                f"of {self.path}, not a number; numeric outputs: {numbers}")
+        return api.Job(plan, self.store, self.preset, self.runtime, self.video_format, self.quiet, self.objective,
+                       self.settings)
+
+
+def configured(cfg: DictConfig) -> Configured:
+    """Validate the config and open the cache (raises MoraError)."""
+    validate(cfg)
+    path = api.graph_path(cfg.graph.name, cfg.graph_file)
+    outputs = list(cfg.outputs) if cfg.outputs is not None else None
+    defaults = OmegaConf.to_container(cfg.model.inputs, resolve=True)
+    preset = OmegaConf.to_container(cfg.model, resolve=True)
+    runtime = OmegaConf.to_container(cfg.runtime, resolve=True, enum_to_str=True)
+    assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
+    cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout, artifacts=cfg.cache.artifacts)
+    settings = ExecutionSettings.for_store(store, runtime)
+    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, store,
+                      settings, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
+
+
+def job_from_config(cfg: DictConfig) -> api.Job:
+    """Validate the configured graph and open the cache (raises MoraError/GraphError)."""
+    return configured(cfg).job(graph_inputs(cfg))
+
+
+def objective_value(job: api.Job, outputs: dict[str, Any]) -> float | None:
+    """The numeric output named by `objective`, read from the store."""
+    if job.objective is None:
+        return None
+    meta = outputs.get(job.objective)
+    if meta is None:
+        raise MoraError(f"objective output '{job.objective}' was not produced")
+    return read_number(job.store.ref(meta))
+
+
+__all__ = ["INPUT_KEYS", "Configured", "configured", "graph_inputs", "job_from_config", "objective_value"]

@@ -1,0 +1,150 @@
+"""A sweep's job configs, composed once: graph-input overrides are applied as data, not by composing again.
+
+Hydra composes every job of a sweep from scratch (defaults list, config files, schema merge:
+0.2-0.8 s each on this config tree), twice with the basic sweeper (its batch validation and the
+launcher). Policy here: a job's overrides are split into input overrides (keys `inputs`,
+`inputs.NAME`, `prompt`, `seed`: no config group, no package) and the rest. Hydra composes the
+config of each distinct rest once (normally once per sweep: the template); a job's input
+overrides are then applied, in order, to a copy of the template's three input keys with Hydra's
+own `_apply_overrides_to_config`, the step that applies them in a full composition. Input keys
+select no group and no other key reads them, so the result is the job's config as Hydra would
+compose it, type checks and errors included. A template whose other values interpolate an input
+key or a job's Hydra values (`${inputs.NAME}`, `${hydra:job.num}`) would differ from job to job,
+so such a sweep composes every job in full, as Hydra does.
+
+The cache of templates belongs to the config loader (one per Hydra run), so the Mora sweeper's
+validation and the Mora launcher share it. `bind` writes one job's values (inputs, job number
+and id, task overrides, override_dirname) into the shared template in place, which is how a
+job's config is read without a per-job copy of the whole tree.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra.core.config_loader import ConfigLoader
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mora.engine.frontends.job import INPUT_KEYS
+
+PER_JOB = re.compile(r"\$\{[^}]*\b(?:inputs|prompt|seed|hydra)\b")
+"""An interpolation that may read a graph input or the job's own Hydra values (job.num, output_dir...)."""
+
+
+def is_input(override: Override) -> bool:
+    """An override of a graph input: `inputs[.NAME]`, `prompt` or `seed`, with no package and not Hydra's."""
+    key = override.key_or_group
+    return (override.package is None and not override.is_hydra_override()
+            and (key in INPUT_KEYS or key.startswith("inputs.")))
+
+
+@dataclass(frozen=True)
+class Template:
+    """A config composed without any input override, and its three input keys as composed."""
+
+    config: DictConfig
+    inputs: DictConfig
+    shared: bool
+    """False when another value interpolates an input: every job is then composed in full."""
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One job's config: its template (shared, or its own full composition) and its input keys."""
+
+    overrides: tuple[str, ...]
+    template: Template
+    inputs: DictConfig
+    override_dirname: str
+
+    def graph_inputs(self) -> dict[str, Any]:
+        """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
+        data = OmegaConf.to_container(self.inputs, resolve=False)
+        assert isinstance(data, dict)
+        values = data.get("inputs") or {}
+        return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
+
+
+class Composer:
+    """Job configs for one Hydra run (its config loader and master config), templates cached by their overrides."""
+
+    def __init__(self, loader: ConfigLoader, master: DictConfig):
+        self.loader = loader
+        self.master = master
+        self.templates: dict[tuple[str, ...], Template] = {}
+        self.parsed: dict[str, Override] = {}
+        self.parser = OverridesParser.create()
+
+    def _parse(self, line: str) -> Override:
+        if line not in self.parsed:
+            self.parsed[line] = self.parser.parse_overrides([line])[0]
+        return self.parsed[line]
+
+    def _compose(self, overrides: list[str]) -> Template:
+        config = self.loader.load_sweep_config(self.master, overrides)
+        inputs = DictConfig({k: config._get_node(k) for k in INPUT_KEYS})  # typed nodes, copied: seed stays an int
+        OmegaConf.set_struct(inputs, True)
+        others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
+                                        resolve=False, enum_to_str=True)
+        shared = not PER_JOB.search(repr(others))
+        return Template(config, inputs, shared)
+
+    def job(self, overrides: Sequence[str]) -> JobConfig:
+        """The config of the job with these task overrides (raises Hydra's errors for a bad override)."""
+        parsed = [self._parse(line) for line in overrides]
+        rest = tuple(o.input_line for o in parsed if not is_input(o))
+        template = self.templates.get(rest)
+        if template is None:
+            template = self.templates[rest] = self._compose(list(rest))
+        if not template.shared:
+            template = self._compose(list(overrides))
+        inputs = copy.deepcopy(template.inputs)
+        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if is_input(o)], inputs)
+        naming = template.config.hydra.job.config.override_dirname
+        dirname = get_overrides_dirname(overrides=parsed, exclude_keys=list(naming.exclude_keys),
+                                        item_sep=naming.item_sep, kv_sep=naming.kv_sep)
+        return JobConfig(tuple(overrides), template, inputs, dirname)
+
+    def bind(self, job: JobConfig, idx: int) -> DictConfig:
+        """The job's template holding this job's values: its config, in place, until the next `bind`.
+
+        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree.
+        """
+        config = job.template.config
+        for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
+            if key in job.inputs:
+                if key in config:
+                    config[key] = job.inputs._get_node(key)
+                else:
+                    with open_dict(config):
+                        config[key] = job.inputs._get_node(key)
+            elif key in config:
+                with open_dict(config):
+                    del config[key]
+        hydra = config.hydra
+        hydra.job.id = idx
+        hydra.job.num = idx
+        hydra.job.override_dirname = job.override_dirname
+        hydra.overrides.task = list(job.overrides)
+        return config
+
+
+_COMPOSERS: weakref.WeakKeyDictionary[ConfigLoader, Composer] = weakref.WeakKeyDictionary()
+
+
+def composer(loader: ConfigLoader, master: DictConfig) -> Composer:
+    """The composer of this Hydra run (one per config loader, shared by its sweeper and launcher)."""
+    found = _COMPOSERS.get(loader)
+    if found is None or found.master is not master:
+        found = _COMPOSERS[loader] = Composer(loader, master)
+    return found
+
+
+__all__ = ["Composer", "JobConfig", "Template", "composer", "is_input"]

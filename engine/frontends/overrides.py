@@ -1,0 +1,66 @@
+"""Command-line values are data: graph inputs typed in a shell reach the graph exactly as typed.
+
+Hydra reads every `key=value` with its override grammar, so `prompt="it's a fox, in the snow"`,
+`"a fox (red)"` or `"a=b"` are grammar errors and `${...}` in a value is an interpolation that
+resolves environment variables and config keys. For a single run Mora therefore rewrites the
+values of the graph's data keys (`prompt=` and `inputs.NAME=`) into Hydra quoted strings before
+Hydra sees them: any text at all stays literal, `${...}` included. The graph's declared input
+types then read the text (`inputs.steps=4` is a number, `inputs.prompts=[a, b]` a list: see
+`mora.engine.graph.validate.from_text`). Configuration keys (`runtime.*`, `seed`, `model`, ...) keep
+Hydra's grammar and types.
+
+A sweep (`-m`) keeps Hydra's sweep syntax for every key (`prompt=a,b` is two jobs); its values
+are still never resolved, because graph inputs are read from the config unresolved (cli).
+"""
+from __future__ import annotations
+
+import re
+
+DATA_KEY = re.compile(r"^(?P<key>\+{0,2}(?:prompt|inputs\.[A-Za-z0-9_.-]+))=(?P<value>.*)$", re.DOTALL)
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+
+
+def is_multirun(argv: list[str]) -> bool:
+    return any(a in MULTIRUN_FLAGS or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv)
+
+
+def hydra_quoted(text: str) -> str:
+    """`text` as a Hydra single-quoted string that parses back to exactly `text`.
+
+    Hydra's rule: inside quotes a backslash is literal unless it precedes a quote or ends the
+    string; such backslash runs are doubled, and quotes escaped.
+    """
+    body = re.sub(r"\\+(?='|$)", lambda m: m[0] * 2, text).replace("'", "\\'")
+    return f"'{body}'"
+
+
+def as_data(argv: list[str]) -> list[str]:
+    """The argument list with graph-input values made literal (single runs) and `inputs.NAME` addable.
+
+    Graph inputs are not keys of the config until set (Hydra's struct mode refuses new keys and
+    `inputs` starts empty), so `inputs.NAME=V` becomes the add-or-override form `++inputs.NAME=V`.
+    """
+    single = not is_multirun(argv)
+    out = []
+    for arg in argv:
+        m = DATA_KEY.match(arg)
+        if not m:
+            out.append(arg)
+            continue
+        key, value = m["key"], m["value"]
+        if key.startswith("inputs."):
+            key = "++" + key
+        out.append(f"{key}={hydra_quoted(value) if single else value}")
+    return out
+
+
+def sweep_over(texts: list[str]) -> str:
+    """A Hydra sweep over these texts, each literal: `'a fox','it\\'s raining'` (for `-m prompt=...`)."""
+    return ",".join(hydra_quoted(t) for t in texts)
+
+
+if __name__ == "__main__":  # python -m mora.engine.frontends.overrides prompts.txt: one prompt per line, as a sweep value
+    import sys
+
+    with open(sys.argv[1], encoding="utf-8") as f:
+        print(sweep_over([line.rstrip("\n") for line in f if line.strip()]))

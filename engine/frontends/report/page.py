@@ -1,0 +1,54 @@
+"""Rendering pages: one Jinja2 environment over the templates next to this module, autoescaping on.
+
+Every value reaches the HTML through Jinja2's escaping (node ids, prompts and errors are user
+text); only the SVG this package draws itself, already escaped, is marked safe.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mora.engine.frontends.report.drawing import COLOURS
+
+
+def format_number(value: Any) -> str:
+    """Four significant decimals for everyday magnitudes, scientific notation for the rest."""
+    if not isinstance(value, (int, float)):
+        return ""
+    x = float(value)
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+        return f"{x:.4g}"
+    return f"{x:.4f}".rstrip("0").rstrip(".") or "0"
+
+
+@cache
+def _environment() -> Any:
+    import jinja2
+
+    # the bytecode cache (jinja2's own, in a per-user temporary folder it checks) spares every run compiling the
+    # templates again: most of the page's cost in a fully cached run
+    env = jinja2.Environment(loader=jinja2.PackageLoader("mora.engine.frontends.report", "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             bytecode_cache=jinja2.FileSystemBytecodeCache())
+    env.filters["num"] = format_number
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return _environment().get_template(template).render(colours=COLOURS, **context)
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,188 @@
+"""The sweep index: `index.html` and `contact_sheet.png` in a sweep directory, from its jobs' folders.
+
+A job is a sub-folder with a `manifest.json`; its swept values come from Hydra's record of its
+overrides (`.hydra/overrides.yaml`), its objective from its config (`objective`) and the
+sweeper's direction from the sweep's `multirun.yaml` (Optuna's default, minimise, when unsaid).
+The overrides that differ between jobs are the axes: the first gives the rows, the second the
+columns, any further ones split the grid into facets, one grid per combination. A sweep whose
+values do not form a grid (Optuna samples every trial anew) is shown as cards instead. Every
+cell holds the job's keyframe, its video and its numbers, and links to its run report. Below
+the grid a table lists every job, sortable by any override or numeric output, sorted by the
+objective where there is one, whose column and best job are highlighted. `contact_sheet.png`
+has one row per job: its overrides, then the first, middle and last frames of its video.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mora.engine.frontends.report.page import render, write_atomic
+from mora.engine.frontends.report.previews import (
+    image_uri,
+    key_frames,
+    poster_uri,
+    preview_uri,
+    read_video,
+    write_contact_sheet,
+)
+from mora.engine.frontends.report.views import RunView, read_run
+
+log = logging.getLogger("mora.report")
+MAX_GRID_CELLS_PER_JOB = 2
+"""A grid with more empty cells than this many per job becomes cards (random samples are not a grid)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: RunView
+    overrides: dict[str, str]
+    objective: str | None
+    objective_value: float | None
+    video: str | None
+    """Relative to the sweep directory; None when the browser cannot play it (a frame store) or there is none."""
+    preview: str | None
+    poster: str | None
+    keyframe: str | None
+    """A relative path or a data URI."""
+    frames: Any
+    """First, middle and last frames of the main video, for the contact sheet."""
+
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML has it: a sweep of thousands of jobs reads three files a job."""
+
+
+def _read_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """Sub-folders holding a manifest.json, numbered ones in numeric order."""
+    found = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / "manifest.json").is_file()]
+    return sorted(found, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+
+
+def _overrides(job_dir: Path) -> dict[str, str]:
+    path = job_dir / ".hydra" / "overrides.yaml"
+    try:
+        items = _read_yaml(path) or []
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[str, str] = {}
+    for item in items if isinstance(items, list) else []:
+        key, sep, value = str(item).partition("=")
+        if sep:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def _objective(job_dir: Path) -> str | None:
+    try:
+        cfg = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    value = cfg.get("objective") if isinstance(cfg, dict) else None
+    return str(value) if value else None
+
+
+def _direction(sweep_dir: Path) -> str:
+    try:
+        cfg = _read_yaml(sweep_dir / "multirun.yaml") or {}
+        direction = cfg["hydra"]["sweeper"].get("direction", "minimize")
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+        return "minimize"
+    if isinstance(direction, list):
+        direction = direction[0] if direction else "minimize"
+    return "maximize" if str(direction).lower().startswith("max") else "minimize"
+
+
+def _job(job_dir: Path) -> Job:
+    run = read_run(job_dir)
+    objective = _objective(job_dir)
+    numbers = run.numbers()
+    video = run.main_video()
+    frames = preview = poster = None
+    if video is not None:
+        try:
+            decoded = read_video(job_dir / video.file)
+            frames, preview = key_frames(decoded), preview_uri(decoded, count=16, side=192)
+            poster = poster_uri(decoded, 192)
+        except Exception as e:  # noqa: BLE001 (a damaged video leaves its cell without pictures)
+            log.warning("%s: cannot read %s: %s", job_dir, video.file, e)
+    key = run.keyframe()
+    if key is not None:
+        keyframe: str | None = f"{job_dir.name}/{key.file}"
+    elif frames:
+        from PIL import Image
+
+        keyframe = image_uri(Image.fromarray(frames[1]), 192)
+    else:
+        keyframe = None
+    playable = video is not None and not video.file.endswith(".safetensors")
+    return Job(job_dir.name, run, _overrides(job_dir), objective,
+               numbers.get(objective) if objective else None,
+               f"{job_dir.name}/{video.file}" if playable and video else None, preview, poster, keyframe, frames)
+
+
+def _sort_values(values: list[str]) -> list[str]:
+    def key(v: str) -> tuple[int, float, str]:
+        try:
+            return (0, float(v), v)
+        except ValueError:
+            return (1, 0.0, v)
+
+    return sorted(set(values), key=key)
+
+
+def layout(jobs: list[Job]) -> dict[str, Any]:
+    """Axes, facets and cells: {'axes', 'rows', 'cols', 'facets': [(title, {(row, col): [job, ...]})]} or cards."""
+    keys = list(dict.fromkeys(k for j in jobs for k in j.overrides))
+    axes = [k for k in keys if len({j.overrides.get(k, "") for j in jobs}) > 1]
+    row_axis = axes[0] if axes else None
+    col_axis = axes[1] if len(axes) > 1 else None
+    rows = _sort_values([j.overrides.get(row_axis, "") for j in jobs]) if row_axis else [""]
+    cols = _sort_values([j.overrides.get(col_axis, "") for j in jobs]) if col_axis else [""]
+    facet_axes = axes[2:]
+    facet_values = list(itertools.product(*[_sort_values([j.overrides.get(k, "") for j in jobs]) for k in facet_axes]))
+    cells_total = len(rows) * len(cols) * max(1, len(facet_values))
+    grid = bool(axes) and cells_total <= max(4, MAX_GRID_CELLS_PER_JOB * len(jobs))
+    facets = []
+    for values in facet_values:
+        members = [j for j in jobs if all(j.overrides.get(k, "") == v for k, v in zip(facet_axes, values))]
+        if not members:
+            continue
+        cells: dict[tuple[str, str], list[Job]] = {}
+        for j in members:
+            cell = (j.overrides.get(row_axis, "") if row_axis else "",
+                    j.overrides.get(col_axis, "") if col_axis else "")
+            cells.setdefault(cell, []).append(j)
+        title = ", ".join(f"{k}={v}" for k, v in zip(facet_axes, values))
+        facets.append((title, cells))
+    return {"axes": axes, "row_axis": row_axis, "col_axis": col_axis, "rows": rows, "cols": cols, "facets": facets,
+            "grid": grid}
+
+
+def write_sweep_index(sweep_dir: Path) -> list[Path]:
+    jobs = [_job(d) for d in job_dirs(sweep_dir)]
+    direction = _direction(sweep_dir)
+    objective = next((j.objective for j in jobs if j.objective), None)
+    scored = [j for j in jobs if j.objective_value is not None]
+    best = None
+    if scored:
+        pick = max if direction == "maximize" else min
+        best = pick(scored, key=lambda j: j.objective_value).name  # type: ignore[arg-type,return-value]
+    numbers = list(dict.fromkeys(k for j in jobs for k in j.run.numbers()))
+    grid = layout(jobs)
+    html = render("index.html.j2", name=sweep_dir.name, jobs=jobs, grid=grid, numbers=numbers, objective=objective,
+                  direction=direction, best=best, axes=grid["axes"])
+    index = write_atomic(sweep_dir / "index.html", html)
+    rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames) for j in jobs]
+    sheet = write_contact_sheet(rows, sweep_dir / "contact_sheet.png")
+    return [index, sheet]
+

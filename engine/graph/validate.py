@@ -1,0 +1,175 @@
+"""Checks on values before anything runs: literals against port types, parameters against agents.
+
+The expander (`mora.engine.graph.expand`) binds every value a graph names and asks this module whether
+it is allowed: a literal of the port's type (finite numbers, bounded text, non-empty paths), a
+parameter within its agent's declared type, bounds and choices, a graph input given as text
+(the command line) read by its declared type. Each check returns the problem as a short
+message, or None; the expander adds file, node, field and line and reports them all at once.
+Two sentinels stand for values not known here: `UNKNOWN` (a required input when a file is
+validated on its own) and `UNSET` (an input declared `default: null` and not given).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from mora.engine.errors import Problem, did_you_mean
+from mora.engine.graph.agent import Agent, Port
+from mora.engine.graph.plan import Source
+from mora.engine.graph.spec import MISSING, GraphSpec, InputSpec
+from mora.engine.ports import FILE_KINDS, PortType
+from mora.engine.rundir import output_name_problems
+
+MAX_TEXT = 100_000
+UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
+"""The value of a graph input with no default when a file is validated on its own."""
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
+"""The value of a graph input declared `default: null` and not given: whatever it binds keeps the agent's default."""
+
+
+def is_unset(src: Source | list[Source] | None) -> bool:
+    """Whether a bound value is, or holds, an UNSET graph input."""
+    if isinstance(src, list):
+        return any(is_unset(s) for s in src)
+    return src is not None and src.value is UNSET
+
+
+def input_default(inp: InputSpec) -> Source | list[Source] | str:
+    """A declared input's default as a Source (`default: null` is UNSET), or why it is not allowed."""
+    return Source(inp.type, value=UNSET) if inp.default is None else literal_source(inp.default, inp.type)
+
+
+def literal_source(value: Any, want: PortType) -> Source | list[Source] | str:
+    """A literal as a Source (a list of item Sources for list types), or why it is not allowed."""
+    if want.is_list and isinstance(value, list):
+        items = [literal_source(v, want.item) for v in value]
+        problem = next((i for i in items if isinstance(i, str)), None)
+        return problem or items  # type: ignore[return-value]
+    return _literal_problem(value, want) or Source(want, value=value)
+
+
+def bound_value_problem(src: Source | list[Source], port: Port) -> str | None:
+    """What the planner can tell is wrong with a value before the run: no items, or a blank required text."""
+    if isinstance(src, list):
+        return None if src else f"an empty list: '{port.name}' takes {port.type.value} and needs at least one item"
+    if port.required and port.type == PortType.TEXT and isinstance(src.value, str) and not src.value.strip():
+        return f"'{port.name}' is empty or only whitespace; give some text"
+    return None
+
+
+def param_value(agent: Agent, name: str, value: Any) -> tuple[Any, str | None]:
+    """A literal parameter value as the agent's declared type takes it (3 for 3.0, 3.0 for 3), or why it is refused."""
+    param = agent.param(name)
+    assert param is not None
+    if param.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if param.type is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    problem = param.check(value)
+    return value, (f"parameter '{name}' {problem}" if problem else None)
+
+
+def from_text(value: Any, want: PortType) -> Any:
+    """A value typed as text (the command line, `mora-admin -i`) read as the declared input type.
+
+    Text, image, video and latent inputs take the text as it is; a number input reads it as a
+    number and a list input as a YAML flow list (`[a fox, a cat]`). Text that does not read as
+    the type is returned unchanged, so the usual type error names it.
+    """
+    if not isinstance(value, str) or want in (PortType.TEXT, *FILE_KINDS):
+        return value
+    if want == PortType.NUMBER:
+        for number in (int, float):
+            try:
+                return number(value.strip())
+            except ValueError:
+                pass
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    return parsed if isinstance(parsed, list) else value
+
+
+def _literal_problem(value: Any, want: PortType) -> str | None:
+    if value is UNKNOWN:
+        return None
+    if want.is_list:
+        return f"this port takes {want.value}: give a YAML list or a link, got {type(value).__name__}"
+    if want == PortType.NUMBER:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__} {value!r}"
+        if not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        return None
+    if not isinstance(value, str):
+        return f"expected {'text' if want == PortType.TEXT else 'a file path'}, got {type(value).__name__} {value!r}"
+    if want == PortType.TEXT and len(value) > MAX_TEXT:
+        return f"text is {len(value)} characters long; at most {MAX_TEXT} are allowed"
+    if want in FILE_KINDS and not value:
+        return "expected a file path, got an empty string"
+    return None
+
+
+def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
+                 standalone: bool) -> tuple[dict[str, Source], dict[str, Any], list[Problem]]:
+    """The graph's input values as Sources, the values used (for the manifest), and every problem with them.
+
+    `standalone` (a file validated on its own): a required input with no value is UNKNOWN, not a problem.
+    """
+    problems: list[Problem] = []
+    env: dict[str, Source] = {}
+    used: dict[str, Any] = {}
+    for name in values:
+        if name not in spec.inputs:
+            problems.append(Problem(spec.file, f"unknown graph input '{name}'; inputs are {sorted(spec.inputs)}"
+                                               f"{did_you_mean(name, spec.inputs)}", field=f"inputs.{name}"))
+    for name, inp in spec.inputs.items():
+        value = values.get(name, inp.default)
+        if value is None and inp.default is None:
+            env[name] = Source(inp.type, value=UNSET)
+            used[name] = None
+            continue
+        if value is MISSING:
+            if not standalone:
+                problems.append(Problem(spec.file, f"missing required graph input '{name}' ({inp.type.value}); set "
+                                                   f"it with inputs.{name}=...", field=f"inputs.{name}", line=inp.line))
+                continue
+            value = UNKNOWN
+        value = from_text(value, inp.type)
+        if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
+            value = int(value)
+        source = literal_source(value, inp.type)
+        if isinstance(source, str):
+            problems.append(Problem(spec.file, f"graph input '{name}': {source}", field=f"inputs.{name}",
+                                    line=inp.line))
+            continue
+        env[name] = source  # type: ignore[assignment]
+        used[name] = value
+    return env, used, problems
+
+
+def output_problems(spec: GraphSpec, outputs: dict[str, Source], wanted: list[str]) -> list[Problem]:
+    """What is wrong with the graph's outputs (dropping those that cannot be outputs from `outputs`)."""
+    problems: list[Problem] = []
+    for name, src in list(outputs.items()):
+        if is_unset(src):
+            problems.append(Problem(spec.file, "an output must have a value, but this graph input has none "
+                                               "(`default: null`)", field=f"outputs.{name}",
+                                    line=spec.output_lines.get(name)))
+            del outputs[name]
+        elif isinstance(src, list):
+            problems.append(Problem(spec.file, "an output must be one artifact (a node's output port), not a list",
+                                    field=f"outputs.{name}"))
+            del outputs[name]
+    for name, problem in output_name_problems({n: src.type for n, src in outputs.items()}).items():
+        problems.append(Problem(spec.file, problem, field=f"outputs.{name}", line=spec.output_lines.get(name)))
+    for name in wanted:
+        if name not in spec.outputs:
+            problems.append(Problem(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}"
+                                               f"{did_you_mean(name, spec.outputs)}", field="outputs"))
+    return problems
