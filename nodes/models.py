@@ -37,6 +37,7 @@ from mora.engine.errors import ModelNotFoundError
 from mora.engine.execution.model_loader import ModelLoader
 from mora.engine.execution.models import label
 from mora.engine.execution.settings import current
+from mora.engine.graph.agent import RunContext
 from mora.nodes import zoo
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
@@ -130,12 +131,12 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
     )
 
 
-def _key(ctx: Any, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
+def _key(ctx: RunContext, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
     """What makes two loads the same: settings fixed at load (dtype, device, offload) belong here."""
     return (kind, label(ref), str(ref.get("dtype")), ctx.device, offload)
 
 
-def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None, *,
+def resident(ctx: RunContext, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = None, *,
              offload: str = "none") -> Any | None:
     """A pipeline of one of `kinds` already resident for `ref` (default ctx.model) on ctx.device, else None.
 
@@ -148,13 +149,13 @@ def resident(ctx: Any, kinds: tuple[str, ...], ref: Mapping[str, Any] | None = N
     return next((_RESIDENT[k] for k in (_key(ctx, kind, ref, offload) for kind in kinds) if k in _RESIDENT), None)
 
 
-def resident_offload(ctx: Any, kind: str, ref: Mapping[str, Any]) -> str | None:
+def resident_offload(ctx: RunContext, kind: str, ref: Mapping[str, Any]) -> str | None:
     """The offload mode of a resident `kind` pipeline for `ref` on ctx.device, if one is resident."""
     return next((k[4] for k in _RESIDENT if k[:4] == _key(ctx, kind, ref, "")[:4]), None)
 
 
 def get_pipeline(
-    ctx: Any, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None,
+    ctx: RunContext, kind: str, load: Callable[[str, dict[str, Any]], Any], ref: Mapping[str, Any] | None = None,
     *, shares_weights: bool = False, offload: str = "none", prefetch: bool = False,
 ) -> Any:
     """Return the resident pipeline for `ref` (default ctx.model), loading it with `load(location, kwargs)` on a miss.

@@ -33,7 +33,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from mora.engine.graph.agent import Param
+from mora.engine.graph.agent import Param, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ STEP_CACHE_PARAMS: tuple[Param, ...] = (
 )
 
 
-def compile_mode(ctx: Any, params: Mapping[str, Any]) -> str:
+def compile_mode(ctx: RunContext, params: Mapping[str, Any]) -> str:
     """`off` or `on` for this node: its own `compile`, else its model reference's; `auto` is on for CUDA only."""
     mode = params.get("compile") or (ctx.model or {}).get("compile") or "off"
     if mode == "auto":
@@ -63,7 +63,7 @@ def compile_mode(ctx: Any, params: Mapping[str, Any]) -> str:
     return mode
 
 
-def attention_choice(ctx: Any, params: Mapping[str, Any]) -> str:
+def attention_choice(ctx: RunContext, params: Mapping[str, Any]) -> str:
     """The node's attention backend: its own `attention`, else its model reference's, else sdpa."""
     return params.get("attention") or (ctx.model or {}).get("attention") or "sdpa"
 
@@ -72,7 +72,7 @@ def denoisers(pipe: Any) -> list[Any]:
     return [m for m in (getattr(pipe, name, None) for name in DENOISERS) if m is not None]
 
 
-def compile_denoisers(ctx: Any, pipe: Any) -> list[str]:
+def compile_denoisers(ctx: RunContext, pipe: Any) -> list[str]:
     """Compile every denoiser of `pipe` once (regional or whole, see the policy); return what was done per module."""
     use_compile_cache()
     done = []
@@ -119,7 +119,7 @@ def use_compile_cache() -> None:
     inductor.autotune_local_cache = True
 
 
-def _attention(ctx: Any, pipe: Any, choice: str) -> contextlib.AbstractContextManager[Any]:
+def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractContextManager[Any]:
     """Set `choice` for one call: a context that forces an SDPA kernel, or that sets and resets the dispatcher's."""
     from mora.nodes.common import use_attention
 
@@ -134,7 +134,7 @@ def _attention(ctx: Any, pipe: Any, choice: str) -> contextlib.AbstractContextMa
 
 
 @contextlib.contextmanager
-def _dispatcher(ctx: Any, pipe: Any, choice: str) -> Iterator[None]:
+def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
     from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
 
     modules = [m for m in denoisers(pipe) if not hasattr(m, "up_blocks")]  # UNets call SDPA directly
@@ -211,7 +211,7 @@ def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
 
 
 @contextlib.contextmanager
-def speedup(ctx: Any, pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
+def speedup(ctx: RunContext, pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
     """Run the pipeline call inside this block with the node's compile, attention and step cache settings."""
     choice = attention_choice(ctx, params)
     if choice not in ATTENTIONS:

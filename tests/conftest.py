@@ -56,6 +56,24 @@ def run_file(path: Path, inputs: Mapping[str, Any] | None = None, *, cache: Path
         store.close()
 
 
+def params_of(agent: Any, **given: Any) -> dict[str, Any]:
+    """An agent's resolved parameters with `given` set, each checked against the agent's own bounds first."""
+    for name, value in given.items():
+        assert agent.param(name) is not None, name
+        assert agent.param(name).check(value) is None, (name, value)
+    return agent.resolve_params(given)
+
+
+def pixels(blob: Any) -> Any:
+    """The pixels of an image artifact's bytes, as a numpy array."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(blob.data)))
+
+
 def tiny_ref(name: str) -> dict[str, Any]:
     """The model reference of one of the tiny preset's models (nodes/zoo)."""
     return {"source": "tiny", "name": name, "revision": None, "dtype": "float32", "variant": None}

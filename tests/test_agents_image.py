@@ -1,7 +1,6 @@
 """The prompt, text-to-image, instruction-edit and img2img agents on their tiny presets (CPU)."""
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeContext, tiny_ref
+from conftest import FakeContext, params_of, pixels, tiny_ref
 from PIL import Image
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob
@@ -54,21 +53,11 @@ def put(tmp_path: Path):
     return put
 
 
-def params(agent: Any, **given: Any) -> dict[str, Any]:
-    for name, value in given.items():
-        assert agent.param(name).check(value) is None, (name, value)
-    return agent.resolve_params(given)
-
-
-def pixels(blob: Blob) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(blob.data)))
-
-
 def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
     ctx = tiny("prompt_lm")
     style = put(text_blob("in digital world style"))
     out = prompt_select.run(ctx, {"prompt": put(text_blob("a fox")), "style": style},
-                     params(prompt_select.AGENT, mode="template"))["text"]
+                     params_of(prompt_select.AGENT, mode="template"))["text"]
     assert out.kind == PortType.TEXT
     assert out.data.decode() == "a fox, highly detailed, cinematic lighting, in digital world style"
     assert ctx.loads == []
@@ -76,11 +65,11 @@ def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):
 
 def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put, cold):
     ctx = tiny("prompt_lm", seed=1)
-    p = params(prompt_select.AGENT, max_new_tokens=12, seed=1)
+    p = params_of(prompt_select.AGENT, max_new_tokens=12, seed=1)
     first = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
     again = prompt_select.run(ctx, {"prompt": put(text_blob("a fox"))}, p)["text"]
     other = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))},
-                       params(prompt_select.AGENT, max_new_tokens=12))["text"]
+                       params_of(prompt_select.AGENT, max_new_tokens=12))["text"]
     assert first.data == again.data
     assert first.data != other.data
     assert ctx.loads == ["tiny:prompt_lm"]
@@ -90,12 +79,12 @@ def test_prompt_llm_is_deterministic_per_seed_and_loads_once(put, cold):
 
 
 def test_prompt_greedy_ignores_the_seed_and_long_prompts_fit_the_model(put):
-    p = params(prompt_select.AGENT, max_new_tokens=8, temperature=0.0)
+    p = params_of(prompt_select.AGENT, max_new_tokens=8, temperature=0.0)
     a = prompt_select.run(tiny("prompt_lm", seed=1), {"prompt": put(text_blob("a fox"))}, p)["text"]
     b = prompt_select.run(tiny("prompt_lm", seed=2), {"prompt": put(text_blob("a fox"))}, p)["text"]
     assert a.data == b.data and a.data.strip()
     longest = prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob("ü" * prompt_select.MAX_PROMPT))},
-                         params(prompt_select.AGENT, max_new_tokens=2))["text"]
+                         params_of(prompt_select.AGENT, max_new_tokens=2))["text"]
     assert longest.kind == PortType.TEXT
 
 
@@ -113,12 +102,12 @@ def test_prompt_chat_template_uses_single_special_tokens():
 def test_prompt_rejects_empty_and_absurdly_long_prompts(put, text, message):
     with pytest.raises(ValueError, match=message):
         prompt_select.run(tiny("prompt_lm"), {"prompt": put(text_blob(text))},
-                          params(prompt_select.AGENT, mode="template"))
+                          params_of(prompt_select.AGENT, mode="template"))
 
 
 def test_text_to_image_size_determinism_and_single_load(put, cold):
     ctx = tiny("sd", seed=3)
-    p = params(text_to_image.AGENT, width=64, height=48, steps=2)
+    p = params_of(text_to_image.AGENT, width=64, height=48, steps=2)
     a = text_to_image.run(ctx, {"prompt": put(text_blob("a red fox"))}, p)["image"]
     b = text_to_image.run(ctx, {"prompt": put(text_blob("a red fox"))}, p)["image"]
     c = text_to_image.run(tiny("sd", seed=4), {"prompt": put(text_blob("a red fox"))}, p)["image"]
@@ -129,7 +118,7 @@ def test_text_to_image_size_determinism_and_single_load(put, cold):
 
 
 def test_text_to_image_batch_items_keep_their_own_seeds(put):
-    p = params(text_to_image.AGENT, width=32, height=32, steps=2)
+    p = params_of(text_to_image.AGENT, width=32, height=32, steps=2)
     fox, cat, owl = (put(text_blob(t)) for t in ("a fox", "a cat", "an owl"))
     alone = text_to_image.run(tiny("sd", seed=7), {"prompt": fox}, p)["image"]
     batch1 = text_to_image.run_batch(tiny("sd", seeds=[7, 8]), [{"prompt": fox}, {"prompt": cat}], [p, p])
@@ -145,11 +134,11 @@ def test_text_to_image_parameter_bounds_and_run_time_checks(put):
     assert "divisible by 8" in text_to_image.AGENT.param("width").check(500)
     assert ">= 1" in text_to_image.AGENT.param("steps").check(0)
     assert "finite" in text_to_image.AGENT.param("guidance").check(float("nan"))
-    p = {**params(text_to_image.AGENT), "width": 500, "height": 512}
+    p = {**params_of(text_to_image.AGENT), "width": 500, "height": 512}
     with pytest.raises(ValueError, match="divisible by 8 but are 512 and 500"):
         text_to_image.run(tiny("sd"), {"prompt": put(text_blob("a fox"))}, p)
     with pytest.raises(ValueError, match="empty"):
-        text_to_image.run(tiny("sd"), {"prompt": put(text_blob(" "))}, params(text_to_image.AGENT, steps=1))
+        text_to_image.run(tiny("sd"), {"prompt": put(text_blob(" "))}, params_of(text_to_image.AGENT, steps=1))
 
 
 def test_sd_tokenizer_is_clip_and_spells_any_prompt():
@@ -167,7 +156,7 @@ def test_sd_tokenizer_is_clip_and_spells_any_prompt():
 
 def test_image_edit_keeps_size_and_is_deterministic(put, cold):
     image = put(image_blob(Image.new("RGB", (40, 32), (200, 30, 30))))
-    p = params(image_edit.AGENT, steps=2)
+    p = params_of(image_edit.AGENT, steps=2)
     ctx = tiny("pix2pix", seed=1)
     a = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))}, p)
     b = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))}, p)
@@ -176,7 +165,7 @@ def test_image_edit_keeps_size_and_is_deterministic(put, cold):
     assert a["image"].data == b["image"].data != c["image"].data
     assert ctx.loads == ["tiny:pix2pix"]
     resized = image_edit.run(ctx, {"image": image, "instruction": put(text_blob("make it snow"))},
-                             params(image_edit.AGENT, steps=1, width=16, height=24))["image"]
+                             params_of(image_edit.AGENT, steps=1, width=16, height=24))["image"]
     assert pixels(resized).shape == (24, 16, 3)
     with pytest.raises(ValueError, match="instruction"):
         image_edit.run(tiny("pix2pix"), {"image": image, "instruction": put(text_blob(" "))}, p)
@@ -186,12 +175,12 @@ def test_image_edit_refuses_a_text_to_image_model(put):
     image = put(image_blob(Image.new("RGB", (16, 16))))
     with pytest.raises(ValueError, match="instruction-edit pipeline.*StableDiffusionPipeline"):
         image_edit.run(tiny("sd"), {"image": image, "instruction": put(text_blob("make it snow"))},
-                       params(image_edit.AGENT, steps=1))
+                       params_of(image_edit.AGENT, steps=1))
 
 
 def test_image_to_image_strength_size_and_determinism(put):
     image = put(image_blob(Image.new("RGB", (64, 64), (10, 120, 200))))
-    p = params(image_to_image.AGENT, strength=0.5, steps=4, width=32, height=32)
+    p = params_of(image_to_image.AGENT, strength=0.5, steps=4, width=32, height=32)
     lake = put(text_blob("a lake"))
     out = image_to_image.run(tiny("sd", seed=0), {"image": image, "prompt": lake}, p)["image"]
     again = image_to_image.run(tiny("sd", seed=0), {"image": image, "prompt": lake}, p)["image"]
@@ -201,7 +190,7 @@ def test_image_to_image_strength_size_and_determinism(put):
     assert image_to_image.AGENT.param("strength").check(0.0) is not None
     with pytest.raises(ValueError, match="at least 1"):
         image_to_image.run(tiny("sd"), {"image": image, "prompt": put(text_blob("x"))},
-                           params(image_to_image.AGENT, strength=0.1, steps=2))
+                           params_of(image_to_image.AGENT, strength=0.1, steps=2))
 
 
 @pytest.mark.parametrize("agent, model, words, extra", [
@@ -209,7 +198,7 @@ def test_image_to_image_strength_size_and_determinism(put):
     (image_to_image, "sd", "prompt", {"strength": 0.5}),
 ], ids=["image_edit", "image_to_image"])
 def test_image_agents_batch_items_of_any_size_with_their_own_seeds(put, agent, model, words, extra):
-    p = params(agent.AGENT, steps=2, **extra)
+    p = params_of(agent.AGENT, steps=2, **extra)
     red, blue = (put(image_blob(Image.new("RGB", (32, 32), c))) for c in ((200, 30, 30), (30, 30, 200)))
     wide = put(image_blob(Image.new("RGB", (48, 32), (30, 200, 30))))
     text = put(text_blob("make it snow"))
@@ -233,7 +222,7 @@ def test_text_to_image_and_image_to_image_share_one_copy_of_the_weights(put, col
     ctx = tiny("sd")
     image = put(image_blob(Image.new("RGB", (32, 32), (10, 120, 200))))
     for agent in (first, second):
-        agent.run(ctx, {"image": image, "prompt": put(text_blob("a lake"))}, params(agent.AGENT, steps=2))
+        agent.run(ctx, {"image": image, "prompt": put(text_blob("a lake"))}, params_of(agent.AGENT, steps=2))
     t2i, i2i = resident(ctx, ("text_to_image",)), resident(ctx, ("image_to_image",))
     assert type(t2i).__name__ == "StableDiffusionPipeline" and type(i2i).__name__ == "StableDiffusionImg2ImgPipeline"
     assert t2i.unet is i2i.unet and t2i.vae is i2i.vae and t2i.text_encoder is i2i.text_encoder
@@ -277,7 +266,7 @@ def test_tiny_builds_are_reproducible(tmp_path):
 def test_missing_models_say_which_and_how_to_provide_them(put, ref, needle, agent):
     ctx = FakeContext({**ref, "revision": None, "dtype": "float32", "variant": None})
     with pytest.raises(ModelNotFoundError, match=needle):
-        agent.run(ctx, {"prompt": put(text_blob("x"))}, params(agent.AGENT))
+        agent.run(ctx, {"prompt": put(text_blob("x"))}, params_of(agent.AGENT))
 
 
 def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypatch):
@@ -286,17 +275,17 @@ def test_resident_models_are_evicted_past_the_memory_budget(put, cold, monkeypat
     image = put(image_blob(Image.new("RGB", (32, 32), (200, 30, 30))))
     draw = {"prompt": put(text_blob("a fox"))}
     edit = {"image": image, "instruction": put(text_blob("make it snow"))}
-    text_to_image.run(tiny("sd"), draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    text_to_image.run(tiny("sd"), draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1))
     one = resident_bytes()
     assert one > 0
-    image_edit.run(tiny("pix2pix"), edit, params(image_edit.AGENT, steps=1))
+    image_edit.run(tiny("pix2pix"), edit, params_of(image_edit.AGENT, steps=1))
     assert resident_identities() == ["tiny:pix2pix", "tiny:sd"]  # no budget: both stay
     monkeypatch.setattr(settings, "_CURRENT", replace(settings.current(), max_resident_gib=1.5 * one / 2**30))
     ctx = tiny("sd")
-    text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    text_to_image.run(ctx, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1))
     assert ctx.loads == []  # still resident: a hit, and the least recently used model is not evicted yet
     image_to_image.run(tiny("sd"), {"image": image, "prompt": draw["prompt"]},
-                       params(image_to_image.AGENT, steps=2, strength=0.5))
+                       params_of(image_to_image.AGENT, steps=2, strength=0.5))
     assert resident_identities() == ["tiny:sd"]  # the view shares sd's weights; pix2pix went over budget
 
 
@@ -308,13 +297,13 @@ def test_run_only_settings_do_not_stick_to_a_shared_pipeline(put, cold):
         pytest.skip("xformers runs here: this test shows the refusal where it cannot")
     draw = {"prompt": put(text_blob("a fox"))}
     first = tiny("sd")
-    text_to_image.run(first, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    text_to_image.run(first, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1))
     assert len(first.loads) == 1
     with pytest.raises(RuntimeError, match="`attention` is 'xformers' but xformers does not import"):
-        text_to_image.run(tiny("sd"), draw, params(text_to_image.AGENT, width=32, height=32, steps=1,
+        text_to_image.run(tiny("sd"), draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1,
                                                    attention="xformers"))
     again = tiny("sd")
-    text_to_image.run(again, draw, params(text_to_image.AGENT, width=32, height=32, steps=1))
+    text_to_image.run(again, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1))
     assert again.loads == []  # the SDPA pipeline is still shared
 
 
@@ -322,7 +311,7 @@ def test_each_offload_mode_places_its_own_pipeline(put, cold):
     draw = {"prompt": put(text_blob("a fox"))}
     runs = [tiny("sd") for _ in range(3)]
     for ctx, offload in zip(runs, ("none", "model", "none")):
-        text_to_image.run(ctx, draw, params(text_to_image.AGENT, width=32, height=32, steps=1, offload=offload))
+        text_to_image.run(ctx, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=1, offload=offload))
     assert [len(ctx.loads) for ctx in runs] == [1, 1, 0]
 
 
@@ -333,10 +322,10 @@ def test_a_preset_refiner_finishes_the_base_schedule_from_its_latents(put):
                          "variant": None}}
     draw = {"prompt": put(text_blob("a fox"))}
     alone, refined, later = FakeContext({k: v for k, v in model.items() if k != "refiner"}), FakeContext(model), FakeContext(model)
-    base_only = text_to_image.run(alone, draw, params(text_to_image.AGENT, width=32, height=32, steps=4))
-    both = text_to_image.run(refined, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
+    base_only = text_to_image.run(alone, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=4))
+    both = text_to_image.run(refined, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=4,
                                                    refine_from=0.5))
-    handed_late = text_to_image.run(later, draw, params(text_to_image.AGENT, width=32, height=32, steps=4,
+    handed_late = text_to_image.run(later, draw, params_of(text_to_image.AGENT, width=32, height=32, steps=4,
                                                         refine_from=0.75))
     assert refined.loads == ["tiny:sdxl_refiner"] and later.loads == []  # the base was resident, the refiner now is
     assert pixels(both["image"]).shape == (32, 32, 3)
@@ -349,7 +338,7 @@ def test_a_refiner_needs_a_base_that_can_hand_over_latents(put):
                                              "dtype": "float32", "variant": None}}
     with pytest.raises(ValueError, match="StableDiffusionPipeline takes no `denoising_end`"):
         text_to_image.run(FakeContext(model), {"prompt": put(text_blob("a fox"))},
-                          params(text_to_image.AGENT, width=32, height=32, steps=2))
+                          params_of(text_to_image.AGENT, width=32, height=32, steps=2))
 
 
 def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
@@ -359,7 +348,7 @@ def test_quantization_without_bitsandbytes_is_a_clear_refusal(put):
         pytest.skip("bitsandbytes is installed here")
     ctx = FakeContext({**tiny("sd").model, "quantization": "nf4"})
     with pytest.raises(RuntimeError, match="`quantization` 'nf4' needs the bitsandbytes package"):
-        text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params(text_to_image.AGENT, steps=1))
+        text_to_image.run(ctx, {"prompt": put(text_blob("a fox"))}, params_of(text_to_image.AGENT, steps=1))
     assert ctx.loads == []
 
 

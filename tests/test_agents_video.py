@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import FakeContext, tiny_ref
+from conftest import FakeContext, params_of, tiny_ref
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob
 from mora.engine.cache.media import frames_blob, image_blob, read_frames
@@ -52,13 +52,6 @@ def gradient(width: int, height: int, shift: int = 0):
 
 def solid_video(colour: tuple[int, int, int], frames: int = 4, size: int = 32) -> Blob:
     return frames_blob(np.broadcast_to(np.array(colour, np.uint8), (frames, size, size, 3)).copy(), fps=8)
-
-
-def params_of(agent: Any, **given: Any) -> dict[str, Any]:
-    for name, value in given.items():
-        assert agent.param(name) is not None, name
-        assert agent.param(name).check(value) is None, (name, value)
-    return agent.resolve_params(given)
 
 
 def run_i2v(store, model: str, seed: int = 0, prompt: str | None = None, image=None, last=None, **params: Any):

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeContext, tiny_ref
-from test_agents_video import latent_of, params_of, run_i2v
+from conftest import FakeContext, params_of, tiny_ref
+from test_agents_video import latent_of, run_i2v
 
 pytest.importorskip("diffusers")
 

@@ -6,9 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import FakeContext
+from conftest import FakeContext, params_of, pixels
 from PIL import Image
-from test_agents_image import params, pixels
 
 from mora.engine.cache.media import image_blob, text_blob
 from mora.engine.execution.models import package_folder, resolve
@@ -81,14 +80,14 @@ def test_all_shipped_weights_are_fp16_safetensors_and_at_most_25_mb():
 ])
 def test_the_prompt_agent_rewrites_a_loose_prompt_into_the_world_s_caption(put, loose, want):
     ctx = world_ctx(prompt_select.AGENT, seed=3)
-    out = prompt_select.run(ctx, {"prompt": put(text_blob(loose))}, params(prompt_select.AGENT))
+    out = prompt_select.run(ctx, {"prompt": put(text_blob(loose))}, params_of(prompt_select.AGENT))
     assert captions.same(captions.parse(out["text"].data.decode()), captions.parse(want))
 
 
 def test_the_prompt_agent_keeps_a_style_cue_after_the_caption(put):
     ctx = world_ctx(prompt_select.AGENT)
     out = prompt_select.run(ctx, {"prompt": put(text_blob("yellow triangle going up")),
-                           "style": put(text_blob("in digital world style, Minecraft"))}, params(prompt_select.AGENT))
+                           "style": put(text_blob("in digital world style, Minecraft"))}, params_of(prompt_select.AGENT))
     scene = captions.parse(out["text"].data.decode())
     assert scene.style == "digital" and scene.things[0] == world.Thing("triangle", "yellow", motion="up")
 
@@ -96,11 +95,11 @@ def test_the_prompt_agent_keeps_a_style_cue_after_the_caption(put):
 def test_the_image_agents_run_on_the_world_preset_at_its_size(put):
     ctx = world_ctx(text_to_image.AGENT)
     text = put(text_blob("a large red circle on a white background"))
-    image = text_to_image.run(ctx, {"prompt": text}, params(text_to_image.AGENT, steps=4))["image"]
+    image = text_to_image.run(ctx, {"prompt": text}, params_of(text_to_image.AGENT, steps=4))["image"]
     assert pixels(image).shape == (64, 64, 3)
     ctx = world_ctx(image_edit.AGENT)
     edited = image_edit.run(ctx, {"image": put(image), "instruction": put(text_blob("make the background black"))},
-                            params(image_edit.AGENT, steps=4))["image"]
+                            params_of(image_edit.AGENT, steps=4))["image"]
     assert pixels(edited).shape == (64, 64, 3)
 
 
@@ -108,7 +107,7 @@ def test_the_image_agents_run_on_the_world_preset_at_its_size(put):
 def test_text_to_image_draws_a_red_circle_red_and_round_on_white(put):
     ctx = world_ctx(text_to_image.AGENT)
     text = put(text_blob("a large red circle in the center on a white background"))
-    out = text_to_image.run(ctx, {"prompt": text}, params(text_to_image.AGENT, steps=20))["image"]
+    out = text_to_image.run(ctx, {"prompt": text}, params_of(text_to_image.AGENT, steps=20))["image"]
     reading = detect.read(pixels(out))
     assert reading.background == "white"
     assert [(f.colour, f.shape, f.region) for f in reading.things] == [("red", "circle", "center")]
@@ -121,7 +120,7 @@ def test_image_edit_makes_a_red_circle_green_and_keeps_it_in_place(put):
     source = image_blob(Image.fromarray(world.render(scene, layout)))
     ctx = world_ctx(image_edit.AGENT)
     out = image_edit.run(ctx, {"image": put(source), "instruction": put(text_blob("make the circle green"))},
-                         params(image_edit.AGENT, steps=20))["image"]
+                         params_of(image_edit.AGENT, steps=20))["image"]
     reading = detect.read(pixels(out))
     want = detect.read(world.render(captions.apply_instruction(scene, "make the circle green")[1], layout))
     assert reading.background == "white" and [(f.colour, f.shape) for f in reading.things] == [("green", "circle")]
