@@ -161,6 +161,6 @@ def test_engine_never_imports_torch_diffusers_or_transformers():
     seen = json.loads(result.stdout)
     if sorted(seen["installed"]) != sorted(HEAVY):
         pytest.skip(f"needs {HEAVY} installed to show they are not imported; found {seen['installed']}")
-    expected = {"cli", "api", "scheduler", "store", "executors.pool"}
+    expected = {"frontends.cli", "frontends.api", "execution.scheduler", "cache.store", "execution.executors.pool"}
     assert {f"mora.engine.{m}" for m in expected} <= set(seen["modules"])
     assert seen["imported"] == []

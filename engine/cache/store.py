@@ -54,9 +54,9 @@ def source_checkout() -> Path | None:
     """The repository root when this code runs from a source checkout of Mora, else None.
 
     In a checkout `engine/` sits next to a pyproject.toml naming our distribution; in an installed
-    wheel the package's parent is `site-packages/mora`, which holds none.
+    wheel the package's parent is `site-packages/mora`, which holds none. (This module is engine/cache/store.py.)
     """
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         text = (root / "pyproject.toml").read_text(encoding="utf-8")
     except OSError:

@@ -204,9 +204,10 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
 
     from mora.engine.cache.store import default_cache_dir
     from mora.engine.execution.settings import default_models_dir
-    from mora.engine.frontends.config import register
+    from mora.engine.frontends.config import register, register_launcher
 
     register()
+    register_launcher()  # the config names hydra/sweeper=mora: its plugin must be known to compose it
     try:
         with initialize_config_module(config_module="mora.conf", version_base="1.3"):
             cfg = compose("config", overrides=overrides)

@@ -1,14 +1,16 @@
 """A composed Hydra config made into a `Job` (its plan, cache, preset and runtime): what the CLI and a sweep run.
 
 Policy: a config is read in two parts. `configured(cfg)` reads everything but the graph's input
-values (validation, the graph file, the preset, the runtime; the cache is opened here), and
-`Configured.job(inputs)` plans the graph for one set of input values. A single run does both
+values (validation, the graph file, the preset, the runtime), and `Configured.job(inputs)` plans
+the graph for one set of input values. The cache is opened only once a job's plan is valid, so a
+refused graph or input never creates a cache directory. A single run does both
 once; a sweep whose jobs differ only in their inputs does the first once and the second per job.
 Graph inputs are read from the config unresolved: `${...}` in a value is text, never a lookup.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +47,23 @@ class Configured:
     loader: TemplateLoader
     outputs: list[str] | None
     defaults: dict[str, Any]
-    store: Store
-    settings: ExecutionSettings
+    cache: dict[str, Any]
+    """The `cache` config: where the store is and how it is opened."""
     preset: dict[str, Any]
     runtime: dict[str, Any]
     video_format: str
     quiet: bool
     objective: str | None
+
+    @cached_property
+    def store(self) -> Store:
+        cache_dir = Path(self.cache["dir"]).expanduser() if self.cache["dir"] else default_cache_dir()
+        return Store(cache_dir, salt=self.cache["salt"], lock_timeout=self.cache["lock_timeout"],
+                     artifacts=self.cache["artifacts"])
+
+    @cached_property
+    def settings(self) -> ExecutionSettings:
+        return ExecutionSettings.for_store(self.store, self.runtime)
 
     def job(self, inputs: dict[str, Any]) -> api.Job:
         """The job for these graph input values (raises GraphError, or MoraError for a bad objective)."""
@@ -69,7 +81,7 @@ class Configured:
 
 
 def configured(cfg: DictConfig) -> Configured:
-    """Validate the config and open the cache (raises MoraError)."""
+    """Validate the config and read the graph file (raises MoraError); the cache opens with the first valid job."""
     validate(cfg)
     path = api.graph_path(cfg.graph.name, cfg.graph_file)
     outputs = list(cfg.outputs) if cfg.outputs is not None else None
@@ -77,11 +89,10 @@ def configured(cfg: DictConfig) -> Configured:
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     runtime = OmegaConf.to_container(cfg.runtime, resolve=True, enum_to_str=True)
     assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
-    cache_dir = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
-    store = Store(cache_dir, salt=cfg.cache.salt, lock_timeout=cfg.cache.lock_timeout, artifacts=cfg.cache.artifacts)
-    settings = ExecutionSettings.for_store(store, runtime)
-    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, store,
-                      settings, preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
+    cache = OmegaConf.to_container(cfg.cache, resolve=True)
+    assert isinstance(cache, dict)
+    return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, cache,
+                      preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
 
 
 def job_from_config(cfg: DictConfig) -> api.Job:
