@@ -77,7 +77,11 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path):
     graph = tmp_path / "slow.yaml"
     graph.write_text(yaml.safe_dump({"nodes": {"slow": {"agent": "p_count", "params": {
         "tag": "slow", "seconds": 60, "log": str(log)}}}, "outputs": {"out": {"from": "slow.text"}}}))
-    proc = subprocess.Popen([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", f"graph_file={graph}",
+    # Ctrl-C as at a terminal: a test run started in the background of a non-interactive shell inherits
+    # SIGINT ignored, and a Python started so never raises KeyboardInterrupt
+    interruptible = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    proc = subprocess.Popen([sys.executable, "-c", interruptible + "from mora.engine.frontends.cli import main; main()",
+                             f"graph_file={graph}",
                              "runtime=local", "runtime.device=cpu", "quiet=true", f"hydra.run.dir={tmp_path / 'run'}"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
