@@ -178,6 +178,29 @@ def status_of() -> Callable[[api.RunOutcome], dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
+def own_resident_models() -> Iterator[None]:
+    """A module's pipelines stay resident between its tests and leave with it (for modules that load real models)."""
+    from mora.nodes.models import clear_resident
+
+    clear_resident()
+    yield
+    clear_resident()
+
+
+@pytest.fixture
+def put(tmp_path: Path) -> Callable[[Any], Any]:
+    """Write a blob as a loose artifact file (no cache) and return its ArtifactRef: an agent's input in unit tests."""
+    from mora.engine.cache.artifacts import ArtifactRef
+
+    def put(blob: Any) -> ArtifactRef:
+        path = tmp_path / blob.digest
+        path.write_bytes(blob.data)
+        return ArtifactRef(blob.digest, blob.kind, blob.fmt, len(blob.data), path)
+
+    return put
+
+
+@pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small input files for the templates: two 3-frame clips (`first` red, `second` blue) and an `image`."""
     import numpy as np

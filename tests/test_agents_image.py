@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,22 +12,13 @@ import pytest
 from conftest import FakeContext, params_of, pixels, tiny_ref
 from PIL import Image
 
-from mora.engine.cache.artifacts import ArtifactRef, Blob
 from mora.engine.cache.media import image_blob, text_blob
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.execution import settings
 from mora.engine.ports import PortType
 from mora.nodes import image_edit, image_to_image, prompt_select, text_to_image
 
-
-@pytest.fixture(scope="module", autouse=True)
-def own_resident_models(tiny_models):
-    """This module's pipelines stay resident between its tests, and leave with it."""
-    from mora.nodes.models import clear_resident
-
-    clear_resident()
-    yield
-    clear_resident()
+pytestmark = pytest.mark.usefixtures("tiny_models", "own_resident_models")
 
 
 @pytest.fixture
@@ -41,16 +31,6 @@ def cold():
 
 def tiny(name: str, **kw: Any) -> FakeContext:
     return FakeContext(tiny_ref(name), **kw)
-
-
-@pytest.fixture
-def put(tmp_path: Path):
-    def put(blob: Blob) -> ArtifactRef:
-        path = tmp_path / blob.digest
-        path.write_bytes(blob.data)
-        return ArtifactRef(blob.digest, blob.kind, blob.fmt, len(blob.data), path)
-
-    return put
 
 
 def test_prompt_template_mode_needs_no_model_and_keeps_the_style_cue(put):

@@ -15,31 +15,13 @@ import numpy as np
 import pytest
 from conftest import FakeContext, params_of, tiny_ref
 
-from mora.engine.cache.artifacts import ArtifactRef, Blob
+from mora.engine.cache.artifacts import Blob
 from mora.engine.cache.media import frames_blob, image_blob, read_frames
 from mora.engine.ports import PortType
 
+pytestmark = pytest.mark.usefixtures("tiny_models", "own_resident_models")
+
 pytest.importorskip("diffusers")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_resident_models(tiny_models):
-    """This module's pipelines stay resident between its tests, and leave with it."""
-    from mora.nodes.models import clear_resident
-
-    clear_resident()
-    yield
-    clear_resident()
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    def put(blob: Blob) -> ArtifactRef:
-        path = tmp_path / f"{blob.digest}.bin"
-        path.write_bytes(blob.data)
-        return ArtifactRef(digest=blob.digest, kind=blob.kind, fmt=blob.fmt, size=len(blob.data), path=path)
-
-    return put
 
 
 def gradient(width: int, height: int, shift: int = 0):
@@ -54,15 +36,15 @@ def solid_video(colour: tuple[int, int, int], frames: int = 4, size: int = 32) -
     return frames_blob(np.broadcast_to(np.array(colour, np.uint8), (frames, size, size, 3)).copy(), fps=8)
 
 
-def run_i2v(store, model: str, seed: int = 0, prompt: str | None = None, image=None, last=None, **params: Any):
+def run_i2v(put, model: str, seed: int = 0, prompt: str | None = None, image=None, last=None, **params: Any):
     from mora.nodes.image_to_video import AGENT
 
     ctx = FakeContext(model=tiny_ref(model), seed=seed)
-    inputs = {"image": store(image_blob(image or gradient(32, 32)))}
+    inputs = {"image": put(image_blob(image or gradient(32, 32)))}
     if prompt is not None:
-        inputs["prompt"] = store(Blob(PortType.TEXT, "txt", prompt.encode()))
+        inputs["prompt"] = put(Blob(PortType.TEXT, "txt", prompt.encode()))
     if last is not None:
-        inputs["last_image"] = store(image_blob(last))
+        inputs["last_image"] = put(image_blob(last))
     out = AGENT.run(ctx, inputs, params_of(AGENT, **{"steps": 2, "width": 32, "height": 32, **params}))
     return out, ctx
 
@@ -82,13 +64,13 @@ def metadata_of(blob: Blob, tmp_path: Path) -> dict[str, str]:
         return json.loads(f.metadata()["mora"])
 
 
-def decode(store, latent: Blob, **params: Any):
+def decode(put, latent: Blob, **params: Any):
     from mora.nodes.decode_video import AGENT
 
     ctx = FakeContext()
-    out = AGENT.run(ctx, {"latent": store(latent)}, params_of(AGENT, **params))
+    out = AGENT.run(ctx, {"latent": put(latent)}, params_of(AGENT, **params))
     assert out["video"].kind == PortType.VIDEO
-    return read_frames(store(out["video"]).path), ctx
+    return read_frames(put(out["video"]).path), ctx
 
 
 def test_modules_import_without_torch():
@@ -120,10 +102,10 @@ def test_param_bounds():
     assert [p.name for p in I2V.outputs] == ["latent"] and [p.name for p in CONNECT.outputs] == ["transition"]
 
 
-def test_svd_latent_decodes_to_requested_frames(store, tmp_path):
+def test_svd_latent_decodes_to_requested_frames(put, tmp_path):
     from mora.nodes.models import resident_count
 
-    out, ctx = run_i2v(store, "svd", frames=3, fps=6)
+    out, ctx = run_i2v(put, "svd", frames=3, fps=6)
     latent = out["latent"]
     assert latent.kind == PortType.LATENT and latent.fmt == "safetensors"
     assert tuple(latent_of(latent).shape) == (1, 3, 4, 16, 16)  # tiny SVD VAE downsamples by 2
@@ -133,85 +115,85 @@ def test_svd_latent_decodes_to_requested_frames(store, tmp_path):
         "height": "32", "width": "32"}
     assert ctx.loads == ["tiny:svd"] and ctx.steps == 2
 
-    video, dctx = decode(store, latent)
+    video, dctx = decode(put, latent)
     assert video.array.shape == (3, 32, 32, 3) and video.array.dtype == np.uint8
     assert video.fps == 6.0
     assert dctx.loads == []  # the decoder reuses the resident pipeline
     assert resident_count() == 1
 
-    chunked, _ = decode(store, latent, decode_chunk_size=1, fps=24.0)
+    chunked, _ = decode(put, latent, decode_chunk_size=1, fps=24.0)
     assert chunked.count == 3 and chunked.fps == 24.0
 
 
-def test_svd_is_deterministic_per_seed_and_loads_once(store):
-    first, ctx1 = run_i2v(store, "svd", seed=7, frames=3)
-    again, ctx2 = run_i2v(store, "svd", seed=7, frames=3)
-    other, ctx3 = run_i2v(store, "svd", seed=8, frames=3)
+def test_svd_is_deterministic_per_seed_and_loads_once(put):
+    first, ctx1 = run_i2v(put, "svd", seed=7, frames=3)
+    again, ctx2 = run_i2v(put, "svd", seed=7, frames=3)
+    other, ctx3 = run_i2v(put, "svd", seed=8, frames=3)
     assert first["latent"].data == again["latent"].data
     assert first["latent"].data != other["latent"].data
     assert ctx1.loads + ctx2.loads + ctx3.loads in ([], ["tiny:svd"])  # at most one load in the process
 
 
-def test_svd_resizes_input_and_defaults_to_image_size(store, tmp_path):
-    out, _ = run_i2v(store, "svd", frames=2, image=gradient(40, 36), width=0, height=0)
+def test_svd_resizes_input_and_defaults_to_image_size(put, tmp_path):
+    out, _ = run_i2v(put, "svd", frames=2, image=gradient(40, 36), width=0, height=0)
     meta = metadata_of(out["latent"], tmp_path)
     assert (meta["width"], meta["height"]) == ("40", "32")
-    video, _ = decode(store, out["latent"])
+    video, _ = decode(put, out["latent"])
     assert video.array.shape == (2, 32, 40, 3)
-    out, _ = run_i2v(store, "svd", frames=2, image=gradient(50, 70), width=16, height=24)
+    out, _ = run_i2v(put, "svd", frames=2, image=gradient(50, 70), width=16, height=24)
     assert tuple(latent_of(out["latent"]).shape) == (1, 2, 4, 12, 8)
 
 
-def test_svd_rejects_last_image_and_bad_guidance(store):
+def test_svd_rejects_last_image_and_bad_guidance(put):
     with pytest.raises(ValueError, match="last_image"):
-        run_i2v(store, "svd", frames=2, last=gradient(32, 32))
+        run_i2v(put, "svd", frames=2, last=gradient(32, 32))
     with pytest.raises(ValueError, match="max_guidance"):
-        run_i2v(store, "svd", frames=2, min_guidance=3.0, max_guidance=1.0)
+        run_i2v(put, "svd", frames=2, min_guidance=3.0, max_guidance=1.0)
 
 
-def test_wan_i2v_latent_and_decode(store, tmp_path):
-    out, ctx = run_i2v(store, "wan_i2v", prompt="a red kite over the sea", frames=5, guidance=4.0)
+def test_wan_i2v_latent_and_decode(put, tmp_path):
+    out, ctx = run_i2v(put, "wan_i2v", prompt="a red kite over the sea", frames=5, guidance=4.0)
     latent = out["latent"]
     assert tuple(latent_of(latent).shape) == (1, 16, 2, 4, 4)  # 5 frames -> 2 latent frames, 32 px -> 4
     assert metadata_of(latent, tmp_path)["family"] == "wan"
     assert ctx.loads == ["tiny:wan_i2v"]
-    video, dctx = decode(store, latent)
+    video, dctx = decode(put, latent)
     assert video.array.shape == (5, 32, 32, 3) and video.fps == 7.0 and dctx.loads == []
 
-    same, _ = run_i2v(store, "wan_i2v", prompt="a red kite over the sea", frames=5, guidance=4.0)
-    other_prompt, _ = run_i2v(store, "wan_i2v", prompt="a dog in the snow", frames=5, guidance=4.0)
-    other_seed, _ = run_i2v(store, "wan_i2v", seed=1, prompt="a red kite over the sea", frames=5, guidance=4.0)
+    same, _ = run_i2v(put, "wan_i2v", prompt="a red kite over the sea", frames=5, guidance=4.0)
+    other_prompt, _ = run_i2v(put, "wan_i2v", prompt="a dog in the snow", frames=5, guidance=4.0)
+    other_seed, _ = run_i2v(put, "wan_i2v", seed=1, prompt="a red kite over the sea", frames=5, guidance=4.0)
     assert same["latent"].data == latent.data
     assert other_prompt["latent"].data != latent.data and other_seed["latent"].data != latent.data
 
 
-def test_wan_checks(store):
+def test_wan_checks(put):
     with pytest.raises(ValueError, match=r"4k\+1.*6"):
-        run_i2v(store, "wan_i2v", frames=6)
+        run_i2v(put, "wan_i2v", frames=6)
     with pytest.raises(ValueError, match="divisible by 16.*24"):
-        run_i2v(store, "wan_i2v", frames=5, width=24)
+        run_i2v(put, "wan_i2v", frames=5, width=24)
     with pytest.raises(ValueError, match="first-last-frame"):
-        run_i2v(store, "wan_i2v", frames=5, last=gradient(32, 32))
+        run_i2v(put, "wan_i2v", frames=5, last=gradient(32, 32))
     with pytest.raises(ValueError, match="needs `last_image`"):
-        run_i2v(store, "wan_flf", frames=5)
+        run_i2v(put, "wan_flf", frames=5)
 
 
-def test_wan_flf_image_to_video_with_last_image(store):
-    out, _ = run_i2v(store, "wan_flf", frames=5, last=gradient(32, 32, shift=90))
-    video, _ = decode(store, out["latent"], vae_tiling=True)
+def test_wan_flf_image_to_video_with_last_image(put):
+    out, _ = run_i2v(put, "wan_flf", frames=5, last=gradient(32, 32, shift=90))
+    video, _ = decode(put, out["latent"], vae_tiling=True)
     assert video.count == 5
 
 
-def connect(store, first: Blob, second: Blob, seed: int = 0, model: str = "wan_flf", **params: Any):
+def connect(put, first: Blob, second: Blob, seed: int = 0, model: str = "wan_flf", **params: Any):
     from mora.nodes.connect_videos import AGENT
 
     ctx = FakeContext(model=tiny_ref(model), seed=seed)
-    inputs = {"first": store(first), "second": store(second)}
+    inputs = {"first": put(first), "second": put(second)}
     out = AGENT.run(ctx, inputs, params_of(AGENT, **{"frames": 5, "steps": 2, **params}))
     return out, ctx
 
 
-def test_connect_videos_generates_a_transition_from_both_ends(store, monkeypatch):
+def test_connect_videos_generates_a_transition_from_both_ends(put, monkeypatch):
     from diffusers import WanImageToVideoPipeline
 
     calls: list[dict[str, Any]] = []
@@ -223,7 +205,7 @@ def test_connect_videos_generates_a_transition_from_both_ends(store, monkeypatch
 
     monkeypatch.setattr(WanImageToVideoPipeline, "__call__", spy)
     red, blue, green = solid_video((220, 20, 20)), solid_video((20, 20, 220)), solid_video((20, 200, 20))
-    out, ctx = connect(store, red, blue)
+    out, ctx = connect(put, red, blue)
     transition = out["transition"]
     assert transition.kind == PortType.LATENT
     assert tuple(latent_of(transition).shape) == (1, 16, 2, 4, 4)
@@ -233,33 +215,33 @@ def test_connect_videos_generates_a_transition_from_both_ends(store, monkeypatch
     assert np.asarray(call["image"]).reshape(-1, 3)[0].tolist() == [220, 20, 20]
     assert np.asarray(call["last_image"]).reshape(-1, 3)[0].tolist() == [20, 20, 220]
 
-    video, _ = decode(store, transition)
+    video, _ = decode(put, transition)
     assert video.array.shape == (5, 32, 32, 3) and video.fps == 8.0
     # A cross-fade would be a pixel blend of the two boundary frames; the model's frames are not.
     weights = np.linspace(0, 1, 5)[:, None, None, None]
     fade = (1 - weights) * np.array([220, 20, 20]) + weights * np.array([20, 20, 220])
     assert np.abs(video.array.astype(float) - fade).mean() > 5
 
-    again, _ = connect(store, red, blue)
-    to_green, _ = connect(store, red, green)
-    reseeded, _ = connect(store, red, blue, seed=1)
+    again, _ = connect(put, red, blue)
+    to_green, _ = connect(put, red, green)
+    reseeded, _ = connect(put, red, blue, seed=1)
     assert again["transition"].data == transition.data
     assert to_green["transition"].data != transition.data
     assert reseeded["transition"].data != transition.data
-    assert decode(store, transition)[0].array.tobytes() == video.array.tobytes()  # decoding is deterministic too
+    assert decode(put, transition)[0].array.tobytes() == video.array.tobytes()  # decoding is deterministic too
 
 
-def test_connect_videos_needs_a_first_last_frame_model(store):
+def test_connect_videos_needs_a_first_last_frame_model(put):
     red, blue = solid_video((220, 20, 20)), solid_video((20, 20, 220))
     with pytest.raises(ValueError, match="needs a Wan first-last-frame model"):
-        connect(store, red, blue, model="svd")
+        connect(put, red, blue, model="svd")
     with pytest.raises(ValueError, match="without first-last-frame"):
-        connect(store, red, blue, model="wan_i2v")
+        connect(put, red, blue, model="wan_i2v")
     with pytest.raises(ValueError, match=r"4k\+1"):
-        connect(store, red, blue, frames=4)
+        connect(put, red, blue, frames=4)
 
 
-def test_decode_rejects_other_latents(store):
+def test_decode_rejects_other_latents(put):
     import torch
     from safetensors.torch import save
 
@@ -267,4 +249,4 @@ def test_decode_rejects_other_latents(store):
 
     blob = Blob(PortType.LATENT, "safetensors", save({"latents": torch.zeros(1, 4, 2, 2)}))
     with pytest.raises(ValueError, match="not a video latent"):
-        AGENT.run(FakeContext(), {"latent": store(blob)}, AGENT.resolve_params({}))
+        AGENT.run(FakeContext(), {"latent": put(blob)}, AGENT.resolve_params({}))

@@ -14,33 +14,13 @@ import pytest
 from conftest import FakeContext, params_of, tiny_ref
 from test_agents_video import latent_of, run_i2v
 
+pytestmark = pytest.mark.usefixtures("tiny_models", "own_resident_models")
+
 pytest.importorskip("diffusers")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def own_resident_models(tiny_models):
-    """Compiling changes the resident pipelines: this module's stay its own."""
-    from mora.nodes.models import clear_resident
-
-    clear_resident()
-    yield
-    clear_resident()
-
-
-@pytest.fixture
-def store(tmp_path: Path):
-    from mora.engine.cache.artifacts import ArtifactRef
-
-    def put(blob: Any) -> ArtifactRef:
-        path = tmp_path / f"{blob.digest}.bin"
-        path.write_bytes(blob.data)
-        return ArtifactRef(digest=blob.digest, kind=blob.kind, fmt=blob.fmt, size=len(blob.data), path=path)
-
-    return put
-
-
-def wan(store, **params: Any):
-    return latent_of(run_i2v(store, "wan_i2v", prompt="a kite", frames=5, guidance=4.0, **params)[0]["latent"])
+def wan(put, **params: Any):
+    return latent_of(run_i2v(put, "wan_i2v", prompt="a kite", frames=5, guidance=4.0, **params)[0]["latent"])
 
 
 def test_auto_compiles_on_cuda_only_and_the_preset_decides_when_the_node_does_not():
@@ -77,54 +57,54 @@ def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
 
 
 @pytest.mark.slow
-def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(store, tiny_models, monkeypatch):
+def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(put, tiny_models, monkeypatch):
     from mora.nodes.models import resident
     from mora.nodes.speed import _regional
     from mora.nodes.video_latent import PIPELINE_KIND
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
-    eager = wan(store)
+    eager = wan(put)
     pipe = resident(FakeContext(model=tiny_ref("wan_i2v")), (PIPELINE_KIND,))
     assert not hasattr(pipe.transformer, "_mora_compiled")
-    compiled = wan(store, compile="on")
+    compiled = wan(put, compile="on")
     assert pipe.transformer._mora_compiled == "regional"
     assert all(block._compiled_call_impl is not None for block in pipe.transformer.blocks)
     assert pipe.transformer._compiled_call_impl is None  # the blocks, not the whole model
     assert (compiled - eager).abs().max().item() < 1e-4
-    again = wan(store, compile="off")  # compiled modules stay resident with their pipeline
+    again = wan(put, compile="off")  # compiled modules stay resident with their pipeline
     assert pipe.transformer._mora_compiled == "regional" and (again - compiled).abs().max().item() < 1e-5
     cache = tiny_models.parent / "compile"
     assert Path(__import__("os").environ["TORCHINDUCTOR_CACHE_DIR"]) == cache / "inductor"
     assert any((cache / "inductor").rglob("*.py")), "inductor wrote nothing under Mora's cache directory"
-    svd_unet = run_i2v(store, "svd", frames=2)[1] and resident(FakeContext(model=tiny_ref("svd")), (PIPELINE_KIND,)).unet
+    svd_unet = run_i2v(put, "svd", frames=2)[1] and resident(FakeContext(model=tiny_ref("svd")), (PIPELINE_KIND,)).unet
     assert not _regional(svd_unet)  # a UNet's transformer blocks are a minority of it: whole-module compile
 
 
-def test_first_block_cache_changes_results_only_while_on(store):
-    plain = wan(store, steps=4)
-    skipping = wan(store, steps=4, step_cache="first_block", step_cache_threshold=1.0)
+def test_first_block_cache_changes_results_only_while_on(put):
+    plain = wan(put, steps=4)
+    skipping = wan(put, steps=4, step_cache="first_block", step_cache_threshold=1.0)
     assert (skipping - plain).abs().max().item() > 1e-3  # every step after the first reused the cached blocks
-    assert wan(store, steps=4).equal(plain)  # the cache is removed after the call: the shared pipeline is clean
-    seer = wan(store, steps=4, step_cache="taylorseer", step_cache_interval=2)
+    assert wan(put, steps=4).equal(plain)  # the cache is removed after the call: the shared pipeline is clean
+    seer = wan(put, steps=4, step_cache="taylorseer", step_cache_interval=2)
     assert seer.shape == plain.shape
 
 
-def test_step_cache_needs_a_transformer(store):
+def test_step_cache_needs_a_transformer(put):
     with pytest.raises(ValueError, match="`step_cache` 'first_block' needs a transformer denoiser"):
-        run_i2v(store, "svd", frames=2, step_cache="first_block")
+        run_i2v(put, "svd", frames=2, step_cache="first_block")
 
 
-def test_attention_backends_run_or_fail_clearly(store):
-    plain = wan(store)
-    forced = wan(store, attention="sdpa_flash")  # PyTorch has a CPU flash kernel
+def test_attention_backends_run_or_fail_clearly(put):
+    plain = wan(put)
+    forced = wan(put, attention="sdpa_flash")  # PyTorch has a CPU flash kernel
     assert (forced - plain).abs().max().item() < 1e-4
     with pytest.raises(RuntimeError, match="`attention` 'sdpa_cudnn' has no kernel .* on cpu"):
-        wan(store, attention="sdpa_cudnn")
+        wan(put, attention="sdpa_cudnn")
     with pytest.raises(RuntimeError, match="`attention` 'flash_attn' cannot run here"):
-        wan(store, attention="flash_attn")
+        wan(put, attention="flash_attn")
     with pytest.raises(ValueError, match="diffusers' attention dispatcher"):
-        run_i2v(store, "svd", frames=2, attention="sage")
+        run_i2v(put, "svd", frames=2, attention="sage")
 
 
 def test_fp8_needs_a_capable_gpu_and_says_so():

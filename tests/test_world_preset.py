@@ -15,28 +15,9 @@ from mora.nodes import image_edit, prompt_select, text_to_image
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 
+pytestmark = pytest.mark.usefixtures("own_resident_models")
+
 PRESET = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "world.yaml").read_text())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_resident_models():
-    from mora.nodes.models import clear_resident
-
-    clear_resident()
-    yield
-    clear_resident()
-
-
-@pytest.fixture
-def put(tmp_path: Path):
-    from mora.engine.cache.artifacts import ArtifactRef
-
-    def put(blob):
-        path = tmp_path / blob.digest
-        path.write_bytes(blob.data)
-        return ArtifactRef(blob.digest, blob.kind, blob.fmt, len(blob.data), path)
-
-    return put
 
 
 def world_ctx(agent, seed: int = 0) -> FakeContext:
