@@ -122,14 +122,14 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
         configs.append(compose.job(list(overrides)))
     hydra_before = HydraConfig.instance().cfg
     try:
-        settings: dict[int, Configured] = {}
+        by_template: dict[int, Configured] = {}
         jobs = []
         for idx, job_config in enumerate(configs, start=initial_job_idx):
             cfg = compose.bind(job_config, idx)
             HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
-            if id(cfg) not in settings:  # once per template: every job of a shared one has the same settings
-                settings[id(cfg)] = configured(cfg)
-            jobs.append(settings[id(cfg)].job(job_config.graph_inputs()))
+            if id(cfg) not in by_template:  # once per template: every job of a shared one is configured alike
+                by_template[id(cfg)] = configured(cfg)
+            jobs.append(by_template[id(cfg)].job(job_config.graph_inputs()))
         quiet_libraries(verbose())
         groups: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
