@@ -30,6 +30,9 @@ from PIL import Image
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 
+DEVICE = "cpu"
+"""Where the pipelines run (`--device`); seeds are drawn on the CPU either way."""
+
 
 def held_out_scenes(n: int, seed: int, **kw: float) -> list[world.Scene]:
     rng = np.random.default_rng(seed)
@@ -60,7 +63,7 @@ def in_batches(fn, items: list, size: int) -> list:
 def text_to_image(folder: Path, n: int, steps: int, guidance: float, grids: Path | None) -> dict:
     from diffusers import AutoPipelineForText2Image
 
-    pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=torch.float32)
+    pipe = AutoPipelineForText2Image.from_pretrained(folder, dtype=torch.float32).to(DEVICE)
     pipe.set_progress_bar_config(disable=True)
 
     def draw(texts: list[str], start: int) -> list[Image.Image]:
@@ -119,7 +122,7 @@ def text_to_image(folder: Path, n: int, steps: int, guidance: float, grids: Path
 def image_edit(folder: Path, n: int, steps: int, guidance: float, image_guidance: float, grids: Path | None) -> dict:
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32).to(DEVICE)
     pipe.set_progress_bar_config(disable=True)
     rng = np.random.default_rng(4)
     cases = []
@@ -210,9 +213,12 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--image-guidance", type=float, default=1.5)
     parser.add_argument("--only", choices=("t2i", "edit", "prompt"), action="append")
+    parser.add_argument("--device", default="cpu", help="torch device for the image pipelines (e.g. cuda)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--grids", type=Path, help="folder for PNG sheets of what was generated (look at them)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     if args.grids:
         args.grids.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ("t2i", "edit", "prompt"))

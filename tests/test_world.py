@@ -131,3 +131,20 @@ def test_the_training_batch_renderer_draws_exactly_what_the_world_renders():
     reference = torch.stack([torch.from_numpy(world.render(s, lay)).permute(2, 0, 1).float() / 127.5 - 1
                              for s, lay in cases])
     assert torch.equal(batch, reference)
+
+
+def test_the_world_tokenizer_reads_a_word_a_token_and_still_reads_any_text_byte_by_byte(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from mora.nodes.zoo.tokenizers import clip_words
+
+    vocabulary = captions.vocabulary(samples=300)
+    assert {"circle", "diamond", "striped", "background", "minecraft", "turn"} <= set(vocabulary)
+    tok = clip_words(vocabulary, 32)
+    tok.save_pretrained(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(tmp_path)
+    text = "a small blue cross moving left slowly at the top right on a striped grey background, in digital world style"
+    pieces = tok.convert_ids_to_tokens(tok(text).input_ids)
+    assert pieces[1:-1] == [w + "</w>" for w in text.replace(",", " ,").split()]
+    assert tok.decode(tok("a fox, jumping").input_ids, skip_special_tokens=True) == "a fox , jumping"
+    assert len(tok("a fox").input_ids) > 4  # unknown words fall back to bytes

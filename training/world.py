@@ -8,7 +8,8 @@
 Data come from `mora.nodes.world` on the fly (DataLoader workers, one seed per worker), never from
 files; captions of the held-out split (`captions.held_out`) are never trained on. The diffusion
 models are diffusers' own classes with Stable Diffusion's noise schedule and objective (epsilon),
-the text encoder a transformers CLIPTextModel over the project's byte-level CLIPTokenizer, the
+the text encoder a transformers CLIPTextModel over a CLIPTokenizer whose merges make each of the
+world's words one token (`clip_words`), the
 prompt model a transformers Qwen2ForCausalLM over the project's ChatML tokenizer and the prompt
 agent's own system prompt, so the agents load and run them as they do any preset. Weights are
 an EMA of training. The learning rate follows the run's progress: by `--steps`, or by
@@ -19,6 +20,7 @@ step-bound, so with a given `--steps` and `--seed` it repeats).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import time
@@ -33,8 +35,8 @@ from mora.nodes.world import captions
 from mora.nodes.world import scene as world
 
 SIZE = 64
-TEXT_POSITIONS = 160
-"""Positions of the text encoder and tokenizer: byte-level captions with a style cue run to ~130 tokens."""
+TEXT_POSITIONS = 32
+"""Positions of the text encoder and tokenizer: a word a token, the longest caption with a style cue is 30."""
 STYLE_CUES = (captions.DIGITAL, "in digital world style, Minecraft")
 
 
@@ -113,11 +115,11 @@ class Stream(IterableDataset):
         self.memo: dict[str, torch.Tensor] = {}
 
     def __iter__(self) -> Any:
-        from mora.nodes.zoo.tokenizers import chat, clip
+        from mora.nodes.zoo.tokenizers import chat
 
         info = get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
-        tok = clip(TEXT_POSITIONS) if self.kind in ("sd", "pix2pix") else chat()
+        tok = text_tokenizer() if self.kind in ("sd", "pix2pix") else chat()
         while True:
             yield getattr(self, f"_{self.kind}")(rng, tok)
 
@@ -283,14 +285,22 @@ def train_vae(args: argparse.Namespace) -> None:
 
 # Diffusion --------------------------------------------------------------------------------------------------
 
+@functools.cache
+def text_tokenizer() -> Any:
+    """CLIP's tokenizer with the world's words as single tokens (the byte-level one gave ~130 positions a caption)."""
+    from mora.nodes.zoo.tokenizers import clip_words
+
+    return clip_words(captions.vocabulary(), TEXT_POSITIONS)
+
+
 def text_encoder() -> Any:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from mora.nodes.zoo.image_models import CLIP_IDS
 
     return CLIPTextModel(CLIPTextConfig(
-        hidden_size=128, intermediate_size=512, num_attention_heads=4, num_hidden_layers=3, vocab_size=514,
-        **{**CLIP_IDS, "max_position_embeddings": TEXT_POSITIONS}))
+        hidden_size=128, intermediate_size=512, num_attention_heads=4, num_hidden_layers=3,
+        vocab_size=len(text_tokenizer()), **{**CLIP_IDS, "max_position_embeddings": TEXT_POSITIONS}))
 
 
 def unet(in_channels: int) -> Any:
@@ -299,7 +309,9 @@ def unet(in_channels: int) -> Any:
     return UNet2DConditionModel(
         sample_size=SIZE // 4, in_channels=in_channels, out_channels=4, block_out_channels=(48, 96, 96),
         layers_per_block=1, down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=128, attention_head_dim=8, norm_num_groups=16)
+        cross_attention_dim=128, attention_head_dim=(2, 3, 3), norm_num_groups=16)
+    # `attention_head_dim` is diffusers' legacy name for the head count: 2/3/3 heads give 24/32/32-wide heads,
+    # widths PyTorch's fused attention kernels take (8 heads of 6 did not)
 
 
 def noise_schedule() -> Any:
@@ -360,10 +372,9 @@ def save_pipeline(out: Path, model: Any, encoder: Any, vae: Any, edit: bool) -> 
     from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
 
     from mora.nodes.zoo.image_models import _sd_scheduler
-    from mora.nodes.zoo.tokenizers import clip
 
     cls = StableDiffusionInstructPix2PixPipeline if edit else StableDiffusionPipeline
-    pipe = cls(unet=model, vae=vae, text_encoder=encoder, tokenizer=clip(TEXT_POSITIONS), scheduler=_sd_scheduler(),
+    pipe = cls(unet=model, vae=vae, text_encoder=encoder, tokenizer=text_tokenizer(), scheduler=_sd_scheduler(),
                safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.to(dtype=torch.float16)
     pipe.save_pretrained(out)

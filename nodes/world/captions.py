@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from mora.nodes.world.scene import COLOURS, REGIONS, RELATIONS, SHAPES, Scene, Thing
+from mora.nodes.world.scene import COLOURS, REGIONS, RELATIONS, SHAPES, Scene, Thing, sample_scene
 
 DIGITAL = "in digital world style"
 SPEED_WORDS = {"slow": "slowly", "normal": "", "fast": "fast"}
@@ -155,6 +155,20 @@ def apply_instruction(scene: Scene, text: str) -> tuple[str, Scene]:
             things = tuple(replace(t, **{field: value}) if i == index else t for i, t in enumerate(scene.things))
             return kind, replace(scene, things=things)
     raise CaptionError(f"{text!r} is not an instruction of the world's grammar (e.g. 'make the circle green')")
+
+
+def vocabulary(samples: int = 4000, seed: int = 0) -> dict[str, int]:
+    """The words of captions, style cues and edit instructions, with how often a seeded sample uses them
+    (what the world's text tokenizer learns its merges from)."""
+    rng = np.random.default_rng(seed)
+    texts = [f"{DIGITAL}, Minecraft, pixel art"]
+    for _ in range(samples):
+        scene = sample_scene(rng)
+        texts += [caption(scene), caption(scene, explicit=True), edit(scene, rng)[0]]
+    counts: dict[str, int] = {}
+    for word in re.findall(r"[a-z]+", " ".join(texts).lower()):
+        counts[word] = counts.get(word, 0) + 1
+    return counts
 
 
 # Loose prompts ---------------------------------------------------------------------------------------------

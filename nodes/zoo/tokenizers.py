@@ -4,11 +4,15 @@ The tiny and random-weight models need tokenizers, and no hub is reachable, so t
 here from the 256 byte symbols (GPT-2/CLIP's `bytes_to_unicode`) plus a model family's special
 tokens, with no merges: every byte is one token. `clip` is transformers' own `CLIPTokenizer`
 (lower-casing, `</w>` word ends, start and end tokens around every prompt, 77 positions);
-`chat` is a ChatML tokenizer with a chat template for the prompt language model. Both
-round-trip through `save_pretrained`/`from_pretrained` like any other.
+`chat` is a ChatML tokenizer with a chat template for the prompt language model.
+`clip_words` is the same CLIP layout with BPE merges learned (by the `tokenizers` library's
+trainer) from a known vocabulary, so each of its words is one token and a sentence of them a
+few positions, while any other text still tokenizes byte by byte. All round-trip through
+`save_pretrained`/`from_pretrained` like any other.
 """
 from __future__ import annotations
 
+import json
 from typing import Any
 
 CHAT_TEMPLATE = (
@@ -36,6 +40,25 @@ def clip(max_length: int = 77) -> Any:
     symbols = byte_symbols()
     tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
     return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=[], model_max_length=max_length)
+
+
+def clip_words(words: dict[str, int], max_length: int = 77) -> Any:
+    """A `CLIPTokenizer` whose merges make each of `words` (word -> count) one token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import CLIPTokenizer
+
+    symbols = byte_symbols()
+    base = symbols + [s + "</w>" for s in symbols]
+    learner = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    learner.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=len(base) + 8 * len(words), initial_alphabet=symbols,
+                                  end_of_word_suffix="</w>", show_progress=False)
+    corpus = [" ".join([w] * count) for w, count in sorted(words.items())]
+    learner.train_from_iterator(corpus, trainer)
+    learned = json.loads(learner.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["merges"]]
+    tokens = base + ["<|startoftext|>", "<|endoftext|>"] + sorted({"".join(m) for m in merges} - set(base))
+    return CLIPTokenizer(vocab={t: i for i, t in enumerate(tokens)}, merges=merges, model_max_length=max_length)
 
 
 def chat(max_length: int = 32768) -> Any:
