@@ -493,4 +493,4 @@ def _finish(rec: NodeRecord, result: NodeResult) -> None:
     if result.error:
         rec.status, rec.error = Status.FAILED, result.error
     else:
-        rec.status, rec.outputs = Status.DONE, result.outputs
+        rec.status, rec.outputs, rec.cached = Status.DONE, result.outputs, False
