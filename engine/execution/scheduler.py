@@ -404,6 +404,8 @@ class Scheduler:
         task = _task(node, rec, inputs, self.store, self.identities, self.settings)
         hit = self.claim(task) if rec.cacheable else None
         if hit is False:
+            log.info("node %s: another run is computing it; waiting for its result (at most %.0f s)", node_id,
+                     self.settings.lock_timeout)
             self.waiting[node_id] = (task, time.monotonic())
             return False
         if hit is None:
