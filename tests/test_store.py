@@ -323,11 +323,11 @@ def test_two_processes_share_one_cache_and_compute_each_node_once(tmp_path, writ
 
 def test_a_key_lease_is_per_key_exclusive_renewed_and_lapses(tmp_path):
     store, other = Store(tmp_path / "c"), Store(tmp_path / "c")
-    mine, theirs = KeyLeases(store.index, 0.5), KeyLeases(other.index, 0.5)
+    mine, theirs = KeyLeases(store.index, 1.0), KeyLeases(other.index, 1.0)
     try:
         assert mine.take("a" * 64) and mine.take("a" * 64)  # held: taking it again is a no-op
         assert not theirs.take("a" * 64) and theirs.take("b" * 64)
-        time.sleep(1.0)  # twice the expiry: renewed meanwhile by the holder's thread
+        time.sleep(2.5)  # over twice the expiry: renewed meanwhile by the holder's thread
         assert not theirs.take("a" * 64)
         theirs.release("a" * 64)  # not theirs to release
         assert not theirs.take("a" * 64)

@@ -3,7 +3,7 @@
 Policy. Only drivers write the index, and before a driver dispatches a cacheable node it takes
 the key's lease: the index row `lease/<key>`, added atomically (diskcache's `add` writes only
 where no unexpired row exists) with the driver's name (`host:pid:random`) as its value and an
-expiry of `ttl` seconds: `ExecutionSettings.lock_timeout`, at most MAX_TTL. A thread renews the
+expiry of `ttl` seconds: `ExecutionSettings.lock_timeout`, within MIN_TTL and MAX_TTL. A thread renews the
 leases it holds every `ttl/3` seconds for as long as their nodes run; the lease is released (deleted, by its owner only)
 once the node's entry is recorded or the node has failed for good. A driver that dies stops
 renewing, so its leases lapse `ttl` seconds later and another driver takes them over (on the
@@ -33,6 +33,8 @@ log = logging.getLogger("mora.cache")
 PREFIX = "lease/"
 MAX_TTL = 30.0
 """Seconds after its driver's last renewal that a lease lapses, at most: how long a crashed driver holds up others."""
+MIN_TTL = 1.0
+"""And at least (a lease renewed every few milliseconds would cost more than it saves)."""
 
 
 class KeyLeases:
@@ -40,7 +42,7 @@ class KeyLeases:
 
     def __init__(self, index: diskcache.Cache, lock_timeout: float):
         self.index = index
-        self.ttl = min(lock_timeout, MAX_TTL)
+        self.ttl = min(max(lock_timeout, MIN_TTL), MAX_TTL)
         self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._held: set[str] = set()
         self._guard = threading.Lock()
