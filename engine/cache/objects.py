@@ -68,9 +68,12 @@ class ArtifactStore:
             self.remote.upload(path, blob.digest, blob.fmt)
         return ref
 
-    def put_file(self, kind: PortType, fmt: str, file: Path) -> ArtifactRef:
-        """Store a finished file written in `tmp/` by moving it into place (for artifacts too large for memory)."""
-        digest = digest_file(kind.value, fmt, file)
+    def put_file(self, kind: PortType, fmt: str, file: Path, digest: str | None = None) -> ArtifactRef:
+        """Store a finished file written in `tmp/` by moving it into place (for artifacts too large for memory).
+
+        `digest`: the file's, when the caller has just computed it (a long video is hashed once).
+        """
+        digest = digest or digest_file(kind.value, fmt, file)
         path = self.object_path(digest, fmt)
         ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
         if self.check(ref, full=path.exists()) is None:  # already there, intact

@@ -185,7 +185,7 @@ class Store(ArtifactStore):
         with self.maintenance.shared():
             if lease is not None:
                 lease.add([digest])
-            return super().put_file(kind, fmt, file)
+            return super().put_file(kind, fmt, file, digest)
 
     def _found(self, path: Path) -> None:
         """Nothing to do: the run's lease already names the object (see put)."""
