@@ -151,7 +151,7 @@ def test_two_drivers_on_one_cache_compute_a_node_once(tmp_path, drivers):
     first = _driver(tmp_path, graph, "run-a", 3600, drivers)
     _until(log.exists, "the first driver to compute the node")
     second = _driver(tmp_path, graph, "run-b", 3600, drivers)
-    _wait_for_line(second, "another run is computing it; waiting for its result")
+    _wait_for_line(second, "is computing it; waiting for its result")
     gate.touch()
     results = [_finish(first)[0], _finish(second)[0]]
     assert results == [{"status": "done", "cached": False}, {"status": "cached", "cached": True}]
@@ -166,7 +166,7 @@ def test_a_killed_drivers_lease_is_taken_over_and_the_other_driver_computes_the_
     doomed = _driver(tmp_path, graph, "run-a", 3, drivers)
     _until(log.exists, "the first driver to compute the node")
     other = _driver(tmp_path, graph, "run-b", 3600, drivers)  # would wait an hour for a live driver
-    _wait_for_line(other, "another run is computing it; waiting for its result")
+    _wait_for_line(other, "is computing it; waiting for its result")
     doomed.send_signal(signal.SIGKILL)
     doomed.communicate()
     gate.touch()
@@ -193,3 +193,23 @@ def test_a_lease_left_by_a_driver_on_another_machine_lapses(tmp_path):
     record = outcome.report.records["g"]
     assert record.status == "done" and not record.cached
     assert store.lookup(key) is not None and store.index.get(f"{PREFIX}{key}") is None
+
+
+def test_the_same_work_twice_in_one_graph_is_computed_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    log = tmp_path / "executions.log"
+    same = {"agent": "p_count", "params": {"tag": "same", "seconds": 0.5, "log": str(log)}}
+    graph = tmp_path / "twice.yaml"
+    graph.write_text(yaml.safe_dump({"nodes": {"x": same, "y": same},
+                                     "outputs": {"x": {"from": "x.text"}, "y": {"from": "y.text"}}}))
+    plan = load_plan(graph, {}, registry=pool_agents.registry())
+    executor = PoolExecutor(2, "cpu")  # two idle workers: without the key's lease both would run at once
+    try:
+        outcome = run(plan, store=Store(tmp_path / "cache"), preset={}, run_dir=tmp_path / "run", runtime={},
+                      quiet=True, executor=executor)
+    finally:
+        executor.shutdown()
+    records = outcome.report.records
+    assert records["x"].key == records["y"].key
+    assert sorted((r.status, r.cached) for r in records.values()) == [("cached", True), ("done", False)]
+    assert len(log.read_text().splitlines()) == 1

@@ -33,7 +33,8 @@ Ray actors) only compute and store artifacts; this loop looks every key up befor
 records each result's entry (its outputs' digests, seconds, batch) when it comes back, naming
 its artifacts in the run's lease first. A cacheable miss is dispatched only once this driver
 holds the key's lease in the index (key_leases.py), and looked up once more then (another driver
-may have recorded it just before releasing). A node whose key another driver holds waits, without
+may have recorded it just before releasing). A node whose key another driver holds, or another
+node of this run with the same key (the same work twice in one graph), waits, without
 holding up the rest of the run: each turn of the loop looks it up again (a hit completes it, as
 cached) and tries the lease again (taken: it is computed here); after `lock_timeout` seconds of
 waiting it is computed anyway. The lease is released when the node's entry is recorded or the
@@ -252,7 +253,9 @@ class Scheduler:
         self.order = {n: i for i, n in enumerate(plan.nodes)}
         self.pending: list[NodeTask] = []
         self.waiting: dict[str, tuple[NodeTask, float]] = {}
-        """Nodes whose key another driver holds -> (task, when this run began waiting)."""
+        """Nodes whose key another driver or node holds -> (task, when this run began waiting)."""
+        self.claimed: dict[str, str] = {}
+        """Key -> the node of this run that holds its lease (until its entry is recorded or it fails for good)."""
         self.poll_every = min(POLL, max(0.01, settings.lock_timeout / 10))
         self.in_flight: dict[str, Unit] = {}
         self.unfinished: dict[int, int] = {}
@@ -338,7 +341,7 @@ class Scheduler:
                 continue
             if not result.error:
                 result = self.keep(task, result)
-            self.keys.release(task.key)
+            self.unclaim(task.key)
             _finish(rec, result)
             self.reporter.event(rec)
             if result.error and result.traceback:
@@ -404,8 +407,8 @@ class Scheduler:
         task = _task(node, rec, inputs, self.store, self.identities, self.settings)
         hit = self.claim(task) if rec.cacheable else None
         if hit is False:
-            log.info("node %s: another run is computing it; waiting for its result (at most %.0f s)", node_id,
-                     self.settings.lock_timeout)
+            log.info("node %s: another run (or node) is computing it; waiting for its result (at most %.0f s)",
+                     node_id, self.settings.lock_timeout)
             self.waiting[node_id] = (task, time.monotonic())
             return False
         if hit is None:
@@ -415,16 +418,21 @@ class Scheduler:
         return True
 
     def claim(self, task: NodeTask) -> dict[str, Any] | None | bool:
-        """The key's entry (a hit), or None once this driver holds the key's lease, or False: another driver holds it."""
+        """The key's entry (a hit); None once this node holds the key's lease; False: another driver or node holds it."""
         hit = self.store.lookup(task.key)
         if hit is not None:
             return hit
-        if not self.keys.take(task.key):
+        if self.claimed.get(task.key, task.node_id) != task.node_id or not self.keys.take(task.key):
             return False
+        self.claimed[task.key] = task.node_id
         hit = self.store.lookup(task.key)  # recorded by a driver that released the lease just now
         if hit is not None:
-            self.keys.release(task.key)
+            self.unclaim(task.key)
         return hit
+
+    def unclaim(self, key: str) -> None:
+        self.claimed.pop(key, None)
+        self.keys.release(key)
 
     def served(self, node_id: str, hit: dict[str, Any]) -> None:
         rec = self.records[node_id]
