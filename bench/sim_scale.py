@@ -13,9 +13,9 @@ Reported per N: wall time against the ideal (`waves` x `seconds`: every worker b
 the time), throughput against the ideal (N / `seconds` nodes a second), the scheduling overhead
 per node (the worker-time lost per node: (wall - ideal) x N / nodes), the driver's CPU time per
 node (scheduler, index, export: what would be the bottleneck), the workers' CPU time per node
-(receiving the task, lookup, storing the artifact, writing the entry, replying), and the fully
+(receiving the task, storing the artifact, replying with the entry the driver records), and the fully
 cached rerun's wall time per node. On a 2-core machine the sleeps must be long enough that the workers' own CPU
-work (a lookup, an artifact write, an index entry per node) stays far below 2 cores.
+work (an artifact write and a reply per node) stays far below 2 cores.
 """
 from __future__ import annotations
 

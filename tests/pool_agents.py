@@ -4,6 +4,7 @@ They live in their own module so worker processes (pool, Ray) can import them by
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -83,7 +84,7 @@ DIE = Agent("p_die", 1, "Kill the process running it.", _die, outputs=(Port("val
 def registry() -> Registry:
     from mora.engine.graph.registry import default_registry
 
-    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED, LOADED])
+    return Registry([*default_registry(), SLEEP, MODELLED, DIE, COUNT, SCALED, LOADED, INDEX_FILES, GATED])
 
 
 def _scaled(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
@@ -103,3 +104,38 @@ SCALED = Agent("p_scaled", 1, "A seeded toy agent that can run batches (logs eac
                        Param("seed", int, None, "per-item seed", batchable=True),
                        Param("log", str, "", "file to log batch sizes to", run_only=True)),
                run_batch=lambda ctx, inputs_list, params_list: _scaled_batch(ctx, inputs_list, params_list))
+
+
+def _index_files(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    from mora.engine.execution.settings import current
+
+    cache = os.path.realpath(current().cache_dir)
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if any(target.startswith(os.path.join(cache, sub) + os.sep) for sub in ("index", "leases", "locks")):
+            held.append(os.path.relpath(target, cache))
+    return {"text": text_blob(json.dumps({"pid": os.getpid(), "held": sorted(held), "tag": params["tag"]}))}
+
+
+def _gated(ctx: RunContext, inputs: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    with open(params["log"], "a") as f:
+        f.write(f"{ctx.node_id} {os.getpid()}\n")
+    deadline = time.monotonic() + 120
+    while not os.path.exists(params["gate"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {"text": text_blob(params["tag"])}
+
+
+INDEX_FILES = Agent("p_index_files", 1, "Output which files under the cache's index/, leases/ and locks/ this process "
+                    "holds open.", _index_files, outputs=(Port("text", PortType.TEXT),),
+                    inputs=(Port("after", PortType.TEXT, required=False),),
+                    params=(Param("tag", str, "", "label (part of the key)"),))
+GATED = Agent("p_gated", 1, "Log its start to `log`, wait until the file `gate` exists, output text.", _gated,
+              outputs=(Port("text", PortType.TEXT),),
+              params=(Param("tag", str, "", "label (part of the key)"),
+                      Param("log", str, "", "file to log executions to", run_only=True),
+                      Param("gate", str, "", "file whose existence lets the node finish", run_only=True)))

@@ -1,6 +1,7 @@
 """The object-store artifact backend against a real S3-compatible server (moto's, on 127.0.0.1)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -221,3 +222,34 @@ def test_mora_takes_cache_artifacts_from_the_config(tmp_path: Path, s3_url: str)
                f"hydra.run.dir={tmp_path / 'run2'}")
     assert bad.returncode == 2 and "cache.artifacts=nosuch://x/y" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_pool_workers_write_to_the_object_store_the_run_names(tmp_path: Path, s3_url: str,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    import pool_agents
+
+    from mora.engine.execution.executors.pool import PoolExecutor
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump({
+        "nodes": {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 3}},
+                  "b": {"agent": "p_count", "params": {"tag": "b", "log": str(tmp_path / "b.log")}}},
+        "outputs": {"a": {"from": "a.value"}, "b": {"from": "b.text"}}}))
+    plan = api.load_plan(graph, {}, None, registry=pool_agents.registry())
+    store = Store(tmp_path / "cache", artifacts=s3_url)
+    executor = PoolExecutor(2, "cpu")  # the workers get the store's URL with the run's settings
+    try:
+        first = api.run(plan, store=store, preset={}, run_dir=tmp_path / "run0", runtime={}, quiet=True,
+                        executor=executor)
+        assert {n["status"] for n in first.manifest["nodes"].values()} == {"done"}
+        assert len(_fs().find(f"{s3_url[5:]}/objects")) == 2
+        for copy in (tmp_path / "cache" / "objects").rglob("*.*"):
+            copy.unlink()  # only the object store holds them now
+        again = api.run(plan, store=store, preset={}, run_dir=tmp_path / "run1", runtime={}, quiet=True,
+                        executor=executor)
+    finally:
+        executor.shutdown()
+        store.close()
+    assert all(n["cached"] for n in again.manifest["nodes"].values())
+    assert (tmp_path / "run1" / "b.txt").read_text() == "/b" and json.loads((tmp_path / "run1" / "a.json").read_text()) == 3

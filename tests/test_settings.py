@@ -1,13 +1,15 @@
 """The run's execution settings reach the process that runs its nodes, in every runtime.
 
-`cache.lock_timeout` is the witness: another process holds a node's key lock, and a run with a
-tiny timeout computes the node anyway within seconds (the documented behaviour) instead of
-waiting the default hour, whether the node runs in-process, on a pool worker or on a Ray actor.
+`cache.lock_timeout` is the witness: another driver holds a node's key lease (a row in the index,
+renewed while it lives), and a run with a tiny timeout computes the node anyway within seconds
+(the documented behaviour) instead of waiting the default hour, whether the node runs
+in-process, on a pool worker or on a Ray actor (the driver waits; the timeout reaches it
+with the run's settings).
 """
 from __future__ import annotations
 
 import concurrent.futures
-import fcntl
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,7 @@ import pool_agents
 import pytest
 import yaml
 
+from mora.engine.cache.key_leases import KeyLeases
 from mora.engine.cache.store import Store
 from mora.engine.execution.executors.inprocess import InProcessExecutor
 from mora.engine.execution.executors.pool import PoolExecutor
@@ -29,19 +32,17 @@ DEADLINE = 90.0
 
 
 @contextmanager
-def key_locked(store: Store, key: str) -> Iterator[None]:
-    """Hold `key`'s lock as another process computing the node would (flock on its own descriptor)."""
-    path = store.root / "locks" / key[:2] / f"{key}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def key_leased(store: Store, key: str) -> Iterator[None]:
+    """Hold `key`'s lease as another driver computing the node would (its own index connection, an hour's expiry)."""
+    other = KeyLeases(Store(store.root).index, 3600.0)
+    assert other.take(key)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)
+        other.close()
 
 
-def _run_with_the_key_held(tmp: Path, make_executor: Callable[[], Any]) -> Any:
+def _run_with_the_key_held(tmp: Path, make_executor: Callable[[], Any], caplog: pytest.LogCaptureFixture) -> Any:
     graph = tmp / "g.yaml"
     graph.write_text(yaml.safe_dump({"nodes": {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 7}}},
                                      "outputs": {"a": {"from": "a.value"}}}))
@@ -52,7 +53,7 @@ def _run_with_the_key_held(tmp: Path, make_executor: Callable[[], Any]) -> Any:
     store = Store(tmp / "cache", lock_timeout=0.2)
     executor = make_executor()
     try:
-        with key_locked(store, key), concurrent.futures.ThreadPoolExecutor(1) as pool:
+        with caplog.at_level(logging.WARNING), key_leased(store, key), concurrent.futures.ThreadPoolExecutor(1) as pool:
             job = pool.submit(run, plan, store=store, preset={}, run_dir=tmp / "run", runtime={}, quiet=True,
                               executor=executor)
             outcome = job.result(timeout=DEADLINE)  # raises TimeoutError while the lock is waited for an hour
@@ -60,6 +61,7 @@ def _run_with_the_key_held(tmp: Path, make_executor: Callable[[], Any]) -> Any:
         executor.shutdown()
     record = outcome.report.records["a"]
     assert record.status == "done" and not record.cached
+    assert "node a: another run has held its key for over 0 s; computing anyway" in caplog.text
     return record
 
 
@@ -69,18 +71,17 @@ def on_path(monkeypatch):
 
 
 def test_lock_timeout_is_honoured_in_process(tmp_path, caplog):
-    record = _run_with_the_key_held(tmp_path, lambda: InProcessExecutor("cpu"))
+    record = _run_with_the_key_held(tmp_path, lambda: InProcessExecutor("cpu"), caplog)
     assert record.worker == "main"
-    assert "lock held for over 0 s; computing anyway" in caplog.text
 
 
-def test_lock_timeout_is_honoured_on_a_pool_worker(tmp_path, on_path):
-    record = _run_with_the_key_held(tmp_path, lambda: PoolExecutor(1, "cpu"))
+def test_lock_timeout_is_honoured_on_a_pool_worker(tmp_path, on_path, caplog):
+    record = _run_with_the_key_held(tmp_path, lambda: PoolExecutor(1, "cpu"), caplog)
     assert record.worker == "worker0"
 
 
-def test_lock_timeout_is_honoured_on_a_ray_actor(ray_cluster, tmp_path):
+def test_lock_timeout_is_honoured_on_a_ray_actor(ray_cluster, tmp_path, caplog):
     from mora.engine.execution.executors.ray import RayExecutor
 
-    record = _run_with_the_key_held(tmp_path, lambda: RayExecutor({"device": "cpu", "devices": 1}))
+    record = _run_with_the_key_held(tmp_path, lambda: RayExecutor({"device": "cpu", "devices": 1}), caplog)
     assert record.worker == "actor0"

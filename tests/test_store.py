@@ -15,8 +15,10 @@ from pathlib import Path
 import diskcache
 import pytest
 
+from mora.engine.cache import maintenance
 from mora.engine.cache.artifacts import Blob, CorruptArtifact
 from mora.engine.cache.index import CorruptRow
+from mora.engine.cache.key_leases import PREFIX, KeyLeases
 from mora.engine.cache.media import read_text
 from mora.engine.cache.store import Store, default_cache_dir
 from mora.engine.errors import CacheError
@@ -54,9 +56,8 @@ def test_put_stores_by_digest_and_is_idempotent(tmp_path):
 def test_cache_directories_are_owner_only(tmp_path):
     store = Store(tmp_path / "fresh" / "cache")
     ref = store.put(BLOB)
-    store.lock("f" * 64)
-    for path in (store.root, store.root / "objects", store.root / "locks", store.root / "tmp", store.root / "index",
-                 ref.path.parent, store.root / "locks" / "ff"):
+    for path in (store.root, store.root / "objects", store.root / "leases", store.root / "tmp", store.root / "index",
+                 ref.path.parent):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
 
 
@@ -320,13 +321,39 @@ def test_two_processes_share_one_cache_and_compute_each_node_once(tmp_path, writ
     assert files_under(cache / "tmp") == []
 
 
-def test_lock_is_per_key_and_exclusive(tmp_path):
-    store = Store(tmp_path / "c", lock_timeout=0.05)
-    with store.lock("a" * 64):
-        other = Store(tmp_path / "c", lock_timeout=0.05).lock("a" * 64)
-        t0 = time.monotonic()
-        with pytest.raises(TimeoutError):
-            other.acquire()
-        assert time.monotonic() - t0 < 5
-        with store.lock("b" * 64):
-            pass
+def test_a_key_lease_is_per_key_exclusive_renewed_and_lapses(tmp_path):
+    store, other = Store(tmp_path / "c"), Store(tmp_path / "c")
+    mine, theirs = KeyLeases(store.index, 1.0), KeyLeases(other.index, 1.0)
+    try:
+        assert mine.take("a" * 64) and mine.take("a" * 64)  # held: taking it again is a no-op
+        assert not theirs.take("a" * 64) and theirs.take("b" * 64)
+        time.sleep(2.5)  # over twice the expiry: renewed meanwhile by the holder's thread
+        assert not theirs.take("a" * 64)
+        theirs.release("a" * 64)  # not theirs to release
+        assert not theirs.take("a" * 64)
+        mine.release("a" * 64)
+        assert theirs.take("a" * 64)
+        other.index.add(f"{PREFIX}{'c' * 64}", "a driver that died", expire=0.3)  # never renewed
+        assert not mine.take("c" * 64)
+        time.sleep(0.5)
+        assert mine.take("c" * 64)
+    finally:
+        mine.close()
+        theirs.close()
+    assert not [k for k in store.index.iterkeys() if k.startswith(PREFIX)]  # close releases what is still held
+
+
+def test_maintenance_ignores_key_leases(tmp_path):
+    store = Store(tmp_path / "c")
+    ref = store.put(BLOB)
+    store.record("e" * 64, {"node": "n", "agent": "t_text", "outputs": {"text": ref.to_json()}})
+    store.index.add(f"{PREFIX}{'a' * 64}", "live driver", expire=3600)
+    store.index.add(f"{PREFIX}{'b' * 64}", "dead driver", expire=0.01)
+    time.sleep(0.05)
+    assert maintenance.stats(store)["entries"] == 1 and maintenance.stats(store)["agents"] == {"t_text": 1}
+    assert [k for k, _ in maintenance.entries(store)] == ["e" * 64]
+    report = maintenance.verify(store)
+    assert report.ok and report.entries == 1
+    assert maintenance.gc(store, max_age=3600, grace=0)["removed_entries"] == 0
+    assert store.index.get(f"{PREFIX}{'a' * 64}") == "live driver" and store.lookup("e" * 64) is not None
+    assert [k for k in store.index.iterkeys() if k.startswith(PREFIX)] == [f"{PREFIX}{'a' * 64}"]  # the dead one went

@@ -1,8 +1,10 @@
 """Leases: what live runs reference, so that maintenance never deletes it.
 
 Policy. A run takes a lease, `leases/<random>.lease`: a file it holds an exclusive `flock` on for
-as long as it runs, to which it (and its workers, given the path) append the digest of every
-artifact the run has looked up, stored, or will read, one per line, before relying on it. The
+as long as it runs, to which it appends the digest of every artifact the run has looked up,
+stored, or will read, one per line, before relying on it. Only the driver writes its lease:
+what a worker stores is named there when the worker's result comes back (until then the
+object is younger than gc's grace period, and a worker refreshes the mtime of one it finds). The
 OS drops the lock when the run's process dies, so a lease whose lock can be taken is stale and
 is removed. `gc` deletes only objects that no index entry references, that no live lease
 names, and that are older than a grace period (which covers writers that hold no lease).
@@ -57,12 +59,11 @@ class MaintenanceLock:
 
 
 class Lease:
-    """The digests one run relies on; `owner` holds the file's lock, workers only append."""
+    """The digests one run relies on; the run's driver holds the file's lock and appends to it."""
 
-    def __init__(self, path: Path, fd: int, owner: bool):
+    def __init__(self, path: Path, fd: int):
         self.path = path
         self._fd = fd
-        self.owner = owner
         self._named: set[str] = set()
 
     @classmethod
@@ -74,14 +75,9 @@ class Lease:
         except OSError as e:
             log.warning("cache: cannot take a lease in %s (%s); a `mora-admin cache gc` running now could remove "
                         "what this run uses", folder, e.strerror or e)
-            return cls(path, -1, owner=True)
+            return cls(path, -1)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return cls(path, fd, owner=True)
-
-    @classmethod
-    def join(cls, path: Path) -> Lease:
-        """Append to a lease a run holds (a worker's side); its lock stays with the run."""
-        return cls(path, os.open(path, os.O_WRONLY | os.O_APPEND), owner=False)
+        return cls(path, fd)
 
     def add(self, digests: Iterable[str]) -> None:
         new = [d for d in dict.fromkeys(digests) if d not in self._named]
@@ -98,8 +94,7 @@ class Lease:
     def release(self) -> None:
         if self._fd < 0:
             return
-        if self.owner:
-            self.path.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
         os.close(self._fd)
         self._fd = -1
 

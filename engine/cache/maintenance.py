@@ -9,7 +9,8 @@ cache versions, which are never hit), then the oldest until the objects fit in `
 then deletes objects that no remaining entry references, unless a live run's lease names them
 or they are younger than `grace` (see leases.py): in `objects/` and, for a cache whose artifacts
 live in an object store, there too (`objects/` then holds this machine's copies). Both work only on a directory that already
-holds a cache.
+holds a cache. Key leases (index rows under `lease/`, key_leases.py) are not entries: every
+count, listing and check skips them, and gc deletes the expired ones (left by drivers that died).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any
 
 from mora.engine.cache.artifacts import ArtifactRef, CorruptArtifact
 from mora.engine.cache.index import CorruptRow, delete_rows, select
+from mora.engine.cache.key_leases import PREFIX as LEASE_PREFIX
 from mora.engine.cache.leases import live_digests
 from mora.engine.cache.store import ENTRY_VERSION, Store, stale
 
@@ -52,14 +54,14 @@ class VerifyReport:
 
 def _rows(where: str = "1") -> str:
     return (f"(SELECT rowid, key, CAST(value AS TEXT) AS t FROM Cache WHERE {where} AND raw = 1 "
-            f"AND key NOT GLOB '{MEMO_PREFIX}*' AND mode = 1 AND filename IS NULL)")
+            f"AND key NOT GLOB '{MEMO_PREFIX}*' AND key NOT GLOB '{LEASE_PREFIX}*' AND mode = 1 AND filename IS NULL)")
 
 
 ROWS = _rows()
 """Node-result rows whose JSON lies in the database (all but entries over 32 kB), for SQLite's JSON functions."""
 VALID = "(json_valid(t) AND json_type(t) = 'object' AND json_type(t, '$.outputs') IS NOT NULL)"
 STALE = f"(json_type(t, '$.v') = 'integer' AND json_extract(t, '$.v') != {ENTRY_VERSION})"
-OTHER = (f"SELECT key FROM Cache WHERE raw = 1 AND key NOT GLOB '{MEMO_PREFIX}*' "
+OTHER = (f"SELECT key FROM Cache WHERE raw = 1 AND key NOT GLOB '{MEMO_PREFIX}*' AND key NOT GLOB '{LEASE_PREFIX}*' "
          "AND (mode != 1 OR filename IS NOT NULL)")
 """Rows read through diskcache one by one: large entries held in value files, and rows Mora did not write."""
 
@@ -216,6 +218,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     scan of one column, not for every entry's JSON.
     """
     now = time.time()
+    store.index.expire()  # key leases of drivers that died (only they carry an expiry)
     doomed = f"NOT {VALID} OR {STALE}" + (" OR coalesce(json_extract(t, '$.created'), 0) < ?" if max_age else "")
     rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
                                    (now - max_age,) if max_age else ())]

@@ -1,17 +1,18 @@
-"""The content-addressed store: artifacts as files named by digest, and the index of node results.
+"""The driver's store: the artifacts (objects.py) plus the index of node results, which only the driver writes.
 
 Layout under the cache directory (created owner-only, since whoever can write it decides what
-later runs read): `objects/ab/<digest>.<ext>` artifacts in open formats; `index/` the diskcache
-index (JSON values); `locks/` per-key lock files; `leases/` what live runs rely on, and the
-maintenance lock (see leases.py); `quarantine/` objects found corrupt, kept for inspection;
-`tmp/` files being written. Every artifact is written to `tmp/` and atomically renamed into
-place, so a crash never leaves a half-written object under its final name.
+later runs read): `objects/`, `tmp/` and `quarantine/` as in objects.py; `index/` the diskcache
+index (JSON values: node results, and the key leases of key_leases.py); `leases/` what live runs
+rely on, and the maintenance lock (see leases.py). Workers open only the artifact half
+(`ArtifactStore`), never the index or a lock here: they return their entry to the driver, which
+looks keys up before dispatch and records entries as results come back.
 
 Artifacts elsewhere. With `artifacts=URL` (config `cache.artifacts`: `s3://bucket/prefix`, `gs://...`,
 a path) the artifacts live in that object store (remote.py) and `objects/` holds this machine's
 copies of them; the index stays here. The URL is recorded in the cache directory (`artifacts`),
-so every process that opens the cache (workers, `mora-admin cache`) uses the same store, and
+so every process that opens the cache (`mora-admin cache`, later runs) uses the same store, and
 opening it with another URL is refused (its index would name objects the other store lacks).
+Workers get the URL with the run's settings, so a machine running them needs no copy of this directory.
 
 Trust. A lookup checks that each artifact of an entry exists with its recorded size (cheap:
 a fully cached run reads nothing it does not export); the bytes themselves are verified against
@@ -21,26 +22,22 @@ short or corrupt is a miss for the entries that use it and nothing else: it is m
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import re
 import sqlite3
-import stat
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import platformdirs
-from filelock import FileLock, Timeout
 
-from mora.engine.cache.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact, digest_file
+from mora.engine.cache.artifacts import ArtifactRef, Blob, digest_file
 from mora.engine.cache.index import INDEX_FILE, CorruptRow, index_error, open_index
 from mora.engine.cache.leases import Lease, MaintenanceLock
+from mora.engine.cache.objects import ArtifactStore
 from mora.engine.cache.remote import Remote
 from mora.engine.errors import CacheError
 from mora.engine.ports import PortType
@@ -100,8 +97,8 @@ def stale(entry: Any) -> bool:
     return isinstance(entry, dict) and isinstance(entry.get("v"), int) and entry["v"] != ENTRY_VERSION
 
 
-class Store:
-    """Artifacts by digest plus the key -> result index, in one cache directory.
+class Store(ArtifactStore):
+    """Artifacts by digest plus the key -> result index, in one cache directory: the driver's view.
 
     `create=False` opens only a directory that already holds a cache (maintenance commands must
     neither create one nor work on a folder that is something else).
@@ -110,33 +107,27 @@ class Store:
     def __init__(self, root: Path, salt: str = "", lock_timeout: float = 3600.0, create: bool = True,
                  artifacts: str | None = None):
         try:
-            self.root = Path(root).expanduser().resolve()
+            resolved = Path(root).expanduser().resolve()
         except (OSError, RuntimeError) as e:
             raise CacheError(f"cannot use cache directory {root}: {e}") from None
+        if not create and not (resolved / "index" / INDEX_FILE).is_file():
+            raise CacheError(f"{resolved} holds no Mora cache (no index/{INDEX_FILE}); nothing was changed")
+        super().__init__(resolved)
         self.salt = salt
         self.lock_timeout = lock_timeout
         self.findings = Findings()
         self.lease: Lease | None = None
-        self._joined: Lease | None = None
-        self._made_dirs: set[Path] = set()
-        if not create and not (self.root / "index" / INDEX_FILE).is_file():
-            raise CacheError(f"{self.root} holds no Mora cache (no index/{INDEX_FILE}); nothing was changed")
         try:
-            for sub in ("", "objects", "locks", "leases", "tmp", "index"):
-                (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as e:
-            raise CacheError(f"cannot create cache directory {self.root}: {e.strerror or e}") from None
-        if not os.access(self.root, os.W_OK):
-            raise CacheError(f"cache directory {self.root} is not writable; choose another with MORA_CACHE_DIR or "
-                             "cache.dir=...")
-        try:
+            for sub in ("leases", "index"):
+                (self.root / sub).mkdir(mode=0o700, exist_ok=True)
             self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
         except OSError as e:
-            raise CacheError(f"cannot create the maintenance lock in {self.root}: {e.strerror or e}") from None
-        self.remote = self._bind(artifacts)
+            raise CacheError(f"cannot create the index or leases in {self.root}: {e.strerror or e}") from None
+        recorded = self._bind(artifacts)
+        self.remote = Remote(recorded) if recorded else None
         self.index = open_index(self.root / "index")
 
-    def _bind(self, artifacts: str | None) -> Remote | None:
+    def _bind(self, artifacts: str | None) -> str | None:
         """The artifact store recorded for this cache, recording `artifacts` if none is yet; a different one is refused."""
         binding = self.root / "artifacts"
         try:
@@ -149,12 +140,11 @@ class Store:
         if artifacts and artifacts != recorded:
             raise CacheError(f"cache {self.root} keeps its artifacts in {recorded}, not cache.artifacts={artifacts}; "
                              "use another cache.dir for another artifact store")
-        return Remote(recorded) if recorded else None
+        return recorded
 
     def close(self) -> None:
-        for lease in (self.lease, self._joined):
-            if lease is not None:
-                lease.release()
+        if self.lease is not None:
+            self.lease.release()
         self.maintenance.close()
         self.index.close()
 
@@ -173,141 +163,40 @@ class Store:
             self.lease.release()
             self.lease = None
 
-    def join(self, path: str) -> Lease | None:
-        """The lease of the run at `path` (a worker's handle on it), or None if there is none."""
-        if not path:
-            return None
-        if self.lease is not None and str(self.lease.path) == path:
-            return self.lease
-        if self._joined is None or str(self._joined.path) != path:
-            if self._joined is not None:
-                self._joined.release()
-            self._joined = None
-            try:
-                self._joined = Lease.join(Path(path))
-            except OSError:  # its run has ended; the grace period still protects new objects
-                return None
-        return self._joined
+    def name_in_lease(self, digests: Iterable[str]) -> None:
+        """Name artifacts a worker has stored in the run's lease (they are young: gc's grace period holds meanwhile)."""
+        if self.lease is not None:
+            with self.maintenance.shared():
+                self.lease.add(digests)
 
-    # artifacts -------------------------------------------------------------------------
-    def object_path(self, digest: str, fmt: str) -> Path:
-        return self.root / "objects" / digest[:2] / f"{digest}{EXTENSIONS.get(fmt, '.bin')}"
-
+    # artifacts, with the run's lease and the maintenance lock ---------------------------
     def put(self, blob: Blob, lease: Lease | None = None) -> ArtifactRef:
-        """Store a blob (atomically; a no-op when the same content is already there intact)."""
-        digest = blob.digest
-        path = self.object_path(digest, blob.fmt)
-        ref = ArtifactRef(digest, blob.kind, blob.fmt, len(blob.data), path)
+        """Store a blob (atomically; a no-op when the same content is already there intact), named in the lease."""
         lease = lease or self.lease
         with self.maintenance.shared():
             if lease is not None:
-                lease.add([digest])
-            if self.check(ref, full=path.exists()) is not None:
-                self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
-            if self.remote is not None:
-                self.remote.upload(path, digest, blob.fmt)
-        return ref
+                lease.add([blob.digest])
+            return super().put(blob)
 
     def put_file(self, kind: PortType, fmt: str, file: Path, lease: Lease | None = None) -> ArtifactRef:
-        """Store a finished file written in `tmp/` by moving it into place (for artifacts too large for memory)."""
+        """Store a finished file written in `tmp/` by moving it into place, named in the lease."""
         digest = digest_file(kind.value, fmt, file)
-        path = self.object_path(digest, fmt)
-        ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
         lease = lease or self.lease
         with self.maintenance.shared():
             if lease is not None:
                 lease.add([digest])
-            if self.check(ref, full=path.exists()) is None:  # already there, intact
-                file.unlink()
-            else:
-                self._mkdir(path.parent)
-                os.replace(file, path)
-            if self.remote is not None:
-                self.remote.upload(path, digest, fmt)
-        return ref
+            return super().put_file(kind, fmt, file, digest)
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        try:
-            self._mkdir(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # `verify` and `gc` leave a locked temporary file alone
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                    os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise CacheError(f"disk full: no space left on the device of the cache {self.root}; free space "
-                                 "or run `mora-admin cache gc`") from None
-            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise CacheError(f"cache directory {self.root} is not writable ({e.strerror})") from None
-            raise CacheError(f"cannot write into the cache {self.root}: {e.strerror or e}") from None
-
-    def ref(self, meta: dict[str, Any]) -> ArtifactRef:
-        """An ArtifactRef from its JSON form (as stored in index entries and sent to workers)."""
-        digest, fmt = str(meta["digest"]), str(meta["fmt"])
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) or fmt not in EXTENSIONS:
-            raise CorruptRow(f"malformed artifact reference {meta!r}")
-        return ArtifactRef(digest, PortType(meta["kind"]), fmt, int(meta["size"]), self.object_path(digest, fmt),
-                           fetch=self._fetch if self.remote is not None else None)
-
-    def _fetch(self, ref: ArtifactRef) -> bool:
-        assert self.remote is not None
-        self._mkdir(ref.path.parent)
-        return self.remote.download(ref.digest, ref.fmt, ref.path, self.root / "tmp")
-
-    def check(self, ref: ArtifactRef, full: bool = False) -> str | None:
-        """Why a stored artifact is unusable (missing, wrong size, wrong digest), or None."""
-        if full:
-            try:
-                ref.read_bytes()
-            except CorruptArtifact as e:
-                return e.why
-            return None
-        problem = self._size_problem(ref)
-        return problem[0] if problem else None
-
-    def _size_problem(self, ref: ArtifactRef) -> tuple[str, tuple[int, int] | None] | None:
-        try:
-            st = ref.path.lstat()
-        except FileNotFoundError:
-            if self.remote is None:
-                return "missing", None
-            size = self.remote.size(ref.digest, ref.fmt)  # the store holds it; it is fetched when read
-            if size is None:
-                return "missing", None
-            return None if size == ref.size else (f"{size} bytes in {self.remote.url}, not the {ref.size} recorded",
-                                                  None)
-        if not stat.S_ISREG(st.st_mode):
-            return "not a regular file", (st.st_dev, st.st_ino)
-        return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
-                                                    (st.st_dev, st.st_ino))
+    def _found(self, path: Path) -> None:
+        """Nothing to do: the run's lease already names the object (see put)."""
 
     def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None, node: str = "?") -> None:
-        """Move the very file found bad (`inode`: st_dev, st_ino) to `quarantine/` and report it once.
-
-        A file replaced since (a writer healed it) is left alone; None means nothing to move (missing).
-        """
+        """Move the very file found bad to `quarantine/` (under the maintenance lock: gc decides meanwhile), report it once."""
         self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=inode is None)
         if inode is None:
             return
         with self.maintenance.exclusive():
-            try:
-                st = ref.path.lstat()
-            except FileNotFoundError:
-                return
-            if (st.st_dev, st.st_ino) != inode:
-                return
-            folder = self.root / "quarantine"
-            folder.mkdir(mode=0o700, exist_ok=True)
-            os.replace(ref.path, folder / f"{ref.path.name}.{time.time_ns()}")
-            if self.remote is not None:  # the local copy came from (or went to) the store: so did its bytes
-                self.remote.quarantine(ref.path.name)
+            super().quarantine(ref, why, inode, node)
 
     # index -----------------------------------------------------------------------------
     def lookup(self, key: str, lease: Lease | None = None) -> dict[str, Any] | None:
@@ -333,7 +222,7 @@ class Store:
         with self.maintenance.shared():
             if lease is not None:
                 lease.add(r.digest for r in refs)
-            problems = [(r, *problem) for r in refs if (problem := self._size_problem(r))]
+            problems = [(r, *problem) for r in refs if (problem := self.size_problem(r))]
         for ref, why, inode in problems:
             self.quarantine(ref, why, inode, node=str(entry.get("node")))
         return None if problems else entry
@@ -355,16 +244,5 @@ class Store:
             raise CacheError(f"cannot write the cache index in {self.root}: {index_error(e, self.root)}; the index is "
                              "unchanged") from None
 
-    def lock(self, key: str) -> FileLock:
-        """A per-key inter-process lock (fcntl: released by the OS if its holder dies)."""
-        path = self.root / "locks" / key[:2] / f"{key}.lock"
-        self._mkdir(path.parent)
-        return FileLock(str(path), timeout=self.lock_timeout)
 
-    def _mkdir(self, path: Path) -> None:
-        if path not in self._made_dirs:
-            path.mkdir(mode=0o700, exist_ok=True)
-            self._made_dirs.add(path)
-
-
-__all__ = ["Findings", "Store", "Timeout", "default_cache_dir", "stale"]
+__all__ = ["Findings", "Store", "default_cache_dir", "stale"]

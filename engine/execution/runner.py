@@ -1,14 +1,15 @@
 """Running one node inside whatever process holds the device: the code every executor shares.
 
 `execute_unit(unit, device)` installs the run's settings (mora.engine.execution.settings, carried by the
-unit), opens the run's store from them (key-lock timeout and salt included), takes each node's lock, re-checks the index (another process may
-have finished it meanwhile), hands the agent its inputs as handles by digest, calls the agent
-(its `run_batch` once for a BatchTask, with one seed per item), checks that it returned every
-declared output with the declared type, stores the artifacts and records one index entry per
-node. Everything it looks up or stores is named in the run's lease. Exceptions become failed
-NodeResults naming the node and the cause; they never escape into the executor. An input whose
-bytes fail verification as the agent reads them is quarantined and the node fails with
-`corrupt` naming it (nothing is recorded), so that the scheduler recomputes its producer.
+unit), opens the run's artifact store from them (never the index: the driver looked the nodes
+up before dispatch and records what comes back), hands the agent its inputs as handles by
+digest, calls the agent (its `run_batch` once for a BatchTask, with one seed per item), checks
+that it returned every declared output with the declared type, stores the artifacts and returns
+one NodeResult per node: its outputs' JSON, seconds and batch, which is the entry the driver
+records. Exceptions become failed NodeResults naming the node and the cause; they never escape
+into the executor. An input whose bytes fail verification as the agent reads them is
+quarantined and the node fails with `corrupt` naming it, so that the scheduler recomputes its
+producer.
 
 `prefetch(unit, device)` hands the unit's `ahead` hints (models of the nodes downstream) to one
 background thread per process, which loads them through each agent's `preload` while the unit
@@ -33,15 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob, CorruptArtifact
-from mora.engine.cache.leases import Lease
-from mora.engine.cache.store import Store, Timeout
+from mora.engine.cache.objects import ArtifactStore
 from mora.engine.execution.settings import ExecutionSettings, using
 from mora.engine.execution.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 from mora.engine.graph.agent import Agent
 from mora.engine.graph.registry import default_registry
 
 log = logging.getLogger("mora.run")
-_STORES: dict[ExecutionSettings, Store] = {}
+_STORES: dict[ExecutionSettings, ArtifactStore] = {}
 _AHEAD: queue.SimpleQueue[tuple[Ahead, str]] | None = None
 _SETTING_UP = threading.Lock()
 _COMPUTING = threading.Event()
@@ -79,10 +79,10 @@ class Context:
         self.loads.append(identity)
 
 
-def store_for(settings: ExecutionSettings) -> Store:
-    """The run's store, opened once per process from its settings (the index connection is reused)."""
+def store_for(settings: ExecutionSettings) -> ArtifactStore:
+    """The run's artifact store, opened once per process from its settings."""
     if settings not in _STORES:
-        _STORES[settings] = settings.open_store()
+        _STORES[settings] = settings.open_artifacts()
     return _STORES[settings]
 
 
@@ -108,38 +108,13 @@ def _execute_unit(unit: Unit, device: str, worker: str) -> list[NodeResult]:
     label = unit.label if isinstance(unit, BatchTask) else None
     started = time.time()
     t0 = time.perf_counter()
-    held: list[Any] = []
     _begin_set_up()
     try:
         store = store_for(tasks[0].settings)
-        lease = store.join(tasks[0].lease)
-        results: dict[str, NodeResult] = {}
-        todo = []
-        for task in sorted(tasks, key=lambda t: t.key):
-            if task.cacheable:
-                lock = store.lock(task.key)
-                try:
-                    lock.acquire()
-                    held.append(lock)
-                except Timeout:
-                    log.warning("node %s: lock held for over %.0f s; computing anyway", task.node_id,
-                                store.lock_timeout)
-                entry = store.lookup(task.key, lease)
-                if entry is not None:
-                    results[task.node_id] = NodeResult(task.node_id, entry["outputs"], 0.0, started, device, worker,
-                                                       reused=True, batch=label)
-                    continue
-            todo.append(task)
-        if todo:
-            produced, loads = _run_agent(todo, store, device, lease)
-            seconds = time.perf_counter() - t0
-            for i, (task, outputs) in enumerate(zip(todo, produced)):
-                if task.cacheable:
-                    store.record(task.key, {"node": task.node_id, "agent": task.agent, "outputs": outputs,
-                                            "seconds": seconds, "batch": label})
-                results[task.node_id] = NodeResult(task.node_id, outputs, seconds, started, device, worker,
-                                                   tuple(loads) if i == 0 else (), batch=label)
-        return [results[t.node_id] for t in tasks]
+        produced, loads = _run_agent(tasks, store, device)
+        seconds = time.perf_counter() - t0
+        return [NodeResult(task.node_id, outputs, seconds, started, device, worker, tuple(loads) if i == 0 else (),
+                           batch=label) for i, (task, outputs) in enumerate(zip(tasks, produced))]
     except Exception as e:  # noqa: BLE001 (the node (or batch) fails, the run goes on)
         cause, tb = f"{type(e).__name__}: {e}", traceback.format_exc()
         bad = _corruption(e)
@@ -152,8 +127,6 @@ def _execute_unit(unit: Unit, device: str, worker: str) -> list[NodeResult]:
     finally:
         _COMPUTING.clear()
         _end_set_up()
-        for lock in held:
-            lock.release()
 
 
 def _begin_set_up() -> None:
@@ -215,8 +188,7 @@ def _corruption(e: BaseException) -> CorruptArtifact | None:
     return None
 
 
-def _run_agent(tasks: list[NodeTask], store: Store, device: str,
-               lease: Lease | None) -> tuple[list[dict[str, Any]], list[str]]:
+def _run_agent(tasks: list[NodeTask], store: ArtifactStore, device: str) -> tuple[list[dict[str, Any]], list[str]]:
     first = tasks[0]
     agent = find_agent(first.agent, first.agent_module)
     inputs_list: list[dict[str, ArtifactRef | list[ArtifactRef]]] = [
@@ -235,10 +207,10 @@ def _run_agent(tasks: list[NodeTask], store: Store, device: str,
         produced = agent.run_batch(ctx, inputs_list, [dict(t.params) for t in tasks])
         if len(produced) != len(tasks):
             raise TypeError(f"agent '{agent.type}' returned {len(produced)} results for a batch of {len(tasks)}")
-    return [_store_outputs(agent, p, store, lease) for p in produced], ctx.loads
+    return [_store_outputs(agent, p, store) for p in produced], ctx.loads
 
 
-def _store_outputs(agent: Agent, produced: Any, store: Store, lease: Lease | None) -> dict[str, Any]:
+def _store_outputs(agent: Agent, produced: Any, store: ArtifactStore) -> dict[str, Any]:
     if not isinstance(produced, dict):
         raise TypeError(f"agent '{agent.type}' returned {type(produced).__name__}, not a dict of outputs")
     outputs: dict[str, Any] = {}
@@ -249,7 +221,7 @@ def _store_outputs(agent: Agent, produced: Any, store: Store, lease: Lease | Non
         items = value if port.type.is_list else [value]
         if not isinstance(items, list) or not all(isinstance(b, Blob) and b.kind == port.type.item for b in items):
             raise TypeError(f"agent '{agent.type}' output '{port.name}' must be {port.type.value} blob(s)")
-        metas = [store.put(b, lease).to_json() for b in items]
+        metas = [store.put(b).to_json() for b in items]
         outputs[port.name] = metas if port.type.is_list else metas[0]
     return outputs
 

@@ -27,6 +27,18 @@ A node whose input fails digest verification when it is read (the object is quar
 the reader) waits while the input's producer is recomputed (or a literal input stored again),
 then runs again; this repair is tried `MAX_REPAIRS` times per node before the node fails.
 The whole run holds a lease on what it references (see leases.py), so `gc` keeps it.
+
+The driver owns the index. Workers (this process for the in-process executor, pool processes,
+Ray actors) only compute and store artifacts; this loop looks every key up before dispatch and
+records each result's entry (its outputs' digests, seconds, batch) when it comes back, naming
+its artifacts in the run's lease first. A cacheable miss is dispatched only once this driver
+holds the key's lease in the index (key_leases.py), and looked up once more then (another driver
+may have recorded it just before releasing). A node whose key another driver holds, or another
+node of this run with the same key (the same work twice in one graph), waits, without
+holding up the rest of the run: each turn of the loop looks it up again (a hit completes it, as
+cached) and tries the lease again (taken: it is computed here); after `lock_timeout` seconds of
+waiting it is computed anyway. The lease is released when the node's entry is recorded or the
+node has failed for good.
 Each task carries `ahead`: the models of the nodes up to AHEAD_DEPTH steps downstream whose agents
 can preload, nearest first, so a worker can load them while this node runs (engine.runner.prefetch).
 """
@@ -45,6 +57,7 @@ from typing import Any
 import networkx as nx
 
 from mora.engine.cache.ingest import Ingest
+from mora.engine.cache.key_leases import KeyLeases
 from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError, InputError, MoraError, Problem
 from mora.engine.execution import models
@@ -58,6 +71,8 @@ from mora.engine.graph.registry import default_registry
 
 log = logging.getLogger("mora.scheduler")
 MAX_REPAIRS = 2
+POLL = 0.5
+"""Longest pause, in seconds, between two looks at the index for a node another driver is computing."""
 AHEAD_DEPTH = 3
 """How many steps downstream a task looks for models to load ahead (further ones are hinted later)."""
 
@@ -200,24 +215,30 @@ def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, 
     if settings.cache_dir != str(store.root):
         raise MoraError(f"the execution settings name the cache {settings.cache_dir}, but the run's store is "
                         f"{store.root}")
-    with store.leased():
-        return Scheduler(plan, store, executor, preset, reporter, retries, batch_size, agent_retries, settings).run()
+    keys = KeyLeases(store.index, settings.lock_timeout)
+    try:
+        with store.leased():
+            return Scheduler(plan, store, executor, preset, reporter, retries, batch_size, agent_retries, settings,
+                             keys).run()
+    finally:
+        keys.close()
 
 
 class Scheduler:
     """One run of a plan through an executor, in three steps repeated until every node is done.
 
     `admit` takes the nodes the sorter has made ready: each is skipped (a failed or skipped
-    upstream), completed by a cache hit, or made pending. `dispatch` hands pending nodes to the
+    upstream), completed by a cache hit, made pending, or set waiting (another driver holds its
+    key's lease). `poll` looks the waiting nodes up again. `dispatch` hands pending nodes to the
     executor (batched where allowed) while it has free slots. `collect` waits for finished nodes:
     each is retried, repaired (its input was found corrupt) or finished.
     """
 
     def __init__(self, plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
                  reporter: Reporter | None, retries: int, batch_size: int, agent_retries: Mapping[str, int] | None,
-                 settings: ExecutionSettings):
+                 settings: ExecutionSettings, keys: KeyLeases):
         self.t0, self.started = time.perf_counter(), time.time()
-        self.plan, self.store, self.executor, self.settings = plan, store, executor, settings
+        self.plan, self.store, self.executor, self.settings, self.keys = plan, store, executor, settings, keys
         self.retries, self.batch_size = retries, batch_size
         self.agent_retries = dict(agent_retries or {})
         known = {n.agent.type for n in plan.nodes.values()} | set(default_registry().names())
@@ -231,6 +252,11 @@ class Scheduler:
         self.sorter.prepare()
         self.order = {n: i for i, n in enumerate(plan.nodes)}
         self.pending: list[NodeTask] = []
+        self.waiting: dict[str, tuple[NodeTask, float]] = {}
+        """Nodes whose key another driver or node holds -> (task, when this run began waiting)."""
+        self.claimed: dict[str, str] = {}
+        """Key -> the node of this run that holds its lease (until its entry is recorded or it fails for good)."""
+        self.poll_every = min(POLL, max(0.01, settings.lock_timeout / 10))
         self.in_flight: dict[str, Unit] = {}
         self.unfinished: dict[int, int] = {}
         self.redo: dict[str, set[str]] = {}
@@ -241,9 +267,12 @@ class Scheduler:
     def run(self) -> RunReport:
         while self.sorter.is_active():
             self.admit()
+            self.poll()
             self.dispatch()
             if self.in_flight:
                 self.collect()
+            elif self.waiting:
+                time.sleep(self.poll_every)
         outputs = {name: self.source_meta(src) if (src.is_literal or self.records[src.node].outputs) else None
                    for name, src in self.plan.outputs.items()}
         findings = [f"missing: {m}" for m in self.store.findings.missing] + \
@@ -275,9 +304,26 @@ class Scheduler:
                     group.append(other)
             self.submit(first if len(group) == 1 else BatchTask(tuple(group)))
 
+    def poll(self) -> None:
+        """Look each waiting node up again: served from the cache, taken over, or (after `lock_timeout`) computed."""
+        for node_id, (task, since) in list(self.waiting.items()):
+            hit = self.claim(task)
+            if hit is False:
+                if time.monotonic() - since < self.settings.lock_timeout:
+                    continue
+                log.warning("node %s: another run has held its key for over %.0f s; computing anyway", node_id,
+                            self.settings.lock_timeout)
+                hit = None
+            del self.waiting[node_id]
+            if hit is None:
+                self.pending.append(replace(task, ahead=self.ahead(node_id)))
+            else:
+                self.served(node_id, hit)
+                self.complete(node_id)
+
     def collect(self) -> None:
-        """Wait for finished nodes; retry, repair or finish each."""
-        for result in self.executor.wait():
+        """Wait for finished nodes (a while, when nodes wait on another driver); retry, repair or finish each."""
+        for result in self.executor.wait(self.poll_every) if self.waiting else self.executor.wait():
             unit = self.in_flight.pop(result.node_id)
             self.unfinished[id(unit)] -= 1
             if not self.unfinished[id(unit)]:
@@ -293,14 +339,32 @@ class Scheduler:
                 log.warning("node %s failed (%s); retrying (%d/%d)", rec.id, result.error, rec.attempts, allowed)
                 self.pending.insert(0, task)
                 continue
+            if not result.error:
+                result = self.keep(task, result)
+            self.unclaim(task.key)
             _finish(rec, result)
             self.reporter.event(rec)
             if result.error and result.traceback:
                 log.debug("node %s traceback:\n%s", rec.id, result.traceback)
-            if rec.id in self.redo:
-                self.released(rec.id)  # a repair: the sorter has had this node done already
-            else:
-                self.sorter.done(result.node_id)
+            self.complete(rec.id)
+
+    def keep(self, task: NodeTask, result: NodeResult) -> NodeResult:
+        """Name a worker's outputs in the run's lease and record its entry (the driver alone writes the index)."""
+        try:
+            self.store.name_in_lease(_digests(result.outputs))
+            if task.cacheable:
+                self.store.record(task.key, {"node": task.node_id, "agent": task.agent, "outputs": result.outputs,
+                                             "seconds": result.seconds, "batch": result.batch})
+        except MoraError as e:
+            return replace(result, error=str(e))
+        return result
+
+    def complete(self, node_id: str) -> None:
+        """The node is finished: tell the sorter, or, for a node recomputed in a repair, its waiting readers."""
+        if node_id in self.redo:
+            self.released(node_id)  # a repair: the sorter has had this node done already
+        else:
+            self.sorter.done(node_id)
 
     def source_meta(self, src: Source) -> Any:
         if src.is_literal:
@@ -336,18 +400,44 @@ class Scheduler:
         self.executor.submit(unit)
 
     def enqueue(self, node_id: str) -> bool:
-        """Key the node and look it up: True on a hit (the node is complete), else it joins `pending`."""
+        """Key the node and look it up: True on a hit (the node is complete), else it joins `pending` or `waiting`."""
         node, rec = self.plan.nodes[node_id], self.records[node_id]
         inputs = {p: [self.source_meta(s) for s in v] if isinstance(v, list) else self.source_meta(v)
                   for p, v in node.inputs.items()}
         task = _task(node, rec, inputs, self.store, self.identities, self.settings)
-        hit = self.store.lookup(task.key) if rec.cacheable else None
+        hit = self.claim(task) if rec.cacheable else None
+        if hit is False:
+            log.info("node %s: another run (or node) is computing it; waiting for its result (at most %.0f s)",
+                     node_id, self.settings.lock_timeout)
+            self.waiting[node_id] = (task, time.monotonic())
+            return False
         if hit is None:
             self.pending.append(replace(task, ahead=self.ahead(node_id)))
             return False
+        self.served(node_id, hit)
+        return True
+
+    def claim(self, task: NodeTask) -> dict[str, Any] | None | bool:
+        """The key's entry (a hit); None once this node holds the key's lease; False: another driver or node holds it."""
+        hit = self.store.lookup(task.key)
+        if hit is not None:
+            return hit
+        if self.claimed.get(task.key, task.node_id) != task.node_id or not self.keys.take(task.key):
+            return False
+        self.claimed[task.key] = task.node_id
+        hit = self.store.lookup(task.key)  # recorded by a driver that released the lease just now
+        if hit is not None:
+            self.unclaim(task.key)
+        return hit
+
+    def unclaim(self, key: str) -> None:
+        self.claimed.pop(key, None)
+        self.keys.release(key)
+
+    def served(self, node_id: str, hit: dict[str, Any]) -> None:
+        rec = self.records[node_id]
         rec.status, rec.cached, rec.outputs = Status.CACHED, True, hit["outputs"]
         self.reporter.event(rec)
-        return True
 
     def repair(self, reader: str, result: NodeResult) -> None:
         """Recompute what produced the reader's corrupt inputs (store literals again), then the reader."""
@@ -361,12 +451,13 @@ class Scheduler:
                      and set(result.corrupt) & set(_digests(r.outputs))]
         for producer in producers:
             self.redo.setdefault(producer, set()).add(reader)
-            if producer not in self.in_flight and not any(t.node_id == producer for t in self.pending):
+            if producer not in self.in_flight and producer not in self.waiting and \
+                    not any(t.node_id == producer for t in self.pending):
                 self.records[producer].status = Status.PENDING
                 if self.enqueue(producer):
                     self.released(producer)
         if not producers and self.enqueue(reader):
-            self.sorter.done(reader)
+            self.complete(reader)
 
     def released(self, producer: str) -> None:
         """The producer is complete again: its waiting readers run (or fail with it)."""
@@ -379,7 +470,7 @@ class Scheduler:
                 self.reporter.event(rec)
                 self.sorter.done(reader)
             elif self.enqueue(reader):
-                self.sorter.done(reader)
+                self.complete(reader)
 
 
 def _digests(outputs: dict[str, Any]) -> list[str]:
@@ -399,7 +490,7 @@ def _task(node: PlanNode, rec: NodeRecord, inputs: dict[str, Any], store: Store,
     else:
         rec.key = f"uncached-{uuid.uuid4().hex}"
     return NodeTask(node.id, node.agent.type, node.agent.run.__module__, dict(node.params), rec.seed, rec.model,
-                    inputs, rec.key, rec.cacheable, settings, str(store.lease.path) if store.lease else "")
+                    inputs, rec.key, rec.cacheable, settings)
 
 
 def _finish(rec: NodeRecord, result: NodeResult) -> None:
@@ -412,4 +503,4 @@ def _finish(rec: NodeRecord, result: NodeResult) -> None:
     if result.error:
         rec.status, rec.error = Status.FAILED, result.error
     else:
-        rec.status, rec.outputs, rec.cached = Status.DONE, result.outputs, result.reused
+        rec.status, rec.outputs, rec.cached = Status.DONE, result.outputs, False

@@ -1,8 +1,8 @@
 """Execution settings: the one typed object that carries how a run executes, from the config to the agents.
 
 Policy. The CLI (or the API, from its `Store` and runtime mapping) builds one frozen
-`ExecutionSettings` per run: the cache directory, salt and key-lock timeout (the runner opens its
-`Store` from exactly these), where tiny and random models are built, and the model residency
+`ExecutionSettings` per run: the cache directory, its artifact store, salt and key-lease timeout
+(workers open their artifact store from exactly these; only the driver opens the index), where tiny and random models are built, and the model residency
 limits. It travels inside every task the scheduler hands an executor, so the in-process executor,
 pool workers and Ray actors all run with the run's own settings, even when one executor serves
 several runs (a sweep). The runner installs the settings of the unit it runs (`using`) while its
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from mora.engine.cache.objects import ArtifactStore
     from mora.engine.cache.store import Store
 
 
@@ -31,12 +32,15 @@ class ExecutionSettings:
     cache_dir: str
     salt: str = ""
     lock_timeout: float = 3600.0
-    """Seconds a node waits for another process computing the same key before computing it anyway."""
+    """Seconds a driver waits for another driver computing the same key before computing it anyway; also the
+    expiry of a key lease that its driver stops renewing (a driver that died)."""
     models_dir: str = ""
     """Where tiny and random models are built; empty: `default_models_dir(cache_dir)`."""
     max_resident_models: int = 4
     max_resident_gib: float = 0.0
     """A budget for resident weights in each process (0: none beyond `max_resident_models`)."""
+    artifacts: str = ""
+    """The cache's artifact store (`s3://...`), empty when the artifacts live in `cache_dir` itself."""
 
     @classmethod
     def for_store(cls, store: Store, runtime: Mapping[str, Any] | None = None,
@@ -45,16 +49,18 @@ class ExecutionSettings:
         runtime = runtime or {}
         return cls(str(store.root), store.salt, float(store.lock_timeout),
                    str(models_dir or default_models_dir(store.root)),
-                   int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)))
+                   int(runtime.get("max_resident_models", 4)), float(runtime.get("max_resident_gib", 0)),
+                   store.remote.url if store.remote is not None else "")
 
     @property
     def models(self) -> Path:
         return Path(self.models_dir) if self.models_dir else default_models_dir(Path(self.cache_dir))
 
-    def open_store(self) -> Store:
-        from mora.engine.cache.store import Store
+    def open_artifacts(self) -> ArtifactStore:
+        """The artifact half of the run's store: what a worker reads and writes (never the index)."""
+        from mora.engine.cache.objects import ArtifactStore
 
-        return Store(Path(self.cache_dir), salt=self.salt, lock_timeout=self.lock_timeout)
+        return ArtifactStore(Path(self.cache_dir), self.artifacts or None)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -36,9 +36,7 @@ class NodeTask:
     key: str
     cacheable: bool
     settings: ExecutionSettings
-    """The run's settings: the runner opens the store from them and the model loader reads them."""
-    lease: str = ""
-    """The run's lease file: what the worker looks up or stores is named there (see leases.py)."""
+    """The run's settings: the runner opens the artifact store from them and the model loader reads them."""
     ahead: tuple[Ahead, ...] = ()
     """Models of the nodes downstream, nearest first (engine.runner.prefetch loads them meanwhile)."""
 
@@ -91,6 +89,8 @@ def _task_from_json(data: dict[str, Any]) -> NodeTask:
 
 @dataclass(frozen=True)
 class NodeResult:
+    """What came of a node; for a cacheable one that succeeded, the entry the driver records (workers never do)."""
+
     node_id: str
     outputs: dict[str, ArtifactMeta | list[ArtifactMeta]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -98,8 +98,6 @@ class NodeResult:
     device: str = ""
     worker: str = ""
     model_loads: tuple[str, ...] = ()
-    reused: bool = False
-    """True when another process stored the result while this one waited for the key's lock."""
     error: str | None = None
     traceback: str | None = None
     batch: str | None = None

@@ -2,8 +2,9 @@
 
 Each line is a node or a batch of nodes (mora.engine.execution.task.unit_to_json). One worker owns one
 device (the pool sets CUDA_VISIBLE_DEVICES before it starts, so inside it the device is `cuda`),
-keeps its models resident between nodes, and reads inputs from and writes results to the shared
-content-addressed store: only digests cross the pipe. A GPU worker imports torch and creates its
+keeps its models resident between nodes, and reads inputs from and writes outputs to the
+content-addressed artifact store; it never opens the index: each answer carries the nodes' entries
+(output digests, seconds), which the driver records. Only digests cross the pipe. A GPU worker imports torch and creates its
 CUDA context before it says it is ready, so that start-up overlaps the driver's planning rather
 than the first node; while a unit runs, the models of the nodes downstream of it load on a
 background thread (mora.engine.execution.runner.prefetch). Each answer also lists the models resident in

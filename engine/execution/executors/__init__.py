@@ -6,8 +6,10 @@ Words, one per idea: a *runtime* is what the config chooses (`runtime=local|pool
 Ray actor); the *runner* (mora.engine.execution.runner) is the code every worker runs for one unit.
 
 An executor has `slots` (how many units it can run at once), `submit(unit)` (a NodeTask or a
-BatchTask; never blocks), `wait()` (blocks until at least one submitted unit has finished and
-returns the NodeResults of the finished ones) and `shutdown()`. The in-process executor runs tasks one at a time in this process (for
+BatchTask; never blocks), `wait(timeout=None)` (blocks until at least one submitted unit has
+finished, or `timeout` seconds have passed, and returns the NodeResults of the finished ones,
+none on a timeout) and `shutdown()`. Workers never touch the index: a result is the entry the
+scheduler records. The in-process executor runs tasks one at a time in this process (for
 tests, debugging and one-device machines); the GPU pool and Ray runtimes implement the same
 three calls.
 """
@@ -23,6 +25,6 @@ class Executor(Protocol):
 
     def submit(self, unit: Unit) -> None: ...
 
-    def wait(self) -> list[NodeResult]: ...
+    def wait(self, timeout: float | None = None) -> list[NodeResult]: ...
 
     def shutdown(self) -> None: ...

@@ -1,4 +1,7 @@
-"""The in-process executor: runs each submitted node synchronously, in submission order."""
+"""The in-process executor: runs each submitted node synchronously, in submission order.
+
+The driver is its own worker here, and still runs nodes through the artifact store alone: the
+scheduler records their entries, exactly as for the pool and Ray."""
 from __future__ import annotations
 
 from collections import deque
@@ -20,7 +23,8 @@ class InProcessExecutor:
     def submit(self, unit: Unit) -> None:
         self._queue.append(unit)
 
-    def wait(self) -> list[NodeResult]:
+    def wait(self, timeout: float | None = None) -> list[NodeResult]:
+        """Run the next unit here (no timeout: this process is the worker, and it is free)."""
         if not self._queue:
             return []
         if self._device is None:

@@ -11,8 +11,9 @@ nodes downstream, which the worker loads while the task computes (mora.engine.ex
 `timeline()` gives, per worker, when it was started and ready and every model load (start,
 seconds, loaded ahead or not), for the manifest's `workers`. A worker that dies (killed, out of
 memory) fails only the node it was running, with an error naming the device and the signal, and
-is replaced; the store's atomic writes and the OS-released key locks mean
-nothing is left half-written. `shutdown` closes the workers' stdin, then terminates and kills
+is replaced; the store's atomic writes mean nothing is left half-written, and since workers
+never write the index (they return their entries: the scheduler records them) a dead worker
+leaves it untouched. `shutdown` closes the workers' stdin, then terminates and kills
 stragglers, so Ctrl-C leaves no processes behind. CPU "devices" (`device: cpu`) let tests and
 CPU machines run several workers.
 """
@@ -150,12 +151,15 @@ class PoolExecutor:
         except (BrokenPipeError, OSError):
             pass  # the reader thread reports the death and the task fails there
 
-    def wait(self) -> list[NodeResult]:
+    def wait(self, timeout: float | None = None) -> list[NodeResult]:
         if all(w.task is None for w in self._workers):
             return []
         results = []
         while not results:
-            kind, worker, payload = self._events.get()
+            try:
+                kind, worker, payload = self._events.get(timeout=timeout)
+            except queue.Empty:
+                return []
             if kind == "result":
                 worker.log["loads"].extend(payload.get("loads", []))
                 worker.task = None

@@ -7,10 +7,14 @@ not tasks: a GPU task starts a fresh process per call and would reload its model
 running `mora.engine.execution.runner.execute_unit` on its device with its models resident, and loading the
 models of the nodes downstream meanwhile (mora.engine.execution.runner.prefetch). Placement is the pool's
 (engine.executors.placement): an idle actor holding the node's model, then the one that produced
-its inputs, then the one holding the fewest models and having run the fewest units. The
-content-addressed store must be on a filesystem every node of the cluster mounts at the same
-path: at start-up each actor reads a token file the driver just wrote there, and the run stops
-with a clear error naming the node that cannot see it. An actor that dies fails its node and is
+its inputs, then the one holding the fewest models and having run the fewest units. Actors
+never open the index or take a lock: the driver looks nodes up before dispatch and records the
+entries actors return, so the index stays on the driver's disk. Actors write artifacts to the
+cache's artifact store: with `cache.artifacts` an object store (`s3://`, `gs://`) that every node
+reaches, so the cluster needs no shared filesystem (each node keeps its copies under a local
+`cache.dir`); without one, the cache directory itself, which must then be on a filesystem every
+node mounts at the same path: at start-up each actor reads a token file the driver just wrote
+there, and the run stops with a clear error naming the node that cannot see it. An actor that dies fails its node and is
 replaced. Actors take the driver's OMP_NUM_THREADS (unset: torch's default), as pool workers
 do, not Ray's one thread per reserved CPU, so a CPU run gives the same artifacts as the pool and
 in-process runtimes.
@@ -133,17 +137,17 @@ class RayExecutor:
         self.cache_dir = cache_dir
 
     def submit(self, task: Unit) -> None:
-        cache_dir = task.tasks[0].settings.cache_dir
-        if self.cache_dir != cache_dir:
-            self.check_store(cache_dir)
+        settings = task.tasks[0].settings
+        if not settings.artifacts and self.cache_dir != settings.cache_dir:  # artifacts in the cache directory
+            self.check_store(settings.cache_dir)
         index = choose([s for s in self._seats if self._task[s.index] is None], task).index
         self._task[index] = task
         self._refs[self._actors[index].run.remote(unit_to_json(task))] = index
 
-    def wait(self) -> list[NodeResult]:
+    def wait(self, timeout: float | None = None) -> list[NodeResult]:
         if not self._refs:
             return []
-        done, _ = self.ray.wait(list(self._refs), num_returns=1)
+        done, _ = self.ray.wait(list(self._refs), num_returns=1, timeout=timeout)
         results = []
         for ref in done:
             index = self._refs.pop(ref)
