@@ -93,8 +93,10 @@ def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, 
             return pipe(image, min_guidance_scale=params["min_guidance"], max_guidance_scale=params["max_guidance"],
                         fps=params["fps"], motion_bucket_id=params["motion_bucket_id"],
                         noise_aug_strength=params["noise_aug_strength"], **common).frames
+        # the text length the model was trained with is its tokenizer's (Wan's UMT5: 512, the pipeline's default)
         return pipe(image, prompt=prompt, negative_prompt=params["negative_prompt"] or None, last_image=last_image,
-                    guidance_scale=params["guidance"], **common).frames
+                    guidance_scale=params["guidance"], max_sequence_length=min(512, pipe.tokenizer.model_max_length),
+                    **common).frames
 
 
 def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,307 @@
+"""Train the offline world's video models (issue 16): one command per model, seeded, saved in fp16.
+
+    python -m training.world_video vae --out W/wan_vae                    # AutoencoderKLWan, 17 x 64 x 64 -> 5 x 16 x 16 x 8
+    python -m training.world_video i2v --vae W/wan_vae --out W/wan_i2v    # WanImageToVideoPipeline from a first frame
+    python -m training.world_video flf --vae W/wan_vae --out W/wan_flf    # the same from first and last frames
+
+The world's clips come from `mora.nodes.world` as in `training.world` (scene numbers drawn on the CPU,
+frames rendered in batches on the GPU); held-out captions are never trained on. `i2v` learns to animate
+a first frame as its caption says (direction, speed); `flf` learns transitions that carry each thing
+from where the first frame has it to where the last frame has it (for connect_videos). Both are
+diffusers' `WanTransformer3DModel` with a UMT5 text encoder over the world's word tokenizer and a CLIP
+image encoder, trained with Wan's flow-matching objective on conditioning built exactly as
+`WanImageToVideoPipeline.prepare_latents` builds it (tests/test_world_video_training.py checks that),
+so the pipeline loads and runs them like any Wan 2.1 I2V/FLF2V checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from mora.nodes.world import scene as world
+from training.world import (
+    PARAMS,
+    SIZE,
+    Run,
+    autocast,
+    draw,
+    sample_training_scene,
+    scene_params,
+    setup,
+    text_tokenizer,
+    train_caption,
+)
+
+FRAMES = 17
+"""Frames of a training clip: Wan's 4k + 1, five latent frames; a normal-speed thing crosses half the frame."""
+Z = 8
+"""Latent channels of the world's video VAE."""
+SHIFT = 3.0
+"""Flow-matching shift, as Wan 2.1 I2V 480P uses at inference."""
+
+
+def clip_params(scene: world.Scene, layout: world.Layout, frames: int = FRAMES,
+                end: world.Layout | None = None) -> torch.Tensor:
+    """`scene_params` for each frame: things move as their motion says, or glide from `layout` to `end`."""
+    rows = []
+    for f in range(frames):
+        if end is None:
+            centres = world.positions(scene, layout, f)
+        else:
+            a = f / (frames - 1)
+            centres = tuple((x0 + a * (x1 - x0), y0 + a * (y1 - y0))
+                            for (x0, y0), (x1, y1) in zip(layout.centres, end.centres))
+        rows.append(scene_params(scene, dataclasses.replace(layout, centres=centres)))
+    return torch.stack(rows)
+
+
+def draw_clips(p: torch.Tensor) -> torch.Tensor:
+    """Clips (B x F x PARAMS) drawn on their device as Wan's VAE takes them: B x 3 x F x H x W in [-1, 1]."""
+    b, f, _ = p.shape
+    return draw(p.reshape(b * f, PARAMS)).reshape(b, f, 3, SIZE, SIZE).transpose(1, 2)
+
+
+class ClipStream(IterableDataset):
+    """Endless seeded clips; each worker draws from its own seed."""
+
+    def __init__(self, kind: str, seed: int) -> None:
+        self.kind, self.seed = kind, seed
+        self.memo: dict[str, torch.Tensor] = {}
+
+    def __iter__(self) -> Any:
+        info = get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield getattr(self, f"_{self.kind}")(rng)
+
+    def _ids(self, text: str) -> torch.Tensor:
+        """Token ids and attention mask (2 x positions), as the pipeline's `encode_prompt` tokenizes."""
+        if text not in self.memo:
+            tok = text_tokenizer()
+            enc = tok(text, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                      return_attention_mask=True, return_tensors="pt")
+            self.memo[text] = torch.stack([enc.input_ids[0], enc.attention_mask[0]])
+        return self.memo[text]
+
+    def _vae(self, rng: np.random.Generator) -> torch.Tensor:
+        scene = world.sample_scene(rng, two=0.3, moving=0.8)
+        return clip_params(scene, world.place(scene, rng))
+
+    def _i2v(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        scene = sample_training_scene(rng)
+        text = "" if rng.random() < 0.1 else train_caption(scene, rng)
+        return clip_params(scene, world.place(scene, rng)), self._ids(text)
+
+    def _flf(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        scene = sample_training_scene(rng)
+        still = world.Scene(tuple(dataclasses.replace(t, motion=None, region=None) for t in scene.things),
+                            scene.background, scene.texture, scene.style, scene.relation)
+        text = "" if rng.random() < 0.1 else train_caption(still, rng)
+        return clip_params(still, world.place(still, rng), end=world.place(still, rng)), self._ids(text)
+
+
+def loader(kind: str, seed: int, batch: int, workers: int) -> Any:
+    return iter(DataLoader(ClipStream(kind, seed), batch_size=batch, num_workers=workers, pin_memory=True,
+                           persistent_workers=workers > 0, prefetch_factor=8 if workers else None))
+
+
+# VAE --------------------------------------------------------------------------------------------------------
+
+def vae_model() -> Any:
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
+                            temperal_downsample=[True, True], latents_mean=[0.0] * Z, latents_std=[1.0] * Z,
+                            scale_factor_temporal=4, scale_factor_spatial=4)
+
+
+def train_vae(args: argparse.Namespace) -> None:
+    device = setup(args)
+    vae = vae_model().to(device).train()
+    data = loader("vae", args.seed, args.batch, args.workers)
+    run = Run(args, list(vae.parameters()), args.lr or 1e-3)
+    for step in run.steps():
+        x = draw_clips(run.next(data).to(device, non_blocking=True))
+        with autocast(device):
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample()).sample
+        rec = rec.float()
+        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + 1e-6 * post.kl().mean()
+        run.update(step, loss)
+    vae.eval()
+    with torch.no_grad():  # per-channel latent statistics, the normalisation Wan's pipelines apply
+        x = torch.cat([draw_clips(next(data).to(device)) for _ in range(4)])
+        z = vae.encode(x).latent_dist.mode()
+        mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
+        err = float((vae.decode(z).sample - x).abs().mean())
+    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    out = Path(args.out)
+    vae.to(torch.float16).save_pretrained(out)
+    run.save_log(out, reconstruction_l1=err)
+    print(f"wan vae: reconstruction L1 {err:.4f} -> {out}")
+
+
+# Image-to-video -------------------------------------------------------------------------------------------
+
+IMAGE_TOKENS = (SIZE // 8) ** 2 + 1
+"""The CLIP image encoder's tokens: 8-pixel patches of a 64-pixel frame, and its class token."""
+
+
+def components(first_last: bool) -> dict[str, Any]:
+    """The trainable parts of a world Wan pipeline: text encoder, image encoder and transformer."""
+    from diffusers import WanTransformer3DModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
+
+    text = UMT5EncoderModel(UMT5Config(vocab_size=len(text_tokenizer()), d_model=128, d_kv=32, d_ff=512,
+                                       num_layers=3, num_heads=4, relative_attention_num_buckets=16,
+                                       relative_attention_max_distance=32))
+    image = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
+                                             num_attention_heads=4, image_size=SIZE, patch_size=8))
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=2 * Z + 4, out_channels=Z,
+        text_dim=128, freq_dim=256, ffn_dim=512, num_layers=6, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        rope_max_seq_len=64, image_dim=128, pos_embed_seq_len=2 * IMAGE_TOKENS if first_last else None)
+    return {"text_encoder": text, "image_encoder": image, "transformer": transformer}
+
+
+def image_processor() -> Any:
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": SIZE}, crop_size={"height": SIZE, "width": SIZE})
+
+
+def image_tokens(encoder: Any, frames: torch.Tensor) -> torch.Tensor:
+    """What `WanImageToVideoPipeline.encode_image` gives for frames in [-1, 1] already at the encoder's size:
+    the processor's rescale and CLIP normalisation, then the encoder's second-to-last hidden states."""
+    proc = image_processor()
+    mean = torch.tensor(proc.image_mean, device=frames.device).view(1, 3, 1, 1)
+    std = torch.tensor(proc.image_std, device=frames.device).view(1, 3, 1, 1)
+    pixels = torch.floor((frames + 1) * 127.5 + 0.5) / 255  # the uint8 frame the processor would be handed
+    return encoder(pixel_values=(pixels - mean) / std, output_hidden_states=True).hidden_states[-2]
+
+
+def condition(vae: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
+    """Mask channels and the normalised latent of the first (and last) frame, as `prepare_latents` builds them
+    one video at a time, for a batch of clips (B x 3 x F x H x W)."""
+    b, _, f = clips.shape[:3]
+    keep = torch.zeros(f, dtype=torch.bool, device=clips.device)
+    keep[0] = True
+    if first_last:
+        keep[-1] = True
+    video = clips * keep.view(1, 1, f, 1, 1)
+    latent = normalise(vae, vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
+    t = vae.config.scale_factor_temporal
+    lh, lw = latent.shape[-2:]
+    mask = keep.float().view(1, 1, f, 1, 1).expand(b, 1, f, lh, lw)
+    mask = torch.cat([mask[:, :, :1].repeat_interleave(t, dim=2), mask[:, :, 1:]], dim=2)
+    mask = mask.reshape(b, -1, t, lh, lw).transpose(1, 2)
+    return torch.cat([mask, latent], dim=1)
+
+
+def normalise(vae: Any, latent: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(vae.config.latents_mean, device=latent.device).view(1, -1, 1, 1, 1)
+    std = torch.tensor(vae.config.latents_std, device=latent.device).view(1, -1, 1, 1, 1)
+    return (latent - mean) / std
+
+
+def flow_sigmas(n: int, device: torch.device) -> torch.Tensor:
+    """Noise levels for training: logit-normal, then shifted as the inference schedule shifts them."""
+    s = torch.sigmoid(torch.randn(n, device=device))
+    return SHIFT * s / (1 + (SHIFT - 1) * s)
+
+
+def train_wan(args: argparse.Namespace, first_last: bool) -> None:
+    from diffusers import AutoencoderKLWan
+    from diffusers.training_utils import EMAModel
+
+    device = setup(args)
+    vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
+    parts = components(first_last) if not args.init else load_parts(args.init)
+    parts = {k: m.to(device).train() for k, m in parts.items()}
+    params = [p for m in parts.values() for p in m.parameters()]
+    emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
+    for ema in emas.values():
+        ema.to(device)
+    data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers)
+    run = Run(args, params, args.lr or 3e-4)
+    for step in run.steps():
+        p, ids = (t.to(device, non_blocking=True) for t in run.next(data))
+        with torch.no_grad(), autocast(device):
+            clips = draw_clips(p)
+            x0 = normalise(vae, vae.encode(clips).latent_dist.sample().float())
+            cond = condition(vae, clips, first_last)
+        sigma = flow_sigmas(x0.shape[0], device).view(-1, 1, 1, 1, 1)
+        noise = torch.randn_like(x0)
+        noisy = (1 - sigma) * x0 + sigma * noise
+        with autocast(device):
+            # as `encode_prompt`: padding masked, and its states zero (the pipeline trims and pads with zeros)
+            mask = ids[:, 1]
+            text = parts["text_encoder"](ids[:, 0], attention_mask=mask).last_hidden_state * mask[..., None]
+            frames = [clips[:, :, 0], clips[:, :, -1]] if first_last else [clips[:, :, 0]]
+            image = torch.stack([image_tokens(parts["image_encoder"], f) for f in frames], 1).flatten(0, 1)
+            pred = parts["transformer"](hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
+                                        encoder_hidden_states=text, encoder_hidden_states_image=image).sample
+        loss = ((pred.float() - (noise - x0)) ** 2).mean()
+        run.update(step, loss)
+        for k, m in parts.items():
+            emas[k].step(m.parameters())
+    for k, m in parts.items():
+        emas[k].copy_to(m.parameters())
+    save_wan(Path(args.out), parts, vae)
+    run.save_log(Path(args.out))
+
+
+def load_parts(folder: str) -> dict[str, Any]:
+    from diffusers import WanTransformer3DModel
+    from transformers import CLIPVisionModel, UMT5EncoderModel
+
+    return {"text_encoder": UMT5EncoderModel.from_pretrained(folder, subfolder="text_encoder", dtype=torch.float32),
+            "image_encoder": CLIPVisionModel.from_pretrained(folder, subfolder="image_encoder", dtype=torch.float32),
+            "transformer": WanTransformer3DModel.from_pretrained(folder, subfolder="transformer",
+                                                                 dtype=torch.float32)}
+
+
+def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
+    from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
+
+    # Wan 2.1 I2V's published scheduler: UniPC on flow-matching sigmas, shifted as training shifted them
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=SHIFT)
+    pipe = WanImageToVideoPipeline(tokenizer=text_tokenizer(), image_processor=image_processor(), vae=vae,
+                                   scheduler=scheduler, **{k: m.eval() for k, m in parts.items()})
+    pipe.to(dtype=torch.float16)
+    pipe.save_pretrained(out)
+    print(f"WanImageToVideoPipeline -> {out}")
+
+
+DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m training.world_video", description=__doc__.splitlines()[0])
+    parser.add_argument("model", choices=sorted(DEFAULTS))
+    parser.add_argument("--out", required=True, help="folder to save_pretrained into")
+    parser.add_argument("--vae", help="the trained video VAE folder (i2v, flf)")
+    parser.add_argument("--init", help="an earlier i2v/flf folder to go on training from")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=6)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
+    args = parser.parse_args(argv)
+    steps, batch = DEFAULTS[args.model]
+    args.steps, args.batch = args.steps or steps, args.batch or batch
+    if args.model != "vae" and not args.vae:
+        parser.error(f"`{args.model}` needs --vae (the folder `vae` wrote)")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
+
+
+if __name__ == "__main__":
+    main()
