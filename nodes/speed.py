@@ -50,8 +50,9 @@ STEP_CACHE_PARAMS: tuple[Param, ...] = (
     Param("step_cache", str, "none", "denoising step cache for transformer models (Wan): none, first_block or "
           "taylorseer (changes results; quality untested on trained weights)", choices=STEP_CACHES),
     Param("step_cache_threshold", float, 0.05, "first_block: relative change of the first block below which the "
-          "other blocks are skipped", min=0.0, max=1.0),
-    Param("step_cache_interval", int, 5, "taylorseer: steps between full computations", min=1, max=100),
+          "other blocks are skipped", min=0.0, max=1.0, only_with=("step_cache", "first_block")),
+    Param("step_cache_interval", int, 5, "taylorseer: steps between full computations", min=1, max=100,
+          only_with=("step_cache", "taylorseer")),
 )
 
 

@@ -248,3 +248,16 @@ def test_a_refiner_is_part_of_the_model_identity_and_stays_with_its_role(tmp_pat
     assert "refiner" not in overridden  # another base model does not inherit the role's refiner
     assert "needs `source`" in resolve(agent, {}, {**preset, "roles": {"draw": {**role, "refiner": {"name": "x"}}}})[1]
     store.close()
+
+
+def test_a_param_only_with_a_missing_parameter_value_is_refused_when_the_agent_is_declared():
+    from mora.engine.graph.agent import Agent, Param
+
+    mode = Param("mode", str, "a", "", choices=("a", "b"))
+    with pytest.raises(ValueError, match="'level' only_with"):
+        Agent("x", 1, "", lambda *a: {}, params=(mode, Param("level", int, 1, "", only_with=("mode", "c"))))
+    with pytest.raises(ValueError, match="names no such"):
+        Agent("x", 1, "", lambda *a: {}, params=(Param("level", int, 1, "", only_with=("nope", "a")),))
+    ok = Agent("x", 1, "", lambda *a: {}, params=(mode, Param("level", int, 1, "", only_with=("mode", "b"))))
+    assert ok.keyed_params({"mode": "a", "level": 2}) == {"mode": "a"}
+    assert ok.keyed_params({"mode": "b", "level": 2}) == {"mode": "b", "level": 2}

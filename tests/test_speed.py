@@ -43,7 +43,14 @@ def test_compilation_is_run_only_and_step_caches_and_fp8_are_keyed():
     base = params_of(AGENT, compile="off", attention="sdpa")
     assert AGENT.keyed_params(params_of(AGENT, compile="on", attention="sdpa_flash")) == AGENT.keyed_params(base)
     assert AGENT.keyed_params(params_of(AGENT, step_cache="first_block")) != AGENT.keyed_params(base)
-    assert AGENT.keyed_params(params_of(AGENT, step_cache_threshold=0.1)) != AGENT.keyed_params(base)
+    # a step cache's settings count only while that cache is on: with none they change nothing, so no miss
+    assert AGENT.keyed_params(params_of(AGENT, step_cache_threshold=0.1, step_cache_interval=3)) == \
+        AGENT.keyed_params(base)
+    first_block = params_of(AGENT, step_cache="first_block")
+    assert AGENT.keyed_params({**first_block, "step_cache_threshold": 0.1}) != AGENT.keyed_params(first_block)
+    assert AGENT.keyed_params({**first_block, "step_cache_interval": 3}) == AGENT.keyed_params(first_block)
+    taylor = params_of(AGENT, step_cache="taylorseer")
+    assert AGENT.keyed_params({**taylor, "step_cache_interval": 3}) != AGENT.keyed_params(taylor)
     preset = {"name": "p", "roles": {"image_to_video": tiny_ref("svd")}}
     plain, _ = resolve(AGENT, {}, preset)
     fast, _ = resolve(AGENT, {}, {**preset, "compile": "auto", "attention": "sdpa_cudnn"})

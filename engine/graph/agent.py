@@ -47,6 +47,9 @@ class Param:
     run_only: bool = False
     batchable: bool = False
     """True when nodes differing only in this parameter can share one batched pipeline call."""
+    only_with: tuple[str, str] | None = None
+    """(param, value): this parameter means something, and enters the cache key, only while that one has that value
+    (a step cache's threshold with no step cache changes nothing, so it must not make a cache miss)."""
 
     def check(self, value: Any) -> str | None:
         """Return why `value` is not allowed, or None if it is."""
@@ -127,6 +130,13 @@ class Agent:
     preload: PreloadFn | None = None
     """Optional: load the models `run` would load for these parameters, without running (see engine.runner)."""
 
+    def __post_init__(self) -> None:
+        for p in self.params:  # a wrong `only_with` would drop a parameter from every key: stale hits
+            other = self.param(p.only_with[0]) if p.only_with else None
+            if p.only_with and (other is None or (other.choices and p.only_with[1] not in other.choices)):
+                raise ValueError(f"agent {self.type!r}: param {p.name!r} only_with {p.only_with!r} names no such "
+                                 "parameter value")
+
     def input(self, name: str) -> Port | None:
         return next((p for p in self.inputs if p.name == name), None)
 
@@ -143,9 +153,11 @@ class Agent:
         return {k: v for k, v in resolved.items() if k not in batchable}
 
     def keyed_params(self, resolved: Mapping[str, Any]) -> dict[str, Any]:
-        """The resolved parameters that take part in the cache key (run-only ones removed)."""
-        run_only = {p.name for p in self.params if p.run_only}
-        return {k: v for k, v in resolved.items() if k not in run_only}
+        """The resolved parameters that take part in the cache key (run-only ones, and ones whose `only_with`
+        condition does not hold, removed)."""
+        idle = {p.name for p in self.params
+                if p.run_only or (p.only_with is not None and resolved.get(p.only_with[0]) != p.only_with[1])}
+        return {k: v for k, v in resolved.items() if k not in idle}
 
 
 __all__ = ["Agent", "ArtifactRef", "Blob", "Param", "ParamValue", "Port", "PortType", "RunContext"]
