@@ -1,4 +1,4 @@
-"""The world's video training builds its inputs exactly as the Wan pipeline does at inference, and its
+"""The world's video training (Wan and SVD layouts) builds its inputs exactly as the pipelines do at inference, and its
 commands save pipelines that load with `from_pretrained` and run."""
 from __future__ import annotations
 
@@ -80,3 +80,33 @@ def test_the_training_commands_save_pipelines_that_load_and_make_video(tmp_path)
                   output_type="np").frames[0]
     assert frames.shape == (5, 64, 64, 3)
     assert pipe.transformer.config.pos_embed_seq_len == 2 * world_video.IMAGE_TOKENS
+
+
+def test_svd_training_image_embeddings_equal_the_pipeline_s_encode_image():
+    from diffusers import StableVideoDiffusionPipeline
+
+    from training import world_svd
+
+    torch.manual_seed(0)
+    parts = world_svd.components()
+    pipe = StableVideoDiffusionPipeline(vae=world_svd.vae_model(), scheduler=None,
+                                        feature_extractor=world_svd.feature_extractor(), **parts)
+    frames = torch.cat([clip(0), clip(1)])[:, :, 0]
+    with torch.no_grad():
+        ours = world_svd.image_embeddings(pipe.image_encoder, frames)
+        theirs = torch.cat([pipe._encode_image(as_image(f), torch.device("cpu"), 1, False) for f in frames])
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_the_svd_training_commands_save_a_pipeline_that_loads_and_makes_video(tmp_path):
+    from diffusers import StableVideoDiffusionPipeline
+
+    for args in (["vae", "--out", str(tmp_path / "vae")],
+                 ["svd", "--vae", str(tmp_path / "vae"), "--out", str(tmp_path / "svd")]):
+        done = subprocess.run([sys.executable, "-m", "training.world_svd", *args, "--steps", "1", "--batch", "1",
+                               "--workers", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+    pipe = StableVideoDiffusionPipeline.from_pretrained(tmp_path / "svd", dtype=torch.float32)
+    frames = pipe(as_image(clip(0)[0, :, 0]), height=64, width=64, num_frames=4, num_inference_steps=1,
+                  decode_chunk_size=4, motion_bucket_id=127, output_type="np").frames[0]
+    assert frames.shape == (4, 64, 64, 3)
