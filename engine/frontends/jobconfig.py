@@ -12,8 +12,12 @@ compose it, type checks and errors included. A template whose other values inter
 key or a job's Hydra values (`${inputs.NAME}`, `${hydra:job.num}`) would differ from job to job,
 so such a sweep composes every job in full, as Hydra does.
 
-The cache of templates belongs to the config loader (one per Hydra run), so the Mora sweeper's
-validation and the Mora launcher share it. `bind` writes one job's values (inputs, job number
+A job's input overrides of the plainest form (`inputs.n=3`, `++inputs.n=3`, `prompt=fox`: a
+decimal integer or a bare word) are read by a regular expression into the `Override` Hydra's
+grammar gives them (tests compare the two on generated lines); anything else goes through Hydra's
+parser. The cache of templates and of the jobs the sweeper has checked belongs to the config loader
+(one per Hydra run), so the Mora sweeper's validation and the Mora launcher share it: a job is
+composed once per sweep. `bind` writes one job's values (inputs, job number
 and id, task overrides, override_dirname) into the shared template in place, which is how a
 job's config is read without a per-job copy of the whole tree.
 """
@@ -29,13 +33,32 @@ from typing import Any
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from mora.engine.frontends.job import INPUT_KEYS
 
 PER_JOB = re.compile(r"\$\{[^}]*\b(?:inputs|prompt|seed|hydra)\b")
 """An interpolation that may read a graph input or the job's own Hydra values (job.num, output_dir...)."""
+
+
+PLAIN_INPUT = re.compile(r"(?P<prefix>\+{0,2})(?P<key>inputs(?:\.[A-Za-z_][A-Za-z0-9_]*)?|prompt|seed)"
+                         r"=(?P<value>-?(?:0|[1-9][0-9]*)|[A-Za-z_][A-Za-z0-9_]*)")
+"""An input override whose value is a decimal integer or a bare word: Hydra's INT or ID, read here without ANTLR."""
+KEYWORDS = frozenset({"true", "false", "null", "inf", "nan"})
+"""Bare words Hydra's grammar reads as a bool, None or a float (case-insensitively), left to its parser."""
+ADDING = {"": OverrideType.CHANGE, "+": OverrideType.ADD, "++": OverrideType.FORCE_ADD}
+
+
+def parse_plain_input(line: str) -> Override | None:
+    """The Override Hydra's parser makes of a plain input override, or None where the line is not one."""
+    m = PLAIN_INPUT.fullmatch(line)
+    if m is None or m["value"].lower() in KEYWORDS:
+        return None
+    text = m["value"]
+    value: int | str = text if text[0].isalpha() or text[0] == "_" else int(text)
+    return Override(type=ADDING[m["prefix"]], key_or_group=m["key"], value_type=ValueType.ELEMENT, _value=value,
+                    input_line=line)
 
 
 def is_input(override: Override) -> bool:
@@ -64,10 +87,15 @@ class JobConfig:
     inputs: DictConfig
     override_dirname: str
 
-    def graph_inputs(self) -> dict[str, Any]:
-        """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
+    def input_keys(self) -> dict[str, Any]:
+        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved."""
         data = OmegaConf.to_container(self.inputs, resolve=False)
         assert isinstance(data, dict)
+        return data  # type: ignore[return-value]
+
+    def graph_inputs(self) -> dict[str, Any]:
+        """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
+        data = self.input_keys()
         values = data.get("inputs") or {}
         return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
 
@@ -80,12 +108,16 @@ class Composer:
         self.master = master
         self.templates: dict[tuple[str, ...], Template] = {}
         self.parsed: dict[str, Override] = {}
+        self.checked: dict[tuple[str, ...], JobConfig] = {}
         self.parser = OverridesParser.create()
 
     def _parse(self, line: str) -> Override:
-        if line not in self.parsed:
-            self.parsed[line] = self.parser.parse_overrides([line])[0]
-        return self.parsed[line]
+        found = self.parsed.get(line)
+        if found is None:
+            found = parse_plain_input(line)
+            if found is None:  # the template's own lines are few: kept, not parsed again for every job
+                found = self.parsed[line] = self.parser.parse_overrides([line])[0]
+        return found
 
     def _compose(self, overrides: list[str]) -> Template:
         config = self.loader.load_sweep_config(self.master, overrides)
@@ -96,8 +128,16 @@ class Composer:
         shared = not PER_JOB.search(repr(others))
         return Template(config, inputs, shared)
 
+    def check(self, batch: Sequence[Sequence[str]]) -> None:
+        """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
+        self.checked = {tuple(overrides): self._job(overrides) for overrides in batch}
+
     def job(self, overrides: Sequence[str]) -> JobConfig:
-        """The config of the job with these task overrides (raises Hydra's errors for a bad override)."""
+        """The config of the job with these task overrides, composed by `check` or now (raises Hydra's errors)."""
+        found = self.checked.pop(tuple(overrides), None)
+        return found if found is not None else self._job(overrides)
+
+    def _job(self, overrides: Sequence[str]) -> JobConfig:
         parsed = [self._parse(line) for line in overrides]
         rest = tuple(o.input_line for o in parsed if not is_input(o))
         template = self.templates.get(rest)
@@ -115,7 +155,8 @@ class Composer:
     def bind(self, job: JobConfig, idx: int) -> DictConfig:
         """The job's template holding this job's values: its config, in place, until the next `bind`.
 
-        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree.
+        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree;
+        Hydra's job values are set on their nodes (validated and converted as an assignment would).
         """
         config = job.template.config
         for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
@@ -129,10 +170,17 @@ class Composer:
                 with open_dict(config):
                     del config[key]
         hydra = config.hydra
-        hydra.job.id = idx
-        hydra.job.num = idx
-        hydra.job.override_dirname = job.override_dirname
-        hydra.overrides.task = list(job.overrides)
+        hydra_job = hydra.job
+        for key, value in (("id", idx), ("num", idx), ("override_dirname", job.override_dirname)):
+            hydra_job._get_node(key)._set_value(value)  # type: ignore[union-attr]  # validated as setattr would
+        task = hydra.overrides._get_node("task")
+        assert isinstance(task, ListConfig)
+        if len(task) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+            for i, line in enumerate(job.overrides):
+                if task[i] != line:
+                    task[i] = line
+        else:
+            hydra.overrides.task = list(job.overrides)
         return config
 
 
@@ -147,4 +195,4 @@ def composer(loader: ConfigLoader, master: DictConfig) -> Composer:
     return found
 
 
-__all__ = ["Composer", "JobConfig", "Template", "composer", "is_input"]
+__all__ = ["Composer", "JobConfig", "Template", "composer", "is_input", "parse_plain_input"]

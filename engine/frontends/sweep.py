@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from mora.engine.errors import NodesFailed
 from mora.engine.execution.scheduler import RunReport
 from mora.engine.frontends.api import Job, summarize
-from mora.engine.frontends.hydra_job import JobFiles, JobLogs, run_bound_job
+from mora.engine.frontends.hydra_job import JobFiles, JobLogs, JobValues, run_bound_job
 from mora.engine.frontends.job import Configured, configured, objective_value
 from mora.engine.frontends.jobconfig import composer
 from mora.engine.frontends.manifest import deliver
@@ -125,11 +125,12 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
         by_template: dict[int, Configured] = {}
         jobs = []
         for idx, job_config in enumerate(configs, start=initial_job_idx):
-            cfg = compose.bind(job_config, idx)
-            HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
-            if id(cfg) not in by_template:  # once per template: every job of a shared one is configured alike
-                by_template[id(cfg)] = configured(cfg)
-            jobs.append(by_template[id(cfg)].job(job_config.graph_inputs()))
+            template = id(job_config.template)
+            if template not in by_template:  # once per template: every job of a shared one is configured alike
+                cfg = compose.bind(job_config, idx)
+                HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
+                by_template[template] = configured(cfg)
+            jobs.append(by_template[template].job(job_config.graph_inputs()))
         quiet_libraries(verbose())
         groups: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
@@ -160,7 +161,8 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
             if id(cfg) not in files:
                 files[id(cfg)] = JobFiles(cfg)
             task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
-            returns.append(run_bound_job(hydra_context, cfg, task, files[id(cfg)], logs))
+            values = JobValues(job_config.overrides, job_config.override_dirname, job_config.input_keys())
+            returns.append(run_bound_job(hydra_context, cfg, task, files[id(cfg)], logs, values))
         return returns
     finally:
         HydraConfig.instance().cfg = hydra_before

@@ -91,7 +91,7 @@ class MoraSweeper(Sweeper):
             from mora.engine.frontends.jobconfig import composer
 
             compose = composer(hydra_context.config_loader, config)
-            self.basic.validate_batch_is_legal = lambda batch: [compose.job(list(o)) for o in batch]  # type: ignore
+            self.basic.validate_batch_is_legal = compose.check  # type: ignore
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.basic is not None
