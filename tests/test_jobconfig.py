@@ -143,3 +143,6 @@ def test_a_sweep_gives_hydras_job_configs_and_outputs(tmp_path):
         assert hydras[0]["job"]["num"] == hydras[1]["job"]["num"] == job
         assert hydras[0]["runtime"]["output_dir"] == str(dirs[0])
         assert "3 nodes" in (dirs[0] / "mora.log").read_text()
+    index = (tmp_path / "fast" / "sweep" / "index.html").read_text()  # texts only: no sheet, and no link to one
+    assert "3 jobs" in index and "contact_sheet" not in index
+    assert not (tmp_path / "fast" / "sweep" / "contact_sheet.png").exists()

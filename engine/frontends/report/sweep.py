@@ -9,7 +9,8 @@ values do not form a grid (Optuna samples every trial anew) is shown as cards in
 cell holds the job's keyframe, its video and its numbers, and links to its run report. Below
 the grid a table lists every job, sortable by any override or numeric output, sorted by the
 objective where there is one, whose column and best job are highlighted. `contact_sheet.png`
-has one row per job: its overrides, then the first, middle and last frames of its video.
+has one row per job: its overrides, then the first, middle and last frames of its video; a sweep
+in which no job made a video (texts, numbers) gets no sheet, which would be a list of labels.
 """
 from __future__ import annotations
 
@@ -169,6 +170,7 @@ def layout(jobs: list[Job]) -> dict[str, Any]:
 
 
 def write_sweep_index(sweep_dir: Path) -> list[Path]:
+    """Write index.html, and contact_sheet.png where a job made a video; return the files written."""
     jobs = [_job(d) for d in job_dirs(sweep_dir)]
     direction = _direction(sweep_dir)
     objective = next((j.objective for j in jobs if j.objective), None)
@@ -179,10 +181,13 @@ def write_sweep_index(sweep_dir: Path) -> list[Path]:
         best = pick(scored, key=lambda j: j.objective_value).name  # type: ignore[arg-type,return-value]
     numbers = list(dict.fromkeys(k for j in jobs for k in j.run.numbers()))
     grid = layout(jobs)
+    sheet = any(j.frames for j in jobs)
     html = render("index.html.j2", name=sweep_dir.name, jobs=jobs, grid=grid, numbers=numbers, objective=objective,
-                  direction=direction, best=best, axes=grid["axes"])
-    index = write_atomic(sweep_dir / "index.html", html)
-    rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames) for j in jobs]
-    sheet = write_contact_sheet(rows, sweep_dir / "contact_sheet.png")
-    return [index, sheet]
+                  direction=direction, best=best, axes=grid["axes"], sheet=sheet)
+    written = [write_atomic(sweep_dir / "index.html", html)]
+    if sheet:
+        rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames)
+                for j in jobs]
+        written.append(write_contact_sheet(rows, sweep_dir / "contact_sheet.png"))
+    return written
 
