@@ -29,23 +29,38 @@ from pathlib import Path
 GRAPH = Path(__file__).parent / "graphs" / "three_text.yaml"
 
 
-def sweep(jobs: int, launcher: str, sweeper: str, work: Path) -> dict[str, float]:
-    def once(tag: str) -> float:
-        argv = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m", f"graph_file={GRAPH}",
-                "prompt=fox", f"inputs.n=range(0,{jobs})", f"hydra/launcher={launcher}", f"hydra/sweeper={sweeper}",
-                f"cache.dir={work / 'cache'}", f"hydra.sweep.dir={work / tag}", "quiet=true", "runtime=local",
-                "runtime.device=cpu"]
-        start = time.perf_counter()
-        done = subprocess.run(argv, cwd=work, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - start
-        if done.returncode:
-            raise SystemExit(f"sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        return seconds
+def run_mora(args: list[str], cwd: Path) -> tuple[float, float]:
+    """Run `mora ARGS` as a fresh process; its wall and CPU seconds (user + system, the process and its children)."""
+    argv = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"mora {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
-    cold = once("cold")
-    cached = once("cached")
+
+def sweep(jobs: int, launcher: str, sweeper: str, work: Path) -> dict[str, float]:
+    """N jobs cold then cached, and one job cold then cached: the difference over N-1 is the cost of a job."""
+    def once(n: int, tag: str) -> tuple[float, float]:
+        return run_mora(["-m", f"graph_file={GRAPH}", "prompt=fox", f"inputs.n=range(0,{n})",
+                         f"hydra/launcher={launcher}", f"hydra/sweeper={sweeper}", f"cache.dir={work / f'cache{n}'}",
+                         f"hydra.sweep.dir={work / f'{tag}{n}'}", "quiet=true", "runtime=local", "runtime.device=cpu"],
+                        work)
+
+    (cold, cold_cpu), (cached, cached_cpu) = once(jobs, "cold"), once(jobs, "cached")
+    (one, one_cpu), (one_cached, one_cached_cpu) = once(1, "cold"), once(1, "cached")
+    per_job = {f"{what}_wall_ms_per_extra_job": round(1000 * (big - small) / max(1, jobs - 1), 2)
+               for what, big, small in (("cold", cold, one), ("cached", cached, one_cached))}
+    per_job.update({f"{what}_cpu_ms_per_extra_job": round(1000 * (big - small) / max(1, jobs - 1), 2)
+                    for what, big, small in (("cold", cold_cpu, one_cpu), ("cached", cached_cpu, one_cached_cpu))})
     return {"jobs": jobs, "cold_s": round(cold, 2), "cached_s": round(cached, 2),
-            "cold_ms_per_job": round(1000 * cold / jobs, 2), "cached_ms_per_job": round(1000 * cached / jobs, 2)}
+            "cold_cpu_s": round(cold_cpu, 2), "cached_cpu_s": round(cached_cpu, 2),
+            "one_job_cold_s": round(one, 2), "one_job_cached_s": round(one_cached, 2),
+            "cold_ms_per_job": round(1000 * cold / jobs, 2), "cached_ms_per_job": round(1000 * cached / jobs, 2),
+            **per_job}
 
 
 def plan(jobs: int) -> dict[str, float]:

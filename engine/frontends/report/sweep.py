@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,21 @@ def _overrides(job_dir: Path) -> dict[str, str]:
     return out
 
 
+OBJECTIVE_LINE = re.compile(r"^objective:[^\n]*$(?!\n[ \t])", re.MULTILINE)
+"""The top-level `objective` key of a job's config.yaml on one line (block style, as Hydra and Mora write it)."""
+
+
 def _objective(job_dir: Path) -> str | None:
+    """The job's `objective`: its line of config.yaml read alone (a whole config is about 1 ms of YAML), else all of it."""
     try:
-        cfg = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
+        text = (job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8")
+        line = OBJECTIVE_LINE.search(text)
+        try:
+            cfg = yaml.load(line[0], Loader=_LOADER) if line else None
+        except yaml.YAMLError:  # a value that continues on the next lines
+            cfg = None
+        if not isinstance(cfg, dict):
+            cfg = yaml.load(text, Loader=_LOADER) or {}
     except (OSError, yaml.YAMLError):
         return None
     value = cfg.get("objective") if isinstance(cfg, dict) else None
