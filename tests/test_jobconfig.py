@@ -72,7 +72,8 @@ def test_jobs_share_one_composition_unless_their_config_differs(hydra_run):
 PARSER = OverridesParser.create()
 KEYS = st.sampled_from(["inputs.n", "inputs", "prompt", "seed", "inputs.a_b", "inputs.N2", "model", "inputs.x.y",
                         "inputs.-a", "hydra.job.num", "inputs.n@pkg"])
-VALUES = st.one_of(st.integers(-10**30, 10**30).map(str),
+VALUES = st.one_of(st.integers(-10**30, 10**30).map(str), st.floats().map(repr), st.floats().map(str),
+                   st.from_regex(r"[+-]?[0-9]{0,3}\.?[0-9]{0,3}([eE][+-]?[0-9]{1,3})?", fullmatch=True),
                    st.sampled_from(["0", "-0", "007", "1_000", "+3", "1.5", "1e3", "inf", "-inf", "NaN", "TRUE",
                                     "false", "Null", "nulls", "fox", "_x", "a-b", "a b", " fox", "fox ", "'fox'",
                                     "[1,2]", "{a: 1}", "${seed}", "a,b", "range(0,3)", "é", "", "\\x", "x.y"]),
@@ -91,9 +92,9 @@ def test_a_plain_input_override_reads_as_hydras_parser_reads_it(prefix, key, val
 
 
 def test_the_plain_forms_take_the_fast_path_and_the_rest_do_not():
-    assert [parse_plain_input(x) is not None for x in ["++inputs.n=12", "prompt=fox", "seed=-3", "inputs.w=a_b"]] \
-        == [True] * 4
-    assert [parse_plain_input(x) for x in ["seed=true", "inputs.n=1.5", "prompt='a fox'", "model=random", "seed=inf",
+    assert [parse_plain_input(x) is not None for x in ["++inputs.n=12", "prompt=fox", "seed=-3", "inputs.w=a_b",
+                                                       "++inputs.x=-2.744066509467129", "inputs.x=1e-05"]] == [True] * 6
+    assert [parse_plain_input(x) for x in ["seed=true", "inputs.n=1.", "prompt='a fox'", "model=random", "seed=inf",
                                            "inputs.n=1_0", "inputs.n=a-b", "prompt=${x}", "~seed"]] == [None] * 9
 
 

@@ -12,8 +12,8 @@ compose it, type checks and errors included. A template whose other values inter
 key or a job's Hydra values (`${inputs.NAME}`, `${hydra:job.num}`) would differ from job to job,
 so such a sweep composes every job in full, as Hydra does.
 
-A job's input overrides of the plainest form (`inputs.n=3`, `++inputs.n=3`, `prompt=fox`: a
-decimal integer or a bare word) are read by a regular expression into the `Override` Hydra's
+A job's input overrides of the plainest form (`inputs.n=3`, `++inputs.x=0.25`, `prompt=fox`: a
+decimal number or a bare word) are read by a regular expression into the `Override` Hydra's
 grammar gives them (tests compare the two on generated lines); anything else goes through Hydra's
 parser. The cache of templates and of the jobs the sweeper has checked belongs to the config loader
 (one per Hydra run), so the Mora sweeper's validation and the Mora launcher share it: a job is
@@ -43,8 +43,10 @@ PER_JOB = re.compile(r"\$\{[^}]*\b(?:inputs|prompt|seed|hydra)\b")
 
 
 PLAIN_INPUT = re.compile(r"(?P<prefix>\+{0,2})(?P<key>inputs(?:\.[A-Za-z_][A-Za-z0-9_]*)?|prompt|seed)"
-                         r"=(?P<value>-?(?:0|[1-9][0-9]*)|[A-Za-z_][A-Za-z0-9_]*)")
-"""An input override whose value is a decimal integer or a bare word: Hydra's INT or ID, read here without ANTLR."""
+                         r"=(?:(?P<int>-?(?:0|[1-9][0-9]*))|(?P<float>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+                         r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*))")
+"""An input override whose value is a decimal integer, a decimal float (as Python writes one: an Optuna trial's
+value) or a bare word: Hydra's INT, FLOAT or ID, read here without ANTLR."""
 KEYWORDS = frozenset({"true", "false", "null", "inf", "nan"})
 """Bare words Hydra's grammar reads as a bool, None or a float (case-insensitively), left to its parser."""
 ADDING = {"": OverrideType.CHANGE, "+": OverrideType.ADD, "++": OverrideType.FORCE_ADD}
@@ -53,10 +55,9 @@ ADDING = {"": OverrideType.CHANGE, "+": OverrideType.ADD, "++": OverrideType.FOR
 def parse_plain_input(line: str) -> Override | None:
     """The Override Hydra's parser makes of a plain input override, or None where the line is not one."""
     m = PLAIN_INPUT.fullmatch(line)
-    if m is None or m["value"].lower() in KEYWORDS:
+    if m is None or (m["word"] or "").lower() in KEYWORDS:
         return None
-    text = m["value"]
-    value: int | str = text if text[0].isalpha() or text[0] == "_" else int(text)
+    value: int | float | str = int(m["int"]) if m["int"] else float(m["float"]) if m["float"] else m["word"]
     return Override(type=ADDING[m["prefix"]], key_or_group=m["key"], value_type=ValueType.ELEMENT, _value=value,
                     input_line=line)
 
