@@ -57,6 +57,19 @@ def test_a_job_config_is_the_config_hydra_composes(hydra_run, overrides):
     assert got == full(loader, master, overrides, 6)
 
 
+def test_jobs_bound_one_after_another_each_hold_their_own_config(hydra_run):
+    """Binding assigns only the input keys that change from the job bound before: each job still reads as composed."""
+    loader, master = hydra_run
+    composer = Composer(loader, master)
+    sequence = [[*BASE, "++inputs.n=0", "~prompt"], [*BASE, "++inputs.n=1"], [*BASE, "++inputs.n=1", "seed=3"],
+                [*BASE, "prompt=cat", "++inputs={n: 2}"], [*BASE, "++inputs.n=0", "~prompt"], [*BASE, "seed=5"]]
+    jobs = [composer.job(o) for o in sequence]
+    assert len({id(j.template) for j in jobs}) == 1
+    for i in [0, 1, 2, 3, 4, 5, 1, 4, 0]:
+        got = OmegaConf.to_container(composer.bind(jobs[i], i), resolve=False, enum_to_str=True)
+        assert got == full(loader, master, sequence[i], i), sequence[i]
+
+
 def test_jobs_share_one_composition_unless_their_config_differs(hydra_run):
     loader, master = hydra_run
     composer = Composer(loader, master)

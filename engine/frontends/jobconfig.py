@@ -27,7 +27,7 @@ import copy
 import re
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -71,12 +71,18 @@ def is_input(override: Override) -> bool:
 
 @dataclass(frozen=True)
 class Template:
-    """A config composed without any input override, and its three input keys as composed."""
+    """A config composed without any input override, and each of its three input keys as composed."""
 
     config: DictConfig
-    inputs: DictConfig
+    parts: dict[str, DictConfig]
+    """Per input key, a one-key struct config holding its value as composed (typed nodes: seed stays an int)."""
     shared: bool
     """False when another value interpolates an input: every job is then composed in full."""
+    applied: dict[tuple[str, tuple[str, ...]], DictConfig | None] = field(default_factory=dict, compare=False)
+    """An input key's part after a list of its overrides (`prompt=fox` in every job is applied once), or None
+    where they delete it; bounded by APPLIED_KEPT."""
+    bound: dict[str, DictConfig | None] = field(default_factory=dict, compare=False)
+    """The part each input key of `config` holds now (bind assigns only what changes)."""
 
 
 @dataclass(frozen=True)
@@ -85,14 +91,16 @@ class JobConfig:
 
     overrides: tuple[str, ...]
     template: Template
-    inputs: DictConfig
+    inputs: dict[str, DictConfig]
+    """Per input key the job's config holds (a deleted one is absent), its one-key part (shared where alike)."""
     override_dirname: str
 
     def input_keys(self) -> dict[str, Any]:
         """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved."""
-        data = OmegaConf.to_container(self.inputs, resolve=False)
-        assert isinstance(data, dict)
-        return data  # type: ignore[return-value]
+        data: dict[str, Any] = {}
+        for part in self.inputs.values():
+            data.update(OmegaConf.to_container(part, resolve=False))  # type: ignore[arg-type]
+        return data
 
     def graph_inputs(self) -> dict[str, Any]:
         """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
@@ -122,12 +130,13 @@ class Composer:
 
     def _compose(self, overrides: list[str]) -> Template:
         config = self.loader.load_sweep_config(self.master, overrides)
-        inputs = DictConfig({k: config._get_node(k) for k in INPUT_KEYS})  # typed nodes, copied: seed stays an int
-        OmegaConf.set_struct(inputs, True)
+        parts = {k: DictConfig({k: config._get_node(k)}) for k in INPUT_KEYS}  # typed nodes, copied: seed stays an int
+        for part in parts.values():
+            OmegaConf.set_struct(part, True)
         others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
                                         resolve=False, enum_to_str=True)
         shared = not PER_JOB.search(repr(others))
-        return Template(config, inputs, shared)
+        return Template(config, parts, shared, bound=dict(parts))
 
     def check(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
@@ -146,8 +155,7 @@ class Composer:
             template = self.templates[rest] = self._compose(list(rest))
         if not template.shared:
             template = self._compose(list(overrides))
-        inputs = copy.deepcopy(template.inputs)
-        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if is_input(o)], inputs)
+        inputs = _apply(template, [o for o in parsed if is_input(o)])
         naming = template.config.hydra.job.config.override_dirname
         dirname = get_overrides_dirname(overrides=parsed, exclude_keys=list(naming.exclude_keys),
                                         item_sep=naming.item_sep, kv_sep=naming.kv_sep)
@@ -159,14 +167,19 @@ class Composer:
         Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree;
         Hydra's job values are set on their nodes (validated and converted as an assignment would).
         """
-        config = job.template.config
+        template = job.template
+        config = template.config
         for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
-            if key in job.inputs:
+            part = job.inputs.get(key)
+            if template.bound.get(key) is part:
+                continue
+            template.bound[key] = part
+            if part is not None:
                 if key in config:
-                    config[key] = job.inputs._get_node(key)
+                    config[key] = part._get_node(key)
                 else:
                     with open_dict(config):
-                        config[key] = job.inputs._get_node(key)
+                        config[key] = part._get_node(key)
             elif key in config:
                 with open_dict(config):
                     del config[key]
@@ -183,6 +196,34 @@ class Composer:
         else:
             hydra.overrides.task = list(job.overrides)
         return config
+
+
+APPLIED_KEPT = 256
+"""Input overrides applied per template and kept for reuse: the ones every job shares come first."""
+
+
+def _apply(template: Template, overrides: list[Override]) -> dict[str, DictConfig]:
+    """Each input key's part after the job's overrides of it, in order (an input key's overrides touch no other key)."""
+    mine: dict[str, list[Override]] = {}
+    for o in overrides:
+        mine.setdefault(o.key_or_group.split(".")[0], []).append(o)
+    out: dict[str, DictConfig] = {}
+    for key in INPUT_KEYS:
+        if key not in mine:
+            out[key] = template.parts[key]
+            continue
+        lines = (key, tuple(str(o.input_line) for o in mine[key]))
+        if lines in template.applied:
+            part = template.applied[lines]
+        else:
+            part = copy.deepcopy(template.parts[key])
+            ConfigLoaderImpl._apply_overrides_to_config(mine[key], part)
+            part = part if key in part else None
+            if len(template.applied) < APPLIED_KEPT:
+                template.applied[lines] = part
+        if part is not None:
+            out[key] = part
+    return out
 
 
 _COMPOSERS: weakref.WeakKeyDictionary[ConfigLoader, Composer] = weakref.WeakKeyDictionary()
