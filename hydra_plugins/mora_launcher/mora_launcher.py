@@ -2,8 +2,8 @@
 
 `hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
 batch composes a Mora job's config the cheap way (mora.engine.frontends.jobconfig: once per sweep, graph
-inputs applied as data) instead of composing every job in full before the launcher composes it
-again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
+inputs applied as data) and keeps it for the launcher, instead of composing every job in full
+before the launcher composes it again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
 
 A sweep of any other Hydra app (a task function that is not Mora's) runs exactly as Hydra's
 basic launcher runs it: the launcher hands it to that launcher, so Hydra's whole launcher
