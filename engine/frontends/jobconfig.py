@@ -12,8 +12,12 @@ compose it, type checks and errors included. A template whose other values inter
 key or a job's Hydra values (`${inputs.NAME}`, `${hydra:job.num}`) would differ from job to job,
 so such a sweep composes every job in full, as Hydra does.
 
-The cache of templates belongs to the config loader (one per Hydra run), so the Mora sweeper's
-validation and the Mora launcher share it. `bind` writes one job's values (inputs, job number
+A job's input overrides of the plainest form (`inputs.n=3`, `++inputs.x=0.25`, `prompt=fox`: a
+decimal number or a bare word) are read by a regular expression into the `Override` Hydra's
+grammar gives them (tests compare the two on generated lines); anything else goes through Hydra's
+parser. The cache of templates and of the jobs the sweeper has checked belongs to the config loader
+(one per Hydra run), so the Mora sweeper's validation and the Mora launcher share it: a job is
+composed once per sweep. `bind` writes one job's values (inputs, job number
 and id, task overrides, override_dirname) into the shared template in place, which is how a
 job's config is read without a per-job copy of the whole tree.
 """
@@ -23,19 +27,39 @@ import copy
 import re
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 from hydra.core.config_loader import ConfigLoader
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf, open_dict
+from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from mora.engine.frontends.job import INPUT_KEYS
 
 PER_JOB = re.compile(r"\$\{[^}]*\b(?:inputs|prompt|seed|hydra)\b")
 """An interpolation that may read a graph input or the job's own Hydra values (job.num, output_dir...)."""
+
+
+PLAIN_INPUT = re.compile(r"(?P<prefix>\+{0,2})(?P<key>inputs(?:\.[A-Za-z_][A-Za-z0-9_]*)?|prompt|seed)"
+                         r"=(?:(?P<int>-?(?:0|[1-9][0-9]*))|(?P<float>-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+                         r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*))")
+"""An input override whose value is a decimal integer, a decimal float (as Python writes one: an Optuna trial's
+value) or a bare word: Hydra's INT, FLOAT or ID, read here without ANTLR."""
+KEYWORDS = frozenset({"true", "false", "null", "inf", "nan"})
+"""Bare words Hydra's grammar reads as a bool, None or a float (case-insensitively), left to its parser."""
+ADDING = {"": OverrideType.CHANGE, "+": OverrideType.ADD, "++": OverrideType.FORCE_ADD}
+
+
+def parse_plain_input(line: str) -> Override | None:
+    """The Override Hydra's parser makes of a plain input override, or None where the line is not one."""
+    m = PLAIN_INPUT.fullmatch(line)
+    if m is None or (m["word"] or "").lower() in KEYWORDS:
+        return None
+    value: int | float | str = int(m["int"]) if m["int"] else float(m["float"]) if m["float"] else m["word"]
+    return Override(type=ADDING[m["prefix"]], key_or_group=m["key"], value_type=ValueType.ELEMENT, _value=value,
+                    input_line=line)
 
 
 def is_input(override: Override) -> bool:
@@ -47,12 +71,18 @@ def is_input(override: Override) -> bool:
 
 @dataclass(frozen=True)
 class Template:
-    """A config composed without any input override, and its three input keys as composed."""
+    """A config composed without any input override, and each of its three input keys as composed."""
 
     config: DictConfig
-    inputs: DictConfig
+    parts: dict[str, DictConfig]
+    """Per input key, a one-key struct config holding its value as composed (typed nodes: seed stays an int)."""
     shared: bool
     """False when another value interpolates an input: every job is then composed in full."""
+    applied: dict[tuple[str, tuple[str, ...]], DictConfig | None] = field(default_factory=dict, compare=False)
+    """An input key's part after a list of its overrides (`prompt=fox` in every job is applied once), or None
+    where they delete it; bounded by APPLIED_KEPT."""
+    bound: dict[str, DictConfig | None] = field(default_factory=dict, compare=False)
+    """The part each input key of `config` holds now (bind assigns only what changes)."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +91,20 @@ class JobConfig:
 
     overrides: tuple[str, ...]
     template: Template
-    inputs: DictConfig
+    inputs: dict[str, DictConfig]
+    """Per input key the job's config holds (a deleted one is absent), its one-key part (shared where alike)."""
     override_dirname: str
+
+    def input_keys(self) -> dict[str, Any]:
+        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved."""
+        data: dict[str, Any] = {}
+        for part in self.inputs.values():
+            data.update(OmegaConf.to_container(part, resolve=False))  # type: ignore[arg-type]
+        return data
 
     def graph_inputs(self) -> dict[str, Any]:
         """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
-        data = OmegaConf.to_container(self.inputs, resolve=False)
-        assert isinstance(data, dict)
+        data = self.input_keys()
         values = data.get("inputs") or {}
         return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
 
@@ -80,24 +117,37 @@ class Composer:
         self.master = master
         self.templates: dict[tuple[str, ...], Template] = {}
         self.parsed: dict[str, Override] = {}
+        self.checked: dict[tuple[str, ...], JobConfig] = {}
         self.parser = OverridesParser.create()
 
     def _parse(self, line: str) -> Override:
-        if line not in self.parsed:
-            self.parsed[line] = self.parser.parse_overrides([line])[0]
-        return self.parsed[line]
+        found = self.parsed.get(line)
+        if found is None:
+            found = parse_plain_input(line)
+            if found is None:  # the template's own lines are few: kept, not parsed again for every job
+                found = self.parsed[line] = self.parser.parse_overrides([line])[0]
+        return found
 
     def _compose(self, overrides: list[str]) -> Template:
         config = self.loader.load_sweep_config(self.master, overrides)
-        inputs = DictConfig({k: config._get_node(k) for k in INPUT_KEYS})  # typed nodes, copied: seed stays an int
-        OmegaConf.set_struct(inputs, True)
+        parts = {k: DictConfig({k: config._get_node(k)}) for k in INPUT_KEYS}  # typed nodes, copied: seed stays an int
+        for part in parts.values():
+            OmegaConf.set_struct(part, True)
         others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
                                         resolve=False, enum_to_str=True)
         shared = not PER_JOB.search(repr(others))
-        return Template(config, inputs, shared)
+        return Template(config, parts, shared, bound=dict(parts))
+
+    def check(self, batch: Sequence[Sequence[str]]) -> None:
+        """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
+        self.checked = {tuple(overrides): self._job(overrides) for overrides in batch}
 
     def job(self, overrides: Sequence[str]) -> JobConfig:
-        """The config of the job with these task overrides (raises Hydra's errors for a bad override)."""
+        """The config of the job with these task overrides, composed by `check` or now (raises Hydra's errors)."""
+        found = self.checked.pop(tuple(overrides), None)
+        return found if found is not None else self._job(overrides)
+
+    def _job(self, overrides: Sequence[str]) -> JobConfig:
         parsed = [self._parse(line) for line in overrides]
         rest = tuple(o.input_line for o in parsed if not is_input(o))
         template = self.templates.get(rest)
@@ -105,8 +155,7 @@ class Composer:
             template = self.templates[rest] = self._compose(list(rest))
         if not template.shared:
             template = self._compose(list(overrides))
-        inputs = copy.deepcopy(template.inputs)
-        ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if is_input(o)], inputs)
+        inputs = _apply(template, [o for o in parsed if is_input(o)])
         naming = template.config.hydra.job.config.override_dirname
         dirname = get_overrides_dirname(overrides=parsed, exclude_keys=list(naming.exclude_keys),
                                         item_sep=naming.item_sep, kv_sep=naming.kv_sep)
@@ -115,25 +164,66 @@ class Composer:
     def bind(self, job: JobConfig, idx: int) -> DictConfig:
         """The job's template holding this job's values: its config, in place, until the next `bind`.
 
-        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree.
+        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree;
+        Hydra's job values are set on their nodes (validated and converted as an assignment would).
         """
-        config = job.template.config
+        template = job.template
+        config = template.config
         for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
-            if key in job.inputs:
+            part = job.inputs.get(key)
+            if template.bound.get(key) is part:
+                continue
+            template.bound[key] = part
+            if part is not None:
                 if key in config:
-                    config[key] = job.inputs._get_node(key)
+                    config[key] = part._get_node(key)
                 else:
                     with open_dict(config):
-                        config[key] = job.inputs._get_node(key)
+                        config[key] = part._get_node(key)
             elif key in config:
                 with open_dict(config):
                     del config[key]
         hydra = config.hydra
-        hydra.job.id = idx
-        hydra.job.num = idx
-        hydra.job.override_dirname = job.override_dirname
-        hydra.overrides.task = list(job.overrides)
+        hydra_job = hydra.job
+        for key, value in (("id", idx), ("num", idx), ("override_dirname", job.override_dirname)):
+            hydra_job._get_node(key)._set_value(value)  # type: ignore[union-attr]  # validated as setattr would
+        task = hydra.overrides._get_node("task")
+        assert isinstance(task, ListConfig)
+        if len(task) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+            for i, line in enumerate(job.overrides):
+                if task[i] != line:
+                    task[i] = line
+        else:
+            hydra.overrides.task = list(job.overrides)
         return config
+
+
+APPLIED_KEPT = 256
+"""Input overrides applied per template and kept for reuse: the ones every job shares come first."""
+
+
+def _apply(template: Template, overrides: list[Override]) -> dict[str, DictConfig]:
+    """Each input key's part after the job's overrides of it, in order (an input key's overrides touch no other key)."""
+    mine: dict[str, list[Override]] = {}
+    for o in overrides:
+        mine.setdefault(o.key_or_group.split(".")[0], []).append(o)
+    out: dict[str, DictConfig] = {}
+    for key in INPUT_KEYS:
+        if key not in mine:
+            out[key] = template.parts[key]
+            continue
+        lines = (key, tuple(str(o.input_line) for o in mine[key]))
+        if lines in template.applied:
+            part = template.applied[lines]
+        else:
+            part = copy.deepcopy(template.parts[key])
+            ConfigLoaderImpl._apply_overrides_to_config(mine[key], part)
+            part = part if key in part else None
+            if len(template.applied) < APPLIED_KEPT:
+                template.applied[lines] = part
+        if part is not None:
+            out[key] = part
+    return out
 
 
 _COMPOSERS: weakref.WeakKeyDictionary[ConfigLoader, Composer] = weakref.WeakKeyDictionary()
@@ -147,4 +237,4 @@ def composer(loader: ConfigLoader, master: DictConfig) -> Composer:
     return found
 
 
-__all__ = ["Composer", "JobConfig", "Template", "composer", "is_input"]
+__all__ = ["Composer", "JobConfig", "Template", "composer", "is_input", "parse_plain_input"]

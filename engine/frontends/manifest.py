@@ -16,7 +16,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
@@ -52,19 +51,19 @@ def export_outputs(report: RunReport, store: Store, run_dir: Path, video_format:
         metas = meta if isinstance(meta, list) else [meta]
         for i, m in enumerate(metas):
             stem = run_dir / (name if len(metas) == 1 else f"{name}_{i}")
-            tmp_dir = Path(tempfile.mkdtemp(dir=run_dir, prefix=".tmp-"))
+            tmp_stem = run_dir / f".tmp-{uuid.uuid4().hex}-{stem.name}"  # a unique name beside it, renamed over it
             try:
                 ref = store.ref(m)
                 if ref.kind == PortType.VIDEO and video_format == "mp4":
-                    tmp = export_mp4(store, ref, (tmp_dir / stem.name).with_suffix(".mp4"))
+                    tmp = export_mp4(store, ref, tmp_stem.with_suffix(".mp4"))
                 else:
-                    tmp = media.export(ref, tmp_dir / stem.name, video_format)
+                    tmp = media.export(ref, tmp_stem, video_format)
                 final = stem.with_suffix(tmp.suffix)
                 os.replace(tmp, final)
-            finally:
-                for leftover in tmp_dir.iterdir():
+            except BaseException:
+                for leftover in run_dir.glob(f"{tmp_stem.name}.*"):
                     leftover.unlink()
-                tmp_dir.rmdir()
+                raise
             written[name if len(metas) == 1 else f"{name}_{i}"] = final.name
     return written
 

@@ -14,6 +14,9 @@ executor (so models load once per worker for the whole sweep), and each job's `r
 exports its outputs and manifest and returns its `objective` output (for sweepers such as Optuna).
 In a job's manifest, `seconds` is what the nodes it ran itself took, `sweep_seconds` the merged
 run, and a node that another job of the sweep ran is marked `shared_from`.
+What the jobs of one template share (its validated settings and graph file, its `.hydra` file
+texts) is made once per Hydra run, not once per launch: Optuna and other sweepers that launch a
+batch at a time reuse it.
 The executor for the sweep's own runtime (the config without the swept values) is started before
 the jobs are composed and planned, so pool workers warm up meanwhile; a group whose jobs sweep
 the runtime itself gets its own executor.
@@ -23,7 +26,9 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -36,9 +41,9 @@ from omegaconf import DictConfig, OmegaConf
 from mora.engine.errors import NodesFailed
 from mora.engine.execution.scheduler import RunReport
 from mora.engine.frontends.api import Job, summarize
-from mora.engine.frontends.hydra_job import JobFiles, JobLogs, run_bound_job
+from mora.engine.frontends.hydra_job import JobFiles, JobLogs, JobValues, run_bound_job
 from mora.engine.frontends.job import Configured, configured, objective_value
-from mora.engine.frontends.jobconfig import composer
+from mora.engine.frontends.jobconfig import Composer, Template, composer
 from mora.engine.frontends.manifest import deliver
 from mora.engine.frontends.report import report_quietly
 from mora.engine.graph.merge import Merged, merge_plans
@@ -110,6 +115,20 @@ class _EarlyExecutor:
             self.executor.shutdown()
 
 
+@dataclass
+class _Prepared:
+    """What the jobs of one template share, made when its first job needs it (mutable: filled in as the launch goes)."""
+
+    template: Template
+    """Kept here so that the template outlives its id, the key this is found by."""
+    configured: Configured | None = None
+    files: JobFiles | None = None
+
+
+_KEPT: weakref.WeakKeyDictionary[Composer, dict[int, _Prepared]] = weakref.WeakKeyDictionary()
+"""Per Hydra run, the shared templates' preparations: a sweeper such as Optuna launches a batch at a time."""
+
+
 def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequence[Sequence[str]],
             initial_job_idx: int, early: _EarlyExecutor) -> list[JobReturn]:
     from mora.engine.execution.progress import quiet_libraries, verbose
@@ -122,14 +141,17 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
         configs.append(compose.job(list(overrides)))
     hydra_before = HydraConfig.instance().cfg
     try:
-        by_template: dict[int, Configured] = {}
+        kept = _KEPT.setdefault(compose, {})
+        here: dict[int, _Prepared] = {}
+        prepared = [(kept if c.template.shared else here).setdefault(id(c.template), _Prepared(c.template))
+                    for c in configs]
         jobs = []
-        for idx, job_config in enumerate(configs, start=initial_job_idx):
-            cfg = compose.bind(job_config, idx)
-            HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
-            if id(cfg) not in by_template:  # once per template: every job of a shared one is configured alike
-                by_template[id(cfg)] = configured(cfg)
-            jobs.append(by_template[id(cfg)].job(job_config.graph_inputs()))
+        for idx, job_config, prep in zip(range(initial_job_idx, initial_job_idx + len(configs)), configs, prepared):
+            if prep.configured is None:  # once per template: every job of a shared one is configured alike
+                cfg = compose.bind(job_config, idx)
+                HydraConfig.instance().cfg = cfg  # so ${hydra:...} in a job's config resolves as it will in the job
+                prep.configured = configured(cfg)
+            jobs.append(prep.configured.job(job_config.graph_inputs()))
         quiet_libraries(verbose())
         groups: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
@@ -151,16 +173,17 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
                 results[i] = (report, merged, pos, sweep_info)
 
         returns = []
-        files: dict[int, JobFiles] = {}
         logs = JobLogs()
         for i, (idx, job_config) in enumerate(zip(range(initial_job_idx, initial_job_idx + len(configs)), configs)):
             report, merged, pos, info = results[i]
             cfg = compose.bind(job_config, idx)
             HydraConfig.instance().cfg = cfg
-            if id(cfg) not in files:
-                files[id(cfg)] = JobFiles(cfg)
+            prep = prepared[i]
+            if prep.files is None:
+                prep.files = JobFiles(cfg)
             task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
-            returns.append(run_bound_job(hydra_context, cfg, task, files[id(cfg)], logs))
+            values = JobValues(job_config.overrides, job_config.override_dirname, job_config.input_keys())
+            returns.append(run_bound_job(hydra_context, cfg, task, prep.files, logs, values))
         return returns
     finally:
         HydraConfig.instance().cfg = hydra_before

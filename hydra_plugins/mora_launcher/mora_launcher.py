@@ -2,8 +2,8 @@
 
 `hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
 batch composes a Mora job's config the cheap way (mora.engine.frontends.jobconfig: once per sweep, graph
-inputs applied as data) instead of composing every job in full before the launcher composes it
-again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
+inputs applied as data) and keeps it for the launcher, instead of composing every job in full
+before the launcher composes it again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
 
 A sweep of any other Hydra app (a task function that is not Mora's) runs exactly as Hydra's
 basic launcher runs it: the launcher hands it to that launcher, so Hydra's whole launcher
@@ -91,7 +91,7 @@ class MoraSweeper(Sweeper):
             from mora.engine.frontends.jobconfig import composer
 
             compose = composer(hydra_context.config_loader, config)
-            self.basic.validate_batch_is_legal = lambda batch: [compose.job(list(o)) for o in batch]  # type: ignore
+            self.basic.validate_batch_is_legal = compose.check  # type: ignore
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.basic is not None

@@ -2,7 +2,7 @@
 
 Registered in conf/config.yaml under `hydra.callbacks`; it imports nothing heavy until a sweep
 ends. Job reports are written by each job itself (the CLI and the Mora launcher), so this only
-adds `index.html` and `contact_sheet.png` in the sweep directory; a failure is a warning.
+adds `index.html` (and `contact_sheet.png`) in the sweep directory; a failure is a warning.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class SweepIndex(Callback):
             from mora.engine.frontends.report.sweep import job_dirs, write_sweep_index
 
             if sweep_dir.is_dir() and job_dirs(sweep_dir):
-                index, _ = write_sweep_index(sweep_dir)
+                index = write_sweep_index(sweep_dir)[0]
                 print(f"mora: sweep index: {index}")
         except Exception as e:  # noqa: BLE001 (the jobs' results stand; only the index is missing)
             log.warning("could not write the sweep index in %s: %s: %s", sweep_dir, type(e).__name__, e)

@@ -2,7 +2,8 @@
 
 The graph is laid out in layers, left to right: a node's layer is the length of the longest path
 reaching it (networkx's topological order), and within a layer nodes sit near the average height
-of their parents, which keeps most edges short and uncrossed. Nodes are coloured by status.
+of their parents, which keeps most edges short and uncrossed. Nodes are coloured by status. The
+layout is made once per graph shape (the jobs of a sweep share one), the boxes per run.
 The timeline puts each computed node on the lane of the device and worker that ran it, as a
 bar from its start to its end relative to the earliest start; bars that overlap in time within
 a lane (a batch) stack in sub-rows. Cache hits have no time of their own: they sit as marks in
@@ -10,6 +11,7 @@ a lane of their own, so the parallelism and the hits show at a glance.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from html import escape
 
 import networkx as nx
@@ -30,9 +32,12 @@ def _clip(text: str, n: int) -> str:
     return text if len(text) <= n else "…" + text[-(n - 1):]
 
 
-def graph_svg(nodes: tuple[NodeView, ...], edges: tuple[tuple[str, str], ...]) -> str:
+@lru_cache(maxsize=64)
+def _layout(ids: tuple[str, ...], edges: tuple[tuple[str, str], ...]) -> tuple[nx.DiGraph, dict[str, tuple[float, float]],
+                                                                             int, int]:
+    """The graph's drawing positions: the same for every job of a sweep (one graph's shape), so laid out once."""
     dag = nx.DiGraph()
-    dag.add_nodes_from(n.id for n in nodes)
+    dag.add_nodes_from(ids)
     dag.add_edges_from((u, v) for u, v in edges if u in dag and v in dag)
     if not nx.is_directed_acyclic_graph(dag):
         dag.remove_edges_from(list(dag.edges))
@@ -52,6 +57,11 @@ def graph_svg(nodes: tuple[NodeView, ...], edges: tuple[tuple[str, str], ...]) -
     pos = {n: (MARGIN + layer[n] * (BOX_W + GAP_X), MARGIN + row[n] * (BOX_H + GAP_Y)) for n in dag}
     width = MARGIN * 2 + (max(layer.values(), default=0) + 1) * (BOX_W + GAP_X) - GAP_X
     height = MARGIN * 2 + max((len(c) for c in columns.values()), default=1) * (BOX_H + GAP_Y) - GAP_Y
+    return dag, pos, width, height
+
+
+def graph_svg(nodes: tuple[NodeView, ...], edges: tuple[tuple[str, str], ...]) -> str:
+    dag, pos, width, height = _layout(tuple(n.id for n in nodes), tuple(map(tuple, edges)))
     by_id = {n.id: n for n in nodes}
     parts = [(f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="the graph, nodes coloured by status">'),

@@ -9,12 +9,14 @@ values do not form a grid (Optuna samples every trial anew) is shown as cards in
 cell holds the job's keyframe, its video and its numbers, and links to its run report. Below
 the grid a table lists every job, sortable by any override or numeric output, sorted by the
 objective where there is one, whose column and best job are highlighted. `contact_sheet.png`
-has one row per job: its overrides, then the first, middle and last frames of its video.
+has one row per job: its overrides, then the first, middle and last frames of its video; a sweep
+in which no job made a video (texts, numbers) gets no sheet, which would be a list of labels.
 """
 from __future__ import annotations
 
 import itertools
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,9 +84,21 @@ def _overrides(job_dir: Path) -> dict[str, str]:
     return out
 
 
+OBJECTIVE_LINE = re.compile(r"^objective:[^\n]*$(?!\n[ \t])", re.MULTILINE)
+"""The top-level `objective` key of a job's config.yaml on one line (block style, as Hydra and Mora write it)."""
+
+
 def _objective(job_dir: Path) -> str | None:
+    """The job's `objective`: its line of config.yaml read alone (a whole config is about 1 ms of YAML), else all of it."""
     try:
-        cfg = _read_yaml(job_dir / ".hydra" / "config.yaml") or {}
+        text = (job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8")
+        line = OBJECTIVE_LINE.search(text)
+        try:
+            cfg = yaml.load(line[0], Loader=_LOADER) if line else None
+        except yaml.YAMLError:  # a value that continues on the next lines
+            cfg = None
+        if not isinstance(cfg, dict):
+            cfg = yaml.load(text, Loader=_LOADER) or {}
     except (OSError, yaml.YAMLError):
         return None
     value = cfg.get("objective") if isinstance(cfg, dict) else None
@@ -169,6 +183,7 @@ def layout(jobs: list[Job]) -> dict[str, Any]:
 
 
 def write_sweep_index(sweep_dir: Path) -> list[Path]:
+    """Write index.html, and contact_sheet.png where a job made a video; return the files written."""
     jobs = [_job(d) for d in job_dirs(sweep_dir)]
     direction = _direction(sweep_dir)
     objective = next((j.objective for j in jobs if j.objective), None)
@@ -179,10 +194,13 @@ def write_sweep_index(sweep_dir: Path) -> list[Path]:
         best = pick(scored, key=lambda j: j.objective_value).name  # type: ignore[arg-type,return-value]
     numbers = list(dict.fromkeys(k for j in jobs for k in j.run.numbers()))
     grid = layout(jobs)
+    sheet = any(j.frames for j in jobs)
     html = render("index.html.j2", name=sweep_dir.name, jobs=jobs, grid=grid, numbers=numbers, objective=objective,
-                  direction=direction, best=best, axes=grid["axes"])
-    index = write_atomic(sweep_dir / "index.html", html)
-    rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames) for j in jobs]
-    sheet = write_contact_sheet(rows, sweep_dir / "contact_sheet.png")
-    return [index, sheet]
+                  direction=direction, best=best, axes=grid["axes"], sheet=sheet)
+    written = [write_atomic(sweep_dir / "index.html", html)]
+    if sheet:
+        rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames)
+                for j in jobs]
+        written.append(write_contact_sheet(rows, sweep_dir / "contact_sheet.png"))
+    return written
 
