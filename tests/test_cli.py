@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mora.engine.cache.media import load_video_file
+from mora.engine.graph.registry import default_registry
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text"}},
@@ -147,3 +148,15 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
                                       "evaluate/quality"}
     assert "t2v/animate/motion" in (run_dir / "report.html").read_text()
     assert load_video_file(run_dir / "video.mp4").count == 4
+
+    # the same command again, every node a hit: no model library, no decoder, no agent the graph does not name
+    report = ("import atexit, json, sys; atexit.register(lambda: print('IMPORTED', json.dumps(sorted(sys.modules)), "
+              "file=sys.stderr)); from mora.engine.frontends.cli import main; main()")
+    again = subprocess.run([sys.executable, "-c", report], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "5 nodes, 5 cached, 0 failed" in again.stderr
+    imported = set(json.loads(again.stderr.split("IMPORTED ")[-1]))
+    assert imported & {"torch", "diffusers", "transformers", "av", "numpy", "PIL", "cv2", "scipy", "tqdm"} == set()
+    agents = {rec["agent"] for rec in manifest["nodes"].values()}
+    assert {m.removeprefix("mora.nodes.") for m in imported if m.count(".") == 2 and m.startswith("mora.nodes.")
+            and m.removeprefix("mora.nodes.") in default_registry().names()} == agents
