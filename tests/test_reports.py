@@ -195,8 +195,11 @@ def test_a_videos_preview_is_decoded_once_by_its_digest_and_again_when_its_bytes
     assert len(decoded) == 2
     frames = load_video_file(clip)
     write_mp4(Frames(frames.array[::-1].copy(), frames.fps), tmp_path / "b" / "video.mp4")
+    monkeypatch.setattr(previews, "KEPT_PREVIEWS", 1)
     changed = Elements(write_run_report(tmp_path / "b").read_text())
     assert len(decoded) == 3 and changed.all("img", "preview")[0]["src"] != shown[0][0]
+    (kept,) = (tmp_path / "kept").iterdir()  # only the most recent pair is kept past the limit
+    assert json.loads(kept.read_text())[0] == changed.all("img", "preview")[0]["src"]
 
 
 def test_a_sparse_manifest_and_a_frame_store_video_still_give_a_report(tmp_path):

@@ -36,7 +36,7 @@ THUMB_SIDE = 320
 PREVIEW_VERSION = 1
 """Bumped when a preview or poster made from the same video would differ."""
 PREVIEWS_DIR = platformdirs.user_cache_path("mora") / "report-previews"
-KEPT_PREVIEWS = 2000
+KEPT_PREVIEWS = 500
 
 
 def read_video(path: Path) -> media.Frames:
