@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mora.engine.cache.media import load_video_file
+from mora.engine.graph.registry import default_registry
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text"}},
@@ -131,8 +133,9 @@ def test_inputs_dot_name_override(mora, write_graph, tmp_path):
 @pytest.mark.usefixtures("tiny_models")
 def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir):
     """The README's first command: `mora` with no overrides, from any directory."""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "user-cache"))  # where the report keeps its previews
     result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     video, *_, last = result.stdout.splitlines()
     run_dir = Path(last.removeprefix("mora: run directory: "))
@@ -147,3 +150,17 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
                                       "evaluate/quality"}
     assert "t2v/animate/motion" in (run_dir / "report.html").read_text()
     assert load_video_file(run_dir / "video.mp4").count == 4
+
+    # the same command again, every node a hit: no model library, no decoder, no agent the graph does not name
+    report = ("import atexit, json, sys; atexit.register(lambda: print('IMPORTED', json.dumps(sorted(sys.modules)), "
+              "file=sys.stderr)); from mora.engine.frontends.cli import main; main()")
+    assert len(list((tmp_path / "user-cache" / "mora" / "report-previews").glob("*.json"))) == 1
+    again = subprocess.run([sys.executable, "-c", report], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                           env=env)
+    assert again.returncode == 0, again.stderr
+    assert "5 nodes, 5 cached, 0 failed" in again.stderr
+    imported = set(json.loads(again.stderr.split("IMPORTED ")[-1]))
+    assert imported & {"torch", "diffusers", "transformers", "av", "numpy", "PIL", "cv2", "scipy", "tqdm"} == set()
+    agents = {rec["agent"] for rec in manifest["nodes"].values()}
+    assert {m.removeprefix("mora.nodes.") for m in imported if m.count(".") == 2 and m.startswith("mora.nodes.")
+            and m.removeprefix("mora.nodes.") in default_registry().names()} == agents

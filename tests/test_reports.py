@@ -27,7 +27,7 @@ from mora.engine.cache.media import Frames, frames_blob, load_video_file, write_
 from mora.engine.cache.store import Store
 from mora.engine.frontends import api
 from mora.engine.frontends.admin import main as admin
-from mora.engine.frontends.report import rebuild, write_run_report
+from mora.engine.frontends.report import previews, rebuild, write_run_report
 from mora.engine.frontends.report.sweep import layout
 
 GRAPH = """
@@ -175,6 +175,31 @@ def test_admin_report_rebuilds_a_run_report_and_refuses_other_folders(runs, tmp_
     assert admin(["report", str(tmp_path / "empty")]) == 2
     assert "neither a run directory" in capsys.readouterr().err
     assert admin(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_a_videos_preview_is_decoded_once_by_its_digest_and_again_when_its_bytes_change(tmp_path, clip, monkeypatch):
+    monkeypatch.setattr(previews, "PREVIEWS_DIR", tmp_path / "kept")
+    decoded: list[Path] = []
+    read_video = previews.read_video
+    monkeypatch.setattr(previews, "read_video", lambda path: decoded.append(path) or read_video(path))
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        shutil.copy(clip, tmp_path / name / "video.mp4")
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"outputs": {"video": "video.mp4"}, "nodes": {}}))
+    first, again = (Elements(write_run_report(tmp_path / name).read_text()) for name in ("a", "b"))
+    assert decoded == [tmp_path / "a" / "video.mp4"]  # the second report found the pair kept for the same bytes
+    shown = [(p.all("img", "preview")[0]["src"], p.all("video")[0]["poster"]) for p in (first, again)]
+    assert shown[0] == shown[1] and shown[0][0].startswith("data:image/webp;base64,")
+    next((tmp_path / "kept").glob("*.json")).write_text('["junk", 1]')
+    write_run_report(tmp_path / "b")  # a damaged kept pair is decoded again, never shown
+    assert len(decoded) == 2
+    frames = load_video_file(clip)
+    write_mp4(Frames(frames.array[::-1].copy(), frames.fps), tmp_path / "b" / "video.mp4")
+    monkeypatch.setattr(previews, "KEPT_PREVIEWS", 1)
+    changed = Elements(write_run_report(tmp_path / "b").read_text())
+    assert len(decoded) == 3 and changed.all("img", "preview")[0]["src"] != shown[0][0]
+    (kept,) = (tmp_path / "kept").iterdir()  # only the most recent pair is kept past the limit
+    assert json.loads(kept.read_text())[0] == changed.all("img", "preview")[0]["src"]
 
 
 def test_a_sparse_manifest_and_a_frame_store_video_still_give_a_report(tmp_path):

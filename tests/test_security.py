@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,27 @@ def test_a_plugin_cannot_replace_a_builtin_agent(tmp_path, child_env):
                             cwd=ROOT)
     assert result.returncode != 0
     assert "agent type 'text_template' is registered twice" in result.stderr
+
+
+def test_an_agent_module_is_imported_when_its_type_is_asked_for_and_must_define_that_type(tmp_path, monkeypatch):
+    (tmp_path / "lazy_plugin.py").write_text(textwrap.dedent("""\
+        from mora.engine.graph.agent import Agent, Port
+        from mora.engine.ports import PortType
+        AGENT = Agent("lazy", 1, "Registered under its own type.", lambda ctx, i, p: {},
+                      outputs=(Port("text", PortType.TEXT),))
+        ALIAS = Agent("text_template", 1, "Registered under another type's name.", lambda ctx, i, p: {},
+                      outputs=(Port("text", PortType.TEXT),))
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry(entry_points=[EntryPoint("lazy", "lazy_plugin", "mora.agents"),
+                                      EntryPoint("alias", "lazy_plugin:ALIAS", "mora.agents")])
+    assert registry.names() == ["alias", "lazy"] and "lazy" in registry
+    assert "lazy_plugin" not in sys.modules  # listing names imports nothing
+    assert registry.get("lazy").description == "Registered under its own type."
+    with pytest.raises(MoraError, match="entry point 'alias' .* defines agent type 'text_template'"):
+        registry.get("alias")
+    with pytest.raises(MoraError, match="agent type 'lazy' is registered twice"):
+        Registry([_agent("lazy", "a second one")], entry_points=[EntryPoint("lazy", "lazy_plugin", "mora.agents")])
 
 
 IMPORT_EVERYTHING = textwrap.dedent("""\

@@ -31,6 +31,8 @@ DIGEST_SCHEMA = "mora-artifact/2"
 """Version 1 was SHA-256; version 2 is BLAKE3 (entries written under version 1 are plain misses)."""
 CHUNK = 1 << 20
 STREAM_CHUNK = 1 << 18
+ZERO_FILLED_UP_TO = 8 << 20
+"""Buffers up to this size are bytearrays (zero-filled, a few ms at most); larger ones numpy's uninitialised memory."""
 """The reusable buffer of a streamed verification (`open_verified`): small, since nothing is kept."""
 
 
@@ -86,6 +88,16 @@ class Blob:
         return digest_bytes(self.kind.value, self.fmt, self.data)
 
 
+def _buffer(size: int) -> memoryview:
+    """A writable buffer: zero-filling a large bytearray would cost a whole extra pass, importing numpy for a small
+    one costs more than the read (a fully cached run reads only small artifacts)."""
+    if size <= ZERO_FILLED_UP_TO:
+        return memoryview(bytearray(size))
+    import numpy as np
+
+    return memoryview(np.empty(size, np.uint8))
+
+
 @dataclass(frozen=True)
 class ArtifactRef:
     """A stored artifact: its digest, kind, format, size and where it lies in the store."""
@@ -103,10 +115,8 @@ class ArtifactRef:
 
     def read_bytes(self) -> memoryview:
         """The artifact's bytes (writable), verified against its digest in the same single pass that reads them."""
-        import numpy as np
-
         with self._open() as (f, st):
-            view = memoryview(np.empty(self.size, np.uint8))  # not zero-filled first: bytearray(n) would cost a pass
+            view = _buffer(self.size)
             self._verify(f, st, view)
             return view
 
@@ -117,10 +127,8 @@ class ArtifactRef:
         through a small buffer, and the caller maps this same open file, so a file put in its
         place afterwards is never what is read.
         """
-        import numpy as np
-
         with self._open(close=False) as (f, st):
-            self._verify(f, st, memoryview(np.empty(min(self.size, STREAM_CHUNK), np.uint8)))
+            self._verify(f, st, _buffer(min(self.size, STREAM_CHUNK)))
             f.seek(0)
             return f
 

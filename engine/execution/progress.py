@@ -23,9 +23,6 @@ import sys
 import warnings
 from typing import Any
 
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 log = logging.getLogger("mora.progress")
 
 SYMBOLS = {"running": "…", "cached": "=", "done": "✓", "failed": "✗", "skipped": "-"}
@@ -76,6 +73,9 @@ class Reporter:
         self._exit = contextlib.ExitStack()
         self.bar = None
         if not quiet and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # only for a terminal: tqdm's import is most of a short run's progress cost
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
             self.bar = tqdm(total=total, unit="node", leave=False, disable=False)
             self._exit.enter_context(logging_redirect_tqdm())
 

@@ -6,7 +6,8 @@ Ctrl-C with 130. Graph-input values on the command line are data (`mora.engine.f
 from the config unresolved. The configuration is validated (`mora.engine.frontends.config.validate`) before
 the cache is opened. When the run ends, each output's path
 (the main output first) and the run directory are printed on stdout; everything else is logged. With `objective=NAME` the
-job returns that numeric graph output (for sweepers such as Optuna).
+job returns that numeric graph output (for sweepers such as Optuna). A single run composes its
+config once (`mora.engine.frontends.compose`).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mora.engine.errors import NodesFailed
+from mora.engine.frontends.compose import composed_once
 from mora.engine.frontends.config import register, register_launcher
 from mora.engine.frontends.guard import guarded, hydra_errors_raise
 from mora.engine.frontends.help import complete_inputs
@@ -83,4 +85,6 @@ def main() -> None:
         return
     sys.argv[1:] = as_data(sys.argv[1:])
     hydra_errors_raise()
-    sys.exit(guarded("mora", _main))
+    with composed_once(sys.argv[1:]):
+        status = guarded("mora", _main)
+    sys.exit(status)

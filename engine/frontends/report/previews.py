@@ -4,15 +4,25 @@ A browser may not play a video file (a frame store, a codec it lacks), so each v
 animated WebP preview: at most `PREVIEW_FRAMES` frames, evenly spaced, at most `PREVIEW_SIDE`
 pixels on the long side, embedded in the page as a data URI. Nothing here writes into the run
 directory except `contact_sheet.png` (written atomically).
+
+A run report's preview and poster are kept by the video file's BLAKE3 digest in the user's cache
+folder (`PREVIEWS_DIR`, platformdirs'), so a video is decoded once however many reports show it: a
+fully cached run's report then imports neither PyAV nor numpy. A kept pair is derived data, keyed
+also by `PREVIEW_VERSION` and the sizes; the folder keeps the `KEPT_PREVIEWS` most recent, and any
+problem reading or writing it only means decoding the video again.
 """
 from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import platformdirs
+from blake3 import blake3
 
 from mora.engine.cache import media
 
@@ -23,6 +33,10 @@ if TYPE_CHECKING:
 PREVIEW_FRAMES = 32
 PREVIEW_SIDE = 256
 THUMB_SIDE = 320
+PREVIEW_VERSION = 1
+"""Bumped when a preview or poster made from the same video would differ."""
+PREVIEWS_DIR = platformdirs.user_cache_path("mora") / "report-previews"
+KEPT_PREVIEWS = 500
 
 
 def read_video(path: Path) -> media.Frames:
@@ -64,6 +78,46 @@ def poster_uri(frames: media.Frames, side: int = PREVIEW_SIDE) -> str:
     from PIL import Image
 
     return image_uri(Image.fromarray(frames.array[frames.count // 2]), side)
+
+
+def video_previews(path: Path, side: int = PREVIEW_SIDE) -> tuple[str, str]:
+    """The animated preview and the poster of a video file, decoded only if not kept for its digest yet."""
+    digest = blake3(f"{PREVIEW_VERSION}\0{PREVIEW_FRAMES}\0{side}\0".encode())
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    kept = PREVIEWS_DIR / f"{digest.hexdigest()}.json"
+    try:
+        pair = json.loads(kept.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pair = None
+    if isinstance(pair, list) and [type(uri) for uri in pair] == [str, str] and \
+            pair[0].startswith("data:image/webp;base64,") and pair[1].startswith("data:image/jpeg;base64,"):
+        return pair[0], pair[1]
+    frames = read_video(path)
+    made = preview_uri(frames, side=side), poster_uri(frames, side)
+    _keep(kept, json.dumps(made))
+    return made
+
+
+def _keep(path: Path, text: str) -> None:
+    """Write a kept pair atomically and drop the oldest past `KEPT_PREVIEWS`; a failure only loses the pair."""
+    tmp = None
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
+        kept = sorted(path.parent.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in kept[:-KEPT_PREVIEWS]:
+            old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def key_frames(frames: media.Frames) -> list[np.ndarray]:

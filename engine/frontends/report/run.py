@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mora.engine.frontends.report.drawing import graph_svg, timeline_svg
 from mora.engine.frontends.report.page import render, write_atomic
-from mora.engine.frontends.report.previews import poster_uri, preview_uri, read_video
+from mora.engine.frontends.report.previews import video_previews
 from mora.engine.frontends.report.views import STATUSES, OutputView, RunView, read_run
 
 log = logging.getLogger("mora.report")
@@ -35,8 +35,7 @@ class ShownOutput:
 def video_preview(run: RunView, output: OutputView) -> tuple[str | None, str | None]:
     """The animated preview and the poster (middle frame) of a video output; Nones when it cannot be read."""
     try:
-        frames = read_video(run.dir / output.file)
-        return preview_uri(frames), poster_uri(frames)
+        return video_previews(run.dir / output.file)
     except Exception as e:  # noqa: BLE001 (a damaged or vanished file leaves the report without that preview)
         log.warning("%s: no preview of %s: %s", run.dir, output.file, e)
         return None, None
