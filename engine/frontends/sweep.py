@@ -195,7 +195,7 @@ def _deliver_job(job: Job, view: RunReport, info: dict[str, Any], run_dir: Path)
     refuse_used(run_dir)
     data = deliver(job.plan, view, job.store, run_dir, job.video_format, info)
     summarize(view, run_dir, data["outputs"])
-    report_quietly(run_dir, data)
+    report_quietly(run_dir)
     if view.failed:
         raise NodesFailed(f"{len(view.failed)} node(s) failed: {', '.join(view.failed)}")
     return objective_value(job, view.outputs)

@@ -2,8 +2,7 @@
 
 Policy. Reports are built only from what a run leaves on disk (`manifest.json` and the output
 files beside it), never from the cache or the live process, so `mora-admin report DIR` rebuilds
-them at any time and a report says exactly what its manifest says (a run that has just written its
-manifest hands over that same data, read as JSON reads it, instead of reading the file back). Manifests are read by key,
+them at any time and a report says exactly what its manifest says. Manifests are read by key,
 defensively: a key that is missing (an older manifest) or reordered leaves a blank, never an
 error. Pages are self-contained HTML: no network, no CDN, no external script, style or font.
 Derived media (animated previews, thumbnails) are embedded as data URIs; the run's own images
@@ -15,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from mora.engine.errors import MoraError
 from mora.engine.frontends.report.run import write_run_report
@@ -38,10 +36,10 @@ def rebuild(path: Path) -> list[Path]:
     return [*written, *write_sweep_index(path)]
 
 
-def report_quietly(run_dir: Path, manifest: dict[str, Any] | None = None) -> Path | None:
-    """The end-of-run hook: write report.html (from `manifest`, just written), and only warn if that fails."""
+def report_quietly(run_dir: Path) -> Path | None:
+    """The end-of-run hook: write report.html, and only warn if that fails (the run's results stand)."""
     try:
-        return write_run_report(run_dir, manifest)
+        return write_run_report(run_dir)
     except Exception as e:  # noqa: BLE001 (a report must never fail a run whose results are already safe)
         log.warning("could not write %s: %s: %s", run_dir / "report.html", type(e).__name__, e)
         return None

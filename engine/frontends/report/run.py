@@ -11,7 +11,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mora.engine.frontends.report.drawing import graph_svg, timeline_svg
 from mora.engine.frontends.report.page import render, write_atomic
@@ -43,9 +42,8 @@ def video_preview(run: RunView, output: OutputView) -> tuple[str | None, str | N
         return None, None
 
 
-def write_run_report(run_dir: Path, manifest: dict[str, Any] | None = None) -> Path:
-    """Write `run_dir`/report.html from its manifest (`manifest`, where the caller has just written it)."""
-    run = read_run(run_dir, manifest)
+def write_run_report(run_dir: Path) -> Path:
+    run = read_run(run_dir)
     shown = [ShownOutput(o.name, o.file, o.kind, o.value, Path(o.file).suffix.lower() in PLAYABLE)
              for o in sorted(run.outputs, key=lambda o: KIND_ORDER.index(o.kind))]
     previews = {o.name: video_preview(run, o) for o in run.outputs if o.kind == "video"}

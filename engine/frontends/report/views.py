@@ -92,12 +92,8 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def read_run(run_dir: Path, manifest: dict[str, Any] | None = None) -> RunView:
-    """The run in `run_dir`, from its manifest.json, or from `manifest` as just written there (read as JSON reads it).
-
-    The run that wrote the manifest passes it, sparing a sweep's every job reading back the file it wrote.
-    """
-    data = load_manifest(run_dir) if manifest is None else json.loads(json.dumps(manifest, default=str))
+def read_run(run_dir: Path) -> RunView:
+    data = load_manifest(run_dir)
     raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
     nodes = tuple(_node(node_id, rec if isinstance(rec, dict) else {}) for node_id, rec in raw_nodes.items())
     edges = tuple((str(e[0]), str(e[1])) for e in data.get("edges") or ()
