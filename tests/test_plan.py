@@ -1,11 +1,16 @@
 """Planning: template expansion and namespacing, repeat chains, pruning, parameters from inputs."""
 from __future__ import annotations
 
+from collections import Counter
+
+import networkx as nx
 import pytest
 
 from mora.engine.errors import GraphError
-from mora.engine.frontends.api import load_plan
+from mora.engine.frontends.api import GRAPHS_DIR, load_plan, plan_graph
 from mora.engine.graph.plan import Source
+from mora.engine.graph.spec import read_graph_file
+from mora.engine.graph.templates import TemplateLoader
 from mora.engine.ports import PortType
 
 # A template: y = x + 1 (its own constant node), so each expansion adds two nodes.
@@ -305,3 +310,56 @@ def test_an_input_without_a_value_cannot_feed_a_required_port_or_an_output(write
     found = {(p.node, p.field): p.message for p in graph_problems(path)}
     assert found[("add", "in.a")] == "input 'n' has no value (declared `default: null`), but 'a' needs one"
     assert "has none (`default: null`)" in found[(None, "outputs.n")]
+
+
+def _shape(plan):
+    return plan.file, plan.nodes, plan.outputs, list(plan.dag.nodes), list(plan.dag.edges), plan.inputs
+
+
+def test_a_sweeps_plans_from_one_shared_spec_equal_fresh_builds_errors_included(write_graph, registry, monkeypatch):
+    # A sweep reads its graph file once and plans every job from that spec with its own input values: each plan,
+    # and each bad input's problems, must be what a build from a fresh read of the file gives.
+    write_graph({"inputs": {"step": {"type": "number"}, "x": {"type": "number", "default": 0}},
+                 "nodes": {"s": {"agent": "t_source", "params": {"value": {"input": "step"}}},
+                           "add": {"agent": "t_add", "in": {"a": {"input": "x"}, "b": {"from": "s.value"}}}},
+                 "outputs": {"y": {"from": "add.value"}}}, "stepper.yaml")
+    path = write_graph({"inputs": {"n": {"type": "number", "default": 2}, "x": {"type": "number", "default": 0}},
+                        "nodes": {"r": {"graph": "stepper", "in": {"x": {"input": "x"}},
+                                        "repeat": {"times": {"input": "n"}, "feed": {"x": "y"}}},
+                                  "spare": {"agent": "t_source", "params": {"value": 1}}},
+                        "outputs": {"out": {"from": "r.y"}, "one": {"from": "spare.value"}}})
+    sorts = Counter()
+    find_cycle = nx.find_cycle
+    monkeypatch.setattr(nx, "find_cycle", lambda g: (sorts.update([len(g)]), find_cycle(g))[1])
+    spec, loader = read_graph_file(path), TemplateLoader([GRAPHS_DIR])
+    jobs = [({"n": 1}, None), ({"n": 3, "x": 2}, ["out"]), ({"n": 0}, None), ({"n": 2.5}, ["out"]),
+            ({"n": 4}, ["out", "one"])]
+    for inputs, outputs in jobs:
+        try:
+            shared = _shape(plan_graph(spec, inputs, outputs, registry=registry, loader=loader))
+        except GraphError as e:
+            shared = e.problems
+        try:
+            fresh = _shape(load_plan(path, inputs, outputs, registry=registry))
+        except GraphError as e:
+            fresh = e.problems
+        assert shared == fresh, inputs
+    assert isinstance(shared, tuple) and list(shared[1]) == ["r/0/s", "r/0/add", "r/1/s", "r/1/add", "r/2/s",
+                                                            "r/2/add", "r/3/s", "r/3/add", "spare"]
+    # each distinct spec is put in order once: the shared spec and its template once in all, the fresh reads each time
+    fresh_sorts = len(jobs) + sum(1 for inputs, _ in jobs if inputs["n"] in (1, 3, 4))
+    assert sum(sorts.values()) == 2 + fresh_sorts
+
+
+def test_a_cycle_is_reported_alike_each_time_a_spec_is_planned(write_graph, registry):
+    write_graph(INC, "inc.yaml")
+    path = write_graph({"nodes": {"t": {"graph": "inc", "in": {"x": {"from": "back.value"}}},
+                                  "back": {"agent": "t_add", "in": {"a": {"from": "t.y"}, "b": 1}}},
+                        "outputs": {"out": {"from": "back.value"}}})
+    spec = read_graph_file(path)
+    problems = []
+    for _ in range(2):
+        with pytest.raises(GraphError) as info:
+            plan_graph(spec, {}, registry=registry)
+        problems.append(info.value.problems)
+    assert problems[0] == problems[1] and problems[0][0].message.startswith("cycle: ")

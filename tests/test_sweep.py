@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mora.engine.frontends.report import write_run_report
+
 
 def mora(tmp: Path, models: Path, *args: str, cache: str = "cache") -> subprocess.CompletedProcess:
     env = {"MORA_CACHE_DIR": str(tmp / cache), "MORA_MODELS_DIR": str(models), "PATH": "/usr/bin:/bin",
@@ -35,6 +37,9 @@ def test_mora_launcher_runs_each_distinct_node_once(tmp_path, tiny_models):
     assert len(jobs) == 8
     # each job's report, and the sweep's index and contact sheet
     assert all((Path(job["_dir"]) / "report.html").is_file() for job in jobs)
+    # a job's report, made from the manifest its job just wrote, is the one its manifest on disk gives
+    written = {job["_dir"]: (Path(job["_dir"]) / "report.html").read_text() for job in jobs}
+    assert written == {d: write_run_report(Path(d)).read_text() for d in written}
     assert (tmp_path / "sweep" / "index.html").is_file() and (tmp_path / "sweep" / "contact_sheet.png").is_file()
     for job in jobs:
         assert (Path(job["_dir"]) / "video.mp4").stat().st_size > 0

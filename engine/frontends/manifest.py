@@ -168,8 +168,9 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     """
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.json")
     try:
+        text = json.dumps(data, indent=2, default=str, ensure_ascii=False)  # one write, not json.dump's thousands
         with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, default=str, ensure_ascii=False)
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

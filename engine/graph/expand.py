@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -80,20 +82,12 @@ class _Expander:
                 outputs[name] = src
         return outputs
 
-    def _file_order(self, spec: GraphSpec) -> list[str] | None:
-        g = nx.DiGraph()
-        g.add_nodes_from(spec.nodes)
-        for node in spec.nodes.values():
-            for link in _links([*node.inputs.values(), *node.params.values()]):
-                if link.node is not None and link.node in spec.nodes:
-                    g.add_edge(link.node, node.id)
-        try:
-            cycle = nx.find_cycle(g)
-        except nx.NetworkXNoCycle:
-            return list(nx.lexicographical_topological_sort(g, key=list(spec.nodes).index))
-        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-        self.fail(spec.file, f"cycle: {path}", cycle[0][0], line=spec.nodes[cycle[0][0]].line)
-        return None
+    def _file_order(self, spec: GraphSpec) -> tuple[str, ...] | None:
+        order = _file_order(_Same(spec))
+        if isinstance(order, _Cycle):
+            self.fail(spec.file, f"cycle: {order.path}", order.node, line=spec.nodes[order.node].line)
+            return None
+        return order
 
     def _resolve_link(self, spec: GraphSpec, link: Link, env: Mapping[str, Source],
                       produced: Mapping[str, Mapping[str, Source]], node: str | None, field_: str,
@@ -327,6 +321,46 @@ class _Expander:
         return outputs
 
 
+@dataclass(frozen=True)
+class _Same:
+    """A spec compared by identity: specs hold dicts (unhashable), and a spec read once is never changed."""
+
+    spec: GraphSpec
+
+    def __hash__(self) -> int:
+        return id(self.spec)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.spec is self.spec
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    path: str
+    node: str
+
+
+@lru_cache(maxsize=256)
+def _file_order(same: _Same) -> tuple[str, ...] | _Cycle:
+    """A graph file's nodes in dependency order (ties in file order), or its first cycle.
+
+    It depends on the file alone, so a sweep's jobs, which share their spec and differ in input
+    values, sort it once; the cache keeps the spec alive while it holds its order.
+    """
+    spec = same.spec
+    g = nx.DiGraph()
+    g.add_nodes_from(spec.nodes)
+    for node in spec.nodes.values():
+        for link in _links([*node.inputs.values(), *node.params.values()]):
+            if link.node is not None and link.node in spec.nodes:
+                g.add_edge(link.node, node.id)
+    try:
+        cycle = nx.find_cycle(g)
+    except nx.NetworkXNoCycle:
+        return tuple(nx.lexicographical_topological_sort(g, key=list(spec.nodes).index))
+    return _Cycle(" -> ".join([u for u, _ in cycle] + [cycle[0][0]]), cycle[0][0])
+
+
 def _links(values: list[Any]) -> list[Link]:
     found: list[Link] = []
     for v in values:
@@ -359,7 +393,8 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
         src = outputs[name]
         if src.node:
             keep |= {src.node} | nx.ancestors(dag, src.node)
-    dag = dag.subgraph(keep).copy()
+    if len(keep) < len(dag):  # pruning copies the graph: only when something is pruned
+        dag = dag.subgraph(keep).copy()
     refused = [p for p in ex.value_problems if p.node in keep]
     if refused:
         raise GraphError(refused)
