@@ -175,8 +175,9 @@ class Stream(IterableDataset):
 LM_LENGTH = 512
 
 
-def loader(kind: str, seed: int, batch: int, workers: int) -> Any:
-    return iter(DataLoader(Stream(kind, seed), batch_size=batch, num_workers=workers, pin_memory=True,
+def loader(kind: str, seed: int, batch: int, workers: int, stream: type = Stream) -> Any:
+    """Endless batches of `stream(kind, seed)` from `workers` processes (the video scripts pass their own stream)."""
+    return iter(DataLoader(stream(kind, seed), batch_size=batch, num_workers=workers, pin_memory=True,
                            persistent_workers=workers > 0, prefetch_factor=8 if workers else None))
 
 
@@ -421,12 +422,14 @@ def train_lm(args: argparse.Namespace) -> None:
 DEFAULTS = {"vae": (3000, 128), "sd": (6000, 256), "pix2pix": (6000, 256), "lm": (3000, 128)}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.world", description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=sorted(DEFAULTS))
+def parse_args(prog: str, doc: str, defaults: dict[str, tuple[int, int]], needs_vae: tuple[str, ...],
+               argv: list[str] | None) -> argparse.Namespace:
+    """The command line every world training script shares: a model, where to save, and the run's budget."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    parser.add_argument("model", choices=sorted(defaults))
     parser.add_argument("--out", required=True, help="folder to save_pretrained into")
-    parser.add_argument("--vae", help="the trained VAE folder (sd, pix2pix)")
-    parser.add_argument("--init", help="an earlier sd/pix2pix folder to go on training from")
+    parser.add_argument("--vae", help=f"the trained VAE folder ({', '.join(needs_vae)})")
+    parser.add_argument("--init", help="an earlier run's folder to go on training from")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int)
     parser.add_argument("--lr", type=float)
@@ -434,11 +437,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
     args = parser.parse_args(argv)
-    steps, batch = DEFAULTS[args.model]
+    steps, batch = defaults[args.model]
     args.steps, args.batch = args.steps or steps, args.batch or batch
-    if args.model in ("sd", "pix2pix") and not args.vae:
+    if args.model in needs_vae and not args.vae:
         parser.error(f"`{args.model}` needs --vae (the folder `vae` wrote)")
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args("python -m training.world", __doc__, DEFAULTS, ("sd", "pix2pix"), argv)
     {"vae": train_vae, "sd": lambda a: train_diffusion(a, False), "pix2pix": lambda a: train_diffusion(a, True),
      "lm": train_lm}[args.model](args)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from mora.nodes.world import scene as world
-from training.world import SIZE, Run, autocast, sample_training_scene, setup
+from training.world import SIZE, Run, autocast, loader, parse_args, sample_training_scene, setup
 from training.world_video import clip_params, draw_clips
 
 FRAMES = 8
@@ -55,11 +55,6 @@ class SvdStream(IterableDataset):
             yield clip_params(scene, world.place(scene, rng), FRAMES), torch.tensor(float(bucket))
 
 
-def loader(kind: str, seed: int, batch: int, workers: int) -> Any:
-    return iter(DataLoader(SvdStream(kind, seed), batch_size=batch, num_workers=workers, pin_memory=True,
-                           persistent_workers=workers > 0, prefetch_factor=8 if workers else None))
-
-
 def frames_of(clips: torch.Tensor) -> torch.Tensor:
     """B x 3 x F x H x W clips as the (B F) x 3 x H x W frames SVD's VAE encodes one by one."""
     return clips.transpose(1, 2).flatten(0, 1)
@@ -77,7 +72,7 @@ def vae_model() -> Any:
 def train_vae(args: argparse.Namespace) -> None:
     device = setup(args)
     vae = vae_model().to(device).train()
-    data = loader("vae", args.seed, args.batch, args.workers)
+    data = loader("vae", args.seed, args.batch, args.workers, SvdStream)
     run = Run(args, list(vae.parameters()), args.lr or 1e-3)
     for step in run.steps():
         x = frames_of(draw_clips(run.next(data)[0].to(device, non_blocking=True)))
@@ -152,7 +147,7 @@ def train_svd(args: argparse.Namespace) -> None:
     emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
     for ema in emas.values():
         ema.to(device)
-    data = loader("svd", args.seed, args.batch, args.workers)
+    data = loader("svd", args.seed, args.batch, args.workers, SvdStream)
     run = Run(args, params, args.lr or 3e-4)
     for step in run.steps():
         p, bucket = (t.to(device, non_blocking=True) for t in run.next(data))
@@ -210,23 +205,7 @@ DEFAULTS = {"vae": (3000, 32), "svd": (6000, 64)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.world_svd", description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=sorted(DEFAULTS))
-    parser.add_argument("--out", required=True, help="folder to save_pretrained into")
-    parser.add_argument("--vae", help="the trained SVD VAE folder (svd)")
-    parser.add_argument("--init", help="an earlier svd folder to go on training from")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
-    args = parser.parse_args(argv)
-    steps, batch = DEFAULTS[args.model]
-    args.steps, args.batch = args.steps or steps, args.batch or batch
-    if args.model == "svd" and not args.vae:
-        parser.error("`svd` needs --vae (the folder `vae` wrote)")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args = parse_args("python -m training.world_svd", __doc__, DEFAULTS, ("svd",), argv)
     {"vae": train_vae, "svd": train_svd}[args.model](args)
 
 

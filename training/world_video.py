@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from mora.nodes.world import scene as world
 from training.world import (
@@ -31,6 +31,8 @@ from training.world import (
     Run,
     autocast,
     draw,
+    loader,
+    parse_args,
     sample_training_scene,
     scene_params,
     setup,
@@ -106,11 +108,6 @@ class ClipStream(IterableDataset):
         return clip_params(still, world.place(still, rng), end=world.place(still, rng)), self._ids(text)
 
 
-def loader(kind: str, seed: int, batch: int, workers: int) -> Any:
-    return iter(DataLoader(ClipStream(kind, seed), batch_size=batch, num_workers=workers, pin_memory=True,
-                           persistent_workers=workers > 0, prefetch_factor=8 if workers else None))
-
-
 # VAE --------------------------------------------------------------------------------------------------------
 
 def vae_model() -> Any:
@@ -124,7 +121,7 @@ def vae_model() -> Any:
 def train_vae(args: argparse.Namespace) -> None:
     device = setup(args)
     vae = vae_model().to(device).train()
-    data = loader("vae", args.seed, args.batch, args.workers)
+    data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, list(vae.parameters()), args.lr or 1e-3)
     for step in run.steps():
         x = draw_clips(run.next(data).to(device, non_blocking=True))
@@ -228,7 +225,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
     for ema in emas.values():
         ema.to(device)
-    data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers)
+    data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, params, args.lr or 3e-4)
     for step in run.steps():
         p, ids = (t.to(device, non_blocking=True) for t in run.next(data))
@@ -283,23 +280,7 @@ DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.world_video", description=__doc__.splitlines()[0])
-    parser.add_argument("model", choices=sorted(DEFAULTS))
-    parser.add_argument("--out", required=True, help="folder to save_pretrained into")
-    parser.add_argument("--vae", help="the trained video VAE folder (i2v, flf)")
-    parser.add_argument("--init", help="an earlier i2v/flf folder to go on training from")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
-    args = parser.parse_args(argv)
-    steps, batch = DEFAULTS[args.model]
-    args.steps, args.batch = args.steps or steps, args.batch or batch
-    if args.model != "vae" and not args.vae:
-        parser.error(f"`{args.model}` needs --vae (the folder `vae` wrote)")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
