@@ -1,0 +1,82 @@
+"""The world's video readers (follow, kept, join) on frames the renderer drew, where the truth is known, and a
+smoke run of bench/world_video_quality.py on pipelines built by the video training scripts."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mora.nodes.world import captions, detect
+from mora.nodes.world import scene as world
+
+
+def clip(text: str, seed: int = 0, frames: int = 17) -> tuple[world.Scene, list[np.ndarray]]:
+    s = captions.parse(text)
+    layout = world.place(s, np.random.default_rng(seed))
+    return s, [world.render(s, layout, frame=f) for f in range(frames)]
+
+
+def glide(s: world.Scene, start: tuple[float, float], end: tuple[float, float], frames: int = 17) -> list[np.ndarray]:
+    """The thing drawn moving in a straight line from `start` to `end`, both ends included."""
+    half = world.SIZES[s.things[0].size]
+    return [world.render(s, world.Layout(((start[0] + a * (end[0] - start[0]), start[1] + a * (end[1] - start[1])),),
+                                         (half,))) for a in np.linspace(0, 1, frames)]
+
+
+@pytest.mark.parametrize("direction", list(world.DIRECTIONS))
+def test_a_followed_thing_moves_in_its_caption_s_direction_and_backwards_in_the_reversed_clip(direction):
+    s, frames = clip(f"a small green triangle moving {direction} slowly on a striped black background")
+    thing = s.things[0]
+    forward = detect.follow(frames, thing.colour, thing.shape)
+    assert all(c is not None for c in forward.centres)
+    assert forward.direction == direction
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}[direction]
+    assert detect.follow(frames[::-1], thing.colour, thing.shape).direction == opposite
+
+
+def test_a_still_thing_reads_as_still_and_another_colour_is_not_followed():
+    _, frames = clip("a blue square at the top left on a white background")
+    assert detect.follow(frames, "blue", "square").direction == "still"
+    assert detect.follow(frames, "red", "square").centres == (None,) * len(frames)
+
+
+def test_kept_says_in_which_frames_the_thing_has_its_colour_and_shape():
+    s, frames = clip("a red circle moving right on a white background")
+    assert all(detect.kept(frames, "red", "circle"))
+    recoloured = dataclasses.replace(s, things=(dataclasses.replace(s.things[0], colour="blue"),))
+    layout = world.place(s, np.random.default_rng(0))
+    changed = frames[:9] + [world.render(recoloured, layout, frame=f) for f in range(9, 17)]
+    assert detect.kept(changed, "red", "circle") == (True,) * 9 + (False,) * 8
+    reshaped = dataclasses.replace(s, things=(dataclasses.replace(s.things[0], shape="square"),))
+    assert not any(detect.kept([world.render(reshaped, layout, frame=f) for f in range(3)], "red", "circle"))
+
+
+def test_a_glide_joins_the_clips_it_starts_and_ends_on():
+    s = captions.parse("a large orange diamond on a striped white background")
+    way = glide(s, (0.25, 0.3), (0.7, 0.65))
+    j = detect.join(way[0], way, way[-1], "orange", "diamond")
+    assert j.start_gap < 1 and j.end_gap < 1 and j.monotone and j.joins()
+
+
+def test_a_cross_fade_between_the_same_ends_does_not_join():
+    s = captions.parse("a large orange diamond on a striped white background")
+    way = glide(s, (0.25, 0.3), (0.7, 0.65))
+    a, b = way[0].astype(np.float32), way[-1].astype(np.float32)
+    fade = [np.round((1 - t) * a + t * b).astype(np.uint8) for t in np.linspace(0, 1, 17)]
+    j = detect.join(way[0], fade, way[-1], "orange", "diamond")
+    assert j.start_gap < 1 and j.end_gap < 1  # its ends are right: only the path between gives it away
+    assert not j.monotone and not j.joins()
+    cut = [way[0]] * 8 + [way[-1]] * 9  # one thing in every frame, never turning back: but it jumps
+    assert not detect.join(way[0], cut, way[-1], "orange", "diamond").joins()
+
+
+def test_a_transition_that_turns_back_or_starts_elsewhere_does_not_join():
+    s = captions.parse("a purple cross on a yellow background")
+    way = glide(s, (0.25, 0.5), (0.75, 0.5))
+    back_and_forth = way[:9] + way[4:9][::-1] + way[5:]
+    assert not detect.join(way[0], back_and_forth, way[-1], "purple", "cross").monotone
+    late = glide(s, (0.35, 0.5), (0.75, 0.5))
+    j = detect.join(way[0], late, way[-1], "purple", "cross")
+    assert j.monotone and j.start_gap == pytest.approx(6.4, abs=1.5) and not j.joins()
+    assert not detect.join(way[0], way, glide(s, (0.5, 0.2), (0.5, 0.2), 1)[0], "purple", "cross").joins()
