@@ -3,10 +3,17 @@ smoke run of bench/world_video_quality.py on pipelines built by the video traini
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FakeContext, params_of
+from PIL import Image
 
+from mora.engine.cache.artifacts import Blob
+from mora.engine.ports import PortType
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 
@@ -80,3 +87,75 @@ def test_a_transition_that_turns_back_or_starts_elsewhere_does_not_join():
     j = detect.join(way[0], late, way[-1], "purple", "cross")
     assert j.monotone and j.start_gap == pytest.approx(6.4, abs=1.5) and not j.joins()
     assert not detect.join(way[0], way, glide(s, (0.5, 0.2), (0.5, 0.2), 1)[0], "purple", "cross").joins()
+
+
+# The bench on pipelines the training scripts build and save (random weights: the scripts' own builders and savers,
+# without training steps, which take minutes on a CPU) ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory):
+    import torch
+
+    from training import world_svd, world_video
+
+    out = tmp_path_factory.mktemp("weights")
+    torch.manual_seed(0)
+    vae = world_video.vae_model()
+    for name, first_last in (("wan_i2v", False), ("wan_flf", True)):
+        world_video.save_wan(out / name, world_video.components(first_last), vae)
+    world_svd.save_svd(out / "svd", world_svd.components(), world_svd.vae_model())
+    return out
+
+
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "world_video_quality.py"
+    spec = importlib.util.spec_from_file_location("world_video_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def test_the_bench_runs_every_task_and_the_detectors_pass_the_truth_and_fail_noise(weights, bench, tmp_path):
+    out = tmp_path / "r.json"
+    results = bench.main(["--weights", str(weights), "--n", "1", "--steps", "1", "--frames", "5", "--svd-frames", "4",
+                          "--extensions", "2", "--keyframe-steps", "1", "--json", str(out),
+                          "--strips", str(tmp_path / "strips")])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    for task in ("image_to_video", "text_to_video", "svd", "connect", "extend"):
+        assert results[task]["n"] == 1, task
+    for task in ("image_to_video", "svd"):  # the renderer's own videos of the same scenes pass
+        assert results[task]["detector_on_renders"] == {"direction": 1.0, "kept": 1.0}
+    assert results["connect"]["detector_on_renders"] == {"glide_joins": 1.0, "cross_fade_joins": 0.0}
+    # random weights make noise, and noise neither moves a thing its way nor carries it from clip to clip
+    assert results["image_to_video"]["direction"] == results["text_to_video"]["direction"] == 0.0
+    assert results["connect"]["caption"]["joins"] == results["connect"]["default_prompt"]["joins"] == 0.0
+    assert 0 <= results["extend"]["kept_at_end"] <= 1
+    assert Image.open(tmp_path / "strips" / "image_to_video.png").size == (5 * 66, 66)
+    assert Image.open(tmp_path / "strips" / "connect_caption.png").size == ((5 + 2) * 66, 66)
+    assert "background" in (tmp_path / "strips" / "connect_caption.txt").read_text()
+
+
+@pytest.mark.usefixtures("own_resident_models")
+def test_the_bench_makes_the_very_video_the_image_to_video_agent_makes(weights, bench, put):
+    from mora.engine.cache.media import image_blob
+    from mora.nodes.decode_video import decode
+    from mora.nodes.image_to_video import AGENT
+    from mora.nodes.video_latent import read_latent
+
+    s, frames = clip("a red circle moving right on a white background")
+    text = captions.caption(s)
+    ref = {"source": "path", "name": str(weights / "wan_i2v"), "revision": None, "dtype": "float32", "variant": None}
+    ctx = FakeContext(model=ref, seed=7)
+    given = {"steps": 2, "width": 64, "height": 64, "frames": 5}
+    out = AGENT.run(ctx, {"image": put(image_blob(Image.fromarray(frames[0]))),
+                          "prompt": put(Blob(PortType.TEXT, "txt", text.encode()))}, params_of(AGENT, **given))
+    model = bench.load(weights / "wan_i2v", AGENT, "cpu", **given)
+    latents, _ = read_latent(put(out["latent"]))
+    video = model.video(frames[0], text, 7)
+    assert video.shape == (5, 64, 64, 3)
+    np.testing.assert_array_equal(video, decode(model.pipe, "wan", latents, 5, 8)[0])
