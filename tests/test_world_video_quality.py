@@ -126,7 +126,7 @@ def test_the_bench_runs_every_task_and_the_detectors_pass_the_truth_and_fail_noi
                           "--extensions", "2", "--keyframe-steps", "1", "--json", str(out),
                           "--strips", str(tmp_path / "strips")])
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    for task in ("image_to_video", "text_to_video", "svd", "connect", "extend"):
+    for task in ("image_to_video", "text_to_video", "svd", "connect", "extend", "extend_svd"):
         assert results[task]["n"] == 1, task
     for task in ("image_to_video", "svd"):  # the renderer's own videos of the same scenes pass
         assert results[task]["detector_on_renders"] == {"direction": 1.0, "kept": 1.0}
