@@ -368,6 +368,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--svd-frames", type=int, default=world_svd.FRAMES, help="frames of an SVD clip")
     parser.add_argument("--extensions", type=int, default=8, help="clips in an extend_video chain")
     parser.add_argument("--guidance", type=float, default=I2V.param("guidance").default, help="Wan guidance")
+    parser.add_argument("--compile", default=I2V.param("compile").default, choices=I2V.param("compile").choices,
+                        help="the agents' own `compile` parameter (auto: on for CUDA), for the video pipelines")
     parser.add_argument("--keyframes", type=Path, default=Path(world.__file__).parent / "weights" / "sd",
                         help="text_to_image pipeline for text_to_video's keyframes (skipped if absent)")
     parser.add_argument("--keyframe-steps", type=int, default=20)
@@ -378,12 +380,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--strips", type=Path, help="folder for PNG frame strips of the first samples (look at them)")
     args = parser.parse_args(argv)
+    if min(args.n, args.steps, args.extensions, args.svd_frames - 1) < 1 or (args.frames - 1) % 4:
+        parser.error(f"`--n`, `--steps` and `--extensions` must be at least 1, `--svd-frames` at least 2 and `--frames` "
+                     f"4k+1 (Wan), but are {args.n}, {args.steps}, {args.extensions}, {args.svd_frames} and {args.frames}")
     if args.strips:
         args.strips.mkdir(parents=True, exist_ok=True)
     only = set(args.only or ("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd"))
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
                                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
-    wan = {"steps": args.steps, "guidance": args.guidance}
+    wan = {"steps": args.steps, "guidance": args.guidance, "compile": args.compile}
     i2v = args.weights / "wan_i2v"
     tasks: dict[str, tuple[Path, Callable[[], Model], Callable[[Model], dict[str, Any]]]] = {
         "image_to_video": (i2v, lambda: load(i2v, I2V, args.device, **wan),
@@ -395,18 +400,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     lambda m: connect(m, args.n, args.frames, args.strips)),
         "extend": (i2v, lambda: load(i2v, I2V, args.device, **wan),
                    lambda m: extend(m, args.n, args.frames, args.extensions, args.strips, "extend")),
-        "svd": (args.weights / "svd", lambda: load(args.weights / "svd", I2V, args.device, steps=args.steps),
+        "svd": (args.weights / "svd", lambda: load(args.weights / "svd", I2V, args.device, steps=args.steps,
+                                                   compile=args.compile),
                 lambda m: svd(m, args.n, args.svd_frames, args.strips)),
-        "extend_svd": (args.weights / "svd", lambda: load(args.weights / "svd", I2V, args.device, steps=args.steps),
+        "extend_svd": (args.weights / "svd", lambda: load(args.weights / "svd", I2V, args.device, steps=args.steps,
+                                                          compile=args.compile),
                        lambda m: extend(m, args.n, args.svd_frames, args.extensions, args.strips, "extend_svd")),
     }
     loaded: dict[Path, Model] = {}
     for name, (folder, make, run) in tasks.items():
         if name not in only:
             continue
-        if not (folder / "model_index.json").exists() or (name == "text_to_video" and
-                                                          not (args.keyframes / "model_index.json").exists()):
-            print(f"{name}: skipped ({folder} or its keyframe model is absent)", flush=True)
+        needs = [folder, *([args.keyframes] if name == "text_to_video" else [])]
+        if absent := [str(f) for f in needs if not (f / "model_index.json").exists()]:
+            print(f"{name}: skipped (no pipeline in {', '.join(absent)})", flush=True)
             continue
         if folder not in loaded:
             loaded[folder] = make()
@@ -414,6 +421,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results[name] = run(loaded[folder])
         results[name]["seconds"] = round(time.time() - start, 1)
         print(name, json.dumps(results[name], indent=1), flush=True)
+    if not loaded:
+        parser.error(f"`--weights` {args.weights} holds no pipeline for the tasks asked for (wan_i2v, wan_flf, svd)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
     return results

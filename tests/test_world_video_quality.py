@@ -159,3 +159,12 @@ def test_the_bench_makes_the_very_video_the_image_to_video_agent_makes(weights, 
     video = model.video(frames[0], text, 7)
     assert video.shape == (5, 64, 64, 3)
     np.testing.assert_array_equal(video, decode(model.pipe, "wan", latents, 5, 8)[0])
+
+
+@pytest.mark.parametrize(("args", "named"), [(["--frames", "6"], "`--frames` 4k+1"), (["--n", "0"], "are 0,"),
+                                             (["--only", "svd"], "holds no pipeline")])
+def test_the_bench_refuses_bad_arguments_and_an_empty_weights_folder_with_exit_2(bench, tmp_path, capsys, args, named):
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--weights", str(tmp_path), *args])
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
