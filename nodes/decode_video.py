@@ -30,8 +30,6 @@ def _to_uint8(video: Any) -> Any:
 
 
 def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
-    import torch
-
     from mora.engine.cache.media import frames_blob
 
     # 1. check inputs
@@ -45,21 +43,29 @@ def run(ctx: RunContext, inputs: Mapping[str, Any], params: Mapping[str, Any]) -
         raise ValueError(f"latent was made by a {meta['family']} pipeline but {ref['name']} loads as {fam}")
     set_vae_tiling(pipe, params["vae_tiling"])
     # 3. run
+    video = decode(pipe, fam, latents, num_frames, params["decode_chunk_size"])[0]
+    if video.shape[0] != num_frames:
+        raise ValueError(f"decoded {video.shape[0]} frames but the latent records {num_frames}")
+    # 4. return artifacts
+    return {"video": frames_blob(video, fps)}
+
+
+def decode(pipe: Any, fam: str, latents: Any, num_frames: int, decode_chunk_size: int) -> Any:
+    """uint8 frames (B x F x H x W x 3) of a pipeline's latents, as the pipeline's own decoding would give them
+    (also what bench/world_video_quality.py reads)."""
+    import torch
+
     vae = pipe.vae
     latents = latents.to(device=vae.device, dtype=vae.dtype)
     with torch.no_grad():
         if fam == "svd":
-            frames = pipe.decode_latents(latents, num_frames, params["decode_chunk_size"])
+            frames = pipe.decode_latents(latents, num_frames, decode_chunk_size)
         else:
             shape = (1, vae.config.z_dim, 1, 1, 1)
             mean = torch.tensor(vae.config.latents_mean).view(shape).to(latents.device, latents.dtype)
             std = torch.tensor(vae.config.latents_std).view(shape).to(latents.device, latents.dtype)
             frames = vae.decode(latents * std + mean, return_dict=False)[0]
-        video = pipe.video_processor.postprocess_video(frames, output_type="np")[0]
-    if video.shape[0] != num_frames:
-        raise ValueError(f"decoded {video.shape[0]} frames but the latent records {num_frames}")
-    # 4. return artifacts
-    return {"video": frames_blob(_to_uint8(video), fps)}
+        return _to_uint8(pipe.video_processor.postprocess_video(frames, output_type="np"))
 
 
 AGENT = Agent(

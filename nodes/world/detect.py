@@ -10,6 +10,14 @@ The policy is the renderer's, inverted, and tolerant of a generator's noise:
   is the box centre, in units of the frame's side, as `scene.place` puts it;
 - a video's trajectory follows each thing of the first frame by colour and shape; its direction
   is the larger axis of the net displacement, or "still" under `STILL` of the frame's side;
+- a named thing (colour and shape known, as a benchmark knows them) is followed through a video
+  the same way, nearest where it was last seen (`follow`); `kept` says, frame by frame, whether it
+  is there with its colour and shape;
+- a transition joins two clips (`join`) when its first frame has the thing where the first clip's
+  last frame has it, its last frame where the second clip's first frame has it, and in between
+  the thing is seen once in every frame, never turns back along the way (beyond `SLACK` pixels)
+  and never jumps (no step over `JUMP` of the way): a cross-fade shows two faded things or
+  none, or one that jumps, so it does not join;
 - blockiness is the share of a frame's variance that is between blocks of `BLOCK` pixels
   (1.0 for pixel art aligned to the blocks, lower for smooth drawing).
 """
@@ -30,6 +38,11 @@ STILL = 0.04
 """Net displacement (fraction of the frame's side) under which a thing did not move."""
 BLOCKY = 0.97
 """Blockiness from which a frame counts as digital-world pixel art."""
+SLACK = 1.5
+"""Pixels a thing may fall back along a transition's way between frames (the detector's own jitter)."""
+JUMP = 0.5
+"""The largest share of a transition's way one frame-to-frame step may cover (at least `JUMP_PX` pixels)."""
+JUMP_PX = 4.0
 
 _NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[n] for n in _NAMES], dtype=np.float32)
@@ -171,6 +184,77 @@ def track(frames: Sequence[object]) -> tuple[Track, ...]:
                            if match else None)
         tracks.append(Track(first.colour, first.shape, tuple(centres)))
     return tuple(tracks)
+
+
+def _pick(things: Sequence[Found], colour: str, shape: str, near: tuple[float, float] | None) -> Found | None:
+    """The thing of this colour and shape (of this colour alone if none has the shape: motion blurs a shape)
+    nearest `near`, or the largest where there is no `near`."""
+    match = [t for t in things if (t.colour, t.shape) == (colour, shape)] or [t for t in things if t.colour == colour]
+    if not match:
+        return None
+    if near is None:
+        return match[0]  # `read` sorts things by area, largest first
+    return min(match, key=lambda t: np.hypot(t.centre[0] - near[0], t.centre[1] - near[1]))
+
+
+def follow(frames: Sequence[object], colour: str, shape: str) -> Track:
+    """A named thing followed through a video, frame by frame from where it was last seen (None where it is not)."""
+    centres: list[tuple[float, float] | None] = []
+    last = None
+    for frame in frames:
+        found = _pick(read(frame).things, colour, shape, last)
+        centres.append(found.centre if found else None)
+        last = found.centre if found else last
+    return Track(colour, shape, tuple(centres))
+
+
+def kept(frames: Sequence[object], colour: str, shape: str) -> tuple[bool, ...]:
+    """Whether each frame shows a thing of this colour and shape."""
+    return tuple(any((t.colour, t.shape) == (colour, shape) for t in read(f).things) for f in frames)
+
+
+@dataclass(frozen=True)
+class Join:
+    """How a transition joins two clips (distances in pixels)."""
+
+    start_gap: float
+    """From the thing in the first clip's last frame to the thing in the transition's first frame."""
+    end_gap: float
+    """From the thing in the transition's last frame to the thing in the second clip's first frame."""
+    monotone: bool
+    """Seen once in every frame of the transition, never turning back along the way, never jumping."""
+
+    def joins(self, px: float = 4.0) -> bool:
+        return self.start_gap <= px and self.end_gap <= px and self.monotone
+
+
+def join(before: object, transition: Sequence[object], after: object, colour: str, shape: str) -> Join:
+    """How `transition` carries the thing from where `before` has it to where `after` has it (see the policy)."""
+    if len(transition) < 2:
+        raise ValueError(f"a transition to judge needs at least two frames but has {len(transition)}")
+    readings = [read(f) for f in (before, *transition, after)]
+    h, w = _as_array(before).shape[:2]
+    ends = [_pick(r.things, colour, shape, None) for r in (readings[0], readings[-1])]
+    if None in ends:
+        return Join(np.inf, np.inf, False)
+    a, b = (np.array(e.centre) * (w, h) for e in ends)
+    points: list[np.ndarray | None] = []
+    last = tuple(a / (w, h))
+    for r in readings[1:-1]:
+        found = _pick(r.things, colour, shape, last)
+        points.append(None if found is None else np.array(found.centre) * (w, h))
+        last = found.centre if found else last
+    gap = lambda p, q: float(np.inf if p is None else np.hypot(*(p - q)))
+    start_gap, end_gap = gap(points[0], a), gap(points[-1], b)
+    once = all(sum(t.colour == colour for t in r.things) == 1 for r in readings[1:-1])
+    if not once or any(p is None for p in points):
+        return Join(start_gap, end_gap, False)
+    way = b - a
+    length = float(np.hypot(*way))
+    along = [0.0, *(float(np.dot(p - a, way)) / length if length else 0.0 for p in points), length]
+    steps = np.diff(along)
+    monotone = bool(steps.min() >= -SLACK and np.abs(steps).max() <= max(JUMP_PX, JUMP * length))
+    return Join(start_gap, end_gap, monotone)
 
 
 def blockiness(frame: object, block: int | None = None) -> float:
