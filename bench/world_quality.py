@@ -93,6 +93,7 @@ def text_to_image(folder: Path, n: int, steps: int, guidance: float, grids: Path
             score["region"] += f.region == thing.start_region
     result["single"] = {"n": n, **{k: v / n for k, v in score.items()}}
     result["detector_on_renders"] = {k: v / n for k, v in truth.items()}
+    result["shape_by_size"] = shape_by_size(pipe.vae, singles, images)
     if grids:
         grid(images[:64], 16, grids / "t2i_single.png")
         (grids / "t2i_single.txt").write_text("\n".join(texts[:64]) + "\n")
@@ -117,6 +118,27 @@ def text_to_image(folder: Path, n: int, steps: int, guidance: float, grids: Path
     if grids:
         grid(images[:32], 16, grids / "t2i_digital.png")
     return result
+
+
+def shape_by_size(vae: object, scenes: list[world.Scene], images: list[Image.Image]) -> dict:
+    """Shape read right per thing size, for the generated images and for the renders after a round trip through
+    the pipeline's own VAE: the round trip is the ceiling the diffusion model can reach."""
+    renders = np.stack([world.render(s, world.place(s, np.random.default_rng(0))) for s in scenes])
+    x = torch.tensor(renders, device=DEVICE).permute(0, 3, 1, 2).to(vae.dtype) / 127.5 - 1
+    with torch.no_grad():
+        rec = torch.cat([vae.decode(vae.encode(b).latent_dist.mode()).sample for b in x.split(50)]).clamp(-1, 1)
+    rec = ((rec.float() + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    out: dict = {}
+    for size in world.SIZES:
+        picked = [i for i, s in enumerate(scenes) if s.things[0].size == size]
+
+        def right(frames: list) -> float:
+            reads = [detect.read(frames[i]).things for i in picked]
+            return sum(bool(r) and r[0].shape == scenes[i].things[0].shape for i, r in zip(picked, reads)) / len(picked)
+
+        if picked:
+            out[size] = {"n": len(picked), "generated": right(images), "vae_round_trip": right(list(rec))}
+    return out
 
 
 def image_edit(folder: Path, n: int, steps: int, guidance: float, image_guidance: float, grids: Path | None) -> dict:
