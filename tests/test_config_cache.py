@@ -127,6 +127,17 @@ def test_a_config_that_widens_its_search_path_is_not_kept(conf, compositions, tm
     assert len(compositions) == 2 and not list(kept_configs.glob("*.pickle"))
 
 
+def test_a_defaults_list_that_interpolates_is_composed_every_time(conf, compositions, monkeypatch, kept_configs):
+    folder, loader = conf
+    (folder / "colour" / "blue.yaml").write_text("rgb: [0, 0, 255]\n")
+    (folder / "config.yaml").write_text("defaults:\n  - colour: ${oc.env:MORA_TEST_COLOUR}\n  - _self_\n")
+    monkeypatch.setenv("MORA_TEST_COLOUR", "red")
+    assert composed(loader, "config", []).hydra.runtime.choices.colour == "red"
+    monkeypatch.setenv("MORA_TEST_COLOUR", "blue")
+    assert composed(loader, "config", []).hydra.runtime.choices.colour == "blue"
+    assert len(compositions) == 2 and not list(kept_configs.glob("*.pickle"))
+
+
 def test_a_damaged_entry_or_a_folder_others_can_write_is_a_miss(conf, compositions, kept_configs):
     _, loader = conf
     composed(loader, "config", [])

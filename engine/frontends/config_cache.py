@@ -11,11 +11,13 @@ run is kept in a per-user folder (`cache_dir()`), under a digest of everything c
   flags and schema class. Editing a config file, installing a plugin or changing a schema is a miss.
 
 Environment values the config copies (`hydra.job.env_copy`) are compared when an entry is read.
-A composition that brought sources of its own (`hydra.searchpath`) is not kept, nor is anything
+A composition that brought sources of its own (`hydra.searchpath`), or whose defaults lists
+interpolate (Hydra resolves them while composing, with any resolver), is not kept, nor is anything
 from a source too large to digest cheaply (`MAX_ENTRIES` files and folders, `MAX_BYTES`) or of
 another kind. Whatever cannot be read or written is a miss: Hydra composes as it always did.
 Entries are pickles of the DictConfig (its schema classes and flags included, which YAML would
-lose) without the values its resolvers cached while composing (`${now:...}` is each run's own time), trusted as Python trusts its `__pycache__`: written atomically by this user into a folder
+lose) without the values its resolvers cached while composing (`${now:...}` is each run's own
+time), trusted as Python trusts its `__pycache__`: written atomically by this user into a folder
 only this user can write, and read only from such a folder. The newest `KEEP` entries are kept.
 """
 from __future__ import annotations
@@ -61,25 +63,27 @@ def composed(loader: Any, config_name: str | None, overrides: list[str]) -> Dict
     """The config Hydra's `loader` composes for a run of `overrides` (run mode): kept, or composed and kept."""
     folder = cache_dir()
     sources = loader.get_sources()
-    key = _key(sources, config_name, overrides)
+    interpolating: list[bytes] = []
+    key = _key(sources, config_name, overrides, interpolating)
     entry = folder / f"{key}.pickle" if key is not None and _private(folder) else None
     if entry is not None:
         cfg = _read(entry)
         if cfg is not None:
             return cfg
     cfg = loader.load_configuration(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN)
-    if entry is not None and _composed_from(sources, cfg):
+    if entry is not None and _keepable(sources, cfg, interpolating):
         _write(entry, cfg)
     return cfg
 
 
-def _key(sources: list[Any], config_name: str | None, overrides: list[str]) -> str | None:
+def _key(sources: list[Any], config_name: str | None, overrides: list[str], interpolating: list[bytes]) -> str | None:
+    """The entry's name (None: not to be kept); the texts of config files that interpolate go to `interpolating`."""
     from hydra import __version__ as hydra_version
     from hydra import version
     from omegaconf import __version__ as omegaconf_version
 
     try:
-        digests = [_source_digest(s) for s in sources]
+        digests = [_source_digest(s, interpolating) for s in sources]
     except (_TooLarge, OSError, ValueError):
         return None
     if None in digests:
@@ -89,21 +93,21 @@ def _key(sources: list[Any], config_name: str | None, overrides: list[str]) -> s
     return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 
 
-def _source_digest(source: Any) -> list[str] | None:
+def _source_digest(source: Any, interpolating: list[bytes]) -> list[str] | None:
     scheme = source.scheme()
     digest = hashlib.sha256()
     if scheme == "structured":
         _digest_store(ConfigStore.instance().repo, "", digest)
     elif scheme == "pkg":
-        _digest_tree(files(source.path), "", digest, [0, 0])
+        _digest_tree(files(source.path), "", digest, [0, 0], interpolating)
     elif scheme == "file":
-        _digest_tree(Path(source.path), "", digest, [0, 0])
+        _digest_tree(Path(source.path), "", digest, [0, 0], interpolating)
     else:
         return None
     return [source.provider, scheme, source.path, digest.hexdigest()]
 
 
-def _digest_tree(folder: Any, prefix: str, digest: Any, seen: list[int]) -> None:
+def _digest_tree(folder: Any, prefix: str, digest: Any, seen: list[int], interpolating: list[bytes]) -> None:
     """Every file's path and bytes under `folder` (a Traversable or Path), in name order; Python's caches left out."""
     if not folder.is_dir():
         return
@@ -116,13 +120,15 @@ def _digest_tree(folder: Any, prefix: str, digest: Any, seen: list[int]) -> None
         path = f"{prefix}/{child.name}"
         if child.is_dir():
             digest.update(f"d{len(path)}:{path}".encode())
-            _digest_tree(child, path, digest, seen)
+            _digest_tree(child, path, digest, seen, interpolating)
             continue
         data = child.read_bytes()
         seen[1] += len(data)
         if seen[1] > MAX_BYTES:
             raise _TooLarge(path)
         digest.update(f"f{len(path)}:{path}{len(data)}:".encode() + data)
+        if b"${" in data and path.endswith(".yaml"):
+            interpolating.append(data)
 
 
 def _digest_store(repo: dict[str, Any], prefix: str, digest: Any) -> None:
@@ -156,11 +162,31 @@ def _qualname(kind: Any) -> str:
     return f"{getattr(kind, '__module__', '')}.{getattr(kind, '__qualname__', repr(kind))}"
 
 
-def _composed_from(sources: list[Any], cfg: DictConfig) -> bool:
-    """Whether `cfg` was composed from `sources` only (its own `hydra.searchpath` brought none)."""
+def _keepable(sources: list[Any], cfg: DictConfig, interpolating: list[bytes]) -> bool:
+    """Whether `cfg` was composed from `sources` only (its own `hydra.searchpath` brought none) and from no
+    defaults list that interpolates: Hydra resolves those while composing, with any resolver (`oc.env`, `now`)."""
     known = {(s.provider, s.scheme(), s.path) for s in sources}
     used = {(s.provider, s.schema, s.path) for s in cfg.hydra.runtime.config_sources}
-    return used <= known
+    if not used <= known:
+        return False
+    import yaml
+
+    try:
+        texts = [yaml.load(text, Loader=yaml.CSafeLoader) for text in interpolating]
+    except yaml.YAMLError:
+        return False
+    stored = [c.node for c in _config_nodes(ConfigStore.instance().repo)]
+    defaults = [t.get("defaults") for t in texts if isinstance(t, dict)]
+    defaults += [OmegaConf.to_container(n.defaults, resolve=False) for n in stored if "defaults" in n]
+    return "${" not in json.dumps(defaults)
+
+
+def _config_nodes(repo: dict[str, Any]) -> Iterator[ConfigNode]:
+    for item in repo.values():
+        if isinstance(item, ConfigNode):
+            yield item
+        else:
+            yield from _config_nodes(item)
 
 
 def _private(folder: Path) -> bool:
