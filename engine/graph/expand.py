@@ -410,4 +410,4 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
     if refused:
         raise GraphError(refused)
     return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
-                {n: outputs[n] for n in wanted}, {k: v for k, v in used.items() if v is not UNKNOWN})
+                {n: outputs[n] for n in wanted}, inputs={k: v for k, v in used.items() if v is not UNKNOWN})

@@ -59,8 +59,9 @@ class Plan:
     file: str
     nodes: dict[str, PlanNode]
     outputs: dict[str, Source]
-    inputs: dict[str, Any] = field(default_factory=dict)
-    """The graph input values this plan was built with (given or defaulted), for the manifest."""
+    inputs: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    """The graph input values this plan was built with (given or defaulted), for the manifest (by keyword: a
+    fourth positional argument was once the networkx graph, which the plan now builds itself)."""
 
     @property
     def edges(self) -> list[tuple[str, str]]:
