@@ -204,13 +204,13 @@ def _read(entry: Path) -> DictConfig | None:
     try:
         with entry.open("rb") as f:
             env, cfg = pickle.load(f)
-        os.utime(entry)  # most recently used: kept longest
-    except FileNotFoundError:
+    except Exception:  # noqa: BLE001 (missing, unreadable, truncated or from other code: a miss, composed again)
         return None
-    except Exception:  # noqa: BLE001 (unreadable, truncated or from other code: a miss, composed again)
+    if not isinstance(cfg, DictConfig) or not isinstance(env, dict) or any(os.environ.get(k) != v
+                                                                           for k, v in env.items()):
         return None
-    if not isinstance(cfg, DictConfig) or any(os.environ.get(k) != v for k, v in env.items()):
-        return None
+    with contextlib.suppress(OSError):  # most recently used: kept longest (a read-only folder still serves it)
+        os.utime(entry)
     return cfg
 
 
