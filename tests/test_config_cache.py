@@ -148,3 +148,11 @@ def test_a_damaged_entry_or_a_folder_others_can_write_is_a_miss(conf, compositio
     os.chmod(kept_configs, 0o777)
     composed(loader, "config", [])
     assert len(compositions) == 3  # never read from a folder another user could have written
+
+
+def test_a_source_too_large_to_digest_is_composed_every_time(conf, compositions, monkeypatch, kept_configs):
+    _, loader = conf
+    monkeypatch.setattr("mora.engine.frontends.config_cache.MAX_ENTRIES", 2)  # conf/ holds three entries
+    composed(loader, "config", [])
+    composed(loader, "config", [])
+    assert len(compositions) == 2 and not list(kept_configs.glob("*.pickle"))

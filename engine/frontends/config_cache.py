@@ -84,7 +84,7 @@ def _key(sources: list[Any], config_name: str | None, overrides: list[str], inte
 
     try:
         digests = [_source_digest(s, interpolating) for s in sources]
-    except (_TooLarge, OSError, ValueError):
+    except (_TooLarge, OSError, ValueError, ImportError):  # a source Hydra itself will report, or too large
         return None
     if None in digests:
         return None
