@@ -109,6 +109,14 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def kept_configs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test keeps the configs `mora` composes in a folder of its own (runs in this process only)."""
+    path = tmp_path_factory.mktemp("kept-configs")
+    monkeypatch.setattr("mora.engine.frontends.config_cache.cache_dir", lambda: path)
+    return path
+
+
 @pytest.fixture
 def write_graph(tmp_path: Path) -> Callable[..., Path]:
     """write_graph(data, name='graph.yaml'): a dict is dumped as YAML, a str is dedented and written."""

@@ -54,8 +54,6 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-import networkx as nx
-
 from mora.engine.cache.ingest import Ingest
 from mora.engine.cache.key_leases import KeyLeases
 from mora.engine.cache.store import Store
@@ -150,7 +148,7 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
     ingest = Ingest(store)
     blobs: dict[Source, Any] = {}
     bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
-    for node in (plan.nodes[n] for n in plan.dag.nodes):
+    for node in plan.nodes.values():
         ref, problem = models.resolve(node.agent, node.params, preset)
         if problem:
             problems.append(Problem(node.file, problem, node.id, "params.model"))
@@ -248,7 +246,7 @@ class Scheduler:
         self.records, self.literal_meta, self.literal_sources = prepare(plan, store, preset)
         self.reporter = reporter or Reporter(len(self.records))
         self.identities: dict[str, Any] = {}
-        self.sorter = graphlib.TopologicalSorter({n: set(plan.dag.predecessors(n)) for n in plan.dag.nodes})
+        self.sorter = graphlib.TopologicalSorter({n: node.upstream() for n, node in plan.nodes.items()})
         self.sorter.prepare()
         self.order = {n: i for i, n in enumerate(plan.nodes)}
         self.pending: list[NodeTask] = []
@@ -374,6 +372,8 @@ class Scheduler:
     def ahead(self, node_id: str) -> tuple[Ahead, ...]:
         if not self.preloading:
             return ()
+        import networkx as nx  # only for a run that computes (a fifth of a second to import)
+
         depth = nx.single_source_shortest_path_length(self.plan.dag, node_id, cutoff=AHEAD_DEPTH)
         found: dict[str, Ahead] = {}
         for d in sorted(depth, key=lambda n: (depth[n], self.order[n])):

@@ -151,7 +151,7 @@ def execute(job: Job, plan: Plan, executor: Executor | None = None) -> Execution
     settings = job.settings or ExecutionSettings.for_store(job.store, runtime)
     own = executor is None
     executor = executor or make_executor(job.runtime)
-    reporter = Reporter(len(plan.dag), quiet=job.quiet)
+    reporter = Reporter(len(plan.nodes), quiet=job.quiet)
     try:
         report = run_plan(plan, job.store, executor, job.preset, reporter, int(runtime.get("retries", 0)),
                           int(runtime.get("batch_size", 1)), runtime.get("agent_retries"), settings)

@@ -9,6 +9,8 @@ would add `hydra.mode=RUN` to the overrides (the config names no mode), the over
 to the kept config as Hydra's loader applies it (the value set, the line recorded among the
 hydra overrides), so the run's config and `.hydra` files are the same as Hydra's own. Anything
 else (a flag, a composition that fails, a config whose mode is MULTIRUN) goes Hydra's own way.
+The run's composition is kept by content (`mora.engine.frontends.config_cache`): a run whose
+config files and overrides did not change reads it back instead of composing.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from typing import Any
 from hydra._internal.hydra import Hydra
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
+
+from mora.engine.frontends.config_cache import composed
 
 RUN_MODE_OVERRIDE = "hydra.mode=RUN"
 """What Hydra's `_run_app` appends to the overrides of a run whose config names no mode."""
@@ -50,7 +54,7 @@ class _Kept:
 def _get_mode_composing_once(self: Hydra, config_name: str | None, overrides: list[str]) -> Any:
     loader = self.config_loader
     try:
-        cfg = loader.load_configuration(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN)
+        cfg = composed(loader, config_name, overrides)
     except Exception:  # noqa: BLE001 (a sweep override, a missing choice: Hydra's own path reports it)
         return _HYDRA_GET_MODE(self, config_name, overrides)
     loader.load_configuration = _Kept(loader, config_name, overrides, cfg).load_configuration

@@ -123,7 +123,7 @@ def manifest(plan: Plan, report: RunReport, files: dict[str, str], extra: dict[s
         "finished": _iso(time.time()),  # outputs written: the job is done (in a sweep, after the merged run)
         "seconds": round(report.seconds, 6),
         "outputs": files,
-        "edges": sorted([u, v] for u, v in plan.dag.edges),
+        "edges": sorted([u, v] for u, v in plan.edges),
         "failed": report.failed,
         "skipped": report.skipped,
         "model_loads": report.model_loads,

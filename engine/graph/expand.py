@@ -5,19 +5,20 @@ for the third step of a `repeat`), resolves every binding to a `Source` (another
 port, or a literal value), and type-checks every edge; value checks are `mora.engine.graph.validate`'s.
 A template input left out of `in:` takes the including graph's input of the same name, else its
 own default (`default: null`: unset, so the agent's default applies). Every problem is
-collected and raised together as one GraphError before anything runs. The flat graph lives in
-networkx, pruned to the requested outputs.
+collected and raised together as one GraphError before anything runs. The flat graph is pruned to
+the requested outputs. A file's nodes are put in dependency order by graphlib (ties in file
+order); networkx, slow to import, is reached for only to report a cycle.
 """
 from __future__ import annotations
 
+import graphlib
+import heapq
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import networkx as nx
 
 from mora.engine.errors import GraphError, InputError, Problem, did_you_mean
 from mora.engine.graph.agent import Agent
@@ -348,16 +349,34 @@ def _file_order(same: _Same) -> tuple[str, ...] | _Cycle:
     values, sort it once; the cache keeps the spec alive while it holds its order.
     """
     spec = same.spec
-    g = nx.DiGraph()
-    g.add_nodes_from(spec.nodes)
-    for node in spec.nodes.values():
-        for link in _links([*node.inputs.values(), *node.params.values()]):
-            if link.node is not None and link.node in spec.nodes:
-                g.add_edge(link.node, node.id)
+    needs = {node.id: list(dict.fromkeys(link.node for link in _links([*node.inputs.values(), *node.params.values()])
+                                         if link.node is not None and link.node in spec.nodes))
+             for node in spec.nodes.values()}
+    position = {node_id: i for i, node_id in enumerate(spec.nodes)}
+    sorter = graphlib.TopologicalSorter(needs)
     try:
-        cycle = nx.find_cycle(g)
-    except nx.NetworkXNoCycle:
-        return tuple(nx.lexicographical_topological_sort(g, key=list(spec.nodes).index))
+        sorter.prepare()
+    except graphlib.CycleError:
+        return _first_cycle(needs)
+    order: list[str] = []
+    ready: list[tuple[int, str]] = []
+    while sorter.is_active():
+        for node_id in sorter.get_ready():
+            heapq.heappush(ready, (position[node_id], node_id))
+        node_id = heapq.heappop(ready)[1]  # of the nodes ready, the first in the file
+        order.append(node_id)
+        sorter.done(node_id)
+    return tuple(order)
+
+
+def _first_cycle(needs: dict[str, list[str]]) -> _Cycle:
+    """The cycle networkx finds first, its edges added in file order (the one every report of this file names)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(needs)
+    g.add_edges_from((dep, node_id) for node_id, deps in needs.items() for dep in deps)
+    cycle = nx.find_cycle(g)
     return _Cycle(" -> ".join([u for u, _ in cycle] + [cycle[0][0]]), cycle[0][0])
 
 
@@ -383,20 +402,12 @@ def build_plan(spec: GraphSpec, values: Mapping[str, Any], registry: Registry, l
     ex.problems.extend(output_problems(spec, outputs, wanted))
     if ex.problems:
         raise GraphError(ex.problems)
-    dag = nx.DiGraph()
-    for node in ex.nodes.values():
-        dag.add_node(node.id)
-        for dep in node.upstream():
-            dag.add_edge(dep, node.id)
-    keep: set[str] = set()
-    for name in wanted:
-        src = outputs[name]
-        if src.node:
-            keep |= {src.node} | nx.ancestors(dag, src.node)
-    if len(keep) < len(dag):  # pruning copies the graph: only when something is pruned
-        dag = dag.subgraph(keep).copy()
+    keep = {src.node for src in (outputs[name] for name in wanted) if src.node}
+    for node in reversed(ex.nodes.values()):  # expansion adds a node after its inputs: one pass, last to first
+        if node.id in keep:
+            keep |= node.upstream()
     refused = [p for p in ex.value_problems if p.node in keep]
     if refused:
         raise GraphError(refused)
     return Plan(spec.file, {n: ex.nodes[n] for n in ex.nodes if n in keep},
-                {n: outputs[n] for n in wanted}, dag, {k: v for k, v in used.items() if v is not UNKNOWN})
+                {n: outputs[n] for n in wanted}, inputs={k: v for k, v in used.items() if v is not UNKNOWN})

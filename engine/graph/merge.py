@@ -64,10 +64,6 @@ def merge_plans(plans: list[Plan]) -> Merged:
             if job not in users[merged_id]:
                 users[merged_id].append(job)
         ids.append(mapping)
-    dag = nx.DiGraph()
-    for node in nodes.values():
-        dag.add_node(node.id)
-        dag.add_edges_from((dep, node.id) for dep in node.upstream())
     outputs = {f"job{j}/{name}": _remap(src, ids[j]) for j, plan in enumerate(plans) for name, src in plan.outputs.items()}
-    merged = Plan(plans[0].file if plans else "", nodes, outputs, dag)  # type: ignore[arg-type]
+    merged = Plan(plans[0].file if plans else "", nodes, outputs)  # type: ignore[arg-type]
     return Merged(merged, ids, users)

@@ -14,8 +14,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock
-
 from mora.engine.errors import ModelNotFoundError
 
 Builder = Callable[[Path], None]
@@ -52,6 +50,8 @@ def build(source: str, name: str, root: Path) -> Path:
     dest = folder(source, name, root)
     if (dest / ".complete").exists():
         return dest
+    from filelock import FileLock  # only to build: a run that finds its models built never imports it
+
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     with FileLock(str(root / f".{source}-{name}.lock"), timeout=1800):
         if (dest / ".complete").exists():

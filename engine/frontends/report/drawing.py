@@ -1,7 +1,7 @@
 """The two pictures of a run report, drawn as inline SVG: the graph, and the timeline of nodes per worker.
 
 The graph is laid out in layers, left to right: a node's layer is the length of the longest path
-reaching it (networkx's topological order), and within a layer nodes sit near the average height
+reaching it (in graphlib's topological order), and within a layer nodes sit near the average height
 of their parents, which keeps most edges short and uncrossed. Nodes are coloured by status. The
 layout is made once per graph shape (the jobs of a sweep share one), the boxes per run.
 The timeline puts each computed node on the lane of the device and worker that ran it, as a
@@ -11,10 +11,9 @@ a lane of their own, so the parallelism and the hits show at a glance.
 """
 from __future__ import annotations
 
+import graphlib
 from functools import lru_cache
 from html import escape
-
-import networkx as nx
 
 from mora.engine.frontends.report.views import NodeView
 
@@ -33,47 +32,52 @@ def _clip(text: str, n: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _layout(ids: tuple[str, ...], edges: tuple[tuple[str, str], ...]) -> tuple[nx.DiGraph, dict[str, tuple[float, float]],
-                                                                             int, int]:
-    """The graph's drawing positions: the same for every job of a sweep (one graph's shape), so laid out once."""
-    dag = nx.DiGraph()
-    dag.add_nodes_from(ids)
-    dag.add_edges_from((u, v) for u, v in edges if u in dag and v in dag)
-    if not nx.is_directed_acyclic_graph(dag):
-        dag.remove_edges_from(list(dag.edges))
+def _layout(ids: tuple[str, ...], edges: tuple[tuple[str, str], ...]) -> tuple[list[tuple[str, str]],
+                                                                             dict[str, tuple[float, float]], int, int]:
+    """The graph's edges to draw and drawing positions: the same for every job of a sweep (one graph's shape), so laid
+    out once. A graph with a cycle (a damaged manifest) is drawn without its edges."""
+    parents: dict[str, dict[str, None]] = {n: {} for n in ids}
+    children: dict[str, dict[str, None]] = {n: {} for n in ids}
+    for u, v in edges:
+        if u in parents and v in parents:
+            parents[v][u] = children[u][v] = None
+    try:
+        order = list(graphlib.TopologicalSorter(parents).static_order())
+    except graphlib.CycleError:
+        parents = children = {n: {} for n in ids}
+        order = list(ids)
     layer: dict[str, int] = {}
-    for n in nx.topological_sort(dag):
-        layer[n] = max((layer[p] + 1 for p in dag.predecessors(n)), default=0)
+    for n in order:
+        layer[n] = max((layer[p] + 1 for p in parents[n]), default=0)
     columns: dict[int, list[str]] = {}
-    for n in nx.topological_sort(dag):
+    for n in order:
         columns.setdefault(layer[n], []).append(n)
     row: dict[str, float] = {}
     for col in sorted(columns):
         members = columns[col]
-        members.sort(key=lambda n: (sum(row[p] for p in dag.predecessors(n)) / max(1, dag.in_degree(n))
-                                    if dag.in_degree(n) else 0.0, n))
+        members.sort(key=lambda n: (sum(row[p] for p in parents[n]) / len(parents[n]) if parents[n] else 0.0, n))
         for i, n in enumerate(members):
             row[n] = float(i)
-    pos = {n: (MARGIN + layer[n] * (BOX_W + GAP_X), MARGIN + row[n] * (BOX_H + GAP_Y)) for n in dag}
+    pos = {n: (MARGIN + layer[n] * (BOX_W + GAP_X), MARGIN + row[n] * (BOX_H + GAP_Y)) for n in ids}
     width = MARGIN * 2 + (max(layer.values(), default=0) + 1) * (BOX_W + GAP_X) - GAP_X
     height = MARGIN * 2 + max((len(c) for c in columns.values()), default=1) * (BOX_H + GAP_Y) - GAP_Y
-    return dag, pos, width, height
+    return [(u, v) for u in children for v in children[u]], pos, width, height
 
 
 def graph_svg(nodes: tuple[NodeView, ...], edges: tuple[tuple[str, str], ...]) -> str:
-    dag, pos, width, height = _layout(tuple(n.id for n in nodes), tuple(map(tuple, edges)))
+    drawn, pos, width, height = _layout(tuple(dict.fromkeys(n.id for n in nodes)), tuple(map(tuple, edges)))
     by_id = {n.id: n for n in nodes}
     parts = [(f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img" aria-label="the graph, nodes coloured by status">'),
              ('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
              'orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" fill="#777"/></marker></defs>')]
-    for u, v in dag.edges:
+    for u, v in drawn:
         x1, y1 = pos[u][0] + BOX_W, pos[u][1] + BOX_H / 2
         x2, y2 = pos[v][0], pos[v][1] + BOX_H / 2
         mid = (x1 + x2) / 2
         parts.append(f'<path class="edge" d="M {x1} {y1} C {mid} {y1}, {mid} {y2}, {x2} {y2}" fill="none" '
                      'stroke="#999" stroke-width="1.4" marker-end="url(#arrow)"/>')
-    for n in dag:
+    for n in pos:
         node, (x, y) = by_id[n], pos[n]
         tip = f"{node.id}\n{node.agent} · {node.status}" + (f" · {node.seconds:.2f} s" if node.seconds else "")
         if node.error:
