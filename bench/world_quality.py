@@ -128,16 +128,16 @@ def shape_by_size(vae: object, scenes: list[world.Scene], images: list[Image.Ima
     with torch.no_grad():
         rec = torch.cat([vae.decode(vae.encode(b).latent_dist.mode()).sample for b in x.split(50)]).clamp(-1, 1)
     rec = ((rec.float() + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+    def right(frames: list, picked: list[int]) -> float:
+        reads = [detect.read(frames[i]).things for i in picked]
+        return sum(bool(r) and r[0].shape == scenes[i].things[0].shape for i, r in zip(picked, reads)) / len(picked)
+
     out: dict = {}
     for size in world.SIZES:
         picked = [i for i, s in enumerate(scenes) if s.things[0].size == size]
-
-        def right(frames: list) -> float:
-            reads = [detect.read(frames[i]).things for i in picked]
-            return sum(bool(r) and r[0].shape == scenes[i].things[0].shape for i, r in zip(picked, reads)) / len(picked)
-
         if picked:
-            out[size] = {"n": len(picked), "generated": right(images), "vae_round_trip": right(list(rec))}
+            out[size] = {"n": len(picked), "generated": right(images, picked), "vae_round_trip": right(list(rec), picked)}
     return out
 
 
