@@ -133,6 +133,18 @@ def test_the_training_batch_renderer_draws_exactly_what_the_world_renders():
     assert torch.equal(batch, reference)
 
 
+def test_the_image_vae_loss_weighs_a_small_thing_s_pixels_above_its_background():
+    from training.world import THING_WEIGHT, thing_weight
+
+    scene = world.Scene((world.Thing("triangle", "red", "small"),), "white")
+    img = world.render(scene, world.place(scene, np.random.default_rng(0)))
+    x = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 127.5 - 1
+    w = thing_weight(x)[0, 0].numpy()
+    red = (img[..., 0] > 150) & (img[..., 1] < 120)
+    assert 0 < red.mean() < 0.05
+    assert (w[red] == THING_WEIGHT).all() and (w[(img > 240).all(-1)] == 1).all()
+
+
 def test_the_world_tokenizer_reads_a_word_a_token_and_still_reads_any_text_byte_by_byte(tmp_path):
     from transformers import CLIPTokenizer
 

@@ -258,6 +258,19 @@ def vae_model() -> Any:
                          sample_size=SIZE)
 
 
+THING_WEIGHT = 8.0
+"""Loss weight of a pixel that differs from its image's background, against 1 for the background."""
+
+
+def thing_weight(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel loss weights (B x 1 x H x W) that make a small thing's outline count: on 2026-11-25 a VAE trained on
+    the plain mean error kept the shape of only 41% of small things through a round trip (the background is ~96% of
+    the pixels), which capped text_to_image shape. The background is each image's median colour."""
+    background = x.flatten(2).median(dim=2).values[:, :, None, None]
+    differs = ((x - background).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    return 1 + (THING_WEIGHT - 1) * differs
+
+
 def train_vae(args: argparse.Namespace) -> None:
     device = setup(args)
     vae = vae_model().to(device).train()
@@ -270,7 +283,8 @@ def train_vae(args: argparse.Namespace) -> None:
             rec = vae.decode(post.sample()).sample
         rec = rec.float()
         kl = post.kl().mean() / x[0].numel()
-        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + 1e-4 * kl
+        w = thing_weight(x)
+        loss = (w * ((rec - x).abs() + (rec - x) ** 2)).mean() / w.mean() + 1e-4 * kl
         run.update(step, loss)
     vae.eval()
     with torch.no_grad():  # scale latents to unit variance, as Stable Diffusion's scaling_factor does
