@@ -271,6 +271,12 @@ def thing_weight(x: torch.Tensor) -> torch.Tensor:
     return 1 + (THING_WEIGHT - 1) * differs
 
 
+def reconstruction_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """L1 plus L2, weighted by `thing_weight` (images B x 3 x H x W or clips B x 3 x F x H x W)."""
+    w = thing_weight(x)
+    return (w * ((rec - x).abs() + (rec - x) ** 2)).mean() / w.mean()
+
+
 def train_vae(args: argparse.Namespace) -> None:
     device = setup(args)
     vae = vae_model().to(device).train()
@@ -283,8 +289,7 @@ def train_vae(args: argparse.Namespace) -> None:
             rec = vae.decode(post.sample()).sample
         rec = rec.float()
         kl = post.kl().mean() / x[0].numel()
-        w = thing_weight(x)
-        loss = (w * ((rec - x).abs() + (rec - x) ** 2)).mean() / w.mean() + 1e-4 * kl
+        loss = reconstruction_loss(rec, x) + 1e-4 * kl
         run.update(step, loss)
     vae.eval()
     with torch.no_grad():  # scale latents to unit variance, as Stable Diffusion's scaling_factor does

@@ -24,7 +24,16 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from mora.nodes.world import scene as world
-from training.world import SIZE, Run, autocast, loader, parse_args, sample_training_scene, setup
+from training.world import (
+    SIZE,
+    Run,
+    autocast,
+    loader,
+    parse_args,
+    reconstruction_loss,
+    sample_training_scene,
+    setup,
+)
 from training.world_video import clip_params, draw_clips
 
 FRAMES = 8
@@ -80,7 +89,7 @@ def train_vae(args: argparse.Namespace) -> None:
             post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample(), num_frames=FRAMES).sample
         rec = rec.float()
-        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + 1e-6 * post.kl().mean()
+        loss = reconstruction_loss(rec, x) + 1e-6 * post.kl().mean()
         run.update(step, loss)
     vae.eval()
     with torch.no_grad():

@@ -33,6 +33,7 @@ from training.world import (
     draw,
     loader,
     parse_args,
+    reconstruction_loss,
     sample_training_scene,
     scene_params,
     setup,
@@ -129,7 +130,7 @@ def train_vae(args: argparse.Namespace) -> None:
             post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample()).sample
         rec = rec.float()
-        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean() + 1e-6 * post.kl().mean()
+        loss = reconstruction_loss(rec, x) + 1e-6 * post.kl().mean()
         run.update(step, loss)
     vae.eval()
     with torch.no_grad():  # per-channel latent statistics, the normalisation Wan's pipelines apply
