@@ -78,6 +78,8 @@ class Template:
     """Per input key, a one-key struct config holding its value as composed (typed nodes: seed stays an int)."""
     shared: bool
     """False when another value interpolates an input: every job is then composed in full."""
+    naming: tuple[list[str], str, str]
+    """`hydra.job.config.override_dirname`'s exclude_keys, item_sep and kv_sep, read once."""
     applied: dict[tuple[str, tuple[str, ...]], DictConfig | None] = field(default_factory=dict, compare=False)
     """An input key's part after a list of its overrides (`prompt=fox` in every job is applied once), or None
     where they delete it; bounded by APPLIED_KEPT."""
@@ -136,7 +138,9 @@ class Composer:
         others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
                                         resolve=False, enum_to_str=True)
         shared = not PER_JOB.search(repr(others))
-        return Template(config, parts, shared, bound=dict(parts))
+        naming = config.hydra.job.config.override_dirname
+        return Template(config, parts, shared, (list(naming.exclude_keys), naming.item_sep, naming.kv_sep),
+                        bound=dict(parts))
 
     def check(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
@@ -156,9 +160,8 @@ class Composer:
         if not template.shared:
             template = self._compose(list(overrides))
         inputs = _apply(template, [o for o in parsed if is_input(o)])
-        naming = template.config.hydra.job.config.override_dirname
-        dirname = get_overrides_dirname(overrides=parsed, exclude_keys=list(naming.exclude_keys),
-                                        item_sep=naming.item_sep, kv_sep=naming.kv_sep)
+        exclude, item_sep, kv_sep = template.naming
+        dirname = get_overrides_dirname(overrides=parsed, exclude_keys=exclude, item_sep=item_sep, kv_sep=kv_sep)
         return JobConfig(tuple(overrides), template, inputs, dirname)
 
     def bind(self, job: JobConfig, idx: int) -> DictConfig:
