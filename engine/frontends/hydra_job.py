@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,16 +75,7 @@ class JobFiles:
             task = _yaml(data)
         _write(out / "config.yaml", task)
         _write(out / "hydra.yaml", self.hydra.fill(values))
-        _write(out / "overrides.yaml", self._overrides(job.overrides))
-
-    def _overrides(self, lines: tuple[str, ...]) -> str:
-        """YAML's block list of the lines: each item is written alone, so the items of shared lines are reused."""
-        if not lines:
-            return _yaml([])
-        items = self.items
-        if len(items) > ITEMS_KEPT:
-            items.clear()
-        return "".join([items.get(line) or items.setdefault(line, _yaml([line])) for line in lines])
+        _write(out / "overrides.yaml", yaml_list(job.overrides, self.items))
 
 
 @dataclass(frozen=True)
@@ -119,6 +110,19 @@ def _yaml(data: Any) -> str:
 
 ITEMS_KEPT = 4096
 """Override lines whose `overrides.yaml` item is kept: a sweep's shared lines, and its jobs' own up to this many."""
+
+
+def yaml_list(lines: Sequence[str], items: dict[str, str]) -> str:
+    """The YAML of a list of strings, as `yaml.dump` writes it, each item's text kept in `items` for the next call.
+
+    In a block list every item is written on its own, so the list is its items' texts one after another; the
+    lines a sweep's jobs share are dumped once.
+    """
+    if not lines:
+        return _yaml([])
+    if len(items) > ITEMS_KEPT:
+        items.clear()
+    return "".join([items.get(line) or items.setdefault(line, _yaml([line])) for line in lines])
 
 
 class _Text:
@@ -214,4 +218,4 @@ def run_bound_job(hydra_context: HydraContext, config: DictConfig, task: Callabl
             os.chdir(old_cwd)
 
 
-__all__ = ["JobFiles", "JobLogs", "JobValues", "run_bound_job"]
+__all__ = ["JobFiles", "JobLogs", "JobValues", "run_bound_job", "yaml_list"]
