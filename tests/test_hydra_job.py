@@ -9,10 +9,11 @@ from mora.engine.frontends.hydra_job import yaml_list
 
 LINES = st.lists(st.one_of(st.sampled_from(["prompt=fox", "++inputs.n=3", "graph_file=/a b/c.yaml", "x: y", "- z", "",
                                             "'quoted'", "a" * 120 + " " + "b" * 40, "é=ü", "k=v #c", "true"]),
-                           st.text(max_size=60)), max_size=6)
+                           st.text(max_size=60), st.from_regex(r"\A\+{0,2}[A-Za-z_][A-Za-z0-9_.]*=[A-Za-z0-9_.+-]*\Z"),
+                           st.from_regex(r"\A\+{0,2}inputs\.[a-z]+=-?[0-9]+(\.[0-9]+)?(e[+-]?[0-9]+)?\Z")), max_size=6)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(st.lists(LINES, min_size=1, max_size=4))
 def test_overrides_yaml_is_what_yaml_dump_writes(calls):
     """Item by item, with items kept between calls (as between a sweep's jobs), the text equals the whole list's dump."""

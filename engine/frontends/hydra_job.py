@@ -108,6 +108,8 @@ def _yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
+PLAIN_ITEM = re.compile(r"\+{0,2}[A-Za-z_][A-Za-z0-9_.]*=[A-Za-z0-9_.+-]*")
+"""An override line that YAML writes as it is (`++inputs.n=3`, `seed=-2.5e-05`): a job's own line, mostly."""
 ITEMS_KEPT = 4096
 """Override lines whose `overrides.yaml` item is kept: a sweep's shared lines, and its jobs' own up to this many."""
 
@@ -122,7 +124,8 @@ def yaml_list(lines: Sequence[str], items: dict[str, str]) -> str:
         return _yaml([])
     if len(items) > ITEMS_KEPT:
         items.clear()
-    return "".join([items.get(line) or items.setdefault(line, _yaml([line])) for line in lines])
+    return "".join([items.get(line) or (f"- {line}\n" if PLAIN_ITEM.fullmatch(line) else
+                                        items.setdefault(line, _yaml([line]))) for line in lines])
 
 
 class _Text:
