@@ -28,6 +28,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -85,6 +86,8 @@ class Template:
     where they delete it; bounded by APPLIED_KEPT."""
     bound: dict[str, DictConfig | None] = field(default_factory=dict, compare=False)
     """The part each input key of `config` holds now (bind assigns only what changes)."""
+    task: list[str] = field(default_factory=list, compare=False)
+    """The task override lines `config` holds now (`hydra.overrides.task`), as plain strings to compare with."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,12 @@ class JobConfig:
     """Per input key the job's config holds (a deleted one is absent), its one-key part (shared where alike)."""
     override_dirname: str
 
+    @cached_property
     def input_keys(self) -> dict[str, Any]:
-        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved."""
+        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved.
+
+        Read once (planning and the job's .hydra files both need them); treat as read-only.
+        """
         data: dict[str, Any] = {}
         for part in self.inputs.values():
             data.update(OmegaConf.to_container(part, resolve=False))  # type: ignore[arg-type]
@@ -106,7 +113,7 @@ class JobConfig:
 
     def graph_inputs(self) -> dict[str, Any]:
         """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
-        data = self.input_keys()
+        data = self.input_keys
         values = data.get("inputs") or {}
         return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
 
@@ -140,7 +147,8 @@ class Composer:
         shared = not PER_JOB.search(repr(others))
         naming = config.hydra.job.config.override_dirname
         return Template(config, parts, shared, (list(naming.exclude_keys), naming.item_sep, naming.kv_sep),
-                        bound=dict(parts))
+                        bound=dict(parts),
+                        task=OmegaConf.to_container(config.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
 
     def check(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
@@ -195,14 +203,16 @@ class Composer:
         hydra_job = hydra.job
         for key, value in (("id", idx), ("num", idx), ("override_dirname", job.override_dirname)):
             hydra_job._get_node(key)._set_value(value)  # type: ignore[union-attr]  # validated as setattr would
-        task = hydra.overrides._get_node("task")
-        assert isinstance(task, ListConfig)
-        if len(task) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+        held = template.task
+        if len(held) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+            task = hydra.overrides._get_node("task")
+            assert isinstance(task, ListConfig)
             for i, line in enumerate(job.overrides):
-                if task[i] != line:
-                    task[i] = line
+                if held[i] != line:
+                    task[i] = held[i] = line
         else:
             hydra.overrides.task = list(job.overrides)
+            held[:] = job.overrides
         return config
 
 

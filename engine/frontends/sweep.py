@@ -189,7 +189,7 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
             if prep.files is None:
                 prep.files = JobFiles(cfg)
             task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
-            values = JobValues(idx, job_config.overrides, job_config.override_dirname, job_config.input_keys())
+            values = JobValues(idx, job_config.overrides, job_config.override_dirname, job_config.input_keys)
             returns.append(run_bound_job(hydra_context, cfg, task, prep.files, logs, values))
         return returns
     finally:
