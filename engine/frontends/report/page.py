@@ -9,7 +9,6 @@ from functools import cache
 from typing import Any
 
 from mora.engine.frontends.report.drawing import COLOURS
-from mora.engine.rundir import write_atomic
 
 
 def format_number(value: Any) -> str:
@@ -40,4 +39,4 @@ def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(colours=COLOURS, **context)
 
 
-__all__ = ["format_number", "render", "write_atomic"]
+__all__ = ["format_number", "render"]

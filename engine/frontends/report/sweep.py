@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mora.engine.frontends.report.page import render, write_atomic
+from mora.engine.frontends.report.page import render
 from mora.engine.frontends.report.previews import (
     image_uri,
     key_frames,
@@ -34,6 +34,7 @@ from mora.engine.frontends.report.previews import (
     write_contact_sheet,
 )
 from mora.engine.frontends.report.views import RunView, read_run
+from mora.engine.rundir import write_atomic
 
 log = logging.getLogger("mora.report")
 MAX_GRID_CELLS_PER_JOB = 2
