@@ -6,6 +6,8 @@ Hydra's `.hydra/` and `<job>.log`, the reports). Policy:
 - A graph output may not be named like a file Mora writes (`RESERVED`, compared without case,
   since macOS and Windows file systems ignore it), and no two outputs may map to the same file:
   names are compared without case, and a list-typed output `x` also writes `x_0`, `x_1`, ...
+- Files Mora writes there whole (the manifest, reports) are written atomically: a new file beside
+  it, then renamed over it, with the umask's file mode like every output.
 - The default run directory (conf/config.yaml) adds the process id to the time of day, so two runs
   started in the same second never share one; a run directory that already holds another run's
   manifest is refused before anything runs (pick another `hydra.run.dir`). A directory whose run
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,4 +63,21 @@ def refuse_used(run_dir: Path) -> None:
                         "add the time and process id)")
 
 
-__all__ = ["MANIFEST", "RESERVED", "output_name_problems", "refuse_used"]
+def write_atomic(path: Path, text: str) -> Path:
+    """Write `text` into `path` atomically (a new file beside it, then rename); return `path`.
+
+    The new file is made with `open(..., "x")`, not mkstemp, so it has the umask's mode as every other
+    output has, not mkstemp's owner-only 0600 (and needs no chmod).
+    """
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}{path.suffix}")
+    try:
+        with open(tmp, "x", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+__all__ = ["MANIFEST", "RESERVED", "output_name_problems", "refuse_used", "write_atomic"]

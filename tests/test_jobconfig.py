@@ -70,6 +70,19 @@ def test_jobs_bound_one_after_another_each_hold_their_own_config(hydra_run):
         assert got == full(loader, master, sequence[i], i), sequence[i]
 
 
+def test_a_bound_input_resolves_against_the_jobs_config(hydra_run):
+    """An input's node moves into the shared config when bound: its interpolations read that config, job after job."""
+    loader, master = hydra_run
+    composer = Composer(loader, master)
+    sequence = [[*BASE, f"++inputs.n={i}", "++inputs.where=${cache.dir}", "++inputs.who=${prompt}"] for i in range(3)]
+    jobs = [composer.job(o) for o in sequence]
+    for i in [0, 1, 2, 0]:
+        bound = composer.bind(jobs[i], i)
+        want = loader.load_sweep_config(master, sequence[i])
+        assert OmegaConf.to_container(bound.inputs, resolve=True) == OmegaConf.to_container(want.inputs, resolve=True)
+        assert bound.inputs.n == i and bound.inputs.who == "fox"
+
+
 def test_jobs_share_one_composition_unless_their_config_differs(hydra_run):
     loader, master = hydra_run
     composer = Composer(loader, master)

@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,38 +47,43 @@ class JobFiles:
         task = {k: _marker(k) if k in INPUT_KEYS else v for k, v in data.items()}
         raw = {"chdir": hydra["job"]["chdir"], "output_subdir": hydra["output_subdir"], "env": hydra["job"]["env_set"]}
         self.fixed = {k: _settings(config)[k] for k, v in raw.items() if "${" not in repr(v)}
+        self.task_name = JobRuntime.instance().get("name")
+        """The JobReturn's `task_name`: Hydra sets it once per run (the app's name), as it sets up."""
         self.subdir_is_num = hydra["sweep"]["subdir"] == "${hydra.job.num}"
         """Hydra's default sub-directory, the job's number: read from the number, not resolved (0.4 ms a job)."""
         hydra["job"] = {**hydra["job"], **{k: _marker(k) for k in JOB_KEYS}}
         hydra["runtime"] = {**hydra["runtime"], "output_dir": _marker("output_dir")}
         hydra["overrides"] = {**hydra["overrides"], "task": _marker("task")}
-        self.config = _yaml(task)
-        self.hydra = _yaml({"hydra": hydra})
+        self.config = _Text(_yaml(task))
+        self.hydra = _Text(_yaml({"hydra": hydra}))
+        self.items: dict[str, str] = {}
+        """`overrides.yaml`'s item per override line (`- LINE` as YAML writes it), shared lines dumped once."""
 
     def settings(self, config: DictConfig) -> dict[str, Any]:
         """chdir, output_subdir and env of the job whose values `config` holds now."""
         return self.fixed if len(self.fixed) == 3 else {**_settings(config), **self.fixed}
 
     def write(self, config: DictConfig, job: JobValues, output_dir: str, out: Path) -> None:
-        hydra_job = config.hydra.job
-        values = {**job.inputs, "id": hydra_job.id, "num": hydra_job.num, "override_dirname": job.override_dirname,
+        values = {**job.inputs, "id": job.num, "num": job.num, "override_dirname": job.override_dirname,
                   "output_dir": output_dir, "task": list(job.overrides)}
         out.mkdir(parents=True, exist_ok=True)
         try:
-            task = _fill(self.config, values)
+            task = self.config.fill(values)
         except (KeyError, ValueError):  # a job that deleted an input key, or a value JSON cannot spell (nan)
             data = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k != "hydra"]),
                                           resolve=False, enum_to_str=True)
             task = _yaml(data)
-        (out / "config.yaml").write_text(task, encoding="utf-8")
-        (out / "hydra.yaml").write_text(_fill(self.hydra, values), encoding="utf-8")
-        (out / "overrides.yaml").write_text(_yaml(list(job.overrides)), encoding="utf-8")
+        _write(out / "config.yaml", task)
+        _write(out / "hydra.yaml", self.hydra.fill(values))
+        _write(out / "overrides.yaml", yaml_list(job.overrides, self.items))
 
 
 @dataclass(frozen=True)
 class JobValues:
     """The values that make one job of a template its own (bound into the config too): overrides and input keys."""
 
+    num: int
+    """The job's number, its `hydra.job.num` and `hydra.job.id`."""
     overrides: tuple[str, ...]
     override_dirname: str
     inputs: dict[str, Any]
@@ -103,8 +108,43 @@ def _yaml(data: Any) -> str:
     return yaml.dump(data, Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
-def _fill(text: str, values: dict[str, Any]) -> str:
-    return MARKER.sub(lambda m: json.dumps(values[m[1]], ensure_ascii=False, allow_nan=False), text)
+PLAIN_ITEM = re.compile(r"\+{0,2}[A-Za-z_][A-Za-z0-9_.]*=[A-Za-z0-9_.+-]*")
+"""An override line that YAML writes as it is (`++inputs.n=3`, `seed=-2.5e-05`): a job's own line, mostly."""
+ITEMS_KEPT = 4096
+"""Override lines whose `overrides.yaml` item is kept: a sweep's shared lines, and its jobs' own up to this many."""
+
+
+def yaml_list(lines: Sequence[str], items: dict[str, str]) -> str:
+    """The YAML of a list of strings, as `yaml.dump` writes it, each item's text kept in `items` for the next call.
+
+    In a block list every item is written on its own, so the list is its items' texts one after another; the
+    lines a sweep's jobs share are dumped once.
+    """
+    if not lines:
+        return _yaml([])
+    if len(items) > ITEMS_KEPT:
+        items.clear()
+    return "".join([items.get(line) or (f"- {line}\n" if PLAIN_ITEM.fullmatch(line) else
+                                        items.setdefault(line, _yaml([line]))) for line in lines])
+
+
+class _Text:
+    """A YAML text with markers, split once at its markers: a job's text joins the pieces with its values as JSON."""
+
+    def __init__(self, text: str):
+        self.pieces = MARKER.split(text)
+        """Literal text at even positions, a marker's key at odd ones."""
+
+    def fill(self, values: dict[str, Any]) -> str:
+        pieces = self.pieces[:]
+        for i in range(1, len(pieces), 2):
+            pieces[i] = json.dumps(values[pieces[i]], ensure_ascii=False, allow_nan=False)
+        return "".join(pieces)
+
+
+def _write(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 class JobLogs:
@@ -142,7 +182,7 @@ def run_bound_job(hydra_context: HydraContext, config: DictConfig, task: Callabl
     """Run `task(output_dir)` as Hydra's run_job runs a job, for a config bound to this job in place."""
     hydra = config.hydra
     sweep = hydra.sweep
-    subdir = str(hydra.job.num) if files.subdir_is_num else str(sweep.subdir)
+    subdir = str(job.num) if files.subdir_is_num else str(sweep.subdir)
     output_dir = os.path.abspath(os.path.join(str(sweep.dir), subdir))
     runtime = hydra.runtime
     node = runtime._get_node("output_dir")
@@ -171,7 +211,7 @@ def run_bound_job(hydra_context: HydraContext, config: DictConfig, task: Callabl
             except Exception as e:  # noqa: BLE001 (Hydra's contract: a failed job's exception is its return value)
                 ret.return_value = e
                 ret.status = JobStatus.FAILED
-        ret.task_name = JobRuntime.instance().get("name")
+        ret.task_name = files.task_name
         for handler in _file_handlers():
             handler.flush()
         hydra_context.callbacks.on_job_end(config=config, job_return=ret)
@@ -181,4 +221,4 @@ def run_bound_job(hydra_context: HydraContext, config: DictConfig, task: Callabl
             os.chdir(old_cwd)
 
 
-__all__ = ["JobFiles", "JobLogs", "JobValues", "run_bound_job"]
+__all__ = ["JobFiles", "JobLogs", "JobValues", "run_bound_job", "yaml_list"]

@@ -28,6 +28,7 @@ import re
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
@@ -78,11 +79,15 @@ class Template:
     """Per input key, a one-key struct config holding its value as composed (typed nodes: seed stays an int)."""
     shared: bool
     """False when another value interpolates an input: every job is then composed in full."""
+    naming: tuple[list[str], str, str]
+    """`hydra.job.config.override_dirname`'s exclude_keys, item_sep and kv_sep, read once."""
     applied: dict[tuple[str, tuple[str, ...]], DictConfig | None] = field(default_factory=dict, compare=False)
     """An input key's part after a list of its overrides (`prompt=fox` in every job is applied once), or None
     where they delete it; bounded by APPLIED_KEPT."""
     bound: dict[str, DictConfig | None] = field(default_factory=dict, compare=False)
     """The part each input key of `config` holds now (bind assigns only what changes)."""
+    task: list[str] = field(default_factory=list, compare=False)
+    """The task override lines `config` holds now (`hydra.overrides.task`), as plain strings to compare with."""
 
 
 @dataclass(frozen=True)
@@ -95,8 +100,12 @@ class JobConfig:
     """Per input key the job's config holds (a deleted one is absent), its one-key part (shared where alike)."""
     override_dirname: str
 
+    @cached_property
     def input_keys(self) -> dict[str, Any]:
-        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved."""
+        """The input keys the job's config holds (`inputs`, `prompt`, `seed`: a deleted one is absent), unresolved.
+
+        Read once (planning and the job's .hydra files both need them); treat as read-only.
+        """
         data: dict[str, Any] = {}
         for part in self.inputs.values():
             data.update(OmegaConf.to_container(part, resolve=False))  # type: ignore[arg-type]
@@ -104,7 +113,7 @@ class JobConfig:
 
     def graph_inputs(self) -> dict[str, Any]:
         """`inputs.*` plus the `prompt`/`seed` aliases, unresolved (as mora.engine.frontends.job.graph_inputs reads them)."""
-        data = self.input_keys()
+        data = self.input_keys
         values = data.get("inputs") or {}
         return {**values, **{k: data[k] for k in ("prompt", "seed") if data.get(k) is not None}}
 
@@ -136,7 +145,10 @@ class Composer:
         others = OmegaConf.to_container(OmegaConf.masked_copy(config, [k for k in config if k not in (*INPUT_KEYS, "hydra")]),
                                         resolve=False, enum_to_str=True)
         shared = not PER_JOB.search(repr(others))
-        return Template(config, parts, shared, bound=dict(parts))
+        naming = config.hydra.job.config.override_dirname
+        return Template(config, parts, shared, (list(naming.exclude_keys), naming.item_sep, naming.kv_sep),
+                        bound=dict(parts),
+                        task=OmegaConf.to_container(config.hydra.overrides.task, resolve=False))  # type: ignore[arg-type]
 
     def check(self, batch: Sequence[Sequence[str]]) -> None:
         """Compose a batch's jobs (the sweeper's check: raises Hydra's errors), kept for the launcher's `job`."""
@@ -156,27 +168,31 @@ class Composer:
         if not template.shared:
             template = self._compose(list(overrides))
         inputs = _apply(template, [o for o in parsed if is_input(o)])
-        naming = template.config.hydra.job.config.override_dirname
-        dirname = get_overrides_dirname(overrides=parsed, exclude_keys=list(naming.exclude_keys),
-                                        item_sep=naming.item_sep, kv_sep=naming.kv_sep)
+        exclude, item_sep, kv_sep = template.naming
+        dirname = get_overrides_dirname(overrides=parsed, exclude_keys=exclude, item_sep=item_sep, kv_sep=kv_sep)
         return JobConfig(tuple(overrides), template, inputs, dirname)
 
     def bind(self, job: JobConfig, idx: int) -> DictConfig:
         """The job's template holding this job's values: its config, in place, until the next `bind`.
 
-        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree;
-        Hydra's job values are set on their nodes (validated and converted as an assignment would).
+        Flags are opened only where a key is added or deleted: opening them on the root walks the whole tree. An
+        input key's node is the part's own node, moved into the config (assigning it would deep-copy it, 1 ms a
+        job): the part holds a value already validated against the key's type; Hydra's job values are set on
+        their nodes (validated and converted as an assignment would).
         """
         template = job.template
         config = template.config
+        content = config.__dict__["_content"]
         for key in INPUT_KEYS:  # a key the job deletes (`~seed`) is deleted here, and back for the next job
             part = job.inputs.get(key)
             if template.bound.get(key) is part:
                 continue
             template.bound[key] = part
             if part is not None:
-                if key in config:
-                    config[key] = part._get_node(key)
+                node = part._get_node(key)
+                if key in content:  # the part's node moves in, as validated when the part was made: no deep copy
+                    node._set_parent(config)  # type: ignore[union-attr]
+                    content[key] = node
                 else:
                     with open_dict(config):
                         config[key] = part._get_node(key)
@@ -187,14 +203,16 @@ class Composer:
         hydra_job = hydra.job
         for key, value in (("id", idx), ("num", idx), ("override_dirname", job.override_dirname)):
             hydra_job._get_node(key)._set_value(value)  # type: ignore[union-attr]  # validated as setattr would
-        task = hydra.overrides._get_node("task")
-        assert isinstance(task, ListConfig)
-        if len(task) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+        held = template.task
+        if len(held) == len(job.overrides):  # jobs of a sweep differ in an override or two: only those are set
+            task = hydra.overrides._get_node("task")
+            assert isinstance(task, ListConfig)
             for i, line in enumerate(job.overrides):
-                if task[i] != line:
-                    task[i] = line
+                if held[i] != line:
+                    task[i] = held[i] = line
         else:
             hydra.overrides.task = list(job.overrides)
+            held[:] = job.overrides
         return config
 
 

@@ -30,6 +30,7 @@ from mora.engine.execution.scheduler import RunReport
 from mora.engine.graph.plan import Plan
 from mora.engine.graph.spec import NAME_RE
 from mora.engine.ports import PortType
+from mora.engine.rundir import write_atomic
 
 MANIFEST_VERSION = 2
 """2: keys in reading order, `status`, `inputs`, `versions`, ISO 8601 times."""
@@ -161,17 +162,5 @@ def export_error(run_dir: Path, e: OSError) -> MoraError:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON atomically (a new file beside it, then rename), in key order, with the umask's file mode.
-
-    The temporary file is created with `open(..., "x")`, not mkstemp, so the manifest gets the same
-    mode as every other output rather than mkstemp's owner-only 0600.
-    """
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.json")
-    try:
-        text = json.dumps(data, indent=2, default=str, ensure_ascii=False)  # one write, not json.dump's thousands
-        with open(tmp, "x", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write JSON atomically, in key order, with the umask's file mode (mora.engine.rundir.write_atomic)."""
+    write_atomic(path, json.dumps(data, indent=2, default=str, ensure_ascii=False))  # one write, not thousands

@@ -24,6 +24,7 @@ the runtime itself gets its own executor.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import weakref
@@ -50,6 +51,7 @@ from mora.engine.graph.merge import Merged, merge_plans
 from mora.engine.rundir import refuse_used
 
 log = logging.getLogger(__name__)
+_FROZEN: list[bool] = []
 
 
 def _group_key(job: Job) -> str:
@@ -81,6 +83,9 @@ def launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Seque
            initial_job_idx: int) -> list[JobReturn]:
     """Launch a sweep of Mora jobs as Hydra's basic launcher would, but run their nodes as one merged graph."""
 
+    if not _FROZEN:  # once per process: what start-up made (modules, Hydra's configs) lives as long as the process
+        gc.freeze()  # so a full collection, which the sweep's many small objects trigger, does not walk it again
+        _FROZEN.append(True)
     setup_globals()
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -154,8 +159,10 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
             jobs.append(prep.configured.job(job_config.graph_inputs()))
         quiet_libraries(verbose())
         groups: dict[str, list[int]] = {}
-        for i, job in enumerate(jobs):
-            groups.setdefault(_group_key(job), []).append(i)
+        keys: dict[int, str] = {}  # per template's settings: its jobs differ only in their graph inputs
+        for i, (job, prep) in enumerate(zip(jobs, prepared)):
+            key = keys.get(id(prep.configured)) or keys.setdefault(id(prep.configured), _group_key(job))
+            groups.setdefault(key, []).append(i)
         results: dict[int, tuple[RunReport, Merged, int, dict[str, Any]]] = {}
         for members in groups.values():
             first = jobs[members[0]]
@@ -182,7 +189,7 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
             if prep.files is None:
                 prep.files = JobFiles(cfg)
             task = partial(_deliver_job, jobs[i], job_report(merged, report, pos, jobs[i].plan), info)
-            values = JobValues(job_config.overrides, job_config.override_dirname, job_config.input_keys())
+            values = JobValues(idx, job_config.overrides, job_config.override_dirname, job_config.input_keys)
             returns.append(run_bound_job(hydra_context, cfg, task, prep.files, logs, values))
         return returns
     finally:

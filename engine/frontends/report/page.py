@@ -5,10 +5,7 @@ text); only the SVG this package draws itself, already escaped, is marked safe.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from mora.engine.frontends.report.drawing import COLOURS
@@ -29,10 +26,11 @@ def _environment() -> Any:
     import jinja2
 
     # the bytecode cache (jinja2's own, in a per-user temporary folder it checks) spares every run compiling the
-    # templates again: most of the page's cost in a fully cached run
+    # templates again: most of the page's cost in a fully cached run; the templates are the package's own and do not
+    # change under a running process (auto_reload would stat them on every page: a sweep renders thousands)
     env = jinja2.Environment(loader=jinja2.PackageLoader("mora.engine.frontends.report", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                             bytecode_cache=jinja2.FileSystemBytecodeCache())
+                             bytecode_cache=jinja2.FileSystemBytecodeCache(), auto_reload=False)
     env.filters["num"] = format_number
     return env
 
@@ -41,14 +39,4 @@ def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(colours=COLOURS, **context)
 
 
-def write_atomic(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["format_number", "render"]

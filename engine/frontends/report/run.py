@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mora.engine.frontends.report.drawing import graph_svg, timeline_svg
-from mora.engine.frontends.report.page import render, write_atomic
+from mora.engine.frontends.report.page import render
 from mora.engine.frontends.report.previews import video_previews
 from mora.engine.frontends.report.views import STATUSES, OutputView, RunView, read_run
+from mora.engine.rundir import write_atomic
 
 log = logging.getLogger("mora.report")
 PLAYABLE = (".mp4", ".webm", ".mov", ".mkv")

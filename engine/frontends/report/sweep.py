@@ -14,6 +14,7 @@ in which no job made a video (texts, numbers) gets no sheet, which would be a li
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import re
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from mora.engine.frontends.report.page import render, write_atomic
+from mora.engine.frontends.report.page import render
 from mora.engine.frontends.report.previews import (
     image_uri,
     key_frames,
@@ -33,6 +34,7 @@ from mora.engine.frontends.report.previews import (
     write_contact_sheet,
 )
 from mora.engine.frontends.report.views import RunView, read_run
+from mora.engine.rundir import write_atomic
 
 log = logging.getLogger("mora.report")
 MAX_GRID_CELLS_PER_JOB = 2
@@ -93,16 +95,25 @@ def _objective(job_dir: Path) -> str | None:
     try:
         text = (job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8")
         line = OBJECTIVE_LINE.search(text)
-        try:
-            cfg = yaml.load(line[0], Loader=_LOADER) if line else None
-        except yaml.YAMLError:  # a value that continues on the next lines
-            cfg = None
+        cfg = _line_yaml(line[0]) if line else None
         if not isinstance(cfg, dict):
             cfg = yaml.load(text, Loader=_LOADER) or {}
     except (OSError, yaml.YAMLError):
         return None
     value = cfg.get("objective") if isinstance(cfg, dict) else None
     return str(value) if value else None
+
+
+@functools.lru_cache(maxsize=64)
+def _line_yaml(line: str) -> Any:
+    """A one-line YAML mapping, or None where it is not one (a value that continues on the next lines).
+
+    Kept: the jobs of a sweep mostly share their `objective` line, read once.
+    """
+    try:
+        return yaml.load(line, Loader=_LOADER)
+    except yaml.YAMLError:
+        return None
 
 
 def _direction(sweep_dir: Path) -> str:

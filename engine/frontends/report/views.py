@@ -4,10 +4,13 @@ Every manifest field is read by key with a default, so older manifests and reord
 fields never break a report. A node's status is one of computed, cached, shared (computed for
 another job of the same sweep), failed, skipped, or whatever other word the manifest holds.
 An output's kind comes from its file: PNG an image, MP4 or a frame store a video, `.txt` a text,
-`.json` a number; anything else is listed as data.
+`.json` a number; anything else is listed as data. A view is kept for the process per manifest
+file (inode, size, modification time), so a sweep's index does not read again what each job's
+report has just read; a rewritten manifest (a new file renamed over it) is read anew.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -19,6 +22,8 @@ from mora.engine.errors import MoraError
 
 STATUSES = ("computed", "cached", "shared", "failed", "skipped")
 TEXT_LIMIT = 4000
+RUNS_KEPT = 4096
+"""Run views kept in memory, the most recently read: a sweep of up to this many jobs reads each manifest once."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,21 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def read_run(run_dir: Path) -> RunView:
+    """The run's view, kept for the process per manifest file (its inode, size and time): a sweep's index reads
+    the runs whose reports were just written from them (the views are read-only)."""
+    try:
+        found = (run_dir / "manifest.json").stat()
+    except OSError:
+        return _read_run(run_dir)  # its error, as load_manifest says it
+    return _read_kept(run_dir, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=RUNS_KEPT)
+def _read_kept(run_dir: Path, inode: int, size: int, mtime_ns: int) -> RunView:
+    return _read_run(run_dir)
+
+
+def _read_run(run_dir: Path) -> RunView:
     data = load_manifest(run_dir)
     raw_nodes = data.get("nodes") if isinstance(data.get("nodes"), dict) else {}
     nodes = tuple(_node(node_id, rec if isinstance(rec, dict) else {}) for node_id, rec in raw_nodes.items())
