@@ -78,6 +78,16 @@ def test_a_cross_fade_between_the_same_ends_does_not_join():
     assert not detect.join(way[0], cut, way[-1], "orange", "diamond").joins()
 
 
+def test_a_cross_fade_between_overlapping_ends_does_not_join_though_its_blob_moves_steadily():
+    s = captions.parse("a large black diamond on a white background")
+    way = glide(s, (0.45, 0.5), (0.6, 0.55))  # 10 px apart: the faded ends overlap into one blob
+    a, b = way[0].astype(np.float32), way[-1].astype(np.float32)
+    fade = [np.round((1 - t) * a + t * b).astype(np.uint8) for t in np.linspace(0, 1, 17)]
+    j = detect.join(way[0], fade, way[-1], "black", "diamond")
+    assert j.start_gap < 1 and j.end_gap < 1 and not j.steady and not j.joins()
+    assert detect.join(way[0], way, way[-1], "black", "diamond").joins()
+
+
 def test_a_transition_that_turns_back_or_starts_elsewhere_does_not_join():
     s = captions.parse("a purple cross on a yellow background")
     way = glide(s, (0.25, 0.5), (0.75, 0.5))
