@@ -237,6 +237,27 @@ class Run:
         (out / "training_log.json").write_text(json.dumps(info, indent=1))
 
 
+class Averages:
+    """An exponential moving average of each trained part's weights (diffusers' EMAModel, decay 0.999): what is
+    saved at the end, smoother than the last step's weights."""
+
+    def __init__(self, parts: dict[str, torch.nn.Module], device: torch.device) -> None:
+        from diffusers.training_utils import EMAModel
+
+        self.parts = parts
+        self.emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
+        for ema in self.emas.values():
+            ema.to(device)
+
+    def step(self) -> None:
+        for k, m in self.parts.items():
+            self.emas[k].step(m.parameters())
+
+    def copy_to_parts(self) -> None:
+        for k, m in self.parts.items():
+            self.emas[k].copy_to(m.parameters())
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     torch.manual_seed(args.seed)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -342,8 +363,6 @@ def noise_schedule() -> Any:
 
 def train_diffusion(args: argparse.Namespace, edit: bool) -> None:
     from diffusers import AutoencoderKL
-    from diffusers.training_utils import EMAModel
-
     device = setup(args)
     vae = AutoencoderKL.from_pretrained(args.vae, torch_dtype=torch.float32).to(device).eval().requires_grad_(False)
     if args.init:  # go on from an earlier run's pipeline folder
@@ -356,9 +375,7 @@ def train_diffusion(args: argparse.Namespace, edit: bool) -> None:
     else:
         model, encoder = unet(8 if edit else 4).to(device).train(), text_encoder().to(device).train()
     params = [*model.parameters(), *encoder.parameters()]
-    ema_unet, ema_text = EMAModel(model.parameters(), decay=0.999), EMAModel(encoder.parameters(), decay=0.999)
-    ema_unet.to(device)
-    ema_text.to(device)
+    averages = Averages({"unet": model, "text_encoder": encoder}, device)
     sched = noise_schedule()
     alphas = sched.alphas_cumprod.to(device)
     data = loader("pix2pix" if edit else "sd", args.seed, args.batch, args.workers)
@@ -380,10 +397,8 @@ def train_diffusion(args: argparse.Namespace, edit: bool) -> None:
             pred = model(inputs, t, hidden).sample
         loss = ((pred.float() - noise) ** 2).mean()
         run.update(step, loss)
-        ema_unet.step(model.parameters())
-        ema_text.step(encoder.parameters())
-    ema_unet.copy_to(model.parameters())
-    ema_text.copy_to(encoder.parameters())
+        averages.step()
+    averages.copy_to_parts()
     save_pipeline(Path(args.out), model.eval(), encoder.eval(), vae, edit)
     run.save_log(Path(args.out))
 

@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from mora.nodes.world import scene as world
 from training.world import (
     SIZE,
+    Averages,
     Run,
     autocast,
     loader,
@@ -147,7 +148,6 @@ def edm_sigmas(n: int, device: torch.device) -> torch.Tensor:
 
 def train_svd(args: argparse.Namespace) -> None:
     from diffusers import AutoencoderKLTemporalDecoder
-    from diffusers.training_utils import EMAModel
 
     device = setup(args)
     vae = AutoencoderKLTemporalDecoder.from_pretrained(args.vae, dtype=torch.float32).to(device).eval()
@@ -155,9 +155,7 @@ def train_svd(args: argparse.Namespace) -> None:
     parts = components() if not args.init else load_parts(args.init)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     params = [p for m in parts.values() for p in m.parameters()]
-    emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
-    for ema in emas.values():
-        ema.to(device)
+    averages = Averages(parts, device)
     data = loader("svd", args.seed, args.batch, args.workers, SvdStream)
     run = Run(args, params, args.lr or 3e-4)
     for step in run.steps():
@@ -183,10 +181,8 @@ def train_svd(args: argparse.Namespace) -> None:
         denoised = out * (-sigma * c_in) + noisy * c_in ** 2  # v-prediction, as EulerDiscreteScheduler reads it
         loss = (((denoised - x0) ** 2) * ((sigma ** 2 + 1) / sigma ** 2)).mean()
         run.update(step, loss)
-        for k, m in parts.items():
-            emas[k].step(m.parameters())
-    for k, m in parts.items():
-        emas[k].copy_to(m.parameters())
+        averages.step()
+    averages.copy_to_parts()
     save_svd(Path(args.out), parts, vae)
     run.save_log(Path(args.out))
 

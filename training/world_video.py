@@ -28,6 +28,7 @@ from mora.nodes.world import scene as world
 from training.world import (
     PARAMS,
     SIZE,
+    Averages,
     Run,
     autocast,
     draw,
@@ -216,16 +217,13 @@ def flow_sigmas(n: int, device: torch.device) -> torch.Tensor:
 
 def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     from diffusers import AutoencoderKLWan
-    from diffusers.training_utils import EMAModel
 
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
     parts = components(first_last) if not args.init else load_parts(args.init)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     params = [p for m in parts.values() for p in m.parameters()]
-    emas = {k: EMAModel(m.parameters(), decay=0.999) for k, m in parts.items()}
-    for ema in emas.values():
-        ema.to(device)
+    averages = Averages(parts, device)
     data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, params, args.lr or 3e-4)
     for step in run.steps():
@@ -250,10 +248,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
                                         encoder_hidden_states=text, encoder_hidden_states_image=image).sample
         loss = ((pred.float() - (noise - x0)) ** 2).mean()
         run.update(step, loss)
-        for k, m in parts.items():
-            emas[k].step(m.parameters())
-    for k, m in parts.items():
-        emas[k].copy_to(m.parameters())
+        averages.step()
+    averages.copy_to_parts()
     save_wan(Path(args.out), parts, vae)
     run.save_log(Path(args.out))
 
