@@ -216,8 +216,8 @@ def flow_sigmas(n: int, device: torch.device) -> torch.Tensor:
     """Noise levels for training, spread as the inference schedule spreads its steps (and as Wan trains): uniform,
     then shifted as the scheduler shifts them. The high-noise steps are where a clip's motion is decided (below
     sigma ~0.8 the noisy latent shows it; above, only the caption and the given frames do), and 20 UniPC steps take
-    6 of their steps at 0.9 or above; the logit-normal draw used before gave that range 14% of its samples, and the shipped
-    models' estimates were barely better than "nothing moves" (2026-11-26, bench/wan_motion_probe.py)."""
+    6 of their steps at 0.9 or above; the logit-normal draw used before gave that range 14% of its samples, and the
+    shipped models' estimates there were barely better than "nothing moves" (2026-11-26, bench/wan_motion_probe.py)."""
     s = torch.rand(n, device=device)
     return SHIFT * s / (1 + (SHIFT - 1) * s)
 
