@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ is not installed; last, so an installed mora wins
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ is not installed; last: an installed mora wins
 
 from mora.nodes.world import scene as world
 from training import world_video as wv
