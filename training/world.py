@@ -40,9 +40,10 @@ TEXT_POSITIONS = 32
 STYLE_CUES = (captions.DIGITAL, "in digital world style, Minecraft")
 
 
-def sample_training_scene(rng: np.random.Generator) -> world.Scene:
+def sample_training_scene(rng: np.random.Generator, **mix: float) -> world.Scene:
+    """A scene whose caption is not held out; `mix` overrides `world.sample_scene`'s shares (two things, moving...)."""
     while True:
-        scene = world.sample_scene(rng)
+        scene = world.sample_scene(rng, **mix)
         if not captions.held_out(captions.caption(scene)):
             return scene
 
