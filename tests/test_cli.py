@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from mora.engine.cache.media import load_video_file
 from mora.engine.graph.registry import default_registry
+from mora.nodes.world import captions, detect
 
 GRAPH = {
     "inputs": {"prompt": {"type": "text"}},
@@ -131,8 +134,9 @@ def test_inputs_dot_name_override(mora, write_graph, tmp_path):
 
 
 @pytest.mark.usefixtures("tiny_models")
-def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_dir):
-    """The README's first command: `mora` with no overrides, from any directory."""
+def test_bare_mora_makes_the_default_video_on_the_world_preset(tmp_path, cache_dir):
+    """The README's first command: `mora` with no overrides, from any directory, on the trained offline world: the
+    prompt agent writes one of the world's captions and the keyframe draws what that caption says."""
     env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "user-cache"))  # where the report keeps its previews
     result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=600, env=env)
@@ -145,7 +149,11 @@ def test_bare_mora_makes_the_default_video_on_the_tiny_preset(tmp_path, cache_di
         assert chatter not in result.stderr
     assert run_dir.is_relative_to(tmp_path / "outputs")
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert (manifest["preset"], manifest["outputs"]["video"]) == ("tiny", "video.mp4")
+    assert (manifest["preset"], manifest["outputs"]["video"]) == ("world", "video.mp4")
+    scene = captions.parse((run_dir / "prompt.txt").read_text())
+    reading = detect.read(np.asarray(Image.open(run_dir / "keyframe.png").convert("RGB")))
+    assert reading.background == scene.background
+    assert [(f.colour, f.shape) for f in reading.things] == [(t.colour, t.shape) for t in scene.things]
     assert set(manifest["nodes"]) == {"t2v/enrich", "t2v/keyframe", "t2v/animate/motion", "t2v/animate/decode",
                                       "evaluate/quality"}
     assert "t2v/animate/motion" in (run_dir / "report.html").read_text()

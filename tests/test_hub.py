@@ -193,7 +193,7 @@ def admin(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess
 
 
 def test_mora_admin_models_lists_sizes_and_presence_and_downloads(hub: StandInHub, tmp_path: Path) -> None:
-    role = ["model.roles.text_to_image.source=hub", f"model.roles.text_to_image.name={REPO}"]
+    role = ["model=tiny", "model.roles.text_to_image.source=hub", f"model.roles.text_to_image.name={REPO}"]
     online = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
     size = sum(len(data) for f, data in hub.files.items() if f in wanted_files(hub.files, None, ["unet", "vae",
                                                                                                  "text_encoder",

@@ -17,9 +17,10 @@ def mora(tmp: Path, models: Path, *args: str, cache: str = "cache") -> subproces
            "HOME": str(tmp)}
     flags = [a for a in args if a.startswith("-")]
     overrides = [a for a in args if not a.startswith("-")]
+    preset = [] if any(a.startswith("model=") for a in overrides) else ["model=tiny"]  # launchers, not meaning: fast
     return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "runtime=local",
-                           "runtime.device=cpu", "quiet=true", *overrides], env=env, capture_output=True, text=True,
-                          timeout=900)
+                           "runtime.device=cpu", "quiet=true", *preset, *overrides], env=env, capture_output=True,
+                          text=True, timeout=900)
 
 
 def manifests(sweep_dir: Path) -> list[dict]:

@@ -1,6 +1,8 @@
 """The world preset: its trained models ship in the package, load by `from_pretrained`, and mean something."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,18 @@ def test_image_edit_makes_the_instructed_change_and_keeps_the_rest(put, caption,
     assert reading.background == target.background
     assert [(f.colour, f.shape) for f in reading.things] == [(t.colour, t.shape) for t in target.things]
     assert detect.mask_iou(reading.mask, want.mask) >= 0.7
+
+
+def test_the_default_mora_turns_a_loose_prompt_into_the_world_s_caption_and_a_keyframe_that_matches(tmp_path, cache_dir):
+    """End to end through the command line on the default preset: the prompt agent, then text_to_image, as a user runs
+    them (`world` is the default; a thing that moves right starts on the left)."""
+    result = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "quiet=true",
+                             "prompt=red ball, going right", f"hydra.run.dir={tmp_path / 'run'}"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    scene = captions.parse((run / "prompt.txt").read_text())
+    assert captions.same(scene, captions.parse("a red circle moving right on a white background"))
+    reading = detect.read(np.asarray(Image.open(run / "keyframe.png").convert("RGB")))
+    assert reading.background == "white"
+    assert [(f.colour, f.shape, f.region) for f in reading.things] == [("red", "circle", scene.things[0].start_region)]
