@@ -59,13 +59,11 @@ def clips(n: int, first_last: bool, seed: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def text_states(pipe: Any, stream: wv.ClipStream, texts: list[str]) -> torch.Tensor:
-    ids = torch.stack([stream._ids(t) for t in texts])
-    return pipe.text_encoder(ids[:, 0], attention_mask=ids[:, 1]).last_hidden_state * ids[:, 1, :, None]
+    return wv.text_states(pipe.text_encoder, torch.stack([stream._ids(t) for t in texts]))
 
 
 def image_tokens(pipe: Any, video: torch.Tensor, first_last: bool) -> torch.Tensor:
-    frames = [video[:, :, 0], video[:, :, -1]] if first_last else [video[:, :, 0]]
-    return torch.stack([wv.image_tokens(pipe.image_encoder, f) for f in frames], 1).flatten(0, 1)
+    return wv.given_frame_tokens(pipe.image_encoder, video, first_last)
 
 
 def inputs(pipe: Any, first_last: bool, stream: wv.ClipStream) -> dict[str, Any]:

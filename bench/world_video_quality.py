@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ is not installed (its constants are the truth); last, so an installed `mora` wins over the checkout's bare `mora/`
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ is not installed; last: an installed mora wins
 
 from mora.nodes.connect_videos import AGENT as CONNECT
 from mora.nodes.connect_videos import DEFAULT_PROMPT

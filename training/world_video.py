@@ -188,6 +188,19 @@ def image_tokens(encoder: Any, frames: torch.Tensor) -> torch.Tensor:
     return encoder(pixel_values=(pixels - mean) / std, output_hidden_states=True).hidden_states[-2]
 
 
+def text_states(encoder: Any, ids: torch.Tensor) -> torch.Tensor:
+    """Caption states as `encode_prompt` makes them: padding masked, and its states zero (the pipeline trims and pads
+    with zeros). `ids` is B x 2 x L: token ids, then the attention mask."""
+    mask = ids[:, 1]
+    return encoder(ids[:, 0], attention_mask=mask).last_hidden_state * mask[..., None]
+
+
+def given_frame_tokens(encoder: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
+    """Image tokens of the frames the pipeline is given (the first, and the last for FLF2V), clip by clip."""
+    frames = [clips[:, :, 0], clips[:, :, -1]] if first_last else [clips[:, :, 0]]
+    return torch.stack([image_tokens(encoder, f) for f in frames], 1).flatten(0, 1)
+
+
 def condition(vae: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
     """Mask channels and the normalised latent of the first (and last) frame, as `prepare_latents` builds them
     one video at a time, for a batch of clips (B x 3 x F x H x W)."""
@@ -246,11 +259,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
         noise = torch.randn_like(x0)
         noisy = (1 - sigma) * x0 + sigma * noise
         with autocast(device):
-            # as `encode_prompt`: padding masked, and its states zero (the pipeline trims and pads with zeros)
-            mask = ids[:, 1]
-            text = parts["text_encoder"](ids[:, 0], attention_mask=mask).last_hidden_state * mask[..., None]
-            frames = [clips[:, :, 0], clips[:, :, -1]] if first_last else [clips[:, :, 0]]
-            image = torch.stack([image_tokens(parts["image_encoder"], f) for f in frames], 1).flatten(0, 1)
+            text = text_states(parts["text_encoder"], ids)
+            image = given_frame_tokens(parts["image_encoder"], clips, first_last)
             pred = parts["transformer"](hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
                                         encoder_hidden_states=text, encoder_hidden_states_image=image).sample
         loss = ((pred.float() - (noise - x0)) ** 2).mean()
