@@ -201,16 +201,28 @@ def given_frame_tokens(encoder: Any, clips: torch.Tensor, first_last: bool) -> t
     return torch.stack([image_tokens(encoder, f) for f in frames], 1).flatten(0, 1)
 
 
-def condition(vae: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
-    """Mask channels and the normalised latent of the first (and last) frame, as `prepare_latents` builds them
-    one video at a time, for a batch of clips (B x 3 x F x H x W)."""
-    b, _, f = clips.shape[:3]
+def given_video(clips: torch.Tensor, first_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The video the pipeline encodes for its conditioning: the given frames kept, the others black (zero); and
+    which frames those are."""
+    f = clips.shape[2]
     keep = torch.zeros(f, dtype=torch.bool, device=clips.device)
     keep[0] = True
     if first_last:
         keep[-1] = True
-    video = clips * keep.view(1, 1, f, 1, 1)
-    latent = normalise(vae, vae.encode(video.to(vae.dtype)).latent_dist.mode().float())
+    return clips * keep.view(1, 1, f, 1, 1), keep
+
+
+def condition(vae: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
+    """Mask channels and the normalised latent of the first (and last) frame, as `prepare_latents` builds them
+    one video at a time, for a batch of clips (B x 3 x F x H x W)."""
+    video, keep = given_video(clips, first_last)
+    return with_mask(normalise(vae, vae.encode(video.to(vae.dtype)).latent_dist.mode().float()), keep, vae)
+
+
+def with_mask(latent: torch.Tensor, keep: torch.Tensor, vae: Any) -> torch.Tensor:
+    """The mask channels in front of the given frames' latent, in the pipeline's layout (the first frame's mask
+    repeated over the VAE's temporal stride)."""
+    b, f = latent.shape[0], keep.shape[0]
     t = vae.config.scale_factor_temporal
     lh, lw = latent.shape[-2:]
     mask = keep.float().view(1, 1, f, 1, 1).expand(b, 1, f, lh, lw)
@@ -253,8 +265,10 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
             # the posterior's mode, as the pipeline encodes its conditioning frames: a small world VAE keeps a wide
             # posterior (std 0.35 against latents of std ~1.2 after a 3-minute run), and sampled targets taught the
             # transformer that noise (2026-11-26: its loss on the given first frame stayed at the others' level)
-            x0 = normalise(vae, vae.encode(clips).latent_dist.mode().float())
-            cond = condition(vae, clips, first_last)
+            # the clip and its conditioning video in one encode (half the VAE's kernel launches, the same latents)
+            video, keep = given_video(clips, first_last)
+            x0, given = normalise(vae, vae.encode(torch.cat([clips, video])).latent_dist.mode().float()).chunk(2)
+            cond = with_mask(given, keep, vae)
         sigma = flow_sigmas(x0.shape[0], device).view(-1, 1, 1, 1, 1)
         noise = torch.randn_like(x0)
         noisy = (1 - sigma) * x0 + sigma * noise
