@@ -30,6 +30,9 @@ them. Scenes are one thing on a plain or striped background in the plain style, 
   frame along the scene's axis (a bounce: no fixed direction stays in frame for eight clips; SVD learned to move a
   thing away from its near edge), at the scene's speed (slow or normal: a fast thing crosses 80% of the frame in one
   clip). "kept at the end": the last frame shows the thing with its colour and shape, whole inside the frame.
+- vae (`--vae FOLDER`, or the `vae` inside W/wan_i2v): the ceiling under image_to_video. The same held-out clips,
+  drawn by the renderer, go through the Wan VAE and back (encode, the posterior's mode, decode) and are scored as
+  above: no video model can keep a thing the VAE itself loses.
 - svd: a held-out moving scene with no stated region starts on the side it moves away from, which is all one frame
   says of a motion; SVD continues it (`--svd-frames`, default 8 as trained) at the motion bucket of its speed, the
   agent's other SVD parameters at their defaults. "direction" and "kept" as for image_to_video.
@@ -210,6 +213,29 @@ def image_to_video(model: Model, n: int, frames: int, strips: Path | None) -> di
     return animate(model, cases, frames, strips, "image_to_video", 10_000)
 
 
+def vae_ceiling(folder: Path, n: int, frames: int, device: str, strips: Path | None) -> dict[str, Any]:
+    """image_to_video's clips as the renderer draws them, through the Wan VAE and back, scored as image_to_video."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan.from_pretrained(folder, dtype=torch.float32).to(device).eval()
+    rng = np.random.default_rng(10)
+    scores, rows, texts = [], [], []
+    for i, scene in enumerate(held_out(n, 10)):
+        layout = world.place(scene, rng)
+        clip = np.stack([world.render(scene, layout, frame=f) for f in range(frames)])
+        x = torch.from_numpy(clip).permute(3, 0, 1, 2)[None].float().to(device) / 127.5 - 1
+        with torch.no_grad():
+            back = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
+        video = list(((back[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5).round().astype(np.uint8))
+        scores.append(motion_scores(scene, layout, video))
+        if i < STRIPS:
+            rows.append(video)
+            texts.append(captions.caption(scene))
+    if strips:
+        strip(rows, strips / "vae_round_trip.png", texts)
+    return {"n": n, **{k: rate([s[k] for s in scores]) for k in ("direction", "kept", "both")}}
+
+
 def text_to_video(model: Model, keyframes: Path, n: int, frames: int, steps: int, guidance: float, device: str,
                   strips: Path | None) -> dict[str, Any]:
     """The keyframe drawn from the caption as the text_to_image agent draws it (a batch, one generator a seed)."""
@@ -375,8 +401,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--keyframe-steps", type=int, default=20)
     parser.add_argument("--keyframe-guidance", type=float, default=7.5)
     parser.add_argument("--only", action="append",
-                        choices=("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd"))
+                        choices=("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd", "vae"))
     parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda)")
+    parser.add_argument("--vae", type=Path, help="the Wan VAE for `--only vae` (default: W/wan_i2v/vae)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--strips", type=Path, help="folder for PNG frame strips of the first samples (look at them)")
     args = parser.parse_args(argv)
@@ -385,7 +412,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      f"4k+1 (Wan), but are {args.n}, {args.steps}, {args.extensions}, {args.svd_frames} and {args.frames}")
     if args.strips:
         args.strips.mkdir(parents=True, exist_ok=True)
-    only = set(args.only or ("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd"))
+    only = set(args.only or ("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd", "vae"))
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
                                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     wan = {"steps": args.steps, "guidance": args.guidance, "compile": args.compile}
@@ -407,6 +434,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                           compile=args.compile),
                        lambda m: extend(m, args.n, args.svd_frames, args.extensions, args.strips, "extend_svd")),
     }
+    vae = args.vae or i2v / "vae"
+    if "vae" in only and (vae / "config.json").exists():
+        start = time.time()
+        results["vae"] = {**vae_ceiling(vae, args.n, args.frames, args.device, args.strips),
+                          "vae": str(vae), "seconds": round(time.time() - start, 1)}
+        print("vae", json.dumps(results["vae"], indent=1), flush=True)
     loaded: dict[Path, Model] = {}
     for name, (folder, make, run) in tasks.items():
         if name not in only:
@@ -421,7 +454,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results[name] = run(loaded[folder])
         results[name]["seconds"] = round(time.time() - start, 1)
         print(name, json.dumps(results[name], indent=1), flush=True)
-    if not loaded:
+    if not loaded and "vae" not in results:
         parser.error(f"`--weights` {args.weights} holds no pipeline for the tasks asked for (wan_i2v, wan_flf, svd)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")

@@ -18,16 +18,16 @@ from training import world_video
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module")
-def pipe():
+@pytest.fixture(scope="module", params=[4, 2], ids=["temporal4", "temporal2"])
+def pipe(request):
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 
     torch.manual_seed(0)
-    vae = world_video.vae_model()
+    vae = world_video.vae_model(request.param)
     vae.register_to_config(latents_mean=[0.1 * i for i in range(world_video.Z)],
                            latents_std=[1.0 + 0.1 * i for i in range(world_video.Z)])
     vae = AutoencoderKLWan.from_config(vae.config)  # the config the pipeline reads its normalisation from
-    parts = world_video.components(first_last=True)
+    parts = world_video.components(first_last=True, temporal=request.param)
     return WanImageToVideoPipeline(tokenizer=world_video.text_tokenizer(), image_processor=world_video.image_processor(),
                                    vae=vae.eval(), scheduler=None, **{k: m.eval() for k, m in parts.items()})
 
@@ -84,14 +84,16 @@ def test_most_i2v_training_clips_move():
 
 
 def test_the_training_commands_save_pipelines_that_load_and_make_video(tmp_path):
-    from diffusers import WanImageToVideoPipeline
+    from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 
     def train(*args: str) -> None:
         done = subprocess.run([sys.executable, "-m", "training.world_video", *args, "--steps", "1", "--batch", "1",
                                "--workers", "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
 
-    train("vae", "--out", str(tmp_path / "vae"))
+    train("vae", "--temporal", "2", "--out", str(tmp_path / "vae0"))
+    train("vae", "--init", str(tmp_path / "vae0"), "--out", str(tmp_path / "vae"))  # goes on from a saved VAE
+    assert AutoencoderKLWan.from_pretrained(tmp_path / "vae").config.scale_factor_temporal == 2
     train("flf", "--vae", str(tmp_path / "vae"), "--out", str(tmp_path / "flf"))
     pipe = WanImageToVideoPipeline.from_pretrained(tmp_path / "flf", dtype=torch.float32)
     first = as_image(clip(0)[0, :, 0])

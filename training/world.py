@@ -24,6 +24,7 @@ import functools
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -459,9 +460,13 @@ DEFAULTS = {"vae": (3000, 128), "sd": (6000, 256), "pix2pix": (6000, 256), "lm":
 
 
 def parse_args(prog: str, doc: str, defaults: dict[str, tuple[int, int]], needs_vae: tuple[str, ...],
-               argv: list[str] | None) -> argparse.Namespace:
-    """The command line every world training script shares: a model, where to save, and the run's budget."""
+               argv: list[str] | None, extra: Callable[[argparse.ArgumentParser], Any] | None = None
+               ) -> argparse.Namespace:
+    """The command line every world training script shares: a model, where to save, and the run's budget (and a
+    script's own options, added by `extra`)."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    if extra:
+        extra(parser)
     parser.add_argument("model", choices=sorted(defaults))
     parser.add_argument("--out", required=True, help="folder to save_pretrained into")
     parser.add_argument("--vae", help=f"the trained VAE folder ({', '.join(needs_vae)})")

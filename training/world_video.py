@@ -115,17 +115,21 @@ class ClipStream(IterableDataset):
 
 # VAE --------------------------------------------------------------------------------------------------------
 
-def vae_model() -> Any:
+def vae_model(temporal: int = 4) -> Any:
+    """The world's Wan VAE: 4x smaller frames, and `temporal` (4 or 2) frames to a latent frame after the first."""
     from diffusers import AutoencoderKLWan
 
     return AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[True, True], latents_mean=[0.0] * Z, latents_std=[1.0] * Z,
-                            scale_factor_temporal=4, scale_factor_spatial=4)
+                            temperal_downsample=[temporal == 4, True], latents_mean=[0.0] * Z,
+                            latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
 
 
 def train_vae(args: argparse.Namespace) -> None:
+    from diffusers import AutoencoderKLWan
+
     device = setup(args)
-    vae = vae_model().to(device).train()
+    vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else vae_model(args.temporal)
+    vae = vae.to(device).train()
     data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, list(vae.parameters()), args.lr or 1e-3)
     for step in run.steps():
@@ -155,8 +159,9 @@ IMAGE_TOKENS = (SIZE // 8) ** 2 + 1
 """The CLIP image encoder's tokens: 8-pixel patches of a 64-pixel frame, and its class token."""
 
 
-def components(first_last: bool) -> dict[str, Any]:
-    """The trainable parts of a world Wan pipeline: text encoder, image encoder and transformer."""
+def components(first_last: bool, temporal: int = 4) -> dict[str, Any]:
+    """The trainable parts of a world Wan pipeline: text encoder, image encoder and transformer (which reads the noisy
+    latent, the given frames' mask, one channel per frame of the VAE's temporal stride, and their latent)."""
     from diffusers import WanTransformer3DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
@@ -166,7 +171,7 @@ def components(first_last: bool) -> dict[str, Any]:
     image = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                                              num_attention_heads=4, image_size=SIZE, patch_size=8))
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=2 * Z + 4, out_channels=Z,
+        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=2 * Z + temporal, out_channels=Z,
         text_dim=128, freq_dim=256, ffn_dim=512, num_layers=6, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64, image_dim=128, pos_embed_seq_len=2 * IMAGE_TOKENS if first_last else None)
     return {"text_encoder": text, "image_encoder": image, "transformer": transformer}
@@ -252,7 +257,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
 
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
-    parts = components(first_last) if not args.init else load_parts(args.init)
+    parts = components(first_last, vae.config.scale_factor_temporal) if not args.init else load_parts(args.init)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     params = [p for m in parts.values() for p in m.parameters()]
     averages = Averages(parts, device)
@@ -311,7 +316,9 @@ DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv)
+    temporal = lambda p: p.add_argument("--temporal", type=int, choices=(2, 4), default=4,
+                                        help="vae: frames to a latent frame (Wan's 4; 2 keeps fast motion sharper)")
+    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv, temporal)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
