@@ -75,17 +75,52 @@ def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(put, tiny_
     pipe = resident(FakeContext(model=tiny_ref("wan_i2v")), (PIPELINE_KIND,))
     assert not hasattr(pipe.transformer, "_mora_compiled")
     compiled = wan(put, compile="on")
-    assert pipe.transformer._mora_compiled == "regional"
+    assert pipe.transformer._mora_compiled == "regional+fused_qkv"
+    assert all(block.attn1.fused_projections for block in pipe.transformer.blocks)
     assert all(block._compiled_call_impl is not None for block in pipe.transformer.blocks)
     assert pipe.transformer._compiled_call_impl is None  # the blocks, not the whole model
     assert (compiled - eager).abs().max().item() < 1e-4
     again = wan(put, compile="off")  # compiled modules stay resident with their pipeline
-    assert pipe.transformer._mora_compiled == "regional" and (again - compiled).abs().max().item() < 1e-5
+    assert pipe.transformer._mora_compiled == "regional+fused_qkv" and (again - compiled).abs().max().item() < 1e-5
     cache = tiny_models.parent / "compile"
     assert Path(__import__("os").environ["TORCHINDUCTOR_CACHE_DIR"]) == cache / "inductor"
     assert any((cache / "inductor").rglob("*.py")), "inductor wrote nothing under Mora's cache directory"
     svd_unet = run_i2v(put, "svd", frames=2)[1] and resident(FakeContext(model=tiny_ref("svd")), (PIPELINE_KIND,)).unet
     assert not _regional(svd_unet)  # a UNet's transformer blocks are a minority of it: whole-module compile
+
+
+@pytest.mark.slow
+def test_a_compiled_unet_gets_the_guide_levers_and_still_matches_eager(tiny_models, monkeypatch):
+    """Whole-module compile of a UNet: qkv fused, 2-d convolutions channels-last, inductor's flags set."""
+    import torch
+    import torch._inductor.config as inductor
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from mora.nodes.speed import INDUCTOR_FLAGS, compile_denoisers
+    from mora.nodes.zoo import build
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    for name in INDUCTOR_FLAGS:
+        monkeypatch.setattr(inductor, name, getattr(inductor, name))  # restored after the test
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(build("tiny", "svd", tiny_models) / "unet").eval()
+    c = unet.config
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(2, 2, c.in_channels, 16, 16, generator=g), torch.tensor(500.0),
+              torch.randn(2, 1, c.cross_attention_dim, generator=g),
+              torch.randn(2, c.projection_class_embeddings_input_dim // c.addition_time_embed_dim, generator=g))
+    with torch.no_grad():
+        eager = unet(*inputs).sample
+        assert compile_denoisers(FakeContext(), type("Pipe", (), {"unet": unet})()) == [
+            "UNetSpatioTemporalConditionModel:whole+fused_qkv+channels_last"]
+        compiled = unet(*inputs).sample
+    assert unet._compiled_call_impl is not None
+    attentions = [m for m in unet.modules() if type(m).__name__ == "Attention"]
+    assert attentions and all(a.fused_projections for a in attentions)
+    convs = [m for m in unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert all(getattr(inductor, name) == value for name, value in INDUCTOR_FLAGS.items())
+    assert ((compiled - eager).norm() / eager.norm()).item() < 1e-4
 
 
 def test_first_block_cache_changes_results_only_while_on(put):
