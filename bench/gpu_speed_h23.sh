@@ -37,6 +37,7 @@ if [ ! -d $SITE/mora ]; then
   [ -n "$dup" ] && say "the same package twice, keeping the first: $dup"
   keep=""; seen=" "
   for w in $wheels; do p=$(basename "$w" | cut -d- -f1); case "$seen" in *" $p "*) ;; *) keep="$keep $w"; seen="$seen$p ";; esac; done
+  [ -n "${DRY:-}" ] && keep=$(for w in $keep; do case "$w" in *-none-any.whl) echo "$w";; esac; done)  # this python
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE $keep \
     > "$O/pip.log" 2>&1 || { say "pip install failed"; tail -5 "$O/pip.log"; exit 1; }
 fi
