@@ -9,7 +9,8 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
   svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
   wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
          forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
-  wansage  the Wan transformer's self-attention through SageAttention 1.0.6 (the Triton-only release, the one
+  wansage  the Wan transformer's attention through xformers 0.0.35 (diffusers' `xformers` backend), eager; its
+         self-attention through SageAttention 1.0.6 (the Triton-only release, the one
          on PyPI; diffusers' `sage` backend needs >= 2.1.1, built from CUDA sources, not on PyPI): eager and
          regional compile (the kernel left out of the graph), against eager bf16 and regional compile with SDPA
   again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
@@ -238,6 +239,16 @@ def stage_wansage(args: argparse.Namespace) -> dict[str, Any]:
         with torch.no_grad():
             ref = cfg_step_two()
             result["eager_step_ms"] = eager = step_ms(cfg_step_two, args.reps)
+            try:  # xformers 0.0.35, the binary wheel on PyPI, through diffusers' dispatcher (FA3 needs flash_attn_3)
+                model.set_attention_backend("xformers")
+                out, _ = timed(cfg_step_two)
+                result["xformers_eager_step_ms"] = ms = step_ms(cfg_step_two, args.reps)
+                result.update(xformers_eager_rel_error=rel_error(out, ref), xformers_eager_speedup=round(eager / ms, 3))
+            except Exception as e:  # noqa: BLE001 - the kernel's failure is a finding; the sage figures still come
+                result["xformers"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
+            finally:
+                model.reset_attention_backend()
+            report()
             F.scaled_dot_product_attention = sage_sdpa(sdpa)
             out, _ = timed(cfg_step_two)
             result["sage_eager_step_ms"] = ms = step_ms(cfg_step_two, args.reps)

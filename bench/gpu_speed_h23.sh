@@ -1,9 +1,11 @@
 #!/bin/bash
 # Issue 14's remaining GPU figures, beside another job's training, on the two GPUs it is given:
 #   GPUS="2 3" LIMIT=<seconds> bash .gpu/h23s/speed.sh <call: 2 or 3>     (from the repository root)
-# call 2: GPU A the SVD-XT UNet step with the compile guide's levers, then the `speed=fast` sweep cold (fills
-#         the compile caches); GPU B Wan with SageAttention 1.0.6, then the SVD step with coordinate-descent tuning as well.
-# call 3: the 4-seed sweep, basic launcher on GPU A and `speed=fast` on GPU B at the same time, then swapped.
+# call 2: GPU A the SVD-XT UNet step with the compile guide's levers, then Wan with SageAttention 1.0.6;
+#         GPU B the `speed=fast` sweep cold (it fills the compile caches for call 3), then the SVD step with
+#         coordinate-descent tuning as well.
+# call 3: the 4-seed sweep, basic launcher on GPU A and `speed=fast` on GPU B at the same time, then swapped
+#         if at least 130 s are left.
 # Everything ends within $LIMIT s (each process under `timeout`); logs and JSON go to $OUT/h23s.
 # DRY=1: the same plumbing on CPU with the tiny models (a check before GPU time is spent).
 set -u
@@ -32,7 +34,7 @@ job() {
 }
 
 if [ ! -d $SITE/mora ]; then
-  wheels=$(ls $H/*.whl .gpu/h22/*.whl .gpu/h14/torchao*.whl)
+  wheels=$(ls $H/*.whl .gpu/h22/*.whl .gpu/h14/torchao*.whl | grep -v /xformers-)
   dup=$(for w in $wheels; do basename "$w" | cut -d- -f1; done | sort | uniq -d)
   [ -n "$dup" ] && say "the same package twice, keeping the first: $dup"
   keep=""; seen=" "
@@ -40,6 +42,11 @@ if [ ! -d $SITE/mora ]; then
   [ -n "${DRY:-}" ] && keep=$(for w in $keep; do case "$w" in *-none-any.whl) echo "$w";; esac; done)  # this python
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE $keep \
     > "$O/pip.log" 2>&1 || { say "pip install failed"; tail -5 "$O/pip.log"; exit 1; }
+fi
+# xformers apart: only the Wan attention stage sees it (diffusers imports it whenever it is installed)
+if [ ! -d $SITE-x/xformers ] && ls $H/xformers-*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE-x $H/xformers-*.whl \
+    >> "$O/pip.log" 2>&1 || say "xformers install failed"
 fi
 python3 -P -c "import mora.nodes.speed as s, sys; sys.exit(0 if 'INDUCTOR_FLAGS' in dir(s) else 1)" \
   || { say "not this branch's mora on PYTHONPATH"; exit 1; }
@@ -60,18 +67,19 @@ fi
 S="python3 -P $H/gpu_speed.py"; B="python3 -P $H/gpu_bench.py --stages fast --model $MODEL --extra=$VIDEO"
 export OUT=$O
 if [ "$CALL" = 2 ]; then
-  ( job $GA svd 200 $S --stages svd --reps 5
-    job $GA fast-cold 0 $B --launchers fast --tag=-cold ) &
-  ( job $GB wansage 200 $S --stages wansage --reps 5
+  ( job $GA svd 240 $S --stages svd --reps 5
+    PYTHONPATH=$SITE:$SITE-x job $GA wansage 0 $S --stages wansage --reps 5 ) &
+  ( job $GB fast-cold 400 $B --launchers fast --tag=-cold
     job $GB svd-cd 0 $S --stages svd --reps 5 --tag=cd \
       --flags-on coordinate_descent_tuning,coordinate_descent_check_all_directions ) &
   wait
 else
-  ( job $GA basic-1 150 $B --launchers basic --tag=-1 ) &
-  ( job $GB fast-1 150 $B --launchers fast --tag=-1 ) &
+  ( job $GA basic-1 ${CAP:-150} $B --launchers basic --tag=-1 ) &
+  ( job $GB fast-1 0 $B --launchers fast --tag=-1 ) &   # all the time left: it may still have to compile
   wait
-  ( job $GB basic-2 150 $B --launchers basic --tag=-2 ) &
-  ( job $GA fast-2 150 $B --launchers fast --tag=-2 ) &
+  [ "$(left)" -ge 130 ] || say "no time for the swapped pair"
+  [ "$(left)" -ge 130 ] && ( job $GB basic-2 ${CAP:-150} $B --launchers basic --tag=-2 ) &
+  [ "$(left)" -ge 130 ] && ( job $GA fast-2 ${CAP:-150} $B --launchers fast --tag=-2 ) &
   wait
 fi
 cp "$O"/*.json $STATE/ 2>/dev/null
