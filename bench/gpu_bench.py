@@ -187,7 +187,8 @@ def main() -> None:
         except Exception:  # noqa: BLE001
             RESULTS.setdefault("errors", {})[name] = traceback.format_exc()[-3000:]
             log(f"stage {name} failed")
-        (OUT / f"gpu_results{args.tag}.json").write_text(json.dumps(RESULTS, indent=2))
+        (OUT / f"gpu_results{'-' + args.launchers.replace(',', '-') if 'fast' in args.stages else ''}{args.tag}.json"
+         ).write_text(json.dumps(RESULTS, indent=2))
     print(json.dumps({k: v for k, v in RESULTS.items() if k != "errors"}, indent=1))
     print("errors:", list(RESULTS.get("errors", {})))
 

@@ -90,11 +90,10 @@ for f in "$O"/*.json; do
   echo "== $(basename "$f")"
   python3 -c "
 import json, sys
-d = json.load(open(sys.argv[1]))
-for k, v in d.items():
-    if isinstance(v, dict):
-        v = {a: b for a, b in v.items() if a not in ('nodes', 'engine_nodes', 'node_seconds')}
-    print(' ', k, json.dumps(v)[:400])
+def lean(v):
+    return {a: lean(b) for a, b in v.items() if a not in ('nodes', 'engine_nodes', 'node_seconds')} if isinstance(v, dict) else v
+for k, v in json.load(open(sys.argv[1])).items():
+    print(' ', k, json.dumps(lean(v))[:700])
 " "$f"
 done
 for f in "$O"/*.log; do grep -l "Traceback\|Error" "$f" >/dev/null 2>&1 && { echo "== errors in $(basename "$f"):"; grep -v Warning "$f" | grep -B2 -A2 "Error" | tail -6 | cut -c1-300; }; done
