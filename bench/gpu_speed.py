@@ -223,6 +223,7 @@ def stage_wansage(args: argparse.Namespace) -> dict[str, Any]:
     import importlib.metadata
 
     import torch.nn.functional as F
+    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
 
     sdpa = F.scaled_dot_product_attention
     result: dict[str, Any] = {"sageattention": importlib.metadata.version("sageattention")}
@@ -248,6 +249,7 @@ def stage_wansage(args: argparse.Namespace) -> dict[str, Any]:
                 result["xformers"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
             finally:
                 model.reset_attention_backend()
+                _AttentionBackendRegistry.set_active_backend(AttentionBackendName.NATIVE)  # set_ sets it globally
             report()
             F.scaled_dot_product_attention = sage_sdpa(sdpa)
             out, _ = timed(cfg_step_two)

@@ -187,7 +187,11 @@ def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractCo
 
 @contextlib.contextmanager
 def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _AttentionBackendRegistry,
+        _check_attention_backend_requirements,
+    )
 
     modules = [m for m in denoisers(pipe) if not hasattr(m, "up_blocks")]  # UNets call SDPA directly
     if not modules:
@@ -198,6 +202,7 @@ def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
         _check_attention_backend_requirements(AttentionBackendName(DISPATCHER[choice]))
     except (RuntimeError, ImportError) as e:
         raise RuntimeError(f"`attention` {choice!r} cannot run here: {e}") from None
+    before = _AttentionBackendRegistry._active_backend  # set_attention_backend also sets it process-wide
     for m in modules:
         m.set_attention_backend(DISPATCHER[choice])
     try:
@@ -205,6 +210,7 @@ def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
     finally:
         for m in modules:
             m.reset_attention_backend()
+        _AttentionBackendRegistry.set_active_backend(before)  # reset_attention_backend leaves it: every model would use it
 
 
 @contextlib.contextmanager

@@ -149,6 +149,20 @@ def test_attention_backends_run_or_fail_clearly(put):
         run_i2v(put, "svd", frames=2, attention="sage")
 
 
+def test_a_dispatcher_backend_ends_with_its_node(put, monkeypatch):
+    """diffusers' set_attention_backend also sets the process-wide backend; after the node it is the one before."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from mora.nodes import speed
+
+    before = _AttentionBackendRegistry.get_active_backend()[0]
+    plain = wan(put)
+    monkeypatch.setitem(speed.DISPATCHER, "sage", "_native_math")  # a dispatcher backend that runs on CPU
+    assert (wan(put, attention="sage") - plain).abs().max().item() < 1e-4
+    assert _AttentionBackendRegistry.get_active_backend()[0] == before
+    assert wan(put).equal(plain)
+
+
 def test_fp8_needs_a_capable_gpu_and_says_so():
     from mora.nodes.video_latent import load_pipeline
 
