@@ -264,8 +264,15 @@ def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     for module in denoisers(pipe):
-        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_layer)
     return pipe
+
+
+def _fp8_layer(module: Any, fqn: str) -> bool:
+    """Rowwise FP8 takes bfloat16 weights: layers a model keeps in float32 (Wan's time embedder) stay as they are."""
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16
 
 
 @contextlib.contextmanager

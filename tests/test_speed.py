@@ -170,6 +170,35 @@ def test_fp8_needs_a_capable_gpu_and_says_so():
         load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
 
 
+def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch):
+    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8."""
+    import sys
+    import types
+
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    from mora.nodes.speed import quantize_fp8
+    from mora.nodes.zoo import build
+
+    chosen: list[str] = []
+
+    def quantize_(module, config, filter_fn):  # torchao's entry point; its FP8 kernels need a Hopper GPU
+        chosen.extend(name for name, m in module.named_modules() if filter_fn(m, name))
+
+    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: None,
+                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: None)
+    monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer",
+                                                  dtype=torch.bfloat16)
+    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": "fp8"})
+    kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in chosen]
+    assert "blocks.0.attn1.to_q" in chosen and "blocks.0.ffn.net.2" in chosen
+    assert kept and all(n.startswith("condition_embedder.time_embedder") for n in kept), kept
+    assert all(model.get_submodule(n).weight.dtype == torch.float32 for n in kept)
+
+
 def test_speed_fast_turns_compile_on_through_the_preset():
     from hydra import compose, initialize_config_module
 
