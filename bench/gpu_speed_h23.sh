@@ -6,10 +6,11 @@
 #         coordinate-descent tuning as well.
 # call 3: the 4-seed sweep, basic launcher on GPU A and `speed=fast` on GPU B at the same time, then swapped
 #         if at least 130 s are left.
+# call 4 (a rerun): Wan with xformers and SageAttention 1.0.6 on GPU A, Wan FP8 + regional compile on GPU B.
 # Everything ends within $LIMIT s (each process under `timeout`); logs and JSON go to $OUT/h23s.
 # DRY=1: the same plumbing on CPU with the tiny models (a check before GPU time is spent).
 set -u
-CALL=${1:?call number: 2 or 3}
+CALL=${1:?call number: 2, 3 or 4}
 START=$(date +%s); LIMIT=${LIMIT:-300}
 H=${H:-.gpu/h23s}
 read -r GA GB <<< "${GPUS:-2 3}"
@@ -72,6 +73,10 @@ if [ "$CALL" = 2 ]; then
   ( job $GB fast-cold 400 $B --launchers fast --tag=-cold
     job $GB svd-cd 0 $S --stages svd --reps 5 --tag=cd \
       --flags-on coordinate_descent_tuning,coordinate_descent_check_all_directions ) &
+  wait
+elif [ "$CALL" = 4 ]; then   # a rerun after the fixes: SageAttention (lost in call 2), Wan FP8 (failed in call 1)
+  PYTHONPATH=$SITE:$SITE-x job $GA wansage 0 $S --stages wansage --reps 5 &
+  job $GB wanfp8 0 $S --stages wan --fp8 --reps 5 --tag=fp8 &
   wait
 else
   ( job $GA basic-1 ${CAP:-150} $B --launchers basic --tag=-1 ) &
