@@ -34,6 +34,8 @@ job() {
   say "$name: rc=$? after $(( $(date +%s) - t0 )) s"
 }
 
+STAMP=$(cat $H/*.whl | md5sum | cut -c1-16)   # a new wheel here (a later call on the same machine): install again
+[ "$(cat $SITE/.h23s-stamp 2>/dev/null)" = "$STAMP" ] || rm -rf $SITE $SITE-x
 if [ ! -d $SITE/mora ]; then
   wheels=$(ls $H/*.whl .gpu/h22/*.whl .gpu/h14/torchao*.whl | grep -v /xformers-)
   dup=$(for w in $wheels; do basename "$w" | cut -d- -f1; done | sort | uniq -d)
@@ -43,6 +45,7 @@ if [ ! -d $SITE/mora ]; then
   [ -n "${DRY:-}" ] && keep=$(for w in $keep; do case "$w" in *-none-any.whl) echo "$w";; esac; done)  # this python
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE $keep \
     > "$O/pip.log" 2>&1 || { say "pip install failed"; tail -5 "$O/pip.log"; exit 1; }
+  echo "$STAMP" > $SITE/.h23s-stamp
 fi
 # xformers apart: only the Wan attention stage sees it (diffusers imports it whenever it is installed)
 if [ ! -d $SITE-x/xformers ] && ls $H/xformers-*.whl >/dev/null 2>&1; then
