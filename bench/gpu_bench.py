@@ -7,6 +7,9 @@ Stages (each independent; a failure is recorded and the next stage runs):
   batch    a 16-seed SD 1.5 text-to-image sweep through the Mora launcher, batch_size 16 vs 1
   sweep    a 4-point text_to_video seed sweep: Hydra's basic launcher against the Mora launcher
            (batch_size 1 and 4)
+  fast     the same sweep, Hydra's basic launcher against the Mora launcher with `speed=fast` (issue 14), each
+           a fresh process and result cache (the compile caches under the models directory's parent persist,
+           as they do for a user); `--launchers` picks which (e.g. one per GPU, in two processes)
 
     python bench/gpu_bench.py [--stages models,t2v,batch,sweep] [--reps 2]
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
 WORK = Path("/tmp/mora-bench")
-MODELS = WORK / "models"
+MODELS = Path(os.environ.get("MORA_MODELS_DIR") or WORK / "models")
 RESULTS: dict = {}
 
 
@@ -47,7 +50,7 @@ def run(cmd: list[str], name: str, env: dict | None = None) -> tuple[float, str]
 def mora(args: list[str], name: str, cache: str) -> tuple[float, str]:
     env = {"MORA_CACHE_DIR": str(WORK / cache), "MORA_MODELS_DIR": str(MODELS)}
     flags = [a for a in args if a.startswith("-")]
-    return run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags, "quiet=true",
+    return run([sys.executable, "-P", "-c", "from mora.engine.frontends.cli import main; main()", *flags, "quiet=true",
                 *[a for a in args if not a.startswith("-")]], name, env)
 
 
@@ -132,21 +135,51 @@ def stage_sweep() -> None:
     RESULTS["sweep"] = rows
 
 
+FAST_SWEEP = {"basic": ["hydra/launcher=basic"], "fast": ["hydra/launcher=mora", "speed=fast"]}
+
+
+def stage_fast(launchers: str, extra: list[str], tag: str, model: str) -> None:
+    rows = RESULTS.setdefault("fast_sweep", {})
+    for name in launchers.split(","):
+        fresh = f"{name}{tag}-{time.time_ns()}"
+        sweep = WORK / f"sweep-{fresh}"
+        wall, _ = mora(["-m", "seed=0,1,2,3", f"model={model}", "runtime=local", f"runtime.device={DEVICE}",
+                        *FAST_SWEEP[name], f"hydra.sweep.dir={sweep}", *extra], f"t2v sweep {fresh}",
+                       f"cache-sweep-{fresh}")
+        ms = sweep_manifests(sweep)
+        nodes = {k: {"seconds": round(n["seconds"], 2), **{p: n["params"][p] for p in ("compile", "attention")
+                                                            if p in n.get("params", {})}}
+                 for i, m in enumerate(ms) for k, n in ((f"{i}/{k}", n) for k, n in m["nodes"].items())
+                 if not n.get("shared_from")}
+        rows[f"{name}{tag}"] = {"process_s": round(wall, 2), "jobs": len(ms), "run_s": [m["seconds"] for m in ms],
+                                "model_loads": ms[0].get("sweep_model_loads", sum(m["model_loads"] for m in ms)),
+                                "nodes": nodes}
+        log(f"t2v sweep {name}: {wall:.2f}s")
+
+
+DEVICE = os.environ.get("MORA_BENCH_DEVICE", "cuda")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stages", default="models,t2v,batch,sweep")
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--launchers", default="basic,fast", help="fast: basic, fast or both, in this order")
+    ap.add_argument("--tag", default="", help="fast: added to each row's name and to the JSON file's name")
+    ap.add_argument("--model", default="random", help="fast: the model preset (tiny for a dry run on CPU)")
+    ap.add_argument("--extra", default="", help="fast: more overrides for both commands, space-separated")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     os.environ["MORA_MODELS_DIR"] = str(MODELS)
     import torch
 
-    RESULTS["device"] = torch.cuda.get_device_name(0)
+    RESULTS["device"] = torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE
     RESULTS["torch"] = torch.__version__
     RESULTS["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     stages = {"models": stage_models, "t2v": lambda: stage_t2v(args.reps), "batch": stage_batch,
-              "sweep": stage_sweep}
+              "sweep": stage_sweep, "fast": lambda: stage_fast(args.launchers, args.extra.split(), args.tag,
+                                                                       args.model)}
     for name in args.stages.split(","):
         log(f"stage {name}")
         try:
@@ -154,7 +187,8 @@ def main() -> None:
         except Exception:  # noqa: BLE001
             RESULTS.setdefault("errors", {})[name] = traceback.format_exc()[-3000:]
             log(f"stage {name} failed")
-        (OUT / "gpu_results.json").write_text(json.dumps(RESULTS, indent=2))
+        (OUT / f"gpu_results{'-' + args.launchers.replace(',', '-') if 'fast' in args.stages else ''}{args.tag}.json"
+         ).write_text(json.dumps(RESULTS, indent=2))
     print(json.dumps({k: v for k, v in RESULTS.items() if k != "errors"}, indent=1))
     print("errors:", list(RESULTS.get("errors", {})))
 

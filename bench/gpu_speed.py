@@ -3,10 +3,16 @@
 Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it ends):
 
   svd    SVD-XT UNet step, 14 frames 576x1024, CFG batch 2: eager, compiled through Mora (whole module,
-         default mode; compile time = first compiled call), the output's relative error against eager bf16
+         default mode, with the levers of diffusers' compile guide: fused qkv, channels-last, inductor's
+         INDUCTOR_FLAGS, less --flags-off, plus --flags-on; compile time = first compiled call), the output's
+         relative error against eager bf16
   svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
   wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
          forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
+  wansage  the Wan transformer's attention through xformers 0.0.35 (diffusers' `xformers` backend), eager; its
+         self-attention through SageAttention 1.0.6 (the Triton-only release, the one
+         on PyPI; diffusers' `sage` backend needs >= 2.1.1, built from CUDA sources, not on PyPI): eager and
+         regional compile (the kernel left out of the graph), against eager bf16 and regional compile with SDPA
   again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
          (run it as a separate invocation after `svd`): time to the first compiled call
   t2v    text_to_video through the engine with `compile=on` (models resident and compiled warm after one
@@ -74,6 +80,16 @@ def compiled(module: Any, fp8: bool = False) -> tuple[Any, str]:
     return module, how[0]
 
 
+def inductor_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """Mora's inductor flags, less those named in --flags-off, plus --flags-on set true (ablations); return them."""
+    from mora.nodes import speed
+
+    for name in filter(None, args.flags_off.split(",")):
+        del speed.INDUCTOR_FLAGS[name]
+    speed.INDUCTOR_FLAGS.update(dict.fromkeys(filter(None, args.flags_on.split(",")), True))
+    return dict(speed.INDUCTOR_FLAGS)
+
+
 def svd_unet() -> tuple[Any, dict[str, torch.Tensor]]:
     from diffusers import UNetSpatioTemporalConditionModel
 
@@ -88,6 +104,7 @@ def svd_unet() -> tuple[Any, dict[str, torch.Tensor]]:
 
 
 def stage_svd(args: argparse.Namespace) -> dict[str, Any]:
+    flags = inductor_flags(args)
     unet, inputs = svd_unet()
     with torch.no_grad():
         ref = unet(**inputs).sample
@@ -96,7 +113,8 @@ def stage_svd(args: argparse.Namespace) -> dict[str, Any]:
         first, compile_s = timed(lambda: unet(**inputs).sample)
         fast = step_ms(lambda: unet(**inputs), args.reps)
         result = {"eager_ms": eager, "compiled_ms": fast, "compile": how, "compile_s": round(compile_s, 1),
-                  "compiled_rel_error": rel_error(first, ref), "speedup": round(eager / fast, 3)}
+                  "compiled_rel_error": rel_error(first, ref), "speedup": round(eager / fast, 3),
+                  "inductor_flags": flags}
     return result
 
 
@@ -183,6 +201,82 @@ def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def sage_sdpa(sdpa: Any) -> Any:
+    """F.scaled_dot_product_attention with self-attention (queries as long as keys, no mask) through sageattn."""
+    from sageattention import sageattn
+
+    @torch.compiler.disable  # a Triton kernel launched from Python: a graph break, not traced
+    def sage(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Any) -> torch.Tensor:
+        return sageattn(q, k.contiguous(), v, tensor_layout="HND", is_causal=False, sm_scale=scale)
+
+    def attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: Any = None,
+                  dropout_p: float = 0.0, is_causal: bool = False, scale: Any = None, **kw: Any) -> torch.Tensor:
+        if attn_mask is None and not is_causal and not kw.get("enable_gqa") and query.shape == key.shape:
+            return sage(query, key, value, scale)
+        return sdpa(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale,
+                    **kw)
+
+    return attention
+
+
+def stage_wansage(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib.metadata
+
+    import torch.nn.functional as F
+    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+
+    sdpa = F.scaled_dot_product_attention
+    result: dict[str, Any] = {"sageattention": importlib.metadata.version("sageattention")}
+
+    def cfg_step_two() -> torch.Tensor:
+        c, u = model(**cond)[0], model(**uncond)[0]
+        return u + 5.0 * (c - u)
+
+    def report() -> None:
+        print(json.dumps({"wansage": result}), flush=True)
+
+    model, cond, uncond = wan_transformer()
+    try:
+        with torch.no_grad():
+            ref = cfg_step_two()
+            result["eager_step_ms"] = eager = step_ms(cfg_step_two, args.reps)
+            try:  # xformers 0.0.35, the binary wheel on PyPI, through diffusers' dispatcher (FA3 needs flash_attn_3)
+                model.set_attention_backend("xformers")
+                out, _ = timed(cfg_step_two)
+                result["xformers_eager_step_ms"] = ms = step_ms(cfg_step_two, args.reps)
+                result.update(xformers_eager_rel_error=rel_error(out, ref), xformers_eager_speedup=round(eager / ms, 3))
+            except Exception as e:  # noqa: BLE001 - the kernel's failure is a finding; the sage figures still come
+                result["xformers"] = f"failed: {type(e).__name__}: {str(e)[:300]}"
+            finally:
+                model.reset_attention_backend()
+                _AttentionBackendRegistry.set_active_backend(AttentionBackendName.NATIVE)  # set_ sets it globally
+            report()
+            F.scaled_dot_product_attention = sage_sdpa(sdpa)
+            out, _ = timed(cfg_step_two)
+            result["sage_eager_step_ms"] = ms = step_ms(cfg_step_two, args.reps)
+            result.update(sage_eager_rel_error=rel_error(out, ref), sage_eager_speedup=round(eager / ms, 3))
+            report()
+            model, how = compiled(model)
+            out, compile_s = timed(cfg_step_two)
+            result["sage_regional_step_ms"] = ms = step_ms(cfg_step_two, args.reps)
+            result.update(compile=how, sage_regional_compile_s=round(compile_s, 1),
+                          sage_regional_rel_error=rel_error(out, ref), sage_regional_speedup=round(eager / ms, 3))
+            report()
+            F.scaled_dot_product_attention = sdpa
+            del model
+            torch.cuda.empty_cache()
+            torch._dynamo.reset()
+            model, cond, uncond = wan_transformer()
+            model, _ = compiled(model)
+            out, compile_s = timed(cfg_step_two)
+            result["regional_step_ms"] = ms = step_ms(cfg_step_two, args.reps)
+            result.update(regional_compile_s=round(compile_s, 1), regional_rel_error=rel_error(out, ref),
+                          regional_speedup=round(eager / ms, 3))
+    finally:
+        F.scaled_dot_product_attention = sdpa
+    return result
+
+
 def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
@@ -224,7 +318,8 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
             "median_speedup": round(statistics.median(r["speedup"] for r in rows), 3)}
 
 
-STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v}
+STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v,
+          "wansage": stage_wansage}
 
 
 def main() -> None:
@@ -233,15 +328,19 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10, help="timed steps per variant (median)")
     ap.add_argument("--reps-t2v", type=int, default=2)
     ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
+    ap.add_argument("--tag", default="", help="added to the JSON file's name")
+    ap.add_argument("--flags-off", default="", help="svd: INDUCTOR_FLAGS names to leave at inductor's default")
+    ap.add_argument("--flags-on", default="", help="svd: more inductor flags to set true")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     WORK.mkdir(parents=True, exist_ok=True)
     import diffusers
 
-    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+    results: dict[str, Any] = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+                               "torch": torch.__version__,
                                "diffusers": diffusers.__version__,
                                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "argv": sys.argv[1:]}
-    name = OUT / f"gpu_speed-{args.stages.replace(',', '-')}.json"
+    name = OUT / f"gpu_speed-{args.stages.replace(',', '-')}{'-' + args.tag if args.tag else ''}.json"
     for stage in args.stages.split(","):
         started = time.perf_counter()
         try:

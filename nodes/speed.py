@@ -7,7 +7,11 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   denoiser (unet, transformer, transformer_2) in place with torch.compile's default mode, once per
   resident pipeline: regionally (diffusers' `compile_repeated_blocks`) where the model's own stack of
   layers is the repeated blocks it declares (Wan's transformer blocks), the whole module otherwise (a
-  UNet, whose declared transformer blocks sit deep inside its down and up blocks, a minority of its work). The compiled modules stay with the
+  UNet, whose declared transformer blocks sit deep inside its down and up blocks, a minority of its work). Before
+  compiling, the weight-independent levers of diffusers' torch.compile guide are applied: the attention's query, key
+  and value projections fused into one matrix product (`fuse_qkv_projections`, where the model has it), a
+  convolutional model's weights in channels-last memory format, and inductor's `INDUCTOR_FLAGS` (1x1
+  convolutions as matrix products; not max-autotune, whose minutes of tuning every process would pay). The manifest records what was done per module. The compiled modules stay with the
   pipeline, so every later node on it runs compiled; a node asking `off` does not undo that.
   `auto` compiles on CUDA devices, where bench/README.md measured it to pay, and never on CPU or MPS.
   Inductor's, Triton's and the FX graph caches live under `<cache>/compile` (the models directory's
@@ -43,6 +47,11 @@ SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"
 DISPATCHER = {"flash_attn": "flash", "flash_attn3": "_flash_3", "sage": "sage"}
 ATTENTIONS = ("sdpa", "xformers", *SDPA_KERNELS, *DISPATCHER)
 STEP_CACHES = ("none", "first_block", "taylorseer")
+INDUCTOR_FLAGS = {"conv_1x1_as_mm": True}
+"""Inductor settings from diffusers' torch.compile speed-up guide, set process-wide when Mora compiles.
+
+The guide's others (coordinate-descent tuning, no epilogue fusion) go with max-autotune and lengthen compilation;
+bench/gpu_speed.py measures them (`--flags-on`)."""
 
 COMPILE_PARAM = Param("compile", str, "", "torch.compile the denoiser (empty: the preset's): off, on, or auto "
                       "(on CUDA)", choices=("", "off", "on", "auto"), run_only=True)
@@ -80,8 +89,9 @@ def compile_denoisers(ctx: RunContext, pipe: Any) -> list[str]:
     for module in denoisers(pipe):
         how = getattr(module, "_mora_compiled", None)
         if how is None:
-            how = "regional" if _regional(module) else "whole"
-            if how == "regional":
+            regional = _regional(module)
+            how = "+".join(["regional" if regional else "whole", *_levers(module)])
+            if regional:
                 module.compile_repeated_blocks()
             else:
                 module.compile()
@@ -89,6 +99,45 @@ def compile_denoisers(ctx: RunContext, pipe: Any) -> list[str]:
             log.info("%s: compiled %s (%s)", ctx.node_id, type(module).__name__, how)
         done.append(f"{type(module).__name__}:{how}")
     return done
+
+
+def _levers(module: Any) -> list[str]:
+    """Apply the weight-independent levers to `module` before it is compiled; return their names."""
+    import torch
+
+    done = []
+    quantized = any(type(p.data) is not torch.Tensor for p in module.parameters())  # FP8 weights: not concatenated
+    if not quantized and _fuse_qkv(module):
+        done.append("fused_qkv")
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    if convs:
+        for conv in convs:  # only the 4-d weights: a 3-d convolution's 5-d weights have no channels-last layout
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+        done.append("channels_last")
+    return done
+
+
+def _fuse_qkv(module: Any) -> bool:
+    """Fuse the attention's q, k, v projections (k, v for cross-attention) into one matrix product where it can be.
+
+    The model's own `fuse_qkv_projections` first; where that leaves the classic `Attention` modules with SDPA
+    processors unfused (the SVD UNet's only fuses the newer attention classes), the recipe of UNet2DConditionModel's:
+    each module's projections fused and its processor the fused one. Other processors (IP-Adapter's added
+    projections, xformers) are left as they are.
+    """
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
+
+    if hasattr(module, "fuse_qkv_projections"):
+        try:
+            module.fuse_qkv_projections()
+        except ValueError as e:
+            log.info("%s: qkv projections not fused: %s", type(module).__name__, e)
+    classic = [m for m in module.modules() if isinstance(m, Attention) and not m.fused_projections]
+    if classic and all(type(m.processor) is AttnProcessor2_0 for m in classic):
+        for m in classic:
+            m.fuse_projections(fuse=True)
+            m.set_processor(FusedAttnProcessor2_0())
+    return any(getattr(m, "fused_projections", False) for m in module.modules())
 
 
 def _regional(module: Any) -> bool:
@@ -118,6 +167,8 @@ def use_compile_cache() -> None:
 
     inductor.fx_graph_cache = True
     inductor.autotune_local_cache = True
+    for name, value in INDUCTOR_FLAGS.items():
+        setattr(inductor, name, value)
 
 
 def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractContextManager[Any]:
@@ -136,7 +187,11 @@ def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractCo
 
 @contextlib.contextmanager
 def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
-    from diffusers.models.attention_dispatch import AttentionBackendName, _check_attention_backend_requirements
+    from diffusers.models.attention_dispatch import (
+        AttentionBackendName,
+        _AttentionBackendRegistry,
+        _check_attention_backend_requirements,
+    )
 
     modules = [m for m in denoisers(pipe) if not hasattr(m, "up_blocks")]  # UNets call SDPA directly
     if not modules:
@@ -147,6 +202,7 @@ def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
         _check_attention_backend_requirements(AttentionBackendName(DISPATCHER[choice]))
     except (RuntimeError, ImportError) as e:
         raise RuntimeError(f"`attention` {choice!r} cannot run here: {e}") from None
+    before = _AttentionBackendRegistry._active_backend  # set_attention_backend also sets it process-wide
     for m in modules:
         m.set_attention_backend(DISPATCHER[choice])
     try:
@@ -154,6 +210,7 @@ def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
     finally:
         for m in modules:
             m.reset_attention_backend()
+        _AttentionBackendRegistry.set_active_backend(before)  # reset_attention_backend leaves it: every model would use it
 
 
 @contextlib.contextmanager
@@ -207,8 +264,15 @@ def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     for module in denoisers(pipe):
-        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
+        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_layer)
     return pipe
+
+
+def _fp8_layer(module: Any, fqn: str) -> bool:
+    """Rowwise FP8 takes bfloat16 weights: layers a model keeps in float32 (Wan's time embedder) stay as they are."""
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16
 
 
 @contextlib.contextmanager

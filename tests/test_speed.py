@@ -75,17 +75,52 @@ def test_regional_compile_for_wan_matches_eager_and_caches_under_mora(put, tiny_
     pipe = resident(FakeContext(model=tiny_ref("wan_i2v")), (PIPELINE_KIND,))
     assert not hasattr(pipe.transformer, "_mora_compiled")
     compiled = wan(put, compile="on")
-    assert pipe.transformer._mora_compiled == "regional"
+    assert pipe.transformer._mora_compiled == "regional+fused_qkv"
+    assert all(block.attn1.fused_projections for block in pipe.transformer.blocks)
     assert all(block._compiled_call_impl is not None for block in pipe.transformer.blocks)
     assert pipe.transformer._compiled_call_impl is None  # the blocks, not the whole model
     assert (compiled - eager).abs().max().item() < 1e-4
     again = wan(put, compile="off")  # compiled modules stay resident with their pipeline
-    assert pipe.transformer._mora_compiled == "regional" and (again - compiled).abs().max().item() < 1e-5
+    assert pipe.transformer._mora_compiled == "regional+fused_qkv" and (again - compiled).abs().max().item() < 1e-5
     cache = tiny_models.parent / "compile"
     assert Path(__import__("os").environ["TORCHINDUCTOR_CACHE_DIR"]) == cache / "inductor"
     assert any((cache / "inductor").rglob("*.py")), "inductor wrote nothing under Mora's cache directory"
     svd_unet = run_i2v(put, "svd", frames=2)[1] and resident(FakeContext(model=tiny_ref("svd")), (PIPELINE_KIND,)).unet
     assert not _regional(svd_unet)  # a UNet's transformer blocks are a minority of it: whole-module compile
+
+
+@pytest.mark.slow
+def test_a_compiled_unet_gets_the_guide_levers_and_still_matches_eager(tiny_models, monkeypatch):
+    """Whole-module compile of a UNet: qkv fused, 2-d convolutions channels-last, inductor's flags set."""
+    import torch
+    import torch._inductor.config as inductor
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from mora.nodes.speed import INDUCTOR_FLAGS, compile_denoisers
+    from mora.nodes.zoo import build
+
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    for name in INDUCTOR_FLAGS:
+        monkeypatch.setattr(inductor, name, getattr(inductor, name))  # restored after the test
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(build("tiny", "svd", tiny_models) / "unet").eval()
+    c = unet.config
+    g = torch.Generator().manual_seed(0)
+    inputs = (torch.randn(2, 2, c.in_channels, 16, 16, generator=g), torch.tensor(500.0),
+              torch.randn(2, 1, c.cross_attention_dim, generator=g),
+              torch.randn(2, c.projection_class_embeddings_input_dim // c.addition_time_embed_dim, generator=g))
+    with torch.no_grad():
+        eager = unet(*inputs).sample
+        assert compile_denoisers(FakeContext(), type("Pipe", (), {"unet": unet})()) == [
+            "UNetSpatioTemporalConditionModel:whole+fused_qkv+channels_last"]
+        compiled = unet(*inputs).sample
+    assert unet._compiled_call_impl is not None
+    attentions = [m for m in unet.modules() if type(m).__name__ == "Attention"]
+    assert attentions and all(a.fused_projections for a in attentions)
+    convs = [m for m in unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert all(getattr(inductor, name) == value for name, value in INDUCTOR_FLAGS.items())
+    assert ((compiled - eager).norm() / eager.norm()).item() < 1e-4
 
 
 def test_first_block_cache_changes_results_only_while_on(put):
@@ -114,11 +149,54 @@ def test_attention_backends_run_or_fail_clearly(put):
         run_i2v(put, "svd", frames=2, attention="sage")
 
 
+def test_a_dispatcher_backend_ends_with_its_node(put, monkeypatch):
+    """diffusers' set_attention_backend also sets the process-wide backend; after the node it is the one before."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    from mora.nodes import speed
+
+    before = _AttentionBackendRegistry.get_active_backend()[0]
+    plain = wan(put)
+    monkeypatch.setitem(speed.DISPATCHER, "sage", "_native_math")  # a dispatcher backend that runs on CPU
+    assert (wan(put, attention="sage") - plain).abs().max().item() < 1e-4
+    assert _AttentionBackendRegistry.get_active_backend()[0] == before
+    assert wan(put).equal(plain)
+
+
 def test_fp8_needs_a_capable_gpu_and_says_so():
     from mora.nodes.video_latent import load_pipeline
 
     with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
         load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
+
+
+def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch):
+    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8."""
+    import sys
+    import types
+
+    import torch
+    from diffusers import WanTransformer3DModel
+
+    from mora.nodes.speed import quantize_fp8
+    from mora.nodes.zoo import build
+
+    chosen: list[str] = []
+
+    def quantize_(module, config, filter_fn):  # torchao's entry point; its FP8 kernels need a Hopper GPU
+        chosen.extend(name for name, m in module.named_modules() if filter_fn(m, name))
+
+    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: None,
+                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: None)
+    monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer",
+                                                  dtype=torch.bfloat16)
+    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": "fp8"})
+    kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in chosen]
+    assert "blocks.0.attn1.to_q" in chosen and "blocks.0.ffn.net.2" in chosen
+    assert kept and all(n.startswith("condition_embedder.time_embedder") for n in kept), kept
+    assert all(model.get_submodule(n).weight.dtype == torch.float32 for n in kept)
 
 
 def test_speed_fast_turns_compile_on_through_the_preset():
