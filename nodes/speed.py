@@ -11,7 +11,8 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   compiling, the weight-independent levers of diffusers' torch.compile guide are applied: the attention's query, key
   and value projections fused into one matrix product (`fuse_qkv_projections`, where the model has it), a
   convolutional model's weights in channels-last memory format, and inductor's `INDUCTOR_FLAGS` (1x1
-  convolutions as matrix products; not max-autotune, whose minutes of tuning every process would pay). The manifest records what was done per module. The compiled modules stay with the
+  convolutions as matrix products; not max-autotune, whose minutes of tuning every process would pay). The log says
+  what was done per module (the manifest records the node's `compile` mode). The compiled modules stay with the
   pipeline, so every later node on it runs compiled; a node asking `off` does not undo that.
   `auto` compiles on CUDA devices, where bench/README.md measured it to pay, and never on CPU or MPS.
   Inductor's, Triton's and the FX graph caches live under `<cache>/compile` (the models directory's

@@ -145,6 +145,9 @@ def test_the_bench_runs_every_task_and_the_detectors_pass_the_truth_and_fail_noi
     assert results["image_to_video"]["direction"] == results["text_to_video"]["direction"] == 0.0
     assert results["connect"]["caption"]["joins"] == results["connect"]["default_prompt"]["joins"] == 0.0
     assert 0 <= results["extend"]["kept_at_end"] <= 1
+    # the ceiling: the renderer's clips through the (random) Wan VAE and back keep no thing in any frame
+    assert (results["vae"]["n"], results["vae"]["kept"], results["vae"]["frames_kept"]) == (1, 0.0, 0.0)
+    assert Image.open(tmp_path / "strips" / "vae_round_trip.png").size == (5 * 66, 66)
     assert Image.open(tmp_path / "strips" / "image_to_video.png").size == (5 * 66, 66)
     assert Image.open(tmp_path / "strips" / "connect_caption.png").size == ((5 + 2) * 66, 66)
     assert "background" in (tmp_path / "strips" / "connect_caption.txt").read_text()
