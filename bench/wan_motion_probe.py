@@ -89,7 +89,7 @@ def inputs(pipe: Any, first_last: bool, stream: wv.ClipStream) -> dict[str, Any]
     finally:
         pipe.transformer.forward = forward
     first = seen[0]
-    ours = {"condition": wv.condition(pipe.vae, video, first_last), "text": text_states(pipe, stream, texts),
+    ours = {"condition": wv.encode_clips(pipe.vae, video, first_last)[1], "text": text_states(pipe, stream, texts),
             "image": image_tokens(pipe, video, first_last)}
     theirs = {"condition": first["hidden_states"][:, wv.Z:], "text": first["encoder_hidden_states"],
               "image": first["encoder_hidden_states_image"]}
@@ -103,9 +103,9 @@ def motion(pipe: Any, first_last: bool, stream: wv.ClipStream, n: int) -> dict[s
     """x0 error on the latent frames after the first, per sigma: the model's, with the flipped caption, and 'still'."""
     moving, still, texts, flipped = clips(n, first_last, 5)
     normalised = lambda p: wv.normalise(pipe.vae, pipe.vae.encode(wv.draw_clips(p)).latent_dist.mode().float())
-    x0, held = normalised(moving), normalised(still)
     video = wv.draw_clips(moving)
-    cond, image = wv.condition(pipe.vae, video, first_last), image_tokens(pipe, video, first_last)
+    (x0, cond), held = wv.encode_clips(pipe.vae, video, first_last), normalised(still)
+    image = image_tokens(pipe, video, first_last)
     text, text_flipped = text_states(pipe, stream, texts), text_states(pipe, stream, flipped)
     later = slice(1, -1) if first_last else slice(1, None)  # frames the model has to make
     err = lambda guess: round(float(((guess - x0)[:, :, later] ** 2).mean()), 4)

@@ -172,13 +172,15 @@ def strip(rows: Sequence[Sequence[np.ndarray]], path: Path, texts: Sequence[str]
 
 # Tasks ------------------------------------------------------------------------------------------------------
 
-def motion_scores(scene: world.Scene, layout: world.Layout, frames: Sequence[np.ndarray]) -> dict[str, bool]:
-    """Direction and kept-in-every-frame for one video of a moving scene (see the module's policy)."""
+def motion_scores(scene: world.Scene, layout: world.Layout, frames: Sequence[np.ndarray]) -> dict[str, Any]:
+    """Direction and kept-in-every-frame for one video of a moving scene (see the module's policy), and "frames": kept
+    or not in each frame where the renderer shows the thing whole."""
     thing = scene.things[0]
     found = detect.kept(frames, thing.colour, thing.shape)
-    kept = all(k for f, k in enumerate(found) if whole(scene, layout, f))
+    where_whole = [k for f, k in enumerate(found) if whole(scene, layout, f)]
     direction = detect.follow(frames, thing.colour, thing.shape).direction == thing.motion
-    return {"direction": direction, "kept": kept, "both": direction and kept}
+    return {"direction": direction, "kept": all(where_whole), "both": direction and all(where_whole),
+            "frames": where_whole}
 
 
 def animate(model: Model, cases: list[tuple[world.Scene, world.Layout, np.ndarray]], frames: int,
@@ -228,9 +230,7 @@ def vae_ceiling(folder: Path, n: int, frames: int, device: str, strips: Path | N
             back = vae.decode(vae.encode(x).latent_dist.mode()).sample.clamp(-1, 1)
         video = list(((back[0].permute(1, 2, 3, 0).cpu().numpy() + 1) * 127.5).round().astype(np.uint8))
         scores.append(motion_scores(scene, layout, video))
-        thing = scene.things[0]
-        found = detect.kept(video, thing.colour, thing.shape)
-        frames_kept += [k for f, k in enumerate(found) if whole(scene, layout, f)]
+        frames_kept += scores[-1]["frames"]
         if i < STRIPS:
             rows.append(video)
             texts.append(captions.caption(scene))

@@ -43,10 +43,12 @@ def as_image(frame: torch.Tensor) -> Image.Image:
 
 
 @pytest.mark.parametrize("first_last", [False, True])
-def test_training_conditioning_equals_the_pipeline_s_prepare_latents(pipe, first_last):
+def test_training_targets_and_conditioning_equal_the_vae_s_and_the_pipeline_s_prepare_latents(pipe, first_last):
     clips = torch.cat([clip(0), clip(1)])
     with torch.no_grad():
-        ours = world_video.condition(pipe.vae, clips, first_last)
+        x0, ours = world_video.encode_clips(pipe.vae, clips, first_last)  # both from one VAE call
+        alone = world_video.normalise(pipe.vae, pipe.vae.encode(clips).latent_dist.mode())
+        torch.testing.assert_close(x0, alone, atol=1e-5, rtol=1e-5)
         for i in range(2):
             image = pipe.video_processor.preprocess(as_image(clips[i, :, 0]), height=64, width=64)
             last = pipe.video_processor.preprocess(as_image(clips[i, :, -1]), height=64, width=64) if first_last else None

@@ -206,22 +206,20 @@ def given_frame_tokens(encoder: Any, clips: torch.Tensor, first_last: bool) -> t
     return torch.stack([image_tokens(encoder, f) for f in frames], 1).flatten(0, 1)
 
 
-def given_video(clips: torch.Tensor, first_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The video the pipeline encodes for its conditioning: the given frames kept, the others black (zero); and
-    which frames those are."""
+def encode_clips(vae: Any, clips: torch.Tensor, first_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a batch of clips (B x 3 x F x H x W): their normalised latents (the denoising target) and their conditioning
+    as `prepare_latents` builds it one video at a time (mask channels, then the latent of the video the pipeline
+    encodes: the first, and for FLF2V the last, frame kept, the others black), in one VAE call (half the kernel
+    launches of two; the same latents, per clip). The posterior's mode, as the pipeline encodes its conditioning."""
     f = clips.shape[2]
     keep = torch.zeros(f, dtype=torch.bool, device=clips.device)
     keep[0] = True
     if first_last:
         keep[-1] = True
-    return clips * keep.view(1, 1, f, 1, 1), keep
-
-
-def condition(vae: Any, clips: torch.Tensor, first_last: bool) -> torch.Tensor:
-    """Mask channels and the normalised latent of the first (and last) frame, as `prepare_latents` builds them
-    one video at a time, for a batch of clips (B x 3 x F x H x W)."""
-    video, keep = given_video(clips, first_last)
-    return with_mask(normalise(vae, vae.encode(video.to(vae.dtype)).latent_dist.mode().float()), keep, vae)
+    video = clips * keep.view(1, 1, f, 1, 1)
+    both = vae.encode(torch.cat([clips, video]).to(vae.dtype)).latent_dist.mode().float()
+    x0, given = normalise(vae, both).chunk(2)
+    return x0, with_mask(given, keep, vae)
 
 
 def with_mask(latent: torch.Tensor, keep: torch.Tensor, vae: Any) -> torch.Tensor:
@@ -270,10 +268,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
             # the posterior's mode, as the pipeline encodes its conditioning frames: a small world VAE keeps a wide
             # posterior (std 0.35 against latents of std ~1.2 after a 3-minute run), and sampled targets taught the
             # transformer that noise (2026-11-26: its loss on the given first frame stayed at the others' level)
-            # the clip and its conditioning video in one encode (half the VAE's kernel launches, the same latents)
-            video, keep = given_video(clips, first_last)
-            x0, given = normalise(vae, vae.encode(torch.cat([clips, video])).latent_dist.mode().float()).chunk(2)
-            cond = with_mask(given, keep, vae)
+            x0, cond = encode_clips(vae, clips, first_last)
         sigma = flow_sigmas(x0.shape[0], device).view(-1, 1, 1, 1, 1)
         noise = torch.randn_like(x0)
         noisy = (1 - sigma) * x0 + sigma * noise
