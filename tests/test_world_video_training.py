@@ -18,7 +18,7 @@ from training import world_video
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module", params=[4, 2], ids=["temporal4", "temporal2"])
+@pytest.fixture(scope="module", params=[4, 2, 1], ids=["temporal4", "temporal2", "temporal1"])
 def pipe(request):
     from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 
@@ -104,6 +104,25 @@ def test_the_training_commands_save_pipelines_that_load_and_make_video(tmp_path)
                   output_type="np").frames[0]
     assert frames.shape == (5, 64, 64, 3)
     assert pipe.transformer.config.pos_embed_seq_len == 2 * world_video.IMAGE_TOKENS
+
+
+def test_vae_image_share_trains_on_each_frame_alone_then_on_clips(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKLWan
+
+    seen: list[tuple[int, int]] = []
+    encode = AutoencoderKLWan.encode
+
+    def spy(self, x, *args, **kwargs):
+        seen.append((x.shape[0], x.shape[2]))  # (videos, frames) of each encode
+        return encode(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKLWan, "encode", spy)
+    world_video.main(["vae", "--temporal", "1", "--image-share", "0.5", "--steps", "4", "--batch", "1",
+                      "--workers", "0", "--out", str(tmp_path / "vae")])
+    frames = world_video.FRAMES
+    assert seen[:4] == [(frames, 1), (frames, 1), (1, frames), (1, frames)]  # half the steps frames alone, then clips
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae")
+    assert vae.config.scale_factor_temporal == 1 and vae.config.temperal_downsample == [False, False]
 
 
 def test_svd_training_image_embeddings_equal_the_pipeline_s_encode_image():

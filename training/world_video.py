@@ -116,11 +116,11 @@ class ClipStream(IterableDataset):
 # VAE --------------------------------------------------------------------------------------------------------
 
 def vae_model(temporal: int = 4) -> Any:
-    """The world's Wan VAE: 4x smaller frames, and `temporal` (4 or 2) frames to a latent frame after the first."""
+    """The world's Wan VAE: 4x smaller frames, and `temporal` (4, 2 or 1) frames to a latent frame after the first."""
     from diffusers import AutoencoderKLWan
 
     return AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[temporal == 4, True], latents_mean=[0.0] * Z,
+                            temperal_downsample=[temporal == 4, temporal > 1], latents_mean=[0.0] * Z,
                             latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
 
 
@@ -133,7 +133,10 @@ def train_vae(args: argparse.Namespace) -> None:
     data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, list(vae.parameters()), args.lr or 1e-3)
     for step in run.steps():
-        x = draw_clips(run.next(data).to(device, non_blocking=True))
+        p = run.next(data).to(device, non_blocking=True)
+        if run.progress(step) < args.image_share:  # each frame alone: the spatial code at 17x the frames of a step
+            p = p.reshape(-1, 1, PARAMS)
+        x = draw_clips(p)
         with autocast(device):
             post = vae.encode(x).latent_dist
             rec = vae.decode(post.sample()).sample
@@ -311,9 +314,13 @@ DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
 
 
 def main(argv: list[str] | None = None) -> None:
-    temporal = lambda p: p.add_argument("--temporal", type=int, choices=(2, 4), default=4,
-                                        help="vae: frames to a latent frame (Wan's 4; 2 keeps fast motion sharper)")
-    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv, temporal)
+    def vae_options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
+                            help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)")
+        parser.add_argument("--image-share", type=float, default=0.0,
+                            help="vae: share of the run that trains on single frames before clips")
+
+    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv, vae_options)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
