@@ -125,6 +125,14 @@ def test_vae_image_share_trains_on_each_frame_alone_then_on_clips(tmp_path, monk
     assert vae.config.scale_factor_temporal == 1 and vae.config.temperal_downsample == [False, False]
 
 
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "half"])
+def test_an_image_share_outside_0_to_1_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as stop:
+        world_video.main(["vae", "--image-share", value, "--out", "unused"])
+    assert stop.value.code == 2
+    assert "--image-share" in capsys.readouterr().err
+
+
 def test_svd_training_image_embeddings_equal_the_pipeline_s_encode_image():
     from diffusers import StableVideoDiffusionPipeline
 

@@ -313,11 +313,19 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
 DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
 
 
+def share(text: str) -> float:
+    """A share of a run, 0 to 1, as argparse reads it (anything else is a usage error, not a silent clamp)."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     def vae_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
                             help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)")
-        parser.add_argument("--image-share", type=float, default=0.0,
+        parser.add_argument("--image-share", type=share, default=0.0,
                             help="vae: share of the run that trains on single frames before clips")
 
     args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv, vae_options)
