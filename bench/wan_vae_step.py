@@ -14,16 +14,13 @@ from typing import Any
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from training.world import loader, reconstruction_loss
-from training.world_video import ClipStream, draw_clips, vae_model
+from training.world import loader
+from training.world_video import ClipStream, draw_clips, vae_loss, vae_model
 
 
 def train_step(vae: Any, opt: torch.optim.Optimizer, x: torch.Tensor, bf16: bool) -> None:
-    """One step exactly as `training.world_video vae` takes it."""
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-        post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
-    loss = reconstruction_loss(rec.float(), x) + 1e-6 * post.kl().mean()
+    """One step of `training.world_video vae`'s loss (its clipping and schedule aside)."""
+    loss = vae_loss(vae, x, torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()

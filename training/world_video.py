@@ -124,6 +124,15 @@ def vae_model(temporal: int = 4) -> Any:
                             latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
 
 
+def vae_loss(vae: Any, x: torch.Tensor, precision: Any) -> torch.Tensor:
+    """The VAE's training loss on clips `x`: thing-weighted reconstruction of a posterior sample, a touch of KL; the
+    encode and decode under `precision` (an autocast context; bench/wan_vae_step.py times the same loss)."""
+    with precision:
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+    return reconstruction_loss(rec.float(), x) + 1e-6 * post.kl().mean()
+
+
 def train_vae(args: argparse.Namespace) -> None:
     from diffusers import AutoencoderKLWan
 
@@ -136,13 +145,7 @@ def train_vae(args: argparse.Namespace) -> None:
         p = run.next(data).to(device, non_blocking=True)
         if run.progress(step) < args.image_share:  # each frame alone: the spatial code at 17x the frames of a step
             p = p.reshape(-1, 1, PARAMS)
-        x = draw_clips(p)
-        with autocast(device):
-            post = vae.encode(x).latent_dist
-            rec = vae.decode(post.sample()).sample
-        rec = rec.float()
-        loss = reconstruction_loss(rec, x) + 1e-6 * post.kl().mean()
-        run.update(step, loss)
+        run.update(step, vae_loss(vae, draw_clips(p), autocast(device)))
     vae.eval()
     with torch.no_grad():  # per-channel latent statistics, the normalisation Wan's pipelines apply
         x = torch.cat([draw_clips(next(data).to(device)) for _ in range(4)])
