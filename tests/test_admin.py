@@ -37,6 +37,12 @@ def test_validate_accepts_a_good_graph_and_refuses_a_bad_one(write_graph, capsys
     assert status == 2 and "node 'styled', field 'agent': unknown agent type 'style_cu'" in err
 
 
+def test_agents_refuses_an_unknown_name_with_the_closest_ones(capsys):
+    status, out, err = run_admin(capsys, "agents", "text_to_imag")
+    assert (status, out) == (2, "")
+    assert "unknown agent type 'text_to_imag'; did you mean text_to_image" in err
+
+
 def test_agents_lists_ports_and_parameters(capsys):
     status, out, _ = run_admin(capsys, "agents", "text_to_image")
     assert status == 0

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mora.engine.errors import ModelNotFoundError, MoraError
+from mora.engine.errors import ModelNotFoundError, MoraError, did_you_mean
 from mora.engine.execution import models
 from mora.engine.execution.model_loader import model_loader
 from mora.engine.frontends.guard import guarded
@@ -81,9 +81,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_agents(args: argparse.Namespace) -> int:
     from mora.engine.graph.registry import default_registry
 
-    for agent in default_registry():
-        if args.name and agent.type != args.name:
-            continue
+    registry = default_registry()
+    chosen = registry.get(args.name) if args.name else None
+    if args.name and chosen is None:
+        raise MoraError(f"unknown agent type {args.name!r}" + did_you_mean(args.name, registry.names()))
+    for agent in [chosen] if chosen else registry:
         model = f", model role: {agent.model_role}" if agent.model_role else ""
         print(f"{agent.type} (v{agent.version}{model}) - {agent.description}")
         for port in agent.inputs:
