@@ -1,7 +1,9 @@
-"""The world training command lines refuse bad values and folders up front: a usage error (exit 2) naming the option,
-never a value silently replaced by a default, nor a traceback from deep inside diffusers or the DataLoader."""
+"""The world training and bench command lines refuse bad values, folders and output paths up front (training/cli.py):
+a usage error (exit 2) naming the option, never a value silently replaced by a default, a traceback from deep inside
+diffusers or the DataLoader, nor a finished benchmark whose results cannot be written."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -113,3 +115,33 @@ def test_the_usage_error_says_what_range_is_wanted(capsys, tmp_path):
     assert "argument --lr: 0 is not above 0" in refused(capsys, world.main, "lm", "--out", "o", "--lr", "0")
     assert "argument --image-share: 2 is not from 0 to 1" in refused(capsys, world_video.main, "vae", "--out", "o",
                                                                        "--image-share", "2")
+
+
+def world_quality():
+    spec = importlib.util.spec_from_file_location("world_quality", ROOT / "bench" / "world_quality.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--n", "1"], "argument --n: 1 is not at least 2"), (["--n", "0"], "argument --n: 0 is not at least 2"),
+    (["--steps", "0"], "argument --steps: must be >= 1, got 0 (the `steps` parameter's bounds)"),
+    (["--guidance", "inf"], "argument --guidance: must be a finite number"),
+    (["--image-guidance", "-1"], "argument --image-guidance: must be >= 0.0"),
+    (["--device", "banana"], "argument --device: 'banana' is not a torch device"),
+    (["--device", "cuda:99"], "argument --device: 'cuda:99'"),
+    (["--json", "{tmp}"], "argument --json: {tmp} is a directory, not a file"),
+    (["--json", "{tmp}/missing/out.json"],
+     "argument --json: {tmp}/missing/out.json: folder {tmp}/missing does not exist"),
+    (["--grids", "{tmp}/a_file/grids"], "--grids {tmp}/a_file/grids: "),
+    (["--weights", "{tmp}/missing", "--only", "edit"], "--weights {tmp}/missing: pix2pix: no such folder"),
+    (["--weights", "{tmp}/w", "--only", "prompt"],
+     "--weights {tmp}/w: prompt_lm: holds a StableDiffusionPipeline, not a Qwen2ForCausalLM"),
+])
+def test_the_world_quality_bench_refuses_bad_arguments_before_loading_anything(capsys, tmp_path, argv, says):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "w" / "prompt_lm").mkdir(parents=True)
+    (tmp_path / "w" / "prompt_lm" / "config.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    err = refused(capsys, world_quality().main, *[a.format(tmp=tmp_path) for a in argv])
+    assert says.format(tmp=tmp_path) in err and "Traceback" not in err

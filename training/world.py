@@ -24,7 +24,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mora.engine.frontends.guard import guarded
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
+from training.cli import bounded, folder_problem, writable_folder
 
 SIZE = 64
 TEXT_POSITIONS = 32
@@ -477,39 +477,6 @@ RECIPES = {"vae": Recipe(3000, 128), "lm": Recipe(3000, 128),
            "pix2pix": Recipe(6000, 256, vae="AutoencoderKL", init="StableDiffusionInstructPix2PixPipeline")}
 
 
-def bounded(kind: Callable[[str], Any], low: float, high: float = math.inf,
-            above: bool = False) -> Callable[[str], Any]:
-    """An argparse type: `kind` of the text, finite, from `low` (or, with `above`, over it) to `high`; anything else
-    is a usage error naming the option, never a value a run silently replaces or fails on deep inside."""
-    def read(text: str) -> Any:
-        value = kind(text)  # a ValueError is argparse's "invalid int value: 'x'"
-        if not math.isfinite(value) or value < low or (above and value == low) or value > high:
-            wanted = f"from {low} to {high}" if math.isfinite(high) else f"above {low}" if above else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{text} is not {wanted}")
-        return value
-
-    read.__name__ = getattr(kind, "__name__", "value")
-    return read
-
-
-def folder_problem(folder: Path, cls: str) -> str | None:
-    """Why `folder` is not a saved `cls` (a pipeline's model_index.json or a model's config.json names its class), or
-    None: checked before a model is built, so a wrong folder is one line, not a traceback from deep in diffusers."""
-    config = folder / ("model_index.json" if cls.endswith("Pipeline") else "config.json")
-    if not folder.is_dir():
-        return "not a folder" if folder.exists() else "no such folder"
-    try:
-        saved = json.loads(config.read_text())
-    except FileNotFoundError:
-        if (folder / "model_index.json").exists():  # every non-pipeline folder these scripts read is a VAE
-            return f"holds a pipeline, not a {cls} (its VAE is {folder / 'vae'})"
-        return f"holds no {config.name}, so no saved {cls}"
-    except (OSError, ValueError) as e:
-        return f"{config.name} cannot be read ({e})"
-    found = saved.get("_class_name") if isinstance(saved, dict) else None
-    return None if found == cls else f"holds a {found or 'folder of unknown kind'}, not a {cls}"
-
-
 def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] | None,
                extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
     """The command line every world training script shares: a model, where to save, and the run's budget (and a
@@ -540,12 +507,8 @@ def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] 
             parser.error(f"`{args.model}` takes no --{option}")
         if given and cls and (problem := folder_problem(Path(given), cls)):
             parser.error(f"--{option} {given}: {problem}")
-    try:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        parser.error(f"--out {args.out}: {e.strerror or e}")
-    if not os.access(args.out, os.W_OK | os.X_OK):
-        parser.error(f"--out {args.out}: not writable")
+    if problem := writable_folder(Path(args.out)):
+        parser.error(f"--out {args.out}: {problem}")
     return args
 
 

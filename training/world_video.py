@@ -27,6 +27,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from mora.engine.frontends.guard import guarded
 from mora.nodes.world import scene as world
+from training.cli import bounded
 from training.world import (
     PARAMS,
     SIZE,
@@ -34,7 +35,6 @@ from training.world import (
     Recipe,
     Run,
     autocast,
-    bounded,
     draw,
     loader,
     parse_args,
