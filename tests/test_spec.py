@@ -362,6 +362,12 @@ def test_several_problems_are_reported_together(write_graph, graph_problems, reg
     assert f"{path}:3: node 'b', field 'params.value'" in text
 
 
+def test_an_empty_list_of_requested_outputs_is_refused_not_a_run_that_does_nothing(write_graph, graph_problems):
+    path = write_graph({"nodes": {"a": {"agent": "t_source"}}, "outputs": OK_OUTPUTS})
+    p = only(graph_problems(path, outputs=[]))
+    assert (p.field, p.message) == ("outputs", "no outputs requested; outputs are ['out']")
+
+
 def test_unknown_requested_output(write_graph, graph_problems):
     path = write_graph({"nodes": {"a": {"agent": "t_source"}}, "outputs": OK_OUTPUTS})
     p = only(graph_problems(path, outputs=["nope"]))

@@ -168,6 +168,9 @@ def output_problems(spec: GraphSpec, outputs: dict[str, Source], wanted: list[st
             del outputs[name]
     for name, problem in output_name_problems({n: src.type for n, src in outputs.items()}).items():
         problems.append(Problem(spec.file, problem, field=f"outputs.{name}", line=spec.output_lines.get(name)))
+    if not wanted and spec.outputs:  # `outputs=[]`: a run that would do nothing and report success
+        problems.append(Problem(spec.file, f"no outputs requested; outputs are {sorted(spec.outputs)}",
+                                field="outputs"))
     for name in wanted:
         if name not in spec.outputs:
             problems.append(Problem(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}"
