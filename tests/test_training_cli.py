@@ -90,6 +90,18 @@ def test_the_right_folders_and_defaults_are_accepted(tmp_path):
     assert (args.steps, args.batch, args.max_minutes) == (6000, 256, 0.0) and (tmp_path / "out").is_dir()
 
 
+def test_an_out_that_is_the_folder_the_run_reads_is_refused_and_left_as_it_was(capsys, tmp_path):
+    folders = make_folders(tmp_path)
+    before = (folders["sd"] / "model_index.json").read_text()
+    err = refused(capsys, world.main, "sd", "--vae", str(folders["sd_vae"]), "--init", str(folders["sd"]),
+                  "--out", f"{folders['sd']}/")
+    assert "is the --init folder" in err
+    err = refused(capsys, world.main, "sd", "--vae", str(folders["sd_vae"]), "--out", str(folders["sd_vae"]))
+    assert "is the --vae folder" in err
+    assert (folders["sd"] / "model_index.json").read_text() == before and sorted(os.listdir(folders["sd"])) == [
+        "model_index.json"]
+
+
 def test_an_out_that_is_a_file_or_cannot_be_written_is_a_usage_error(capsys, tmp_path):
     (tmp_path / "a_file").write_text("kept")
     assert "--out " in refused(capsys, world.main, "lm", "--out", str(tmp_path / "a_file"))

@@ -507,6 +507,10 @@ def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] 
             parser.error(f"`{args.model}` takes no --{option}")
         if given and cls and (problem := folder_problem(Path(given), cls)):
             parser.error(f"--{option} {given}: {problem}")
+    for option in ("vae", "init"):
+        given = getattr(args, option)
+        if given and Path(given).resolve() == Path(args.out).resolve():
+            parser.error(f"--out {args.out} is the --{option} folder: saving would overwrite what the run reads")
     if problem := writable_folder(Path(args.out)):
         parser.error(f"--out {args.out}: {problem}")
     return args
