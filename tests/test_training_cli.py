@@ -75,6 +75,8 @@ def make_folders(tmp_path: Path) -> dict[str, Path]:
     (world_video, ["vae", "--init", "{empty}"], "holds no config.json, so no saved AutoencoderKLWan"),
     (world_svd, ["svd", "--vae", "{wan_vae}"], "holds a AutoencoderKLWan, not a AutoencoderKLTemporalDecoder"),
     (world_svd, ["vae", "--init", "{wan_vae}"], "`vae` takes no --init"),
+    (world_video, ["i2v", "--vae", "{wan_vae}", "--temporal", "2"], "`i2v` takes no --temporal"),  # the VAE's is used
+    (world_video, ["flf", "--vae", "{wan_vae}", "--image-share", "0.5"], "`flf` takes no --image-share"),
 ])
 def test_a_wrong_folder_is_a_usage_error_naming_the_option_and_what_it_holds(capsys, tmp_path, script, argv, says):
     folders = make_folders(tmp_path)

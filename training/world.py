@@ -470,6 +470,8 @@ class Recipe:
     """Class of the `--vae` folder it needs (None: it takes no --vae)."""
     init: str | None = None
     """Class of a folder `--init` goes on from (None: it always starts afresh, so --init is refused)."""
+    reads: tuple[str, ...] = ()
+    """The script's own options (`parse_args`'s `extra`) this model reads; another model refuses them, set."""
 
 
 RECIPES = {"vae": Recipe(3000, 128), "lm": Recipe(3000, 128),
@@ -478,12 +480,13 @@ RECIPES = {"vae": Recipe(3000, 128), "lm": Recipe(3000, 128),
 
 
 def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] | None,
-               extra: Callable[[argparse.ArgumentParser], Any] | None = None) -> argparse.Namespace:
+               extra: Callable[[argparse.ArgumentParser], list[argparse.Action]] | None = None
+               ) -> argparse.Namespace:
     """The command line every world training script shares: a model, where to save, and the run's budget (and a
-    script's own options, added by `extra`). Every value and folder is checked here, before anything is built."""
+    script's own options, which `extra` adds and returns). Every value and folder is checked here, before anything is
+    built; an option the chosen model would ignore is refused, not silently dropped."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    if extra:
-        extra(parser)
+    own = extra(parser) if extra else []
     parser.add_argument("model", choices=sorted(recipes))
     parser.add_argument("--out", required=True, help="folder to save_pretrained into")
     needs_vae = [m for m, r in recipes.items() if r.vae]
@@ -501,6 +504,9 @@ def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] 
     args.batch = recipe.batch if args.batch is None else args.batch
     if recipe.vae and not args.vae:
         parser.error(f"`{args.model}` needs --vae (the folder `vae` wrote)")
+    for action in own:
+        if getattr(args, action.dest) != action.default and action.dest not in recipe.reads:
+            parser.error(f"`{args.model}` takes no {action.option_strings[0]}")
     for option, cls in (("vae", recipe.vae), ("init", recipe.init)):
         given = getattr(args, option)
         if given and not cls:

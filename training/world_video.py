@@ -317,17 +317,17 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"WanImageToVideoPipeline -> {out}")
 
 
-RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan"),
+RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
 
 
 def main(argv: list[str] | None = None) -> None:
-    def vae_options(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
-                            help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)")
-        parser.add_argument("--image-share", type=bounded(float, 0, 1), default=0.0,
-                            help="vae: share of the run that trains on single frames before clips")
+    def vae_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+        return [parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
+                                    help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)"),
+                parser.add_argument("--image-share", type=bounded(float, 0, 1), default=0.0,
+                                    help="vae: share of the run that trains on single frames before clips")]
 
     args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
