@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,8 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mora.engine.frontends.guard import guarded
+from mora.nodes.image_edit import AGENT as EDIT
+from mora.nodes.text_to_image import AGENT as T2I
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
+from training.cli import bounded, device, folder_problem, like, writable_file, writable_folder
 
 DEVICE = "cpu"
 """Where the pipelines run (`--device`); seeds are drawn on the CPU either way."""
@@ -227,22 +232,28 @@ def prompt(folder: Path, n: int) -> dict:
     return {"n": n, **result, "examples": examples}
 
 
-def main() -> None:
+FOLDERS = {"t2i": ("sd", "StableDiffusionPipeline"), "edit": ("pix2pix", "StableDiffusionInstructPix2PixPipeline"),
+           "prompt": ("prompt_lm", "Qwen2ForCausalLM")}
+"""The folder under `--weights` each task loads, and the class it must hold."""
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=Path(world.__file__).parent / "weights")
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=7.5)
-    parser.add_argument("--image-guidance", type=float, default=1.5)
+    parser.add_argument("--n", type=bounded(int, 2), default=200, help="held-out scenes per task (at least 2)")
+    parser.add_argument("--steps", type=like(T2I.param("steps")), default=20)
+    parser.add_argument("--guidance", type=like(T2I.param("guidance")), default=7.5)
+    parser.add_argument("--image-guidance", type=like(EDIT.param("image_guidance")), default=1.5)
     parser.add_argument("--only", choices=("t2i", "edit", "prompt"), action="append")
-    parser.add_argument("--device", default="cpu", help="torch device for the image pipelines (e.g. cuda)")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="torch device for the image pipelines (e.g. cuda)")
+    parser.add_argument("--json", type=writable_file)
     parser.add_argument("--grids", type=Path, help="folder for PNG sheets of what was generated (look at them)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     global DEVICE
     DEVICE = args.device
-    if args.grids:
-        args.grids.mkdir(parents=True, exist_ok=True)
+    if args.grids and (problem := writable_folder(args.grids)):
+        parser.error(f"--grids {args.grids}: {problem}")
     only = set(args.only or ("t2i", "edit", "prompt"))
     results: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__}
     tasks = {"t2i": ("text_to_image", lambda: text_to_image(args.weights / "sd", args.n, args.steps, args.guidance,
@@ -250,6 +261,10 @@ def main() -> None:
              "edit": ("image_edit", lambda: image_edit(args.weights / "pix2pix", args.n, args.steps, args.guidance,
                                                        args.image_guidance, args.grids)),
              "prompt": ("prompt", lambda: prompt(args.weights / "prompt_lm", args.n))}
+    for key in [k for k in FOLDERS if k in only]:  # every folder asked for, checked before the first task runs
+        sub, cls = FOLDERS[key]
+        if problem := folder_problem(args.weights / sub, cls):
+            parser.error(f"--weights {args.weights}: {sub}: {problem} (--only picks the tasks)")
     for key, (name, fn) in tasks.items():
         if key not in only:
             continue
@@ -262,4 +277,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("bench/world_quality.py", main))

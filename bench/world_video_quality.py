@@ -62,16 +62,19 @@ from PIL import Image
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))  # training/ is not installed; last: an installed mora wins
 
+from mora.engine.frontends.guard import guarded
 from mora.nodes.connect_videos import AGENT as CONNECT
 from mora.nodes.connect_videos import DEFAULT_PROMPT
 from mora.nodes.decode_video import AGENT as DECODE
 from mora.nodes.decode_video import decode
 from mora.nodes.image_to_video import AGENT as I2V
 from mora.nodes.image_to_video import generate
+from mora.nodes.text_to_image import AGENT as T2I
 from mora.nodes.video_latent import family
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 from training import world_svd, world_video
+from training.cli import bounded, device, folder_problem, like, writable_file, writable_folder
 
 SIZE = 64
 PX = 4.0
@@ -392,30 +395,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, default=Path(world.__file__).parent / "weights",
                         help="folder with wan_i2v, wan_flf and/or svd")
-    parser.add_argument("--n", type=int, default=100, help="held-out scenes per task")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps (the preset's video_steps)")
-    parser.add_argument("--frames", type=int, default=world_video.FRAMES, help="frames of a Wan clip (4k+1)")
-    parser.add_argument("--svd-frames", type=int, default=world_svd.FRAMES, help="frames of an SVD clip")
-    parser.add_argument("--extensions", type=int, default=8, help="clips in an extend_video chain")
-    parser.add_argument("--guidance", type=float, default=I2V.param("guidance").default, help="Wan guidance")
+    parser.add_argument("--n", type=bounded(int, 1), default=100, help="held-out scenes per task")
+    parser.add_argument("--steps", type=like(I2V.param("steps")), default=20,
+                        help="denoising steps (the preset's video_steps)")
+    parser.add_argument("--frames", type=like(I2V.param("frames")), default=world_video.FRAMES,
+                        help="frames of a Wan clip (4k+1)")
+    parser.add_argument("--svd-frames", type=like(I2V.param("frames")), default=world_svd.FRAMES,
+                        help="frames of an SVD clip")
+    parser.add_argument("--extensions", type=bounded(int, 1), default=8, help="clips in an extend_video chain")
+    parser.add_argument("--guidance", type=like(I2V.param("guidance")), default=I2V.param("guidance").default,
+                        help="Wan guidance")
     parser.add_argument("--compile", default=I2V.param("compile").default, choices=I2V.param("compile").choices,
                         help="the agents' own `compile` parameter (auto: on for CUDA), for the video pipelines")
     parser.add_argument("--keyframes", type=Path, default=Path(world.__file__).parent / "weights" / "sd",
                         help="text_to_image pipeline for text_to_video's keyframes (skipped if absent)")
-    parser.add_argument("--keyframe-steps", type=int, default=20)
-    parser.add_argument("--keyframe-guidance", type=float, default=7.5)
+    parser.add_argument("--keyframe-steps", type=like(T2I.param("steps")), default=20)
+    parser.add_argument("--keyframe-guidance", type=like(T2I.param("guidance")),
+                        default=7.5)
     parser.add_argument("--only", action="append",
                         choices=("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd", "vae"))
-    parser.add_argument("--device", default="cpu", help="torch device (e.g. cuda)")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (e.g. cuda)")
     parser.add_argument("--vae", type=Path, help="the Wan VAE for `--only vae` (default: W/wan_i2v/vae)")
-    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--json", type=writable_file, help="write the results here")
     parser.add_argument("--strips", type=Path, help="folder for PNG frame strips of the first samples (look at them)")
     args = parser.parse_args(argv)
-    if min(args.n, args.steps, args.extensions, args.svd_frames - 1) < 1 or (args.frames - 1) % 4:
-        parser.error(f"`--n`, `--steps` and `--extensions` must be at least 1, `--svd-frames` at least 2 and `--frames` "
-                     f"4k+1 (Wan), but are {args.n}, {args.steps}, {args.extensions}, {args.svd_frames} and {args.frames}")
-    if args.strips:
-        args.strips.mkdir(parents=True, exist_ok=True)
+    if (args.frames - 1) % 4:
+        parser.error(f"argument --frames: {args.frames} is not 4k+1 (Wan: 5, 9, 13, 17, ...)")
+    if args.vae and (problem := folder_problem(args.vae, "AutoencoderKLWan")):
+        parser.error(f"--vae {args.vae}: {problem}")
+    if args.strips and (problem := writable_folder(args.strips)):
+        parser.error(f"--strips {args.strips}: {problem}")
     only = set(args.only or ("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd", "vae"))
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
                                "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
@@ -466,4 +475,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("bench/world_video_quality.py", lambda: main() and 0))  # results are printed; status 0

@@ -37,6 +37,47 @@ def test_validate_accepts_a_good_graph_and_refuses_a_bad_one(write_graph, capsys
     assert status == 2 and "node 'styled', field 'agent': unknown agent type 'style_cu'" in err
 
 
+IMAGE_GRAPH = {
+    "inputs": {"image": {"type": "image"}},
+    "nodes": {"small": {"agent": "image_resize", "in": {"image": {"input": "image"}}}},
+    "outputs": {"small": {"from": "small.image"}},
+}
+VIDEO_GRAPH = {
+    "inputs": {"clip": {"type": "video"}},
+    "nodes": {"last": {"agent": "frame_pick", "in": {"video": {"input": "clip"}}}},
+    "outputs": {"last": {"from": "last.image"}},
+}
+
+
+@pytest.mark.parametrize("content, says", [
+    (None, "image file does not exist"), (b"", "empty"), (b"not an image", "not a readable image")])
+def test_validate_reads_input_files_as_a_run_does_and_stores_nothing(write_graph, capsys, tmp_path, cache_dir,
+                                                                      content, says):
+    from PIL import Image
+
+    graph = str(write_graph(IMAGE_GRAPH))
+    Image.new("RGB", (61, 37), "red").save(tmp_path / "good.png")
+    status, out, _ = run_admin(capsys, "validate", graph, "-i", f"image={tmp_path / 'good.png'}")
+    assert status == 0 and "ok" in out
+    bad = tmp_path / "bad.png"
+    if content is not None:
+        bad.write_bytes(content)
+    status, out, err = run_admin(capsys, "validate", graph, "-i", f"image={bad}")
+    assert (status, out) == (2, "")
+    assert f"node 'small', field 'in.image': {bad}" in err and says in err
+    (tmp_path / "clip.mp4").write_bytes(b"garbage")
+    status, _, err = run_admin(capsys, "validate", str(write_graph(VIDEO_GRAPH, "video.yaml")),
+                               "-i", f"clip={tmp_path / 'clip.mp4'}")
+    assert status == 2 and "node 'last', field 'in.video'" in err
+    assert not cache_dir.exists()  # checking stores nothing in the cache
+
+
+def test_agents_refuses_an_unknown_name_with_the_closest_ones(capsys):
+    status, out, err = run_admin(capsys, "agents", "text_to_imag")
+    assert (status, out) == (2, "")
+    assert "unknown agent type 'text_to_imag'; did you mean text_to_image" in err
+
+
 def test_agents_lists_ports_and_parameters(capsys):
     status, out, _ = run_admin(capsys, "agents", "text_to_image")
     assert status == 0

@@ -261,6 +261,18 @@ def test_empty_path_for_a_file_input(write_graph, graph_problems):
     assert p.field == "inputs.clip" and "expected a file path, got an empty string" in p.message
 
 
+@pytest.mark.parametrize("graph, name, value, says", [
+    (IMAGE_GRAPH, "picture", "bad\udcffname.png", "the file path 'bad\\udcffname.png' holds bytes that are not UTF-8"),
+    (VIDEO_GRAPH, "clip", "\udcc3clip.mp4", "rename the file"),
+    (INPUTS_GRAPH, "prompt", "a fox \udcff", "the text 'a fox \\udcff' holds bytes that are not UTF-8"),
+])
+def test_undecodable_bytes_from_the_command_line_are_refused_before_the_run(write_graph, graph_problems, graph, name,
+                                                                             value, says):
+    """Bytes the system could not decode reach Python as surrogate escapes: they ran, then the manifest failed."""
+    [p] = graph_problems(write_graph(graph), {name: value})
+    assert p.field == f"inputs.{name}" and says in p.message
+
+
 def test_list_typed_graph_input_takes_a_list(write_graph, registry):
     path = write_graph({"inputs": {"clips": {"type": "list[video]"}},
                         "nodes": {"j": {"agent": "video_concat", "in": {"videos": {"input": "clips"}}}},

@@ -174,8 +174,13 @@ def test_the_bench_makes_the_very_video_the_image_to_video_agent_makes(weights, 
     np.testing.assert_array_equal(video, decode(model.pipe, "wan", latents, 5, 8)[0])
 
 
-@pytest.mark.parametrize(("args", "named"), [(["--frames", "6"], "`--frames` 4k+1"), (["--n", "0"], "are 0,"),
-                                             (["--only", "svd"], "holds no pipeline")])
+@pytest.mark.parametrize(("args", "named"), [
+    (["--frames", "6"], "--frames: 6 is not 4k+1"), (["--frames", "-3"], "--frames: must be >= 2, got -3"),
+    (["--n", "0"], "--n: 0 is not at least 1"), (["--steps", "0"], "--steps: must be >= 1"),
+    (["--svd-frames", "1"], "--svd-frames: must be >= 2"), (["--guidance", "nan"], "--guidance: must be a finite"),
+    (["--keyframe-steps", "-1"], "--keyframe-steps: must be >= 1"), (["--device", "banana"], "not a torch device"),
+    (["--json", "/nonexistent/results.json"], "--json: /nonexistent/results.json: folder /nonexistent does not exist"),
+    (["--vae", "/nonexistent"], "--vae /nonexistent: no such folder"), (["--only", "svd"], "holds no pipeline")])
 def test_the_bench_refuses_bad_arguments_and_an_empty_weights_folder_with_exit_2(bench, tmp_path, capsys, args, named):
     with pytest.raises(SystemExit) as stop:
         bench.main(["--weights", str(tmp_path), *args])

@@ -20,9 +20,11 @@ step-bound, so with a given `--steps` and `--seed` it repeats).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,8 +34,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from mora.engine.frontends.guard import guarded
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
+from training.cli import bounded, folder_problem, writable_folder
 
 SIZE = 64
 TEXT_POSITIONS = 32
@@ -456,41 +460,73 @@ def train_lm(args: argparse.Namespace) -> None:
     print(f"Qwen2ForCausalLM -> {out}")
 
 
-DEFAULTS = {"vae": (3000, 128), "sd": (6000, 256), "pix2pix": (6000, 256), "lm": (3000, 128)}
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What one model's command line takes: its default budget, and the diffusers class of each folder it reads."""
+
+    steps: int
+    batch: int
+    vae: str | None = None
+    """Class of the `--vae` folder it needs (None: it takes no --vae)."""
+    init: str | None = None
+    """Class of a folder `--init` goes on from (None: it always starts afresh, so --init is refused)."""
+    reads: tuple[str, ...] = ()
+    """The script's own options (`parse_args`'s `extra`) this model reads; another model refuses them, set."""
 
 
-def parse_args(prog: str, doc: str, defaults: dict[str, tuple[int, int]], needs_vae: tuple[str, ...],
-               argv: list[str] | None, extra: Callable[[argparse.ArgumentParser], Any] | None = None
+RECIPES = {"vae": Recipe(3000, 128), "lm": Recipe(3000, 128),
+           "sd": Recipe(6000, 256, vae="AutoencoderKL", init="StableDiffusionPipeline"),
+           "pix2pix": Recipe(6000, 256, vae="AutoencoderKL", init="StableDiffusionInstructPix2PixPipeline")}
+
+
+def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] | None,
+               extra: Callable[[argparse.ArgumentParser], list[argparse.Action]] | None = None
                ) -> argparse.Namespace:
     """The command line every world training script shares: a model, where to save, and the run's budget (and a
-    script's own options, added by `extra`)."""
+    script's own options, which `extra` adds and returns). Every value and folder is checked here, before anything is
+    built; an option the chosen model would ignore is refused, not silently dropped."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
-    if extra:
-        extra(parser)
-    parser.add_argument("model", choices=sorted(defaults))
+    own = extra(parser) if extra else []
+    parser.add_argument("model", choices=sorted(recipes))
     parser.add_argument("--out", required=True, help="folder to save_pretrained into")
+    needs_vae = [m for m, r in recipes.items() if r.vae]
     parser.add_argument("--vae", help=f"the trained VAE folder ({', '.join(needs_vae)})")
     parser.add_argument("--init", help="an earlier run's folder to go on training from")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--batch", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="time budget (0: none)")
+    parser.add_argument("--steps", type=bounded(int, 1))
+    parser.add_argument("--batch", type=bounded(int, 1))
+    parser.add_argument("--lr", type=bounded(float, 0, above=True))
+    parser.add_argument("--seed", type=bounded(int, 0, 2 ** 63 - 1), default=0)
+    parser.add_argument("--workers", type=bounded(int, 0), default=6)
+    parser.add_argument("--max-minutes", type=bounded(float, 0), default=0.0, help="time budget (0: none)")
     args = parser.parse_args(argv)
-    steps, batch = defaults[args.model]
-    args.steps, args.batch = args.steps or steps, args.batch or batch
-    if args.model in needs_vae and not args.vae:
+    recipe = recipes[args.model]
+    args.steps = recipe.steps if args.steps is None else args.steps
+    args.batch = recipe.batch if args.batch is None else args.batch
+    if recipe.vae and not args.vae:
         parser.error(f"`{args.model}` needs --vae (the folder `vae` wrote)")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    for action in own:
+        if getattr(args, action.dest) != action.default and action.dest not in recipe.reads:
+            parser.error(f"`{args.model}` takes no {action.option_strings[0]}")
+    for option, cls in (("vae", recipe.vae), ("init", recipe.init)):
+        given = getattr(args, option)
+        if given and not cls:
+            parser.error(f"`{args.model}` takes no --{option}")
+        if given and cls and (problem := folder_problem(Path(given), cls)):
+            parser.error(f"--{option} {given}: {problem}")
+    for option in ("vae", "init"):
+        given = getattr(args, option)
+        if given and Path(given).resolve() == Path(args.out).resolve():
+            parser.error(f"--out {args.out} is the --{option} folder: saving would overwrite what the run reads")
+    if problem := writable_folder(Path(args.out)):
+        parser.error(f"--out {args.out}: {problem}")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("python -m training.world", __doc__, DEFAULTS, ("sd", "pix2pix"), argv)
+    args = parse_args("python -m training.world", __doc__, RECIPES, argv)
     {"vae": train_vae, "sd": lambda a: train_diffusion(a, False), "pix2pix": lambda a: train_diffusion(a, True),
      "lm": train_lm}[args.model](args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("python -m training.world", main))  # Ctrl-C: 130 and one line, as mora

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,12 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mora.engine.frontends.guard import guarded
 from mora.nodes.world import scene as world
 from training.world import (
     SIZE,
     Averages,
+    Recipe,
     Run,
     autocast,
     loader,
@@ -208,13 +211,14 @@ def save_svd(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"StableVideoDiffusionPipeline -> {out}")
 
 
-DEFAULTS = {"vae": (3000, 32), "svd": (6000, 64)}
+RECIPES = {"vae": Recipe(3000, 32),
+           "svd": Recipe(6000, 64, vae="AutoencoderKLTemporalDecoder", init="StableVideoDiffusionPipeline")}
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args("python -m training.world_svd", __doc__, DEFAULTS, ("svd",), argv)
+    args = parse_args("python -m training.world_svd", __doc__, RECIPES, argv)
     {"vae": train_vae, "svd": train_svd}[args.model](args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("python -m training.world_svd", main))  # Ctrl-C: 130 and one line, as mora

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,14 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from mora.engine.frontends.guard import guarded
 from mora.nodes.world import scene as world
+from training.cli import bounded
 from training.world import (
     PARAMS,
     SIZE,
     Averages,
+    Recipe,
     Run,
     autocast,
     draw,
@@ -313,27 +317,21 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"WanImageToVideoPipeline -> {out}")
 
 
-DEFAULTS = {"vae": (3000, 32), "i2v": (6000, 64), "flf": (6000, 64)}
-
-
-def share(text: str) -> float:
-    """A share of a run, 0 to 1, as argparse reads it (anything else is a usage error, not a silent clamp)."""
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
+RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share")),
+           "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
+           "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
 
 
 def main(argv: list[str] | None = None) -> None:
-    def vae_options(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
-                            help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)")
-        parser.add_argument("--image-share", type=share, default=0.0,
-                            help="vae: share of the run that trains on single frames before clips")
+    def vae_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+        return [parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
+                                    help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)"),
+                parser.add_argument("--image-share", type=bounded(float, 0, 1), default=0.0,
+                                    help="vae: share of the run that trains on single frames before clips")]
 
-    args = parse_args("python -m training.world_video", __doc__, DEFAULTS, ("i2v", "flf"), argv, vae_options)
+    args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(guarded("python -m training.world_video", main))  # Ctrl-C: 130 and one line, as mora

@@ -139,15 +139,12 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
                                                                           dict[str, Source]]:
     """Resolve models and seeds, and read and store every literal input; raise with every problem found.
 
-    An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
     Returns the records, each literal's artifact JSON, and the literals by digest (to read and store
     again should a stored copy be found corrupt).
     """
     problems: list[Problem] = []
     records: dict[str, NodeRecord] = {}
     ingest = Ingest(store)
-    blobs: dict[Source, Any] = {}
-    bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
     for node in plan.nodes.values():
         ref, problem = models.resolve(node.agent, node.params, preset)
         if problem:
@@ -158,17 +155,9 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
             seed = secrets.randbits(31)
         records[node.id] = NodeRecord(node.id, node.agent.type, node.file, dict(node.params), seed, ref,
                                       cacheable=cacheable)
-        for port, src in node.inputs.items():
-            for s in src if isinstance(src, list) else [src]:
-                if s.is_literal:
-                    _read_literal(ingest, s, blobs, bad, (node.file, node.id, f"in.{port}"))
-    for name, src in plan.outputs.items():
-        if src.is_literal:
-            _read_literal(ingest, src, blobs, bad, (plan.file, None, f"outputs.{name}"))
-    for message, [(file, node_id, field_), *others] in bad.items():
-        also = f" (also the input of {', '.join(sorted({o[1] or o[2] for o in others}))})" if others else ""
-        problems.append(Problem(file, message + also, node_id, field_))
     try:
+        blobs, bad = read_literals(plan, ingest)
+        problems.extend(bad)
         if problems:
             raise GraphError(problems)
         hub = models.require(r.model for r in records.values() if r.model)
@@ -188,6 +177,29 @@ def store_literal_again(store: Store, src: Source) -> None:
         ingest.keep(ingest.read(src.type, src.value))
     finally:
         ingest.discard()
+
+
+def read_literals(plan: Plan, ingest: Ingest) -> tuple[dict[Source, Any], list[Problem]]:
+    """Every literal input of the plan read through `ingest` (user files decoded), and a problem for each bad one.
+
+    An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
+    The caller keeps or discards what `ingest` staged (a run stores it, `mora-admin validate` only checks it).
+    """
+    blobs: dict[Source, Any] = {}
+    bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
+    for node in plan.nodes.values():
+        for port, src in node.inputs.items():
+            for s in src if isinstance(src, list) else [src]:
+                if s.is_literal:
+                    _read_literal(ingest, s, blobs, bad, (node.file, node.id, f"in.{port}"))
+    for name, src in plan.outputs.items():
+        if src.is_literal:
+            _read_literal(ingest, src, blobs, bad, (plan.file, None, f"outputs.{name}"))
+    problems = []
+    for message, [(file, node_id, field_), *others] in bad.items():
+        also = f" (also the input of {', '.join(sorted({o[1] or o[2] for o in others}))})" if others else ""
+        problems.append(Problem(file, message + also, node_id, field_))
+    return blobs, problems
 
 
 def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],

@@ -244,7 +244,8 @@ def parse_graph(data: Any, file: str) -> GraphSpec:
         if key not in TOP_KEYS:
             problems.append(Problem(file, f"unknown top-level key '{key}'; allowed: {sorted(TOP_KEYS)}",
                                     line=_line(data, key)))
-    if data.get("mora", FORMAT_VERSION) != FORMAT_VERSION:
+    version = data.get("mora", FORMAT_VERSION)
+    if type(version) is not int or version != FORMAT_VERSION:  # `true` and `1.0` equal 1 in Python, not in the format
         problems.append(Problem(file, f"unsupported format version {data.get('mora')!r}; this Mora reads mora: 1",
                                 field="mora", line=_line(data, "mora")))
     inputs = _parse_inputs(data.get("inputs") or {}, file, problems)

@@ -95,6 +95,14 @@ def from_text(value: Any, want: PortType) -> Any:
     return parsed if isinstance(parsed, list) else value
 
 
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _literal_problem(value: Any, want: PortType) -> str | None:
     if value is UNKNOWN:
         return None
@@ -108,6 +116,10 @@ def _literal_problem(value: Any, want: PortType) -> str | None:
         return None
     if not isinstance(value, str):
         return f"expected {'text' if want == PortType.TEXT else 'a file path'}, got {type(value).__name__} {value!r}"
+    if not value.isascii() and not _is_unicode(value):  # the OS's undecodable bytes (surrogate escapes) in argv
+        what = "text" if want == PortType.TEXT else "file path"
+        return (f"the {what} {value!r} holds bytes that are not UTF-8, which manifests and the cache cannot record; "
+                f"{'retype the text' if want == PortType.TEXT else 'rename the file'}")
     if want == PortType.TEXT and len(value) > MAX_TEXT:
         return f"text is {len(value)} characters long; at most {MAX_TEXT} are allowed"
     if want in FILE_KINDS and not value:
@@ -168,6 +180,9 @@ def output_problems(spec: GraphSpec, outputs: dict[str, Source], wanted: list[st
             del outputs[name]
     for name, problem in output_name_problems({n: src.type for n, src in outputs.items()}).items():
         problems.append(Problem(spec.file, problem, field=f"outputs.{name}", line=spec.output_lines.get(name)))
+    if not wanted and spec.outputs:  # `outputs=[]`: a run that would do nothing and report success
+        problems.append(Problem(spec.file, f"no outputs requested; outputs are {sorted(spec.outputs)}",
+                                field="outputs"))
     for name in wanted:
         if name not in spec.outputs:
             problems.append(Problem(spec.file, f"unknown output '{name}'; outputs are {sorted(spec.outputs)}"
