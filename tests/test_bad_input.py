@@ -82,6 +82,7 @@ def test_bad_image_file(write_graph, registry, cache_dir, tmp_path, make, expect
     [p] = info.value.problems
     assert (p.node, p.field) == ("fit", "in.image")
     assert str(bad) in p.message and expected in p.message
+    assert "<_io." not in p.message and " at 0x" not in p.message  # the user's file, not a Python object's repr
     assert_nothing_written(cache_dir, tmp_path)
 
 

@@ -242,7 +242,9 @@ def load_image_file(path: Path) -> Image.Image:
                                      "pixels allowed")
                 img.load()
                 return to_rgb(ImageOps.exif_transpose(img), white_level(img))  # turning drops TIFF tags
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        except UnidentifiedImageError:  # Pillow's own text names its file object, not the user's file
+            raise InputError(f"{path}: not a readable image (no image format recognised)") from None
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise InputError(f"{path}: not a readable image ({e})") from None
 
 
