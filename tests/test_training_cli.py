@@ -85,6 +85,14 @@ def test_a_wrong_folder_is_a_usage_error_naming_the_option_and_what_it_holds(cap
     assert not (tmp_path / "out").exists()
 
 
+def test_a_stride_the_init_vae_does_not_have_is_a_usage_error(capsys, tmp_path):
+    init = saved(tmp_path / "vae", "AutoencoderKLWan")
+    (init / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLWan", "scale_factor_temporal": 4}))
+    err = refused(capsys, world_video.main, "vae", "--init", str(init), "--temporal", "2", "--out", str(tmp_path / "o"))
+    assert "--temporal 2: the --init VAE packs 4 frames to a latent frame" in err  # it was silently trained at 4
+    assert not (tmp_path / "o").exists()
+
+
 def test_the_right_folders_and_defaults_are_accepted(tmp_path):
     folders = make_folders(tmp_path)
     args = world.parse_args("p", "doc", world.RECIPES, ["sd", "--vae", str(folders["sd_vae"]), "--init",

@@ -480,11 +480,12 @@ RECIPES = {"vae": Recipe(3000, 128), "lm": Recipe(3000, 128),
 
 
 def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] | None,
-               extra: Callable[[argparse.ArgumentParser], list[argparse.Action]] | None = None
-               ) -> argparse.Namespace:
+               extra: Callable[[argparse.ArgumentParser], list[argparse.Action]] | None = None,
+               agrees: Callable[[argparse.Namespace], str | None] | None = None) -> argparse.Namespace:
     """The command line every world training script shares: a model, where to save, and the run's budget (and a
-    script's own options, which `extra` adds and returns). Every value and folder is checked here, before anything is
-    built; an option the chosen model would ignore is refused, not silently dropped."""
+    script's own options, which `extra` adds and returns, and `agrees` checks against the folders given: a problem
+    or None). Every value and folder is checked here, before anything is built or `--out` is made; an option the
+    chosen model would ignore is refused, not silently dropped."""
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     own = extra(parser) if extra else []
     parser.add_argument("model", choices=sorted(recipes))
@@ -517,6 +518,8 @@ def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] 
         given = getattr(args, option)
         if given and Path(given).resolve() == Path(args.out).resolve():
             parser.error(f"--out {args.out} is the --{option} folder: saving would overwrite what the run reads")
+    if agrees and (problem := agrees(args)):
+        parser.error(problem)
     if problem := writable_folder(Path(args.out)):
         parser.error(f"--out {args.out}: {problem}")
     return args

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def train_vae(args: argparse.Namespace) -> None:
     from diffusers import AutoencoderKLWan
 
     device = setup(args)
-    vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else vae_model(args.temporal)
+    vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else vae_model(args.temporal or 4)
     vae = vae.to(device).train()
     data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, list(vae.parameters()), args.lr or 1e-3)
@@ -324,12 +325,21 @@ RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "
 
 def main(argv: list[str] | None = None) -> None:
     def vae_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-        return [parser.add_argument("--temporal", type=int, choices=(1, 2, 4), default=4,
-                                    help="vae: frames to a latent frame (Wan's 4; fewer keep moving shapes sharper)"),
+        return [parser.add_argument("--temporal", type=int, choices=(1, 2, 4),
+                                    help="vae: frames to a latent frame (Wan's 4, the default; fewer keep moving "
+                                         "shapes sharper); an --init VAE keeps its own"),
                 parser.add_argument("--image-share", type=bounded(float, 0, 1), default=0.0,
                                     help="vae: share of the run that trains on single frames before clips")]
 
-    args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options)
+    def same_stride(args: argparse.Namespace) -> str | None:
+        """The saved layers fix an --init VAE's stride: never train another one than the command asks for."""
+        if args.model != "vae" or not args.init or args.temporal is None:
+            return None
+        kept = json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
+        return None if kept == args.temporal else (f"--temporal {args.temporal}: the --init VAE packs {kept} frames to "
+                                                   "a latent frame; drop --temporal or start afresh")
+
+    args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options, same_stride)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
