@@ -74,7 +74,7 @@ from mora.nodes.video_latent import family
 from mora.nodes.world import captions, detect
 from mora.nodes.world import scene as world
 from training import world_svd, world_video
-from training.cli import bounded, device, folder_problem, like, writable_file, writable_folder
+from training.cli import bounded, device, folder_problem, like, output_path, writable_file, writable_folder
 
 SIZE = 64
 PX = 4.0
@@ -417,7 +417,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", type=device, default="cpu", help="torch device (e.g. cuda)")
     parser.add_argument("--vae", type=Path, help="the Wan VAE for `--only vae` (default: W/wan_i2v/vae)")
     parser.add_argument("--json", type=writable_file, help="write the results here")
-    parser.add_argument("--strips", type=Path, help="folder for PNG frame strips of the first samples (look at them)")
+    parser.add_argument("--strips", type=output_path,
+                        help="folder for PNG frame strips of the first samples (look at them)")
     args = parser.parse_args(argv)
     if (args.frames - 1) % 4:
         parser.error(f"argument --frames: {args.frames} is not 4k+1 (Wan: 5, 9, 13, 17, ...)")

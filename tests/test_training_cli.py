@@ -122,6 +122,12 @@ def test_an_out_that_is_a_file_or_cannot_be_written_is_a_usage_error(capsys, tmp
         assert "--out " in refused(capsys, world.main, "lm", "--out", str(tmp_path / "locked"))
 
 
+@pytest.mark.parametrize("script", [world, world_video, world_svd])
+def test_an_empty_out_is_a_usage_error_not_the_current_folder(capsys, script):
+    err = refused(capsys, script.main, "vae", "--out", "")
+    assert "--out" in err and "empty path" in err
+
+
 def test_ctrl_c_during_training_exits_130_with_one_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "training.world", "lm", "--out", str(tmp_path), "--steps", "100000",
                              "--batch", "1", "--workers", "0"], cwd=ROOT, stdout=subprocess.PIPE,

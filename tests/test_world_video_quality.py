@@ -180,7 +180,8 @@ def test_the_bench_makes_the_very_video_the_image_to_video_agent_makes(weights, 
     (["--svd-frames", "1"], "--svd-frames: must be >= 2"), (["--guidance", "nan"], "--guidance: must be a finite"),
     (["--keyframe-steps", "-1"], "--keyframe-steps: must be >= 1"), (["--device", "banana"], "not a torch device"),
     (["--json", "/nonexistent/results.json"], "--json: /nonexistent/results.json: folder /nonexistent does not exist"),
-    (["--vae", "/nonexistent"], "--vae /nonexistent: no such folder"), (["--only", "svd"], "holds no pipeline")])
+    (["--vae", "/nonexistent"], "--vae /nonexistent: no such folder"), (["--only", "svd"], "holds no pipeline"),
+    (["--strips", ""], "--strips: an empty path")])
 def test_the_bench_refuses_bad_arguments_and_an_empty_weights_folder_with_exit_2(bench, tmp_path, capsys, args, named):
     with pytest.raises(SystemExit) as stop:
         bench.main(["--weights", str(tmp_path), *args])

@@ -83,6 +83,14 @@ def device(text: str) -> str:
     return text
 
 
+def output_path(text: str) -> Path:
+    """An argparse type for where a run writes: an empty path would quietly mean the current folder (a checkout's
+    root, say), so it is a usage error."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (it would write into the current folder)")
+    return Path(text)
+
+
 def writable_folder(folder: Path) -> str | None:
     """Why `folder` cannot take outputs, or None; made (with its parents) when it can."""
     try:

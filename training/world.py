@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from mora.engine.frontends.guard import guarded
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
-from training.cli import bounded, folder_problem, writable_folder
+from training.cli import bounded, folder_problem, output_path, writable_folder
 
 SIZE = 64
 TEXT_POSITIONS = 32
@@ -489,7 +489,7 @@ def parse_args(prog: str, doc: str, recipes: dict[str, Recipe], argv: list[str] 
     parser = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     own = extra(parser) if extra else []
     parser.add_argument("model", choices=sorted(recipes))
-    parser.add_argument("--out", required=True, help="folder to save_pretrained into")
+    parser.add_argument("--out", type=output_path, required=True, help="folder to save_pretrained into")
     needs_vae = [m for m, r in recipes.items() if r.vae]
     parser.add_argument("--vae", help=f"the trained VAE folder ({', '.join(needs_vae)})")
     parser.add_argument("--init", help="an earlier run's folder to go on training from")
