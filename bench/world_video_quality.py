@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error(f"argument --frames: {args.frames} is not 4k+1 (Wan: 5, 9, 13, 17, ...)")
     if args.vae and (problem := folder_problem(args.vae, "AutoencoderKLWan")):
         parser.error(f"--vae {args.vae}: {problem}")
+    args.strips = Path(args.strips) if args.strips else None
     if args.strips and (problem := writable_folder(args.strips)):
         parser.error(f"--strips {args.strips}: {problem}")
     only = set(args.only or ("image_to_video", "text_to_video", "connect", "extend", "svd", "extend_svd", "vae"))

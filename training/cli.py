@@ -83,12 +83,12 @@ def device(text: str) -> str:
     return text
 
 
-def output_path(text: str) -> Path:
+def output_path(text: str) -> str:
     """An argparse type for where a run writes: an empty path would quietly mean the current folder (a checkout's
-    root, say), so it is a usage error."""
+    root, say), so it is a usage error. The text is kept as given (training logs record their arguments as JSON)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path (it would write into the current folder)")
-    return Path(text)
+    return text
 
 
 def writable_folder(folder: Path) -> str | None:
