@@ -125,6 +125,48 @@ def test_vae_image_share_trains_on_each_frame_alone_then_on_clips(tmp_path, monk
     assert vae.config.scale_factor_temporal == 1 and vae.config.temperal_downsample == [False, False]
 
 
+def test_a_temporal_1_vae_trained_on_frames_alone_codes_each_frame_alone(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "2", "--batch", "1", "--workers", "0",
+                      "--out", str(tmp_path / "vae")])
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae", dtype=torch.float32).eval()
+    assert world_video.codes_frames_alone(vae)
+    clips = torch.cat([clip(0), clip(1)])
+    changed = clips.clone()
+    changed[:, :, 0] = -changed[:, :, 0]  # another first frame: no later latent frame may notice
+    with torch.no_grad():
+        before, after = (vae.encode(c).latent_dist.mode() for c in (clips, changed))
+        assert (before[:, :, 0] - after[:, :, 0]).abs().max() > 1e-2
+        torch.testing.assert_close(before[:, :, 1:], after[:, :, 1:])
+        for first_last in (False, True):  # the one-batch encoding equals the pipeline's chunk-by-chunk one
+            torch.testing.assert_close(world_video.encode_clips(vae, clips, first_last, alone=True),
+                                       world_video.encode_clips(vae, clips, first_last), atol=1e-4, rtol=1e-4)
+    assert not world_video.codes_frames_alone(world_video.vae_model(2))
+
+
+def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp_path):
+    from diffusers import AutoencoderKLWan
+
+    common = ["--steps", "2", "--batch", "1", "--workers", "0"]
+    world_video.main(["vae", "--temporal", "1", *common, "--out", str(tmp_path / "a")])
+    world_video.main(["vae", "--init", str(tmp_path / "a"), "--decoder-only", "--lr", "1e-2", *common,
+                      "--out", str(tmp_path / "b")])
+    a, b = (AutoencoderKLWan.from_pretrained(tmp_path / n) for n in "ab")
+    for part in ("encoder", "quant_conv"):
+        for (name, x), y in zip(getattr(a, part).state_dict().items(), getattr(b, part).state_dict().values()):
+            assert torch.equal(x, y), f"{part}.{name} changed"
+    assert any(not torch.equal(x, y) for x, y in zip(a.decoder.state_dict().values(), b.decoder.state_dict().values()))
+    assert (a.config.latents_mean, a.config.latents_std) == (b.config.latents_mean, b.config.latents_std)
+
+
+def test_decoder_only_without_init_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        world_video.main(["vae", "--decoder-only", "--out", "unused"])
+    assert stop.value.code == 2
+    assert "--decoder-only needs --init" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "half"])
 def test_an_image_share_outside_0_to_1_is_a_usage_error(value, capsys):
     with pytest.raises(SystemExit) as stop:

@@ -121,12 +121,38 @@ class ClipStream(IterableDataset):
 # VAE --------------------------------------------------------------------------------------------------------
 
 def vae_model(temporal: int = 4) -> Any:
-    """The world's Wan VAE: 4x smaller frames, and `temporal` (4, 2 or 1) frames to a latent frame after the first."""
+    """The world's Wan VAE: 4x smaller frames, and `temporal` (4, 2 or 1) frames to a latent frame after the first.
+    A temporal-1 VAE starts by coding each frame alone (`frame_alone`)."""
     from diffusers import AutoencoderKLWan
 
-    return AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[temporal == 4, temporal > 1], latents_mean=[0.0] * Z,
-                            latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
+    vae = AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
+                           temperal_downsample=[temporal == 4, temporal > 1], latents_mean=[0.0] * Z,
+                           latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
+    if temporal == 1:
+        frame_alone(vae)
+    return vae
+
+
+def time_taps(vae: Any) -> list[torch.Tensor]:
+    """The weights by which the VAE's causal convolutions look at earlier frames."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    return [m.weight[:, :, :-1] for m in vae.modules() if isinstance(m, WanCausalConv3d) and m.kernel_size[0] > 1]
+
+
+def frame_alone(vae: Any) -> None:
+    """Zero every time tap, so each frame is coded alone. Trained on single frames (`--image-share 1`) the taps
+    only ever see the causal zero padding, get no gradient and stay zero: a per-frame code, which at this size
+    keeps things far better than packing frames (2026-11-26: 41% of clips kept by the best packing VAE after 21.5
+    minutes; bench/README.md); coherence over time is then the video model's job, as it is for motion anyway."""
+    with torch.no_grad():
+        for taps in time_taps(vae):
+            taps.zero_()
+
+
+def codes_frames_alone(vae: Any) -> bool:
+    """Whether the VAE codes each frame alone (so a clip may be encoded as a batch of single frames)."""
+    return vae.config.scale_factor_temporal == 1 and all(not taps.any() for taps in time_taps(vae))
 
 
 def vae_loss(vae: Any, x: torch.Tensor, precision: Any) -> torch.Tensor:
@@ -144,8 +170,11 @@ def train_vae(args: argparse.Namespace) -> None:
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else vae_model(args.temporal or 4)
     vae = vae.to(device).train()
+    if args.decoder_only:  # the latent space stays as it is: video models trained on it stay valid
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
     data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
-    run = Run(args, list(vae.parameters()), args.lr or 1e-3)
+    run = Run(args, [p for p in vae.parameters() if p.requires_grad], args.lr or 1e-3)
     for step in run.steps():
         p = run.next(data).to(device, non_blocking=True)
         if run.progress(step) < args.image_share:  # each frame alone: the spatial code at 17x the frames of a step
@@ -157,10 +186,11 @@ def train_vae(args: argparse.Namespace) -> None:
         z = vae.encode(x).latent_dist.mode()
         mean, std = z.mean(dim=(0, 2, 3, 4)), z.std(dim=(0, 2, 3, 4))
         err = float((vae.decode(z).sample - x).abs().mean())
-    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    if not args.decoder_only:  # a kept encoder keeps the statistics its video models were trained with
+        vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     out = Path(args.out)
     vae.to(torch.float16).save_pretrained(out)
-    run.save_log(out, reconstruction_l1=err)
+    run.save_log(out, reconstruction_l1=err, per_frame=codes_frames_alone(vae))
     print(f"wan vae: reconstruction L1 {err:.4f} -> {out}")
 
 
@@ -217,18 +247,25 @@ def given_frame_tokens(encoder: Any, clips: torch.Tensor, first_last: bool) -> t
     return torch.stack([image_tokens(encoder, f) for f in frames], 1).flatten(0, 1)
 
 
-def encode_clips(vae: Any, clips: torch.Tensor, first_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_clips(vae: Any, clips: torch.Tensor, first_last: bool,
+                 alone: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """For a batch of clips (B x 3 x F x H x W): their normalised latents (the denoising target) and their conditioning
     as `prepare_latents` builds it one video at a time (mask channels, then the latent of the video the pipeline
     encodes: the first, and for FLF2V the last, frame kept, the others black), in one VAE call (half the kernel
-    launches of two; the same latents, per clip). The posterior's mode, as the pipeline encodes its conditioning."""
+    launches of two; the same latents, per clip). The posterior's mode, as the pipeline encodes its conditioning.
+    `alone`: the VAE codes frames alone (`codes_frames_alone`), so every frame goes in one batch, not chunk by chunk."""
     f = clips.shape[2]
     keep = torch.zeros(f, dtype=torch.bool, device=clips.device)
     keep[0] = True
     if first_last:
         keep[-1] = True
     video = clips * keep.view(1, 1, f, 1, 1)
-    both = vae.encode(torch.cat([clips, video]).to(vae.dtype)).latent_dist.mode().float()
+    both = torch.cat([clips, video]).to(vae.dtype)
+    if alone:
+        frames = both.transpose(1, 2).flatten(0, 1)[:, :, None]
+        both = vae.encode(frames).latent_dist.mode().float().unflatten(0, (-1, f)).squeeze(3).transpose(1, 2)
+    else:
+        both = vae.encode(both).latent_dist.mode().float()
     x0, given = normalise(vae, both).chunk(2)
     return x0, with_mask(given, keep, vae)
 
@@ -268,6 +305,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
     parts = components(first_last, vae.config.scale_factor_temporal) if not args.init else load_parts(args.init)
     parts = {k: m.to(device).train() for k, m in parts.items()}
+    alone = codes_frames_alone(vae)
     params = [p for m in parts.values() for p in m.parameters()]
     averages = Averages(parts, device)
     data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
@@ -279,7 +317,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
             # the posterior's mode, as the pipeline encodes its conditioning frames: a small world VAE keeps a wide
             # posterior (std 0.35 against latents of std ~1.2 after a 3-minute run), and sampled targets taught the
             # transformer that noise (2026-11-26: its loss on the given first frame stayed at the others' level)
-            x0, cond = encode_clips(vae, clips, first_last)
+            x0, cond = encode_clips(vae, clips, first_last, alone)
         sigma = flow_sigmas(x0.shape[0], device).view(-1, 1, 1, 1, 1)
         noise = torch.randn_like(x0)
         noisy = (1 - sigma) * x0 + sigma * noise
@@ -318,7 +356,7 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"WanImageToVideoPipeline -> {out}")
 
 
-RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share")),
+RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share", "decoder_only")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
 
@@ -329,17 +367,23 @@ def main(argv: list[str] | None = None) -> None:
                                     help="vae: frames to a latent frame (Wan's 4, the default; fewer keep moving "
                                          "shapes sharper); an --init VAE keeps its own"),
                 parser.add_argument("--image-share", type=bounded(float, 0, 1), default=0.0,
-                                    help="vae: share of the run that trains on single frames before clips")]
+                                    help="vae: share of the run that trains on single frames before clips"),
+                parser.add_argument("--decoder-only", action="store_true",
+                                    help="vae: train the decoder of an --init VAE alone (its latents, and the video "
+                                         "models trained on them, stay valid)")]
 
-    def same_stride(args: argparse.Namespace) -> str | None:
-        """The saved layers fix an --init VAE's stride: never train another one than the command asks for."""
+    def agrees(args: argparse.Namespace) -> str | None:
+        """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
+        decoder trained alone needs the encoder it keeps."""
+        if args.model == "vae" and args.decoder_only and not args.init:
+            return "--decoder-only needs --init (the VAE whose encoder it keeps)"
         if args.model != "vae" or not args.init or args.temporal is None:
             return None
         kept = json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
         return None if kept == args.temporal else (f"--temporal {args.temporal}: the --init VAE packs {kept} frames to "
                                                    "a latent frame; drop --temporal or start afresh")
 
-    args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options, same_stride)
+    args = parse_args("python -m training.world_video", __doc__, RECIPES, argv, vae_options, agrees)
     {"vae": train_vae, "i2v": lambda a: train_wan(a, False), "flf": lambda a: train_wan(a, True)}[args.model](args)
 
 
