@@ -66,6 +66,14 @@ def check_family(pipe: Any, fam: str, model: str, frames: int, last_image: Any) 
                          "`last_image` needs a FLF2V model")
 
 
+def asked_frames(pipe: Any, frames: int) -> int:
+    """The `num_frames` that makes a Wan pipeline give `frames` frames. Diffusers 0.42's Wan pipelines round any count
+    with `num_frames % stride != 1` to `num_frames // stride * stride + 1`; with a VAE that codes each frame alone
+    (temporal stride 1, the offline world's) that test is always true, so 17 would become 18, which the VAE's
+    4k+1 chunking cannot encode. Asking one frame fewer gives the count wanted, unchanged for every other stride."""
+    return frames - 1 if getattr(pipe, "vae_scale_factor_temporal", None) == 1 else frames
+
+
 def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, prompt: str,
              params: Mapping[str, Any], size: tuple[int, int]) -> Any:
     """Denoise a video latent from `image` (and `last_image` for Wan first-last-frame models)."""
@@ -86,7 +94,8 @@ def generate(ctx: RunContext, pipe: Any, fam: str, image: Any, last_image: Any, 
         advance(1)
         return {}
 
-    common = {"height": height, "width": width, "num_frames": params["frames"], "num_inference_steps": params["steps"],
+    common = {"height": height, "width": width, "num_frames": asked_frames(pipe, params["frames"]),
+              "num_inference_steps": params["steps"],
               "generator": generator(ctx), "output_type": "latent", "callback_on_step_end": on_step}
     with speedup(ctx, pipe, params):
         if fam == "svd":

@@ -145,6 +145,27 @@ def test_a_temporal_1_vae_trained_on_frames_alone_codes_each_frame_alone(tmp_pat
     assert not world_video.codes_frames_alone(world_video.vae_model(2))
 
 
+@pytest.mark.parametrize("first_last", [False, True], ids=["i2v", "flf"])
+def test_the_agents_make_the_frames_asked_of_a_per_frame_world_model(tmp_path, put, first_last):
+    """Diffusers 0.42's Wan pipelines turn 17 frames into 18 for a VAE of temporal stride 1; the agents ask so that the
+    count given is the count made."""
+    from conftest import FakeContext, params_of
+
+    from mora.engine.cache.media import image_blob
+    from mora.nodes.image_to_video import AGENT
+
+    torch.manual_seed(0)
+    world_video.save_wan(tmp_path / "wan", world_video.components(first_last, temporal=1), world_video.vae_model(1))
+    ctx = FakeContext(model={"source": "path", "name": str(tmp_path / "wan"), "revision": None, "dtype": "float32",
+                             "variant": None})
+    frame = as_image(clip(0)[0, :, 0])
+    inputs = {"image": put(image_blob(frame)), **({"last_image": put(image_blob(frame))} if first_last else {})}
+    out = AGENT.run(ctx, inputs, params_of(AGENT, frames=9, steps=1, width=64, height=64))
+    from safetensors.torch import load
+
+    assert tuple(load(out["latent"].data)["latents"].shape) == (1, world_video.Z, 9, 16, 16)
+
+
 def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp_path):
     from diffusers import AutoencoderKLWan
 
