@@ -214,6 +214,12 @@ def _dispatcher(ctx: RunContext, pipe: Any, choice: str) -> Iterator[None]:
         _AttentionBackendRegistry.set_active_backend(before)  # reset_attention_backend leaves it: every model would use it
 
 
+TAYLORSEER_ATTENTION = (r"^blocks\.\d+\.attn\d*$", r"^transformer_blocks\.\d+\.attn\d*$")
+"""The modules TaylorSeer predicts between full steps: the transformer blocks' attention layers, as diffusers
+intends. Its 0.42 defaults (`^blocks.*attn`) must match a module's whole name, so they miss Wan's `attn1`/`attn2`
+and TaylorSeer silently did nothing on Wan (2026-11-26: the world's Wan made bit-identical videos with it on)."""
+
+
 @contextlib.contextmanager
 def _step_cache(pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
     kind = params.get("step_cache", "none")
@@ -228,7 +234,8 @@ def _step_cache(pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
                          "denoises with a UNet: use step_cache=none")
     for m in modules:
         m.enable_cache(FirstBlockCacheConfig(threshold=params["step_cache_threshold"]) if kind == "first_block"
-                       else TaylorSeerCacheConfig(cache_interval=params["step_cache_interval"]))
+                       else TaylorSeerCacheConfig(cache_interval=params["step_cache_interval"],
+                                                  cache_identifiers=list(TAYLORSEER_ATTENTION)))
     try:
         yield
     finally:
