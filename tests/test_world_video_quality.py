@@ -187,3 +187,37 @@ def test_the_bench_refuses_bad_arguments_and_an_empty_weights_folder_with_exit_2
         bench.main(["--weights", str(tmp_path), *args])
     assert stop.value.code == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cache_bench(bench):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "step_cache_quality.py"
+    spec = importlib.util.spec_from_file_location("step_cache_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.usefixtures("own_resident_models")
+def test_the_step_cache_bench_compares_each_cache_with_the_uncached_video(weights, cache_bench, tmp_path):
+    out = tmp_path / "c.json"
+    results = cache_bench.main(["--weights", str(weights / "wan_i2v"), "--n", "1", "--steps", "6", "--frames", "5",
+                                "--setting", "first_block:1.0", "--setting", "taylorseer:2", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    none, first, seer = (results["settings"][k] for k in ("none", "first_block:1", "taylorseer:2"))
+    assert none["skipped"] == 0.0 and "psnr_db" not in none
+    assert first["skipped"] == pytest.approx(5 / 6, abs=1e-4)  # threshold 1: every step after the first reuses the blocks
+    assert seer["skipped"] == pytest.approx(2 / 6, abs=1e-4)  # 3 warm-up steps, then every other step predicted
+    for cached in (first, seer):  # skipping changes the video, so it is compared with the uncached one
+        assert cached["psnr_db"] < 100 and cached["ssim"] < 1
+
+
+@pytest.mark.parametrize(("setting", "named"), [("first_block:2", "must be <= 1"), ("taylorseer:0", "must be >= 1"),
+                                                ("fast:1", "expected first_block:THRESHOLD"), ("first_block", "expected")])
+def test_the_step_cache_bench_refuses_settings_the_agent_would(cache_bench, weights, capsys, setting, named):
+    with pytest.raises(SystemExit) as stop:
+        cache_bench.main(["--weights", str(weights / "wan_i2v"), "--setting", setting])
+    assert stop.value.code == 2
+    assert named in capsys.readouterr().err
