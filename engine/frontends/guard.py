@@ -4,7 +4,9 @@ Policy: nothing a user can type prints a traceback. Each front end (`mora`, `mor
 its body through `guarded`, which maps exception classes to one line and a status:
 
 - Mora's own errors (`MoraError`): their message; status `exit_status` (2 invalid input, 1 failed work).
-- Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause.
+- Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause. Where
+  OmegaConf wraps a Mora error raised inside a resolver (`mora --help` reads the graph there),
+  the Mora error is what is reported, with its own status.
 - The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
   disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
   before Python 3.13; that one is mapped too.
@@ -38,6 +40,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    exc = _mora_error_inside(exc)
     if isinstance(exc, GraphError):
         return f"invalid graph or inputs: {exc}", exc.exit_status
     if isinstance(exc, MoraError):
@@ -56,6 +59,16 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RecursionError):
         return "error: the input is nested too deeply to read", 2
     return f"internal error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
+
+
+def _mora_error_inside(exc: BaseException) -> BaseException:
+    """The MoraError that an OmegaConf resolver raised, which OmegaConf re-raises as its own error; else `exc`."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    inner: BaseException | None = exc
+    while isinstance(inner, OmegaConfBaseException):
+        inner = inner.__cause__ or inner.__context__
+    return inner if isinstance(inner, MoraError) else exc
 
 
 def guarded(prog: str, body: Callable[[], int | None]) -> int:

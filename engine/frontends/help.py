@@ -3,8 +3,11 @@
 The template stays Hydra's: its `$APP_CONFIG_GROUPS` and `$FLAGS_HELP` are filled by Hydra, and
 the parts only Mora knows come from OmegaConf resolvers registered here: the selected graph
 (`graph=NAME` or `graph_file=PATH`, as the command line composes it) and its inputs with their
-types, defaults (the model preset's where it sets one) and descriptions. Help never fails: a
-graph that cannot be read is reported in the text. Internal `*_schema` configs are not config
+types, defaults (the model preset's where it sets one) and descriptions. Help is asked about the
+graph and the values on its command line, so it fails as a run would, with one line and status 2,
+when the graph cannot be read or used, or a value given with it (`inputs.NAME=`, `outputs=`) is
+refused, an input file included: help that lists a graph is a promise that the same command
+line without `--help` can start. Internal `*_schema` configs are not config
 group options (engine.config stores them outside the groups), so Hydra's group list shows none.
 """
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mora.engine.errors import MoraError
+from mora.engine.graph.spec import MISSING, read_graph_file
 
 
 def _graph_file(name: str | None, file: str | None) -> Path:
@@ -23,27 +27,28 @@ def _graph_file(name: str | None, file: str | None) -> Path:
     return graph_path(name, file)
 
 
-def graph_section(name: str | None, file: str | None) -> str:
-    """The selected graph's heading: its name, description and file."""
-    from mora.engine.graph.spec import read_graph_file
+def graph_section(name: str | None, file: str | None, _root_: DictConfig) -> str:
+    """The selected graph's heading: its name, description and file (raises MoraError as a run would).
 
+    The graph is planned with the command line's values, without its required inputs, and the input
+    files it names are read, as `mora-admin validate` does.
+    """
+    from mora.engine.frontends import api
+    from mora.engine.frontends.job import graph_inputs
+
+    path = _graph_file(name, file)
+    spec = read_graph_file(path)
+    defaults = OmegaConf.to_container(_root_.model.inputs, resolve=True)
+    assert isinstance(defaults, dict)
+    outputs = list(_root_.outputs) if _root_.outputs is not None else None
+    api.check_input_files(api.plan_graph(spec, graph_inputs(_root_), outputs, standalone=True, defaults=defaults))
     label = Path(file).name if file else name
-    try:
-        path = _graph_file(name, file)
-        spec = read_graph_file(path)
-    except (MoraError, OSError, ValueError) as e:
-        return _escape(f"== Graph: {label} ==\n(cannot be read: {e})")
     return _escape(f"== Graph: {label} ==\n" + (f"{spec.description}\n" if spec.description else "") + f"File: {path}")
 
 
 def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig | dict[str, Any] | None) -> str:
-    """One line per graph input: name, type, default (or `required`) and description."""
-    from mora.engine.graph.spec import MISSING, read_graph_file
-
-    try:
-        spec = read_graph_file(_graph_file(name, file))
-    except (MoraError, OSError, ValueError) as e:
-        return _escape(f"(the graph cannot be read: {e})")
+    """One line per graph input: name, type, default (or `required`) and description (raises MoraError)."""
+    spec = read_graph_file(_graph_file(name, file))
     preset = OmegaConf.to_container(preset_inputs) if isinstance(preset_inputs, DictConfig) else preset_inputs or {}
     assert isinstance(preset, dict)
     if not spec.inputs:
@@ -78,8 +83,6 @@ def complete_inputs(argv: list[str], comp_line: str) -> str | None:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
-
-    from mora.engine.graph.spec import read_graph_file
 
     chosen = [w for w in words[1:-1] if w.split("=", 1)[0] in ("graph", "graph_file")]
     try:  # a bad graph is no completion, never an error printed into the user's command line
