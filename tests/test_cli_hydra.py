@@ -106,7 +106,7 @@ def test_manifest_reads_top_down_with_iso_times_and_the_outputs_file_mode(mora, 
     assert list(data)[:9] == ["mora_manifest", "status", "ok", "graph", "inputs", "versions", "started", "finished",
                               "seconds"]
     assert list(data)[-1] == "nodes"
-    assert data["status"] == "ok" and data["inputs"] == {"prompt": "fox", "picture": "pic.png"}
+    assert data["status"] == "ok" and data["inputs"] == {"prompt": "fox", "picture": str(tmp_path / "pic.png")}
     assert {"python", "mora", "torch", "diffusers", "transformers", "hydra-core"} <= set(data["versions"])
     assert data["versions"]["hydra-core"]
     from datetime import datetime

@@ -210,7 +210,7 @@ def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
     try:
         blobs[src] = ingest.read(src.type, src.value)
     except InputError as e:
-        bad.setdefault(str(e), []).append(where)
+        bad.setdefault(f"{e} ({src.origin})" if src.origin else str(e), []).append(where)
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],
