@@ -55,3 +55,29 @@ def test_validate_leaves_a_required_file_input_unread(capsys, write_graph):
     graph = {**PICTURE_GRAPH, "inputs": {**PICTURE_GRAPH["inputs"], "picture": {"type": "image"}}}
     result = run_admin(capsys, "validate", str(write_graph(graph)))
     assert result.status == 0, result.err
+
+
+@pytest.mark.parametrize("args, says", [
+    (("--resolve",), "invalid command line: The --resolve flag can only be used"),
+    (("-sc",), "invalid command line: Expecting one subcommand"),
+    (("-sc", "install=nosh"), "invalid command line: No completion plugin for 'nosh'"),
+    (("-sc", "query=bash"), "sets COMP_LINE"),
+])
+def test_a_command_line_hydra_or_completion_refuses_is_invalid_input_not_an_internal_error(capsys, monkeypatch,
+                                                                                          args, says):
+    monkeypatch.delenv("COMP_LINE", raising=False)
+    result = run_mora(capsys, *args)
+    assert (result.status, result.clean) == (2, True), result.err
+    assert says in result.err
+
+
+def test_a_prompts_file_that_cannot_be_used_for_a_sweep_is_one_line_and_status_2(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "empty.txt").write_text(" \n\n")
+    for name, says in [("missing.txt", "prompts file does not exist"), ("empty.txt", "prompts file has no prompts (one per line)")]:
+        result = subprocess.run([sys.executable, "-m", "mora.engine.frontends.overrides", str(tmp_path / name)],
+                                capture_output=True, text=True, timeout=60)
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert result.stderr == f"mora: error: {tmp_path / name}: {says}\n"

@@ -7,6 +7,8 @@ its body through `guarded`, which maps exception classes to one line and a statu
 - Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause. Where
   OmegaConf wraps a Mora error raised inside a resolver (`mora --help` reads the graph there),
   the Mora error is what is reported, with its own status.
+- Hydra refusing its command line with a plain ValueError (`--resolve` without `--cfg`, two
+  commands at once, `-sc` without a subcommand or with an unknown shell): 2, with Hydra's message.
 - The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
   disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
   before Python 3.13; that one is mapped too.
@@ -49,6 +51,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         cause = exc.__cause__
         detail = f"\n{cause}" if isinstance(cause, (HydraException, OmegaConfBaseException)) else ""
         return f"invalid configuration: {exc}{detail}".rstrip(), 2
+    if isinstance(exc, ValueError) and _raised_by_hydra(exc):
+        return f"invalid command line: {exc}", 2
     if isinstance(exc, FileExistsError) and exc.filename and not os.path.isdir(exc.filename):
         return f"error: '{exc.filename}' is a file where a directory is needed (a run directory?)", 2
     if isinstance(exc, OSError):
@@ -59,6 +63,16 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RecursionError):
         return "error: the input is nested too deeply to read", 2
     return f"internal error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
+
+
+def _raised_by_hydra(exc: BaseException) -> bool:
+    """Whether `exc` was raised in Hydra's own code (its command-line handling), not in Mora's or a library's."""
+    import hydra
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(os.path.dirname(hydra.__file__) + os.sep)
 
 
 def _mora_error_inside(exc: BaseException) -> BaseException:

@@ -66,15 +66,22 @@ def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig |
     return _escape("\n".join(lines))
 
 
-def complete_inputs(argv: list[str], comp_line: str) -> str | None:
+def complete_inputs(argv: list[str], comp_line: str | None) -> str | None:
     """Shell completion of `inputs.`: the selected graph's `inputs.NAME=` keys, or None to leave the query to Hydra.
 
     Graph inputs are not config keys until set (they live in the graph file), so Hydra's own
     completion cannot offer them; Mora answers a completion query (`-sc query=SHELL`) whose
-    current word starts with `inputs.`, in Hydra's output format for that shell.
+    current word starts with `inputs.`, in Hydra's output format for that shell. A query comes
+    from the shell's completion function, which sets COMP_LINE (`comp_line`); typed by hand
+    without it, it is a usage error (MoraError), not a KeyError inside Hydra.
     """
     shell = next((a.removeprefix("query=") for a in argv if a.startswith("query=")), None)
-    if shell is None or not {"-sc", "--shell-completion"} & set(argv) or comp_line.endswith(" "):
+    if shell is None or not {"-sc", "--shell-completion"} & set(argv):
+        return None
+    if comp_line is None:
+        raise MoraError(f"-sc query={shell} answers the shell's completion function, which sets COMP_LINE; to turn "
+                        f"completion on, run: eval \"$(mora -sc install={shell})\"")
+    if comp_line.endswith(" "):
         return None
     words = comp_line.split()
     word = words[-1] if words else ""
