@@ -18,7 +18,6 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mora.engine.errors import MoraError
-from mora.engine.graph.spec import MISSING, read_graph_file
 
 
 def _graph_file(name: str | None, file: str | None) -> Path:
@@ -35,6 +34,7 @@ def graph_section(name: str | None, file: str | None, _root_: DictConfig) -> str
     """
     from mora.engine.frontends import api
     from mora.engine.frontends.job import graph_inputs
+    from mora.engine.graph.spec import read_graph_file
 
     path = _graph_file(name, file)
     spec = read_graph_file(path)
@@ -48,6 +48,10 @@ def graph_section(name: str | None, file: str | None, _root_: DictConfig) -> str
 
 def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig | dict[str, Any] | None) -> str:
     """One line per graph input: name, type, default (or `required`) and description (raises MoraError)."""
+    from mora.engine.graph.spec import MISSING, read_graph_file
+    from mora.engine.graph.validate import beside
+    from mora.engine.ports import FILE_KINDS
+
     spec = read_graph_file(_graph_file(name, file))
     preset = OmegaConf.to_container(preset_inputs) if isinstance(preset_inputs, DictConfig) else preset_inputs or {}
     assert isinstance(preset, dict)
@@ -57,6 +61,8 @@ def inputs_table(name: str | None, file: str | None, preset_inputs: DictConfig |
     lines = []
     for inp in spec.inputs.values():
         default = preset.get(inp.name, inp.default)
+        if default is inp.default and inp.type in FILE_KINDS and isinstance(default, str):
+            default = beside(default, spec.file)  # the file a run reads: a relative default is beside the graph
         shown = "required" if default is MISSING else "default: the agent's" if default is None else \
             f"default {default!r}"
         if inp.name in preset and inp.default is not MISSING and preset[inp.name] != inp.default:
@@ -90,6 +96,8 @@ def complete_inputs(argv: list[str], comp_line: str | None) -> str | None:
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+
+    from mora.engine.graph.spec import read_graph_file
 
     chosen = [w for w in words[1:-1] if w.split("=", 1)[0] in ("graph", "graph_file")]
     try:  # a bad graph is no completion, never an error printed into the user's command line
