@@ -45,7 +45,8 @@ def test_help_about_a_graph_or_value_that_cannot_be_used_exits_2(capsys, write_g
 
 def test_help_about_a_usable_graph_still_lists_it(capsys, write_graph, tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "mine.png")
-    result = run_mora(capsys, "--help", f"graph_file={write_graph(PICTURE_GRAPH)}", f"inputs.picture={tmp_path}/mine.png")
+    result = run_mora(capsys, "--help", f"graph_file={write_graph(PICTURE_GRAPH)}",
+                      f"inputs.picture={tmp_path}/mine.png")
     assert result.status == 0, result.err
     assert "== Graph: graph.yaml ==" in result.out and "  prompt   text    required" in result.out
 
@@ -76,7 +77,8 @@ def test_a_prompts_file_that_cannot_be_used_for_a_sweep_is_one_line_and_status_2
     import sys
 
     (tmp_path / "empty.txt").write_text(" \n\n")
-    for name, says in [("missing.txt", "prompts file does not exist"), ("empty.txt", "prompts file has no prompts (one per line)")]:
+    for name, says in [("missing.txt", "prompts file does not exist"),
+                       ("empty.txt", "prompts file has no prompts (one per line)")]:
         result = subprocess.run([sys.executable, "-m", "mora.engine.frontends.overrides", str(tmp_path / name)],
                                 capture_output=True, text=True, timeout=60)
         assert (result.returncode, result.stdout) == (2, ""), result.stderr

@@ -184,7 +184,8 @@ def read_literals(plan: Plan, ingest: Ingest) -> tuple[dict[Source, Any], list[P
     """Every literal input of the plan read through `ingest` (user files decoded), and a problem for each bad one.
 
     An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
-    A value not known yet (a required input of a file validated on its own) is not read. The caller keeps or discards what `ingest` staged (a run stores it, `mora-admin validate` only checks it).
+    A value not known yet (a required input of a file validated on its own) is not read. The caller keeps or discards
+    what `ingest` staged (a run stores it, `mora-admin validate` only checks it).
     """
     blobs: dict[Source, Any] = {}
     bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user

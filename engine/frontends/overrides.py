@@ -65,10 +65,10 @@ def sweep_over(texts: list[str]) -> str:
 
 
 def sweep_file(path: Path) -> str:
-    """`sweep_over` the lines of a prompts file (blank lines skipped); InputError names the file if it cannot be used."""
+    """`sweep_over` the lines of a prompts file (blank lines skipped); InputError names the file if it is unusable."""
     data = read_user_file(path, "prompts", MAX_PROMPTS_BYTES)
     try:
-        lines = [line for line in data.decode("utf-8").splitlines() if line.strip()]
+        lines = [line for line in re.split(r"\r\n|\r|\n", data.decode("utf-8")) if line.strip()]  # universal newlines
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: prompts file is not UTF-8 text (byte {e.start})") from None
     if not lines:

@@ -3,14 +3,16 @@
 The expander (`mora.engine.graph.expand`) binds every value a graph names and asks this module whether
 it is allowed: a literal of the port's type (finite numbers, bounded text, non-empty paths), a
 parameter within its agent's declared type, bounds and choices, a graph input given as text
-(the command line) read by its declared type. A relative file path written in a graph file (an
-input's default, a literal under `in:`) means a file beside that graph file, wherever Mora was
-started, as paths in a Compose file or a workflow file do; a path given on the command line keeps
-meaning one in the current folder. Every literal goes through `literal_source`, so every consumer
-(a run, a sweep, `mora-admin validate`/`draw`, help, templates) reads the same file. Each check returns the problem as a short
+(the command line) read by its declared type. Each check returns the problem as a short
 message, or None; the expander adds file, node, field and line and reports them all at once.
 Two sentinels stand for values not known here: `UNKNOWN` (a required input when a file is
 validated on its own) and `UNSET` (an input declared `default: null` and not given).
+
+A relative file path written in a graph file (an input's default, a literal under `in:`) means a
+file beside that graph file, wherever Mora was started, as paths in a Compose or workflow file do;
+a path given on the command line (or a model preset's `inputs`) keeps meaning one in the current
+folder. Every literal becomes a Source through `literal_source`, so every consumer (a run, a sweep,
+`mora-admin validate`/`draw`, help, templates at any depth) reads the same file.
 """
 from __future__ import annotations
 
@@ -77,7 +79,9 @@ def literal_source(value: Any, want: PortType, written_in: str | None = None) ->
 def beside(path: str, file: str) -> str:
     """A file path written in `file`: relative means in `file`'s folder (made absolute, so messages and the manifest
     name the file read); absolute and `~/...` paths stay as written."""
-    return path if os.path.isabs(os.path.expanduser(path)) else os.path.join(os.path.abspath(os.path.dirname(file)), path)
+    if os.path.isabs(os.path.expanduser(path)):
+        return path
+    return os.path.join(os.path.abspath(os.path.dirname(file)), path)
 
 
 def bound_value_problem(src: Source | list[Source], port: Port) -> str | None:
