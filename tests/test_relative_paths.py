@@ -80,3 +80,13 @@ def test_a_missing_default_file_names_the_graph_file_the_input_and_the_resolved_
     template = tmp_path / "project" / "parts" / "shrink.yaml"
     assert (f"{tmp_path}/project/parts/still.png: image file does not exist (the default of input 'still' in "
             f"{template})") in result.err
+
+
+def test_a_sweep_reads_defaults_beside_the_graph_file_whatever_the_jobs_working_directory(capsys, project, cache_dir,
+                                                                                          tmp_path):
+    result = run_mora(capsys, "-m", f"graph_file={project}", "runtime=local", "runtime.device=cpu", "quiet=true",
+                      "hydra/launcher=mora", "hydra.job.chdir=true", "video_format=mp4,frames",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.status == 0, result.err
+    for job in ("0", "1"):
+        assert Image.open(tmp_path / "sweep" / job / "thumb.png").size == (16, 16)
