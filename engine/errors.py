@@ -41,6 +41,9 @@ class GraphError(MoraError):
 
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one line, as every other error is
+            super().__init__(str(self.problems[0]))
+            return
         lines = [f"{len(self.problems)} problem(s) found:"] + [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 

@@ -289,4 +289,5 @@ def test_list_bound_to_a_template_list_input(write_graph, registry):
     path = write_graph({"nodes": {"t": {"graph": "join", "in": {"clips": ["a.mp4", "b.mp4"]}}},
                         "outputs": {"out": {"from": "t.video"}}})
     plan = api.load_plan(path, {}, registry=registry)
-    assert [s.value for s in plan.nodes["t/j"].inputs["videos"]] == ["a.mp4", "b.mp4"]
+    assert [s.value for s in plan.nodes["t/j"].inputs["videos"]] == [str(path.parent / "a.mp4"),
+                                                                      str(path.parent / "b.mp4")]  # beside the file

@@ -40,7 +40,7 @@ def mora(tmp_path, cache_dir):
     return run
 
 
-def test_help_is_moras_own(mora, write_graph):
+def test_help_is_moras_own(mora, write_graph, tmp_path):
     result = mora("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout
@@ -54,7 +54,7 @@ def test_help_is_moras_own(mora, write_graph):
     other = mora("--help", f"graph_file={write_graph(GRAPH)}").stdout
     assert "== Graph: graph.yaml ==\nA caption and a thumbnail." in other
     assert "  prompt   text    required  what to caption" in other
-    assert "  picture  image   default 'pic.png'" in other
+    assert f"  picture  image   default '{tmp_path / 'pic.png'}'" in other  # a relative default is beside the graph
 
 
 def test_job_name_is_mora_and_its_log_file_has_the_node_events(mora, write_graph, tmp_path):
@@ -106,7 +106,7 @@ def test_manifest_reads_top_down_with_iso_times_and_the_outputs_file_mode(mora, 
     assert list(data)[:9] == ["mora_manifest", "status", "ok", "graph", "inputs", "versions", "started", "finished",
                               "seconds"]
     assert list(data)[-1] == "nodes"
-    assert data["status"] == "ok" and data["inputs"] == {"prompt": "fox", "picture": "pic.png"}
+    assert data["status"] == "ok" and data["inputs"] == {"prompt": "fox", "picture": str(tmp_path / "pic.png")}
     assert {"python", "mora", "torch", "diffusers", "transformers", "hydra-core"} <= set(data["versions"])
     assert data["versions"]["hydra-core"]
     from datetime import datetime

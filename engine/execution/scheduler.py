@@ -66,6 +66,7 @@ from mora.engine.execution.task import Ahead, BatchTask, NodeResult, NodeTask, U
 from mora.engine.graph.keys import digest_of, node_key
 from mora.engine.graph.plan import Plan, PlanNode, Source
 from mora.engine.graph.registry import default_registry
+from mora.engine.graph.validate import UNKNOWN
 
 log = logging.getLogger("mora.scheduler")
 MAX_REPAIRS = 2
@@ -183,7 +184,8 @@ def read_literals(plan: Plan, ingest: Ingest) -> tuple[dict[Source, Any], list[P
     """Every literal input of the plan read through `ingest` (user files decoded), and a problem for each bad one.
 
     An input used by several nodes is read once; if it is bad, one problem names its first user and lists the rest.
-    The caller keeps or discards what `ingest` staged (a run stores it, `mora-admin validate` only checks it).
+    A value not known yet (a required input of a file validated on its own) is not read. The caller keeps or discards
+    what `ingest` staged (a run stores it, `mora-admin validate` only checks it).
     """
     blobs: dict[Source, Any] = {}
     bad: dict[str, list[tuple[str, str | None, str]]] = {}  # message -> (file, node, field) of each user
@@ -204,12 +206,12 @@ def read_literals(plan: Plan, ingest: Ingest) -> tuple[dict[Source, Any], list[P
 
 def _read_literal(ingest: Ingest, src: Source, blobs: dict[Source, Any],
                   bad: dict[str, list[tuple[str, str | None, str]]], where: tuple[str, str | None, str]) -> None:
-    if src in blobs:
+    if src in blobs or src.value is UNKNOWN:
         return
     try:
         blobs[src] = ingest.read(src.type, src.value)
     except InputError as e:
-        bad.setdefault(str(e), []).append(where)
+        bad.setdefault(f"{e} ({src.origin})" if src.origin else str(e), []).append(where)
 
 
 def run_plan(plan: Plan, store: Store, executor: Executor, preset: Mapping[str, Any],

@@ -16,18 +16,16 @@ import math
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mora.engine.errors import GraphError, ModelNotFoundError, MoraError, did_you_mean
+from mora.engine.errors import ModelNotFoundError, MoraError, did_you_mean
 from mora.engine.execution import models
 from mora.engine.execution.model_loader import model_loader
 from mora.engine.frontends.guard import guarded
 
 if TYPE_CHECKING:
     from mora.engine.cache.store import Store
-    from mora.engine.graph.plan import Plan
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -72,27 +70,8 @@ def _inputs(pairs: list[str]) -> dict[str, object]:
     return values
 
 
-def check_input_files(plan: Plan) -> None:
-    """Read every input file as a run would (a missing, empty or undecodable image or video is the same error), in a
-    throwaway cache: checking a graph stores nothing."""
-    from mora.engine.cache.ingest import Ingest
-    from mora.engine.cache.store import Store
-    from mora.engine.execution.scheduler import read_literals
-
-    with tempfile.TemporaryDirectory(prefix="mora-validate-") as tmp:
-        store = Store(Path(tmp))
-        ingest = Ingest(store)
-        try:
-            problems = read_literals(plan, ingest)[1]
-        finally:
-            ingest.discard()
-            store.close()
-    if problems:
-        raise GraphError(problems)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mora.engine.frontends.api import load_plan
+    from mora.engine.frontends.api import check_input_files, load_plan
 
     plan = load_plan(Path(args.file), _inputs(args.input), standalone=True)
     check_input_files(plan)

@@ -1,6 +1,7 @@
 """Running a graph file as a plain function: what the CLI, the sweep launcher and tests call.
 
-`load_plan` reads and validates (no side effects). A `Job` is one configured run: its plan and
+`load_plan` reads and validates (no side effects); `check_input_files` reads the user files a plan names as a
+run would, storing nothing. A `Job` is one configured run: its plan and
 where and how it runs. `execute(job, plan)` is the one way a plan runs (a job's own plan for
 `run`, a sweep's merged plan for the Mora launcher): on the job's runtime, cache and preset,
 returning the report and the run's details that every manifest records. `run` executes a job's
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -17,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from mora.engine.cache.artifacts import CorruptArtifact
+from mora.engine.cache.ingest import Ingest
 from mora.engine.cache.store import Store
-from mora.engine.errors import MoraError
+from mora.engine.errors import GraphError, MoraError
 from mora.engine.execution.executors import Executor
 from mora.engine.execution.progress import Reporter
-from mora.engine.execution.scheduler import RunReport, run_plan
+from mora.engine.execution.scheduler import RunReport, read_literals, run_plan
 from mora.engine.execution.settings import ExecutionSettings
 from mora.engine.frontends.manifest import export_error, export_outputs, record
 from mora.engine.graph.expand import build_plan
@@ -100,6 +103,21 @@ def plan_graph(spec: GraphSpec, inputs: Mapping[str, Any], outputs: list[str] | 
     values.update(inputs)
     return build_plan(spec, values, registry or default_registry(), loader or TemplateLoader([GRAPHS_DIR]), outputs,
                       standalone)
+
+
+def check_input_files(plan: Plan) -> None:
+    """Read every input file as a run would (a missing, empty or undecodable image or video is the same error), in a
+    throwaway cache: checking a graph stores nothing."""
+    with tempfile.TemporaryDirectory(prefix="mora-validate-") as tmp:
+        store = Store(Path(tmp))
+        ingest = Ingest(store)
+        try:
+            problems = read_literals(plan, ingest)[1]
+        finally:
+            ingest.discard()
+            store.close()
+    if problems:
+        raise GraphError(problems)
 
 
 def summarize(report: RunReport, run_dir: Path, files: dict[str, str]) -> None:

@@ -79,12 +79,15 @@ def _main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Console-script entry point: graph inputs made literal, then Hydra, all under Mora's one error guard."""
-    completion = complete_inputs(sys.argv[1:], os.environ.get("COMP_LINE", ""))
+    hydra_errors_raise()
+    sys.exit(guarded("mora", lambda: _command(sys.argv[1:])))
+
+
+def _command(argv: list[str]) -> int | None:
+    completion = complete_inputs(argv, os.environ.get("COMP_LINE"))
     if completion is not None:
         print(completion)
-        return
-    sys.argv[1:] = as_data(sys.argv[1:])
-    hydra_errors_raise()
+        return 0
+    sys.argv[1:] = as_data(argv)
     with composed_once(sys.argv[1:]):
-        status = guarded("mora", _main)
-    sys.exit(status)
+        return _main()

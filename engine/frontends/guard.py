@@ -4,7 +4,11 @@ Policy: nothing a user can type prints a traceback. Each front end (`mora`, `mor
 its body through `guarded`, which maps exception classes to one line and a status:
 
 - Mora's own errors (`MoraError`): their message; status `exit_status` (2 invalid input, 1 failed work).
-- Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause.
+- Hydra and OmegaConf refusing an override or config: 2, with Hydra's message and its cause. Where
+  OmegaConf wraps a Mora error raised inside a resolver (`mora --help` reads the graph there),
+  the Mora error is what is reported, with its own status.
+- Hydra refusing its command line with a plain ValueError (`--resolve` without `--cfg`, two
+  commands at once, `-sc` without a subcommand or with an unknown shell): 2, with Hydra's message.
 - The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
   disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
   before Python 3.13; that one is mapped too.
@@ -38,6 +42,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    exc = _mora_error_inside(exc)
     if isinstance(exc, GraphError):
         return f"invalid graph or inputs: {exc}", exc.exit_status
     if isinstance(exc, MoraError):
@@ -46,6 +51,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
         cause = exc.__cause__
         detail = f"\n{cause}" if isinstance(cause, (HydraException, OmegaConfBaseException)) else ""
         return f"invalid configuration: {exc}{detail}".rstrip(), 2
+    if isinstance(exc, ValueError) and _raised_by_hydra(exc):
+        return f"invalid command line: {exc}", 2
     if isinstance(exc, FileExistsError) and exc.filename and not os.path.isdir(exc.filename):
         return f"error: '{exc.filename}' is a file where a directory is needed (a run directory?)", 2
     if isinstance(exc, OSError):
@@ -56,6 +63,26 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RecursionError):
         return "error: the input is nested too deeply to read", 2
     return f"internal error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)", 1
+
+
+def _raised_by_hydra(exc: BaseException) -> bool:
+    """Whether `exc` was raised in Hydra's own code (its command-line handling), not in Mora's or a library's."""
+    import hydra
+
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(os.path.dirname(hydra.__file__) + os.sep)
+
+
+def _mora_error_inside(exc: BaseException) -> BaseException:
+    """The MoraError that an OmegaConf resolver raised, which OmegaConf re-raises as its own error; else `exc`."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    inner: BaseException | None = exc
+    while isinstance(inner, OmegaConfBaseException):
+        inner = inner.__cause__ or inner.__context__
+    return inner if isinstance(inner, MoraError) else exc
 
 
 def guarded(prog: str, body: Callable[[], int | None]) -> int:

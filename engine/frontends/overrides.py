@@ -15,9 +15,14 @@ are still never resolved, because graph inputs are read from the config unresolv
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from mora.engine.errors import InputError
+from mora.engine.userfiles import read_user_file
 
 DATA_KEY = re.compile(r"^(?P<key>\+{0,2}(?:prompt|inputs\.[A-Za-z0-9_.-]+))=(?P<value>.*)$", re.DOTALL)
 MULTIRUN_FLAGS = {"-m", "--multirun"}
+MAX_PROMPTS_BYTES = 1 << 20
 
 
 def is_multirun(argv: list[str]) -> bool:
@@ -59,8 +64,24 @@ def sweep_over(texts: list[str]) -> str:
     return ",".join(hydra_quoted(t) for t in texts)
 
 
+def sweep_file(path: Path) -> str:
+    """`sweep_over` the lines of a prompts file (blank lines skipped); InputError names the file if it is unusable."""
+    data = read_user_file(path, "prompts", MAX_PROMPTS_BYTES)
+    try:
+        lines = [line for line in re.split(r"\r\n|\r|\n", data.decode("utf-8")) if line.strip()]  # universal newlines
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: prompts file is not UTF-8 text (byte {e.start})") from None
+    if not lines:
+        raise InputError(f"{path}: prompts file has no prompts (one per line)")
+    return sweep_over(lines)
+
+
 if __name__ == "__main__":  # python -m mora.engine.frontends.overrides prompts.txt: one prompt per line, as a sweep value
     import sys
 
-    with open(sys.argv[1], encoding="utf-8") as f:
-        print(sweep_over([line.rstrip("\n") for line in f if line.strip()]))
+    from mora.engine.frontends.guard import guarded
+
+    if len(sys.argv) != 2:
+        print("usage: python -m mora.engine.frontends.overrides PROMPTS_FILE", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(guarded("mora", lambda: print(sweep_file(Path(sys.argv[1])))))

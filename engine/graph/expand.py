@@ -135,7 +135,7 @@ class _Expander:
                                      f"{want.value}", node, field_, line)
                 return None
             return src
-        result = literal_source(value, want)
+        result = literal_source(value, want, spec.file)
         if isinstance(result, str):
             self.fail(spec.file, result, node, field_, line)
             return None
@@ -277,7 +277,7 @@ class _Expander:
                 self.fail(spec.file, f"missing required input '{name}' of template '{node.graph}': bind it under "
                                      f"`in:` or declare a graph input '{name}' here", flat, f"in.{name}", node.line)
             else:
-                default = input_default(inp)
+                default = input_default(inp, template.file)
                 if isinstance(default, str):
                     self.fail(template.file, f"default of input '{name}': {default}", field_=f"inputs.{name}",
                               line=inp.line)

@@ -29,6 +29,8 @@ class Source:
     node: str | None = None
     port: str | None = None
     value: Any = None
+    origin: str = field(default="", compare=False)
+    """Where a literal's value was written when not where it is used (a graph input's default), for messages."""
 
     @property
     def is_literal(self) -> bool:

@@ -7,11 +7,19 @@ parameter within its agent's declared type, bounds and choices, a graph input gi
 message, or None; the expander adds file, node, field and line and reports them all at once.
 Two sentinels stand for values not known here: `UNKNOWN` (a required input when a file is
 validated on its own) and `UNSET` (an input declared `default: null` and not given).
+
+A relative file path written in a graph file (an input's default, a literal under `in:`) means a
+file beside that graph file, wherever Mora was started, as paths in a Compose or workflow file do;
+a path given on the command line (or a model preset's `inputs`) keeps meaning one in the current
+folder. Every literal becomes a Source through `literal_source`, so every consumer (a run, a sweep,
+`mora-admin validate`/`draw`, help, templates at any depth) reads the same file.
 """
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import yaml
@@ -37,18 +45,43 @@ def is_unset(src: Source | list[Source] | None) -> bool:
     return src is not None and src.value is UNSET
 
 
-def input_default(inp: InputSpec) -> Source | list[Source] | str:
-    """A declared input's default as a Source (`default: null` is UNSET), or why it is not allowed."""
-    return Source(inp.type, value=UNSET) if inp.default is None else literal_source(inp.default, inp.type)
+def input_default(inp: InputSpec, file: str) -> Source | list[Source] | str:
+    """A declared input's default in graph file `file` as a Source (`default: null` is UNSET), or why it is refused."""
+    if inp.default is None:
+        return Source(inp.type, value=UNSET)
+    source = literal_source(inp.default, inp.type, file)
+    return source if isinstance(source, str) else _noted(source, f"the default of input '{inp.name}' in {file}")
 
 
-def literal_source(value: Any, want: PortType) -> Source | list[Source] | str:
-    """A literal as a Source (a list of item Sources for list types), or why it is not allowed."""
+def _noted(source: Source | list[Source], origin: str) -> Source | list[Source]:
+    """`source` saying where its value was written, for the message if its file cannot be read."""
+    return [replace(s, origin=origin) for s in source] if isinstance(source, list) else replace(source, origin=origin)
+
+
+def literal_source(value: Any, want: PortType, written_in: str | None = None) -> Source | list[Source] | str:
+    """A literal as a Source (a list of item Sources for list types), or why it is not allowed.
+
+    `written_in`: the graph file the literal was written in, whose folder a relative file path is
+    read from (None: typed on the command line, read from the current folder).
+    """
     if want.is_list and isinstance(value, list):
-        items = [literal_source(v, want.item) for v in value]
+        items = [literal_source(v, want.item, written_in) for v in value]
         problem = next((i for i in items if isinstance(i, str)), None)
         return problem or items  # type: ignore[return-value]
-    return _literal_problem(value, want) or Source(want, value=value)
+    problem = _literal_problem(value, want)
+    if problem:
+        return problem
+    if written_in is not None and want in FILE_KINDS and isinstance(value, str):
+        value = beside(value, written_in)
+    return Source(want, value=value)
+
+
+def beside(path: str, file: str) -> str:
+    """A file path written in `file`: relative means in `file`'s folder (made absolute, so messages and the manifest
+    name the file read); absolute and `~/...` paths stay as written."""
+    if os.path.isabs(os.path.expanduser(path)):
+        return path
+    return os.path.join(os.path.abspath(os.path.dirname(file)), path)
 
 
 def bound_value_problem(src: Source | list[Source], port: Port) -> str | None:
@@ -141,6 +174,7 @@ def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
             problems.append(Problem(spec.file, f"unknown graph input '{name}'; inputs are {sorted(spec.inputs)}"
                                                f"{did_you_mean(name, spec.inputs)}", field=f"inputs.{name}"))
     for name, inp in spec.inputs.items():
+        given = name in values
         value = values.get(name, inp.default)
         if value is None and inp.default is None:
             env[name] = Source(inp.type, value=UNSET)
@@ -155,13 +189,15 @@ def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
         value = from_text(value, inp.type)
         if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
             value = int(value)
-        source = literal_source(value, inp.type)
+        source = literal_source(value, inp.type, None if given else spec.file)
         if isinstance(source, str):
             problems.append(Problem(spec.file, f"graph input '{name}': {source}", field=f"inputs.{name}",
                                     line=inp.line))
             continue
+        if not given:
+            source = _noted(source, f"the default of input '{name}' in {spec.file}")
         env[name] = source  # type: ignore[assignment]
-        used[name] = value
+        used[name] = [s.value for s in source] if isinstance(source, list) else source.value
     return env, used, problems
 
 
