@@ -145,6 +145,29 @@ def test_a_temporal_1_vae_trained_on_frames_alone_codes_each_frame_alone(tmp_pat
     assert not world_video.codes_frames_alone(world_video.vae_model(2))
 
 
+def test_frame_convs_code_and_decode_a_per_frame_vae_exactly_as_its_3d_convolutions():
+    torch.manual_seed(0)
+    vae = world_video.vae_model(1).eval()
+    with torch.no_grad():  # taps of a per-frame VAE stay zero; give the rest weights that are not a fresh init's
+        for m in vae.modules():
+            if isinstance(m, torch.nn.Conv3d):
+                m.weight[..., -1:, :, :].normal_(0, 0.05)
+    clips = torch.cat([clip(0), clip(1)])
+    with torch.no_grad():
+        z = vae.encode(clips).latent_dist.mode()
+        out = vae.decode(z).sample
+        world_video.frame_convs(vae)
+        for taps in world_video.time_taps(vae):  # unused now: what they hold changes nothing
+            taps.fill_(1.0)
+        torch.testing.assert_close(vae.encode(clips).latent_dist.mode(), z, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(vae.decode(z).sample, out, atol=1e-4, rtol=1e-4)
+        for first_last in (False, True):
+            torch.testing.assert_close(world_video.encode_clips(vae, clips, first_last, alone=True),
+                                       world_video.encode_clips(vae, clips, first_last), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="codes each frame alone"):
+        world_video.frame_convs(world_video.vae_model(2))
+
+
 @pytest.mark.parametrize("first_last", [False, True], ids=["i2v", "flf"])
 def test_the_agents_make_the_frames_asked_of_a_per_frame_world_model(tmp_path, put, first_last):
     """Diffusers 0.42's Wan pipelines turn 17 frames into 18 for a VAE of temporal stride 1; the agents ask so that the

@@ -19,6 +19,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,29 @@ def codes_frames_alone(vae: Any) -> bool:
     return vae.config.scale_factor_temporal == 1 and all(not taps.any() for taps in time_taps(vae))
 
 
+def frame_convs(vae: Any) -> None:
+    """Compute each causal convolution of a VAE that codes frames alone as the 2-D convolution it equals (its last
+    tap, frame by frame): a third of the multiply-adds of a 3-tap convolution over mostly zero padding, so a training
+    step of the world's video models spends far less on coding frames. The earlier taps stay zero: unused, they get no
+    gradient."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    if not codes_frames_alone(vae):
+        raise ValueError("frame_convs needs a VAE that codes each frame alone (codes_frames_alone)")
+    for m in vae.modules():
+        if isinstance(m, WanCausalConv3d) and m.kernel_size[0] > 1:
+            m.forward = types.MethodType(_frame_conv, m)
+
+
+def _frame_conv(conv: Any, x: torch.Tensor, cache_x: torch.Tensor | None = None) -> torch.Tensor:
+    """A `WanCausalConv3d` forward whose earlier-frame taps are zero: what came before (`cache_x`) adds nothing."""
+    b, f = x.shape[0], x.shape[2]
+    pad_w, _, pad_h = conv._padding[:3]
+    y = torch.nn.functional.conv2d(x.transpose(1, 2).flatten(0, 1), conv.weight[:, :, -1], conv.bias,
+                                   conv.stride[1:], (pad_h, pad_w))
+    return y.unflatten(0, (b, f)).transpose(1, 2)
+
+
 def vae_loss(vae: Any, x: torch.Tensor, precision: Any) -> torch.Tensor:
     """The VAE's training loss on clips `x`: thing-weighted reconstruction of a posterior sample, a touch of KL; the
     encode and decode under `precision` (an autocast context; bench/wan_vae_step.py times the same loss)."""
@@ -173,6 +197,8 @@ def train_vae(args: argparse.Namespace) -> None:
     if args.decoder_only:  # the latent space stays as it is: video models trained on it stay valid
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
+    if args.image_share >= 1 and codes_frames_alone(vae):  # single frames only: their taps are never used
+        frame_convs(vae)
     data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, [p for p in vae.parameters() if p.requires_grad], args.lr or 1e-3)
     for step in run.steps():
@@ -253,19 +279,21 @@ def encode_clips(vae: Any, clips: torch.Tensor, first_last: bool,
     as `prepare_latents` builds it one video at a time (mask channels, then the latent of the video the pipeline
     encodes: the first, and for FLF2V the last, frame kept, the others black), in one VAE call (half the kernel
     launches of two; the same latents, per clip). The posterior's mode, as the pipeline encodes its conditioning.
-    `alone`: the VAE codes frames alone (`codes_frames_alone`), so every frame goes in one batch, not chunk by chunk."""
+    `alone`: the VAE codes frames alone (`codes_frames_alone`), so every frame goes in one batch, not chunk by chunk,
+    and the given video's latents are the clip's own and that of one zero frame: half the coding."""
     f = clips.shape[2]
     keep = torch.zeros(f, dtype=torch.bool, device=clips.device)
     keep[0] = True
     if first_last:
         keep[-1] = True
-    video = clips * keep.view(1, 1, f, 1, 1)
-    both = torch.cat([clips, video]).to(vae.dtype)
-    if alone:
-        frames = both.transpose(1, 2).flatten(0, 1)[:, :, None]
-        both = vae.encode(frames).latent_dist.mode().float().unflatten(0, (-1, f)).squeeze(3).transpose(1, 2)
+    if alone:  # each frame's latent is its own: the given video's are the clip's, or that of the pipeline's zeros
+        frames = torch.cat([clips.transpose(1, 2).flatten(0, 1), clips.new_zeros(1, clips.shape[1], *clips.shape[3:])])
+        z = vae.encode(frames[:, :, None].to(vae.dtype)).latent_dist.mode().float()
+        latents, zeros = z[:-1].unflatten(0, (-1, f)).squeeze(3).transpose(1, 2), z[-1:]
+        both = torch.cat([latents, torch.where(keep.view(1, 1, f, 1, 1), latents, zeros)])
     else:
-        both = vae.encode(both).latent_dist.mode().float()
+        video = clips * keep.view(1, 1, f, 1, 1)
+        both = vae.encode(torch.cat([clips, video]).to(vae.dtype)).latent_dist.mode().float()
     x0, given = normalise(vae, both).chunk(2)
     return x0, with_mask(given, keep, vae)
 
@@ -306,6 +334,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     parts = components(first_last, vae.config.scale_factor_temporal) if not args.init else load_parts(args.init)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     alone = codes_frames_alone(vae)
+    if alone:
+        frame_convs(vae)
     params = [p for m in parts.values() for p in m.parameters()]
     averages = Averages(parts, device)
     data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
