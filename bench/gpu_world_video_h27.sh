@@ -50,7 +50,7 @@ elif [ "$S" = 3 ]; then
   wait
   mkdir -p $W/f && cp -r $W/i2v3 $W/f/wan_i2v && cp -r $W/flf3 $W/f/wan_flf && for p in wan_i2v wan_flf; do rm -rf $W/f/$p/vae && cp -r $W/dec3 $W/f/$p/vae; done
   B=$(( END - $(t) - 15 ))
-  ( q 0 q_i2v $(( B * 45 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only vae --only image_to_video --only text_to_video --json $OUT/q_i2v.json --strips $OUT/s_i2v
+  ( q 0 q_i2v $(( B * 45 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only vae --only image_to_video --only text_to_video --keyframes nodes/world/weights/sd --json $OUT/q_i2v.json --strips $OUT/s_i2v
     q 0 q_g2 $(( END - $(t) - 10 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only image_to_video --guidance 2 --json $OUT/q_g2.json ) &
   ( q 1 q_con $(( B * 45 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only connect --json $OUT/q_con.json --strips $OUT/s_con
     q 1 q_ext $(( END - $(t) - 10 )) bench/world_video_quality.py --weights $W/f --n 25 --device cuda --only extend --json $OUT/q_ext.json --strips $OUT/s_ext ) &
