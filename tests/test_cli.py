@@ -157,7 +157,7 @@ def test_bare_mora_makes_the_default_video_on_the_world_preset(tmp_path, cache_d
     assert set(manifest["nodes"]) == {"t2v/enrich", "t2v/keyframe", "t2v/animate/motion", "t2v/animate/decode",
                                       "evaluate/quality"}
     assert "t2v/animate/motion" in (run_dir / "report.html").read_text()
-    assert load_video_file(run_dir / "video.mp4").count == 4
+    assert load_video_file(run_dir / "video.mp4").count == 17  # the world preset's clip: Wan's 4k + 1 frames
 
     # the same command again, every node a hit: no model library, no decoder, no agent the graph does not name
     report = ("import atexit, json, sys; atexit.register(lambda: print('IMPORTED', json.dumps(sorted(sys.modules)), "
