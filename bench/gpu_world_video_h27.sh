@@ -5,7 +5,7 @@
 # (training.world_video.frame_convs) and the given frames' latents come from the clip's own: far cheaper steps.
 # 1: two per-frame VAEs from scratch, the better ceiling picks; I2V (GPU 0) and FLF2V (GPU 1) from scratch on it
 # 2: both go on (--init); the VAE's decoder goes on beside FLF2V (decoder only: the latents stay valid)
-# 3: the last minutes of each, then the quality bench on GPU
+# 3: the last minutes of each, then the quality bench on GPU (ran as `END=475 M=3.2 bash bench/gpu_world_video_h27.sh 3`)
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
 [ -d /tmp/site/mora ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/h27/*.whl
@@ -50,9 +50,9 @@ elif [ "$S" = 3 ]; then
   wait
   mkdir -p $W/f && cp -r $W/i2v3 $W/f/wan_i2v && cp -r $W/flf3 $W/f/wan_flf && for p in wan_i2v wan_flf; do rm -rf $W/f/$p/vae && cp -r $W/dec3 $W/f/$p/vae; done
   B=$(( END - $(t) - 15 ))
-  ( q 0 q_i2v $(( B * 45 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only vae --only image_to_video --only text_to_video --keyframes nodes/world/weights/sd --json $OUT/q_i2v.json --strips $OUT/s_i2v
+  ( q 0 q_i2v $(( B * 62 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only vae --only image_to_video --only text_to_video --keyframes nodes/world/weights/sd --json $OUT/q_i2v.json --strips $OUT/s_i2v
     q 0 q_g2 $(( END - $(t) - 10 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only image_to_video --guidance 2 --json $OUT/q_g2.json ) &
-  ( q 1 q_con $(( B * 45 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only connect --json $OUT/q_con.json --strips $OUT/s_con
+  ( q 1 q_con $(( B * 62 / 100 )) bench/world_video_quality.py --weights $W/f --n 100 --device cuda --only connect --json $OUT/q_con.json --strips $OUT/s_con
     q 1 q_ext $(( END - $(t) - 10 )) bench/world_video_quality.py --weights $W/f --n 25 --device cuda --only extend --json $OUT/q_ext.json --strips $OUT/s_ext ) &
   wait
   cd $W && tar cf - f | split -b 15M - $OUT/m$S.tar.
