@@ -1,7 +1,9 @@
 """The world preset's trained video models, end to end through the real task graphs on the CPU, their videos read back
 by the world's detectors (issue 16). They check what the models do reliably (bench/README.md "Sixth runs", 100 held-out
-scenes each: the caption's direction 94%, transitions that start and end within 4 px of the clips 99-100%); a thing
-kept whole in every frame (11%) is not yet something the models do, so no test asks it."""
+scenes each: the caption's direction 94-95%, transitions that start and end within 4 px of the clips 99-100%); a
+moving thing kept whole in every frame (11-19%) is not yet something the models do, so no test asks it. Each test is
+one seeded sample of such a rate: deterministic on one machine and torch, but a change of either re-draws it, so
+before calling a failure a regression, measure the rate (`python bench/world_video_quality.py`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -89,12 +91,14 @@ def test_extend_video_goes_on_the_clip_s_way(tmp_path):
 
 
 def test_edit_video_edits_the_first_frame_and_animates_the_edit(tmp_path):
-    """The edit holds in every frame; with no caption to animate by, the thing stays, whole (edit_video passes none)."""
+    """The edit holds in every frame, and the thing is there at both ends (the instruction, naming no motion, is the
+    animation's prompt)."""
     scene = captions.parse("a large red circle moving right on a white background")
     source = clip_file(scene, world.place(scene, np.random.default_rng(2)), tmp_path / "clip.safetensors")
     video = run_task("edit_video", {"video": str(source), "instruction": "make the background black"}, tmp_path)
     assert [detect.read(f).background for f in video] == ["black"] * FRAMES
-    assert all(detect.kept(video, "red", "circle"))
+    kept = detect.kept(video, "red", "circle")
+    assert kept[0] and kept[-1]
 
 
 def test_digital_world_animates_its_keyframe_the_caption_s_way(tmp_path):

@@ -156,16 +156,29 @@ def test_frame_convs_code_and_decode_a_per_frame_vae_exactly_as_its_3d_convoluti
     with torch.no_grad():
         z = vae.encode(clips).latent_dist.mode()
         out = vae.decode(z).sample
+        given = {first_last: world_video.encode_clips(vae, clips, first_last) for first_last in (False, True)}
         world_video.frame_convs(vae)
         for taps in world_video.time_taps(vae):  # unused now: what they hold changes nothing
             taps.fill_(1.0)
         torch.testing.assert_close(vae.encode(clips).latent_dist.mode(), z, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(vae.decode(z).sample, out, atol=1e-4, rtol=1e-4)
-        for first_last in (False, True):
-            torch.testing.assert_close(world_video.encode_clips(vae, clips, first_last, alone=True),
-                                       world_video.encode_clips(vae, clips, first_last), atol=1e-4, rtol=1e-4)
+        for first_last in (False, True):  # the 3-D, chunk-by-chunk encoding of the pipeline's given video
+            torch.testing.assert_close(world_video.encode_clips(vae, clips, first_last, alone=True), given[first_last],
+                                       atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="codes each frame alone"):
         world_video.frame_convs(world_video.vae_model(2))
+
+
+def test_a_frame_conv_pads_and_strides_each_axis_as_its_3d_convolution():
+    """Unequal kernel, padding and stride per axis: a swapped height and width would show."""
+    from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
+
+    torch.manual_seed(0)
+    conv = WanCausalConv3d(3, 4, kernel_size=(3, 3, 5), stride=(1, 2, 1), padding=(1, 1, 2))
+    with torch.no_grad():
+        conv.weight[:, :, :-1] = 0
+        x = torch.randn(2, 3, 5, 9, 12)
+        torch.testing.assert_close(world_video._frame_conv(conv, x), conv(x), atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("first_last", [False, True], ids=["i2v", "flf"])

@@ -167,6 +167,9 @@ def frame_convs(vae: Any) -> None:
         raise ValueError("frame_convs needs a VAE that codes each frame alone (codes_frames_alone)")
     for m in vae.modules():
         if isinstance(m, WanCausalConv3d) and m.kernel_size[0] > 1:
+            if m.stride[0] != 1 or m.kernel_size[0] != m._padding[4] + 1:  # its last tap must be the frame itself
+                raise ValueError(f"frame_convs: a causal convolution of kernel {m.kernel_size}, stride {m.stride} "
+                                 "does not see each frame through its last tap")
             m.forward = types.MethodType(_frame_conv, m)
 
 
