@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -61,9 +62,14 @@ def test_the_wheel_runs_outside_the_checkout_and_caches_in_the_user_cache_dir(tm
         assert needed in names, f"{needed} is not in the wheel"
     assert not any(n.split("/")[0] in ("engine", "nodes", "conf", "graphs") for n in names), "generic top-level names"
 
-    # 2. a fresh venv that sees the system's packages (torch is not downloaded again) but imports mora from the wheel
+    # 2. a fresh venv that sees this test's own packages (torch is not downloaded again; the base interpreter's, which
+    # --system-site-packages would give, may have none of them) but imports mora from the wheel: a .pth file puts
+    # them after the venv's own site-packages, without running the .pth files there (the checkout's editable install)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    (site,) = (venv / "lib").glob("python*/site-packages")
+    outer = dict.fromkeys(sysconfig.get_path(key) for key in ("purelib", "platlib"))
+    (site / "outer_packages.pth").write_text("".join(f"{path}\n" for path in outer))
     bin_ = venv / "bin"
     # the venv's own old setuptools would hide the system's, which torch's requirements need
     subprocess.run([bin_ / "python", "-m", "pip", "uninstall", "-q", "-y", "setuptools"], check=True,
@@ -86,8 +92,12 @@ def test_the_wheel_runs_outside_the_checkout_and_caches_in_the_user_cache_dir(tm
     assert run.returncode == 0, run.stderr
     cache = home / ".cache" / "mora"
     assert (cache / "index").is_dir() and any((cache / "objects").rglob("*.*"))
-    assert any((cache / "models" / "tiny").iterdir()), "tiny models were not built in the user cache dir"
     assert (work / "out" / "manifest.json").is_file()
+    # the default preset's models ship in the wheel; the tiny ones are built, and into the user cache dir
+    tiny = subprocess.run([bin_ / "mora", "model=tiny", "hydra.run.dir=out_tiny"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert tiny.returncode == 0, tiny.stderr
+    assert any((cache / "models" / "tiny").iterdir()), "tiny models were not built in the user cache dir"
     assert not (work / "cache").exists() and not list(venv.rglob("site-packages/mora/cache"))
 
     # 4. mora-admin from the same place
