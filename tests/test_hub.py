@@ -215,3 +215,15 @@ def test_mora_admin_models_lists_sizes_and_presence_and_downloads(hub: StandInHu
     (tmp_path / "elsewhere").mkdir()
     gone = admin(tmp_path / "elsewhere", *role, "--download", HF_HUB_OFFLINE="1")
     assert gone.returncode == 2 and "text_to_image" in gone.stderr and "HF_HUB_OFFLINE is set" in gone.stdout
+
+
+def test_mora_admin_models_lists_the_world_preset_s_shipped_models_as_present(tmp_path: Path) -> None:
+    """Models shipped inside the package are there from the install: present, with their size, never "not built"."""
+    listed = admin(tmp_path, HF_HUB_OFFLINE="1")
+    assert listed.returncode == 0, listed.stderr
+    shipped = [x for x in listed.stdout.splitlines() if "package:mora.nodes.world:" in x]
+    assert len(shipped) == 5, listed.stdout  # prompt, text_to_image, image_edit, image_to_video, connect
+    assert all(x.endswith(" present") and " MB " in x for x in shipped), listed.stdout
+    wrong = admin(tmp_path, "model.roles.image_to_video.name=mora.nodes.world:weights/nope", HF_HUB_OFFLINE="1")
+    line = next(x for x in wrong.stdout.splitlines() if x.strip().startswith("image_to_video"))
+    assert "missing" in line and "not a folder in the installed package" in line, wrong.stdout

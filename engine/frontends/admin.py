@@ -223,14 +223,15 @@ def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
 
 
 def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability:
-    """Where one model of a preset stands (hub: asks the hub unless offline; built-in: built or not yet)."""
+    """Where one model of a preset stands (hub: asks the hub unless offline; a folder, or one shipped in an installed
+    package: there or not; built-in: built or not yet)."""
     name, source = str(ref["name"]), ref["source"]
     if source == "hub":
         return models.check_hub(ref)
-    if source == "path":
-        path = Path(name).expanduser()
-        if not path.is_dir():
-            return models.Availability(name, None, "missing", reason=f"no folder {path}")
+    if source in ("path", "package"):
+        path, problem = models.package_folder(name) if source == "package" else (Path(name).expanduser(), None)
+        if path is None or not path.is_dir():
+            return models.Availability(name, None, "missing", reason=problem or f"no folder {path}")
         return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in path.rglob("*")
                                                                     if p.is_file()))
     where = model_loader().built_folder(str(source), name, models_dir)
