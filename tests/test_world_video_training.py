@@ -207,8 +207,8 @@ def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp
 
     common = ["--steps", "2", "--batch", "1", "--workers", "0"]
     world_video.main(["vae", "--temporal", "1", *common, "--out", str(tmp_path / "a")])
-    world_video.main(["vae", "--init", str(tmp_path / "a"), "--decoder-only", "--lr", "1e-2", *common,
-                      "--out", str(tmp_path / "b")])
+    world_video.main(["vae", "--init", str(tmp_path / "a"), "--decoder-only", "--latent-noise", "0.3", "--lr", "1e-2",
+                      *common, "--out", str(tmp_path / "b")])
     a, b = (AutoencoderKLWan.from_pretrained(tmp_path / n) for n in "ab")
     for part in ("encoder", "quant_conv"):
         for (name, x), y in zip(getattr(a, part).state_dict().items(), getattr(b, part).state_dict().values()):
@@ -222,6 +222,33 @@ def test_decoder_only_without_init_is_a_usage_error(capsys):
         world_video.main(["vae", "--decoder-only", "--out", "unused"])
     assert stop.value.code == 2
     assert "--decoder-only needs --init" in capsys.readouterr().err
+
+
+def test_latent_noise_without_decoder_only_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as stop:
+        world_video.main(["vae", "--latent-noise", "0.2", "--out", "unused"])
+    assert stop.value.code == 2
+    assert "--latent-noise needs --decoder-only" in capsys.readouterr().err
+
+
+def test_latent_noise_reaches_the_decoder_in_the_video_models_units():
+    """The decoder is handed the posterior sample plus noise whose spread, channel by channel, follows `latents_std`
+    (the units a video model's latents are off in), and nothing else changes."""
+    import contextlib
+
+    torch.manual_seed(0)
+    vae = world_video.vae_model(1)
+    vae.register_to_config(latents_std=[0.5, 1.0, 2.0, 4.0, 0.5, 1.0, 2.0, 4.0])
+    decode, seen = vae.decode, []
+    vae.decode = lambda z: (seen.append(z.detach()), decode(z))[1]
+    x = clip(0)
+    for noise in (0.0, 1.0):
+        torch.manual_seed(1)
+        world_video.vae_loss(vae, x, contextlib.nullcontext(), noise)
+    added = (seen[1] - seen[0]).transpose(0, 1).flatten(1).std(dim=1)
+    ratio = added / torch.tensor(vae.config.latents_std)
+    assert added.min() > 0
+    torch.testing.assert_close(ratio, ratio.mean().expand_as(ratio), rtol=0.25, atol=0)
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "half"])

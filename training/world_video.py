@@ -182,12 +182,20 @@ def _frame_conv(conv: Any, x: torch.Tensor, cache_x: torch.Tensor | None = None)
     return y.unflatten(0, (b, f)).transpose(1, 2)
 
 
-def vae_loss(vae: Any, x: torch.Tensor, precision: Any) -> torch.Tensor:
+def vae_loss(vae: Any, x: torch.Tensor, precision: Any, latent_noise: float = 0.0) -> torch.Tensor:
     """The VAE's training loss on clips `x`: thing-weighted reconstruction of a posterior sample, a touch of KL; the
-    encode and decode under `precision` (an autocast context; bench/wan_vae_step.py times the same loss)."""
+    encode and decode under `precision` (an autocast context; bench/wan_vae_step.py times the same loss).
+    `latent_noise`: the decoded latent also carries Gaussian noise of a standard deviation drawn per clip up to this,
+    in the video models' normalised units (`latents_std`), so the decoder learns to draw a clean thing from the
+    slightly-off latents a video model makes, not only from the encoder's own (whose posterior spread is ~0.03)."""
     with precision:
         post = vae.encode(x).latent_dist
-        rec = vae.decode(post.sample()).sample
+        z = post.sample()
+        if latent_noise:
+            std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+            level = latent_noise * torch.rand(z.shape[0], 1, 1, 1, 1, device=z.device, dtype=z.dtype)
+            z = z + level * std * torch.randn_like(z)
+        rec = vae.decode(z).sample
     return reconstruction_loss(rec.float(), x) + 1e-6 * post.kl().mean()
 
 
@@ -208,7 +216,7 @@ def train_vae(args: argparse.Namespace) -> None:
         p = run.next(data).to(device, non_blocking=True)
         if run.progress(step) < args.image_share:  # each frame alone: the spatial code at 17x the frames of a step
             p = p.reshape(-1, 1, PARAMS)
-        run.update(step, vae_loss(vae, draw_clips(p), autocast(device)))
+        run.update(step, vae_loss(vae, draw_clips(p), autocast(device), args.latent_noise))
     vae.eval()
     with torch.no_grad():  # per-channel latent statistics, the normalisation Wan's pipelines apply
         x = torch.cat([draw_clips(next(data).to(device)) for _ in range(4)])
@@ -389,7 +397,7 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"WanImageToVideoPipeline -> {out}")
 
 
-RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share", "decoder_only")),
+RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share", "decoder_only", "latent_noise")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
 
@@ -403,13 +411,20 @@ def main(argv: list[str] | None = None) -> None:
                                     help="vae: share of the run that trains on single frames before clips"),
                 parser.add_argument("--decoder-only", action="store_true",
                                     help="vae: train the decoder of an --init VAE alone (its latents, and the video "
-                                         "models trained on them, stay valid)")]
+                                         "models trained on them, stay valid)"),
+                parser.add_argument("--latent-noise", type=bounded(float, 0, 2), default=0.0,
+                                    help="vae, with --decoder-only: decode latents with Gaussian noise of up to this "
+                                         "standard deviation (normalised units), for video models' slightly-off "
+                                         "latents")]
 
     def agrees(args: argparse.Namespace) -> str | None:
         """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
         decoder trained alone needs the encoder it keeps."""
         if args.model == "vae" and args.decoder_only and not args.init:
             return "--decoder-only needs --init (the VAE whose encoder it keeps)"
+        if args.model == "vae" and args.latent_noise and not args.decoder_only:
+            return ("--latent-noise needs --decoder-only (an encoder trained against the noise would outgrow it; the "
+                    "latent statistics it is measured in are the kept encoder's)")
         if args.model != "vae" or not args.init or args.temporal is None:
             return None
         kept = json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
