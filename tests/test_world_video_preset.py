@@ -21,14 +21,24 @@ from mora.nodes.world import scene as world
 
 pytestmark = [pytest.mark.usefixtures("own_resident_models"), pytest.mark.slow]
 
-WORLD = yaml.safe_load((Path(__file__).parents[1] / "conf" / "model" / "world.yaml").read_text())
+PRESETS = Path(__file__).parents[1] / "conf" / "model"
+WORLD = yaml.safe_load((PRESETS / "world.yaml").read_text())
 FRAMES = WORLD["inputs"]["frames"]
 
 
-def run_task(name: str, inputs: dict, tmp_path: Path) -> np.ndarray:
-    """Run a task graph on the world preset; its video's frames (F x H x W x 3)."""
+def world_svd() -> dict:
+    """The `world_svd` preset as Hydra composes it: `world`, then its own keys over it."""
+    from omegaconf import OmegaConf
+
+    own = yaml.safe_load((PRESETS / "world_svd.yaml").read_text())
+    assert own.pop("defaults") == ["world", "_self_"]
+    return OmegaConf.to_container(OmegaConf.merge(WORLD, own))
+
+
+def run_task(name: str, inputs: dict, tmp_path: Path, preset: dict = WORLD) -> np.ndarray:
+    """Run a task graph on a world preset; its video's frames (F x H x W x 3)."""
     outcome = run_file(graph_path(name, None), inputs, cache=tmp_path / "cache", run_dir=tmp_path / name,
-                       preset=WORLD, outputs=["video"])
+                       preset=preset, outputs=["video"])
     assert outcome.manifest["ok"], outcome.manifest["failed"]
     return load_video_file(tmp_path / name / "video.mp4").array
 
@@ -56,6 +66,19 @@ def test_image_to_video_moves_the_thing_the_caption_s_way(tmp_path, text):
     video = run_task("image_to_video", {"image": str(image), "prompt": text}, tmp_path)
     thing = scene.things[0]
     assert len(video) == FRAMES
+    assert detect.follow(video, thing.colour, thing.shape).direction == thing.motion
+
+
+@pytest.mark.parametrize("text", ["a red circle moving right on a white background",
+                                  "a large blue square moving up on a yellow background"])
+def test_the_svd_model_moves_the_thing_away_from_the_edge_it_starts_near(tmp_path, text):
+    """SVD hears no prompt: the world places a thing of no stated region on the side it moves away from, and that is
+    what its model learned to read from the frame (direction right in 96% of 100 held-out scenes)."""
+    preset = world_svd()
+    scene, _, image = first_frame(text, tmp_path)
+    video = run_task("image_to_video", {"image": str(image), "prompt": text}, tmp_path, preset)
+    thing = scene.things[0]
+    assert len(video) == preset["inputs"]["frames"] == 8
     assert detect.follow(video, thing.colour, thing.shape).direction == thing.motion
 
 
