@@ -1,15 +1,18 @@
 #!/bin/bash
-# Issue 16, seventh runs (2026-11-26/27; bench/README.md "Seventh runs"): bash bench/gpu_world_video_h28.sh 1|2|3 on
-# nvidia-h100-x1 (one H100; calls back to back on one warm machine; the world's wheels in .gpu/h28 as
+# Issue 16, seventh runs (2026-11-26; bench/README.md "Seventh runs"): bash bench/gpu_world_video_h28.sh 1|2|3 on
+# nvidia-h100-x1 (one H100; calls back to back, meant for one warm machine; the world's wheels in .gpu/h28 as
 # bench/gpu_world_video_h25.sh; models under /tmp/w, each call's models back in $OUT). Each shipped model goes on from
 # its shipped weights (--init) for the minutes its 20 have left: the VAE's decoder 5.4 (14.6 spent), I2V and FLF2V 5.9
 # (14.1 spent).
 # 1: the decoder alone with --latent-noise (the video models' latents are off by more than the encoder's spread), and
 #    I2V, side by side on the GPU; the new decoder's ceiling
-# 2: FLF2V; I2V's quality with the shipped and the new decoder (guidance 2)
-# 4, 5: the SVD-layout model (training.world_svd) from scratch, its quality (svd, extend_svd)
+# 2: FLF2V; I2V's quality with the shipped and the new decoder (guidance 2: these timed out beside the training, and
+#    call 3 measured them)
 # 3: the quality bench, every process at once: image_to_video with each decoder and I2V, text_to_video, connect with
-#    each decoder, extend (guidance 2, the preset's)
+#    each decoder, extend (guidance 2, the preset's); its machine was a fresh one, so the trained parts came in the tree
+# 4: the SVD-layout model (training.world_svd) from scratch (shipped as nodes/world/weights/svd)
+# 5: not run (the device time ran out): the UNet going on, then its quality; stage 4's model was measured by hand
+#    instead, with the two world_video_quality.py commands of stage 5 (--weights holding stage 4's svd1 as svd)
 export PYTHONUNBUFFERED=1
 START=$(date +%s)
 [ -d /tmp/site/mora ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/h28/*.whl

@@ -202,11 +202,14 @@ def test_the_agents_make_the_frames_asked_of_a_per_frame_world_model(tmp_path, p
     assert tuple(load(out["latent"].data)["latents"].shape) == (1, world_video.Z, 9, 16, 16)
 
 
-def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp_path):
+def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp_path, monkeypatch):
+    """A decoder trained alone keeps the encoder and its latent statistics, and trains on the latent noise asked for."""
     from diffusers import AutoencoderKLWan
 
     common = ["--steps", "2", "--batch", "1", "--workers", "0"]
     world_video.main(["vae", "--temporal", "1", *common, "--out", str(tmp_path / "a")])
+    asked, loss = [], world_video.vae_loss
+    monkeypatch.setattr(world_video, "vae_loss", lambda *a: (asked.append(a[3]), loss(*a))[1])
     world_video.main(["vae", "--init", str(tmp_path / "a"), "--decoder-only", "--latent-noise", "0.3", "--lr", "1e-2",
                       *common, "--out", str(tmp_path / "b")])
     a, b = (AutoencoderKLWan.from_pretrained(tmp_path / n) for n in "ab")
@@ -215,6 +218,7 @@ def test_a_decoder_trained_alone_keeps_the_encoder_and_its_latent_statistics(tmp
             assert torch.equal(x, y), f"{part}.{name} changed"
     assert any(not torch.equal(x, y) for x, y in zip(a.decoder.state_dict().values(), b.decoder.state_dict().values()))
     assert (a.config.latents_mean, a.config.latents_std) == (b.config.latents_mean, b.config.latents_std)
+    assert asked == [0.3, 0.3]
 
 
 def test_decoder_only_without_init_is_a_usage_error(capsys):
@@ -232,8 +236,8 @@ def test_latent_noise_without_decoder_only_is_a_usage_error(capsys):
 
 
 def test_latent_noise_reaches_the_decoder_in_the_video_models_units():
-    """The decoder is handed the posterior sample plus noise whose spread, channel by channel, follows `latents_std`
-    (the units a video model's latents are off in), and nothing else changes."""
+    """The decoder is handed the posterior sample (exactly, without noise) plus noise whose size follows the option
+    and whose spread, channel by channel, follows `latents_std` (the units a video model's latents are off in)."""
     import contextlib
 
     torch.manual_seed(0)
@@ -242,10 +246,14 @@ def test_latent_noise_reaches_the_decoder_in_the_video_models_units():
     decode, seen = vae.decode, []
     vae.decode = lambda z: (seen.append(z.detach()), decode(z))[1]
     x = clip(0)
-    for noise in (0.0, 1.0):
+    for noise in (0.0, 0.5, 1.0):
         torch.manual_seed(1)
         world_video.vae_loss(vae, x, contextlib.nullcontext(), noise)
-    added = (seen[1] - seen[0]).transpose(0, 1).flatten(1).std(dim=1)
+    torch.manual_seed(1)
+    torch.testing.assert_close(seen[0], vae.encode(x).latent_dist.sample())
+    half, whole = seen[1] - seen[0], seen[2] - seen[0]
+    torch.testing.assert_close(2 * half, whole, rtol=1e-4, atol=1e-5)
+    added = whole.transpose(0, 1).flatten(1).std(dim=1)
     ratio = added / torch.tensor(vae.config.latents_std)
     assert added.min() > 0
     torch.testing.assert_close(ratio, ratio.mean().expand_as(ratio), rtol=0.25, atol=0)

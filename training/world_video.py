@@ -397,7 +397,8 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     print(f"WanImageToVideoPipeline -> {out}")
 
 
-RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan", reads=("temporal", "image_share", "decoder_only", "latent_noise")),
+RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
+                         reads=("temporal", "image_share", "decoder_only", "latent_noise")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
 
@@ -419,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def agrees(args: argparse.Namespace) -> str | None:
         """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
-        decoder trained alone needs the encoder it keeps."""
+        decoder trained alone needs the encoder it keeps, and only such a decoder may train on noisy latents."""
         if args.model == "vae" and args.decoder_only and not args.init:
             return "--decoder-only needs --init (the VAE whose encoder it keeps)"
         if args.model == "vae" and args.latent_noise and not args.decoder_only:

@@ -7,5 +7,6 @@ Everything here is numpy only (no torch at import), seeded and deterministic:
   type, edit instructions, and the held-out split that training never sees.
 - `detect`: read a frame or a video back into colours, shapes, positions, trajectories and
   blockiness (used by tests, the benchmark and metric nodes).
-- `weights/`: the trained models (fp16 safetensors), loaded with `from_pretrained` by the `world` preset.
+- `weights/`: the trained models (fp16 safetensors), loaded with `from_pretrained` by the `world` and `world_svd`
+  presets.
 """
