@@ -192,7 +192,7 @@ def vae_loss(vae: Any, x: torch.Tensor, precision: Any, latent_noise: float = 0.
         post = vae.encode(x).latent_dist
         z = post.sample()
         if latent_noise:
-            std = torch.tensor(vae.config.latents_std, device=z.device, dtype=z.dtype).view(1, -1, 1, 1, 1)
+            std = latent_stat(vae, "latents_std", z)
             level = latent_noise * torch.rand(z.shape[0], 1, 1, 1, 1, device=z.device, dtype=z.dtype)
             z = z + level * std * torch.randn_like(z)
         rec = vae.decode(z).sample
@@ -321,10 +321,14 @@ def with_mask(latent: torch.Tensor, keep: torch.Tensor, vae: Any) -> torch.Tenso
     return torch.cat([mask, latent], dim=1)
 
 
+def latent_stat(vae: Any, key: str, like: torch.Tensor) -> torch.Tensor:
+    """The VAE's per-channel `latents_mean` or `latents_std` (Wan's normalisation), shaped to broadcast over latents
+    like `like` (B x C x F x H x W), on its device and in its dtype."""
+    return torch.tensor(vae.config[key], device=like.device, dtype=like.dtype).view(1, -1, 1, 1, 1)
+
+
 def normalise(vae: Any, latent: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(vae.config.latents_mean, device=latent.device).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std, device=latent.device).view(1, -1, 1, 1, 1)
-    return (latent - mean) / std
+    return (latent - latent_stat(vae, "latents_mean", latent)) / latent_stat(vae, "latents_std", latent)
 
 
 def flow_sigmas(n: int, device: torch.device) -> torch.Tensor:
