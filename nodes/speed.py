@@ -17,9 +17,16 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   `auto` compiles on CUDA devices, where bench/README.md measured it to pay, and never on CPU or MPS.
   Inductor's, Triton's and the FX graph caches live under `<cache>/compile` (the models directory's
   sibling), so a second process on the machine compiles from them.
-- `attention` (run-only): `sdpa` (PyTorch's choice of kernel), `xformers`, one SDPA kernel forced
+- `attention` (run-only): `sdpa` (PyTorch's choice of kernel), `auto` (what measured best per model,
+  `resolved_attention`: FA4 for transformers where it runs, else sdpa; `speed=fast` sets it), `xformers`, one SDPA
+  kernel forced
   (`sdpa_flash`, `sdpa_cudnn`, `sdpa_efficient`, through `torch.nn.attention.sdpa_kernel` for the call,
-  so every model honours it) or a kernel from another package through diffusers' attention dispatcher
+  so every model honours it), `sdpa_fa4` (FlashAttention-4, the `flash-attn-4` package's CuTe kernels for
+  Hopper and Blackwell, made PyTorch's flash SDPA kernel through `torch.nn.attention.activate_flash_attention_impl`
+  and put first in SDPA's order for the call (the other kernels after it, for attention flash cannot run, e.g. a
+  text encoder's masked attention): every model honours it, compiled or not; the switch is process-wide while the call
+  runs, so a node beside it in another thread of the same process may run it too, which changes only speed and
+  the last bits) or a kernel from another package through diffusers' attention dispatcher
   (`flash_attn`, `flash_attn3`, `sage`: models whose attention goes through the dispatcher, i.e. the
   transformers such as Wan). A backend that cannot run is an error naming it, never a silent fallback.
 - `step_cache` (keyed: it changes results): `none`, `first_block` (FirstBlockCache, skip the rest of
@@ -46,7 +53,8 @@ DENOISERS = ("unet", "transformer", "transformer_2")
 SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION",
                 "sdpa_efficient": "EFFICIENT_ATTENTION"}
 DISPATCHER = {"flash_attn": "flash", "flash_attn3": "_flash_3", "sage": "sage"}
-ATTENTIONS = ("sdpa", "xformers", *SDPA_KERNELS, *DISPATCHER)
+FA4 = "sdpa_fa4"
+ATTENTIONS = ("sdpa", "auto", "xformers", *SDPA_KERNELS, FA4, *DISPATCHER)
 STEP_CACHES = ("none", "first_block", "taylorseer")
 INDUCTOR_FLAGS = {"conv_1x1_as_mm": True}
 """Inductor settings from diffusers' torch.compile speed-up guide, set process-wide when Mora compiles.
@@ -77,6 +85,19 @@ def compile_mode(ctx: RunContext, params: Mapping[str, Any]) -> str:
 def attention_choice(ctx: RunContext, params: Mapping[str, Any]) -> str:
     """The node's attention backend: its own `attention`, else its model reference's, else sdpa."""
     return params.get("attention") or (ctx.model or {}).get("attention") or "sdpa"
+
+
+def resolved_attention(ctx: RunContext, pipe: Any, choice: str) -> str:
+    """`auto` as measured on the H100 (bench/README.md): FlashAttention-4 for a transformer denoiser (Wan: 1.37x
+    compiled against 1.23x without it) where it can run, PyTorch's SDPA otherwise (a UNet: FA4 was slower on the
+    SVD UNet's many short sequences). Any other choice is itself."""
+    if choice != "auto":
+        return choice
+    transformer = any(not hasattr(m, "up_blocks") for m in denoisers(pipe))
+    fa4 = transformer and str(ctx.device).startswith("cuda") and fa4_problem() is None
+    chosen = FA4 if fa4 else "sdpa"
+    log.info("%s: attention auto -> %s", ctx.node_id, chosen)
+    return chosen
 
 
 def denoisers(pipe: Any) -> list[Any]:
@@ -183,7 +204,70 @@ def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractCo
         return sdpa_kernel(getattr(SDPBackend, SDPA_KERNELS[choice]))
     if choice in DISPATCHER:
         return _dispatcher(ctx, pipe, choice)
+    if choice == FA4:
+        return flash_attention_4()
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _no_autograd_cache() -> Iterator[None]:
+    """AOTAutograd's compile cache off while a model is traced here: its key is the traced graph before SDPA picks
+    a kernel, so a graph cached by a run without FA4 would come back with the other kernel (measured on the H100:
+    1.8 s "compiles" and no gain). Inductor's FX graph cache stays on: its key is the graph after that choice."""
+    import torch._functorch.config as functorch
+
+    with functorch.patch(enable_autograd_cache=False):
+        yield
+
+
+FA4_IMPL = "MORA_FA4"
+"""The name Mora registers FlashAttention-4 under in torch's flash-attention registry: torch's own "FA4" entry
+expects another return shape of the package's kernels than flash-attn-4 4.0 gives (mora.nodes.flash_attention_4)."""
+
+
+def fa4_problem() -> str | None:
+    """Why FlashAttention-4 cannot run in this process (torch, package or device), or None when it can."""
+    import importlib.util
+
+    import torch
+    from torch.nn import attention
+
+    if "FA4" not in getattr(attention, "list_flash_attention_impls", list)():
+        return f"torch {torch.__version__} has no FA4 flash-attention implementation (needs torch >= 2.10)"
+    if importlib.util.find_spec("flash_attn") is None or importlib.util.find_spec("flash_attn.cute") is None:
+        return "the flash-attn-4 package is not installed (pip install flash-attn-4)"
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] not in (9, 10):
+        found = "no CUDA device" if not torch.cuda.is_available() else \
+            f"compute capability {torch.cuda.get_device_capability()}"
+        return f"FA4 runs on Hopper or Blackwell (compute capability 9.0 or 10.x); found {found}"
+    return None
+
+
+@contextlib.contextmanager
+def flash_attention_4() -> Iterator[None]:
+    """FlashAttention-4 as PyTorch's flash SDPA kernel, first in SDPA's order, for one call; the previous one after."""
+    import functools
+
+    from torch.nn import attention
+    from torch.nn.attention import _fa4
+
+    if problem := fa4_problem():
+        raise RuntimeError(f"`attention` {FA4!r} cannot run here: {problem}; use attention=sdpa")
+    attention.register_flash_attention_impl(FA4_IMPL, register_fn=functools.partial(
+        _fa4.register_flash_attention_fa4, module_path="mora.nodes.flash_attention_4"))
+    before = attention.current_flash_attention_impl()
+    if before != FA4_IMPL:
+        attention.activate_flash_attention_impl(FA4_IMPL)
+    order = [attention.SDPBackend.FLASH_ATTENTION, attention.SDPBackend.CUDNN_ATTENTION,
+             attention.SDPBackend.EFFICIENT_ATTENTION, attention.SDPBackend.MATH]
+    try:  # flash (now FA4) first wherever it is eligible; an encoder's masked attention still finds a kernel
+        with attention.sdpa_kernel(order, set_priority=True), _no_autograd_cache():
+            yield
+    finally:
+        if before is None:
+            attention.restore_flash_attention_impl()
+        elif before != FA4_IMPL:
+            attention.activate_flash_attention_impl(before)
 
 
 @contextlib.contextmanager
@@ -277,10 +361,28 @@ def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
 
 
 def _fp8_layer(module: Any, fqn: str) -> bool:
-    """Rowwise FP8 takes bfloat16 weights: layers a model keeps in float32 (Wan's time embedder) stay as they are."""
+    """The linear layers FP8 takes: bfloat16 ones (rowwise FP8 refuses others, e.g. Wan's float32 time embedder)
+    outside the embedders. An embedder's input can hold all-zero rows (Wan's text embedder reads the prompt padded
+    with zeros to 512 tokens), whose rowwise scale is 0: FP8 turned them into NaN and the trained world Wan's videos
+    into noise (bench/README.md). Embedders are a sliver of the compute."""
     import torch
 
-    return isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16
+    return isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16 and "embed" not in fqn
+
+
+def _note_traced_attention(ctx: RunContext, pipe: Any, choice: str) -> None:
+    """Remember which attention a compiled denoiser is first traced under (its first call is this node's); say so
+    when a later node asks another: the compiled graph keeps the kernel it was traced with (torch's guards do not
+    cover SDPA's kernel order), so `sdpa_fa4` on a model compiled under another choice does not reach FA4."""
+    for module in denoisers(pipe):
+        if getattr(module, "_mora_compiled", None) is None:
+            continue
+        traced = getattr(module, "_mora_traced_attention", None)
+        if traced is None:
+            module._mora_traced_attention = choice
+        elif traced != choice and FA4 in (traced, choice):
+            log.warning("%s: %s was compiled under attention=%s; its compiled graph keeps that kernel, not %s",
+                        ctx.node_id, type(module).__name__, traced, choice)
 
 
 @contextlib.contextmanager
@@ -289,8 +391,10 @@ def speedup(ctx: RunContext, pipe: Any, params: Mapping[str, Any]) -> Iterator[N
     choice = attention_choice(ctx, params)
     if choice not in ATTENTIONS:
         raise ValueError(f"`attention` must be one of {', '.join(ATTENTIONS)} but is {choice!r}")
+    choice = resolved_attention(ctx, pipe, choice)
     if compile_mode(ctx, params) == "on":
         compile_denoisers(ctx, pipe)
+    _note_traced_attention(ctx, pipe, choice)
     try:
         with _attention(ctx, pipe, choice), _step_cache(pipe, params):
             yield
