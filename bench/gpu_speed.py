@@ -13,6 +13,10 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
          self-attention through SageAttention 1.0.6 (the Triton-only release, the one
          on PyPI; diffusers' `sage` backend needs >= 2.1.1, built from CUDA sources, not on PyPI): eager and
          regional compile (the kernel left out of the graph), against eager bf16 and regional compile with SDPA
+  fa4    FlashAttention-4 (the flash-attn-4 package's CuTe kernels, Mora's `attention=sdpa_fa4`: PyTorch's flash
+         SDPA kernel replaced for the call) on the Wan step (eager; regional compile; with --fp8 also FP8 +
+         regional compile) and on the SVD UNet step (eager; whole compile), each against eager SDPA (bf16) in the
+         same process, with its relative error against it
   again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
          (run it as a separate invocation after `svd`): time to the first compiled call
   t2v    text_to_video through the engine with `compile=on` (models resident and compiled warm after one
@@ -28,6 +32,7 @@ torch.cuda.synchronize around perf_counter. torch.compile in its default mode (n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -201,6 +206,81 @@ def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+@contextlib.contextmanager
+def uncached() -> Any:
+    """Inductor's and AOTAutograd's on-disk caches off for a compile inside this block."""
+    import torch._inductor.config as inductor
+
+    before, inductor.force_disable_caches = inductor.force_disable_caches, True
+    try:
+        yield
+    finally:
+        inductor.force_disable_caches = before
+
+
+def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
+    from mora.nodes.speed import flash_attention_4
+
+    result: dict[str, Any] = {}
+
+    def record(key: str, value: Any) -> None:
+        result[key] = value
+        print(json.dumps({"fa4": {key: value}}), flush=True)
+
+    def variants(prefix: str, step: Any, model: Any, fp8_model: Any = None) -> None:
+        with torch.no_grad():
+            ref = step(model)
+            eager = step_ms(lambda: step(model), args.reps)
+            record(f"{prefix}_eager_ms", eager)
+            with flash_attention_4():
+                out, first_s = timed(lambda: step(model))
+                record(f"{prefix}_fa4_first_call_s", round(first_s, 1))
+                record(f"{prefix}_fa4_ms", step_ms(lambda: step(model), args.reps))
+            record(f"{prefix}_fa4_rel_error", rel_error(out, ref))
+            record(f"{prefix}_fa4_speedup", round(eager / result[f"{prefix}_fa4_ms"], 3))
+            model, how = compiled(model)
+            record(f"{prefix}_compile", how)
+            out, compile_s = timed(lambda: step(model))
+            record(f"{prefix}_compile_s", round(compile_s, 1))
+            record(f"{prefix}_compiled_ms", step_ms(lambda: step(model), args.reps))
+            record(f"{prefix}_compiled_rel_error", rel_error(out, ref))
+            # Traced again inside the FA4 block, as Mora's agents trace it (their first call), with the compile caches
+            # off: their keys do not hold SDPA's kernel order, so a cached graph would bring back the other kernel.
+            torch._dynamo.reset()
+            with flash_attention_4(), uncached():
+                out, compile_s = timed(lambda: step(model))
+                record(f"{prefix}_compiled_fa4_compile_s", round(compile_s, 1))
+                record(f"{prefix}_compiled_fa4_ms", step_ms(lambda: step(model), args.reps))
+            record(f"{prefix}_compiled_fa4_rel_error", rel_error(out, ref))
+            record(f"{prefix}_compiled_fa4_speedup", round(eager / result[f"{prefix}_compiled_fa4_ms"], 3))
+            for fa4 in (False, True) if fp8_model is not None else ():
+                del model
+                torch.cuda.empty_cache()
+                model, how = compiled(fp8_model(), fp8=True)
+                tag = f"{prefix}_fp8_compiled{'_fa4' if fa4 else ''}"
+                with flash_attention_4() if fa4 else contextlib.nullcontext(), uncached():
+                    out, compile_s = timed(lambda m=model: step(m))
+                    record(f"{tag}_compile_s", round(compile_s, 1))
+                    record(f"{tag}_ms", step_ms(lambda m=model: step(m), args.reps))
+                record(f"{tag}_rel_error", rel_error(out, ref))
+                record(f"{tag}_speedup", round(eager / result[f"{tag}_ms"], 3))
+
+    if "wan" in args.models:
+        model, cond, uncond = wan_transformer()
+
+        def cfg_step_two(m: Any) -> torch.Tensor:  # what the pipeline does: two forwards per step
+            c, u = m(**cond)[0], m(**uncond)[0]
+            return u + 5.0 * (c - u)
+
+        variants("wan", cfg_step_two, model, (lambda: wan_transformer()[0]) if args.fp8 else None)
+        del model
+        torch.cuda.empty_cache()
+    if "svd" in args.models:
+        unet, inputs = svd_unet()  # (compiled twice: minutes)
+        variants("svd", lambda m: m(**inputs).sample, unet)
+    return result
+
+
 def sage_sdpa(sdpa: Any) -> Any:
     """F.scaled_dot_product_attention with self-attention (queries as long as keys, no mask) through sageattn."""
     from sageattention import sageattn
@@ -319,7 +399,7 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
 
 
 STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v,
-          "wansage": stage_wansage}
+          "wansage": stage_wansage, "fa4": stage_fa4}
 
 
 def main() -> None:
@@ -328,6 +408,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10, help="timed steps per variant (median)")
     ap.add_argument("--reps-t2v", type=int, default=2)
     ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
+    ap.add_argument("--models", default="wan,svd", help="fa4: which steps to time (wan, svd)")
     ap.add_argument("--tag", default="", help="added to the JSON file's name")
     ap.add_argument("--flags-off", default="", help="svd: INDUCTOR_FLAGS names to leave at inductor's default")
     ap.add_argument("--flags-on", default="", help="svd: more inductor flags to set true")

@@ -112,12 +112,18 @@ class Model:
     def video(self, image: np.ndarray, prompt: str, seed: int, last: np.ndarray | None = None,
               **given: Any) -> np.ndarray:
         """uint8 frames (F x H x W x 3), as image_to_video (or connect_videos, with `last`) + decode_video make them."""
+        return self.video_and_latents(image, prompt, seed, last, **given)[0]
+
+    def video_and_latents(self, image: np.ndarray, prompt: str, seed: int, last: np.ndarray | None = None,
+                          **given: Any) -> tuple[np.ndarray, torch.Tensor]:
+        """The video and the denoised latents it was decoded from (float32, on the CPU)."""
         ctx = Context({"source": "path", "name": str(self.folder), "dtype": "float32"}, seed, str(self.pipe.device))
         params = {**self.params, **given}
         first, end = Image.fromarray(image), None if last is None else Image.fromarray(last)
         with torch.no_grad():
             latents = generate(ctx, self.pipe, self.fam, first, end, prompt, params, (SIZE, SIZE))
-        return decode(self.pipe, self.fam, latents, params["frames"], DECODE.param("decode_chunk_size").default)[0]
+        frames = decode(self.pipe, self.fam, latents, params["frames"], DECODE.param("decode_chunk_size").default)[0]
+        return frames, latents.float().cpu()
 
 
 def load(folder: Path, agent: Any, device: str, **given: Any) -> Model:

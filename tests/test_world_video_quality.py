@@ -221,3 +221,34 @@ def test_the_step_cache_bench_refuses_settings_the_agent_would(cache_bench, weig
         cache_bench.main(["--weights", str(weights / "wan_i2v"), "--setting", setting])
     assert stop.value.code == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def levers_bench(bench):
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "bench" / "wan_levers_quality.py"
+    spec = importlib.util.spec_from_file_location("wan_levers_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.usefixtures("own_resident_models")
+def test_the_levers_bench_compares_each_lever_with_bfloat16_and_skips_what_cannot_run(weights, levers_bench, tmp_path):
+    out = tmp_path / "l.json"
+    results = levers_bench.main(["--weights", str(weights / "wan_i2v"), "--n", "1", "--steps", "3", "--frames", "5",
+                                 "--variant", "float32", "--variant", "fa4", "--variant", "fp8", "--json", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    bf16, full, fa4, fp8 = (results["variants"][k] for k in ("bf16", "float32", "fa4", "fp8"))
+    assert "psnr_db" not in bf16 and set(bf16) == {"direction", "kept"}
+    assert 0 < full["latent_rel_error"] < 0.5 and full["psnr_db"] < 100  # bfloat16 rounds: the two differ, a little
+    assert "flash-attn-4" in fa4["skipped"] or "compute capability" in fa4["skipped"]
+    assert "compute capability >= 8.9" in fp8["skipped"]
+
+
+def test_the_levers_bench_refuses_an_unknown_lever(levers_bench, weights, capsys):
+    with pytest.raises(SystemExit) as stop:
+        levers_bench.main(["--weights", str(weights / "wan_i2v"), "--variant", "fp4"])
+    assert stop.value.code == 2
+    assert "--variant: invalid choice: 'fp4'" in capsys.readouterr().err

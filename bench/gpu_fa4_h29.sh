@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Issue 14 on one H100 (2026-11-27): FlashAttention-4 from PyPI (flash-attn-4, CuTe DSL kernels, Hopper's included)
+# as PyTorch's flash SDPA kernel, and what the levers cost on the trained world Wan. The wheels (diffusers etc., the
+# flash-attn-4 set, this project) are over the device's carry limit, so they travel as a split tar in three calls
+# (.gpu/p1, .gpu/p2, .gpu/p3: parts of kit.tar) and are joined in the first call that needs them.
+#   bash bench/gpu_fa4_h29.sh probe     # any call: what the machine has; keeps the parts carried so far
+#   bash bench/gpu_fa4_h29.sh fa4       # join, install into /tmp/pk, build the random Wan 1.3B and SVD-XT, time them
+#   bash bench/gpu_fa4_h29.sh levers    # the world Wan: bf16 against float32, compile, FA4, FP8 (two processes;
+#                                       # A=..., B=... the --variant options of each)
+#   bash bench/gpu_fa4_h29.sh fp8       # the Wan 1.3B-size step with FP8 + regional compile + FA4
+set -u
+OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
+mkdir -p "$K" "$OUT"
+for d in .gpu/p*; do [ -d "$d" ] && cp --update=none "$d"/* "$K"/; done
+export PYTHONPATH=$P:$P/nvidia_cutlass_dsl/dsl_packages:$PWD MORA_MODELS_DIR=$M OUT
+install() {
+  if [ ! -f "$P/.done" ]; then
+    cat "$K"/part.* > "$K/kit.tar" && tar xf "$K/kit.tar" -C "$K" &&
+      pip install -q --no-deps --no-index --target "$P" $(ls "$K"/kit/*.whl | grep -v -E "cuda_bindings|protobuf|einops") \
+        > "$OUT/install.log" 2>&1 && touch "$P/.done"  # the image's cuda-bindings 13.3, protobuf and einops stay
+  fi
+  for w in .gpu/p4/*.whl; do  # a newer build of this project, carried alone
+    [ -f "$w" ] && pip install -q --no-deps --no-index --upgrade --target "$P" "$w" >> "$OUT/install.log" 2>&1
+  done
+  tail -3 "$OUT/install.log"
+}
+case $1 in
+probe)
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; python3 -V; ls -la "$K"
+  python3 -c "import torch, torch.nn.attention as a; print(torch.__version__, torch.version.cuda, getattr(a, 'list_flash_attention_impls', lambda: 'no registry')())"
+  pip list 2>/dev/null | grep -i -E "cuda|protobuf|einops|typing|nvidia-cu|triton|tvm|dlpack" ;;
+fa4)
+  install
+  python3 -c "from mora.nodes.speed import fa4_problem; print('fa4_problem:', fa4_problem())" 2>&1 | tail -3
+  for m in wan_i2v_1_3b svd_xt; do
+    (python3 -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
+      > "$OUT/build-$m.log" 2>&1) &
+  done
+  wait; tail -2 "$OUT"/build-*.log
+  timeout 480 python3 -P bench/gpu_speed.py --stages fa4 --reps 5 > "$OUT/fa4.log" 2>&1; echo "fa4 rc=$?"
+  grep -v Warning "$OUT/fa4.log" | tail -25 ;;
+levers)
+  install
+  W=nodes/world/weights/wan_i2v
+  timeout 520 python3 -P bench/wan_levers_quality.py --weights $W --device cuda --n ${N:-50} ${A:---variant float32 \
+    --variant compile --variant fa4} --json "$OUT/levers-a.json" > "$OUT/levers-a.log" 2>&1 &
+  timeout 520 python3 -P bench/wan_levers_quality.py --weights $W --device cuda --n ${N:-50} ${B:---variant fp8 \
+    --variant fp8_compile} --json "$OUT/levers-b.json" > "$OUT/levers-b.log" 2>&1 &
+  wait; grep -E "^(bf16|float32|compile|fa4|fp8|fp8_compile) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
+fp8)
+  install
+  timeout 575 python3 -P bench/gpu_speed.py --stages fa4 --models wan --fp8 --reps 5 --tag fp8 > "$OUT/fa4-fp8.log" 2>&1
+  echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
+esac
