@@ -18,17 +18,13 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   Inductor's, Triton's and the FX graph caches live under `<cache>/compile` (the models directory's
   sibling), so a second process on the machine compiles from them.
 - `attention` (run-only): `sdpa` (PyTorch's choice of kernel), `auto` (what measured best per model,
-  `resolved_attention`: FA4 for transformers where it runs, else sdpa; `speed=fast` sets it), `xformers`, one SDPA
-  kernel forced
-  (`sdpa_flash`, `sdpa_cudnn`, `sdpa_efficient`, through `torch.nn.attention.sdpa_kernel` for the call,
-  so every model honours it), `sdpa_fa4` (FlashAttention-4, the `flash-attn-4` package's CuTe kernels for
-  Hopper and Blackwell, made PyTorch's flash SDPA kernel through `torch.nn.attention.activate_flash_attention_impl`
-  and put first in SDPA's order for the call (the other kernels after it, for attention flash cannot run, e.g. a
-  text encoder's masked attention): every model honours it, compiled or not; the switch is process-wide while the call
-  runs, so a node beside it in another thread of the same process may run it too, which changes only speed and
-  the last bits) or a kernel from another package through diffusers' attention dispatcher
-  (`flash_attn`, `flash_attn3`, `sage`: models whose attention goes through the dispatcher, i.e. the
-  transformers such as Wan). A backend that cannot run is an error naming it, never a silent fallback.
+  `resolved_attention`; `speed=fast` sets it), `xformers`, one SDPA kernel forced (`sdpa_flash`, `sdpa_cudnn`,
+  `sdpa_efficient`, through `torch.nn.attention.sdpa_kernel` for the call, so every model honours it), `sdpa_fa4`
+  (FlashAttention-4 as PyTorch's flash kernel, mora.nodes.flash_attention_4; every model honours it, compiled or not,
+  but a compiled model keeps the SDPA kernel of its first traced call: `TRACED_ATTENTION`) or a kernel from another
+  package through diffusers' attention dispatcher (`flash_attn`, `flash_attn3`, `sage`: models whose attention goes
+  through the dispatcher, i.e. the transformers such as Wan). A backend that cannot run is an error naming it,
+  never a silent fallback.
 - `step_cache` (keyed: it changes results): `none`, `first_block` (FirstBlockCache, skip the rest of
   the blocks while the first block's output barely changes, `step_cache_threshold`) or `taylorseer`
   (TaylorSeer, predict blocks' outputs between full steps every `step_cache_interval`), through
@@ -46,6 +42,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mora.engine.graph.agent import Param, RunContext
+from mora.nodes import flash_attention_4
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +85,14 @@ def attention_choice(ctx: RunContext, params: Mapping[str, Any]) -> str:
 
 
 def resolved_attention(ctx: RunContext, pipe: Any, choice: str) -> str:
-    """`auto` as measured on the H100 (bench/README.md): FlashAttention-4 for a transformer denoiser (Wan: 1.37x
-    compiled against 1.23x without it) where it can run, PyTorch's SDPA otherwise (a UNet: FA4 was slower on the
-    SVD UNet's many short sequences). Any other choice is itself."""
+    """`auto` where measured (bench/README.md, one H100): FlashAttention-4 for a Wan transformer where it can run
+    (1.37x a compiled step against 1.23x without it, as close to bfloat16 on the trained world Wan as float32 is);
+    PyTorch's SDPA for the rest (no faster on the SVD UNet eager; other transformers unmeasured). Any other choice is
+    itself."""
     if choice != "auto":
         return choice
-    transformer = any(not hasattr(m, "up_blocks") for m in denoisers(pipe))
-    fa4 = transformer and str(ctx.device).startswith("cuda") and fa4_problem() is None
-    chosen = FA4 if fa4 else "sdpa"
+    wan = any(type(m).__name__.startswith("Wan") for m in denoisers(pipe))
+    chosen = FA4 if wan and flash_attention_4.problem(str(ctx.device)) is None else "sdpa"
     log.info("%s: attention auto -> %s", ctx.node_id, chosen)
     return chosen
 
@@ -205,69 +202,8 @@ def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractCo
     if choice in DISPATCHER:
         return _dispatcher(ctx, pipe, choice)
     if choice == FA4:
-        return flash_attention_4()
+        return flash_attention_4.active(str(ctx.device))
     return contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _no_autograd_cache() -> Iterator[None]:
-    """AOTAutograd's compile cache off while a model is traced here: its key is the traced graph before SDPA picks
-    a kernel, so a graph cached by a run without FA4 would come back with the other kernel (measured on the H100:
-    1.8 s "compiles" and no gain). Inductor's FX graph cache stays on: its key is the graph after that choice."""
-    import torch._functorch.config as functorch
-
-    with functorch.patch(enable_autograd_cache=False):
-        yield
-
-
-FA4_IMPL = "MORA_FA4"
-"""The name Mora registers FlashAttention-4 under in torch's flash-attention registry: torch's own "FA4" entry
-expects another return shape of the package's kernels than flash-attn-4 4.0 gives (mora.nodes.flash_attention_4)."""
-
-
-def fa4_problem() -> str | None:
-    """Why FlashAttention-4 cannot run in this process (torch, package or device), or None when it can."""
-    import importlib.util
-
-    import torch
-    from torch.nn import attention
-
-    if "FA4" not in getattr(attention, "list_flash_attention_impls", list)():
-        return f"torch {torch.__version__} has no FA4 flash-attention implementation (needs torch >= 2.10)"
-    if importlib.util.find_spec("flash_attn") is None or importlib.util.find_spec("flash_attn.cute") is None:
-        return "the flash-attn-4 package is not installed (pip install flash-attn-4)"
-    if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] not in (9, 10):
-        found = "no CUDA device" if not torch.cuda.is_available() else \
-            f"compute capability {torch.cuda.get_device_capability()}"
-        return f"FA4 runs on Hopper or Blackwell (compute capability 9.0 or 10.x); found {found}"
-    return None
-
-
-@contextlib.contextmanager
-def flash_attention_4() -> Iterator[None]:
-    """FlashAttention-4 as PyTorch's flash SDPA kernel, first in SDPA's order, for one call; the previous one after."""
-    import functools
-
-    from torch.nn import attention
-    from torch.nn.attention import _fa4
-
-    if problem := fa4_problem():
-        raise RuntimeError(f"`attention` {FA4!r} cannot run here: {problem}; use attention=sdpa")
-    attention.register_flash_attention_impl(FA4_IMPL, register_fn=functools.partial(
-        _fa4.register_flash_attention_fa4, module_path="mora.nodes.flash_attention_4"))
-    before = attention.current_flash_attention_impl()
-    if before != FA4_IMPL:
-        attention.activate_flash_attention_impl(FA4_IMPL)
-    order = [attention.SDPBackend.FLASH_ATTENTION, attention.SDPBackend.CUDNN_ATTENTION,
-             attention.SDPBackend.EFFICIENT_ATTENTION, attention.SDPBackend.MATH]
-    try:  # flash (now FA4) first wherever it is eligible; an encoder's masked attention still finds a kernel
-        with attention.sdpa_kernel(order, set_priority=True), _no_autograd_cache():
-            yield
-    finally:
-        if before is None:
-            attention.restore_flash_attention_impl()
-        elif before != FA4_IMPL:
-            attention.activate_flash_attention_impl(before)
 
 
 @contextlib.contextmanager
@@ -370,19 +306,27 @@ def _fp8_layer(module: Any, fqn: str) -> bool:
     return isinstance(module, torch.nn.Linear) and module.weight.dtype == torch.bfloat16 and "embed" not in fqn
 
 
-def _note_traced_attention(ctx: RunContext, pipe: Any, choice: str) -> None:
-    """Remember which attention a compiled denoiser is first traced under (its first call is this node's); say so
-    when a later node asks another: the compiled graph keeps the kernel it was traced with (torch's guards do not
-    cover SDPA's kernel order), so `sdpa_fa4` on a model compiled under another choice does not reach FA4."""
+TRACED_ATTENTION: dict[type, str] = {}
+"""The attention each compiled denoiser class was first run under. torch compiles per class (a second Wan reuses the
+first one's compiled blocks) and its guards do not cover SDPA's kernel order, so the SDPA kernel chosen then stays."""
+
+
+def _warn_if_fa4_cannot_reach(ctx: RunContext, pipe: Any, choice: str) -> None:
+    """Say so when a node asks FA4 of a compiled model first run under an attention that did not put flash first:
+    its compiled graph calls another SDPA kernel, which FA4 (a replacement of the flash kernel) does not touch."""
     for module in denoisers(pipe):
-        if getattr(module, "_mora_compiled", None) is None:
-            continue
-        traced = getattr(module, "_mora_traced_attention", None)
-        if traced is None:
-            module._mora_traced_attention = choice
-        elif traced != choice and FA4 in (traced, choice):
-            log.warning("%s: %s was compiled under attention=%s; its compiled graph keeps that kernel, not %s",
-                        ctx.node_id, type(module).__name__, traced, choice)
+        traced = TRACED_ATTENTION.get(type(module))
+        if choice == FA4 and traced not in (None, FA4, "sdpa_flash"):
+            log.warning("%s: %s was compiled under attention=%s; its compiled graph keeps the SDPA kernel chosen "
+                        "then, so sdpa_fa4 does not reach FlashAttention-4 (restart the process to trace it again)",
+                        ctx.node_id, type(module).__name__, traced)
+
+
+def _note_traced_attention(pipe: Any, choice: str) -> None:
+    """After a successful call: the attention compiled denoiser classes first ran under, if not known yet."""
+    for module in denoisers(pipe):
+        if getattr(module, "_mora_compiled", None) is not None:
+            TRACED_ATTENTION.setdefault(type(module), choice)
 
 
 @contextlib.contextmanager
@@ -394,10 +338,11 @@ def speedup(ctx: RunContext, pipe: Any, params: Mapping[str, Any]) -> Iterator[N
     choice = resolved_attention(ctx, pipe, choice)
     if compile_mode(ctx, params) == "on":
         compile_denoisers(ctx, pipe)
-    _note_traced_attention(ctx, pipe, choice)
+    _warn_if_fa4_cannot_reach(ctx, pipe, choice)
     try:
         with _attention(ctx, pipe, choice), _step_cache(pipe, params):
             yield
+        _note_traced_attention(pipe, choice)
     except RuntimeError as e:
         if choice in SDPA_KERNELS and any(says in str(e) for says in ("No available kernel", "No viable backend")):
             raise RuntimeError(f"`attention` {choice!r} has no kernel for this model's attention shapes on "

@@ -214,18 +214,21 @@ def test_speed_fast_turns_compile_on_through_the_preset():
     assert fast.model.compile == "auto" and fast.model.name == "random" and fast.model.attention == "auto"
 
 
-def test_auto_attention_is_flash_attention_4_for_transformers_where_it_runs(put, monkeypatch):
+def test_auto_attention_is_flash_attention_4_for_wan_where_it_runs(put, monkeypatch):
     from types import SimpleNamespace
 
-    from mora.nodes import speed
+    from mora.nodes import flash_attention_4, speed
 
-    wan_pipe, svd_pipe = SimpleNamespace(transformer=object()), SimpleNamespace(unet=SimpleNamespace(up_blocks=[]))
+    WanTransformer3DModel = type("WanTransformer3DModel", (), {})
+    wan_pipe, svd_pipe = SimpleNamespace(transformer=WanTransformer3DModel()), SimpleNamespace(unet=object())
+    other = SimpleNamespace(transformer=type("FluxTransformer2DModel", (), {})())
     cpu, gpu = FakeContext(model=tiny_ref("wan_i2v")), FakeContext(model=tiny_ref("wan_i2v"), device="cuda:0")
-    assert speed.resolved_attention(gpu, wan_pipe, "auto") == "sdpa"  # no flash-attn-4 here
+    assert speed.resolved_attention(cpu, wan_pipe, "auto") == "sdpa"  # FA4 never runs on a CPU node
     assert (wan(put, attention="auto") - wan(put)).abs().max().item() == 0
-    monkeypatch.setattr(speed, "fa4_problem", lambda: None)
+    monkeypatch.setattr(flash_attention_4, "problem", lambda device: None if device.startswith("cuda") else "cpu")
     assert speed.resolved_attention(gpu, wan_pipe, "auto") == "sdpa_fa4"
-    assert speed.resolved_attention(gpu, svd_pipe, "auto") == "sdpa"  # slower on the SVD UNet (bench/README.md)
+    assert speed.resolved_attention(gpu, svd_pipe, "auto") == "sdpa"  # no faster on the SVD UNet (bench/README.md)
+    assert speed.resolved_attention(gpu, other, "auto") == "sdpa"  # unmeasured models keep PyTorch's choice
     assert speed.resolved_attention(cpu, wan_pipe, "auto") == "sdpa"
     assert speed.resolved_attention(gpu, wan_pipe, "sdpa_cudnn") == "sdpa_cudnn"
 
@@ -233,8 +236,8 @@ def test_auto_attention_is_flash_attention_4_for_transformers_where_it_runs(put,
 def test_flash_attention_4_off_hopper_fails_clearly(put):
     from torch.nn import attention
 
-    with pytest.raises(RuntimeError, match="`attention` 'sdpa_fa4' cannot run here: .*(flash-attn-4|compute capa)"):
-        wan(put, attention="sdpa_fa4")
+    with pytest.raises(RuntimeError, match="`attention` 'sdpa_fa4' cannot run here: .*(flash-attn-4|CUDA devices)"):
+        wan(put, attention="sdpa_fa4")  # a CPU node: never FA4, whatever GPU the machine has
     assert attention.current_flash_attention_impl() is None
 
 
@@ -244,35 +247,62 @@ def test_flash_attention_4_is_activated_for_its_node_only(put, monkeypatch):
     import torch._functorch.config as functorch
     from torch.nn import attention
 
-    from mora.nodes import speed
+    from mora.nodes import flash_attention_4
     from mora.nodes.models import resident
     from mora.nodes.video_latent import PIPELINE_KIND
 
     plain = wan(put, steps=2)
-    monkeypatch.setattr(speed, "fa4_problem", lambda: None)
+    monkeypatch.setattr(flash_attention_4, "problem", lambda device: None)
     seen: list[tuple[Any, bool]] = []
     pipe = resident(FakeContext(model=tiny_ref("wan_i2v")), (PIPELINE_KIND,))
     pipe.transformer.register_forward_pre_hook(
         lambda *_: seen.append((attention.current_flash_attention_impl(), functorch.enable_autograd_cache)))
     with_fa4 = wan(put, steps=2, attention="sdpa_fa4")  # the CPU's SDPA is untouched: FA4 replaces a CUDA kernel
     assert (with_fa4 - plain).abs().max().item() < 1e-4
-    assert seen and set(seen) == {(speed.FA4_IMPL, False)}
+    assert seen and set(seen) == {(flash_attention_4.IMPL, False)}
     assert attention.current_flash_attention_impl() is None and functorch.enable_autograd_cache
     seen.clear()
     wan(put, steps=2)
     assert seen and {impl for impl, _ in seen} == {None}
 
 
+def test_flash_attention_4_gives_back_the_implementation_active_before(monkeypatch):
+    from torch.nn import attention
+
+    from mora.nodes import flash_attention_4
+
+    class Handle:
+        def remove(self) -> None:
+            pass
+
+    monkeypatch.setattr(flash_attention_4, "problem", lambda device: None)
+    attention.register_flash_attention_impl("TEST_IMPL", register_fn=Handle)
+    attention.activate_flash_attention_impl("TEST_IMPL")
+    try:
+        with flash_attention_4.active("cuda:0"):
+            assert attention.current_flash_attention_impl() == flash_attention_4.IMPL
+        assert attention.current_flash_attention_impl() == "TEST_IMPL"
+    finally:
+        attention.restore_flash_attention_impl(_raise_warn=False)
+
+
 @pytest.mark.slow
 def test_a_model_compiled_under_another_attention_says_fa4_does_not_reach_it(put, monkeypatch, caplog):
-    """The compiled graph keeps the kernel it was traced with (torch's guards do not cover SDPA's order): logged."""
-    from mora.nodes import speed
+    """The compiled graph keeps the SDPA kernel it was traced with (torch compiles per class and does not guard on
+    SDPA's order): logged, and only after a call that ran (a failed one traced nothing)."""
+    from mora.nodes import flash_attention_4, speed
 
-    monkeypatch.setattr(speed, "fa4_problem", lambda: None)
+    monkeypatch.setattr(speed, "TRACED_ATTENTION", {})
+    with pytest.raises(RuntimeError, match="sdpa_fa4' cannot run here"):
+        wan(put, steps=2, compile="on", attention="sdpa_fa4")
+    assert speed.TRACED_ATTENTION == {}
     wan(put, steps=2, compile="on")
-    assert "keeps that kernel" not in caplog.text
+    assert list(speed.TRACED_ATTENTION.values()) == ["sdpa"]
+    monkeypatch.setattr(flash_attention_4, "problem", lambda device: None)
+    wan(put, steps=2, compile="on", attention="sdpa_flash")
+    assert "does not reach FlashAttention-4" not in caplog.text
     wan(put, steps=2, compile="on", attention="sdpa_fa4")
-    assert "compiled under attention=sdpa; its compiled graph keeps that kernel, not sdpa_fa4" in caplog.text
+    assert "compiled under attention=sdpa; its compiled graph keeps the SDPA kernel chosen then" in caplog.text
 
 
 def test_flash_attention_4_adapter_gives_torch_the_shape_it_unpacks(monkeypatch):
@@ -287,10 +317,27 @@ def test_flash_attention_4_adapter_gives_torch_the_shape_it_unpacks(monkeypatch)
     fake = types.ModuleType("flash_attn.cute.interface")
     fake._flash_attn_fwd = lambda q, k, v, **kw: ("out", "lse", None, None, None)
     fake._flash_attn_bwd = lambda *a, **kw: ("dq", "dk", "dv", None)
+    cute = types.ModuleType("flash_attn.cute")
+    cute.interface = fake
     monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
-    monkeypatch.setitem(sys.modules, "flash_attn.cute", types.ModuleType("flash_attn.cute"))
+    monkeypatch.setitem(sys.modules, "flash_attn.cute", cute)
     monkeypatch.setitem(sys.modules, "flash_attn.cute.interface", fake)
-    sys.modules["flash_attn.cute"].interface = fake
     assert flash_attention_4._flash_attn_fwd(1, 2, 3, return_lse=True) == ("out", "lse")
     assert flash_attention_4._flash_attn_bwd(1, 2, 3) == ("dq", "dk", "dv")
     assert _fa4._fa4_import_module("mora.nodes.flash_attention_4") is flash_attention_4  # torch accepts it
+
+
+def test_fp8_leaves_a_unets_embedders_and_takes_its_attention_and_feed_forward(tiny_models):
+    import torch
+    from diffusers import UNetSpatioTemporalConditionModel
+
+    from mora.nodes.speed import _fp8_layer
+    from mora.nodes.zoo import build
+
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(build("tiny", "svd", tiny_models) / "unet",
+                                                            dtype=torch.bfloat16)
+    linears = {n: _fp8_layer(m, n) for n, m in unet.named_modules() if isinstance(m, torch.nn.Linear)}
+    embedders = [n for n in linears if n.startswith(("time_embedding", "add_embedding"))]
+    attention = [n for n in linears if ".attn1.to_q" in n or ".ff.net." in n]
+    assert embedders and not any(linears[n] for n in embedders)
+    assert attention and all(linears[n] for n in attention)

@@ -252,3 +252,7 @@ def test_the_levers_bench_refuses_an_unknown_lever(levers_bench, weights, capsys
         levers_bench.main(["--weights", str(weights / "wan_i2v"), "--variant", "fp4"])
     assert stop.value.code == 2
     assert "--variant: invalid choice: 'fp4'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        levers_bench.main(["--weights", str(weights / "wan_i2v"), "--variant", "compile", "--variant", "fp8_compile"])
+    assert stop.value.code == 2
+    assert "one compiled variant a process" in capsys.readouterr().err
