@@ -8,12 +8,13 @@
 #   bash bench/gpu_fa4_h29.sh levers    # the world Wan: bf16 against float32, compile, FA4, FP8 (two processes;
 #                                       # A=..., B=... the --variant options of each)
 #   bash bench/gpu_fa4_h29.sh fp8       # the Wan 1.3B-size step with FP8 + regional compile + FA4
+#   bash bench/gpu_fa4_h29.sh agent     # the image_to_video agent's path on it: defaults against speed=fast's
 set -u
 OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
 mkdir -p "$K" "$OUT"
 for d in .gpu/p*; do [ -d "$d" ] && cp --update=none "$d"/* "$K"/; done
 export PYTHONPATH=$P:$P/nvidia_cutlass_dsl/dsl_packages:$PWD MORA_MODELS_DIR=$M OUT
-install() {
+install_kit() {
   if [ ! -f "$P/.done" ]; then
     cat "$K"/part.* > "$K/kit.tar" && tar xf "$K/kit.tar" -C "$K" &&
       pip install -q --no-deps --no-index --target "$P" $(ls "$K"/kit/*.whl | grep -v -E "cuda_bindings|protobuf|einops") \
@@ -30,7 +31,7 @@ probe)
   python3 -c "import torch, torch.nn.attention as a; print(torch.__version__, torch.version.cuda, getattr(a, 'list_flash_attention_impls', lambda: 'no registry')())"
   pip list 2>/dev/null | grep -i -E "cuda|protobuf|einops|typing|nvidia-cu|triton|tvm|dlpack" ;;
 fa4)
-  install
+  install_kit
   python3 -c "from mora.nodes.speed import fa4_problem; print('fa4_problem:', fa4_problem())" 2>&1 | tail -3
   for m in wan_i2v_1_3b svd_xt; do
     (python3 -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
@@ -40,7 +41,7 @@ fa4)
   timeout 480 python3 -P bench/gpu_speed.py --stages fa4 --reps 5 > "$OUT/fa4.log" 2>&1; echo "fa4 rc=$?"
   grep -v Warning "$OUT/fa4.log" | tail -25 ;;
 levers)
-  install
+  install_kit
   W=nodes/world/weights/wan_i2v
   timeout 520 python3 -P bench/wan_levers_quality.py --weights $W --device cuda --n ${N:-50} ${A:---variant float32 \
     --variant compile --variant fa4} --json "$OUT/levers-a.json" > "$OUT/levers-a.log" 2>&1 &
@@ -48,7 +49,11 @@ levers)
     --variant fp8_compile} --json "$OUT/levers-b.json" > "$OUT/levers-b.log" 2>&1 &
   wait; grep -E "^(bf16|float32|compile|fa4|fp8|fp8_compile) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
 fp8)
-  install
+  install_kit
   timeout 575 python3 -P bench/gpu_speed.py --stages fa4 --models wan --fp8 --reps 5 --tag fp8 > "$OUT/fa4-fp8.log" 2>&1
   echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
+agent)
+  install_kit
+  timeout 560 python3 -P bench/gpu_speed.py --stages agent > "$OUT/agent.log" 2>&1; echo "agent rc=$?"
+  grep "^{" "$OUT/agent.log" | tail -12 ;;
 esac

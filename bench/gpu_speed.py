@@ -17,6 +17,9 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
          SDPA kernel replaced for the call) on the Wan step (eager; regional compile; with --fp8 also FP8 +
          regional compile) and on the SVD UNet step (eager; whole compile), each against eager SDPA (bf16) in the
          same process, with its relative error against it
+  agent  the image_to_video agent's own path (`mora.nodes.image_to_video.generate`, inside the agents' `speedup`) on
+         random:wan_i2v_1_3b, 81 frames 480x832: its defaults (eager, sdpa) against `speed=fast`'s settings
+         (compile auto, attention auto), seconds per denoising step read at the agent's progress callback
   again  the SVD UNet compiled in a *second* process, from the on-disk caches the first one filled
          (run it as a separate invocation after `svd`): time to the first compiled call
   t2v    text_to_video through the engine with `compile=on` (models resident and compiled warm after one
@@ -33,11 +36,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -207,7 +212,7 @@ def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def uncached() -> Any:
+def uncached() -> Iterator[None]:
     """Inductor's and AOTAutograd's on-disk caches off for a compile inside this block."""
     import torch._inductor.config as inductor
 
@@ -219,7 +224,10 @@ def uncached() -> Any:
 
 
 def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
-    from mora.nodes.speed import flash_attention_4
+    from mora.nodes.flash_attention_4 import active
+
+    def flash_attention_4() -> Any:
+        return active("cuda")
 
     result: dict[str, Any] = {}
 
@@ -254,6 +262,7 @@ def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
             record(f"{prefix}_compiled_fa4_rel_error", rel_error(out, ref))
             record(f"{prefix}_compiled_fa4_speedup", round(eager / result[f"{prefix}_compiled_fa4_ms"], 3))
             for fa4 in (False, True) if fp8_model is not None else ():
+                torch._dynamo.reset()  # each FP8 model traced anew: dynamo reuses a class's compiled blocks
                 del model
                 torch.cuda.empty_cache()
                 model, how = compiled(fp8_model(), fp8=True)
@@ -278,6 +287,46 @@ def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
     if "svd" in args.models:
         unet, inputs = svd_unet()  # (compiled twice: minutes)
         variants("svd", lambda m: m(**inputs).sample, unet)
+    return result
+
+
+def stage_agent(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.append(str(ROOT / "bench"))
+    import world_video_quality as q
+    from diffusers import DiffusionPipeline
+    from PIL import Image
+
+    from mora.nodes.image_to_video import AGENT, generate
+    from mora.nodes.video_latent import family
+
+    stamps: list[float] = []
+
+    class Timed(q.Context):
+        def progress(self, total: int, description: str) -> Any:
+            def advance(n: int = 1) -> None:
+                torch.cuda.synchronize()
+                stamps.append(time.perf_counter())
+            return advance
+
+    ref = {"source": "random", "name": "wan_i2v_1_3b", "dtype": "bfloat16"}
+    pipe = DiffusionPipeline.from_pretrained(folder("wan_i2v_1_3b"), dtype=torch.bfloat16).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    image = Image.new("RGB", (832, 480), (120, 80, 40))
+    result: dict[str, Any] = {}
+    for name, given in (("agent_defaults", {}), ("speed_fast", {"compile": "auto", "attention": "auto"})):
+        params = AGENT.resolve_params({"width": 832, "height": 480, "frames": 81, "steps": args.agent_steps, **given})
+        runs = []
+        for _ in range(3):
+            stamps.clear()
+            with torch.no_grad():
+                _, seconds = timed(lambda p=params: generate(Timed(ref, 0, "cuda"), pipe, family(pipe, ref), image,
+                                                             None, "a red kite", p, (832, 480)))
+            steps = [b - a for a, b in itertools.pairwise(stamps)]
+            runs.append({"seconds": round(seconds, 2), "step_ms_median": round(statistics.median(steps) * 1000, 1)})
+            print(json.dumps({"agent": {name: runs[-1]}}), flush=True)
+        result[name] = runs
+    best = {name: min(r["step_ms_median"] for r in runs[1:]) for name, runs in result.items()}
+    result["step_speedup"] = round(best["agent_defaults"] / best["speed_fast"], 3)
     return result
 
 
@@ -399,7 +448,8 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
 
 
 STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v,
-          "wansage": stage_wansage, "fa4": stage_fa4}
+          "wansage": stage_wansage, "fa4": stage_fa4,
+          "agent": stage_agent}
 
 
 def main() -> None:
@@ -408,6 +458,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=10, help="timed steps per variant (median)")
     ap.add_argument("--reps-t2v", type=int, default=2)
     ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
+    ap.add_argument("--agent-steps", type=int, default=6, help="agent: denoising steps a run")
     ap.add_argument("--models", default="wan,svd", help="fa4: which steps to time (wan, svd)")
     ap.add_argument("--tag", default="", help="added to the JSON file's name")
     ap.add_argument("--flags-off", default="", help="svd: INDUCTOR_FLAGS names to leave at inductor's default")

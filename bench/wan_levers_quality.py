@@ -6,7 +6,8 @@ eagerly, then with each lever, on the same held-out scenes and seeds, through th
 Variants (each on a freshly loaded pipeline, since compiling and quantizing change a model in place): `float32`
 (for scale: how far bfloat16 itself is from full precision), `compile` (Mora's regional compile), `fa4`
 (`attention=sdpa_fa4`), `fp8` (torchao rowwise FP8 of the transformer's bfloat16 linear layers, Mora's
-`quantization=fp8`, eager), `fp8_compile`. Each video is compared frame by frame with the bfloat16 eager one (PSNR and
+`quantization=fp8`, eager), `fp8_compile`, and with FA4 `compile_fa4` (what `speed=fast` runs on Wan) and
+`fp8_compile_fa4`. Each video is compared frame by frame with the bfloat16 eager one (PSNR and
 SSIM over the uint8 frames) and its latents by relative L2 error; the world's detectors score every video (direction
 and "kept" as in bench/world_video_quality.py). A lever that cannot run here (FA4 or FP8 off Hopper) is reported
 with its reason and skipped.
@@ -27,7 +28,7 @@ import world_video_quality as q  # the held-out scenes, the agents' Model, the s
 from step_cache_quality import similarity
 
 from mora.engine.frontends.guard import guarded
-from mora.nodes import speed
+from mora.nodes import flash_attention_4, speed
 from mora.nodes.image_to_video import AGENT as I2V
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
@@ -39,7 +40,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fa4": {"attention": "sdpa_fa4"},
     "fp8": {"fp8": True},
     "fp8_compile": {"fp8": True, "compile": "on"},
+    "compile_fa4": {"compile": "on", "attention": "sdpa_fa4"},
+    "fp8_compile_fa4": {"fp8": True, "compile": "on", "attention": "sdpa_fa4"},
 }
+"""Run one compiled variant a process: torch compiles per class, so a second one would reuse the first's graph."""
 
 
 def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: bool) -> q.Model:
@@ -57,7 +61,7 @@ def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: bool) 
 
 def why_not(variant: dict[str, Any], where: str) -> str | None:
     if variant.get("attention") == "sdpa_fa4":
-        return speed.fa4_problem()
+        return flash_attention_4.problem(where)
     if variant.get("fp8"):
         try:
             speed.check_fp8()
@@ -121,11 +125,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--frames", type=int, default=q.world_video.FRAMES)
     parser.add_argument("--steps", type=bounded(int, 1), default=20, help="denoising steps")
     parser.add_argument("--variant", choices=sorted(VARIANTS), action="append",
-                        help="a lever to measure against bfloat16 eager (default: all)")
+                        help="a lever to measure against bfloat16 eager (default: every eager one)")
     parser.add_argument("--device", type=device, default="cpu")
     parser.add_argument("--json", type=writable_file, help="write the results here")
     args = parser.parse_args(argv)
-    args.variant = args.variant or list(VARIANTS)
+    args.variant = args.variant or [v for v in VARIANTS if "compile" not in VARIANTS[v]]
+    if len(compiled := [v for v in args.variant if "compile" in VARIANTS[v]]) > 1:
+        parser.error(f"--variant: one compiled variant a process, not {', '.join(compiled)} (torch compiles per "
+                     "class: the second would run the first one's graph)")
     if problem := folder_problem(args.weights, "WanImageToVideoPipeline"):
         parser.error(f"--weights {args.weights}: {problem}")
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
