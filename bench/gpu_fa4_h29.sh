@@ -50,7 +50,7 @@ levers)
   wait; grep -E "^(bf16|float32|compile|fa4|fp8|fp8_compile) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
 fp8)
   install_kit
-  timeout 575 python3 -P bench/gpu_speed.py --stages fa4 --models wan --fp8 --reps 5 --tag fp8 > "$OUT/fa4-fp8.log" 2>&1
+  timeout 575 python3 -P bench/gpu_speed.py --stages fa4 --models ${MODELS:-wan} --fp8 --reps 5 --tag fp8 > "$OUT/fa4-fp8.log" 2>&1
   echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
 agent)
   install_kit
