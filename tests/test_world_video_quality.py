@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -117,17 +118,21 @@ def weights(tmp_path_factory: pytest.TempPathFactory):
     return out
 
 
-@pytest.fixture(scope="module")
-def bench():
+def bench_script(name: str) -> Any:
+    """bench/<name>.py as a module (bench/ is scripts, not a package)."""
     import importlib.util
 
-    path = Path(__file__).parents[1] / "bench" / "world_video_quality.py"
-    spec = importlib.util.spec_from_file_location("world_video_quality", path)
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    yield bench_script("world_video_quality")
+    del sys.modules["world_video_quality"]
 
 
 def test_the_bench_runs_every_task_and_the_detectors_pass_the_truth_and_fail_noise(weights, bench, tmp_path):
@@ -191,13 +196,8 @@ def test_the_bench_refuses_bad_arguments_and_an_empty_weights_folder_with_exit_2
 
 @pytest.fixture(scope="module")
 def cache_bench(bench):
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "bench" / "step_cache_quality.py"
-    spec = importlib.util.spec_from_file_location("step_cache_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield bench_script("step_cache_quality")
+    del sys.modules["step_cache_quality"]
 
 
 @pytest.mark.usefixtures("own_resident_models")
@@ -225,13 +225,8 @@ def test_the_step_cache_bench_refuses_settings_the_agent_would(cache_bench, weig
 
 @pytest.fixture(scope="module")
 def levers_bench(bench):
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "bench" / "wan_levers_quality.py"
-    spec = importlib.util.spec_from_file_location("wan_levers_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    yield bench_script("wan_levers_quality")
+    del sys.modules["wan_levers_quality"]
 
 
 @pytest.mark.usefixtures("own_resident_models")
