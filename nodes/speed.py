@@ -313,12 +313,12 @@ first one's compiled blocks) and its guards do not cover SDPA's kernel order, so
 
 def _warn_if_fa4_cannot_reach(ctx: RunContext, pipe: Any, choice: str) -> None:
     """Say so when a node asks FA4 of a compiled model first run under an attention that did not put flash first:
-    its compiled graph calls another SDPA kernel, which FA4 (a replacement of the flash kernel) does not touch."""
+    its compiled graph may call another SDPA kernel, which FA4 (a replacement of the flash kernel) does not touch."""
     for module in denoisers(pipe):
         traced = TRACED_ATTENTION.get(type(module))
         if choice == FA4 and traced not in (None, FA4, "sdpa_flash"):
             log.warning("%s: %s was compiled under attention=%s; its compiled graph keeps the SDPA kernel chosen "
-                        "then, so sdpa_fa4 does not reach FlashAttention-4 (restart the process to trace it again)",
+                        "then, so sdpa_fa4 may not reach FlashAttention-4 (restart the process to trace it again)",
                         ctx.node_id, type(module).__name__, traced)
 
 
