@@ -105,10 +105,15 @@ def summary(row: dict[str, list[Any]]) -> dict[str, Any]:
     out = {"seconds_per_video": round(float(np.mean(row["seconds"])), 3),
            "skipped": round(float(np.mean(row["skipped"])), 4),
            "direction": q.rate(row["direction"]), "kept": q.rate(row["kept"])}
-    if row["psnr"]:
-        out |= {"psnr_db": round(float(np.mean(row["psnr"])), 2), "psnr_min_db": round(float(np.min(row["psnr"])), 2),
-                "ssim": round(float(np.mean(row["ssim"])), 4), "ssim_min": round(float(np.min(row["ssim"])), 4)}
-    return out
+    return out | closeness(row)
+
+
+def closeness(row: dict[str, list[Any]]) -> dict[str, float]:
+    """Mean and worst PSNR and SSIM of the videos compared with their references (none for the references)."""
+    if not row["psnr"]:
+        return {}
+    return {"psnr_db": round(float(np.mean(row["psnr"])), 2), "psnr_min_db": round(float(np.min(row["psnr"])), 2),
+            "ssim": round(float(np.mean(row["ssim"])), 4), "ssim_min": round(float(np.min(row["ssim"])), 4)}
 
 
 def setting(text: str) -> tuple[str, float]:

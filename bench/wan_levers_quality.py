@@ -25,7 +25,7 @@ import torch
 
 sys.path.append(str(Path(__file__).resolve().parent))
 import world_video_quality as q  # the held-out scenes, the agents' Model, the scoring
-from step_cache_quality import similarity
+from step_cache_quality import closeness, similarity
 
 from mora.engine.frontends.guard import guarded
 from mora.nodes import flash_attention_4, speed
@@ -48,15 +48,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: bool) -> q.Model:
     """The whole pipeline in `dtype` (as the agents load it for `dtype=...`), optionally with an FP8 transformer."""
-    from diffusers import DiffusionPipeline
-
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype).to(where)
-    pipe.set_progress_bar_config(disable=True)
+    model = q.load(folder, I2V, where, dtype=dtype, steps=steps)
     if fp8:
-        speed.check_fp8()
-        speed.quantize_fp8(pipe, {"quantization": "fp8"})
-    fam = q.family(pipe, {"source": "path", "name": str(folder)})
-    return q.Model(folder, pipe, fam, I2V.resolve_params({"width": q.SIZE, "height": q.SIZE, "steps": steps}))
+        speed.quantize_fp8(model.pipe, {"quantization": "fp8"})
+    return model
 
 
 def why_not(variant: dict[str, Any], where: str) -> str | None:
@@ -111,10 +106,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def summary(row: dict[str, list[float]]) -> dict[str, Any]:
     out: dict[str, Any] = {"direction": q.rate(row["direction"]), "kept": q.rate(row["kept"])}
     if row["psnr"]:
-        out |= {"psnr_db": round(float(np.mean(row["psnr"])), 2), "psnr_min_db": round(float(np.min(row["psnr"])), 2),
-                "ssim": round(float(np.mean(row["ssim"])), 4), "ssim_min": round(float(np.min(row["ssim"])), 4),
-                "latent_rel_error": round(float(np.mean(row["latent_rel_error"])), 5),
-                "latent_rel_error_max": round(float(np.max(row["latent_rel_error"])), 5)}
+        out |= closeness(row) | {"latent_rel_error": round(float(np.mean(row["latent_rel_error"])), 5),
+                                 "latent_rel_error_max": round(float(np.max(row["latent_rel_error"])), 5)}
     return out
 
 

@@ -126,10 +126,10 @@ class Model:
         return frames, latents.float().cpu()
 
 
-def load(folder: Path, agent: Any, device: str, **given: Any) -> Model:
+def load(folder: Path, agent: Any, device: str, dtype: torch.dtype = torch.float32, **given: Any) -> Model:
     from diffusers import DiffusionPipeline
 
-    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32).to(device)
+    pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     fam = family(pipe, {"source": "path", "name": str(folder)})
     return Model(folder, pipe, fam, agent.resolve_params({"width": SIZE, "height": SIZE, **given}))
