@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
 # Issue 14 on one H100 (2026-11-27): FlashAttention-4 from PyPI (flash-attn-4, CuTe DSL kernels, Hopper's included)
-# as PyTorch's flash SDPA kernel, and what the levers cost on the trained world Wan. The wheels (diffusers etc., the
-# flash-attn-4 set, this project) are over the device's carry limit, so they travel as a split tar in three calls
-# (.gpu/p1, .gpu/p2, .gpu/p3: parts of kit.tar) and are joined in the first call that needs them.
+# as PyTorch's flash SDPA kernel, FP8 with a scale per row or per tensor, and what the levers cost on the trained world
+# Wan. The wheels are over the device's carry limit, so they travel in parts: .gpu/p1 holds ess.tar (diffusers, hydra,
+# torchao, ...: all but FA4) and fa.part.aa, .gpu/p2 the rest of the FA4 set (fa.part.ab, .ac), .gpu/p4 this project's
+# wheel; a call installs what it has been carried so far (the machine keeps /tmp while it stays warm).
 #   bash bench/gpu_fa4_h29.sh probe     # any call: what the machine has; keeps the parts carried so far
-#   bash bench/gpu_fa4_h29.sh fa4       # join, install into /tmp/pk, build the random Wan 1.3B and SVD-XT, time them
+#   bash bench/gpu_fa4_h29.sh fa4       # build the random Wan 1.3B and SVD-XT, time them with FA4
 #   bash bench/gpu_fa4_h29.sh levers    # the world Wan: bf16 against float32, compile, FA4, FP8 (two processes;
 #                                       # A=..., B=... the --variant options of each)
 #   bash bench/gpu_fa4_h29.sh fp8       # the Wan 1.3B-size step with FP8 + regional compile + FA4
+#                                       # (FP8=fp8_tensor or fp8,fp8_tensor; ATT=sdpa|fa4|both: under which attention;
+#                                       # ONLY=1: eager and the FP8 variants only)
 #   bash bench/gpu_fa4_h29.sh agent     # the image_to_video agent's path on it: defaults against speed=fast's
 set -u
 OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
-mkdir -p "$K" "$OUT"
+mkdir -p "$K" "$OUT" "$P"
 for d in .gpu/p*; do [ -d "$d" ] && cp --update=none "$d"/* "$K"/; done
 export PYTHONPATH=$P:$P/nvidia_cutlass_dsl/dsl_packages:$PWD MORA_MODELS_DIR=$M OUT
 install_kit() {
-  if [ ! -f "$P/.done" ]; then
-    cat "$K"/part.* > "$K/kit.tar" && tar xf "$K/kit.tar" -C "$K" &&
-      pip install -q --no-deps --no-index --target "$P" $(ls "$K"/kit/*.whl | grep -v -E "cuda_bindings|protobuf|einops") \
-        > "$OUT/install.log" 2>&1 && touch "$P/.done"  # the image's cuda-bindings 13.3, protobuf and einops stay
+  if [ ! -f "$P/.ess" ] && [ -f "$K/ess.tar" ]; then
+    tar xf "$K/ess.tar" -C "$K" && pip install -q --no-deps --no-index --target "$P" "$K"/ess/*.whl \
+      > "$OUT/install.log" 2>&1 && touch "$P/.ess"
   fi
-  for w in .gpu/p4/*.whl; do  # a newer build of this project, carried alone
+  if [ ! -f "$P/.fa4" ] && [ -f "$K/fa.part.aa" ] && [ -f "$K/fa.part.ab" ] && [ -f "$K/fa.part.ac" ]; then
+    cat "$K"/fa.part.* | tar xf - -C "$K" && pip install -q --no-deps --no-index --target "$P" "$K"/fa/*.whl \
+      >> "$OUT/install.log" 2>&1 && touch "$P/.fa4"  # the image's cuda-bindings 13.3, protobuf and einops stay
+  fi
+  for w in .gpu/p4/*.whl; do  # this project, carried alone
     [ -f "$w" ] && pip install -q --no-deps --no-index --upgrade --target "$P" "$w" >> "$OUT/install.log" 2>&1
   done
-  tail -3 "$OUT/install.log"
+  ls "$P"/.ess "$P"/.fa4 2>&1 | tr '\n' ' '; tail -3 "$OUT/install.log"
+}
+build() {  # the random-weight models of the published architectures named, in parallel
+  for m in "$@"; do
+    (python3 -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
+      > "$OUT/build-$m.log" 2>&1) &
+  done
+  wait; tail -2 "$OUT"/build-*.log
 }
 case $1 in
 probe)
@@ -32,12 +45,7 @@ probe)
   pip list 2>/dev/null | grep -i -E "cuda|protobuf|einops|typing|nvidia-cu|triton|tvm|dlpack" ;;
 fa4)
   install_kit
-  python3 -c "from mora.nodes.speed import fa4_problem; print('fa4_problem:', fa4_problem())" 2>&1 | tail -3
-  for m in wan_i2v_1_3b svd_xt; do
-    (python3 -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
-      > "$OUT/build-$m.log" 2>&1) &
-  done
-  wait; tail -2 "$OUT"/build-*.log
+  build wan_i2v_1_3b svd_xt
   timeout 480 python3 -P bench/gpu_speed.py --stages fa4 --reps 5 > "$OUT/fa4.log" 2>&1; echo "fa4 rc=$?"
   grep -v Warning "$OUT/fa4.log" | tail -25 ;;
 levers)
@@ -50,7 +58,10 @@ levers)
   wait; grep -E "^(bf16|float32|compile|fa4|fp8|fp8_compile) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
 fp8)
   install_kit
-  timeout 575 python3 -P bench/gpu_speed.py --stages fa4 --models ${MODELS:-wan} --fp8 --reps 5 --tag fp8 > "$OUT/fa4-fp8.log" 2>&1
+  build wan_i2v_1_3b
+  TORCH_LOGS=recompiles timeout ${LIMIT:-575} python3 -P bench/gpu_speed.py --stages fa4 --models ${MODELS:-wan} \
+    --fp8 ${FP8:-fp8} --fp8-attention ${ATT:-both} ${ONLY:+--fp8-only} --reps 5 --tag ${FP8:-fp8}-${ATT:-both} \
+    > "$OUT/fa4-fp8.log" 2>&1
   echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
 agent)
   install_kit

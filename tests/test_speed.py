@@ -163,42 +163,58 @@ def test_a_dispatcher_backend_ends_with_its_node(put, monkeypatch):
     assert wan(put).equal(plain)
 
 
-def test_fp8_needs_a_capable_gpu_and_says_so():
+@pytest.mark.parametrize("mode", ["fp8", "fp8_tensor"])
+def test_fp8_needs_a_capable_gpu_and_says_so(mode):
     from mora.nodes.video_latent import load_pipeline
 
-    with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
-        load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
+    with pytest.raises(RuntimeError, match=f"'{mode}' needs a CUDA device of compute capability >= 8.9"):
+        load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": mode}), {"offload": "", "vae_tiling": False})
 
 
-def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch):
-    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8."""
+@pytest.mark.parametrize(("mode", "granularity"), [("fp8", "row"), ("fp8_tensor", "tensor")])
+def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch, mode, granularity):
+    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8, the
+    attention's projections fused first (one FP8 product for q, k and v), at the mode's scale granularity."""
     import sys
     import types
 
     import torch
     from diffusers import WanTransformer3DModel
 
-    from mora.nodes.speed import quantize_fp8
+    from mora.nodes.speed import compile_denoisers, quantize_fp8
     from mora.nodes.zoo import build
 
     chosen: list[str] = []
+    configs: list[str] = []
+
+    class Float8Like(torch.Tensor):  # torchao's weights are a tensor subclass
+        pass
 
     def quantize_(module, config, filter_fn):  # torchao's entry point; its FP8 kernels need a Hopper GPU
+        configs.append(config)
         chosen.extend(name for name, m in module.named_modules() if filter_fn(m, name))
+        for name in chosen:
+            layer = module.get_submodule(name)
+            layer.weight = torch.nn.Parameter(layer.weight.detach().as_subclass(Float8Like), requires_grad=False)
 
-    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: None,
-                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: None)
+    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: "row", PerTensor=lambda: "tensor",
+                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: granularity)
     monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
     monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
     model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer",
                                                   dtype=torch.bfloat16)
-    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": "fp8"})
+    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": mode})
+    assert configs == [granularity]
     kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in chosen]
-    assert "blocks.0.attn1.to_q" in chosen and "blocks.0.ffn.net.2" in chosen
+    assert "blocks.0.attn1.to_qkv" in chosen and "blocks.0.attn2.to_kv" in chosen and "blocks.0.ffn.net.2" in chosen
     assert kept and all(n.startswith("condition_embedder.") for n in kept), kept  # the embedders stay
     # the text embedder reads the prompt padded with zero rows, whose rowwise FP8 scale is 0 (NaN on the H100)
     assert "condition_embedder.text_embedder.linear_1" in kept
     assert all(model.get_submodule(n).weight.dtype == torch.float32 for n in kept if "time_embedder" in n)
+    monkeypatch.setattr(type(model), "compile_repeated_blocks", lambda self: None)  # what compiling reports: the
+    # projections FP8 fused (compiling must not fuse the unquantized ones again over them)
+    assert compile_denoisers(FakeContext(), types.SimpleNamespace(transformer=model)) == [
+        "WanTransformer3DModel:regional+fused_qkv"]
 
 
 def test_speed_fast_turns_compile_on_through_the_preset():
