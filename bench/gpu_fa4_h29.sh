@@ -12,6 +12,7 @@
 #                                       # (FP8=fp8_tensor or fp8,fp8_tensor; ATT=sdpa|fa4|both: under which attention;
 #                                       # ONLY=1: eager and the FP8 variants only)
 #   bash bench/gpu_fa4_h29.sh agent     # the image_to_video agent's path on it: defaults against speed=fast's
+#   bash bench/gpu_fa4_h29.sh probes    # FA4's tiles at Wan's attention shape; a profile of the FP8 + FA4 step
 set -u
 OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
 mkdir -p "$K" "$OUT" "$P"
@@ -63,6 +64,12 @@ fp8)
     --fp8 ${FP8:-fp8} --fp8-attention ${ATT:-both} ${ONLY:+--fp8-only} --reps 5 --tag ${FP8:-fp8}-${ATT:-both} \
     > "$OUT/fa4-fp8.log" 2>&1
   echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
+probes)
+  install_kit
+  build wan_i2v_1_3b
+  timeout 150 python3 -P bench/fa4_tiles.py --json "$OUT/fa4-tiles.json" > "$OUT/fa4-tiles.log" 2>&1; echo "tiles rc=$?"
+  timeout 400 python3 -P bench/wan_step_profile.py --fp8 --json "$OUT/wan-step-profile.json" > "$OUT/profile.log" 2>&1
+  echo "profile rc=$?"; grep -E '"(step_ms|profiled_wall_ms|gpu_kernels_ms)"' "$OUT/wan-step-profile.json" ;;
 agent)
   install_kit
   timeout 560 python3 -P bench/gpu_speed.py --stages agent > "$OUT/agent.log" 2>&1; echo "agent rc=$?"
