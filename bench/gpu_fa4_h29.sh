@@ -34,7 +34,7 @@ install_kit() {
 }
 build() {  # the random-weight models of the published architectures named, in parallel
   for m in "$@"; do
-    (python3 -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
+    (python3 -P -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
       > "$OUT/build-$m.log" 2>&1) &
   done
   wait; tail -2 "$OUT"/build-*.log
