@@ -9,8 +9,8 @@
 #   bash bench/gpu_fa4_h29.sh levers    # the world Wan: bf16 against float32, compile, FA4, FP8 (two processes;
 #                                       # A=..., B=... the --variant options of each)
 #   bash bench/gpu_fa4_h29.sh fp8       # the Wan 1.3B-size step with FP8 + regional compile + FA4
-#                                       # (FP8=fp8_tensor or fp8,fp8_tensor; ATT=sdpa|fa4|both: under which attention;
-#                                       # ONLY=1: eager and the FP8 variants only)
+#                                       # (ATT=sdpa|fa4|both: under which attention; ONLY=1: eager and the FP8
+#                                       # variants only)
 #   bash bench/gpu_fa4_h29.sh agent     # the image_to_video agent's path on it: defaults against speed=fast's
 #   bash bench/gpu_fa4_h29.sh probes    # FA4's tiles at Wan's attention shape; a profile of the FP8 + FA4 step
 set -u
@@ -61,7 +61,7 @@ fp8)
   install_kit
   build wan_i2v_1_3b
   TORCH_LOGS=recompiles timeout ${LIMIT:-575} python3 -P bench/gpu_speed.py --stages fa4 --models ${MODELS:-wan} \
-    --fp8 ${FP8:-fp8} --fp8-attention ${ATT:-both} ${ONLY:+--fp8-only} --reps 5 --tag ${FP8:-fp8}-${ATT:-both} \
+    --fp8 --fp8-attention ${ATT:-both} ${ONLY:+--fp8-only} --reps 5 --tag fp8-${ATT:-both} \
     > "$OUT/fa4-fp8.log" 2>&1
   echo "fp8 rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -25 ;;
 probes)

@@ -6,8 +6,7 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
          default mode, with the levers of diffusers' compile guide: fused qkv, channels-last, inductor's
          INDUCTOR_FLAGS, less --flags-off, plus --flags-on; compile time = first compiled call), the output's
          relative error against eager bf16
-  svd8   the same UNet in FP8 (torchao dynamic, Mora's `quantization=fp8`, rowwise, or --fp8 fp8_tensor) + compiled,
-         against eager bf16
+  svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
   wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
          forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
   wansage  the Wan transformer's attention through xformers 0.0.35 (diffusers' `xformers` backend), eager; its
@@ -80,14 +79,13 @@ def folder(name: str) -> Path:
     return build("random", name, models_dir())
 
 
-def compiled(module: Any, fp8: str | None = None) -> tuple[Any, str]:
-    """Mora's own compile (and FP8: `fp8` a `quantization` of mora.nodes.speed.FP8_MODES) path on a bare module, as
-    the agents apply them to a pipeline's denoiser."""
+def compiled(module: Any, fp8: bool = False) -> tuple[Any, str]:
+    """Mora's own compile (and FP8) path on a bare module, as the agents apply them to a pipeline's denoiser."""
     from mora.nodes.speed import compile_denoisers, quantize_fp8
 
     holder = SimpleNamespace(unet=module) if not hasattr(module, "blocks") else SimpleNamespace(transformer=module)
     if fp8:
-        quantize_fp8(holder, {"quantization": fp8})
+        quantize_fp8(holder, {"quantization": "fp8"})
     how = compile_denoisers(SimpleNamespace(node_id="bench"), holder)
     return module, how[0]
 
@@ -137,7 +135,7 @@ def stage_svd8(args: argparse.Namespace) -> dict[str, Any]:
         ref = unet(**inputs).sample
         eager = step_ms(lambda: unet(**inputs), args.reps)
         print(json.dumps({"svd8": {"eager_ms": eager}}), flush=True)  # the compile may outlast the call
-        unet, how = compiled(unet, fp8=(args.fp8 or "fp8").split(",")[0])
+        unet, how = compiled(unet, fp8=True)
         started = time.time()
         print(json.dumps({"svd8": {"compile": how, "compile_started": started}}), flush=True)
         out, compile_s = timed(lambda: unet(**inputs).sample)
@@ -208,7 +206,7 @@ def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
             del model
             torch.cuda.empty_cache()
             model, cond, uncond = wan_transformer()
-            model, _ = compiled(model, fp8=args.fp8.split(",")[0])
+            model, _ = compiled(model, fp8=True)
             out, fp8_compile_s = timed(cfg_step_two)
             fp8 = step_ms(cfg_step_two, args.reps)
             result.update({"fp8_regional_step_ms": fp8, "fp8_compile_s": round(fp8_compile_s, 1),
@@ -275,13 +273,12 @@ def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
             record(f"{prefix}_eager_ms", eager)
             if not args.fp8_only:
                 bf16_variants(prefix, step, model, ref, eager)
-            fp8_runs = itertools.product(args.fp8.split(","), FP8_ATTENTION[args.fp8_attention]) if fp8_model else ()
-            for mode, fa4 in fp8_runs:
+            for fa4 in FP8_ATTENTION[args.fp8_attention] if fp8_model is not None else ():
                 torch._dynamo.reset()  # each FP8 model traced anew: dynamo reuses a class's compiled blocks
                 del model
                 torch.cuda.empty_cache()
-                model, how = compiled(fp8_model(), fp8=mode)
-                tag = f"{prefix}_{mode}_compiled{'_fa4' if fa4 else ''}"
+                model, how = compiled(fp8_model(), fp8=True)
+                tag = f"{prefix}_fp8_compiled{'_fa4' if fa4 else ''}"
                 record(f"{tag}_compile", how)
                 with flash_attention_4() if fa4 else contextlib.nullcontext(), uncached():
                     out, compile_s = timed(lambda m=model: step(m))
@@ -468,22 +465,12 @@ STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage
           "agent": stage_agent}
 
 
-def fp8_modes(text: str) -> str:
-    from mora.nodes.speed import FP8_MODES
-
-    if not text or any(mode not in FP8_MODES for mode in text.split(",")):
-        raise argparse.ArgumentTypeError(f"{text!r}: FP8 modes are {', '.join(FP8_MODES)}, comma-separated")
-    return text
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--stages", default="svd,wan")
     ap.add_argument("--reps", type=int, default=10, help="timed steps per variant (median)")
     ap.add_argument("--reps-t2v", type=int, default=2)
-    ap.add_argument("--fp8", nargs="?", const="fp8", type=fp8_modes,
-                    help="also FP8 (torchao; Mora's quantization=fp8, rowwise, and/or fp8_tensor, comma-separated; "
-                         "svd8 and wan take the first) + compile")
+    ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
     ap.add_argument("--fp8-attention", choices=sorted(FP8_ATTENTION), default="both",
                     help="fa4 --fp8: the FP8 model's attention (PyTorch's SDPA, FA4, or one after the other)")
     ap.add_argument("--fp8-only", action="store_true", help="fa4: time eager, then only the FP8 variants")

@@ -7,8 +7,7 @@ Variants (each on a freshly loaded pipeline, since compiling and quantizing chan
 (for scale: how far bfloat16 itself is from full precision), `compile` (Mora's regional compile), `fa4`
 (`attention=sdpa_fa4`), `fp8` (torchao rowwise FP8 of the transformer's bfloat16 linear layers, Mora's
 `quantization=fp8`, eager), `fp8_compile`, and with FA4 `compile_fa4` (what `speed=fast` runs on Wan) and
-`fp8_compile_fa4`; `fp8_tensor` and `fp8_tensor_compile_fa4` the same with one FP8 scale per tensor
-(`quantization=fp8_tensor`). Each video is compared frame by frame with the bfloat16 eager one (PSNR and
+`fp8_compile_fa4`. Each video is compared frame by frame with the bfloat16 eager one (PSNR and
 SSIM over the uint8 frames) and its latents by relative L2 error; the world's detectors score every video (direction
 and "kept" as in bench/world_video_quality.py). A lever that cannot run here (FA4 or FP8 off Hopper) is reported
 with its reason and skipped.
@@ -39,22 +38,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "float32": {"dtype": torch.float32},
     "compile": {"compile": "on"},
     "fa4": {"attention": "sdpa_fa4"},
-    "fp8": {"fp8": "fp8"},
-    "fp8_compile": {"fp8": "fp8", "compile": "on"},
+    "fp8": {"fp8": True},
+    "fp8_compile": {"fp8": True, "compile": "on"},
     "compile_fa4": {"compile": "on", "attention": "sdpa_fa4"},
-    "fp8_compile_fa4": {"fp8": "fp8", "compile": "on", "attention": "sdpa_fa4"},
-    "fp8_tensor": {"fp8": "fp8_tensor"},
-    "fp8_tensor_compile_fa4": {"fp8": "fp8_tensor", "compile": "on", "attention": "sdpa_fa4"},
+    "fp8_compile_fa4": {"fp8": True, "compile": "on", "attention": "sdpa_fa4"},
 }
 """Run one compiled variant a process: torch compiles per class, so a second one would reuse the first's graph."""
 
 
-def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: str | None) -> q.Model:
-    """The whole pipeline in `dtype` (as the agents load it for `dtype=...`), optionally with an FP8 transformer
-    (`fp8`: the quantization, one of mora.nodes.speed.FP8_MODES)."""
+def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: bool) -> q.Model:
+    """The whole pipeline in `dtype` (as the agents load it for `dtype=...`), optionally with an FP8 transformer."""
     model = q.load(folder, I2V, where, dtype=dtype, steps=steps)
     if fp8:
-        speed.quantize_fp8(model.pipe, {"quantization": fp8})
+        speed.quantize_fp8(model.pipe, {"quantization": "fp8"})
     return model
 
 
@@ -63,7 +59,7 @@ def why_not(variant: dict[str, Any], where: str) -> str | None:
         return flash_attention_4.problem(where)
     if variant.get("fp8"):
         try:
-            speed.check_fp8(variant["fp8"])
+            speed.check_fp8()
         except RuntimeError as e:
             return str(e)
     if variant.get("compile") == "on" and not where.startswith("cuda"):
@@ -82,7 +78,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(name, json.dumps(results[name]), flush=True)
             continue
         model = loaded(args.weights, args.device, args.steps, variant.get("dtype", torch.bfloat16),
-                       variant.get("fp8"))
+                       variant.get("fp8", False))
         given = {k: variant[k] for k in ("compile", "attention") if k in variant}
         row: dict[str, list[float]] = {k: [] for k in ("direction", "kept", "psnr", "ssim", "latent_rel_error")}
         for i, (scene, layout) in enumerate(cases):

@@ -33,7 +33,7 @@ def profiled(fp8: bool) -> dict[str, Any]:
     with torch.no_grad():
         step()
         torch._dynamo.reset()
-        model, how = g.compiled(model, fp8="fp8" if fp8 else None)
+        model, how = g.compiled(model, fp8=fp8)
         with active("cuda"), g.uncached():  # traced under FA4, as the agents trace it
             step()
             step_ms = g.step_ms(step, 5)

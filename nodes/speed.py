@@ -30,8 +30,8 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   (TaylorSeer, predict blocks' outputs between full steps every `step_cache_interval`), through
   diffusers' `enable_cache` on transformer denoisers, for the call only. What a cache skips and costs
   depends on trained weights; no threshold here was tuned (the defaults are diffusers').
-- FP8 is a model quantization (`model.quantization=fp8` or `fp8_tensor`, mora.nodes.common.quantization_config),
-  keyed through the model's identity.
+- FP8 is a model quantization (`model.quantization=fp8`, mora.nodes.common.quantization_config), keyed
+  through the model's identity.
 """
 from __future__ import annotations
 
@@ -269,12 +269,9 @@ def _step_cache(pipe: Any, params: Mapping[str, Any]) -> Iterator[None]:
 
 FP8_CAPABILITY = (8, 9)
 """FP8 matrix products need Ada or Hopper (compute capability 8.9) or newer."""
-FP8_MODES = {"fp8": "PerRow", "fp8_tensor": "PerTensor"}
-"""The FP8 quantizations and torchao's scale granularity of each: a scale per row of weights and activations (the
-recipe torchao recommends, closer to bfloat16), or one per tensor (cuBLAS's FP8 product, faster; bench/README.md)."""
 
 
-def check_fp8(mode: str = "fp8") -> None:
+def check_fp8() -> None:
     """Raise a clear error unless torchao is installed and the CUDA device can multiply in FP8."""
     import importlib.util
 
@@ -282,28 +279,27 @@ def check_fp8(mode: str = "fp8") -> None:
 
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < FP8_CAPABILITY:
         found = "no CUDA device" if not torch.cuda.is_available() else f"compute capability {torch.cuda.get_device_capability()}"
-        raise RuntimeError(f"`quantization` {mode!r} needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
+        raise RuntimeError(f"`quantization` 'fp8' needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
                            f"found {found}. Use quantization=none")
     if importlib.util.find_spec("torchao") is None:
-        raise RuntimeError(f"`quantization` {mode!r} needs torchao: pip install torchao (or the package's `fp8` extra)")
+        raise RuntimeError("`quantization` 'fp8' needs torchao: pip install torchao (or the package's `fp8` extra)")
 
 
 def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
-    """With `ref['quantization']` one of `FP8_MODES`, quantize the denoisers' linear layers to FP8 (torchao, dynamic).
+    """With `ref['quantization'] == 'fp8'`, quantize the denoisers' linear layers to FP8 (torchao, rowwise dynamic).
 
-    Weights and activations in FP8 with the mode's scales; it pays only compiled (bench/README.md), so `speed=fast`
-    never turns it on alone. The attention's projections are fused first (`_fuse_qkv`), as compiling would fuse them
-    unquantized: one FP8 product and one quantized activation where there were three.
+    Weights and activations in FP8 with a scale per row, the recipe torchao recommends for inference on Hopper (one scale
+    per tensor measured no faster on the Wan step, bench/README.md); it pays only compiled, so `speed=fast` never turns
+    it on alone. The attention's projections are fused first (`_fuse_qkv`), as compiling fuses them unquantized: one
+    FP8 product and one quantized activation where there were three.
     """
-    mode = ref.get("quantization")
-    if mode not in FP8_MODES:
+    if ref.get("quantization") != "fp8":
         return pipe
-    import torchao.quantization as ao
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    config = ao.Float8DynamicActivationFloat8WeightConfig(granularity=getattr(ao, FP8_MODES[mode])())
     for module in denoisers(pipe):
         _fuse_qkv(module)
-        ao.quantize_(module, config, filter_fn=_fp8_layer)
+        quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_layer)
     return pipe
 
 

@@ -163,18 +163,16 @@ def test_a_dispatcher_backend_ends_with_its_node(put, monkeypatch):
     assert wan(put).equal(plain)
 
 
-@pytest.mark.parametrize("mode", ["fp8", "fp8_tensor"])
-def test_fp8_needs_a_capable_gpu_and_says_so(mode):
+def test_fp8_needs_a_capable_gpu_and_says_so():
     from mora.nodes.video_latent import load_pipeline
 
-    with pytest.raises(RuntimeError, match=f"'{mode}' needs a CUDA device of compute capability >= 8.9"):
-        load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": mode}), {"offload": "", "vae_tiling": False})
+    with pytest.raises(RuntimeError, match="compute capability >= 8.9"):
+        load_pipeline(FakeContext(model={**tiny_ref("svd"), "quantization": "fp8"}), {"offload": "", "vae_tiling": False})
 
 
-@pytest.mark.parametrize(("mode", "granularity"), [("fp8", "row"), ("fp8_tensor", "tensor")])
-def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch, mode, granularity):
-    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8, the
-    attention's projections fused first (one FP8 product for q, k and v), at the mode's scale granularity."""
+def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch):
+    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8 with a
+    scale per row, the attention's projections fused first (one FP8 product for q, k and v)."""
     import sys
     import types
 
@@ -197,14 +195,14 @@ def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch,
             layer = module.get_submodule(name)
             layer.weight = torch.nn.Parameter(layer.weight.detach().as_subclass(Float8Like), requires_grad=False)
 
-    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: "row", PerTensor=lambda: "tensor",
+    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: "row",
                                  Float8DynamicActivationFloat8WeightConfig=lambda granularity: granularity)
     monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
     monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
     model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer",
                                                   dtype=torch.bfloat16)
-    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": mode})
-    assert configs == [granularity]
+    quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": "fp8"})
+    assert configs == ["row"]
     kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in chosen]
     assert "blocks.0.attn1.to_qkv" in chosen and "blocks.0.attn2.to_kv" in chosen and "blocks.0.ffn.net.2" in chosen
     assert kept and all(n.startswith("condition_embedder.") for n in kept), kept  # the embedders stay

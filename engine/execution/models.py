@@ -42,9 +42,8 @@ SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
 OFFLOADS = ("none", "model", "group", "sequential")
 """diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
-QUANTIZATIONS = ("none", "int8", "nf4", "fp8", "fp8_tensor")
-"""bitsandbytes int8/nf4 of the denoiser and text encoders, or torchao FP8 of the denoiser (a scale per row, or one per
-tensor): keyed (changes numerics)."""
+QUANTIZATIONS = ("none", "int8", "nf4", "fp8")
+"""bitsandbytes int8/nf4 of the denoiser and text encoders, or torchao FP8 of the denoiser: keyed (changes numerics)."""
 COMPILES = ("off", "on", "auto")
 """torch.compile of the denoiser (run-only, mora.nodes.speed)."""
 

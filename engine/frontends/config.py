@@ -97,8 +97,7 @@ class ModelConf:
     offload: str = "none"
     """diffusers CPU offload for every role without its own: none, model, group or sequential (run-only)."""
     quantization: str = "none"
-    """Quantized weights for every role without its own: none, int8 or nf4 (bitsandbytes), fp8 or fp8_tensor
-    (torchao, a scale per row or per tensor; keyed)."""
+    """Quantized weights for every role without its own: none, int8 or nf4 (bitsandbytes), fp8 (torchao; keyed)."""
     compile: str = "off"
     """torch.compile of the denoisers for every role without its own: off, on or auto (run-only; `speed=fast`)."""
     attention: str = "sdpa"
