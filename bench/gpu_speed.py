@@ -42,7 +42,6 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -214,16 +213,11 @@ def stage_wan(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-@contextlib.contextmanager
-def uncached() -> Iterator[None]:
+def uncached() -> contextlib.AbstractContextManager[None]:
     """Inductor's and AOTAutograd's on-disk caches off for a compile inside this block."""
     import torch._inductor.config as inductor
 
-    before, inductor.force_disable_caches = inductor.force_disable_caches, True
-    try:
-        yield
-    finally:
-        inductor.force_disable_caches = before
+    return inductor.patch(force_disable_caches=True)
 
 
 FP8_ATTENTION = {"sdpa": (False,), "fa4": (True,), "both": (False, True)}
