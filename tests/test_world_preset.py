@@ -50,8 +50,8 @@ def test_all_shipped_weights_are_fp16_safetensors_within_their_budgets():
     """The image side (issue 13) within 25 MB, the video side (issue 16: wan_* and svd) within 40 MB."""
     from safetensors import safe_open
 
-    files = list((Path(world.__file__).parent / "weights").rglob("*.safetensors"))
     weights = Path(world.__file__).parent / "weights"
+    files = list(weights.rglob("*.safetensors"))
     video = [p for p in files if (top := p.relative_to(weights).parts[0]).startswith("wan_") or top == "svd"]
     assert video and sum(p.stat().st_size for p in video) <= 40e6
     assert sum(p.stat().st_size for p in files if p not in video) <= 25e6
