@@ -125,8 +125,8 @@ def _levers(module: Any) -> list[str]:
     import torch
 
     done = []
-    quantized = any(type(p.data) is not torch.Tensor for p in module.parameters())  # FP8: fused before quantizing
-    if _fused(module) if quantized else _fuse_qkv(module):
+    quantized = any(type(p.data) is not torch.Tensor for p in module.parameters())  # FP8 weights: not concatenated
+    if not quantized and _fuse_qkv(module):
         done.append("fused_qkv")
     convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
     if convs:
@@ -142,7 +142,8 @@ def _fuse_qkv(module: Any) -> bool:
     The model's own `fuse_qkv_projections` first; where that leaves the classic `Attention` modules with SDPA
     processors unfused (the SVD UNet's only fuses the newer attention classes), the recipe of UNet2DConditionModel's:
     each module's projections fused and its processor the fused one. Other processors (IP-Adapter's added
-    projections, xformers) are left as they are.
+    projections, xformers) are left as they are. The separate projections stay (another attention backend may read
+    them) as views of the fused weights (`_share_fused_weights`), so fusing costs no memory.
     """
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0, FusedAttnProcessor2_0
 
@@ -156,11 +157,31 @@ def _fuse_qkv(module: Any) -> bool:
         for m in classic:
             m.fuse_projections(fuse=True)
             m.set_processor(FusedAttnProcessor2_0())
-    return _fused(module)
+    fused = [m for m in module.modules() if getattr(m, "fused_projections", False)]
+    for m in fused:
+        _share_fused_weights(m)
+    return bool(fused)
 
 
-def _fused(module: Any) -> bool:
-    return any(getattr(m, "fused_projections", False) for m in module.modules())
+FUSED_PARTS = {"to_qkv": ("to_q", "to_k", "to_v"), "to_kv": ("to_k", "to_v"), "to_added_kv": ("add_k_proj", "add_v_proj")}
+"""diffusers' fused projections and the layers each one concatenates, in order."""
+
+
+def _share_fused_weights(attention: Any) -> None:
+    """Make the layers a fused projection concatenates views of its rows. diffusers keeps them as copies beside it (a
+    second set of q/k/v weights: gigabytes for a 14B Wan, two such sets for Wan 2.2's two transformers)."""
+    for fused_name, names in FUSED_PARTS.items():
+        fused = getattr(attention, fused_name, None)
+        parts = [getattr(attention, n, None) for n in names]
+        if fused is None or any(p is None for p in parts) or sum(p.out_features for p in parts) != fused.out_features:
+            continue
+        start = 0
+        for part in parts:
+            rows = slice(start, start + part.out_features)
+            part.weight.data = fused.weight.data[rows]
+            if part.bias is not None and fused.bias is not None:
+                part.bias.data = fused.bias.data[rows]
+            start += part.out_features
 
 
 def _regional(module: Any) -> bool:
@@ -288,17 +309,14 @@ def check_fp8() -> None:
 def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
     """With `ref['quantization'] == 'fp8'`, quantize the denoisers' linear layers to FP8 (torchao, rowwise dynamic).
 
-    Weights and activations in FP8 with a scale per row, the recipe torchao recommends for inference on Hopper (one scale
-    per tensor measured no faster on the Wan step, bench/README.md); it pays only compiled, so `speed=fast` never turns
-    it on alone. The attention's projections are fused first (`_fuse_qkv`), as compiling fuses them unquantized: one
-    FP8 product and one quantized activation where there were three.
+    Weights and activations in FP8 with a scale per row, the recipe torchao recommends for inference
+    on Hopper; it pays only compiled (bench/README.md), so `speed=fast` never turns it on alone.
     """
     if ref.get("quantization") != "fp8":
         return pipe
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
     for module in denoisers(pipe):
-        _fuse_qkv(module)
         quantize_(module, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()), filter_fn=_fp8_layer)
     return pipe
 

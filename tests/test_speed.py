@@ -123,6 +123,52 @@ def test_a_compiled_unet_gets_the_guide_levers_and_still_matches_eager(tiny_mode
     assert ((compiled - eager).norm() / eager.norm()).item() < 1e-4
 
 
+@pytest.mark.parametrize("kind", ["wan", "svd"])
+def test_fused_projections_share_their_weights_with_the_separate_ones(tiny_models, kind):
+    """Fusing keeps diffusers' separate q/k/v layers (another attention backend may read them) as views of the fused
+    weights: no second copy, and a model reading them still computes what it did before fusing."""
+    import torch
+    from diffusers import UNetSpatioTemporalConditionModel, WanTransformer3DModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from mora.nodes.speed import FUSED_PARTS, _fuse_qkv
+    from mora.nodes.zoo import build
+
+    g = torch.Generator().manual_seed(0)
+    if kind == "wan":
+        model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer").eval()
+        c = model.config
+        inputs = {"hidden_states": torch.randn(1, c.in_channels, 2, 8, 8, generator=g), "timestep": torch.tensor([500.0]),
+                  "encoder_hidden_states": torch.randn(1, 8, c.text_dim, generator=g),
+                  "encoder_hidden_states_image": torch.randn(1, 5, c.image_dim, generator=g), "return_dict": False}
+    else:
+        model = UNetSpatioTemporalConditionModel.from_pretrained(build("tiny", "svd", tiny_models) / "unet").eval()
+        c = model.config
+        inputs = {"sample": torch.randn(2, 2, c.in_channels, 16, 16, generator=g), "timestep": torch.tensor(500.0),
+                  "encoder_hidden_states": torch.randn(2, 1, c.cross_attention_dim, generator=g),
+                  "added_time_ids": torch.randn(2, c.projection_class_embeddings_input_dim // c.addition_time_embed_dim,
+                                                generator=g), "return_dict": False}
+    with torch.no_grad():
+        before = model(**inputs)[0]
+        assert _fuse_qkv(model)
+        fused_out = model(**inputs)[0]
+        attentions = [m for m in model.modules() if getattr(m, "fused_projections", False)]
+        pairs = [(getattr(m, f), [getattr(m, n) for n in names]) for m in attentions
+                 for f, names in FUSED_PARTS.items() if hasattr(m, f)]
+        assert pairs and {f for m in attentions for f in FUSED_PARTS if hasattr(m, f)} >= {"to_kv"}
+        for fused, parts in pairs:
+            assert all(p.weight.untyped_storage().data_ptr() == fused.weight.untyped_storage().data_ptr() for p in parts)
+            assert torch.equal(torch.cat([p.weight for p in parts]), fused.weight)
+        if kind == "wan":  # its processor reads the separate layers again
+            for m in attentions:
+                m.fused_projections = False
+        else:
+            model.set_attn_processor(AttnProcessor2_0())
+        separate = model(**inputs)[0]
+    assert (fused_out - before).abs().max().item() < 1e-5
+    assert (separate - before).abs().max().item() < 1e-5
+
+
 def test_step_caches_change_results_only_while_on(put):
     plain = wan(put, steps=4)
     skipping = wan(put, steps=4, step_cache="first_block", step_cache_threshold=1.0)
@@ -171,48 +217,34 @@ def test_fp8_needs_a_capable_gpu_and_says_so():
 
 
 def test_fp8_quantizes_only_the_bfloat16_linear_layers(tiny_models, monkeypatch):
-    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8 with a
-    scale per row, the attention's projections fused first (one FP8 product for q, k and v)."""
+    """Wan keeps its time embedder in float32, which rowwise FP8 refuses: those layers stay, the others are FP8."""
     import sys
     import types
 
     import torch
     from diffusers import WanTransformer3DModel
 
-    from mora.nodes.speed import compile_denoisers, quantize_fp8
+    from mora.nodes.speed import quantize_fp8
     from mora.nodes.zoo import build
 
     chosen: list[str] = []
-    configs: list[str] = []
-
-    class Float8Like(torch.Tensor):  # torchao's weights are a tensor subclass
-        pass
 
     def quantize_(module, config, filter_fn):  # torchao's entry point; its FP8 kernels need a Hopper GPU
-        configs.append(config)
         chosen.extend(name for name, m in module.named_modules() if filter_fn(m, name))
-        for name in chosen:
-            layer = module.get_submodule(name)
-            layer.weight = torch.nn.Parameter(layer.weight.detach().as_subclass(Float8Like), requires_grad=False)
 
-    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: "row",
-                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: granularity)
+    fake = types.SimpleNamespace(quantize_=quantize_, PerRow=lambda: None,
+                                 Float8DynamicActivationFloat8WeightConfig=lambda granularity: None)
     monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
     monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
     model = WanTransformer3DModel.from_pretrained(build("tiny", "wan_i2v", tiny_models) / "transformer",
                                                   dtype=torch.bfloat16)
     quantize_fp8(types.SimpleNamespace(transformer=model), {"quantization": "fp8"})
-    assert configs == ["row"]
     kept = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n not in chosen]
-    assert "blocks.0.attn1.to_qkv" in chosen and "blocks.0.attn2.to_kv" in chosen and "blocks.0.ffn.net.2" in chosen
+    assert "blocks.0.attn1.to_q" in chosen and "blocks.0.ffn.net.2" in chosen
     assert kept and all(n.startswith("condition_embedder.") for n in kept), kept  # the embedders stay
     # the text embedder reads the prompt padded with zero rows, whose rowwise FP8 scale is 0 (NaN on the H100)
     assert "condition_embedder.text_embedder.linear_1" in kept
     assert all(model.get_submodule(n).weight.dtype == torch.float32 for n in kept if "time_embedder" in n)
-    monkeypatch.setattr(type(model), "compile_repeated_blocks", lambda self: None)  # what compiling reports: the
-    # projections FP8 fused (compiling must not fuse the unquantized ones again over them)
-    assert compile_denoisers(FakeContext(), types.SimpleNamespace(transformer=model)) == [
-        "WanTransformer3DModel:regional+fused_qkv"]
 
 
 def test_speed_fast_turns_compile_on_through_the_preset():
