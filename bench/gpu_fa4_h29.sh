@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14 on one H100 (2026-11-27): FlashAttention-4 from PyPI (flash-attn-4, CuTe DSL kernels, Hopper's included)
-# as PyTorch's flash SDPA kernel, FP8 with a scale per row or per tensor, and what the levers cost on the trained world
-# Wan. The wheels are over the device's carry limit, so they travel in parts: .gpu/p1 holds ess.tar (diffusers, hydra,
-# torchao, ...: all but FA4) and fa.part.aa, .gpu/p2 the rest of the FA4 set (fa.part.ab, .ac), .gpu/p4 this project's
-# wheel; a call installs what it has been carried so far (the machine keeps /tmp while it stays warm).
+# as PyTorch's flash SDPA kernel, FP8, and what the levers cost on the trained world Wan. The wheels are over the
+# device's carry limit, so they travel in parts: .gpu/p1 holds ess.tar (diffusers, hydra, torchao, ...: all but FA4)
+# and fa.part.aa, .gpu/p2 the rest of the FA4 set (fa.part.ab, .ac), .gpu/p4 this project's wheel; a call installs
+# what it has been carried so far (the machine keeps /tmp while it stays warm).
 #   bash bench/gpu_fa4_h29.sh probe     # any call: what the machine has; keeps the parts carried so far
 #   bash bench/gpu_fa4_h29.sh fa4       # build the random Wan 1.3B and SVD-XT, time them with FA4
 #   bash bench/gpu_fa4_h29.sh levers    # the world Wan: bf16 against float32, compile, FA4, FP8 (two processes;
@@ -34,8 +34,8 @@ install_kit() {
 }
 build() {  # the random-weight models of the published architectures named, in parallel
   for m in "$@"; do
-    (python3 -P -c "from mora.nodes.zoo import build; import sys; print(build('random', sys.argv[1], __import__('pathlib').Path('$M')))" $m \
-      > "$OUT/build-$m.log" 2>&1) &
+    (python3 -P -c "import pathlib, sys; from mora.nodes.zoo import build
+print(build('random', sys.argv[1], pathlib.Path('$M')))" $m > "$OUT/build-$m.log" 2>&1) &
   done
   wait; tail -2 "$OUT"/build-*.log
 }
