@@ -100,7 +100,8 @@ def place(ctx: RunContext, pipe: Any, params: dict[str, Any], offload: str) -> A
 def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str, Any]:
     """`from_pretrained` kwargs quantizing the heavy modules with bitsandbytes, as `ref['quantization']` says.
 
-    `fp8` needs no kwargs: it is checked here and applied to the placed pipeline (mora.nodes.speed).
+    `fp8` and `fp8_attention` need no kwargs: they are checked here and applied to the placed pipeline and its calls
+    (mora.nodes.speed).
 
     The denoiser (unet or transformer) and the text encoders are quantized; VAEs, image encoders
     and schedulers stay in `dtype` (small, and sensitive). Needs CUDA and the bitsandbytes package.
@@ -108,10 +109,10 @@ def quantization_config(ref: dict[str, Any], pipeline: bool = True) -> dict[str,
     mode = ref.get("quantization") or "none"
     if mode == "none":
         return {}
-    if mode == "fp8":  # applied after placement (mora.nodes.speed.quantize_fp8); checked before the load
+    if mode in ("fp8", "fp8_attention"):  # applied after placement (mora.nodes.speed); checked before the load
         from mora.nodes.speed import check_fp8
 
-        check_fp8()
+        check_fp8(mode)
         return {}
     if importlib.util.find_spec("bitsandbytes") is None:
         raise RuntimeError(f"`quantization` {mode!r} needs the bitsandbytes package (`pip install bitsandbytes`) and "

@@ -31,7 +31,8 @@ Each diffusion agent wraps its pipeline call in `speedup(ctx, pipe, params)`. Th
   diffusers' `enable_cache` on transformer denoisers, for the call only. What a cache skips and costs
   depends on trained weights; no threshold here was tuned (the defaults are diffusers').
 - FP8 is a model quantization (`model.quantization=fp8`, mora.nodes.common.quantization_config), keyed
-  through the model's identity.
+  through the model's identity. `fp8_attention` adds attention in FP8 (mora.nodes.fp8_attention: cuDNN's FP8 kernel
+  in place of the flash one for the call, whatever `attention` says, which may only be sdpa or auto with it).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from mora.engine.graph.agent import Param, RunContext
-from mora.nodes import flash_attention_4
+from mora.nodes import flash_attention_4, fp8_attention
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ SDPA_KERNELS = {"sdpa_flash": "FLASH_ATTENTION", "sdpa_cudnn": "CUDNN_ATTENTION"
                 "sdpa_efficient": "EFFICIENT_ATTENTION"}
 DISPATCHER = {"flash_attn": "flash", "flash_attn3": "_flash_3", "sage": "sage"}
 FA4 = "sdpa_fa4"
+FP8_ATTENTION = "fp8_attention"
+"""Not an `attention` choice: the attention of a model quantized `fp8_attention` (keyed through the model)."""
 ATTENTIONS = ("sdpa", "auto", "xformers", *SDPA_KERNELS, FA4, *DISPATCHER)
 STEP_CACHES = ("none", "first_block", "taylorseer")
 INDUCTOR_FLAGS = {"conv_1x1_as_mm": True}
@@ -228,6 +231,8 @@ def _attention(ctx: RunContext, pipe: Any, choice: str) -> contextlib.AbstractCo
         return _dispatcher(ctx, pipe, choice)
     if choice == FA4:
         return flash_attention_4.active(str(ctx.device))
+    if choice == FP8_ATTENTION:
+        return fp8_attention.active(str(ctx.device))
     return contextlib.nullcontext()
 
 
@@ -292,27 +297,31 @@ FP8_CAPABILITY = (8, 9)
 """FP8 matrix products need Ada or Hopper (compute capability 8.9) or newer."""
 
 
-def check_fp8() -> None:
-    """Raise a clear error unless torchao is installed and the CUDA device can multiply in FP8."""
+def check_fp8(mode: str = "fp8") -> None:
+    """Raise a clear error unless torchao is installed and the CUDA device can multiply in FP8 (for `fp8_attention`:
+    unless cuDNN's FP8 attention can run too)."""
     import importlib.util
 
     import torch
 
     if not torch.cuda.is_available() or torch.cuda.get_device_capability() < FP8_CAPABILITY:
         found = "no CUDA device" if not torch.cuda.is_available() else f"compute capability {torch.cuda.get_device_capability()}"
-        raise RuntimeError(f"`quantization` 'fp8' needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
+        raise RuntimeError(f"`quantization` {mode!r} needs a CUDA device of compute capability >= 8.9 (Ada, Hopper); "
                            f"found {found}. Use quantization=none")
     if importlib.util.find_spec("torchao") is None:
-        raise RuntimeError("`quantization` 'fp8' needs torchao: pip install torchao (or the package's `fp8` extra)")
+        raise RuntimeError(f"`quantization` {mode!r} needs torchao: pip install torchao (or the package's `fp8` extra)")
+    if mode == "fp8_attention" and (reason := fp8_attention.problem(f"cuda:{torch.cuda.current_device()}")):
+        raise RuntimeError(f"`quantization` 'fp8_attention' cannot run here: {reason}; use quantization=fp8")
 
 
 def quantize_fp8(pipe: Any, ref: Mapping[str, Any]) -> Any:
-    """With `ref['quantization'] == 'fp8'`, quantize the denoisers' linear layers to FP8 (torchao, rowwise dynamic).
+    """With `ref['quantization']` `fp8` or `fp8_attention`, quantize the denoisers' linear layers to FP8 (torchao,
+    rowwise dynamic); `fp8_attention`'s attention goes FP8 in each call (`speedup`).
 
     Weights and activations in FP8 with a scale per row, the recipe torchao recommends for inference
     on Hopper; it pays only compiled (bench/README.md), so `speed=fast` never turns it on alone.
     """
-    if ref.get("quantization") != "fp8":
+    if ref.get("quantization") not in ("fp8", "fp8_attention"):
         return pipe
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
@@ -360,7 +369,8 @@ def speedup(ctx: RunContext, pipe: Any, params: Mapping[str, Any]) -> Iterator[N
     choice = attention_choice(ctx, params)
     if choice not in ATTENTIONS:
         raise ValueError(f"`attention` must be one of {', '.join(ATTENTIONS)} but is {choice!r}")
-    choice = resolved_attention(ctx, pipe, choice)
+    fp8 = (ctx.model or {}).get("quantization") == "fp8_attention"  # its attention is the FP8 kernel
+    choice = FP8_ATTENTION if fp8 else resolved_attention(ctx, pipe, choice)
     if compile_mode(ctx, params) == "on":
         compile_denoisers(ctx, pipe)
     _warn_if_fa4_cannot_reach(ctx, pipe, choice)

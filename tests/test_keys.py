@@ -223,10 +223,15 @@ def test_quantization_enters_the_model_identity_and_offload_does_not(tmp_path):
                                        "roles": {"draw": {"source": "tiny", "name": "sd", "offload": "model"}}})
     assert role_wins["offload"] == "model"
     assert resolve(agent, {}, {**preset, "quantization": "fp3"})[1] == \
-        "model quantization 'fp3' is not one of ['none', 'int8', 'nf4', 'fp8']"
+        "model quantization 'fp3' is not one of ['none', 'int8', 'nf4', 'fp8', 'fp8_attention']"
     fp8, _ = resolve(agent, {}, {**preset, "quantization": "fp8"})
+    fp8_attention, _ = resolve(agent, {"attention": "auto"}, {**preset, "quantization": "fp8_attention"})
     fast, _ = resolve(agent, {}, {**preset, "compile": "on", "attention": "sdpa_cudnn"})
-    assert digest_of(identity(fp8, store)) not in (digest_of(identity(plain, store)), digest_of(identity(quantized, store)))
+    digests = {digest_of(identity(ref, store)) for ref in (plain, quantized, fp8, fp8_attention)}
+    assert len(digests) == 4  # FP8 attention changes results beyond FP8's: a model of its own
+    assert resolve(agent, {"attention": "sdpa_fa4"}, {**preset, "quantization": "fp8_attention"})[1] == (
+        "model quantization 'fp8_attention' runs attention in FP8 itself; attention 'sdpa_fa4' cannot go with it "
+        "(use attention=sdpa, or quantization=fp8)")
     assert digest_of(identity(fast, store)) == digest_of(identity(plain, store))  # compile, attention: run-only
     store.close()
 

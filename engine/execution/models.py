@@ -42,8 +42,11 @@ SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
 OFFLOADS = ("none", "model", "group", "sequential")
 """diffusers' CPU offload modes: memory and speed only, so never part of a cache key."""
-QUANTIZATIONS = ("none", "int8", "nf4", "fp8")
-"""bitsandbytes int8/nf4 of the denoiser and text encoders, or torchao FP8 of the denoiser: keyed (changes numerics)."""
+QUANTIZATIONS = ("none", "int8", "nf4", "fp8", "fp8_attention")
+"""bitsandbytes int8/nf4 of the denoiser and text encoders, torchao FP8 of the denoiser's linear layers, or that and
+its attention in FP8 too (cuDNN): keyed (changes numerics)."""
+FP8_ATTENTION_WITH = ("sdpa", "auto")
+"""The `attention` a node with quantization=fp8_attention may ask: its attention is the FP8 kernel."""
 COMPILES = ("off", "on", "auto")
 """torch.compile of the denoiser (run-only, mora.nodes.speed)."""
 
@@ -87,6 +90,9 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         return None, f"model offload {ref['offload']!r} is not one of {list(OFFLOADS)}"
     if ref["quantization"] not in QUANTIZATIONS:
         return None, f"model quantization {ref['quantization']!r} is not one of {list(QUANTIZATIONS)}"
+    if ref["quantization"] == "fp8_attention" and ref["attention"] not in FP8_ATTENTION_WITH:
+        return None, (f"model quantization 'fp8_attention' runs attention in FP8 itself; attention "
+                      f"{ref['attention']!r} cannot go with it (use attention=sdpa, or quantization=fp8)")
     if ref.get("source") not in SOURCES or not isinstance(ref.get("name"), str) or not ref["name"]:
         return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
     if ref["dtype"] not in DTYPES:

@@ -97,7 +97,8 @@ class ModelConf:
     offload: str = "none"
     """diffusers CPU offload for every role without its own: none, model, group or sequential (run-only)."""
     quantization: str = "none"
-    """Quantized weights for every role without its own: none, int8 or nf4 (bitsandbytes), fp8 (torchao; keyed)."""
+    """Quantized weights for every role without its own: none, int8 or nf4 (bitsandbytes), fp8 (torchao), fp8_attention
+    (fp8, and attention in FP8 through cuDNN on Hopper); keyed."""
     compile: str = "off"
     """torch.compile of the denoisers for every role without its own: off, on or auto (run-only; `speed=fast`)."""
     attention: str = "sdpa"
