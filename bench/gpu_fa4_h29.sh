@@ -13,6 +13,9 @@
 #                                       # variants only)
 #   bash bench/gpu_fa4_h29.sh agent     # the image_to_video agent's path on it: defaults against speed=fast's
 #   bash bench/gpu_fa4_h29.sh probes    # FA4's tiles at Wan's attention shape; a profile of the FP8 + FA4 step
+#   bash bench/gpu_fa4_h29.sh fp8att    # cuDNN's FP8 attention (nvidia-cudnn-frontend, carried in .gpu/p4 beside
+#                                       # this project's wheel): its kernel at Wan's shapes, then the Wan step with
+#                                       # quantization=fp8_attention (FP8 + regional compile + FP8 attention)
 set -u
 OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
 mkdir -p "$K" "$OUT" "$P"
@@ -56,7 +59,7 @@ levers)
     --variant compile --variant fa4} --json "$OUT/levers-a.json" > "$OUT/levers-a.log" 2>&1 &
   timeout 520 python3 -P bench/wan_levers_quality.py --weights $W --device cuda --n ${N:-50} ${B:---variant fp8 \
     --variant fp8_compile} --json "$OUT/levers-b.json" > "$OUT/levers-b.log" 2>&1 &
-  wait; grep -E "^(bf16|float32|compile|fa4|fp8|fp8_compile) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
+  wait; grep -E "^(bf16|float32|compile|fa4|fp8[a-z_]*) |Error|error" "$OUT"/levers-*.log | tail -20 ;;
 fp8)
   install_kit
   build wan_i2v_1_3b
@@ -70,8 +73,17 @@ probes)
   timeout 150 python3 -P bench/fa4_tiles.py --json "$OUT/fa4-tiles.json" > "$OUT/fa4-tiles.log" 2>&1; echo "tiles rc=$?"
   timeout 400 python3 -P bench/wan_step_profile.py --fp8 --json "$OUT/wan-step-profile.json" > "$OUT/profile.log" 2>&1
   echo "profile rc=$?"; grep -E '"(step_ms|profiled_wall_ms|gpu_kernels_ms)"' "$OUT/wan-step-profile.json" ;;
+fp8att)
+  install_kit
+  build wan_i2v_1_3b
+  timeout 150 python3 -P bench/fp8_attention.py --json "$OUT/fp8-attention.json" > "$OUT/fp8-attention.log" 2>&1
+  echo "kernel rc=$?"; grep "^{" "$OUT/fp8-attention.log" | tail -14
+  TORCH_LOGS=recompiles timeout ${LIMIT:-400} python3 -P bench/gpu_speed.py --stages fa4 --models wan --fp8 \
+    --fp8-attention ${ATT:-cudnn_fp8} --fp8-only --reps 5 --tag fp8-${ATT:-cudnn_fp8} > "$OUT/fa4-fp8.log" 2>&1
+  echo "step rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -12 ;;
 agent)
   install_kit
-  timeout 560 python3 -P bench/gpu_speed.py --stages agent > "$OUT/agent.log" 2>&1; echo "agent rc=$?"
+  timeout ${LIMIT:-560} python3 -P bench/gpu_speed.py --stages agent --agent-variants ${AV:-agent_defaults,speed_fast} \
+    > "$OUT/agent.log" 2>&1; echo "agent rc=$?"
   grep "^{" "$OUT/agent.log" | tail -12 ;;
 esac

@@ -15,8 +15,9 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
          regional compile (the kernel left out of the graph), against eager bf16 and regional compile with SDPA
   fa4    FlashAttention-4 (the flash-attn-4 package's CuTe kernels, Mora's `attention=sdpa_fa4`: PyTorch's flash
          SDPA kernel replaced for the call) on the Wan step (eager; regional compile; with --fp8 also FP8 +
-         regional compile) and on the SVD UNet step (eager; whole compile), each against eager SDPA (bf16) in the
-         same process, with its relative error against it
+         regional compile, under the attention --fp8-attention names: SDPA, FA4, or cuDNN's FP8 attention, which is
+         `quantization=fp8_attention`) and on the SVD UNet step (eager; whole compile), each against eager SDPA
+         (bf16) in the same process, with its relative error against it
   agent  the image_to_video agent's own path (`mora.nodes.image_to_video.generate`, inside the agents' `speedup`) on
          random:wan_i2v_1_3b, 81 frames 480x832: its defaults (eager, sdpa) against `speed=fast`'s settings
          (compile auto, attention auto), seconds per denoising step read at the agent's progress callback
@@ -223,8 +224,31 @@ def uncached() -> contextlib.AbstractContextManager[None]:
     return inductor.patch(force_disable_caches=True)
 
 
-FP8_ATTENTION = {"sdpa": (False,), "fa4": (True,), "both": (False, True)}
-"""--fp8-attention: whether the FP8 model is timed under FA4 (each an FP8 compile of minutes)."""
+FP8_ATTENTION = {"sdpa": ("sdpa",), "fa4": ("fa4",), "both": ("sdpa", "fa4"), "cudnn_fp8": ("cudnn_fp8",),
+                 "fa4_and_cudnn_fp8": ("fa4", "cudnn_fp8")}
+"""--fp8-attention: the attention the FP8 model is timed under (each an FP8 compile of minutes): PyTorch's SDPA, FA4,
+or cuDNN's FP8 attention (`quantization=fp8_attention`: the whole model in FP8)."""
+
+
+def fp8_attention_calls(step: Any) -> dict[str, int]:
+    """One step under `quantization=fp8_attention`'s kernel, counting its calls: in FP8, and in the inputs' dtype
+    (fewer keys than `MIN_KEYS`)."""
+    from mora.nodes import fp8_attention
+
+    calls = {"fp8": 0, "in_dtype": 0}
+    kernel = fp8_attention._flash_attn_fwd
+
+    def counted(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, **kwargs: Any) -> Any:
+        calls["fp8" if k.shape[1] >= fp8_attention.MIN_KEYS else "in_dtype"] += 1
+        return kernel(q, k, v, **kwargs)
+
+    fp8_attention._flash_attn_fwd = counted  # torch's registry looks the module's function up at each call
+    try:
+        with fp8_attention.active("cuda"):
+            step()
+    finally:
+        fp8_attention._flash_attn_fwd = kernel
+    return calls
 
 
 def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
@@ -232,6 +256,12 @@ def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
 
     def flash_attention_4() -> Any:
         return active("cuda")
+
+    def fp8_attention_kernel(name: str) -> Any:
+        from mora.nodes import fp8_attention
+
+        return {"fa4": flash_attention_4, "cudnn_fp8": lambda: fp8_attention.active("cuda")}.get(
+            name, contextlib.nullcontext)()
 
     result: dict[str, Any] = {}
 
@@ -270,19 +300,21 @@ def stage_fa4(args: argparse.Namespace) -> dict[str, Any]:
             record(f"{prefix}_eager_ms", eager)
             if not args.fp8_only:
                 bf16_variants(prefix, step, model, ref, eager)
-            for fa4 in FP8_ATTENTION[args.fp8_attention] if fp8_model is not None else ():
+            for attention in FP8_ATTENTION[args.fp8_attention] if fp8_model is not None else ():
                 torch._dynamo.reset()  # each FP8 model traced anew: dynamo reuses a class's compiled blocks
                 del model
                 torch.cuda.empty_cache()
                 model, how = compiled(fp8_model(), fp8=True)
-                tag = f"{prefix}_fp8_compiled{'_fa4' if fa4 else ''}"
+                tag = f"{prefix}_fp8_compiled{'' if attention == 'sdpa' else '_' + attention}"
                 record(f"{tag}_compile", how)
-                with flash_attention_4() if fa4 else contextlib.nullcontext(), uncached():
+                with fp8_attention_kernel(attention), uncached():
                     out, compile_s = timed(lambda m=model: step(m))
                     record(f"{tag}_compile_s", round(compile_s, 1))
                     record(f"{tag}_ms", step_ms(lambda m=model: step(m), args.reps))
                 record(f"{tag}_rel_error", rel_error(out, ref))
                 record(f"{tag}_speedup", round(eager / result[f"{tag}_ms"], 3))
+                if attention == "cudnn_fp8":  # that the compiled step reaches the FP8 kernel, and how often
+                    record(f"{tag}_attention_calls_per_step", fp8_attention_calls(lambda m=model: step(m)))
 
     if "wan" in args.models:
         model, cond, uncond = wan_transformer()
@@ -323,20 +355,30 @@ def stage_agent(args: argparse.Namespace) -> dict[str, Any]:
     pipe.set_progress_bar_config(disable=True)
     image = Image.new("RGB", (832, 480), (120, 80, 40))
     result: dict[str, Any] = {}
-    for name, given in (("agent_defaults", {}), ("speed_fast", {"compile": "auto", "attention": "auto"})):
+    fast = {"compile": "auto", "attention": "auto"}
+    variants = {"agent_defaults": ({}, ref), "speed_fast": (fast, ref),
+                "fp8_attention_fast": (fast, {**ref, "quantization": "fp8_attention"})}
+    for name in args.agent_variants.split(","):
+        given, model = variants[name]
+        if model.get("quantization") == "fp8_attention":  # as load_pipeline does
+            from mora.nodes.speed import check_fp8, quantize_fp8
+
+            check_fp8("fp8_attention")
+            quantize_fp8(pipe, model)  # in place: the last variant asked
         params = AGENT.resolve_params({"width": 832, "height": 480, "frames": 81, "steps": args.agent_steps, **given})
         runs = []
         for _ in range(3):
             stamps.clear()
             with torch.no_grad():
-                _, seconds = timed(lambda p=params: generate(Timed(ref, 0, "cuda"), pipe, family(pipe, ref), image,
-                                                             None, "a red kite", p, (832, 480)))
+                _, seconds = timed(lambda p=params, m=model: generate(Timed(m, 0, "cuda"), pipe, family(pipe, m), image,
+                                                                      None, "a red kite", p, (832, 480)))
             steps = [b - a for a, b in itertools.pairwise(stamps)]
             runs.append({"seconds": round(seconds, 2), "step_ms_median": round(statistics.median(steps) * 1000, 1)})
             print(json.dumps({"agent": {name: runs[-1]}}), flush=True)
         result[name] = runs
     best = {name: min(r["step_ms_median"] for r in runs[1:]) for name, runs in result.items()}
-    result["step_speedup"] = round(best["agent_defaults"] / best["speed_fast"], 3)
+    for name in best.keys() - {"agent_defaults"} if "agent_defaults" in best else ():
+        result[f"{name}_step_speedup"] = round(best["agent_defaults"] / best[name], 3)
     return result
 
 
@@ -469,9 +511,12 @@ def main() -> None:
     ap.add_argument("--reps-t2v", type=int, default=2)
     ap.add_argument("--fp8", action="store_true", help="also FP8 (torchao) + compile")
     ap.add_argument("--fp8-attention", choices=sorted(FP8_ATTENTION), default="both",
-                    help="fa4 --fp8: the FP8 model's attention (PyTorch's SDPA, FA4, or one after the other)")
+                    help="fa4 --fp8: the FP8 model's attention (PyTorch's SDPA, FA4, cuDNN's FP8, or several)")
     ap.add_argument("--fp8-only", action="store_true", help="fa4: time eager, then only the FP8 variants")
     ap.add_argument("--agent-steps", type=int, default=6, help="agent: denoising steps a run")
+    ap.add_argument("--agent-variants", default="agent_defaults,speed_fast",
+                    help="agent: of agent_defaults, speed_fast, fp8_attention_fast (quantization=fp8_attention with "
+                         "speed=fast's settings; quantizes the pipeline, so last)")
     ap.add_argument("--models", default="wan,svd", help="fa4: which steps to time (wan, svd)")
     ap.add_argument("--tag", default="", help="added to the JSON file's name")
     ap.add_argument("--flags-off", default="", help="svd: INDUCTOR_FLAGS names to leave at inductor's default")

@@ -7,7 +7,8 @@ Variants (each on a freshly loaded pipeline, since compiling and quantizing chan
 (for scale: how far bfloat16 itself is from full precision), `compile` (Mora's regional compile), `fa4`
 (`attention=sdpa_fa4`), `fp8` (torchao rowwise FP8 of the transformer's bfloat16 linear layers, Mora's
 `quantization=fp8`, eager), `fp8_compile`, and with FA4 `compile_fa4` (what `speed=fast` runs on Wan) and
-`fp8_compile_fa4`. Each video is compared frame by frame with the bfloat16 eager one (PSNR and
+`fp8_compile_fa4`, and `fp8_attention_compile` (`quantization=fp8_attention`, compiled: attention in FP8 too, forced
+at every length here, since the world Wan's 1,088 tokens are below `fp8_attention.MIN_KEYS`). Each video is compared frame by frame with the bfloat16 eager one (PSNR and
 SSIM over the uint8 frames) and its latents by relative L2 error; the world's detectors score every video (direction
 and "kept" as in bench/world_video_quality.py). A lever that cannot run here (FA4 or FP8 off Hopper) is reported
 with its reason and skipped.
@@ -15,8 +16,10 @@ with its reason and skipped.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ import world_video_quality as q  # the held-out scenes, the agents' Model, the s
 from step_cache_quality import closeness, similarity
 
 from mora.engine.frontends.guard import guarded
-from mora.nodes import flash_attention_4, speed
+from mora.nodes import flash_attention_4, fp8_attention, speed
 from mora.nodes.image_to_video import AGENT as I2V
 from mora.nodes.world import captions
 from mora.nodes.world import scene as world
@@ -42,6 +45,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fp8_compile": {"fp8": True, "compile": "on"},
     "compile_fa4": {"compile": "on", "attention": "sdpa_fa4"},
     "fp8_compile_fa4": {"fp8": True, "compile": "on", "attention": "sdpa_fa4"},
+    "fp8_attention_compile": {"fp8": True, "compile": "on", "fp8_attention": True},
 }
 """Run one compiled variant a process: torch compiles per class, so a second one would reuse the first's graph."""
 
@@ -57,6 +61,8 @@ def loaded(folder: Path, where: str, steps: int, dtype: torch.dtype, fp8: bool) 
 def why_not(variant: dict[str, Any], where: str) -> str | None:
     if variant.get("attention") == "sdpa_fa4":
         return flash_attention_4.problem(where)
+    if variant.get("fp8_attention") and (reason := fp8_attention.problem(where)):
+        return reason
     if variant.get("fp8"):
         try:
             speed.check_fp8()
@@ -65,6 +71,17 @@ def why_not(variant: dict[str, Any], where: str) -> str | None:
     if variant.get("compile") == "on" and not where.startswith("cuda"):
         return "compiled on CUDA only here (the bench measures the GPU path)"
     return None
+
+
+@contextlib.contextmanager
+def fp8_everywhere(where: str) -> Iterator[None]:
+    """cuDNN's FP8 attention for every attention call in the block, however short."""
+    min_keys, fp8_attention.MIN_KEYS = fp8_attention.MIN_KEYS, 0
+    try:
+        with fp8_attention.active(where):
+            yield
+    finally:
+        fp8_attention.MIN_KEYS = min_keys
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,8 +99,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         given = {k: variant[k] for k in ("compile", "attention") if k in variant}
         row: dict[str, list[float]] = {k: [] for k in ("direction", "kept", "psnr", "ssim", "latent_rel_error")}
         for i, (scene, layout) in enumerate(cases):
-            video, latents = model.video_and_latents(world.render(scene, layout), captions.caption(scene),
-                                                     10_000 + i, frames=args.frames, **given)
+            with fp8_everywhere(args.device) if variant.get("fp8_attention") else contextlib.nullcontext():
+                video, latents = model.video_and_latents(world.render(scene, layout), captions.caption(scene),
+                                                         10_000 + i, frames=args.frames, **given)
             scores = q.motion_scores(scene, layout, video)
             row["direction"].append(scores["direction"])
             row["kept"].append(scores["kept"])
