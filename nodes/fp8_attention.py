@@ -4,8 +4,8 @@ SDPA kernel for one call, the attention half of `quantization=fp8_attention` (mo
 Why: at Wan 2.1 1.3B's 32,760 tokens attention is 70% of an FP8-compiled step even with FlashAttention-4 (bench/README.md),
 and Hopper multiplies FP8 at twice bfloat16's rate. Queries, keys and values are scaled per tensor into float8 e4m3
 (`quantize`); the softmax probabilities, which lie in [0, 1], by 448. Hopper's cuDNN writes the output in FP8 only
-(bfloat16 output is Blackwell's), scaled by 448 / (2 max |v|): a row of attention is a convex combination of value
-rows, so |o| <= max |v|, and the factor 2 leaves room for the probabilities' rounding. The output comes back in the
+(bfloat16 output is Blackwell's), with the values' scale taken for 2 max |v|: a row of attention is a convex
+combination of value rows, so |o| <= max |v|, and the factor 2 leaves room for the probabilities' rounding. The output comes back in the
 query's dtype. Like FA4 it goes in through torch's flash-attention registry (mora.nodes.flash_registry), so eager and
 compiled models both reach it. Inference only; it changes results, so it is a quantization (keyed), never a run-only
 attention choice.
@@ -14,20 +14,25 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import math
 from collections.abc import Iterator
 from typing import Any
 
 from mora.nodes import flash_registry
 
+log = logging.getLogger(__name__)
+
 IMPL = "MORA_CUDNN_FP8"
 FP8_MAX = 448.0
 """The largest float8 e4m3 (fn) value."""
 OUTPUT_HEADROOM = 2.0
-MIN_KEYS = 8192
-"""Attention over fewer keys runs in the inputs' dtype through cuDNN's own kernel: there quantizing costs more than FP8
-saves (one H100, 32,760 queries x 12 heads x 128, bench/fp8_attention.py, FP8 with its quantizing against bfloat16:
-512 keys 0.83 against 0.18 ms, 4,096 keys 1.52 against 1.23, 8,192 keys 2.34 against 2.43, 16,384 keys 4.11 against
-5.24, 32,760 keys 8.64 against 11.08, and 9.2 with FA4). Wan's text cross-attention (512 keys) stays in bfloat16."""
+MIN_KEYS = 12288
+"""Attention over fewer keys runs in the inputs' dtype through cuDNN's own kernel: there quantizing costs as much as
+FP8 saves or more (one H100, 32,760 queries x 12 heads x 128, bench/fp8_attention.py, through SDPA, FP8 with its
+quantizing against cuDNN in bfloat16: 512 keys 0.83 against 0.18 ms, 4,096 keys 1.52 against 1.22, 8,192 keys 2.51
+against 2.52, break-even; 16,384 keys 4.21 against 5.29, 32,760 keys 8.80 against 11.08, and 9.2 with FA4). Wan's
+text cross-attention (512 keys) stays in bfloat16."""
 UNSUPPORTED = ("cu_seqlens_q", "cu_seqlens_k", "seqused_k", "page_table", "window_size_left", "window_size_right")
 
 
@@ -55,12 +60,18 @@ def problem(device: str) -> str | None:
 def quantize(x: Any, headroom: float = 1.0) -> tuple[Any, Any]:
     """`x` in float8 e4m3 with one scale for the tensor, and the float32 factor (shape 1x1x1x1) that restores it.
 
-    The scale maps max |x| * headroom to 448; an all-zero tensor keeps scale 1. No host synchronisation."""
+    The scale is the power of two that maps max |x| * headroom into (224, 448]: a power of two multiplies exactly in
+    `x`'s own dtype, so the restoring factor is its exact inverse (no bias; an arbitrary scale rounded to bfloat16 is
+    up to 0.4% off, and overflows float16 for small tensors). Within the dtype's range: a float16 tensor whose max is
+    below 2**-5 sits lower in e4m3's range (its scale stops at 2**14). An all-zero tensor stays zero. No host
+    synchronisation."""
     import torch
 
     amax = torch.linalg.vector_norm(x, float("inf"), dtype=torch.float32).reshape(1, 1, 1, 1) * headroom
-    descale = torch.where(amax > 0, amax / FP8_MAX, torch.ones_like(amax))
-    return (x * (1.0 / descale).to(x.dtype)).to(torch.float8_e4m3fn), descale
+    largest = int(math.log2(torch.finfo(x.dtype).max)) - 1  # the largest power of two x's dtype holds, less one
+    exponent = torch.floor(torch.log2(FP8_MAX / amax)).clamp(-largest, largest)  # amax 0: log2(inf), clamped
+    scale = torch.exp2(exponent)
+    return (x * scale.to(x.dtype)).to(torch.float8_e4m3fn), 1.0 / scale
 
 
 def _bhsd(t: Any) -> tuple[list[int], list[int]]:
@@ -125,8 +136,13 @@ def _flash_attn_fwd(q: Any, k: Any, v: Any, softmax_scale: float | None = None, 
     (q8, dq), (k8, dk), (v8, dv) = quantize(q), quantize(k), quantize(v, OUTPUT_HEADROOM)
     o8 = torch.empty(q.shape, dtype=torch.float8_e4m3fn, device=q.device)
     device = q.device.index if q.device.index is not None else torch.cuda.current_device()
-    graph, t = _graph(device, tuple((tuple(d), tuple(s)) for d, s in map(_bhsd, (q8, k8, v8, o8))), float(scale),
-                      bool(causal), bool(return_lse))
+    layout = tuple((tuple(d), tuple(s)) for d, s in map(_bhsd, (q8, k8, v8, o8)))
+    try:
+        graph, t = _graph(device, layout, float(scale), bool(causal), bool(return_lse))
+    except Exception as e:  # noqa: BLE001 - cuDNN has no FP8 kernel for this shape: the inputs' dtype instead
+        _say_once(f"cuDNN has no FP8 attention for {tuple(q.shape)} x {tuple(k.shape)} keys ({str(e)[:200]}); that "
+                  "attention runs in its own dtype")
+        return _in_dtype(q, k, v, scale, causal, out)
     b, s, h, _ = q.shape
     lse = torch.empty(b, h, s, 1, dtype=torch.float32, device=q.device) if return_lse else None
     one = torch.ones(1, 1, 1, 1, dtype=torch.float32, device=q.device)
@@ -140,26 +156,37 @@ def _flash_attn_fwd(q: Any, k: Any, v: Any, softmax_scale: float | None = None, 
     cudnn.set_stream(handle=_handle(device), stream=torch.cuda.current_stream(q.device).cuda_stream)
     workspace = torch.empty(graph.get_workspace_size(), dtype=torch.uint8, device=q.device)
     graph.execute(pack, workspace, handle=_handle(device))
-    result = o8.to(q.dtype) * dv.to(q.dtype)
-    if out is not None:
-        out.copy_(result)
-        result = out
+    result = torch.mul(o8.to(q.dtype), dv.to(q.dtype), out=out)  # dv is a power of two: exact in q's dtype
     return result, (lse.view(b, h, s) if lse is not None else torch.empty(0, device=q.device))
 
 
 def _in_dtype(q: Any, k: Any, v: Any, scale: float, causal: bool, out: Any) -> tuple[Any, Any]:
-    """Short attention through cuDNN's kernel in the inputs' dtype: output (batch, tokens, heads, head size) and
-    log-sum-exp (batch, heads, tokens)."""
+    """Attention in the inputs' dtype through cuDNN's kernel, or PyTorch's memory-efficient one where cuDNN has none
+    (this replaces the flash kernel for every model in the call, encoders and VAEs too): output (batch, tokens, heads,
+    head size) and log-sum-exp (batch, heads, tokens)."""
     import torch
 
     b, s, h, _ = q.shape
-    result, lse, *_ = torch.ops.aten._scaled_dot_product_cudnn_attention(
-        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), None, True, 0.0, causal, False, scale=scale)
+    qt, kt, vt = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    try:
+        result, lse, *_ = torch.ops.aten._scaled_dot_product_cudnn_attention(qt, kt, vt, None, True, 0.0, causal,
+                                                                              False, scale=scale)
+    except RuntimeError as e:
+        _say_once(f"cuDNN has no attention for {tuple(q.shape)} x {tuple(k.shape)} keys ({str(e)[:200]}); "
+                  "PyTorch's memory-efficient kernel runs it")
+        result, lse, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(qt, kt, vt, None, True, 0.0, causal,
+                                                                                 scale=scale)
+        lse = lse[:, :, :s]  # padded to a multiple of 32 tokens
     result = result.transpose(1, 2)
     if out is not None:
         out.copy_(result)
         result = out
     return result, lse.reshape(b, h, s)
+
+
+@functools.cache
+def _say_once(message: str) -> None:
+    log.warning(message)
 
 
 def _flash_attn_bwd(*args: Any, **kwargs: Any) -> tuple[Any, Any, Any]:

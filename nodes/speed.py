@@ -345,15 +345,27 @@ TRACED_ATTENTION: dict[type, str] = {}
 first one's compiled blocks) and its guards do not cover SDPA's kernel order, so the SDPA kernel chosen then stays."""
 
 
-def _warn_if_fa4_cannot_reach(ctx: RunContext, pipe: Any, choice: str) -> None:
-    """Say so when a node asks FA4 of a compiled model first run under an attention that did not put flash first:
-    its compiled graph may call another SDPA kernel, which FA4 (a replacement of the flash kernel) does not touch."""
+FLASH_FIRST = (None, FA4, FP8_ATTENTION, "sdpa_flash")
+"""Attentions under which a traced graph calls SDPA's flash kernel, so a later FA4 or FP8 attention replaces it (not
+`sdpa`: PyTorch's own choice may trace another kernel)."""
+
+
+def _check_traced_attention(ctx: RunContext, pipe: Any, choice: str) -> None:
+    """A compiled model keeps the SDPA kernel its first call traced. When that was not flash, FA4 (a replacement of the
+    flash kernel) does not reach it: said in the log. Nor does `fp8_attention`'s FP8 kernel, whose results would then
+    be bfloat16's cached under an FP8 key: refused."""
     for module in denoisers(pipe):
         traced = TRACED_ATTENTION.get(type(module))
-        if choice == FA4 and traced not in (None, FA4, "sdpa_flash"):
+        if getattr(module, "_mora_compiled", None) is None or traced in FLASH_FIRST:
+            continue
+        if choice == FA4:
             log.warning("%s: %s was compiled under attention=%s; its compiled graph keeps the SDPA kernel chosen "
                         "then, so sdpa_fa4 may not reach FlashAttention-4 (restart the process to trace it again)",
                         ctx.node_id, type(module).__name__, traced)
+        elif choice == FP8_ATTENTION:
+            raise RuntimeError(f"{type(module).__name__} was compiled in this process under attention={traced}; its "
+                               "compiled graph keeps that SDPA kernel, so quantization=fp8_attention would not reach "
+                               "the FP8 attention: run it in a new process or with compile=off")
 
 
 def _note_traced_attention(pipe: Any, choice: str) -> None:
@@ -373,7 +385,7 @@ def speedup(ctx: RunContext, pipe: Any, params: Mapping[str, Any]) -> Iterator[N
     choice = FP8_ATTENTION if fp8 else resolved_attention(ctx, pipe, choice)
     if compile_mode(ctx, params) == "on":
         compile_denoisers(ctx, pipe)
-    _warn_if_fa4_cannot_reach(ctx, pipe, choice)
+    _check_traced_attention(ctx, pipe, choice)
     try:
         with _attention(ctx, pipe, choice), _step_cache(pipe, params):
             yield
