@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +23,14 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+sys.path.append(str(Path(__file__).resolve().parent))
+from fa4_tiles import timed  # CUDA-event timing, ms and TFLOP/s
+
 SELF = (1, 32760, 12, 128)
 """Batch, tokens, heads, head size of a Wan 1.3B self-attention at 81 x 480 x 832."""
 KEYS = (512, 4096, 8192, 16384)
 """Shorter attention (Wan's text cross-attention has 512 keys): where FP8 starts to pay (`fp8_attention.MIN_KEYS`)."""
 REFERENCE_QUERIES = 1024
-
-
-def timed(fn: Any, flops: float, reps: int = 20) -> dict[str, float]:
-    """Milliseconds a call and TFLOP/s (bfloat16-equivalent work), after three warm-up calls."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    torch.cuda.synchronize()
-    ms = start.elapsed_time(end) / reps
-    return {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
 
 
 def reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
