@@ -1,14 +1,14 @@
 """FP8 attention on Hopper: cuDNN's FP8 flash-attention forward (the nvidia-cudnn-frontend package) as PyTorch's flash
 SDPA kernel for one call, the attention half of `quantization=fp8_attention` (mora.nodes.speed).
 
-Why: at Wan 2.1 1.3B's 32,760 tokens attention is 70% of an FP8-compiled step even with FlashAttention-4 (bench/README.md),
-and Hopper multiplies FP8 at twice bfloat16's rate. Queries, keys and values are scaled per tensor into float8 e4m3
-(`quantize`); the softmax probabilities, which lie in [0, 1], by 448. Hopper's cuDNN writes the output in FP8 only
-(bfloat16 output is Blackwell's), with the values' scale taken for 2 max |v|: a row of attention is a convex
-combination of value rows, so |o| <= max |v|, and the factor 2 leaves room for the probabilities' rounding. The output comes back in the
-query's dtype. Like FA4 it goes in through torch's flash-attention registry (mora.nodes.flash_registry), so eager and
-compiled models both reach it. Inference only; it changes results, so it is a quantization (keyed), never a run-only
-attention choice.
+Why: at Wan 2.1 1.3B's 32,760 tokens attention is 70% of an FP8-compiled step even with FlashAttention-4
+(bench/README.md), and Hopper multiplies FP8 at twice bfloat16's rate. Queries, keys and values are scaled per tensor
+into float8 e4m3 (`quantize`); the softmax probabilities, which lie in [0, 1], by 448. Hopper's cuDNN writes the output
+in FP8 only (bfloat16 output is Blackwell's), with the values' scale taken for 2 max |v|: a row of attention is a
+convex combination of value rows, so |o| <= max |v|, and the factor 2 leaves room for the probabilities' rounding. The
+output comes back in the query's dtype. Like FA4 it goes in through torch's flash-attention registry
+(mora.nodes.flash_registry), so eager and compiled models both reach it. Inference only; it changes results, so it is
+a quantization (keyed), never a run-only attention choice.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ def problem(device: str) -> str | None:
         return f"cuDNN's FP8 attention runs on CUDA devices (Hopper, Blackwell); this node runs on {device}"
     capability = torch.cuda.get_device_capability(torch.device(device))
     if capability[0] not in (9, 10):
-        return f"cuDNN's FP8 attention runs on compute capability 9.0 or 10.x (Hopper, Blackwell); {device} has {capability}"
+        return (f"cuDNN's FP8 attention runs on compute capability 9.0 or 10.x (Hopper, Blackwell); {device} has "
+                f"{capability}")
     version = torch.backends.cudnn.version() or 0
     if version < 90100 or 91000 <= version < 91100:
         return f"cuDNN {version} has no FP8 attention forward (needs >= 9.1, not 9.10)"
@@ -121,7 +122,8 @@ def _handle(device: int) -> Any:
 
 def _flash_attn_fwd(q: Any, k: Any, v: Any, softmax_scale: float | None = None, causal: bool = False,
                     return_lse: bool = True, out: Any = None, **rest: Any) -> tuple[Any, Any]:
-    """PyTorch's flash forward for (batch, tokens, heads, head size) inputs: output and log-sum-exp (batch, heads, tokens)."""
+    """PyTorch's flash forward for (batch, tokens, heads, head size) inputs: output, log-sum-exp (batch, heads,
+    tokens)."""
     import torch
 
     asked = [name for name in UNSUPPORTED if rest.get(name) is not None] + (
