@@ -16,6 +16,8 @@
 #   bash bench/gpu_fa4_h29.sh fp8att    # cuDNN's FP8 attention (nvidia-cudnn-frontend, carried in .gpu/p4 beside
 #                                       # this project's wheel): its kernel at Wan's shapes, then the Wan step with
 #                                       # quantization=fp8_attention (FP8 + regional compile + FP8 attention)
+#   bash bench/gpu_fa4_h29.sh svd8r     # the SVD-XT UNet in FP8 compiled by region (gpu_speed.py's svd8r stage;
+#                                       # SV=... its --svd-variants); the compile cache stays while the machine does
 set -u
 OUT=${OUT:-/tmp/o}; K=/tmp/kit; P=/tmp/pk; M=/tmp/mm/models
 mkdir -p "$K" "$OUT" "$P"
@@ -81,6 +83,12 @@ fp8att)
   TORCH_LOGS=recompiles timeout ${LIMIT:-400} python3 -P bench/gpu_speed.py --stages fa4 --models wan --fp8 \
     --fp8-attention ${ATT:-cudnn_fp8} --fp8-only --reps 5 --tag fp8-${ATT:-cudnn_fp8} > "$OUT/fa4-fp8.log" 2>&1
   echo "step rc=$?"; grep -v Warning "$OUT/fa4-fp8.log" | tail -12 ;;
+svd8r)
+  install_kit
+  build svd_xt
+  timeout ${LIMIT:-540} python3 -P bench/gpu_speed.py --stages svd8r --reps 5 ${SV:+--svd-variants $SV} \
+    > "$OUT/svd8r.log" 2>&1; echo "svd8r rc=$?"
+  grep "^{" "$OUT/svd8r.log" | tail -12; grep -i "error\|Traceback" "$OUT/svd8r.log" | tail -5 ;;
 agent)
   install_kit
   timeout ${LIMIT:-560} python3 -P bench/gpu_speed.py --stages agent --agent-variants ${AV:-agent_defaults,speed_fast} \

@@ -7,6 +7,9 @@ Stages (each writes its figures into $OUT/gpu_speed-<stages>.json as soon as it 
          INDUCTOR_FLAGS, less --flags-off, plus --flags-on; compile time = first compiled call), the output's
          relative error against eager bf16
   svd8   the same UNet in FP8 (torchao rowwise dynamic, Mora's `quantization=fp8`) + compiled, against eager bf16
+  svd8r  the same FP8 UNet compiled by region (each down, mid and up block its own graph, `--regions`), whose
+         compilation fits a device call where the whole FP8 UNet's did not; also FP8 eager, and bf16 compiled by the
+         same regions (to separate FP8's part from the regions'), each against eager bf16
   wan    Wan 2.1 1.3B-size transformer (random:wan_i2v_1_3b), 480x832, 81 frames, one CFG step (two
          forwards): eager, regional compile, + SDPA forced to cuDNN, optionally FP8 + regional compile
   wansage  the Wan transformer's attention through xformers 0.0.35 (diffusers' `xformers` backend), eager; its
@@ -142,6 +145,62 @@ def stage_svd8(args: argparse.Namespace) -> dict[str, Any]:
         fp8_ms = step_ms(lambda: unet(**inputs), args.reps)
     return {"eager_ms": eager, "fp8_compiled_ms": fp8_ms, "compile": how, "fp8_compile_s": round(compile_s, 1),
             "fp8_rel_error": rel_error(out, ref), "fp8_speedup": round(eager / fp8_ms, 3)}
+
+
+def unet_regions(unet: Any) -> list[Any]:
+    """The SVD UNet's top-level blocks: each compiles as one graph (the glue between them stays eager)."""
+    return [*unet.down_blocks, unet.mid_block, *unet.up_blocks]
+
+
+def compiled_by_region(unet: Any, fp8: bool) -> str:
+    """Mora's levers (and FP8), then each region compiled on its own; what was done."""
+    from mora.nodes.speed import _levers, quantize_fp8, use_compile_cache
+
+    use_compile_cache()
+    if fp8:
+        quantize_fp8(SimpleNamespace(unet=unet), {"quantization": "fp8"})
+    levers = _levers(unet)
+    for block in unet_regions(unet):
+        block.compile()
+    return "+".join(["regions", *(["fp8"] if fp8 else []), *levers])
+
+
+def stage_svd8r(args: argparse.Namespace) -> dict[str, Any]:
+    """FP8 + compile by region, FP8 eager and bf16 by region, each against eager bf16 on the same inputs (a fresh
+    UNet each); the figures are printed as each variant ends (a call may stop the compile)."""
+    result: dict[str, Any] = {}
+
+    def note(**kw: Any) -> None:
+        result.update(kw)
+        print(json.dumps({"svd8r": kw}), flush=True)
+
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        ref = unet(**inputs).sample
+        note(eager_ms=step_ms(lambda: unet(**inputs), args.reps))
+    unet = None  # freed before each variant loads its own
+    for variant in filter(None, args.svd_variants.split(",")):
+        torch._dynamo.reset()
+        note(**svd_variant(variant, ref, result["eager_ms"], args.reps, note))
+    return result
+
+
+def svd_variant(variant: str, ref: torch.Tensor, eager_ms: float, reps: int, note: Any) -> dict[str, Any]:
+    """One svd8r variant on a fresh UNet: how it was made, its step, first call, error and speedup."""
+    unet, inputs = svd_unet()
+    with torch.no_grad():
+        if variant == "fp8_eager":
+            from mora.nodes.speed import quantize_fp8
+
+            quantize_fp8(SimpleNamespace(unet=unet), {"quantization": "fp8"})
+            how = "fp8 eager"
+        else:
+            how = compiled_by_region(unet, variant.startswith("fp8"))
+        note(**{f"{variant}_how": how, f"{variant}_started": time.time()})
+        out, first_s = timed(lambda: unet(**inputs).sample)
+        ms = step_ms(lambda: unet(**inputs), reps)
+    return {f"{variant}_ms": ms, f"{variant}_first_call_s": round(first_s, 1), f"{variant}_rel_error": rel_error(out, ref),
+            f"{variant}_speedup": round(eager_ms / ms, 3)}
 
 
 def stage_again(args: argparse.Namespace) -> dict[str, Any]:
@@ -524,7 +583,7 @@ def stage_t2v(args: argparse.Namespace) -> dict[str, Any]:
             "median_speedup": round(statistics.median(r["speedup"] for r in rows), 3)}
 
 
-STAGES = {"svd": stage_svd, "svd8": stage_svd8, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v,
+STAGES = {"svd": stage_svd, "svd8": stage_svd8, "svd8r": stage_svd8r, "wan": stage_wan, "again": stage_again, "t2v": stage_t2v,
           "wansage": stage_wansage, "fa4": stage_fa4,
           "agent": stage_agent}
 
@@ -542,6 +601,8 @@ def main() -> None:
     ap.add_argument("--agent-variants", default="agent_defaults,speed_fast",
                     help="agent: of agent_defaults, speed_fast, fp8_fast, fp8_attention_fast (quantization=fp8 or "
                          "fp8_attention with speed=fast's settings; they quantize the pipeline, so last)")
+    ap.add_argument("--svd-variants", default="fp8_regions,fp8_eager,bf16_regions",
+                    help="svd8r: of fp8_regions, fp8_eager, bf16_regions, in order")
     ap.add_argument("--models", default="wan,svd", help="fa4: which steps to time (wan, svd)")
     ap.add_argument("--tag", default="", help="added to the JSON file's name")
     ap.add_argument("--flags-off", default="", help="svd: INDUCTOR_FLAGS names to leave at inductor's default")
