@@ -207,18 +207,18 @@ def test_verify_leaves_a_temporary_file_that_is_being_written(tmp_path):
     store = Store(tmp_path / "cache")
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
         import fcntl, sys, time
-        f = open({str(store.root / 'tmp' / '999999999-being-written')!r}, "wb")  # a pid not alive here: another host's
+        f = open({str(store.root / 'tmp' / '999999999-writing1')!r}, "wb")  # a pid not alive here: another host's
         fcntl.flock(f, fcntl.LOCK_EX)
         print("locked", flush=True)
         time.sleep(60)""")], stdout=subprocess.PIPE, text=True)
     try:
         assert writer.stdout.readline().strip() == "locked"
-        (store.root / "tmp" / "2-abandoned").write_bytes(b"left by a crash")
-        os.utime(store.root / "tmp" / "2-abandoned", (0, 0))
+        (store.root / "tmp" / "2-abandon1").write_bytes(b"left by a crash")
+        os.utime(store.root / "tmp" / "2-abandon1", (0, 0))
         report = maintenance.verify(store)
-        assert report.removed_tmp == ["2-abandoned"]
-        assert (store.root / "tmp" / "999999999-being-written").exists()
+        assert report.removed_tmp == ["2-abandon1"]
+        assert (store.root / "tmp" / "999999999-writing1").exists()
     finally:
         writer.kill()
         writer.wait()
-    assert maintenance.clean_tmp(store) == ["999999999-being-written"]  # its writer is gone now
+    assert maintenance.clean_tmp(store) == ["999999999-writing1"]  # its writer is gone now

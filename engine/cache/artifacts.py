@@ -13,6 +13,7 @@ content) instead of returning bytes the store did not write; every decoder reads
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,9 @@ from mora.engine.ports import PortType
 
 EXTENSIONS = {"txt": ".txt", "json": ".json", "png": ".png", "frames": ".safetensors", "safetensors": ".safetensors",
               "mp4": ".mp4"}
+_SUFFIXES = "|".join(sorted({re.escape(e) for e in [*EXTENSIONS.values(), ".bin"]}))
+OBJECT_NAME = re.compile(rf"[0-9a-f]{{64}}(?:{_SUFFIXES})")
+"""How an object file is named (`<digest>.<ext>`, as `ArtifactStore.object_path` names it): maintenance deletes no other."""
 DIGEST_SCHEMA = "mora-artifact/2"
 """Version 1 was SHA-256; version 2 is BLAKE3 (entries written under version 1 are plain misses)."""
 CHUNK = 1 << 20
@@ -49,10 +53,15 @@ def digest_bytes(kind: str, fmt: str, data: bytes) -> str:
 
 def digest_file(kind: str, fmt: str, path: Path) -> str:
     """`digest_bytes` of a file's content, read in chunks (for artifacts too large to hold in memory)."""
-    h = _hasher(kind, fmt)
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
+        return digest_stream(kind, fmt, f)
+
+
+def digest_stream(kind: str, fmt: str, f: BinaryIO) -> str:
+    """`digest_bytes` of what an open binary file yields from where it stands, read in chunks."""
+    h = _hasher(kind, fmt)
+    while chunk := f.read(CHUNK):
+        h.update(chunk)
     return h.hexdigest()
 
 

@@ -9,14 +9,12 @@ corrupt is quarantined, reported once, and encoded again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from blake3 import blake3
 
-from mora.engine.cache import media
+from mora.engine.cache import media, tmpfiles
 from mora.engine.cache.artifacts import ArtifactRef, CorruptArtifact
 from mora.engine.cache.store import Store
 from mora.engine.ports import PortType
@@ -33,7 +31,7 @@ def export_key(video: ArtifactRef, fps: float | None) -> str:
 def export_mp4(store: Store, video: ArtifactRef, dest: Path, fps: float | None = None) -> Path:
     """Write `video` as an MP4 file at `dest`, encoding it only if the cache holds no intact encoding of it."""
     key = export_key(video, fps)
-    entry = store.lookup(key)
+    entry = store.lookup(key, ports={"file": PortType.VIDEO})
     if entry is not None:
         encoded = store.outputs(entry)["file"]
         try:
@@ -41,16 +39,14 @@ def export_mp4(store: Store, video: ArtifactRef, dest: Path, fps: float | None =
             return dest
         except CorruptArtifact as e:
             store.quarantine(e.ref, e.why, e.inode, node="export")
-    fd, name = tempfile.mkstemp(dir=store.root / "tmp", prefix=f"{os.getpid()}-", suffix=".mp4")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = tmpfiles.create(store.root / "tmp", suffix=".mp4")  # locked until stored: maintenance leaves it alone
     try:
         frames = media.read_artifact_frames(video)
-        media.write_mp4(media.Frames(frames.array, fps or frames.fps), tmp)
-        shutil.copyfile(tmp, dest)  # the bytes just written: storing them hashes them once, no second check
-        encoded = store.put_file(PortType.VIDEO, "mp4", tmp)
+        media.write_mp4(media.Frames(frames.array, fps or frames.fps), tmp.path)
+        shutil.copyfile(tmp.path, dest)  # the bytes just written: storing them hashes them once, no second check
+        encoded = store.put_file(PortType.VIDEO, "mp4", tmp.path)
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.remove()
     store.record(key, {"node": "export", "agent": "export_mp4", "outputs": {"file": encoded.to_json()}})
     return dest
 

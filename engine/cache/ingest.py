@@ -5,21 +5,22 @@ file fails here, naming the node and field, before any model is loaded) and re-e
 canonically (PNG, frame store), so the same pixels give the same digest whatever the file's
 container. Each distinct input is read once per run, however many nodes use it and however its
 path is spelt, and a failure is remembered as well as a success, so one bad file is decoded and
-reported once. A video is streamed into a file in the store's `tmp/` rather than held in memory;
-nothing enters the store until every input has been read successfully (`keep`), and `discard`
-removes whatever was staged but not kept.
+reported once. A video is streamed into a file in the store's `tmp/` rather than held in memory,
+locked as every writer's temporary file is (tmpfiles.py), so maintenance never takes it for a dead
+writer's however long the other inputs take; nothing enters the store until every input has been
+read successfully (`keep`), and `discard` removes whatever was staged but not kept.
 """
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mora.engine.cache import media
+from mora.engine.cache import media, tmpfiles
 from mora.engine.cache.artifacts import ArtifactRef, Blob
 from mora.engine.cache.store import Store
+from mora.engine.cache.tmpfiles import TempFile
 from mora.engine.errors import InputError
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.userfiles import read_user_file
@@ -29,11 +30,15 @@ MAX_LATENT_FILE_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class Staged:
-    """An artifact already written to a file in the store's `tmp/`, too large to hold in memory."""
+    """An artifact already written to a file in the store's `tmp/`, too large to hold in memory, held locked."""
 
     kind: PortType
     fmt: str
-    path: Path
+    file: TempFile
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
 
 
 class Ingest:
@@ -42,10 +47,12 @@ class Ingest:
     def __init__(self, store: Store):
         self.store = store
         self._read: dict[tuple[str, Any], Blob | Staged | str] = {}
+        self._kept: dict[int, ArtifactRef] = {}
 
     def read(self, kind: PortType, value: Any) -> Blob | Staged:
         """The artifact for a literal of port type `kind` (a path for image, video and latent); InputError if bad."""
-        key = (kind.value, os.path.realpath(Path(str(value)).expanduser()) if kind in FILE_KINDS else value)
+        path = kind in FILE_KINDS and "\0" not in str(value)  # a NUL byte: no real path; refused on opening
+        key = (kind.value, os.path.realpath(Path(str(value)).expanduser()) if path else value)
         if key not in self._read:
             try:
                 self._read[key] = self._make(kind, value)
@@ -58,15 +65,20 @@ class Ingest:
 
     def keep(self, item: Blob | Staged) -> ArtifactRef:
         """Store an artifact that `read` returned."""
-        if isinstance(item, Staged):
-            return self.store.put_file(item.kind, item.fmt, item.path)
+        if isinstance(item, Staged):  # read once however many sources name it, so moved into place once
+            if id(item) not in self._kept:
+                try:
+                    self._kept[id(item)] = self.store.put_file(item.kind, item.fmt, item.path)
+                finally:
+                    item.file.close()
+            return self._kept[id(item)]
         return self.store.put(item)
 
     def discard(self) -> None:
         """Remove staged files that were not kept (a failed input elsewhere, or an interruption)."""
         for item in self._read.values():
             if isinstance(item, Staged):
-                item.path.unlink(missing_ok=True)
+                item.file.remove()
 
     def _make(self, kind: PortType, value: Any) -> Blob | Staged:
         if kind == PortType.TEXT:
@@ -83,14 +95,14 @@ class Ingest:
         raise InputError(f"cannot make a literal of type {kind.value}")
 
     def _video(self, path: Path) -> Staged:
-        fd, name = tempfile.mkstemp(dir=self.store.root / "tmp", prefix=f"{os.getpid()}-input-")
+        staged = tmpfiles.create(self.store.root / "tmp", label="input")
         try:
-            with os.fdopen(fd, "w+b") as dest:
+            with open(staged.fd, "w+b", closefd=False) as dest:
                 media.ingest_video_file(path, dest)
         except BaseException:
-            Path(name).unlink(missing_ok=True)
+            staged.remove()
             raise
-        return Staged(PortType.VIDEO, "frames", Path(name))
+        return Staged(PortType.VIDEO, "frames", staged)
 
 
 def _latent_file(path: Path) -> Blob:

@@ -11,7 +11,11 @@ names, and that are older than a grace period (which covers writers that hold no
 
 One lock closes the races, `leases/maintenance.lock`: runs hold it shared for the instant
 between naming a digest in their lease and checking that its object exists (or writing it);
-`gc` and quarantine hold it exclusively while they decide what to move or delete.
+`gc` and quarantine hold it exclusively while they decide what to move or delete. Nobody waits
+for it longer than `cache.lock_timeout` seconds: a holder stuck that long is an error naming the lock.
+
+Only files named as `Lease.take` names them, and only regular files, are read as leases (opened
+without blocking, never through a symlink): anything else in `leases/` is left alone.
 
 A lease that cannot be written (a full disk) does not fail the run: the run goes on with a
 warning that a concurrent gc could remove what it uses, and the grace period still holds.
@@ -21,30 +25,61 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
+import stat
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+from mora.engine.errors import CacheError
+
 log = logging.getLogger("mora.cache")
+LEASE_NAME = re.compile(r"\d+-[0-9a-f]{32}\.lease")
+"""How `Lease.take` names a lease file."""
+PATIENCE = 5.0
+"""Seconds of waiting for the maintenance lock after which the wait is logged."""
 
 
 class MaintenanceLock:
-    """A shared/exclusive inter-process lock (flock: released by the OS if its holder dies)."""
+    """A shared/exclusive inter-process lock (flock: released by the OS if its holder dies), waited for `timeout` s."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, timeout: float):
         self.path = path
+        self.timeout = timeout
         self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextmanager
     def _held(self, mode: int) -> Iterator[None]:
         if self._fd is None:
             raise ValueError(f"{self.path} is closed")
-        fcntl.flock(self._fd, mode)
+        self._acquire(self._fd, mode)
         try:
             yield
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def _acquire(self, fd: int, mode: int) -> None:
+        """Take the lock, polling (flock itself has no timeout); CacheError after `timeout` seconds."""
+        start = time.monotonic()
+        delay, logged = 0.001, False
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                waited = time.monotonic() - start
+            if waited >= self.timeout:
+                raise CacheError(f"the cache's maintenance lock {self.path} has been held by another process for "
+                                 f"{waited:.0f} s (cache.lock_timeout={self.timeout:g}): a `mora-admin cache gc` or "
+                                 "`verify` stuck on this cache? End it, or raise cache.lock_timeout")
+            if waited >= PATIENCE and not logged:
+                log.warning("cache: waiting for the maintenance lock %s (held by another process: a "
+                            "`mora-admin cache gc` or `verify`?), at most %g s", self.path, self.timeout)
+                logged = True
+            time.sleep(min(delay, self.timeout - waited))
+            delay = min(delay * 2, 0.02)
 
     def shared(self) -> AbstractContextManager[None]:
         return self._held(fcntl.LOCK_SH)
@@ -102,12 +137,17 @@ class Lease:
 def live_digests(folder: Path) -> set[str]:
     """Digests named by leases whose run is alive; stale leases are removed (hold the lock exclusively)."""
     live: set[str] = set()
-    for path in folder.glob("*.lease"):
+    with os.scandir(folder) as listing:
+        names = [e.name for e in listing if LEASE_NAME.fullmatch(e.name)]
+    for name in names:
+        path = folder / name
         try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:  # gone meanwhile, or a symlink
             continue
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # its run holds it: alive

@@ -4,29 +4,41 @@ Policy: maintenance never destroys live or healthy data, and is safe while runs 
 `verify` recomputes the digest of every artifact an index entry references, moves corrupt
 objects to `quarantine/` and drops the entries that used them (they become misses and are
 recomputed on the next run), lists objects no entry references, and deletes temporary files
-whose writer process is gone. `gc` removes entries older than `max_age` (and entries of older
-cache versions, which are never hit), then the oldest until the objects fit in `max_size`,
-then deletes objects that no remaining entry references, unless a live run's lease names them
-or they are younger than `grace` (see leases.py): in `objects/` and, for a cache whose artifacts
-live in an object store, there too (`objects/` then holds this machine's copies). Both work only on a directory that already
-holds a cache. Key leases (index rows under `lease/`, key_leases.py) are not entries: every
-count, listing and check skips them, and gc deletes the expired ones (left by drivers that died).
+whose writer process is gone (with `repair=False` it changes nothing at all). `gc` removes
+entries older than `max_age` (and entries of older cache versions, which are never hit), then
+the oldest until the objects fit in `max_size`, then deletes objects in `objects/` that no
+remaining entry references, unless a live run's lease names them or they are younger than
+`grace` (see leases.py). Both work only on a directory that already holds a cache. Key leases
+(index rows under `lease/`, key_leases.py) are not entries: every count, listing and check
+skips them, and gc deletes the expired ones (left by drivers that died).
+
+Only what Mora named is ever deleted: objects named `<digest>.<ext>` in their shard, temporary
+files named as tmpfiles.py names them, as regular files reached through no symlink (a symlinked
+`objects/`, shard or `tmp/` is left alone, as is anything else a user keeps in the folder).
+
+An object store (`cache.artifacts`) may be shared by several cache directories whose indexes
+this one cannot read, so nothing here proves one of its objects unreferenced: gc deletes this
+machine's copies (`objects/`) and the store's abandoned temporary uploads, never the store's objects.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import stat
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mora.engine.cache.artifacts import ArtifactRef, CorruptArtifact
+from mora.engine.cache import tmpfiles
+from mora.engine.cache.artifacts import OBJECT_NAME, ArtifactRef, CorruptArtifact
 from mora.engine.cache.index import CorruptRow, delete_rows, select
 from mora.engine.cache.key_leases import PREFIX as LEASE_PREFIX
 from mora.engine.cache.leases import live_digests
-from mora.engine.cache.store import ENTRY_VERSION, Store, stale
+from mora.engine.cache.store import ENTRY_VERSION, Store, port_mismatch, stale
+from mora.engine.ports import PortType
 
 MEMO_PREFIX = "weights:"
 GRACE = 600.0
@@ -35,6 +47,8 @@ CLOCK_MARGIN = 5.0
 """Seconds by which gc's second read of the index reaches back: processes writing the index share this host's clock."""
 UPLOAD_GRACE = 3600.0
 """Seconds after which a temporary object in an object store is taken for a dead writer's."""
+PortsOf = Callable[[str], Mapping[str, PortType] | None]
+"""An agent type's output ports (None: unknown), for checking entries against the nodes that would read them."""
 
 
 @dataclass
@@ -86,17 +100,61 @@ def _get(store: Store, key: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) and "outputs" in value else None
 
 
+def _created_sql(row: str) -> str:
+    """The creation time of the entry in JSON column `row`, in SQL; a row without a numeric one counts as oldest."""
+    return (f"(CASE WHEN json_type({row}, '$.created') IN ('integer', 'real') THEN json_extract({row}, '$.created') "
+            "ELSE 0 END)")
+
+
+def _created(entry: dict[str, Any]) -> float:
+    """An entry's creation time, as `_created_sql` reads it."""
+    value = entry.get("created")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _real_dir(path: Path) -> bool:
+    """Whether `path` is a directory itself, not a symlink to one (maintenance never follows one out of the cache)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _objects(store: Store) -> dict[str, Path]:
-    """Stored objects by file name (`<digest>.<ext>`), from one directory listing per shard."""
+    """Stored objects by file name (`<digest>.<ext>`), from one directory listing per shard: only files Mora named."""
     out: dict[str, Path] = {}
-    for shard in os.scandir(store.root / "objects"):
-        if shard.is_dir(follow_symlinks=False):
-            out.update((e.name, Path(e.path)) for e in os.scandir(shard.path) if e.is_file(follow_symlinks=False))
+    top = store.root / "objects"
+    if not _real_dir(top):
+        return out
+    with os.scandir(top) as shards:
+        for shard in shards:
+            if not shard.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(shard.path) as files:
+                out.update((e.name, Path(e.path)) for e in files if e.is_file(follow_symlinks=False)
+                           and OBJECT_NAME.fullmatch(e.name) and e.name[:2] == shard.name)
     return out
 
 
 def referenced(store: Store, entry: dict[str, Any]) -> set[str]:
-    return {ref.path.name for ref in store._refs(entry)}
+    """The object names an entry references; none for a malformed one (verify reports it)."""
+    try:
+        return {ref.path.name for ref in store._refs(entry)}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return set()
+
+
+def describe(store: Store, entry: dict[str, Any] | None) -> str:
+    """An entry as `cache list` prints it (agent, node, `port=digest`), whatever its row holds: a malformed one says so."""
+    if entry is None:
+        return "<corrupt entry>"
+    try:
+        outputs = store.outputs(entry)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"<malformed entry: {type(e).__name__}: {e}>"
+    outs = ", ".join(f"{port}=" + "+".join(r.digest[:12] for r in (refs if isinstance(refs, list) else [refs]))
+                     for port, refs in outputs.items())
+    return f"{entry.get('agent', '?')!s:<16} {entry.get('node', '?')!s:<32} {outs}"
 
 
 def stats(store: Store) -> dict[str, Any]:
@@ -124,12 +182,16 @@ def stats(store: Store) -> dict[str, Any]:
         "object_bytes": sum(p.stat().st_size for p in objs.values()) if remote is None else sum(o.size for o in remote),
         **({} if remote is None else {"artifacts": store.remote.url, "local_copies": len(objs)}),
         "agents": dict(sorted(agents.items())),
-        "tmp_files": len(list((store.root / "tmp").iterdir())),
+        "tmp_files": len(_temp_files(store)),
         "quarantined": len(list((store.root / "quarantine").glob("*"))),
     }
 
 
-def verify(store: Store, repair: bool = True) -> VerifyReport:
+def verify(store: Store, repair: bool = True, ports_of: PortsOf | None = None) -> VerifyReport:
+    """Read every entry's artifacts in full; with `repair`, quarantine bad objects, drop bad entries, clean `tmp/`.
+
+    `ports_of`: an entry whose outputs are not its agent's output ports is bad (a run would take it for a miss).
+    """
     report = VerifyReport()
     live: set[str] = set()
     checked: dict[ArtifactRef, str | None] = {}  # each object is read once, however many entries share it
@@ -144,18 +206,15 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
         else:
             try:
                 refs = list(store._refs(entry))
+                ports = ports_of(str(entry.get("agent"))) if ports_of is not None else None
+                if ports is not None and (why := port_mismatch(entry["outputs"], ports)):
+                    refs, problem = [], f"not its agent's outputs: {why}"
             except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
                 refs, problem = [], f"malformed: {e}"
             for ref in refs:
                 report.artifacts += 1
                 if ref not in checked:
-                    checked[ref] = None
-                    try:
-                        ref.read_bytes()
-                    except CorruptArtifact as e:
-                        checked[ref] = e.why
-                        if repair:  # a corrupt object must not be mistaken for a good one, nor lost for inspection
-                            store.quarantine(e.ref, e.why, e.inode, node=str(entry.get("node")))
+                    checked[ref] = _check(store, ref, repair, str(entry.get("node")))
                 if checked[ref] is not None:
                     problem = f"{ref.path.name}: {checked[ref]}"
                     break
@@ -166,31 +225,59 @@ def verify(store: Store, repair: bool = True) -> VerifyReport:
             if repair:
                 store.index.delete(key)
     report.orphans = sorted(set(_objects(store)) - live)
-    report.removed_tmp = clean_tmp(store)
+    report.removed_tmp = clean_tmp(store) if repair else []
     return report
 
 
-def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
-    """Delete temporary files no writer holds (their lock is free) whose writer died or that went quiet.
+def _check(store: Store, ref: ArtifactRef, repair: bool, node: str) -> str | None:
+    """Why an object is bad, or None. With `repair` a bad copy is quarantined (a corrupt object must not be mistaken
+    for a good one, nor lost for inspection) and, with an artifact store, the store's copy is fetched and read: a
+    copy that rotted on this machine alone is healed, not reported."""
+    first = None
+    for _ in range(2 if repair and store.remote is not None else 1):
+        try:
+            ref.read_bytes()
+            return None
+        except CorruptArtifact as e:
+            first = first or e.why
+            if repair:
+                store.quarantine(e.ref, e.why, e.inode, node=node)
+    return first
 
-    Writers hold an flock on their temporary file until it is renamed into place, so a live
-    write is never deleted, even by a process that cannot see the writer's pid (another host
-    or container sharing the cache).
+
+def _temp_files(store: Store) -> list[Path]:
+    """The files in `tmp/` that Mora named (tmpfiles.py); nothing when `tmp/` is a symlink."""
+    folder = store.root / "tmp"
+    if not _real_dir(folder):
+        return []
+    with os.scandir(folder) as listing:
+        return [Path(e.path) for e in listing if tmpfiles.writer_pid(e.name) is not None]
+
+
+def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
+    """Delete Mora's temporary files that no writer holds (their lock is free) whose writer died or that went quiet.
+
+    Writers hold an flock on their temporary file until it is renamed into place (tmpfiles.py), so
+    a live write is never deleted, even by a process that cannot see the writer's pid (another host
+    or container sharing the cache). Files of other names are never touched.
     """
     removed = []
     now = time.time()
-    for p in (store.root / "tmp").iterdir():
+    for p in _temp_files(store):
         try:
-            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+            fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             continue
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            pid = p.name.split("-", 1)[0]
-            if (pid.isdigit() and not _alive(int(pid))) or now - os.fstat(fd).st_mtime > min_age:
+            pid = tmpfiles.writer_pid(p.name)
+            if (pid is not None and not _alive(pid)) or now - st.st_mtime > min_age:
                 p.unlink()
                 removed.append(p.name)
-        except OSError:  # held by its writer (BlockingIOError), or not a file Mora wrote
+        except OSError:  # held by its writer (BlockingIOError), or gone meanwhile
             continue
         finally:
             os.close(fd)
@@ -219,14 +306,14 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     """
     now = time.time()
     store.index.expire()  # key leases of drivers that died (only they carry an expiry)
-    doomed = f"NOT {VALID} OR {STALE}" + (" OR coalesce(json_extract(t, '$.created'), 0) < ?" if max_age else "")
+    doomed = f"NOT {VALID} OR {STALE}" + (f" OR {_created_sql('t')} < ?" if max_age is not None else "")
     rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
-                                   (now - max_age,) if max_age else ())]
+                                   (now - max_age,) if max_age is not None else ())]
     delete_rows(store.index, rowids)
     removed_entries = len(rowids)
     for (key,) in select(store.index, OTHER):
         entry = _get(store, key)
-        if entry is None or stale(entry) or (max_age is not None and now - float(entry.get("created", 0)) > max_age):
+        if entry is None or stale(entry) or (max_age is not None and _created(entry) < now - max_age):
             store.index.delete(key)
             removed_entries += 1
     if max_size is not None:
@@ -251,18 +338,6 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
             freed += st.st_size
             path.unlink(missing_ok=True)
             removed_objects += 1
-        for obj in store.remote.objects() if store.remote is not None else ():
-            digest = obj.name.split(".", 1)[0]
-            if digest in live:
-                continue
-            if digest in held:
-                leased += 1
-            elif now - obj.mtime < grace:
-                young += 1
-            else:
-                freed += obj.size
-                store.remote.delete(obj.name)
-                removed_objects += 1
         if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
             store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
     clean_tmp(store)
@@ -272,7 +347,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
 
 def _digests(where: str = "1") -> str:
     """Each inline entry's artifact digests: every `digest` member under `outputs` (over-inclusive is safe for gc)."""
-    return (f"SELECT r.rowid, coalesce(json_extract(r.t, '$.created'), 0), j.value "
+    return (f"SELECT r.rowid, {_created_sql('r.t')}, j.value "
             f"FROM {_rows(f'{where} AND json_valid(CAST(value AS TEXT))')} AS r, "
             "json_tree(r.t, '$.outputs') AS j WHERE j.key = 'digest' AND j.type = 'text'")
 
@@ -299,7 +374,7 @@ def _evict_to_size(store: Store, max_size: int) -> int:
         by_entry.setdefault(rowid, (float(created), []))[1].append(digest)
     for (key,) in select(store.index, OTHER):
         if (entry := _get(store, key)) is not None:
-            by_entry[key] = (float(entry.get("created", 0)), [n.split(".", 1)[0] for n in referenced(store, entry)])
+            by_entry[key] = (_created(entry), [n.split(".", 1)[0] for n in referenced(store, entry)])
     refs: dict[str, int] = {}
     for _, digests in by_entry.values():
         for d in set(digests):

@@ -20,14 +20,13 @@ file found bad aside (a file replaced since, by a writer healing it, is left alo
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from mora.engine.cache import tmpfiles
 from mora.engine.cache.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact, digest_file
 from mora.engine.cache.remote import Remote
 from mora.engine.errors import CacheError
@@ -60,7 +59,7 @@ class ArtifactStore:
         """Store a blob (atomically; only a fresher mtime when the same content is already there intact)."""
         path = self.object_path(blob.digest, blob.fmt)
         ref = ArtifactRef(blob.digest, blob.kind, blob.fmt, len(blob.data), path)
-        if self.check(ref, full=path.exists()) is not None:
+        if self.check(ref, full=True) is not None:  # this machine's copy, whatever the artifact store holds
             self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
         else:
             self._found(path)
@@ -76,7 +75,7 @@ class ArtifactStore:
         digest = digest or digest_file(kind.value, fmt, file)
         path = self.object_path(digest, fmt)
         ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
-        if self.check(ref, full=path.exists()) is None:  # already there, intact
+        if self.check(ref, full=True) is None:  # already here, intact (the upload below needs this local copy)
             file.unlink()
             self._found(path)
         else:
@@ -89,18 +88,15 @@ class ArtifactStore:
     def _write_atomic(self, path: Path, data: bytes) -> None:
         try:
             self._mkdir(path.parent)
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=f"{os.getpid()}-")
+            tmp = tmpfiles.create(self.root / "tmp")
             try:
-                with os.fdopen(fd, "wb") as f:
-                    # a lock on this process's own new file, never a shared one: `verify` and `gc` leave it alone
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                with open(tmp.fd, "wb", closefd=False) as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
-                    os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+                os.replace(tmp.path, path)
+            finally:
+                tmp.remove()
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise CacheError(f"disk full: no space left on the device of the cache {self.root}; free space "
@@ -123,7 +119,11 @@ class ArtifactStore:
         return self.remote.download(ref.digest, ref.fmt, ref.path, self.root / "tmp")
 
     def check(self, ref: ArtifactRef, full: bool = False) -> str | None:
-        """Why a stored artifact is unusable (missing, wrong size, wrong digest), or None."""
+        """Why a stored artifact is unusable (missing, wrong size, wrong digest), or None.
+
+        `full` reads this machine's copy only (a ref made here fetches nothing); the cheap check
+        counts an object the artifact store holds as present (it is fetched when read).
+        """
         if full:
             try:
                 ref.read_bytes()
@@ -163,8 +163,8 @@ class ArtifactStore:
             os.replace(ref.path, folder / f"{ref.path.name}.{time.time_ns()}")
         except FileNotFoundError:  # moved or deleted meanwhile (another reader, gc)
             return
-        if self.remote is not None:  # the local copy came from (or went to) the store: so did its bytes
-            self.remote.quarantine(ref.path.name)
+        if self.remote is not None:  # a bad local copy says nothing of the store's: it moves only if bad itself
+            self.remote.quarantine(ref)
 
     def _found(self, path: Path) -> None:
         """An object this writer needs is already stored: a fresh mtime keeps gc off it until the driver records it."""

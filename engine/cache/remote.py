@@ -13,25 +13,31 @@ the cache directory's `objects/` (the copy is what decoders memory-map).
   recomputed by the next run.
 - Reads are verified: a missing local copy is downloaded to the cache's `tmp/`, renamed into
   `objects/` and then read through `ArtifactRef.read_bytes`, which checks the digest as for any
-  local object; one found corrupt is moved to the store's `quarantine/` and its node recomputed.
+  local object. A copy found corrupt is moved aside; the store's object follows it to the store's
+  `quarantine/` only if its own bytes are wrong too (a local copy that rotted is fetched again).
 
 Credentials and endpoints come from the file system's own configuration (for S3 the usual AWS
 variables, `AWS_ENDPOINT_URL` for an S3-compatible server), never from Mora's config.
 """
 from __future__ import annotations
 
-import fcntl
 import os
-import tempfile
+import re
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mora.engine.cache.artifacts import EXTENSIONS
+from mora.engine.cache import tmpfiles
+from mora.engine.cache.artifacts import EXTENSIONS, OBJECT_NAME, ArtifactRef, digest_stream
 from mora.engine.errors import CacheError
+
+UPLOAD_NAME = re.compile(r"[0-9a-f]{32}")
+"""How a temporary upload is named (`upload`): gc deletes no other file under the store's `tmp/`."""
 
 
 @dataclass(frozen=True)
@@ -44,29 +50,42 @@ class RemoteObject:
 
 
 class Remote:
-    """One object store holding a cache's artifacts (fsspec file system plus the prefix under it)."""
+    """One object store holding a cache's artifacts (fsspec file system plus the prefix under it).
+
+    Every failure of the file system becomes a CacheError naming the store: fsspec back ends raise
+    their own types (botocore's NoCredentialsError, gcsfs's and aiohttp's errors), not only OSError.
+    """
 
     def __init__(self, url: str):
         import fsspec  # only a cache with an artifact store pays for the import
 
         try:
             self.fs, root = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - any back end's complaint about the URL is a bad setting
             raise CacheError(f"cache.artifacts={url}: {e}") from None
         self.url = url
         self.root = root.rstrip("/")
+
+    @contextmanager
+    def _reaching(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except CacheError:
+            raise
+        except Exception as e:  # noqa: BLE001 - see the class docstring
+            detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+            raise CacheError(f"cannot {what} the artifact store {self.url} (cache.artifacts): {detail}") from None
 
     def key(self, digest: str, fmt: str) -> str:
         return f"{self.root}/objects/{digest[:2]}/{digest}{EXTENSIONS.get(fmt, '.bin')}"
 
     def size(self, digest: str, fmt: str) -> int | None:
         """The stored object's size, or None when there is none."""
-        try:
-            return int(self.fs.info(self.key(digest, fmt))["size"])
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            raise CacheError(f"cannot reach the artifact store {self.url}: {e}") from None
+        with self._reaching("reach"):
+            try:
+                return int(self.fs.info(self.key(digest, fmt))["size"])
+            except FileNotFoundError:
+                return None
 
     def upload(self, file: Path, digest: str, fmt: str) -> None:
         """Store `file` under its digest unless an object of its size is there: via a temporary key, then a move."""
@@ -75,29 +94,27 @@ class Remote:
             return
         tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
         try:
-            self.fs.makedirs(os.path.dirname(key), exist_ok=True)
-            self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
-            self.fs.put_file(str(file), tmp)
-            self.fs.mv(tmp, key)
-        except OSError as e:
-            raise CacheError(f"cannot upload artifact {digest[:12]} to {self.url}: {e}") from None
+            with self._reaching(f"upload artifact {digest[:12]} to"):
+                self.fs.makedirs(os.path.dirname(key), exist_ok=True)
+                self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+                self.fs.put_file(str(file), tmp)
+                self.fs.mv(tmp, key)
+                self.fs.invalidate_cache(os.path.dirname(key))
         finally:
             try:
                 if self.fs.exists(tmp):
                     self.fs.rm(tmp)
-            except OSError:  # a temporary object is never read; gc removes leftovers (`clean_uploads`)
+            except Exception:  # noqa: BLE001, S110 - a temporary object is never read; gc removes leftovers
                 pass
-        self.fs.invalidate_cache(os.path.dirname(key))
 
     def download(self, digest: str, fmt: str, dest: Path, tmp_dir: Path) -> bool:
         """Copy the object to `dest` (via a locked temporary file in `tmp_dir`, then a rename); False if it is absent.
 
         The bytes are not checked here: the caller reads `dest` through the digest-verified path.
         """
-        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=f"{os.getpid()}-")
+        tmp = tmpfiles.create(tmp_dir)
         try:
-            with os.fdopen(fd, "wb") as f:
-                fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # `verify` and `gc` leave a locked temporary file alone
+            with self._reaching(f"download artifact {digest[:12]} from"), open(tmp.fd, "wb", closefd=False) as f:
                 try:
                     with self.fs.open(self.key(digest, fmt), "rb") as src:
                         while chunk := src.read(1 << 20):
@@ -105,44 +122,50 @@ class Remote:
                 except FileNotFoundError:
                     return False
                 dest.parent.mkdir(mode=0o700, exist_ok=True)
-                os.replace(tmp, dest)
+                os.replace(tmp.path, dest)
                 return True
-        except OSError as e:
-            raise CacheError(f"cannot download artifact {digest[:12]} from {self.url}: {e}") from None
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.remove()
 
-    def quarantine(self, name: str) -> None:
-        """Move an object found corrupt out of the way (kept under `quarantine/` for inspection)."""
-        src = f"{self.root}/objects/{name[:2]}/{name}"
-        try:
-            if self.fs.exists(src):
-                self.fs.mv(src, f"{self.root}/quarantine/{name}.{uuid.uuid4().hex}")
-        except OSError as e:
-            raise CacheError(f"cannot move corrupt artifact {name} aside in {self.url}: {e}") from None
+    def quarantine(self, ref: ArtifactRef) -> None:
+        """Move the store's copy of `ref` to `quarantine/` if its own bytes are wrong (kept there for inspection).
+
+        A copy found bad on one machine says nothing of the store's: an intact or absent object stays.
+        """
+        key = self.key(ref.digest, ref.fmt)
+        with self._reaching(f"check artifact {ref.path.name} in"):
+            try:
+                with self.fs.open(key, "rb") as f:
+                    if digest_stream(ref.kind.value, ref.fmt, f) == ref.digest:
+                        return
+            except FileNotFoundError:
+                return
+            self.fs.makedirs(f"{self.root}/quarantine", exist_ok=True)
+            self.fs.mv(key, f"{self.root}/quarantine/{ref.path.name}.{uuid.uuid4().hex}")
 
     def objects(self) -> list[RemoteObject]:
-        """Every stored object (one listing of `objects/`)."""
-        try:
-            found = self.fs.find(f"{self.root}/objects", detail=True)
-        except FileNotFoundError:
-            return []
-        return [RemoteObject(path.rsplit("/", 1)[-1], int(info["size"]), _mtime(info))
-                for path, info in found.items() if info.get("type") == "file"]
+        """Every stored object (one listing of `objects/`; files Mora did not name are not objects)."""
+        with self._reaching("list"):
+            try:
+                found = self.fs.find(f"{self.root}/objects", detail=True)
+            except FileNotFoundError:
+                return []
+        return [RemoteObject(name, int(info["size"]), _mtime(info))
+                for path, info in found.items() if info.get("type") == "file"
+                and OBJECT_NAME.fullmatch(name := path.rsplit("/", 1)[-1])]
 
     def clean_uploads(self, older_than: float) -> int:
-        """Delete temporary objects older than `older_than` seconds (left by writers that died); how many."""
-        try:
-            found = self.fs.find(f"{self.root}/tmp", detail=True)
-        except FileNotFoundError:
-            return 0
-        old = [path for path, info in found.items() if time.time() - _mtime(info) > older_than]
-        for path in old:
-            self.fs.rm(path)
+        """Delete temporary uploads older than `older_than` seconds (left by writers that died); how many."""
+        with self._reaching("clean up temporary uploads in"):
+            try:
+                found = self.fs.find(f"{self.root}/tmp", detail=True)
+            except FileNotFoundError:
+                return 0
+            old = [path for path, info in found.items() if UPLOAD_NAME.fullmatch(path.rsplit("/", 1)[-1])
+                   and time.time() - _mtime(info) > older_than]
+            for path in old:
+                self.fs.rm(path)
         return len(old)
-
-    def delete(self, name: str) -> None:
-        self.fs.rm(f"{self.root}/objects/{name[:2]}/{name}")
 
 
 def _mtime(info: dict[str, Any]) -> float:

@@ -26,7 +26,7 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +92,30 @@ class Findings:
         return bool(self.missing or self.corrupt)
 
 
+def artifact_url(value: str) -> str:
+    """`cache.artifacts` as recorded: a URL as given, a plain path made absolute (it must not depend on the cwd)."""
+    import fsspec.core
+
+    if fsspec.core.split_protocol(value)[0] is not None:
+        return value
+    try:
+        return str(Path(value).expanduser().resolve())
+    except (OSError, RuntimeError) as e:
+        raise CacheError(f"cache.artifacts={value}: {e}") from None
+
+
+def port_mismatch(outputs: dict[str, Any], ports: Mapping[str, PortType]) -> str | None:
+    """How an entry's outputs differ from a node's output ports (names, list or single, artifact kinds), or None."""
+    if set(outputs) != set(ports):
+        return f"its outputs ({', '.join(sorted(outputs)) or 'none'}) are not the node's ({', '.join(sorted(ports))})"
+    for name, kind in ports.items():
+        metas = outputs[name] if kind.is_list else [outputs[name]]
+        if not isinstance(metas, list) or any(not isinstance(m, dict) or m.get("kind") != kind.item.value
+                                              for m in metas):
+            return f"its output {name!r} is not {kind.value}"
+    return None
+
+
 def stale(entry: Any) -> bool:
     """An entry written by another cache version (never hit, never reported as corrupt)."""
     return isinstance(entry, dict) and isinstance(entry.get("v"), int) and entry["v"] != ENTRY_VERSION
@@ -120,27 +144,38 @@ class Store(ArtifactStore):
         try:
             for sub in ("leases", "index"):
                 (self.root / sub).mkdir(mode=0o700, exist_ok=True)
-            self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock")
+            self.maintenance = MaintenanceLock(self.root / "leases" / "maintenance.lock", lock_timeout)
         except OSError as e:
             raise CacheError(f"cannot create the index or leases in {self.root}: {e.strerror or e}") from None
-        recorded = self._bind(artifacts)
-        self.remote = Remote(recorded) if recorded else None
+        self.remote = self._bind(artifact_url(artifacts) if artifacts else None)
         self.index = open_index(self.root / "index")
 
-    def _bind(self, artifacts: str | None) -> str | None:
-        """The artifact store recorded for this cache, recording `artifacts` if none is yet; a different one is refused."""
+    def _bind(self, artifacts: str | None) -> Remote | None:
+        """The artifact store recorded for this cache, recording `artifacts` if none is yet; a different one is refused.
+
+        A URL is recorded only once it has opened (a typo must not bind every later run to a store that is not there).
+        """
         binding = self.root / "artifacts"
         try:
             recorded = binding.read_text(encoding="utf-8").strip() if binding.is_file() else None
-            if artifacts and recorded is None:
-                binding.write_text(artifacts + "\n", encoding="utf-8")
-                recorded = artifacts
         except OSError as e:
-            raise CacheError(f"cannot read or record the artifact store of {self.root}: {e.strerror or e}") from None
-        if artifacts and artifacts != recorded:
+            raise CacheError(f"cannot read the artifact store recorded in {binding}: {e.strerror or e}") from None
+        if artifacts and recorded is not None and artifacts != recorded:
             raise CacheError(f"cache {self.root} keeps its artifacts in {recorded}, not cache.artifacts={artifacts}; "
                              "use another cache.dir for another artifact store")
-        return recorded
+        if recorded is not None:
+            try:
+                return Remote(recorded)
+            except CacheError as e:
+                raise CacheError(f"{e} (recorded in {binding})") from None
+        if not artifacts:
+            return None
+        remote = Remote(artifacts)
+        try:
+            binding.write_text(artifacts + "\n", encoding="utf-8")
+        except OSError as e:
+            raise CacheError(f"cannot record the artifact store of {self.root}: {e.strerror or e}") from None
+        return remote
 
     def close(self) -> None:
         if self.lease is not None:
@@ -199,8 +234,13 @@ class Store(ArtifactStore):
             super().quarantine(ref, why, inode, node)
 
     # index -----------------------------------------------------------------------------
-    def lookup(self, key: str, lease: Lease | None = None) -> dict[str, Any] | None:
-        """The index entry for `key` if every artifact it names is present, or None (a miss)."""
+    def lookup(self, key: str, lease: Lease | None = None,
+               ports: Mapping[str, PortType] | None = None) -> dict[str, Any] | None:
+        """The index entry for `key` if every artifact it names is present, or None (a miss).
+
+        `ports`: the node's output ports; an entry whose outputs are not exactly these (a stale or
+        foreign row under the key) is a miss, reported, never handed to the scheduler.
+        """
         try:
             entry = self.index.get(key)
         except CorruptRow as e:
@@ -215,6 +255,8 @@ class Store(ArtifactStore):
             if not isinstance(entry, dict) or not isinstance(entry.get("outputs"), dict):
                 raise CorruptRow("entry is not a JSON object with an `outputs` object")
             refs = list(self._refs(entry))
+            if ports is not None and (why := port_mismatch(entry["outputs"], ports)):
+                raise CorruptRow(why)
         except (CorruptRow, KeyError, TypeError, ValueError, AttributeError) as e:
             self.findings.add(f"entry {key}", f"index entry {key[:12]}: {e}")
             return None
@@ -245,4 +287,4 @@ class Store(ArtifactStore):
                              "unchanged") from None
 
 
-__all__ = ["Findings", "Store", "default_cache_dir", "stale"]
+__all__ = ["Findings", "Store", "artifact_url", "default_cache_dir", "port_mismatch", "stale"]

@@ -202,12 +202,18 @@ def hub_commit(repo_id: str, revision: str | None) -> str | None:
 
 
 def weights_digest(folder: Path, store: Store) -> str:
-    """sha256 over a model folder's files, memoized in the index by their names, sizes and mtimes."""
+    """sha256 over a model folder's files, memoized in the index by each file's name, size, times and inode.
+
+    Size and mtime alone miss weights replaced in place by ones of the same size and timestamp (unpacked from a
+    reproducible archive with normalised mtimes): any write or replacement changes st_ctime, which nobody can set,
+    and a replacement by rename changes the inode; either only costs hashing the folder again.
+    """
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-3:]))
     signature = hashlib.sha256()
     for p in files:
         st = p.stat()
-        signature.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        signature.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_dev}\0"
+                         f"{st.st_ino}\n".encode())
     memo_key = f"weights:{signature.hexdigest()}"
     memo = store.index.get(memo_key)
     if isinstance(memo, str):

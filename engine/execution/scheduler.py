@@ -433,13 +433,14 @@ class Scheduler:
 
     def claim(self, task: NodeTask) -> dict[str, Any] | None | bool:
         """The key's entry (a hit); None once this node holds the key's lease; False: another driver or node holds it."""
-        hit = self.store.lookup(task.key)
+        ports = {p.name: p.type for p in self.plan.nodes[task.node_id].agent.outputs}
+        hit = self.store.lookup(task.key, ports=ports)
         if hit is not None:
             return hit
         if self.claimed.get(task.key, task.node_id) != task.node_id or not self.keys.take(task.key):
             return False
         self.claimed[task.key] = task.node_id
-        hit = self.store.lookup(task.key)  # recorded by a driver that released the lease just now
+        hit = self.store.lookup(task.key, ports=ports)  # recorded by a driver that released the lease just now
         if hit is not None:
             self.unclaim(task.key)
         return hit
