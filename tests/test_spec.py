@@ -191,7 +191,7 @@ def test_node_ids_must_be_names(write_graph, node_id):
     path = write_graph({"nodes": {node_id: {"agent": "t_source"}}, "outputs": OK_OUTPUTS})
     with pytest.raises(GraphError) as info:
         read_graph_file(path)
-    assert f"node id {node_id!r} must match" in only(info.value.problems).message
+    assert f"node id {node_id!r} must be" in only(info.value.problems).message
 
 
 # -- against the registry ------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """`mora-admin`: validate and draw graphs, list agents, print the graph JSON Schema, manage the cache.
 
-    mora-admin validate FILE [-i NAME=VALUE ...]   check a graph without running it
+    mora-admin validate FILE [-i NAME=VALUE ...] [-m PRESET]  check a graph without running it, as `mora` would
     mora-admin agents [NAME]                       agents with their ports and parameters
     mora-admin draw FILE [-o OUT.dot|OUT.png]      the expanded graph as DOT (PNG via graphviz)
     mora-admin schema                              JSON Schema of graph files (for editors)
@@ -25,7 +25,12 @@ from mora.engine.execution.model_loader import model_loader
 from mora.engine.frontends.guard import guarded
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from mora.engine.cache.store import Store
+    from mora.engine.graph.plan import Plan
+    from mora.engine.graph.validate import Preset
+    from mora.engine.ports import PortType
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -70,10 +75,26 @@ def _inputs(pairs: list[str]) -> dict[str, object]:
     return values
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from mora.engine.frontends.api import check_input_files, load_plan
+def _plan(args: argparse.Namespace) -> Plan:
+    """The plan `mora graph_file=FILE [model=PRESET]` would run: the same file, and the preset's inputs as defaults."""
+    from mora.engine.frontends.api import graph_path, load_plan
 
-    plan = load_plan(Path(args.file), _inputs(args.input), standalone=True)
+    return load_plan(graph_path(None, args.file), _inputs(args.input), standalone=True,
+                     defaults=preset_inputs(args.model))
+
+
+def preset_inputs(model: str | None) -> dict[str, Preset]:
+    """The model preset's `inputs` (the default preset's, or PRESET's), each noting the preset's file, as `mora`
+    reads them."""
+    from mora.engine.frontends import job
+
+    return job.preset_inputs(compose_config([f"model={model}"] if model else []))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from mora.engine.frontends.api import check_input_files
+
+    plan = _plan(args)
     check_input_files(plan)
     print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)})")
     return 0
@@ -118,9 +139,7 @@ def to_dot(plan) -> str:  # type: ignore[no-untyped-def]
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from mora.engine.frontends.api import load_plan
-
-    dot = to_dot(load_plan(Path(args.file), _inputs(args.input), standalone=True))
+    dot = to_dot(_plan(args))
     if not args.output or args.output.endswith(".dot"):
         if args.output:
             Path(args.output).write_text(dot)
@@ -168,13 +187,9 @@ def _cache_action(args: argparse.Namespace, store: Store) -> int:
         print(json.dumps(maintenance.stats(store), indent=2))
     elif args.action == "list":
         for key, entry in maintenance.entries(store):
-            if entry is None:
-                print(f"{key[:16]}  <corrupt entry>")
-                continue
-            outs = ", ".join(f"{k}={(v[0] if isinstance(v, list) else v)['digest'][:12]}" for k, v in entry["outputs"].items())
-            print(f"{key[:16]}  {entry.get('agent', '?'):<16} {entry.get('node', '?'):<32} {outs}")
+            print(f"{key[:16]}  {maintenance.describe(store, entry)}")
     elif args.action == "verify":
-        report = maintenance.verify(store, repair=not args.no_repair)
+        report = maintenance.verify(store, repair=not args.no_repair, ports_of=_output_ports)
         for bad in report.bad_entries:
             print(f"bad entry: {bad}" + ("" if args.no_repair else " (removed; it will be recomputed)"))
         stale = f", {report.stale} entries of an older cache version skipped (gc removes them)" if report.stale else ""
@@ -189,6 +204,14 @@ def _cache_action(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def _output_ports(agent_type: str) -> dict[str, PortType] | None:
+    """An agent's output ports by name, for `cache verify` (None: no such agent here, its entries are not checked)."""
+    from mora.engine.graph.registry import default_registry
+
+    agent = default_registry().get(agent_type)
+    return None if agent is None else {p.name: p.type for p in agent.outputs}
+
+
 def human(size: int | None) -> str:
     if size is None:
         return "?"
@@ -199,23 +222,30 @@ def human(size: int | None) -> str:
     return ""
 
 
-def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
-    """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The config `mora OVERRIDES` would compose (Hydra's compose API)."""
     from hydra import compose, initialize_config_module
     from hydra.errors import HydraException
-    from omegaconf import OmegaConf
 
-    from mora.engine.cache.store import default_cache_dir
-    from mora.engine.execution.settings import default_models_dir
     from mora.engine.frontends.config import register, register_launcher
 
     register()
     register_launcher()  # the config names hydra/sweeper=mora: its plugin must be known to compose it
     try:
         with initialize_config_module(config_module="mora.conf", version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
+            return compose("config", overrides=overrides)
     except HydraException as e:
         raise MoraError(f"bad override(s) {' '.join(overrides)}: {e}") from None
+
+
+def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
+    """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
+    from omegaconf import OmegaConf
+
+    from mora.engine.cache.store import default_cache_dir
+    from mora.engine.execution.settings import default_models_dir
+
+    cfg = compose_config(overrides)
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(preset, dict)
     cache = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
@@ -290,6 +320,8 @@ def parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a graph file without running it")
     v.add_argument("file")
     v.add_argument("-i", "--input", action="append", default=[], help="NAME=VALUE graph input")
+    v.add_argument("-m", "--model", help="the model preset whose `inputs` apply, as `mora model=PRESET` (default: "
+                   "the config's)")
     v.set_defaults(fn=cmd_validate)
     a = sub.add_parser("agents", help="list agents with their ports and parameters")
     a.add_argument("name", nargs="?")
@@ -298,6 +330,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("file")
     d.add_argument("-o", "--output")
     d.add_argument("-i", "--input", action="append", default=[])
+    d.add_argument("-m", "--model", help="the model preset whose `inputs` apply (default: the config's)")
     d.set_defaults(fn=cmd_draw)
     s = sub.add_parser("schema", help="print the JSON Schema of graph files")
     s.set_defaults(fn=cmd_schema)

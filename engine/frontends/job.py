@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mora.engine.frontends import api
 from mora.engine.frontends.config import validate
 from mora.engine.graph.expand import TemplateLoader
 from mora.engine.graph.spec import GraphSpec, read_graph_file
+from mora.engine.graph.validate import Preset
 from mora.engine.ports import PortType
 
 INPUT_KEYS = ("inputs", "prompt", "seed")
@@ -85,14 +87,25 @@ def configured(cfg: DictConfig) -> Configured:
     validate(cfg)
     path = api.graph_path(cfg.graph.name, cfg.graph_file)
     outputs = list(cfg.outputs) if cfg.outputs is not None else None
-    defaults = OmegaConf.to_container(cfg.model.inputs, resolve=True)
+    defaults = preset_inputs(cfg)
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     runtime = OmegaConf.to_container(cfg.runtime, resolve=True, enum_to_str=True)
-    assert isinstance(defaults, dict) and isinstance(preset, dict) and isinstance(runtime, dict)
+    assert isinstance(preset, dict) and isinstance(runtime, dict)
     cache = OmegaConf.to_container(cfg.cache, resolve=True)
     assert isinstance(cache, dict)
     return Configured(path, read_graph_file(path), TemplateLoader([api.GRAPHS_DIR]), outputs, defaults, cache,
                       preset, runtime, cfg.video_format.value, cfg.quiet, cfg.objective)
+
+
+def preset_inputs(cfg: DictConfig) -> dict[str, Preset]:
+    """The model preset's `inputs`, each noting where it was written, so a value the graph refuses is blamed on the
+    preset's file, not on the graph's line that declares the input."""
+    values = OmegaConf.to_container(cfg.model.inputs, resolve=True) or {}
+    assert isinstance(values, dict)
+    name = cfg.model.get("name")
+    file = files("mora.conf") / "model" / f"{name}.yaml"
+    origin = f"{file} (or model.inputs on the command line)" if name and file.is_file() else "model.inputs"
+    return {str(k): Preset(v, origin) for k, v in values.items()}
 
 
 def job_from_config(cfg: DictConfig) -> api.Job:
@@ -110,4 +123,5 @@ def objective_value(job: api.Job, outputs: dict[str, Any]) -> float | None:
     return read_number(job.store.ref(meta))
 
 
-__all__ = ["INPUT_KEYS", "Configured", "configured", "graph_inputs", "job_from_config", "objective_value"]
+__all__ = ["INPUT_KEYS", "Configured", "configured", "graph_inputs", "job_from_config", "objective_value",
+           "preset_inputs"]

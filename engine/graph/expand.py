@@ -261,11 +261,9 @@ class _Expander:
             if src is not None:
                 child_env[name] = src  # type: ignore[assignment]
         for name, inp in template.inputs.items():
-            if name in child_env or name in node.inputs:
+            if name in child_env or name in node.inputs or (name == "step" and _counts_steps(node, template)):
                 continue
-            if name == "step" and inp.type == PortType.NUMBER:
-                child_env[name] = Source(inp.type, value=0)  # a repeat sets it per step
-            elif name in spec.inputs:  # the caller's input of the same name, unless bound otherwise
+            if name in spec.inputs:  # the caller's input of the same name, unless bound otherwise
                 outer = spec.inputs[name]
                 if not inp.type.accepts(outer.type):
                     self.fail(spec.file, f"template '{node.graph}' input '{name}' takes {inp.type.value}, so it "
@@ -292,8 +290,9 @@ class _Expander:
                 env: Mapping[str, Source], stack: tuple[str, ...]) -> dict[str, Source]:
         assert node.repeat is not None
         times = node.repeat.times
+        line = node.lines.get("repeat", node.line)
         if isinstance(times, Link):
-            src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", node.line) if times.input else None
+            src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", line) if times.input else None
             times = src.value if isinstance(src, Source) and src.is_literal else None
         if times is UNKNOWN:
             times = 1
@@ -301,17 +300,17 @@ class _Expander:
             times = int(times)
         if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
             self.fail(spec.file, f"`repeat.times` must be a whole number from 1 to {MAX_REPEAT} known before the "
-                                 f"run, got {times!r}", flat, "repeat.times", node.line)
+                                 f"run, got {times!r}", flat, "repeat.times", line)
             return {}
         for inp, out in node.repeat.feed.items():
             if inp not in template.inputs or out not in template.outputs:
                 self.fail(spec.file, f"`repeat.feed` maps {inp} <- {out}, but the template needs input '{inp}' and "
-                                     f"output '{out}'", flat, "repeat.feed", node.line)
+                                     f"output '{out}'", flat, "repeat.feed", line)
                 return {}
         outputs: dict[str, Source] = {}
         for step in range(times):
             step_env = dict(child_env)
-            if "step" in template.inputs:
+            if _counts_steps(node, template):
                 step_env["step"] = Source(PortType.NUMBER, value=step)
             for inp, out in node.repeat.feed.items():
                 if step and out in outputs:
@@ -320,6 +319,13 @@ class _Expander:
             if not outputs or self.too_many:
                 break
         return outputs
+
+
+def _counts_steps(node: NodeSpec, template: GraphSpec) -> bool:
+    """Whether a repeat gives the template's number input `step` its step index (0, 1, ...): only a `repeat`
+    node does, and only where `in:` does not bind `step` itself; anywhere else `step` is an input like any other."""
+    step = template.inputs.get("step")
+    return node.repeat is not None and step is not None and step.type == PortType.NUMBER and "step" not in node.inputs
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ against the agent registry and its templates, with `engine.validate`'s checks on
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from mora.engine.errors import GraphError, InputError, Problem
 from mora.engine.ports import PortType
 from mora.engine.userfiles import read_user_file
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
 """Node, input and output names: also file names of outputs, so no dots, slashes or spaces."""
+NAME_RULE = "a letter or _ then letters, digits, _ or -, at most 64 in all"
 FORMAT_VERSION = 1
 TOP_KEYS = {"mora", "description", "inputs", "nodes", "outputs"}
 NODE_KEYS = {"agent", "graph", "in", "params", "repeat", "description"}
@@ -112,6 +114,7 @@ class _Loader(yaml.SafeLoader):
     def __init__(self, stream: str):
         super().__init__(stream)
         self._depth = 0
+        self._values = 0  # values composed so far, each alias counted at the full size of what it names
         self._sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases included
 
     def fetch_flow_collection_start(self, token_class: type) -> None:
@@ -121,21 +124,32 @@ class _Loader(yaml.SafeLoader):
         super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Count each value as it is composed, so a document over the bound is refused at the value that crosses it."""
         mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:  # the alias names a collection still being composed: it contains itself
+                raise yaml.composer.ComposerError(None, None, "an alias may not refer to a value that contains it",
+                                                  mark)
+            self._count(self._sizes[id(node)], mark)
+            return node
+        start = self._values
         self._depth += 1
         try:
             if self._depth > MAX_YAML_DEPTH:
                 raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", mark)
+            self._count(1, mark)
             node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
-        children = node.value if isinstance(node, yaml.SequenceNode) else (
-            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
-        size = self._sizes[id(node)] = 1 + sum(self._sizes[id(child)] for child in children)
-        if size > MAX_YAML_VALUES:
+        self._sizes[id(node)] = self._values - start
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
             raise _TooLarge(None, None, f"the document expands to more than {MAX_YAML_VALUES} values (each YAML "
                                         "alias counts at the full size of what it names)", mark)
-        return node
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
@@ -148,6 +162,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     seen_explicit: set[Any] = set()
     for i, (key_node, value_node) in enumerate(node.value):
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a name or a number, not a list or mapping", key_node.start_mark)
         if i >= merged:
             if key in seen_explicit:
                 raise yaml.constructor.ConstructorError(
@@ -201,13 +218,36 @@ def _line(mapping: Any, key: Any) -> int | None:
     return getattr(mapping, "lines", {}).get(key) or getattr(mapping, "line", None)
 
 
-def parse_binding(value: Any, problems: list[Problem], file: str, node: str | None, field_: str) -> Binding:
+def is_name(value: Any) -> bool:
+    """Whether `value` may name a node, input, output or port."""
+    return isinstance(value, str) and NAME_RE.match(value) is not None
+
+
+def _interpolations(value: Any, file: str, where: tuple[str, ...], line: int | None) -> list[Problem]:
+    """A problem for each `${...}` among the file's values, wherever it is: Hydra's syntax is never Mora's."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return []
+        node, field_ = (where[1], ".".join(where[2:]) or None) if where[0] == "nodes" and len(where) > 1 else \
+            (None, ".".join(where))
+        return [Problem(file, "'${...}' is not Mora's link syntax; use {input: NAME} or {from: NODE.PORT}", node,
+                        field_, line)]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _interpolations(item, file, where, line)]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _interpolations(item, file, (*where, str(key)),
+                                                                          _line(value, key) or line)]
+    return []
+
+
+def parse_binding(value: Any, problems: list[Problem], file: str, node: str | None, field_: str,
+                  line: int | None = None) -> Binding:
     """Turn YAML into a binding: literal, Link, or list of them."""
     if isinstance(value, dict):
-        line = getattr(value, "line", None)
+        line = getattr(value, "line", None) or line
         if set(value) == {"from"} and isinstance(value["from"], str):
             target = value["from"]
-            if target.count(".") != 1 or not all(NAME_RE.match(p) for p in target.split(".")):
+            if target.count(".") != 1 or not all(is_name(p) for p in target.split(".")):
                 problems.append(Problem(file, f"link '{target}' must look like NODE.PORT", node, field_, line))
                 return None
             n, p = target.split(".")
@@ -225,10 +265,31 @@ def parse_binding(value: Any, problems: list[Problem], file: str, node: str | No
         )
         return None
     if isinstance(value, list):
-        return [parse_binding(v, problems, file, node, field_) for v in value]
-    if isinstance(value, str) and "${" in value:
-        problems.append(Problem(file, "'${...}' is not Mora's link syntax; use {input: NAME} or {from: NODE.PORT}",
-                                node, field_))
+        return [parse_binding(v, problems, file, node, field_, line) for v in value]
+    return value
+
+
+def _mapping(data: Any, key: str, file: str, problems: list[Problem], what: str, node: str | None = None,
+             field_: str | None = None) -> dict[Any, Any]:
+    """`data[key]`, a mapping; left out or null is empty, anything else is a problem (and empty)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        problems.append(Problem(file, f"`{key}` must be a mapping of {what}, got {type(value).__name__}", node,
+                                field_ or key, _line(data, key)))
+        return {}
+    return value
+
+
+def _text(data: Any, key: str, file: str, problems: list[Problem], node: str | None = None,
+          field_: str | None = None) -> str:
+    """`data[key]`, a description: text, or left out."""
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        problems.append(Problem(file, f"`{key}` must be text, got {type(value).__name__}", node, field_ or key,
+                                _line(data, key)))
+        return ""
     return value
 
 
@@ -248,45 +309,40 @@ def parse_graph(data: Any, file: str) -> GraphSpec:
     if type(version) is not int or version != FORMAT_VERSION:  # `true` and `1.0` equal 1 in Python, not in the format
         problems.append(Problem(file, f"unsupported format version {data.get('mora')!r}; this Mora reads mora: 1",
                                 field="mora", line=_line(data, "mora")))
-    inputs = _parse_inputs(data.get("inputs") or {}, file, problems)
+    problems.extend(_interpolations(data, file, (), None))
+    inputs = _parse_inputs(_mapping(data, "inputs", file, problems, "NAME: {type: ..., default: ...}"), file,
+                           problems)
     nodes = _parse_nodes(data.get("nodes"), file, problems, data)
     outputs, output_lines = _parse_outputs(data.get("outputs"), file, problems, data)
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        problems.append(Problem(file, "`description` must be text", field="description"))
-        description = ""
+    description = _text(data, "description", file, problems)
     if problems:
         raise GraphError(problems)
     return GraphSpec(file, description, inputs, nodes, outputs, output_lines)
 
 
-def _parse_inputs(raw: Any, file: str, problems: list[Problem]) -> dict[str, InputSpec]:
-    if not isinstance(raw, dict):
-        problems.append(Problem(file, "`inputs` must be a mapping of NAME: {type: ..., default: ...}", field="inputs"))
-        return {}
+def _parse_inputs(raw: dict[Any, Any], file: str, problems: list[Problem]) -> dict[str, InputSpec]:
     types = [t.value for t in PortType]
     inputs: dict[str, InputSpec] = {}
     for name, spec in raw.items():
         line = _line(raw, name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(Problem(file, f"input name {name!r} must match {NAME_RE.pattern}", field="inputs",
+        if not is_name(name):
+            problems.append(Problem(file, f"input name {name!r} must be {NAME_RULE}", field="inputs",
                                     line=line))
             continue
-        if isinstance(spec, str):
-            spec = {"type": spec}
         if not isinstance(spec, dict):
-            problems.append(Problem(file, "an input must be {type: T, default: V}", field=f"inputs.{name}", line=line))
+            problems.append(Problem(file, f"an input must be a mapping {{type: T, default: V}}, got "
+                                          f"{type(spec).__name__} {spec!r}", field=f"inputs.{name}", line=line))
             continue
         for key in spec:
             if key not in INPUT_KEYS:
                 problems.append(Problem(file, f"unknown key '{key}'; allowed: {sorted(INPUT_KEYS)}",
-                                        field=f"inputs.{name}", line=line))
+                                        field=f"inputs.{name}", line=_line(spec, key)))
+        description = _text(spec, "description", file, problems, field_=f"inputs.{name}.description")
         if spec.get("type") not in types:
             problems.append(Problem(file, f"type {spec.get('type')!r} is not one of {types}",
-                                    field=f"inputs.{name}.type", line=line))
+                                    field=f"inputs.{name}.type", line=_line(spec, "type") or line))
             continue
-        inputs[name] = InputSpec(name, PortType(spec["type"]), spec.get("default", MISSING),
-                                 str(spec.get("description", "")), line)
+        inputs[name] = InputSpec(name, PortType(spec["type"]), spec.get("default", MISSING), description, line)
     return inputs
 
 
@@ -301,8 +357,8 @@ def _parse_nodes(raw: Any, file: str, problems: list[Problem], top: Any) -> dict
     nodes: dict[str, NodeSpec] = {}
     for node_id, spec in raw.items():
         line = _line(raw, node_id)
-        if not isinstance(node_id, str) or not NAME_RE.match(node_id):
-            problems.append(Problem(file, f"node id {node_id!r} must match {NAME_RE.pattern}", str(node_id),
+        if not is_name(node_id):
+            problems.append(Problem(file, f"node id {node_id!r} must be {NAME_RULE}", str(node_id),
                                     line=line))
             continue
         if not isinstance(spec, dict):
@@ -312,41 +368,51 @@ def _parse_nodes(raw: Any, file: str, problems: list[Problem], top: Any) -> dict
             if key not in NODE_KEYS:
                 problems.append(Problem(file, f"unknown key '{key}'; allowed: {sorted(NODE_KEYS)}", node_id, str(key),
                                         _line(spec, key)))
-        agent, graph = spec.get("agent"), spec.get("graph")
-        if (agent is None) == (graph is None):
+        _text(spec, "description", file, problems, node_id)
+        if ("agent" in spec) == ("graph" in spec):
             problems.append(Problem(file, "a node needs exactly one of `agent:` or `graph:`", node_id, line=line))
             continue
-        if not isinstance(agent or graph, str):
-            problems.append(Problem(file, "`agent`/`graph` must be a name", node_id, "agent" if agent else "graph",
-                                    line))
+        kind = "agent" if "agent" in spec else "graph"
+        if not isinstance(spec[kind], str):
+            problems.append(Problem(file, f"`{kind}` must be a name", node_id, kind, _line(spec, kind)))
             continue
         bound: dict[str, dict[str, Binding]] = {}
         for section in ("in", "params"):
-            values = spec.get(section) or {}
-            if not isinstance(values, dict):
-                problems.append(Problem(file, f"`{section}` must be a mapping", node_id, section, _line(spec, section)))
-                values = {}
-            bound[section] = {str(k): parse_binding(v, problems, file, node_id, f"{section}.{k}")
+            values = _mapping(spec, section, file, problems, "NAME: VALUE", node_id)
+            bound[section] = {str(k): parse_binding(v, problems, file, node_id, f"{section}.{k}", _line(values, k))
                               for k, v in values.items()}
-        repeat = _parse_repeat(spec.get("repeat"), file, node_id, problems) if "repeat" in spec else None
-        if repeat and agent:
-            problems.append(Problem(file, "`repeat` applies to `graph:` nodes only", node_id, "repeat"))
+        repeat = None
+        if "repeat" in spec:
+            if kind == "agent":
+                problems.append(Problem(file, "`repeat` applies to `graph:` nodes only", node_id, "repeat",
+                                        _line(spec, "repeat")))
+            else:
+                repeat = _parse_repeat(spec["repeat"], file, node_id, problems, _line(spec, "repeat"))
         lines = {f"{section}.{k}": ln for section in ("in", "params") for k, ln in
                  getattr(spec.get(section), "lines", {}).items()}
-        nodes[node_id] = NodeSpec(node_id, agent, graph, bound["in"], bound["params"], repeat, line, lines)
+        if "repeat" in spec and _line(spec, "repeat"):
+            lines["repeat"] = _line(spec, "repeat")  # type: ignore[assignment]
+        nodes[node_id] = NodeSpec(node_id, spec.get("agent"), spec.get("graph"), bound["in"], bound["params"], repeat,
+                                  line, lines)
     return nodes
 
 
-def _parse_repeat(raw: Any, file: str, node_id: str, problems: list[Problem]) -> Repeat | None:
-    if not isinstance(raw, dict) or "times" not in raw or not isinstance(raw.get("feed", {}), dict):
-        problems.append(Problem(file, "`repeat` must be {times: N or {input: NAME}, feed: {INPUT: OUTPUT}}",
-                                node_id, "repeat"))
+def _parse_repeat(raw: Any, file: str, node_id: str, problems: list[Problem], line: int | None) -> Repeat | None:
+    shape = "`repeat` must be {times: N or {input: NAME}, feed: {INPUT: OUTPUT}}"
+    if not isinstance(raw, dict) or "times" not in raw:
+        problems.append(Problem(file, shape, node_id, "repeat", line))
         return None
     extra = set(raw) - {"times", "feed"}
     if extra:
-        problems.append(Problem(file, f"unknown keys {sorted(extra)} in `repeat`", node_id, "repeat"))
-    times = parse_binding(raw["times"], problems, file, node_id, "repeat.times")
-    return Repeat(times, {str(k): str(v) for k, v in (raw.get("feed") or {}).items()})
+        problems.append(Problem(file, f"unknown keys {sorted(map(str, extra))} in `repeat`", node_id, "repeat",
+                                _line(raw, min(extra, key=str))))
+    feed = raw.get("feed", {})
+    if not isinstance(feed, dict) or not all(is_name(k) and is_name(v) for k, v in feed.items()):
+        problems.append(Problem(file, f"{shape}: `feed` maps input names to output names", node_id, "repeat.feed",
+                                _line(raw, "feed")))
+        feed = {}
+    times = parse_binding(raw["times"], problems, file, node_id, "repeat.times", _line(raw, "times"))
+    return Repeat(times, dict(feed))
 
 
 def _parse_outputs(raw: Any, file: str, problems: list[Problem], top: Any) -> tuple[dict[str, Link], dict[str, int]]:
@@ -354,20 +420,22 @@ def _parse_outputs(raw: Any, file: str, problems: list[Problem], top: Any) -> tu
         problems.append(Problem(file, "the graph declares no outputs", field="outputs", line=_line(top, "outputs")))
         return {}, {}
     if not isinstance(raw, dict):
-        problems.append(Problem(file, "`outputs` must be a mapping of NAME: {from: NODE.PORT}", field="outputs"))
+        problems.append(Problem(file, "`outputs` must be a mapping of NAME: {from: NODE.PORT}", field="outputs",
+                                line=_line(top, "outputs")))
         return {}, {}
     outputs: dict[str, Link] = {}
     for name, value in raw.items():
         line = _line(raw, name)
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            problems.append(Problem(file, f"output name {name!r} must match {NAME_RE.pattern} (it names a file in "
+        if not is_name(name):
+            problems.append(Problem(file, f"output name {name!r} must be {NAME_RULE} (it names a file in "
                                           "the run directory)", field="outputs", line=line))
             continue
-        link = parse_binding(value, problems, file, None, f"outputs.{name}")
+        before = len(problems)
+        link = parse_binding(value, problems, file, None, f"outputs.{name}", line)
         if not isinstance(link, Link):
-            if link is not None:
-                problems.append(Problem(file, "an output must be a link {from: NODE.PORT} or {input: NAME}",
-                                        field=f"outputs.{name}", line=line))
+            if len(problems) == before:  # a literal, a list or null: parse_binding accepted it as a value
+                problems.append(Problem(file, "an output must be a link {from: NODE.PORT} or {input: NAME}, got "
+                                              f"{type(value).__name__} {value!r}", field=f"outputs.{name}", line=line))
             continue
         outputs[name] = link
     return outputs, {k: v for k, v in getattr(raw, "lines", {}).items()}

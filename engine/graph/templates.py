@@ -27,6 +27,8 @@ class TemplateLoader:
 
     def find(self, name: str, including: str) -> Path | None:
         """The template's file, None if there is none, or InputError if `name` points outside the allowed folders."""
+        if "\0" in name:
+            raise InputError(f"template name {name!r} holds a NUL byte, which no file name can")
         base = Path(including).parent
         roots = [(base, base / name)] if name.endswith((".yaml", ".yml")) else \
             [(base, base / f"{name}.yaml")] + [(d, d / f"{name}.yaml") for d in self.search_dirs]

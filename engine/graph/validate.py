@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -36,6 +36,14 @@ UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
 """The value of a graph input with no default when a file is validated on its own."""
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
 """The value of a graph input declared `default: null` and not given: whatever it binds keeps the agent's default."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A graph input value set by a model preset's `inputs`: a refusal names the preset's file, where it was written."""
+
+    value: Any
+    file: str
 
 
 def is_unset(src: Source | list[Source] | None) -> bool:
@@ -157,6 +165,8 @@ def _literal_problem(value: Any, want: PortType) -> str | None:
         return f"text is {len(value)} characters long; at most {MAX_TEXT} are allowed"
     if want in FILE_KINDS and not value:
         return "expected a file path, got an empty string"
+    if want in FILE_KINDS and "\0" in value:
+        return f"the file path {value!r} holds a NUL byte, which no file name can"
     return None
 
 
@@ -176,6 +186,9 @@ def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
     for name, inp in spec.inputs.items():
         given = name in values
         value = values.get(name, inp.default)
+        preset = value if isinstance(value, Preset) else None
+        if preset is not None:
+            value = preset.value
         if value is None and inp.default is None:
             env[name] = Source(inp.type, value=UNSET)
             used[name] = None
@@ -186,13 +199,19 @@ def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
                                                    f"it with inputs.{name}=...", field=f"inputs.{name}", line=inp.line))
                 continue
             value = UNKNOWN
-        value = from_text(value, inp.type)
+        if given:  # text from the command line (a default is YAML, already typed: "3" is text there)
+            value = from_text(value, inp.type)
         if isinstance(value, float) and inp.type == PortType.NUMBER and value.is_integer():
             value = int(value)
         source = literal_source(value, inp.type, None if given else spec.file)
         if isinstance(source, str):
-            problems.append(Problem(spec.file, f"graph input '{name}': {source}", field=f"inputs.{name}",
-                                    line=inp.line))
+            if preset is not None:
+                problems.append(Problem(preset.file, f"inputs.{name} = {value!r} (the model preset's) does not fit "
+                                                     f"graph input '{name}' ({inp.type.value}) of {spec.file}: "
+                                                     f"{source}", field=f"inputs.{name}"))
+            else:
+                problems.append(Problem(spec.file, f"graph input '{name}': {source}", field=f"inputs.{name}",
+                                        line=inp.line))
             continue
         if not given:
             source = _noted(source, f"the default of input '{name}' in {spec.file}")
