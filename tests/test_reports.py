@@ -9,18 +9,25 @@ their duration, and check the screenshots are not blank.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote, urlsplit
 
 import engine_agents
 import numpy as np
 import pytest
+import yaml
+from entry_points import agent_env
+from mora_inproc import ECHO_GRAPH as ECHO
 from PIL import Image
 
 from mora.engine.cache.media import Frames, frames_blob, load_video_file, write_mp4
@@ -328,3 +335,150 @@ def test_sweep_index_in_chromium_plays_every_video_and_is_not_blank(sweep, tmp_p
     assert dom.all("th", "sorted-asc")  # the script sorted the table by the objective on load
     chromium(sweep / "index.html", tmp_path, f"--screenshot={tmp_path / 'index.png'}")
     not_blank(tmp_path / "index.png")
+
+
+def mora_sweep(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`mora -m ...` in a child process started in `cwd`, on the CPU, quiet, its cache in `cwd`."""
+    env = env or {**os.environ, "MORA_CACHE_DIR": str(cwd / "cache"), "HOME": str(cwd)}
+    return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m",
+                           "runtime=local", "runtime.device=cpu", "quiet=true", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def page_links(page: Path) -> list[str]:
+    """Every href and src of a page that is not a data URI."""
+    return [link for _, a in Elements(page.read_text()).found for link in (a.get("href"), a.get("src"))
+            if link and not link.startswith("data:")]
+
+
+def table_jobs(page: Path) -> list[str]:
+    """The jobs in the order of an index's table of jobs."""
+    return [a["data-job"] for a in Elements(page.read_text()).all("tr") if "data-job" in a]
+
+
+def resolves(page: Path, link: str) -> Path:
+    """The file a relative link of `page` names, after checking it is a plain path a browser reads as one."""
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc, parts.query, parts.fragment) == ("", "", "", ""), link
+    target = Path(os.path.normpath(page.parent / unquote(parts.path)))
+    assert target.is_file(), link
+    return target
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_a_sweep_with_a_failed_job_still_gets_its_index_and_contact_sheet(tmp_path, clip, launcher):
+    (tmp_path / "graph.yaml").write_text(GRAPH)
+    result = mora_sweep(tmp_path, "graph_file=graph.yaml", f"inputs.video={clip}", "inputs.index=0,500,1",
+                        "objective=dynamic_degree", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep")
+    sweep = tmp_path / "sweep"
+    assert result.returncode == 1, result.stderr  # the sweep failed, and says which node
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "mora: error: 1 node(s) failed: frame"
+    assert f"mora: sweep index: {Path('sweep') / 'index.html'}" in result.stdout
+    assert (sweep / "contact_sheet.png").is_file()
+    text = (sweep / "index.html").read_text()
+    assert table_jobs(sweep / "index.html") == ["0", "1", "2"]  # the jobs after the failure too
+    assert [job for job in "012" if ">failed</td>" in text.split(f'<tr data-job="{job}"')[1].split("</tr>")[0]] == ["1"]
+    back = Elements((sweep / "1" / "report.html").read_text()).all("a", id="sweep-index")[0]["href"]
+    assert resolves(sweep / "1" / "report.html", back) == sweep / "index.html"  # the failed job's report links back
+
+
+@pytest.mark.parametrize("launcher", ["basic", "mora"])
+def test_an_interrupted_sweep_indexes_what_finished_without_a_traceback(tmp_path, launcher):
+    """Ctrl-C while job 1 runs: the basic launcher has finished job 0, which is indexed; the Mora launcher none."""
+    env = agent_env(tmp_path)
+    log = tmp_path / "started.log"
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump({
+        "inputs": {"seconds": {"type": "number"}},
+        "nodes": {"slow": {"agent": "p_count", "params": {"tag": "slow", "seconds": {"input": "seconds"},
+                                                          "log": str(log)}}},
+        "outputs": {"out": {"from": "slow.text"}}}))
+    interruptible = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    proc = subprocess.Popen([sys.executable, "-c", interruptible + "from mora.engine.frontends.cli import main; main()",
+                             "-m", "graph_file=slow.yaml", "inputs.seconds=0,60", "runtime=local", "runtime.device=cpu",
+                             "quiet=true", f"hydra/launcher={launcher}", "hydra.sweep.dir=sweep"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = 2 if launcher == "basic" else 1  # the merged graph runs its second node only when the first is done
+    deadline = time.time() + 60
+    while (not log.exists() or len(log.read_text().splitlines()) < started) and time.time() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err and err.strip().splitlines()[-1] == "mora: interrupted"
+    index = tmp_path / "sweep" / "index.html"
+    if launcher == "basic":
+        assert table_jobs(index) == ["0"]
+    else:
+        assert not index.exists()  # no job had finished: nothing to index
+
+
+@pytest.fixture(scope="module")
+def encoded_sweep(tmp_path_factory, clip) -> Path:
+    """A Mora-launcher sweep whose job folders are named by their overrides: `#`, `?`, `%`, a space and a `/`."""
+    root = tmp_path_factory.mktemp("encoded")
+    (root / "graph.yaml").write_text(GRAPH)
+    shutil.copy(clip, root / "clip.mp4")
+    result = mora_sweep(root, "graph_file=graph.yaml", "inputs.video=clip.mp4", "objective=dynamic_degree",
+                        "inputs.word='a#b','c?d','e%41f','g h','i/j'", "hydra/launcher=mora", "hydra.sweep.dir=sweep",
+                        "hydra.sweep.subdir=${hydra.job.override_dirname}",
+                        "hydra.job.config.override_dirname.exclude_keys=[graph_file,inputs.video,objective,runtime,"
+                        "runtime.device,quiet]")
+    assert result.returncode == 0, result.stderr
+    return root / "sweep"
+
+
+def test_sweep_index_links_are_url_encoded_and_find_jobs_at_any_depth(encoded_sweep):
+    jobs = sorted(p.parent.relative_to(encoded_sweep).as_posix() for p in encoded_sweep.rglob("manifest.json"))
+    assert len(jobs) == 5 and any(job.count("/") == 1 for job in jobs)  # 'i/j' nests its job a level deeper
+    index = encoded_sweep / "index.html"
+    links = page_links(index)
+    reports = {resolves(index, link).parent for link in links if link.endswith("/report.html")}
+    media = [resolves(index, link) for link in links if link.endswith((".mp4", ".png"))]
+    assert reports == {encoded_sweep / job for job in jobs} and sorted(table_jobs(index)) == jobs
+    assert len(media) >= 2 * 5  # each job's keyframe and video, each by a link the browser reads as that file
+    for job in jobs:  # each job's report links back to the index, and to its own files
+        report = encoded_sweep / job / "report.html"
+        back = Elements(report.read_text()).all("a", id="sweep-index")[0]["href"]
+        assert resolves(report, back) == index
+        assert all(resolves(report, link) for link in page_links(report))
+
+
+def test_jobs_in_nested_folders_are_indexed_and_link_back(tmp_path):
+    (tmp_path / "graph.yaml").write_text(yaml.safe_dump(ECHO))
+    result = mora_sweep(tmp_path, "graph_file=graph.yaml", "prompt=cat,dog,owl", "hydra/launcher=mora",
+                        "hydra.sweep.dir=sweep", "hydra.sweep.subdir=${hydra.job.num}/run")
+    assert result.returncode == 0, result.stderr
+    index = tmp_path / "sweep" / "index.html"
+    assert table_jobs(index) == ["0/run", "1/run", "2/run"]
+    report = tmp_path / "sweep" / "1" / "run" / "report.html"
+    assert Elements(report.read_text()).all("a", id="sweep-index")[0]["href"] == "../../index.html"
+
+
+def test_an_unreadable_job_is_named_in_the_index_and_a_link_out_of_the_sweep_is_not_followed(
+        encoded_sweep, tmp_path, caplog):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(encoded_sweep, sweep, symlinks=True)
+    damaged = next(p.parent for p in sweep.glob("*#*/manifest.json"))
+    (damaged / "manifest.json").write_text("{not json")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(next(p.parent for p in sweep.glob("*%*/manifest.json")), outside / "job")
+    (sweep / "linked").symlink_to(outside, target_is_directory=True)
+    (sweep / "linked-job").symlink_to(outside / "job", target_is_directory=True)
+    with caplog.at_level(logging.WARNING, logger="mora.report"):
+        written = rebuild(sweep)
+    assert sweep / "index.html" in written
+    text = (sweep / "index.html").read_text()
+    page = Elements(text)
+    assert len(table_jobs(sweep / "index.html")) == 4 and "linked" not in text  # the links were not followed
+    assert [a["data-job"] for a in page.all("li")] == [damaged.name]
+    assert "not a readable manifest" in text.split('id="unreadable"')[1]
+    assert any(damaged.name in r.getMessage() and "not in the sweep index" in r.getMessage() for r in caplog.records)
+
+
+@browser
+def test_an_encoded_sweep_index_plays_every_video_in_chromium(encoded_sweep, tmp_path):
+    dom = Elements(chromium(encoded_sweep / "index.html", tmp_path, "--dump-dom"))
+    videos = dom.all("figure", "video")
+    assert len(videos) == 5 and all(float(v.get("data-duration", 0)) > 0 for v in videos)  # every src loads

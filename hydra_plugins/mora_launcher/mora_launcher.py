@@ -3,7 +3,9 @@
 `hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
 batch composes a Mora job's config the cheap way (mora.engine.frontends.jobconfig: once per sweep, graph
 inputs applied as data) and keeps it for the launcher, instead of composing every job in full
-before the launcher composes it again. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
+before the launcher composes it again. A sweep that raises (a failed job, Ctrl-C) still gets its
+index of the jobs that finished (mora.engine.frontends.report.callback.index_on_error): Hydra
+calls the index's callback only when a sweep returns. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
 
 A sweep of any other Hydra app (a task function that is not Mora's) runs exactly as Hydra's
 basic launcher runs it: the launcher hands it to that launcher, so Hydra's whole launcher
@@ -81,10 +83,12 @@ class MoraSweeper(Sweeper):
         self.max_batch_size = max_batch_size
         self.params = params
         self.basic: Sweeper | None = None
+        self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
+        self.config = config
         self.basic = BasicSweeper(self.max_batch_size, self.params)
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         if getattr(task_function, "__module__", None) == MORA_TASK_MODULE:
@@ -94,8 +98,11 @@ class MoraSweeper(Sweeper):
             self.basic.validate_batch_is_legal = compose.check  # type: ignore
 
     def sweep(self, arguments: list[str]) -> Any:
-        assert self.basic is not None
-        return self.basic.sweep(arguments)
+        assert self.basic is not None and self.config is not None
+        from mora.engine.frontends.report.callback import index_on_error
+
+        with index_on_error(self.config):
+            return self.basic.sweep(arguments)
 
 
 __all__ = ["MoraLauncher", "MoraLauncherConf", "MoraSweeper", "MoraSweeperConf"]

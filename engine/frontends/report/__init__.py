@@ -8,7 +8,8 @@ error. Pages are self-contained HTML: no network, no CDN, no external script, st
 Derived media (animated previews, thumbnails) are embedded as data URIs; the run's own images
 and videos are referenced by relative path, so a run or sweep folder is moved or copied whole.
 Files are written atomically. Writing a report never changes a run's outcome: the hooks at the
-end of a run or a sweep log a warning if it fails.
+end of a run or a sweep log a warning if it fails. A sweep's job whose manifest cannot be read
+is named in the index and the log; the other jobs are shown.
 """
 from __future__ import annotations
 
@@ -32,7 +33,12 @@ def rebuild(path: Path) -> list[Path]:
     if not jobs:
         raise MoraError(f"{path}: neither a run directory (no manifest.json) nor a sweep directory (no job "
                         "folders with a manifest.json)")
-    written = [write_run_report(job) for job in jobs]
+    written = []
+    for job in jobs:
+        try:
+            written.append(write_run_report(job))
+        except MoraError as e:  # its manifest is unreadable: the index names it, the other jobs are rebuilt
+            log.warning("%s", e)
     return [*written, *write_sweep_index(path)]
 
 

@@ -1,6 +1,12 @@
 """The sweep index: `index.html` and `contact_sheet.png` in a sweep directory, from its jobs' folders.
 
-A job is a sub-folder with a `manifest.json`; its swept values come from Hydra's record of its
+A job is a folder with a `manifest.json` (a regular file) at any depth under the sweep directory (a
+subdir pattern may nest them: `${hydra.job.num}/run`, or an override value with a `/` in it);
+the search does not go into a job's folder nor follow a symbolic link, so it never leaves the sweep
+directory. A job is named by its path relative to the sweep directory, and every link to it is
+URL-encoded segment by segment (a folder named from overrides may hold `#`, `?` or `%`). A folder
+that cannot be listed, or a job whose manifest cannot be read, is named in the index and the
+log, never silently left out. Its swept values come from Hydra's record of its
 overrides (`.hydra/overrides.yaml`), its objective from its config (`objective`) and the
 sweeper's direction from the sweep's `multirun.yaml` (Optuna's default, minimise, when unsaid).
 The overrides that differ between jobs are the axes: the first gives the rows, the second the
@@ -17,14 +23,17 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mora.engine.frontends.report.page import render
+from mora.engine.errors import MoraError
+from mora.engine.frontends.report.page import href, render
 from mora.engine.frontends.report.previews import (
     image_uri,
     key_frames,
@@ -44,6 +53,7 @@ MAX_GRID_CELLS_PER_JOB = 2
 @dataclass(frozen=True)
 class Job:
     name: str
+    """The job folder's path relative to the sweep directory, `/`-separated."""
     run: RunView
     overrides: dict[str, str]
     objective: str | None
@@ -66,10 +76,54 @@ def _read_yaml(path: Path) -> Any:
     return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A folder under the sweep directory that is not in the index, and why."""
+
+    name: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Found:
+    jobs: tuple[Path, ...]
+    unreadable: tuple[Unreadable, ...]
+
+
+def find_jobs(sweep_dir: Path) -> Found:
+    """Job folders at any depth (not inside another job, no symbolic link followed) and folders that cannot be listed."""
+    jobs: list[Path] = []
+    unreadable: list[Unreadable] = []
+    pending = [sweep_dir]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as entries:
+                subfolders = [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError as e:
+            unreadable.append(Unreadable(_relative(folder, sweep_dir), f"cannot be listed: {e.strerror or e}"))
+            continue
+        for sub in subfolders:
+            (jobs if _holds_manifest(sub) else pending).append(sub)
+    jobs.sort(key=lambda p: [(0, int(part), "") if part.isdigit() else (1, 0, part)
+                             for part in p.relative_to(sweep_dir).parts])
+    return Found(tuple(jobs), tuple(sorted(unreadable, key=lambda u: u.name)))
+
+
+def _holds_manifest(folder: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(folder / "manifest.json").st_mode)
+    except OSError:
+        return False
+
+
+def _relative(path: Path, sweep_dir: Path) -> str:
+    return path.relative_to(sweep_dir).as_posix()
+
+
 def job_dirs(sweep_dir: Path) -> list[Path]:
-    """Sub-folders holding a manifest.json, numbered ones in numeric order."""
-    found = [p for p in sweep_dir.iterdir() if p.is_dir() and (p / "manifest.json").is_file()]
-    return sorted(found, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
+    """Job folders at any depth under the sweep directory, numbered ones in numeric order (see find_jobs)."""
+    return list(find_jobs(sweep_dir).jobs)
 
 
 def _overrides(job_dir: Path) -> dict[str, str]:
@@ -127,7 +181,7 @@ def _direction(sweep_dir: Path) -> str:
     return "maximize" if str(direction).lower().startswith("max") else "minimize"
 
 
-def _job(job_dir: Path) -> Job:
+def _job(job_dir: Path, name: str) -> Job:
     run = read_run(job_dir)
     objective = _objective(job_dir)
     numbers = run.numbers()
@@ -142,7 +196,7 @@ def _job(job_dir: Path) -> Job:
             log.warning("%s: cannot read %s: %s", job_dir, video.file, e)
     key = run.keyframe()
     if key is not None:
-        keyframe: str | None = f"{job_dir.name}/{key.file}"
+        keyframe: str | None = href(f"{name}/{key.file}")
     elif frames:
         from PIL import Image
 
@@ -150,9 +204,8 @@ def _job(job_dir: Path) -> Job:
     else:
         keyframe = None
     playable = video is not None and not video.file.endswith(".safetensors")
-    return Job(job_dir.name, run, _overrides(job_dir), objective,
-               numbers.get(objective) if objective else None,
-               f"{job_dir.name}/{video.file}" if playable and video else None, preview, poster, keyframe, frames)
+    return Job(name, run, _overrides(job_dir), objective, numbers.get(objective) if objective else None,
+               href(f"{name}/{video.file}") if playable and video else None, preview, poster, keyframe, frames)
 
 
 def _sort_values(values: list[str]) -> list[str]:
@@ -195,7 +248,17 @@ def layout(jobs: list[Job]) -> dict[str, Any]:
 
 def write_sweep_index(sweep_dir: Path) -> list[Path]:
     """Write index.html, and contact_sheet.png where a job made a video; return the files written."""
-    jobs = [_job(d) for d in job_dirs(sweep_dir)]
+    found = find_jobs(sweep_dir)
+    jobs: list[Job] = []
+    unreadable = list(found.unreadable)
+    for job_dir in found.jobs:
+        name = _relative(job_dir, sweep_dir)
+        try:
+            jobs.append(_job(job_dir, name))
+        except Exception as e:  # noqa: BLE001 (one damaged job is named in the index; the others are still shown)
+            unreadable.append(Unreadable(name, f"{type(e).__name__}: {e}" if not isinstance(e, MoraError) else str(e)))
+    for u in unreadable:
+        log.warning("%s: not in the sweep index: %s", sweep_dir / u.name, u.why)
     direction = _direction(sweep_dir)
     objective = next((j.objective for j in jobs if j.objective), None)
     scored = [j for j in jobs if j.objective_value is not None]
@@ -207,7 +270,7 @@ def write_sweep_index(sweep_dir: Path) -> list[Path]:
     grid = layout(jobs)
     sheet = any(j.frames for j in jobs)
     html = render("index.html.j2", name=sweep_dir.name, jobs=jobs, grid=grid, numbers=numbers, objective=objective,
-                  direction=direction, best=best, axes=grid["axes"], sheet=sheet)
+                  direction=direction, best=best, axes=grid["axes"], sheet=sheet, unreadable=unreadable)
     written = [write_atomic(sweep_dir / "index.html", html)]
     if sheet:
         rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames)
