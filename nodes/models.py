@@ -295,5 +295,6 @@ def resident_identities() -> list[str]:
         return sorted({key[1] for key in _RESIDENT})
 
 
-LOADER = ModelLoader(resident_identities, take_load_events, zoo.BUILD_VERSION, zoo.folder, zoo.build)
+LOADER = ModelLoader(resident_identities, take_load_events, zoo.BUILD_VERSION, zoo.folder, zoo.build,
+                     lambda: frozenset(zoo.builders()))
 """What the engine reads of this module (entry point `mora.model_loader`; see mora.engine.execution.model_loader)."""

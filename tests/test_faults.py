@@ -159,12 +159,18 @@ def test_read_only_cache_is_a_clear_error_and_keeps_outputs(tmp_path):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache directory should be")
     run_dir = tmp_path / "r1"
-    run_dir.mkdir()
-    (run_dir / "keep.txt").write_text("earlier output")
     result = _mora(env, graph, run_dir, f"cache.dir={blocked / 'cache'}")
     assert result.returncode == 2
     assert "cannot create cache directory" in result.stderr and "Traceback" not in result.stderr
-    assert (run_dir / "keep.txt").read_text() == "earlier output"
+    assert not (run_dir / "manifest.json").exists()
+    assert blocked.read_text() == "a file where the cache directory should be"
+    # a folder holding a user's files is refused before anything runs, and its files are kept
+    taken = tmp_path / "r2"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("earlier output")
+    result = _mora(env, graph, taken, f"cache.dir={blocked / 'cache'}")
+    assert result.returncode == 2 and "is not empty" in result.stderr and "Traceback" not in result.stderr
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"] and (taken / "keep.txt").read_text() == "earlier output"
 
 
 def test_disk_full_while_writing_outputs_is_a_clear_error_and_keeps_earlier_outputs(write_graph, run_graph, tmp_path,

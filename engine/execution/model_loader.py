@@ -3,14 +3,15 @@
 Policy. The engine never imports the agents' package. What it needs of the code that loads models in
 a worker process (which models are resident, for placement; the loads since the last answer, for the
 pool's timeline) and of the tiny/random model builder (its version, part of a model's cache
-identity; where a model is built, and building it, for `mora-admin models`) comes from the one
+identity; which models it can build, checked before a run; where a model is built, and building it, for
+`mora-admin models`) comes from the one
 `ModelLoader` registered under the `mora.model_loader` entry-point group (Mora's own is
 `mora.nodes.models:LOADER`). With none registered no model is ever resident and none can be built;
 two registered is an error.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cache
 from importlib.metadata import entry_points
@@ -35,6 +36,9 @@ class ModelLoader:
     built_folder: Callable[[str, str, Path], Path]
     """Where `build(source, name, models_dir)` puts a model (whether or not it is built yet)."""
     build: Callable[[str, str, Path], Path]
+    buildable: Callable[[], Collection[tuple[str, str]]] | None = None
+    """Every (source, name) that `build` can build, so a run refuses an unknown `tiny:`/`random:` name before it
+    starts; None: the loader does not say, and a wrong name fails when its node runs."""
 
 
 def _cannot_build(source: str, name: str, root: Path) -> Path:

@@ -36,6 +36,7 @@ from typing import Any
 from mora.engine.cache.store import Store
 from mora.engine.errors import ModelNotFoundError
 from mora.engine.execution.model_kinds import folder_problem
+from mora.engine.execution.model_loader import model_loader
 from mora.engine.graph.agent import Agent
 
 SOURCES = ("tiny", "random", "hub", "path", "package")
@@ -86,6 +87,10 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     ref["attention"] = params.get("attention") or ref.get("attention") or preset.get("attention") or "sdpa"
     if ref["compile"] not in COMPILES:
         return None, f"model compile {ref['compile']!r} is not one of {list(COMPILES)}"
+    attention = agent.param("attention")
+    attentions = [c for c in attention.choices if c] if attention is not None and attention.choices else None
+    if attentions and ref["attention"] not in attentions:  # the agent's own list: the engine knows no kernels
+        return None, f"model attention {ref['attention']!r} is not one of {attentions}"
     if ref["offload"] not in OFFLOADS:
         return None, f"model offload {ref['offload']!r} is not one of {list(OFFLOADS)}"
     if ref["quantization"] not in QUANTIZATIONS:
@@ -115,7 +120,15 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
 
 
 def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
-    """For a local folder, the problem if it is not there; else None (its path is made absolute in `ref`)."""
+    """For a local folder, the problem if it is not there; for a built one, if no builder has its name; else None.
+
+    A local folder's path is made absolute in `ref`.
+    """
+    if ref["source"] in ("tiny", "random"):
+        buildable = model_loader().buildable
+        known = sorted(f"{s}:{n}" for s, n in buildable()) if buildable is not None else None
+        if known is not None and f"{ref['source']}:{ref['name']}" not in known:
+            return f"no {ref['source']} model named '{ref['name']}' (role {role}); known: {', '.join(known)}"
     if ref["source"] == "package":
         path, problem = package_folder(ref["name"])
         if problem:

@@ -45,7 +45,15 @@ def verbose() -> bool:
 
 
 def quiet_libraries(loud: bool) -> None:
-    """Silence library chatter in this process and the workers it starts, unless `loud`."""
+    """Silence library chatter in this process and the workers it starts, unless `loud`.
+
+    The `torch` logger starts at WARNING, as torch sets it at the end of its own import: an import that
+    Ctrl-C cut short leaves it unset, and torch's exit hooks then log their INFO records (FakeTensor cache
+    stats) through the root logger's console handler after Mora's last line.
+    """
+    torch_log = logging.getLogger("torch")
+    if torch_log.level == logging.NOTSET:
+        torch_log.setLevel(logging.WARNING)
     if loud:
         return
     for name, value in QUIET_LIBRARIES.items():

@@ -35,6 +35,7 @@ from typing import Any
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob, CorruptArtifact
 from mora.engine.cache.objects import ArtifactStore
+from mora.engine.execution import interrupts
 from mora.engine.execution.settings import ExecutionSettings, using
 from mora.engine.execution.task import Ahead, BatchTask, NodeResult, NodeTask, Unit
 from mora.engine.graph.agent import Agent
@@ -100,7 +101,9 @@ def find_agent(name: str, module: str) -> Agent:
 def execute_unit(unit: Unit, device: str, worker: str = "main") -> list[NodeResult]:
     """Run a node or a batch of nodes with the run's settings; never raises for agent failures."""
     with using(unit.tasks[0].settings):
-        return _execute_unit(unit, device, worker)
+        results = _execute_unit(unit, device, worker)
+    interrupts.check()  # a Ctrl-C that the agent's libraries swallowed (the node "failed") ends the run
+    return results
 
 
 def _execute_unit(unit: Unit, device: str, worker: str) -> list[NodeResult]:

@@ -16,17 +16,19 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
-from mora.engine.errors import NodesFailed
+from mora.engine.errors import MoraError, NodesFailed
 from mora.engine.frontends.compose import composed_once
 from mora.engine.frontends.config import register, register_launcher
 from mora.engine.frontends.guard import guarded, hydra_errors_raise
 from mora.engine.frontends.help import complete_inputs
 from mora.engine.frontends.help import register as register_help
 from mora.engine.frontends.overrides import as_data
+from mora.engine.frontends.preflight import Refused
 
 register()
 register_launcher()
@@ -77,6 +79,53 @@ def _main(cfg: DictConfig) -> float | None:
         return run_from_config(cfg, run_dir)
 
 
+@contextlib.contextmanager
+def _showing_cfg() -> Iterator[None]:
+    """`--cfg` shows what the run uses: graph inputs unresolved (they are data), an unknown `--package` refused."""
+    from hydra._internal.hydra import Hydra
+
+    shown = Hydra.show_cfg
+    Hydra.show_cfg = _show_cfg  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.show_cfg = shown  # type: ignore[method-assign]
+
+
+def _show_cfg(self: Any, config_name: str | None, overrides: list[str], cfg_type: str, package: str | None,
+              resolve: bool = False) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import Container, OmegaConf
+
+    from mora.engine.frontends.job import INPUT_KEYS
+
+    cfg = self.compose_config(config_name=config_name, overrides=overrides, run_mode=RunMode.RUN,
+                              with_log_configuration=False)
+    HydraConfig.instance().set_config(cfg)
+    OmegaConf.set_readonly(cfg.hydra, None)
+    cfg = self.get_sanitized_cfg(cfg, cfg_type)
+    package = None if package == "_global_" else package
+    if resolve:  # as the run reads it: every value resolved but the graph inputs, which are never lookups
+        kept = {k: cfg._get_node(k) for k in INPUT_KEYS if k in cfg}
+        with open_dict(cfg):
+            for key in kept:
+                del cfg[key]
+            OmegaConf.resolve(cfg)
+            for key, node in kept.items():
+                cfg[key] = node
+    shown = cfg if package is None else OmegaConf.select(cfg, package, default=None)
+    if shown is None:
+        raise MoraError(f"package '{package}' not found in the {cfg_type} config (--package names a key, "
+                        "such as runtime or inputs)")
+    if not isinstance(shown, Container):
+        print(shown)
+        return
+    if package is not None:
+        print(f"# @package {package}")
+    sys.stdout.write(OmegaConf.to_yaml(shown))
+
+
 def main() -> None:
     """Console-script entry point: graph inputs made literal, then Hydra, all under Mora's one error guard."""
     hydra_errors_raise()
@@ -89,5 +138,8 @@ def _command(argv: list[str]) -> int | None:
         print(completion)
         return 0
     sys.argv[1:] = as_data(argv)
-    with composed_once(sys.argv[1:]):
-        return _main()
+    try:
+        with composed_once(sys.argv[1:]), _showing_cfg():
+            return _main()
+    except Refused as refused:  # a check before Hydra writes anything (mora.engine.frontends.preflight)
+        raise refused.error from None

@@ -81,6 +81,31 @@ def check_devices(value: Any, runtime: Any) -> str | None:
     return f"must be `all`, a count such as 2, or a list of GPU ids such as [0, 1]; got {value!r}"
 
 
+def check_address(value: Any, runtime: Any) -> str | None:
+    """Empty (a local cluster), `auto`, `HOST:PORT` or `ray://HOST:PORT`: what Ray can connect to."""
+    if value in (None, "", "auto", "local"):
+        return None
+    host, sep, port = str(value).removeprefix("ray://").rpartition(":")
+    if sep and host and port.isdigit() and 0 < int(port) < 65536:
+        return None
+    return f"must be null (start a local cluster), `auto`, `HOST:PORT` or `ray://HOST:PORT`; got {value!r}"
+
+
+def check_num_gpus(value: Any, runtime: Any) -> str | None:
+    """Logical GPUs of a local Ray cluster: each is an actor, so no more than the machine's GPUs (or, for
+    `device: cpu`, its CPUs) can serve them."""
+    if value is None or runtime.name != RuntimeName.ray or runtime.get("address") not in (None, ""):
+        return None
+    if runtime.get("device") == "cpu":
+        cpus = os.cpu_count() or 1
+        return f"{value} CPU actors but this machine has {cpus} CPU(s)" if value > cpus else None
+    gpus = visible_gpus()
+    if value > gpus:
+        return (f"{value} GPU(s) asked but this machine has {gpus}" +
+                ("; use runtime.device=cpu to run the actors on CPU" if not gpus else ""))
+    return None
+
+
 def _meta(min: float | None = None, check: Callable[[Any, Any], str | None] | None = None) -> dict[str, Any]:
     return {"min": min, "check": check}
 
@@ -121,8 +146,8 @@ class RuntimeConf:
     max_resident_models: int = field(default=4, metadata=_meta(min=1))
     max_resident_gib: float = field(default=0.0, metadata=_meta(min=0))
     """Evict least recently used models past this many GiB of weights per worker (0: count only)."""
-    address: str | None = None
-    num_gpus: int | None = field(default=None, metadata=_meta(min=0))
+    address: str | None = field(default=None, metadata=_meta(check=check_address))
+    num_gpus: int | None = field(default=None, metadata=_meta(min=0, check=check_num_gpus))
 
 
 @dataclass

@@ -9,10 +9,15 @@ its body through `guarded`, which maps exception classes to one line and a statu
   the Mora error is what is reported, with its own status.
 - Hydra refusing its command line with a plain ValueError (`--resolve` without `--cfg`, two
   commands at once, `-sc` without a subcommand or with an unknown shell): 2, with Hydra's message.
-- The operating system refusing a path (symlink loop, a file where a folder belongs, permissions,
-  disk full): 2, naming the path and the reason. `Path.resolve()` reports a loop as RuntimeError
+- The job's log file that cannot be opened (a run directory that cannot be written, `hydra.job.name=a/b`):
+  2, naming the file and the settings that place it.
+- The operating system refusing a path (symlink loop, a file where a folder belongs, permissions): 2,
+  naming the path and the reason; the machine failing a write (disk full, `> /dev/full`, I/O error):
+  1, the environment's failure rather than bad input. `Path.resolve()` reports a loop as RuntimeError
   before Python 3.13; that one is mapped too.
-- Ctrl-C: 130 and one line; workers stop with the run (the pool and Ray executors clean up).
+- A standard stream the shell closed (`2>&-`) is opened on /dev/null first, so the run goes on as usual.
+- Ctrl-C: 130 and one line; workers stop with the run (the pool and Ray executors clean up). Any SIGINT
+  counts, even one a library caught and turned into another error (`mora.engine.execution.interrupts`).
 - Anything else is a bug in Mora: one line naming the exception and status 1; the traceback is
   shown only with HYDRA_FULL_ERROR=1 (Hydra's own switch for full traces).
 
@@ -21,13 +26,18 @@ is set, so `hydra_errors_raise` sets it for the process and remembers whether th
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
 
 from mora.engine.errors import GraphError, MoraError
+from mora.engine.execution import interrupts
 
 INTERRUPTED = 130
+
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.ENOMEM})
+"""OS errors that say the machine failed (a full disk, a closed pipe), not that the input was bad: status 1."""
 
 _user_wants_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
@@ -51,13 +61,19 @@ def describe(exc: BaseException) -> tuple[str, int]:
         cause = exc.__cause__
         detail = f"\n{cause}" if isinstance(cause, (HydraException, OmegaConfBaseException)) else ""
         return f"invalid configuration: {exc}{detail}".rstrip(), 2
+    if isinstance(exc, ValueError) and str(exc).startswith("Unable to configure handler") and \
+            isinstance(exc.__cause__, OSError):  # logging.config opening the job's log file in the run directory
+        cause = exc.__cause__
+        return (f"error: cannot write the run's log file '{cause.filename}': {cause.strerror or cause} "
+                "(hydra.run.dir, hydra.sweep.dir, hydra.job.name)"), 2
     if isinstance(exc, ValueError) and _raised_by_hydra(exc):
         return f"invalid command line: {exc}", 2
     if isinstance(exc, FileExistsError) and exc.filename and not os.path.isdir(exc.filename):
         return f"error: '{exc.filename}' is a file where a directory is needed (a run directory?)", 2
     if isinstance(exc, OSError):
         where = " ".join(f"'{p}'" for p in (exc.filename, exc.filename2) if p is not None)
-        return f"error: {exc.strerror or exc}" + (f": {where}" if where else ""), 2
+        return f"error: {exc.strerror or exc}" + (f": {where}" if where else ""), \
+            1 if exc.errno in ENVIRONMENT_ERRNOS else 2
     if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop"):  # Path.resolve() before Python 3.13
         return f"error: a symbolic link loop: {str(exc).removeprefix('Symlink loop from ')}", 2
     if isinstance(exc, RecursionError):
@@ -86,20 +102,58 @@ def _mora_error_inside(exc: BaseException) -> BaseException:
 
 
 def guarded(prog: str, body: Callable[[], int | None]) -> int:
-    """Run `body` and return its status, mapping any exception (and Ctrl-C) to a message and status."""
+    """Run `body` and return its status, mapping any exception (and Ctrl-C) to a message and status.
+
+    Once SIGINT has come (`interrupts.received`), the status is 130 and the one line is "interrupted",
+    however the body ended: a library that swallowed the KeyboardInterrupt turned it into some other failure.
+    """
+    _open_closed_streams()
     try:
-        return body() or 0
+        with interrupts.recorded():
+            status = body() or 0
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit: a full disk behind `>` is reported like any other error
     except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+        status = INTERRUPTED
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
-            return e.code or 0
-        print(f"{prog}: {e.code}", file=sys.stderr)
-        return 1
+            status = e.code or 0
+        elif interrupts.received():
+            status = INTERRUPTED
+        else:
+            print(f"{prog}: {e.code}", file=sys.stderr)
+            return 1
     except Exception as e:
-        message, status = describe(e)
-        if status == 1 and not isinstance(e, MoraError) and _user_wants_traces:
-            raise
-        print(f"{prog}: {message}", file=sys.stderr)
-        return status
+        status = 1
+        if not interrupts.received():
+            message, status = describe(e)
+            if status == 1 and not isinstance(e, MoraError) and _user_wants_traces:
+                raise
+            print(f"{prog}: {message}", file=sys.stderr)
+            return status
+    if interrupts.received() or status == INTERRUPTED:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    return status
+
+
+def _open_closed_streams() -> None:
+    """Point a standard stream the shell closed (`2>&-`, `<&-`) at /dev/null, so runs go on as usual.
+
+    Python leaves `sys.stderr` None when file descriptor 2 is closed, and logging, progress bars and
+    warnings would fail on it; the descriptor is opened too, so workers started from here inherit it.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is not None:
+            continue
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            stream = open(fd, mode, encoding="utf-8", closefd=False)  # noqa: SIM115 (open for the process's life)
+        else:  # the number was closed at start-up and is some file's now: leave that file alone
+            stream = open(os.devnull, mode, encoding="utf-8")  # noqa: SIM115 (open for the process's life)
+        setattr(sys, name, stream)

@@ -46,6 +46,7 @@ from mora.engine.frontends.hydra_job import JobFiles, JobLogs, JobValues, run_bo
 from mora.engine.frontends.job import Configured, configured, objective_value
 from mora.engine.frontends.jobconfig import Composer, Template, composer
 from mora.engine.frontends.manifest import deliver
+from mora.engine.frontends.preflight import refuse_taken_jobs
 from mora.engine.frontends.report import report_quietly
 from mora.engine.graph.merge import Merged, merge_plans
 from mora.engine.rundir import refuse_used
@@ -144,6 +145,7 @@ def _launch(hydra_context: HydraContext, config: DictConfig, job_overrides: Sequ
     for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
         log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
         configs.append(compose.job(list(overrides)))
+    refuse_taken_jobs(compose, configs, initial_job_idx)  # before any job of the batch runs or writes a file
     hydra_before = HydraConfig.instance().cfg
     try:
         kept = _KEPT.setdefault(compose, {})

@@ -84,25 +84,34 @@ class MoraSweeper(Sweeper):
         self.params = params
         self.basic: Sweeper | None = None
         self.config: DictConfig | None = None
+        self.loader: Any = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         self.config = config
+        self.loader = hydra_context.config_loader
         self.basic = BasicSweeper(self.max_batch_size, self.params)
         self.basic.setup(hydra_context=hydra_context, task_function=task_function, config=config)
         if getattr(task_function, "__module__", None) == MORA_TASK_MODULE:
             from mora.engine.frontends.jobconfig import composer
+            from mora.engine.frontends.preflight import checking_batches
 
             compose = composer(hydra_context.config_loader, config)
-            self.basic.validate_batch_is_legal = compose.check  # type: ignore
+            self.basic.validate_batch_is_legal = checking_batches(compose, config)  # type: ignore
 
     def sweep(self, arguments: list[str]) -> Any:
         assert self.basic is not None and self.config is not None
+        from mora.engine.frontends.preflight import JobDirTaken, refuse_sweep_size
         from mora.engine.frontends.report.callback import index_on_error
 
+        refuse_sweep_size(self.loader, [*self.basic._parse_config(), *arguments])  # type: ignore[attr-defined]
         with index_on_error(self.config):
-            return self.basic.sweep(arguments)
+            try:
+                return self.basic.sweep(arguments)
+            except JobDirTaken as e:  # refused before its batch ran: raised past the index, which has nothing new
+                refused = e
+        raise refused
 
 
 __all__ = ["MoraLauncher", "MoraLauncherConf", "MoraSweeper", "MoraSweeperConf"]

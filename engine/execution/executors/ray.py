@@ -2,7 +2,9 @@
 
 Policy. Ray is imported only when this runtime is chosen (`pip install -e '.[ray]'`). The
 executor connects to `runtime.address` (an existing cluster; `auto` finds a local one) or starts
-a local cluster for the run. It creates one long-lived actor per GPU with `num_gpus=1` (actors,
+a local cluster for the run; an address where nothing answers within `CONNECT_TIMEOUT` is refused, as is
+asking more devices than the cluster has GPUs (those actors would wait for ever). It creates one
+long-lived actor per GPU with `num_gpus=1` (actors,
 not tasks: a GPU task starts a fresh process per call and would reload its models), each
 running `mora.engine.execution.runner.execute_unit` on its device with its models resident, and loading the
 models of the nodes downstream meanwhile (mora.engine.execution.runner.prefetch). Placement is the pool's
@@ -24,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +87,20 @@ class _Actor:
         return {"results": [dataclasses.asdict(r) for r in results], "resident": model_loader().resident_models()}
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds to wait for a cluster's address to answer: Ray itself retries an address that never answers for minutes."""
+
+
+def reachable(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Raise a MoraError naming `runtime.address` unless something listens at its HOST:PORT within `timeout`."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as e:
+        why = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else getattr(e, "strerror", None) or e
+        raise MoraError(f"cannot connect to the Ray cluster at runtime.address={address} ({why})") from None
+
+
 class RayExecutor:
     """Runs nodes on Ray actors, one per GPU (or per logical GPU in tests)."""
 
@@ -99,13 +116,22 @@ class RayExecutor:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
             if address is None and runtime.get("num_gpus") is not None:
                 kwargs["num_gpus"] = int(runtime["num_gpus"])
-            ray.init(address=address, **kwargs)
+            if address not in (None, "auto", "local"):
+                reachable(address)
+            try:
+                ray.init(address=address, **kwargs)
+            except (ConnectionError, ValueError) as e:
+                raise MoraError(f"cannot connect to the Ray cluster at runtime.address={address}: {e}") from None
         gpus = int(ray.cluster_resources().get("GPU", 0))
         devices = runtime.get("devices", "all")
         count = gpus if devices == "all" else devices if isinstance(devices, int) else len(devices)
         if count < 1:
             raise MoraError("runtime=ray found no GPU resources in the cluster; start Ray with --num-gpus, or set "
                             "runtime.num_gpus for a local cluster")
+        if count > gpus:  # an actor asks one GPU: the ones beyond the cluster's would wait for ever
+            if self.started_cluster:
+                ray.shutdown()
+            raise MoraError(f"runtime.devices asks {count} GPU(s) but the Ray cluster has {gpus}")
         self.device = "cpu" if runtime.get("device") == "cpu" else "cuda"
         self._remote = ray.remote(num_gpus=1, max_concurrency=1)(_Actor)
         self._actors = [self._spawn(i) for i in range(count)]

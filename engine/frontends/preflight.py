@@ -1,0 +1,168 @@
+"""What a run or sweep is refused for before Hydra writes anything: a sweep too large or empty, a taken directory.
+
+Policy (the promises: nothing hangs, nothing is lost, bad input is one line and status 2 before anything runs):
+
+- A sweep's size is the product of its sweep overrides' lengths, counted from the parsed overrides (a
+  `range` by arithmetic, never expanded). More than `MAX_JOBS` jobs, or none (`seed=range(0,-5)`), is
+  refused naming the override, before the sweeper expands anything (`hydra/sweeper=mora`, the default).
+- A run directory (`hydra.run.dir`, or a sweep job's `hydra.sweep.dir/hydra.sweep.subdir`) may be used
+  when it is new, empty, or this same job's own run that stopped before writing its manifest (its
+  `.hydra/overrides.yaml` lists the same overrides, so "run the same command again" works); anything
+  else (another run's or job's files, or files that are not a Mora run's) is refused, untouched
+  (mora.engine.rundir.refuse_taken). `RunDirCheck`, a Hydra callback (conf/config.yaml), checks a single run's
+  directory in `on_run_start`, before Hydra's `run_job` writes `.hydra/`, and a sweep directory in
+  `on_multirun_start`, before the sweeper writes `multirun.yaml`: one that holds another sweep's
+  `multirun.yaml` or files that are not a sweep's is refused. A sweep's job directories are checked a batch
+  at a time before any job of the batch runs (`refuse_taken_jobs`): two jobs sharing one directory
+  (`hydra.sweep.subdir=same`) or a taken one stop the sweep.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.types import ChoiceSweep, Override, RangeSweep
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mora.engine.errors import MoraError
+from mora.engine.rundir import refuse_taken, refuse_taken_sweep
+
+MAX_JOBS = 100_000
+"""The most jobs one sweep may have (a merged 10,000-job sweep takes about 20 s and 170 MiB: bench/README.md)."""
+
+
+def _length(override: Override) -> int:
+    value = override.value()
+    if isinstance(value, ChoiceSweep):
+        return len(value.list)
+    if isinstance(value, RangeSweep):
+        assert value.start is not None and value.stop is not None
+        if isinstance(value.start, int) and isinstance(value.stop, int) and isinstance(value.step, int):
+            return len(range(value.start, value.stop, value.step)) if value.step else 0
+        start, stop, step = (Decimal(str(v)) for v in (value.start, value.stop, value.step))
+        return max(0, math.ceil((stop - start) / step)) if step else 0
+    return sum(1 for _ in override.sweep_string_iterator())  # a glob over a group's options: a few names
+
+
+def refuse_sweep_size(loader: Any, lines: Sequence[str]) -> int:
+    """The number of jobs the basic sweeper would make of these override lines (its params first); refused if
+    it is over `MAX_JOBS` or zero."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return refuse_size(OverridesParser.create(config_loader=loader).parse_overrides(list(lines)))
+
+
+def refuse_size(overrides: Sequence[Override], limit: int = MAX_JOBS) -> int:
+    """The number of jobs these sweep overrides make (a later override of a key replaces an earlier one)."""
+    lengths: dict[str, tuple[int, str]] = {}
+    for override in overrides:
+        if override.is_sweep_override() and override.is_discrete_sweep():
+            lengths[override.get_key_element()] = (_length(override), override.input_line or override.key_or_group)
+        else:
+            lengths.pop(override.get_key_element(), None)
+    size = 1
+    for count, line in lengths.values():
+        if count == 0:
+            raise MoraError(f"the sweep override '{_short(line)}' has no values: the sweep would run no job")
+        size *= count
+        if size > limit:
+            largest = max(lengths.values())[1]
+            raise MoraError(f"the sweep has more than {limit:,} jobs (the limit; '{_short(largest)}' alone has "
+                            f"{max(lengths.values())[0]:,} values): split it into smaller sweeps")
+    return size
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= 80 else f"{line[:60]}...({len(line):,} characters)"
+
+
+class Refused(BaseException):
+    """A MoraError raised in a callback, carried past Hydra's callback runner (which turns an Exception into a
+    warning and goes on) to `mora`'s entry point, which raises the error itself."""
+
+    def __init__(self, error: MoraError):
+        super().__init__(str(error))
+        self.error = error
+
+
+class RunDirCheck(Callback):
+    """Refuses a taken run or sweep directory before Hydra writes into it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            refuse_taken(Path(str(config.hydra.run.dir)).absolute(), _task(config), _subdir(config))
+        except MoraError as e:
+            raise Refused(e) from None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            refuse_taken_sweep(Path(str(config.hydra.sweep.dir)).absolute(), _task(config))
+        except MoraError as e:
+            raise Refused(e) from None
+
+
+def _task(config: DictConfig) -> list[str]:
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    assert isinstance(task, list)
+    return [str(line) for line in task]
+
+
+def _subdir(config: DictConfig) -> str | None:
+    subdir = config.hydra.output_subdir
+    return None if subdir is None else str(subdir)
+
+
+MORA_LAUNCHER = "hydra_plugins.mora_launcher.mora_launcher.MoraLauncher"
+
+
+class JobDirTaken(MoraError):
+    """A batch of sweep jobs refused for its directories before any of them ran (nothing of it to index)."""
+
+
+def checking_batches(compose: Any, config: DictConfig) -> Callable[[Sequence[Sequence[str]]], None]:
+    """The Mora sweeper's check of a batch: its jobs composed (kept for the launcher) and, where the launcher is
+    not Mora's (which checks its batch itself, in mora.engine.frontends.sweep), their directories checked."""
+    checks_itself = OmegaConf.select(config, "hydra.launcher._target_") == MORA_LAUNCHER
+    launched = [0]
+
+    def check(batch: Sequence[Sequence[str]]) -> None:
+        compose.check(batch)
+        if not checks_itself:
+            refuse_taken_jobs(compose, [compose.checked[tuple(o)] for o in batch], launched[0])
+        launched[0] += len(batch)
+
+    return check
+
+
+def refuse_taken_jobs(compose: Any, batch: Sequence[Any], initial_job_idx: int) -> None:
+    """Refuse a batch of sweep jobs (`JobConfig`s of `compose`) if two share a directory or one's is taken."""
+    hydra_before = HydraConfig.instance().cfg
+    seen: dict[str, int] = {}
+    try:
+        for idx, job in enumerate(batch, start=initial_job_idx):
+            cfg = compose.bind(job, idx)
+            HydraConfig.instance().cfg = cfg  # so ${hydra:...} in the subdir resolves as it will in the job
+            sweep = cfg.hydra.sweep
+            subdir = str(idx) if OmegaConf.to_container(sweep, resolve=False)["subdir"] == "${hydra.job.num}" \
+                else str(sweep.subdir)
+            run_dir = os.path.abspath(os.path.join(str(sweep.dir), subdir))
+            other = seen.setdefault(run_dir, idx)
+            if other != idx:
+                raise JobDirTaken(f"sweep jobs #{other} and #{idx} would share the run directory {run_dir}; "
+                                  "make hydra.sweep.subdir tell jobs apart (the default is ${hydra.job.num})")
+            try:
+                refuse_taken(Path(run_dir), list(job.overrides), _subdir(cfg))
+            except MoraError as e:
+                raise JobDirTaken(str(e)) from None
+    finally:
+        HydraConfig.instance().cfg = hydra_before
+
+
+__all__ = ["MAX_JOBS", "JobDirTaken", "Refused", "RunDirCheck", "checking_batches", "refuse_size", "refuse_sweep_size",
+           "refuse_taken_jobs"]

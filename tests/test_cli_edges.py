@@ -1,0 +1,190 @@
+"""Edges of the command line: what a user can type or do that must end in one line and the status it means.
+
+130 for any Ctrl-C (one a library swallowed too), 2 for bad input refused before anything runs (model
+attention and tiny/random names, Ray's address and GPU counts, a log file that cannot be opened), 1 for a
+machine that fails (a full disk behind `>`), and an ordinary run with standard streams closed. Signals and
+streams are tried on real `mora` processes on a model-free graph; settings in-process (`run_mora`).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mora_inproc import ECHO_GRAPH, run_mora
+
+MORA = "from mora.engine.frontends.cli import main; main()"
+# Ctrl-C as at a terminal: a test run started in the background of a non-interactive shell inherits
+# SIGINT ignored, and a Python started so never raises KeyboardInterrupt
+INTERRUPTIBLE = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+
+SWALLOWING_AGENT = '''
+import time
+from mora.engine.cache.media import text_blob
+from mora.engine.graph.agent import Agent, Param, Port
+from mora.engine.ports import PortType
+
+
+def _run(ctx, inputs, params):
+    open(params["log"], "a").write("started\\n")
+    try:  # as an import fallback with a bare `except:` does: Ctrl-C becomes another error
+        time.sleep(60)
+    except BaseException:
+        raise ModuleNotFoundError("Could not import module 'Qwen2ForCausalLM'") from None
+    return {"text": text_blob("never")}
+
+
+SWALLOW = Agent("p_swallow", 1, "Sleep; turn a Ctrl-C into an import error.", _run,
+                outputs=(Port("text", PortType.TEXT),),
+                params=(Param("log", str, "", "file to log the start to", run_only=True),))
+'''
+
+
+def _swallowing_env(tmp: Path) -> dict[str, str]:
+    site = tmp / "site"
+    dist = site / "mora_swallow-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mora-swallow\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[mora.agents]\np_swallow = swallow_agents:SWALLOW\n")
+    (site / "swallow_agents.py").write_text(SWALLOWING_AGENT)
+    path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    return dict(os.environ, PYTHONPATH=path, MORA_CACHE_DIR=str(tmp / "cache"))
+
+
+def test_ctrl_c_that_an_agent_swallowed_still_exits_130_with_one_line(tmp_path):
+    log = tmp_path / "started.log"
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump({
+        "nodes": {"a": {"agent": "p_swallow", "params": {"log": str(log)}},
+                  "b": {"agent": "text_template", "in": {"text": "x"}, "params": {"template": "A {text}"}}},
+        "outputs": {"a": {"from": "a.text"}, "b": {"from": "b.text"}}}))
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE + MORA, f"graph_file={graph}", "runtime=local",
+                             "runtime.device=cpu", "quiet=true", f"hydra.run.dir={tmp_path / 'run'}"],
+                            env=_swallowing_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not log.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert log.exists(), proc.communicate()[1]
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["mora: interrupted"], err
+    assert "Traceback" not in out and not (tmp_path / "run" / "manifest.json").exists()
+
+
+def _run_closed(tmp_path: Path, closed: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`mora ARGS` with the standard streams named in `closed` (`0`, `1`, `2`) closed, as `2>&-` does."""
+    graph = tmp_path / "echo.yaml"
+    graph.write_text(yaml.safe_dump(ECHO_GRAPH))
+    redirect = " ".join(f"{fd}>&-" if fd != "0" else "<&-" for fd in closed)
+    argv = " ".join(f"'{a}'" for a in [sys.executable, "-c", MORA, f"graph_file={graph}", "inputs.prompt=fox",
+                                       "runtime=local", f"hydra.run.dir={tmp_path / 'run'}", *args])
+    env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"))
+    return subprocess.run(["bash", "-c", f"{argv} {redirect}; echo $? > {tmp_path / 'status'}"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_closed_stderr_runs_normally(tmp_path):
+    done = _run_closed(tmp_path, "2")
+    assert (tmp_path / "status").read_text().strip() == "0", done.stdout
+    assert (tmp_path / "run" / "out.txt").read_text() == "A fox"
+    assert "out:" in done.stdout and "Traceback" not in done.stdout
+
+
+def test_all_standard_streams_closed_run_normally(tmp_path):
+    _run_closed(tmp_path, "012")
+    assert (tmp_path / "status").read_text().strip() == "0"
+    assert (tmp_path / "run" / "out.txt").read_text() == "A fox"
+
+
+def test_torch_logs_nothing_below_warning_even_when_its_import_was_cut_short():
+    """An import of torch that Ctrl-C cut short never sets its logger: its exit hooks' INFO stats must stay quiet."""
+    import logging
+
+    from mora.engine.execution.progress import quiet_libraries
+
+    torch_log = logging.getLogger("torch")
+    before = torch_log.level
+    torch_log.setLevel(logging.NOTSET)
+    try:
+        quiet_libraries(False)
+        assert not logging.getLogger("torch._subclasses.fake_tensor").isEnabledFor(logging.INFO)
+    finally:
+        torch_log.setLevel(before)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.attention=bogus", "model attention 'bogus' is not one of ['sdpa', 'auto', 'xformers'"),
+    ("+model.roles.text_to_image.attention=sdpa_bogus", "model attention 'sdpa_bogus' is not one of"),
+    ("model.roles.prompt={source:tiny,name:nosuch}", "no tiny model named 'nosuch' (role prompt); known: "),
+    ("model.roles.text_to_image={source:random,name:nosuch}", "no random model named 'nosuch' (role text_to_image)"),
+])
+def test_model_settings_checked_before_anything_runs(capsys, cache_dir, tmp_path, override, message):
+    result = run_mora(capsys, "model=tiny", override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2, result.err
+    assert message in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "run" / "manifest.json").exists() and not (cache_dir / "models").exists()
+
+
+def test_a_log_file_that_cannot_be_opened_is_a_clear_error(capsys, cache_dir, tmp_path):
+    result = run_mora(capsys, "model=tiny", "outputs=[prompt]", "hydra.job.name=a/b",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2, result.err
+    assert "cannot write the run's log file" in result.err and "hydra.job.name" in result.err
+    assert "internal error" not in result.err
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["runtime.address=garbage"], "runtime.address: must be null"),
+    (["runtime.address=ray://host:port"], "runtime.address: must be null"),
+    (["runtime.num_gpus=100000"], "runtime.num_gpus: 100000 GPU(s) asked but this machine has"),
+    (["runtime.num_gpus=100000", "runtime.device=cpu"], "runtime.num_gpus: 100000 CPU actors but this machine has"),
+])
+def test_ray_settings_that_cannot_work_are_refused_before_ray_starts(capsys, cache_dir, tmp_path, overrides, message):
+    result = run_mora(capsys, "model=tiny", "outputs=[prompt]", "runtime=ray", *overrides,
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2, result.err
+    assert message in result.err and "internal error" not in result.err
+
+
+def test_a_ray_address_where_nothing_listens_is_refused_at_once():
+    import socket
+
+    from mora.engine.errors import MoraError
+    from mora.engine.execution.executors.ray import reachable
+
+    with socket.socket() as s:  # a port just freed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.time()
+    with pytest.raises(MoraError, match=rf"runtime.address=127.0.0.1:{port} \("):
+        reachable(f"127.0.0.1:{port}", timeout=5)
+    assert time.time() - started < 5
+
+
+def test_stdout_on_a_full_disk_is_an_environment_failure(tmp_path):
+    graph = tmp_path / "echo.yaml"
+    graph.write_text(yaml.safe_dump(ECHO_GRAPH))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-c", MORA, f"graph_file={graph}", "inputs.prompt=fox",
+                               "runtime=local", "quiet=true", f"hydra.run.dir={tmp_path / 'run'}"],
+                              env=dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache")), stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "mora: error: No space left on device"
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_ray_devices_beyond_the_clusters_gpus_are_refused_not_waited_for(ray_cluster):
+    pytest.importorskip("ray")
+    from mora.engine.errors import MoraError
+    from mora.engine.execution.executors.ray import RayExecutor
+
+    with pytest.raises(MoraError, match=r"runtime.devices asks 3 GPU\(s\) but the Ray cluster has 2"):
+        RayExecutor({"device": "cpu", "devices": 3})

@@ -1,0 +1,119 @@
+"""Refused before anything runs or is written: a taken run or sweep directory, and a sweep too large or empty.
+
+Real `mora` processes (mora.engine.frontends.preflight, mora.engine.rundir.refuse_taken).
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mora_inproc import ECHO_GRAPH
+
+
+@pytest.fixture
+def mora(tmp_path, cache_dir, write_graph):
+    graph = write_graph(ECHO_GRAPH)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        flags = [a for a in args if a.startswith("-")]
+        overrides = [a for a in args if not a.startswith("-")]
+        return subprocess.run([sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", *flags,
+                               f"graph_file={graph}", "runtime=local", "runtime.device=cpu", "quiet=true", *overrides],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _one_line(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "Error executing job" not in result.stderr, result.stderr
+    assert all(w in result.stderr for w in words), result.stderr
+
+
+def test_a_refused_second_run_leaves_the_first_runs_records_as_they_were(mora, tmp_path):
+    assert mora("prompt=first run", "hydra.run.dir=same").returncode == 0
+    before = _files(tmp_path / "same")
+    _one_line(mora("prompt=second run", "seed=5", "hydra.run.dir=same"), "already holds another run")
+    assert _files(tmp_path / "same") == before
+
+
+def test_a_folder_of_the_users_own_files_is_refused_untouched(mora, tmp_path):
+    mine = tmp_path / "mine"
+    (mine / ".hydra").mkdir(parents=True)
+    (mine / "out.txt").write_text("my words")
+    (mine / ".hydra" / "config.yaml").write_text("mine: true\n")
+    _one_line(mora("prompt=fox", "hydra.run.dir=mine"), "is not a Mora run's", "its files are kept")
+    assert _files(mine) == {"out.txt": b"my words", ".hydra/config.yaml": b"mine: true\n"}
+
+
+def test_a_folder_of_a_refused_runs_records_is_reused_but_another_jobs_outputs_are_not(mora, tmp_path):
+    failed = mora("inputs.nosuch=1", "hydra.run.dir=run")  # refused by the graph after Hydra made the directory
+    assert failed.returncode == 2 and (tmp_path / "run" / ".hydra").is_dir()
+    again = mora("inputs.nosuch=1", "hydra.run.dir=run")
+    assert again.returncode == 2 and "unknown graph input 'nosuch'" in again.stderr, again.stderr
+    fixed = mora("prompt=fox", "hydra.run.dir=run")  # the corrected command: only records were there
+    assert fixed.returncode == 0 and (tmp_path / "run" / "manifest.json").is_file(), fixed.stderr
+    assert mora("inputs.nosuch=1", "hydra.run.dir=part").returncode == 2
+    (tmp_path / "part" / "prompt.txt").write_text("a stopped run's output")  # more than records: kept
+    before = _files(tmp_path / "part")
+    _one_line(mora("prompt=fox", "hydra.run.dir=part"), "holds another job's run")
+    assert _files(tmp_path / "part") == before
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_a_second_sweep_into_a_sweep_directory_changes_nothing(mora, tmp_path, launcher):
+    first = mora("-m", f"hydra/launcher={launcher}", "prompt=a,b", "hydra.sweep.dir=swx")
+    assert first.returncode == 0, first.stderr
+    before = _files(tmp_path / "swx")
+    _one_line(mora("-m", f"hydra/launcher={launcher}", "prompt=a,c", "hydra.sweep.dir=swx"), "holds another sweep")
+    _one_line(mora("-m", f"hydra/launcher={launcher}", "prompt=a,b", "hydra.sweep.dir=swx"),
+              "already holds another run")
+    assert _files(tmp_path / "swx") == before
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_jobs_sharing_a_directory_are_refused_before_any_runs(mora, tmp_path, launcher):
+    result = mora("-m", f"hydra/launcher={launcher}", "hydra.sweep.subdir=same", "prompt=a,b", "hydra.sweep.dir=sw")
+    _one_line(result, "sweep jobs #0 and #1 would share the run directory")
+    assert not (tmp_path / "sw" / "same").exists()
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_an_oversized_sweep_is_refused_at_once_without_expanding_it(mora, tmp_path, launcher):
+    result = mora("-m", f"hydra/launcher={launcher}", "seed=range(0,100000000)", "prompt=a,b", "hydra.sweep.dir=sw")
+    _one_line(result, "more than 100,000 jobs", "seed=range(0,100000000)")
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("sweep", ["seed=range(0,-5)", "seed=range(1.0,0.5)", "seed=range(0,5,0)"])
+def test_an_empty_sweep_is_refused(mora, tmp_path, sweep):
+    _one_line(mora("-m", sweep, "hydra.sweep.dir=sw"), "has no values", sweep)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_sizes_are_counted_not_expanded():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mora.engine.frontends.preflight import refuse_size
+
+    parse = OverridesParser.create().parse_overrides
+    assert refuse_size(parse(["seed=range(0,10,3)", "prompt=a,b", "x=1", "y=range(0,1,0.25)"])) == 4 * 2 * 4
+    assert refuse_size(parse(["seed=range(0,100000)", "seed=1,2"])) == 2  # the later override of a key wins
+    assert refuse_size(parse(["a=range(0,1000)", "b=range(0,100)"])) == 100_000
+
+
+@pytest.mark.parametrize("args", [("--cfg=job", "--package=nosuch"), ("--package=x", "--cfg=job")])
+def test_an_unknown_cfg_package_is_a_usage_error(mora, args):
+    _one_line(mora(*args), "not found in the job config")
+
+
+def test_cfg_resolve_shows_graph_inputs_as_the_run_uses_them(mora):
+    result = mora("--cfg=job", "--resolve", "prompt=${oc.env:HOME}", "inputs.x=${now:}")
+    assert result.returncode == 0, result.stderr
+    assert "prompt: ${oc.env:HOME}" in result.stdout and "x: ${now:}" in result.stdout, result.stdout
