@@ -188,3 +188,17 @@ def test_ray_devices_beyond_the_clusters_gpus_are_refused_not_waited_for(ray_clu
 
     with pytest.raises(MoraError, match=r"runtime.devices asks 3 GPU\(s\) but the Ray cluster has 2"):
         RayExecutor({"device": "cpu", "devices": 3})
+
+
+def test_an_input_refused_inside_the_job_is_one_line(tmp_path):
+    """Hydra's own "Error executing job with overrides: [...]" (every override again, a long prompt in full) is
+    left out: the refusal is Mora's one line."""
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump(ECHO_GRAPH))
+    env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", MORA, f"graph_file={graph}", "inputs.nosuch=1",
+                           f"inputs.prompt={'fox ' * 2000}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[:2000]
+    assert "unknown graph input 'nosuch'" in lines[0] and "fox fox" not in lines[0]

@@ -117,3 +117,15 @@ def test_cfg_resolve_shows_graph_inputs_as_the_run_uses_them(mora):
     result = mora("--cfg=job", "--resolve", "prompt=${oc.env:HOME}", "inputs.x=${now:}")
     assert result.returncode == 0, result.stderr
     assert "prompt: ${oc.env:HOME}" in result.stdout and "x: ${now:}" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ((), ("needs objective=OUTPUT",)),
+    (("objective=out", "hydra.sweeper.n_trials=0"), ("hydra.sweeper.n_trials", "at least 1, got 0")),
+    (("objective=out", "hydra.sweeper.n_jobs=-1"), ("hydra.sweeper.n_jobs",)),
+    (("objective=out", "hydra.sweeper.direction=sideways"), ("hydra.sweeper.direction", "'sideways'")),
+])
+def test_optuna_settings_that_cannot_work_are_refused_before_any_trial(mora, tmp_path, overrides, words):
+    _one_line(mora("-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "prompt=a,b", "hydra.sweep.dir=opt",
+                   *overrides), *words)
+    assert not (tmp_path / "opt").exists()

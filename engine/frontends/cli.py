@@ -80,6 +80,26 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 @contextlib.contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A failed job's error reaches Mora's guard, which prints it as one line; Hydra's own line before it ("Error
+    executing job with overrides: [...]", which repeats every override, a long prompt in full) is left out."""
+    from hydra.core.utils import JobReturn, JobStatus
+
+    shown = JobReturn.return_value
+
+    def value(self: JobReturn) -> Any:
+        if self.status == JobStatus.FAILED:
+            raise self._return_value
+        return shown.fget(self)  # type: ignore[union-attr]
+
+    JobReturn.return_value = property(value, shown.fset)  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        JobReturn.return_value = shown  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
 def _showing_cfg() -> Iterator[None]:
     """`--cfg` shows what the run uses: graph inputs unresolved (they are data), an unknown `--package` refused."""
     from hydra._internal.hydra import Hydra
@@ -139,7 +159,7 @@ def _command(argv: list[str]) -> int | None:
         return 0
     sys.argv[1:] = as_data(argv)
     try:
-        with composed_once(sys.argv[1:]), _showing_cfg():
+        with composed_once(sys.argv[1:]), _showing_cfg(), _one_line_errors():
             return _main()
     except Refused as refused:  # a check before Hydra writes anything (mora.engine.frontends.preflight)
         raise refused.error from None

@@ -15,6 +15,8 @@ Policy (the promises: nothing hangs, nothing is lost, bad input is one line and 
   `multirun.yaml` or files that are not a sweep's is refused. A sweep's job directories are checked a batch
   at a time before any job of the batch runs (`refuse_taken_jobs`): two jobs sharing one directory
   (`hydra.sweep.subdir=same`) or a taken one stop the sweep.
+- With Optuna's sweeper, a missing `objective`, fewer than one trial or process, or a direction other than
+  minimize/maximize is refused in `on_multirun_start` (`refuse_optuna_settings`), before any trial runs.
 """
 from __future__ import annotations
 
@@ -102,9 +104,33 @@ class RunDirCheck(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
+            refuse_optuna_settings(config)
             refuse_taken_sweep(Path(str(config.hydra.sweep.dir)).absolute(), _task(config))
         except MoraError as e:
             raise Refused(e) from None
+
+
+OPTUNA_DIRECTIONS = ("minimize", "maximize")
+
+
+def refuse_optuna_settings(config: DictConfig) -> None:
+    """With Optuna's sweeper: an `objective` to optimise, at least one trial and one process, and a direction
+    Optuna knows, or it would run every job and then fail (no objective, no trial) or stop with its own error."""
+    sweeper = config.hydra.sweeper
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return
+    if config.get("objective") is None:
+        raise MoraError("hydra/sweeper=optuna needs objective=OUTPUT: the graph's numeric output it optimises")
+    for key in ("n_trials", "n_jobs"):
+        value = sweeper.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise MoraError(f"hydra.sweeper.{key} must be a whole number of at least 1, got {value!r}")
+    direction = sweeper.get("direction")
+    directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+    names = [str(getattr(d, "name", d)).lower() for d in directions]
+    if len(names) != 1 or names[0] not in OPTUNA_DIRECTIONS:
+        raise MoraError(f"hydra.sweeper.direction must be one of {list(OPTUNA_DIRECTIONS)} (Mora's objective is one "
+                        f"number), got {direction!r}")
 
 
 def _task(config: DictConfig) -> list[str]:
