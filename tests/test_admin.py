@@ -49,6 +49,17 @@ VIDEO_GRAPH = {
 }
 
 
+def test_validate_names_the_inputs_a_run_still_needs(write_graph, capsys, tmp_path):
+    """`validate` checks a file on its own (a required input may be left out), and says what `mora` would refuse."""
+    status, out, _ = run_admin(capsys, "validate", str(write_graph(IMAGE_GRAPH)))
+    assert status == 0 and out.rstrip().endswith("outputs: small; a run needs inputs.image=...)")
+    image = tmp_path / "in.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(image)
+    status, out, _ = run_admin(capsys, "validate", str(write_graph(IMAGE_GRAPH)), "-i", f"image={image}")
+    assert status == 0 and "a run needs" not in out
+
 @pytest.mark.parametrize("content, says", [
     (None, "image file does not exist"), (b"", "empty"), (b"not an image", "not a readable image")])
 def test_validate_reads_input_files_as_a_run_does_and_stores_nothing(write_graph, capsys, tmp_path, cache_dir,

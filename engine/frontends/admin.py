@@ -92,11 +92,14 @@ def preset_inputs(model: str | None) -> dict[str, Preset]:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from mora.engine.frontends.api import check_input_files
+    from mora.engine.frontends.api import check_input_files, graph_path
+    from mora.engine.graph.spec import read_graph_file
 
     plan = _plan(args)
     check_input_files(plan)
-    print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)})")
+    required = [name for name in read_graph_file(graph_path(None, args.file)).inputs if name not in plan.inputs]
+    needs = f"; a run needs {', '.join(f'inputs.{n}=...' for n in required)}" if required else ""
+    print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)}{needs})")
     return 0
 
 
