@@ -202,3 +202,20 @@ def test_an_input_refused_inside_the_job_is_one_line(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr[:2000]
     assert "unknown graph input 'nosuch'" in lines[0] and "fox fox" not in lines[0]
+
+
+def test_a_pool_of_more_cpu_workers_than_one_machine_may_start_is_refused_before_any_starts():
+    from mora.engine.errors import MoraError
+    from mora.engine.execution.executors.pool import MAX_CPU_WORKERS, PoolExecutor
+
+    with pytest.raises(MoraError, match=f"runtime.devices={MAX_CPU_WORKERS + 1} CPU workers is more than"):
+        PoolExecutor(MAX_CPU_WORKERS + 1, "cpu")
+
+
+def test_a_worker_whose_driver_is_gone_exits_without_a_traceback(tmp_path):
+    worker = subprocess.Popen([sys.executable, "-m", "mora.engine.execution.worker", "cpu", "w0"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache")))
+    worker.stdout.close()  # the driver's end of the protocol, gone before the worker says it is ready
+    _, err = worker.communicate(timeout=120)
+    assert worker.returncode == 3 and b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()[-2000:]

@@ -68,4 +68,7 @@ def result_from_json(data: dict) -> NodeResult:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    try:
+        serve(sys.argv[1], sys.argv[2])
+    except BrokenPipeError:  # the driver is gone (Ctrl-C, killed): nobody to answer, nothing to report
+        os._exit(3)

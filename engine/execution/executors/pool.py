@@ -57,10 +57,17 @@ def count_gpus() -> int:
     return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
+MAX_CPU_WORKERS = 128
+"""The most CPU workers a pool starts: more than cores is useful for agents that wait (bench/sim_scale.py runs 64 on
+two cores), but each is a process, and a typo such as runtime.devices=1000000 must not fork until memory runs out."""
+
+
 def device_ids(devices: Any, kind: str) -> list[str]:
     """Device ids from config: `all`, a count, or a list of ids."""
     if kind == "cpu":
         n = devices if isinstance(devices, int) else len(devices) if isinstance(devices, (list, tuple)) else 2
+        if n > MAX_CPU_WORKERS:
+            raise MoraError(f"runtime.devices={n} CPU workers is more than the {MAX_CPU_WORKERS} one machine may start")
         return [str(i) for i in range(int(n))]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [d.strip() for d in visible.split(",")] if visible else [str(i) for i in range(count_gpus())]
