@@ -93,13 +93,13 @@ def refuse_taken(run_dir: Path, overrides: Sequence[str], hydra_subdir: str | No
     """Raise unless `run_dir` is new, empty, this same job's own run that stopped before its manifest, or holds only
     the records of a run that made nothing (a refused input: the corrected command may use the folder)."""
     refuse_used(run_dir)
-    if not run_dir.exists() or _is_empty(run_dir):
+    if not run_dir.exists() or _is_empty(run_dir) or _only_records(run_dir, hydra_subdir):
         return
     recorded = None if hydra_subdir is None else _recorded(run_dir / hydra_subdir / "overrides.yaml")
     if recorded is None:
         raise MoraError(f"the run directory {run_dir} is not empty and is not a Mora run's (no "
                         f"{hydra_subdir or '.hydra'}/overrides.yaml); its files are kept. {CHOOSE}")
-    if recorded != list(overrides) and not _only_records(run_dir, hydra_subdir):
+    if recorded != list(overrides):
         raise MoraError(f"the run directory {run_dir} holds another job's run (its {hydra_subdir}/overrides.yaml "
                         f"differs); its files are kept. {CHOOSE}")
 
@@ -107,7 +107,7 @@ def refuse_taken(run_dir: Path, overrides: Sequence[str], hydra_subdir: str | No
 def _only_records(run_dir: Path, hydra_subdir: str | None) -> bool:
     """Whether `run_dir` holds nothing but a refused or failed run's records (Hydra's folder and the log), which a
     corrected command may take over: no output of any run is in it."""
-    return {p.name for p in run_dir.iterdir()} <= {hydra_subdir, "mora.log"}
+    return {p.name for p in run_dir.iterdir()} <= {hydra_subdir or ".hydra", "mora.log"}
 
 
 def refuse_taken_sweep(sweep_dir: Path, overrides: Sequence[str]) -> None:

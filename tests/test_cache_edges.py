@@ -131,6 +131,55 @@ def test_a_staged_input_video_survives_a_concurrent_verify(tmp_path):
     store.close()
 
 
+MANY_VIDEOS = textwrap.dedent("""
+    import resource, sys
+    from pathlib import Path
+    import numpy as np
+    from mora.engine.cache import media
+    from mora.engine.cache.ingest import Ingest
+    from mora.engine.cache.store import Store
+    from mora.engine.ports import PortType
+
+    tmp = Path(sys.argv[1])
+    store = Store(tmp / "c")
+    videos = []
+    for i in range(80):
+        videos.append(tmp / f"v{i}.mp4")
+        media.write_mp4(media.Frames(np.full((2, 16, 16, 3), 3 * i, np.uint8), 8.0), videos[-1])
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    ingest = Ingest(store)
+    try:
+        staged = [ingest.read(PortType.VIDEO, str(v)) for v in videos]  # all read before any is kept, as a run does
+        print(len({ingest.keep(s).digest for s in staged}))
+    finally:
+        ingest.discard()
+""")
+
+
+def test_a_run_with_more_input_videos_than_descriptors_reads_them_all(tmp_path):
+    """Every staged video shares its run's one locked folder: 80 videos under a limit of 64 descriptors."""
+    done = subprocess.run([sys.executable, "-c", MANY_VIDEOS, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "80", done.stderr[-2000:]
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []  # the staging folder is gone with the run's reads
+
+
+def test_a_dead_runs_staging_folder_is_cleaned_and_a_live_ones_kept(tmp_path):
+    video = tmp_path / "in.mp4"
+    media.write_mp4(media.Frames(np.zeros((2, 16, 16, 3), np.uint8), 8.0), video)
+    store = Store(tmp_path / "c")
+    live = Ingest(store)
+    live.read(PortType.VIDEO, str(video))
+    dead = store.root / "tmp" / "999999999-input-abcdefgh"  # a staging folder whose process is gone
+    dead.mkdir()
+    (dead / "tmpxyz").write_bytes(b"half a video")
+    user = store.root / "tmp" / "notes"
+    user.mkdir()
+    assert maintenance.clean_tmp(store, min_age=0) == [dead.name]
+    assert not dead.exists() and user.is_dir() and len(list((store.root / "tmp").iterdir())) == 2
+    live.discard()
+    store.close()
+
 # 4. leases/ holding a FIFO; the maintenance lock's wait is bounded --------------------------
 def test_a_fifo_in_leases_does_not_hang_gc(tmp_path):
     store = Store(tmp_path / "c")
@@ -191,6 +240,10 @@ def test_a_bad_artifact_store_is_refused_and_not_recorded(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "c")
     store = Store(tmp_path / "c2")
     assert store.remote is not None and store.remote.url == str(tmp_path / "relstore")
+    store.close()
+    (tmp_path / "c2" / "artifacts").write_text("relstore\n")  # as recorded before paths were made absolute
+    monkeypatch.chdir(tmp_path)
+    store = Store(tmp_path / "c2", artifacts="relstore")  # the same store named the same way: still this cache's
     store.close()
 
 

@@ -219,3 +219,36 @@ def test_a_worker_whose_driver_is_gone_exits_without_a_traceback(tmp_path):
     worker.stdout.close()  # the driver's end of the protocol, gone before the worker says it is ready
     _, err = worker.communicate(timeout=120)
     assert worker.returncode == 3 and b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()[-2000:]
+
+
+def test_a_ctrl_c_never_counts_for_a_later_run_in_the_same_process():
+    from mora.engine.execution import interrupts
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as at a terminal (see INTERRUPTIBLE)
+    try:
+        with interrupts.recorded():
+            with pytest.raises(KeyboardInterrupt):
+                signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # what a Ctrl-C does here
+            assert interrupts.received()
+        interrupts.check()  # outside a guarded run (the Python API afterwards): nothing to stop
+        with interrupts.recorded():
+            assert not interrupts.received()
+            interrupts.check()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_sweep_job_refused_inside_is_named_in_its_one_line(tmp_path):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(yaml.safe_dump({"inputs": {"n": {"type": "number", "default": 1}},
+                                     "nodes": {"a": {"agent": "text_template", "in": {"text": "x"},
+                                                     "params": {"nosuch": {"input": "n"}}}},
+                                     "outputs": {"out": {"from": "a.text"}}}))
+    env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"))
+    done = subprocess.run([sys.executable, "-c", MORA, "-m", f"graph_file={graph}", "hydra/launcher=basic",
+                           "inputs.n=1,2", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("mora:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
+    assert errors[0].startswith("mora: job #0 (") and "inputs.n=1)" in errors[0] and "nosuch" in errors[0]
+    assert "Error executing job" not in done.stderr

@@ -6,13 +6,15 @@ canonically (PNG, frame store), so the same pixels give the same digest whatever
 container. Each distinct input is read once per run, however many nodes use it and however its
 path is spelt, and a failure is remembered as well as a success, so one bad file is decoded and
 reported once. A video is streamed into a file in the store's `tmp/` rather than held in memory,
-locked as every writer's temporary file is (tmpfiles.py), so maintenance never takes it for a dead
-writer's however long the other inputs take; nothing enters the store until every input has been
+in the run's staging folder, locked once for all its videos (tmpfiles.py), so maintenance never takes
+one for a dead writer's however long the other inputs take, and a sweep over thousands of videos
+holds one descriptor, not one a video; nothing enters the store until every input has been
 read successfully (`keep`), and `discard` removes whatever was staged but not kept.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 from mora.engine.cache import media, tmpfiles
 from mora.engine.cache.artifacts import ArtifactRef, Blob
 from mora.engine.cache.store import Store
-from mora.engine.cache.tmpfiles import TempFile
+from mora.engine.cache.tmpfiles import TempDir
 from mora.engine.errors import InputError
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.userfiles import read_user_file
@@ -30,15 +32,12 @@ MAX_LATENT_FILE_BYTES = 1 << 30
 
 @dataclass(frozen=True)
 class Staged:
-    """An artifact already written to a file in the store's `tmp/`, too large to hold in memory, held locked."""
+    """An artifact already written to a file in the run's locked staging folder in `tmp/`, too large to hold in
+    memory."""
 
     kind: PortType
     fmt: str
-    file: TempFile
-
-    @property
-    def path(self) -> Path:
-        return self.file.path
+    path: Path
 
 
 class Ingest:
@@ -48,6 +47,7 @@ class Ingest:
         self.store = store
         self._read: dict[tuple[str, Any], Blob | Staged | str] = {}
         self._kept: dict[int, ArtifactRef] = {}
+        self._staging: TempDir | None = None
 
     def read(self, kind: PortType, value: Any) -> Blob | Staged:
         """The artifact for a literal of port type `kind` (a path for image, video and latent); InputError if bad."""
@@ -67,18 +67,16 @@ class Ingest:
         """Store an artifact that `read` returned."""
         if isinstance(item, Staged):  # read once however many sources name it, so moved into place once
             if id(item) not in self._kept:
-                try:
-                    self._kept[id(item)] = self.store.put_file(item.kind, item.fmt, item.path)
-                finally:
-                    item.file.close()
+                self._kept[id(item)] = self.store.put_file(item.kind, item.fmt, item.path)
             return self._kept[id(item)]
         return self.store.put(item)
 
     def discard(self) -> None:
-        """Remove staged files that were not kept (a failed input elsewhere, or an interruption)."""
-        for item in self._read.values():
-            if isinstance(item, Staged):
-                item.file.remove()
+        """Remove the staging folder with the files that were not kept (a failed input elsewhere, or an
+        interruption), and release its lock."""
+        if self._staging is not None:
+            self._staging.remove()
+            self._staging = None
 
     def _make(self, kind: PortType, value: Any) -> Blob | Staged:
         if kind == PortType.TEXT:
@@ -95,14 +93,16 @@ class Ingest:
         raise InputError(f"cannot make a literal of type {kind.value}")
 
     def _video(self, path: Path) -> Staged:
-        staged = tmpfiles.create(self.store.root / "tmp", label="input")
+        if self._staging is None:
+            self._staging = tmpfiles.create_dir(self.store.root / "tmp", label="input")
+        fd, name = tempfile.mkstemp(dir=self._staging.path)
         try:
-            with open(staged.fd, "w+b", closefd=False) as dest:
+            with open(fd, "w+b") as dest:
                 media.ingest_video_file(path, dest)
         except BaseException:
-            staged.remove()
+            os.unlink(name)
             raise
-        return Staged(PortType.VIDEO, "frames", staged)
+        return Staged(PortType.VIDEO, "frames", Path(name))
 
 
 def _latent_file(path: Path) -> Blob:

@@ -255,7 +255,8 @@ def _temp_files(store: Store) -> list[Path]:
 
 
 def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
-    """Delete Mora's temporary files that no writer holds (their lock is free) whose writer died or that went quiet.
+    """Delete Mora's temporary files (and staging folders) that no writer holds (their lock is free) whose writer
+    died or that went quiet.
 
     Writers hold an flock on their temporary file until it is renamed into place (tmpfiles.py), so
     a live write is never deleted, even by a process that cannot see the writer's pid (another host
@@ -270,12 +271,15 @@ def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
             continue
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             pid = tmpfiles.writer_pid(p.name)
             if (pid is not None and not _alive(pid)) or now - st.st_mtime > min_age:
-                p.unlink()
+                if stat.S_ISDIR(st.st_mode):  # a run's staging folder (its input videos)
+                    tmpfiles.remove_tree(p)
+                else:
+                    p.unlink()
                 removed.append(p.name)
         except OSError:  # held by its writer (BlockingIOError), or gone meanwhile
             continue

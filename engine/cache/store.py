@@ -160,7 +160,7 @@ class Store(ArtifactStore):
             recorded = binding.read_text(encoding="utf-8").strip() if binding.is_file() else None
         except OSError as e:
             raise CacheError(f"cannot read the artifact store recorded in {binding}: {e.strerror or e}") from None
-        if artifacts and recorded is not None and artifacts != recorded:
+        if artifacts and recorded and artifacts != artifact_url(recorded):  # a relative path recorded before 2026-11-27
             raise CacheError(f"cache {self.root} keeps its artifacts in {recorded}, not cache.artifacts={artifacts}; "
                              "use another cache.dir for another artifact store")
         if recorded is not None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 _received = False
+_active = False
 
 
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -27,26 +28,30 @@ def _on_sigint(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def recorded() -> Iterator[None]:
-    """Record SIGINT meanwhile (main thread only) where Python's default handler is in place, then put it back."""
-    global _received
+    """Record SIGINT meanwhile (main thread only) where Python's default handler is in place, then put it back.
+    Each use starts afresh: a Ctrl-C of an earlier run in the process never counts for a later one."""
+    global _received, _active
+    _received = False
     if threading.current_thread() is not threading.main_thread() or \
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    _received = False
     signal.signal(signal.SIGINT, _on_sigint)
+    _active = True
     try:
         yield
     finally:
+        _active = False
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def received() -> bool:
-    """Whether this process got a SIGINT in `recorded` (even one some code caught and dropped)."""
+    """Whether this process got a SIGINT in the last `recorded` (even one some code caught and dropped)."""
     return _received
 
 
 def check() -> None:
-    """Raise KeyboardInterrupt if a SIGINT came, so a swallowed Ctrl-C still stops the run here."""
-    if _received:
+    """Inside `recorded`: raise KeyboardInterrupt if a SIGINT came, so a swallowed Ctrl-C still stops the run here.
+    Outside (a run through the Python API after a guarded one), nothing."""
+    if _active and _received:
         raise KeyboardInterrupt

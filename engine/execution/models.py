@@ -225,8 +225,8 @@ def weights_digest(folder: Path, store: Store) -> str:
     signature = hashlib.sha256()
     for p in files:
         st = p.stat()
-        signature.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_dev}\0"
-                         f"{st.st_ino}\n".encode())
+        # not st_dev: a container's overlay or an NFS client numbers the same device differently each time
+        signature.update(f"{p.relative_to(folder)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n".encode())
     memo_key = f"weights:{signature.hexdigest()}"
     memo = store.index.get(memo_key)
     if isinstance(memo, str):

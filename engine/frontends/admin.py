@@ -80,10 +80,10 @@ def _plan(args: argparse.Namespace) -> Plan:
     from mora.engine.frontends.api import graph_path, load_plan
 
     return load_plan(graph_path(None, args.file), _inputs(args.input), standalone=True,
-                     defaults=preset_inputs(args.model))
+                     defaults=preset_inputs_for(args.model))
 
 
-def preset_inputs(model: str | None) -> dict[str, Preset]:
+def preset_inputs_for(model: str | None) -> dict[str, Preset]:
     """The model preset's `inputs` (the default preset's, or PRESET's), each noting the preset's file, as `mora`
     reads them."""
     from mora.engine.frontends import job

@@ -82,14 +82,19 @@ def _main(cfg: DictConfig) -> float | None:
 @contextlib.contextmanager
 def _one_line_errors() -> Iterator[None]:
     """A failed job's error reaches Mora's guard, which prints it as one line; Hydra's own line before it ("Error
-    executing job with overrides: [...]", which repeats every override, a long prompt in full) is left out."""
+    executing job with overrides: [...]", which repeats every override, a long prompt in full) is left out, and a
+    sweep's job is named in the guard's line instead (`mora_job` on the error)."""
     from hydra.core.utils import JobReturn, JobStatus
 
     shown = JobReturn.return_value
 
     def value(self: JobReturn) -> Any:
         if self.status == JobStatus.FAILED:
-            raise self._return_value
+            error = self._return_value
+            job = _sweep_job(self)
+            if job is not None:  # the guard's line says which job of a sweep failed, as Hydra's line did
+                error.mora_job = job
+            raise error
         return shown.fget(self)  # type: ignore[union-attr]
 
     JobReturn.return_value = property(value, shown.fset)  # type: ignore[method-assign, assignment]
@@ -97,6 +102,17 @@ def _one_line_errors() -> Iterator[None]:
         yield
     finally:
         JobReturn.return_value = shown  # type: ignore[method-assign]
+
+
+def _sweep_job(ret: Any) -> str | None:
+    """`#N (overrides)` for a sweep's job (the overrides cut short), None for a single run."""
+    from hydra.types import RunMode
+
+    hydra_cfg = ret.hydra_cfg
+    if hydra_cfg is None or hydra_cfg.hydra.mode != RunMode.MULTIRUN:
+        return None
+    overrides = " ".join(ret.overrides or ())
+    return f"#{hydra_cfg.hydra.job.num} ({overrides if len(overrides) <= 200 else overrides[:200] + '...'})"
 
 
 @contextlib.contextmanager
@@ -126,14 +142,15 @@ def _show_cfg(self: Any, config_name: str | None, overrides: list[str], cfg_type
     OmegaConf.set_readonly(cfg.hydra, None)
     cfg = self.get_sanitized_cfg(cfg, cfg_type)
     package = None if package == "_global_" else package
-    if resolve:  # as the run reads it: every value resolved but the graph inputs, which are never lookups
-        kept = {k: cfg._get_node(k) for k in INPUT_KEYS if k in cfg}
+    if resolve:  # as the run reads it: every value resolved but the graph inputs, which are never lookups (and
+        # stay in place: other values, such as the help's, may read them)
         with open_dict(cfg):
-            for key in kept:
-                del cfg[key]
-            OmegaConf.resolve(cfg)
-            for key, node in kept.items():
-                cfg[key] = node
+            for key in [k for k in cfg if k not in INPUT_KEYS]:
+                node = cfg._get_node(key)
+                if isinstance(node, Container):
+                    OmegaConf.resolve(node)
+                else:
+                    cfg[key] = cfg[key]
     shown = cfg if package is None else OmegaConf.select(cfg, package, default=None)
     if shown is None:
         raise MoraError(f"package '{package}' not found in the {cfg_type} config (--package names a key, "

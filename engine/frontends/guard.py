@@ -129,7 +129,8 @@ def guarded(prog: str, body: Callable[[], int | None]) -> int:
             message, status = describe(e)
             if status == 1 and not isinstance(e, MoraError) and _user_wants_traces:
                 raise
-            print(f"{prog}: {message}", file=sys.stderr)
+            job = getattr(e, "mora_job", None)  # a sweep's job (mora.engine.frontends.cli)
+            print(f"{prog}: {f'job {job}: ' if job else ''}{message}", file=sys.stderr)
             return status
     if interrupts.received() or status == INTERRUPTED:
         print(f"\n{prog}: interrupted", file=sys.stderr)

@@ -9,7 +9,7 @@ Policy (the promises: nothing hangs, nothing is lost, bad input is one line and 
   when it is new, empty, or this same job's own run that stopped before writing its manifest (its
   `.hydra/overrides.yaml` lists the same overrides, so "run the same command again" works); anything
   else (another run's or job's files, or files that are not a Mora run's) is refused, untouched
-  (mora.engine.rundir.refuse_taken). `RunDirCheck`, a Hydra callback (conf/config.yaml), checks a single run's
+  (mora.engine.rundir.refuse_taken). `Preflight`, a Hydra callback (conf/config.yaml), checks a single run's
   directory in `on_run_start`, before Hydra's `run_job` writes `.hydra/`, and a sweep directory in
   `on_multirun_start`, before the sweeper writes `multirun.yaml`: one that holds another sweep's
   `multirun.yaml` or files that are not a sweep's is refused. A sweep's job directories are checked a batch
@@ -20,9 +20,10 @@ Policy (the promises: nothing hangs, nothing is lost, bad input is one line and 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -93,21 +94,32 @@ class Refused(BaseException):
         self.error = error
 
 
-class RunDirCheck(Callback):
-    """Refuses a taken run or sweep directory before Hydra writes into it."""
+class Preflight(Callback):
+    """Refuses a taken run or sweep directory, and Optuna settings that cannot work, before Hydra writes anything."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            refuse_taken(Path(str(config.hydra.run.dir)).absolute(), _task(config), _subdir(config))
-        except MoraError as e:
-            raise Refused(e) from None
+        run_dir = Path(str(config.hydra.run.dir)).absolute()
+        with _refusing(run_dir):
+            refuse_taken(run_dir, _task(config), _subdir(config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
+        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+        with _refusing(sweep_dir):
             refuse_optuna_settings(config)
-            refuse_taken_sweep(Path(str(config.hydra.sweep.dir)).absolute(), _task(config))
-        except MoraError as e:
-            raise Refused(e) from None
+            refuse_taken_sweep(sweep_dir, _task(config))
+
+
+@contextlib.contextmanager
+def _refusing(folder: Path) -> Iterator[None]:
+    """Carry a refusal past Hydra's callback runner, which would turn any Exception into a warning and go on into
+    an unchecked folder: a folder that cannot be read (too long a name, no permission) is refused too."""
+    try:
+        yield
+    except MoraError as e:
+        raise Refused(e) from None
+    except OSError as e:
+        raise Refused(MoraError(f"cannot use {folder} as a run or sweep directory: {e.strerror or e}; choose another "
+                                "(hydra.run.dir, hydra.sweep.dir)")) from None
 
 
 OPTUNA_DIRECTIONS = ("minimize", "maximize")
@@ -190,5 +202,5 @@ def refuse_taken_jobs(compose: Any, batch: Sequence[Any], initial_job_idx: int) 
         HydraConfig.instance().cfg = hydra_before
 
 
-__all__ = ["MAX_JOBS", "JobDirTaken", "Refused", "RunDirCheck", "checking_batches", "refuse_size", "refuse_sweep_size",
+__all__ = ["MAX_JOBS", "JobDirTaken", "Preflight", "Refused", "checking_batches", "refuse_size", "refuse_sweep_size",
            "refuse_taken_jobs"]
