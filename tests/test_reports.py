@@ -373,7 +373,10 @@ def test_a_sweep_with_a_failed_job_still_gets_its_index_and_contact_sheet(tmp_pa
     sweep = tmp_path / "sweep"
     assert result.returncode == 1, result.stderr  # the sweep failed, and says which node
     assert "Traceback" not in result.stdout + result.stderr
-    assert result.stderr.strip().splitlines()[-1] == "mora: error: 1 node(s) failed: frame"
+    last = result.stderr.strip().splitlines()[-1]  # Hydra's launcher runs jobs one by one: the line names the job
+    job = "job #1 (" if launcher == "basic" else ""
+    assert last.startswith(f"mora: {job}") and last.endswith("error: 1 node(s) failed: frame"), last
+    assert "inputs.index=500" in last if job else last == "mora: error: 1 node(s) failed: frame"
     assert f"mora: sweep index: {Path('sweep') / 'index.html'}" in result.stdout
     assert (sweep / "contact_sheet.png").is_file()
     text = (sweep / "index.html").read_text()
