@@ -20,7 +20,10 @@ uses it, so the manifest's counts do not depend on whether a load was prefetched
 fills free room: it never evicts, and a prefetched pipeline that puts the LRU over its budget is
 dropped again. Every load is also logged with its start and duration (`take_load_events`) for the
 pool's per-worker timeline. On CUDA a prefetch copies weights on its own stream, so it does not
-queue behind (or stall) the kernels of the node running meanwhile.
+queue behind (or stall) the kernels of the node running meanwhile. A load also patches torch process-wide while it
+builds a model (diffusers' `no_init_weights` skips every `torch.nn.init` function, accelerate's `init_empty_weights`
+puts every new parameter on the meta device), so code that builds or rewires modules outside a load (fusing
+projections before compiling) holds `building_modules()`: it waits for a prefetch in flight, and none starts meanwhile.
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +221,13 @@ def get_pipeline(
     finally:
         with _LOCK:
             _LOADING.pop(key).set()
+
+
+@contextmanager
+def building_modules() -> Iterator[None]:
+    """Build or rewire modules in this thread with no load in flight in another (see the module's policy)."""
+    with _ONE_LOAD_AT_A_TIME:
+        yield
 
 
 def _has_room() -> bool:

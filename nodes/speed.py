@@ -44,6 +44,7 @@ from typing import Any
 
 from mora.engine.graph.agent import Param, RunContext
 from mora.nodes import flash_attention_4, fp8_attention
+from mora.nodes.models import building_modules
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,9 @@ def compile_denoisers(ctx: RunContext, pipe: Any) -> list[str]:
         how = getattr(module, "_mora_compiled", None)
         if how is None:
             regional = _regional(module)
-            how = "+".join(["regional" if regional else "whole", *_levers(module)])
+            with building_modules():  # fusing builds Linear layers: never inside a prefetch's load
+                levers = _levers(module)
+            how = "+".join(["regional" if regional else "whole", *levers])
             if regional:
                 module.compile_repeated_blocks()
             else:

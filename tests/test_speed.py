@@ -387,3 +387,44 @@ def test_fp8_leaves_a_unets_embedders_and_takes_its_attention_and_feed_forward(t
     attention = [n for n in linears if ".attn1.to_q" in n or ".ff.net." in n]
     assert embedders and not any(linears[n] for n in embedders)
     assert attention and all(linears[n] for n in attention)
+
+
+def test_fusing_for_compile_waits_for_a_prefetch_in_flight(tiny_models, tmp_path):
+    """A load runs inside process-wide patches (diffusers skips weight init, accelerate puts new parameters on the meta
+    device), so projections fused in another thread meanwhile were built on meta: on one H100 the first compiled
+    keyframe of a pool run failed so, its worker prefetching the video model. Fusing now waits for the load."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    from mora.nodes.models import get_pipeline
+    from mora.nodes.speed import FUSED_PARTS, compile_denoisers
+    from mora.nodes.zoo import build
+
+    unet = UNet2DConditionModel.from_pretrained(build("tiny", "sd", tiny_models) / "unet").eval()
+    inside = threading.Event()
+
+    def slow_load(location: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        with init_empty_weights():
+            inside.set()
+            time.sleep(1.0)
+        return {"loaded": location}
+
+    ref = {"source": "path", "name": str(tmp_path), "revision": None, "dtype": "float32"}
+    loader = threading.Thread(target=get_pipeline, args=(FakeContext(model=ref), "slow", slow_load),
+                              kwargs={"prefetch": True})
+    loader.start()
+    assert inside.wait(10)
+    started = time.monotonic()
+    compile_denoisers(FakeContext(model=tiny_ref("sd")), SimpleNamespace(unet=unet))
+    waited = time.monotonic() - started
+    loader.join()
+    fused = [(getattr(m, f), [getattr(m, n) for n in names]) for m in unet.modules()
+             if getattr(m, "fused_projections", False) for f, names in FUSED_PARTS.items() if hasattr(m, f)]
+    assert fused and all(f.weight.device.type == "cpu" for f, _ in fused)
+    assert all(torch.equal(torch.cat([p.weight for p in parts]), f.weight) for f, parts in fused)
+    assert waited > 0.5
