@@ -252,3 +252,16 @@ def test_a_sweep_job_refused_inside_is_named_in_its_one_line(tmp_path):
     assert done.returncode == 2 and len(errors) == 1, done.stderr[-2000:]
     assert errors[0].startswith("mora: job #0 (") and "inputs.n=1)" in errors[0] and "nosuch" in errors[0]
     assert "Error executing job" not in done.stderr
+
+
+def test_mp4_outputs_without_pyav_are_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """A broken install (PyAV missing) once surfaced only when the first video was written, after all of a sweep's
+    work (on the GPU machine, whose image lacks PyAV): now the run stops before its first node, saying what to do."""
+    from mora.engine.frontends import manifest
+
+    monkeypatch.setattr(manifest, "pyav_installed", lambda: False)
+    monkeypatch.setenv("MORA_CACHE_DIR", str(tmp_path / "cache"))
+    result = run_mora(capsys, "model=tiny", "prompt=red ball", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 1 and result.clean, result.err
+    assert "output(s) video are videos, written as MP4 through PyAV" in result.err and "video_format=frames" in result.err
+    assert not [p for p in (tmp_path / "cache").rglob("objects/**/*") if p.is_file()]  # no node ran

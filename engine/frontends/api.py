@@ -26,7 +26,7 @@ from mora.engine.execution.executors import Executor
 from mora.engine.execution.progress import Reporter
 from mora.engine.execution.scheduler import RunReport, read_literals, run_plan
 from mora.engine.execution.settings import ExecutionSettings
-from mora.engine.frontends.manifest import export_error, export_outputs, record
+from mora.engine.frontends.manifest import check_exportable, export_error, export_outputs, record
 from mora.engine.graph.expand import build_plan
 from mora.engine.graph.plan import Plan
 from mora.engine.graph.registry import Registry, default_registry
@@ -144,7 +144,7 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
     if name == "auto":
         from mora.engine.execution.executors.pool import count_gpus
 
-        name = "pool" if device != "cpu" and count_gpus() > 1 else "local"
+        name = "pool" if runtime.get("attach") is not None or device != "cpu" and count_gpus() > 1 else "local"
     if name == "local":
         from mora.engine.execution.executors.inprocess import InProcessExecutor
 
@@ -152,7 +152,7 @@ def make_executor(runtime: Mapping[str, Any]) -> Executor:
     if name == "pool":
         from mora.engine.execution.executors.pool import PoolExecutor
 
-        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda")
+        return PoolExecutor(runtime.get("devices", "all"), "cpu" if device == "cpu" else "cuda", runtime.get("attach"))
     if name == "ray":
         from mora.engine.execution.executors.ray import RayExecutor
 
@@ -165,6 +165,7 @@ def execute(job: Job, plan: Plan, executor: Executor | None = None) -> Execution
 
     An executor passed in stays open (a sweep or a repair loop reuses it); one made here is shut down.
     """
+    check_exportable(plan, job.video_format)
     runtime = job.runtime
     settings = job.settings or ExecutionSettings.for_store(job.store, runtime)
     own = executor is None

@@ -40,6 +40,29 @@ VERSIONED = ("torch", "diffusers", "transformers", "huggingface-hub", "hydra-cor
 """Libraries whose versions the manifest records: those that change numerics, and the config system."""
 
 
+class PyAVMissing(MoraError):
+    """MP4 outputs asked for where PyAV (a declared dependency) is not installed: a broken install, status 1."""
+
+    exit_status = 1
+
+
+def pyav_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("av") is not None
+
+
+def check_exportable(plan: Plan, video_format: str) -> None:
+    """Refuse before any node runs a plan whose video outputs could not be written as asked, rather than after all
+    of its work (MP4 needs PyAV)."""
+    if video_format != "mp4" or pyav_installed():
+        return
+    videos = [name for name, src in plan.outputs.items() if src.type.item == PortType.VIDEO]
+    if videos:
+        raise PyAVMissing(f"output(s) {', '.join(sorted(videos))} are videos, written as MP4 through PyAV, which is "
+                          "not installed here: `pip install av`, or video_format=frames")
+
+
 def export_outputs(report: RunReport, store: Store, run_dir: Path, video_format: str = "mp4") -> dict[str, str]:
     """Write every produced graph output into `run_dir`; return name -> relative path."""
     written: dict[str, str] = {}
