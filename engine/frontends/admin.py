@@ -7,6 +7,7 @@
     mora-admin cache stats|list|verify|gc          the content-addressed cache
     mora-admin models [model=PRESET ...] [--download]  a preset's models, their sizes and presence; fetch them
     mora-admin report DIR                          rebuild report.html (run) or index.html (sweep)
+    mora-admin workers start|status|stop           standing workers: models kept loaded and compiled between runs
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 from mora.engine.errors import ModelNotFoundError, MoraError, did_you_mean
 from mora.engine.execution import models
 from mora.engine.execution.model_loader import model_loader
+from mora.engine.frontends import workers
 from mora.engine.frontends.guard import guarded
 
 if TYPE_CHECKING:
@@ -355,6 +357,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="rebuild a run's report.html, or a sweep's job reports and index.html")
     r.add_argument("dir", help="a run directory (with manifest.json) or a sweep directory (numbered job folders)")
     r.set_defaults(fn=cmd_report)
+    workers.add_parser(sub)
     return p
 
 

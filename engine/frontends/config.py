@@ -54,8 +54,8 @@ def available_devices() -> list[str]:
 
 
 def check_device(value: Any, runtime: Any) -> str | None:
-    if value in ("auto", "cpu") or runtime.name == RuntimeName.ray:
-        return None  # always there (no GPU count needed); a Ray cluster's devices are its own (remote, logical)
+    if value in ("auto", "cpu") or runtime.name == RuntimeName.ray or runtime.get("attach") is not None:
+        return None  # always there (no GPU count needed); a Ray cluster's or standing workers' devices are their own
     available = available_devices()
     if value not in available:
         return f"device {value!r} is not available on this machine; available: {', '.join(available)}"
@@ -106,6 +106,13 @@ def check_num_gpus(value: Any, runtime: Any) -> str | None:
     return None
 
 
+def check_attach(value: Any, runtime: Any) -> str | None:
+    """Standing workers serve the pool runtime only."""
+    if value is None or runtime.name in (RuntimeName.pool, RuntimeName.auto):
+        return None
+    return f"attaches a pool to standing workers: use it with runtime=pool, not runtime={getattr(runtime.name, 'value', runtime.name)}"
+
+
 def _meta(min: float | None = None, check: Callable[[Any, Any], str | None] | None = None) -> dict[str, Any]:
     return {"min": min, "check": check}
 
@@ -148,6 +155,9 @@ class RuntimeConf:
     """Evict least recently used models past this many GiB of weights per worker (0: count only)."""
     address: str | None = field(default=None, metadata=_meta(check=check_address))
     num_gpus: int | None = field(default=None, metadata=_meta(min=0, check=check_num_gpus))
+    attach: str | None = field(default=None, metadata=_meta(check=check_attach))
+    """A folder of standing workers (`mora-admin workers start`; `auto`: `<cache>/workers`) the pool attaches to
+    instead of starting its own; `device` and `devices` are then the workers' own."""
 
 
 @dataclass

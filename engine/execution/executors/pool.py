@@ -15,7 +15,9 @@ is replaced; the store's atomic writes mean nothing is left half-written, and si
 never write the index (they return their entries: the scheduler records them) a dead worker
 leaves it untouched. `shutdown` closes the workers' stdin, then terminates and kills
 stragglers, so Ctrl-C leaves no processes behind. CPU "devices" (`device: cpu`) let tests and
-CPU machines run several workers.
+CPU machines run several workers. With `attach` (`runtime.attach`) the pool starts no workers: it takes the
+standing workers of a folder (mora.engine.execution.standing), whose models outlive the command, and leaves them
+running at shutdown; one that dies is replaced by a worker of the pool's own, as above.
 """
 from __future__ import annotations
 
@@ -32,9 +34,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 from mora.engine.errors import MoraError
+from mora.engine.execution import standing
 from mora.engine.execution.executors.placement import Restarts, answered, choose, lost
 from mora.engine.execution.task import NodeResult, Unit, unit_to_json
 from mora.engine.execution.worker import result_from_json
@@ -84,12 +88,77 @@ def device_ids(devices: Any, kind: str) -> list[str]:
     return chosen
 
 
+class _Spawned:
+    """A worker process this pool started: it ends with the pool."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.pid = proc.pid
+
+    @property
+    def lines(self) -> IO[str] | None:
+        return self.proc.stdout
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line)
+        self.proc.stdin.flush()
+
+    def ended(self) -> str:
+        """How the process ended (called once its output has ended)."""
+        code = self.proc.wait()
+        return f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+
+    def leave(self) -> None:
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def join(self, busy: bool) -> None:
+        try:
+            self.proc.wait(timeout=0.1 if busy else 5)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class _Standing:
+    """A standing worker this pool attached to (mora.engine.execution.standing): it outlives the pool."""
+
+    def __init__(self, attached: standing.Attached):
+        self.attached = attached
+        self.pid = int(attached.hello["pid"])
+
+    @property
+    def lines(self) -> IO[str]:
+        return self.attached.lines
+
+    def send(self, line: str) -> None:
+        self.attached.out.write(line)
+        self.attached.out.flush()
+
+    def ended(self) -> str:
+        return "its connection closed: the standing worker stopped or died"
+
+    def leave(self) -> None:
+        self.attached.close()
+
+    def join(self, busy: bool) -> None:
+        pass
+
+
 @dataclass
 class _Worker:
     name: str
     device_id: str
     kind: str
-    proc: subprocess.Popen
+    channel: _Spawned | _Standing
     task: Unit | None = None
     resident: set[str] = field(default_factory=set)
     produced: set[str] = field(default_factory=set)
@@ -103,13 +172,16 @@ class _Worker:
 
 
 class PoolExecutor:
-    """Runs nodes on a pool of worker processes, one per device."""
+    """Runs nodes on a pool of worker processes, one per device: its own, or standing workers it attaches to."""
 
-    def __init__(self, devices: Any = "all", kind: str = "cuda"):
+    def __init__(self, devices: Any = "all", kind: str = "cuda", attach: str | None = None):
         self.kind = "cpu" if kind == "cpu" else "cuda"
         self._events: queue.Queue[tuple[str, _Worker, Any]] = queue.Queue()
         self._log: list[dict[str, Any]] = []
-        self._workers = [self._spawn(i, d) for i, d in enumerate(device_ids(devices, self.kind))]
+        if attach is None:
+            self._workers = [self._spawn(i, d) for i, d in enumerate(device_ids(devices, self.kind))]
+        else:
+            self._workers = self._attach(standing.workers_dir(attach))
         self.slots = len(self._workers)
         self.loads: Counter[str] = Counter()
         self.restarts = Restarts(self.slots)
@@ -122,25 +194,58 @@ class PoolExecutor:
             [sys.executable, "-m", "mora.engine.execution.worker", self.kind, name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1, start_new_session=True,
         )
-        worker = _Worker(name, device_id, self.kind, proc)
+        worker = _Worker(name, device_id, self.kind, _Spawned(proc))
         worker.log = {"worker": name, "device": worker.label, "pid": proc.pid, "started": time.time(), "ready": None,
                       "loads": []}
-        self._log.append(worker.log)
-        threading.Thread(target=self._read, args=(worker, proc.stdout), daemon=True).start()
+        self._start(worker)
         return worker
 
-    def _read(self, worker: _Worker, stream: IO[str] | None) -> None:
+    def _attach(self, folder: Path) -> list[_Worker]:
+        """Take every standing worker in `folder` for this pool, or none (one busy or of another Mora: an error)."""
+        paths = standing.sockets(folder)
+        if not paths:
+            raise standing.WorkersError(f"no standing workers in {folder}: start them with `mora-admin workers "
+                                        f"start{'' if folder == standing.workers_dir(None) else f' --dir {folder}'}`")
+        taken: list[standing.Attached] = []
+        try:
+            for path in paths:
+                taken.append(standing.attach(path))
+        except standing.WorkersError:
+            for attached in taken:
+                attached.close()
+            raise
+        workers = []
+        for attached in taken:
+            hello = attached.hello
+            worker = _Worker(str(hello["name"]), str(hello["device_id"]), str(hello["kind"]), _Standing(attached))
+            worker.log = {"worker": worker.name, "device": worker.label, "pid": hello["pid"], "standing": True,
+                          "started": hello["since"], "ready": hello["since"], "loads": []}
+            worker.resident.update(hello.get("resident", []))
+            self._start(worker)
+            workers.append(worker)
+        log.info("pool: attached to %d standing worker(s) in %s", len(workers), folder)
+        return workers
+
+    def _start(self, worker: _Worker) -> None:
+        self._log.append(worker.log)
+        threading.Thread(target=self._read, args=(worker,), daemon=True).start()
+
+    def _read(self, worker: _Worker) -> None:
+        stream = worker.channel.lines
         assert stream is not None
-        for line in stream:
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                continue
-            if "results" in msg:
-                self._events.put(("result", worker, msg))
-            elif "ready" in msg:
-                worker.log["ready"] = msg.get("time")
-        self._events.put(("died", worker, worker.proc.wait()))
+        try:
+            for line in stream:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "results" in msg:
+                    self._events.put(("result", worker, msg))
+                elif "ready" in msg:
+                    worker.log["ready"] = msg.get("time")
+        except (OSError, ValueError):
+            pass  # a standing worker's connection, closed under the reader
+        self._events.put(("died", worker, worker.channel.ended()))
 
     def _place(self, task: Unit) -> _Worker:
         idle = [w for w in self._workers if w.task is None]
@@ -151,11 +256,9 @@ class PoolExecutor:
     def submit(self, unit: Unit) -> None:
         worker = self._place(unit)
         worker.task = unit
-        assert worker.proc.stdin is not None
         try:
-            worker.proc.stdin.write(json.dumps(unit_to_json(unit)) + "\n")
-            worker.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+            worker.channel.send(json.dumps(unit_to_json(unit)) + "\n")
+        except (BrokenPipeError, OSError, ValueError):
             pass  # the reader thread reports the death and the task fails there
 
     def wait(self, timeout: float | None = None) -> list[NodeResult]:
@@ -177,11 +280,12 @@ class PoolExecutor:
                 results.extend(self._replace(worker, payload))
         return results
 
-    def _replace(self, worker: _Worker, code: int) -> list[NodeResult]:
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+    def _replace(self, worker: _Worker, how: str) -> list[NodeResult]:
+        """A worker of this run's own in place of a dead one (of a lost standing worker too: the run goes on)."""
         self.restarts.one_more("pool", f"{how} on {worker.label}")
         log.warning("pool: worker on %s died (%s); starting a new one", worker.label, how)
         index = self._workers.index(worker)
+        self.kind = worker.kind
         self._workers[index] = self._spawn(index, worker.device_id)
         return lost(worker.task, worker.label, worker.name,
                     f"worker process on {worker.label} died ({how}) while running this node")
@@ -191,22 +295,11 @@ class PoolExecutor:
         return [dict(entry, loads=list(entry["loads"])) for entry in self._log]
 
     def worker_pids(self) -> list[int]:
-        return [w.proc.pid for w in self._workers]
+        return [w.channel.pid for w in self._workers]
 
     def shutdown(self) -> None:
+        """Close the workers' input (its own workers exit, stragglers are killed; standing ones are only left)."""
         for w in self._workers:
-            try:
-                if w.proc.stdin:
-                    w.proc.stdin.close()
-            except OSError:
-                pass
+            w.channel.leave()
         for w in self._workers:
-            try:
-                w.proc.wait(timeout=5 if w.task is None else 0.1)
-            except subprocess.TimeoutExpired:
-                w.proc.terminate()
-                try:
-                    w.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    w.proc.kill()
-                    w.proc.wait()
+            w.channel.join(busy=w.task is not None)
