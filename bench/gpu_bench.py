@@ -9,7 +9,9 @@ Stages (each independent; a failure is recorded and the next stage runs):
            (batch_size 1 and 4)
   fast     the same sweep, Hydra's basic launcher against the Mora launcher with `speed=fast` (issue 14), each
            a fresh process and result cache (the compile caches under the models directory's parent persist,
-           as they do for a user); `--launchers` picks which (e.g. one per GPU, in two processes)
+           as they do for a user); `--launchers` picks which and in what order (e.g. one per GPU, in two
+           processes): basic, fast, standing (the Mora launcher on standing workers started beforehand with
+           `mora-admin workers start --dir /tmp/mora-bench/workers`), standing_basic (the basic launcher on them)
 
     python bench/gpu_bench.py [--stages models,t2v,batch,sweep] [--reps 2]
 """
@@ -29,6 +31,7 @@ OUT = Path(os.environ.get("OUT", "/tmp/bench-out"))
 WORK = Path("/tmp/mora-bench")
 MODELS = Path(os.environ.get("MORA_MODELS_DIR") or WORK / "models")
 RESULTS: dict = {}
+DEVICE = os.environ.get("MORA_BENCH_DEVICE", "cuda")
 
 
 def log(msg: str) -> None:
@@ -135,29 +138,35 @@ def stage_sweep() -> None:
     RESULTS["sweep"] = rows
 
 
-FAST_SWEEP = {"basic": ["hydra/launcher=basic"], "fast": ["hydra/launcher=mora", "speed=fast"]}
+STANDING = WORK / "workers"
+FAST_SWEEP = {
+    "basic": ["runtime=local", f"runtime.device={DEVICE}", "hydra/launcher=basic"],
+    "fast": ["runtime=local", f"runtime.device={DEVICE}", "hydra/launcher=mora", "speed=fast"],
+    # standing workers (`mora-admin workers start --dir $STANDING`, started by the caller): loaded and compiled
+    # by earlier commands
+    "standing": ["runtime=pool", f"runtime.attach={STANDING}", "hydra/launcher=mora", "speed=fast"],
+    "standing_basic": ["runtime=pool", f"runtime.attach={STANDING}", "hydra/launcher=basic", "speed=fast"],
+}
 
 
 def stage_fast(launchers: str, extra: list[str], tag: str, model: str) -> None:
     rows = RESULTS.setdefault("fast_sweep", {})
-    for name in launchers.split(","):
-        fresh = f"{name}{tag}-{time.time_ns()}"
+    names = launchers.split(",")
+    for i, name in enumerate(names):
+        row = f"{name}{tag}" + (f"-{i}" if names.count(name) > 1 else "")
+        fresh = f"{row}-{time.time_ns()}"
         sweep = WORK / f"sweep-{fresh}"
-        wall, _ = mora(["-m", "seed=0,1,2,3", f"model={model}", "runtime=local", f"runtime.device={DEVICE}",
-                        *FAST_SWEEP[name], f"hydra.sweep.dir={sweep}", *extra], f"t2v sweep {fresh}",
-                       f"cache-sweep-{fresh}")
+        wall, _ = mora(["-m", "seed=0,1,2,3", f"model={model}", *FAST_SWEEP[name], f"hydra.sweep.dir={sweep}",
+                        *extra], f"t2v sweep {fresh}", f"cache-sweep-{fresh}")
         ms = sweep_manifests(sweep)
         nodes = {k: {"seconds": round(n["seconds"], 2), **{p: n["params"][p] for p in ("compile", "attention")
                                                             if p in n.get("params", {})}}
                  for i, m in enumerate(ms) for k, n in ((f"{i}/{k}", n) for k, n in m["nodes"].items())
                  if not n.get("shared_from")}
-        rows[f"{name}{tag}"] = {"process_s": round(wall, 2), "jobs": len(ms), "run_s": [m["seconds"] for m in ms],
-                                "model_loads": ms[0].get("sweep_model_loads", sum(m["model_loads"] for m in ms)),
-                                "nodes": nodes}
-        log(f"t2v sweep {name}: {wall:.2f}s")
-
-
-DEVICE = os.environ.get("MORA_BENCH_DEVICE", "cuda")
+        rows[row] = {"process_s": round(wall, 2), "jobs": len(ms), "run_s": [m["seconds"] for m in ms],
+                     "model_loads": ms[0].get("sweep_model_loads", sum(m["model_loads"] for m in ms)),
+                     "nodes": nodes}
+        log(f"t2v sweep {row}: {wall:.2f}s")
 
 
 def main() -> None:
