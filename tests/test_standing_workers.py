@@ -135,8 +135,10 @@ def test_a_busy_worker_refuses_another_command_at_once_with_one_line(workers, tm
 
 def test_workers_of_another_mora_are_refused(workers, monkeypatch):
     folder, _ = workers
-    monkeypatch.setattr(standing, "identity", lambda: {"version": "9.9", "package": "/elsewhere/mora/engine"})
-    with pytest.raises(standing.WorkersError, match=r"runs Mora .* this is Mora 9.9 from /elsewhere.*restart them"):
+    mine = standing.identity()
+    monkeypatch.setattr(standing, "identity", lambda: {**mine, "version": "9.9", "package": "/elsewhere/mora/engine"})
+    with pytest.raises(standing.WorkersError, match=r"started with another Mora version, Mora installation.* than this "
+                                                    r"run's: restart them"):
         PoolExecutor(attach=str(folder))
 
 
@@ -210,14 +212,78 @@ def test_missing_or_dead_workers_and_a_wrong_runtime_are_one_line_errors(tmp_pat
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_start_refuses_a_running_set_and_a_socket_path_too_long(workers, tmp_path, capsys):
-    folder, _ = workers
-    again = run_admin(capsys, "workers", "start", "--device", "cpu", "--devices", "1", "--dir", str(folder))
-    assert again.status == 1 and "already run" in again.err, again.err
+def test_start_starts_only_what_is_missing_and_refuses_a_socket_path_too_long(workers, tmp_path, capsys):
+    folder, pids = workers
+    again = run_admin(capsys, "workers", "start", "--device", "cpu", "--devices", "2", "--dir", str(folder))
+    assert again.status == 0 and again.out.count("already running") == 2, again.out
+    os.kill(pids[0], signal.SIGKILL)
+    assert standing.wait_gone(pids[0], 10)
+    restarted = admin("workers", "start", "--device", "cpu", "--devices", "2", "--dir", str(folder))
+    assert restarted.returncode == 0 and "already running (pid" in restarted.stdout, restarted.stderr
+    now = sorted(standing.look(p)["pid"] for p in standing.sockets(folder))
+    assert pids[1] in now and pids[0] not in now and len(now) == 2
+    pids[:] = now  # for the fixture's check that `stop` ends them
     deep = tmp_path / ("d" * 120)
     long = run_admin(capsys, "workers", "start", "--device", "cpu", "--devices", "1", "--dir", str(deep))
     assert long.status == 1 and long.clean and "longer than the 107 bytes" in long.err, long.err
     assert not deep.exists()
+
+
+def test_a_run_attaches_to_the_workers_left_when_one_has_died(workers, tmp_path, caplog):
+    folder, pids = workers
+    os.kill(pids[0], signal.SIGKILL)
+    assert standing.wait_gone(pids[0], 10)
+    outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 2}}}),
+                      folder, "run")
+    assert outcome.manifest["nodes"]["a"]["status"] == "done"
+    assert [w["pid"] for w in outcome.manifest["workers"]] == [pids[1]]
+    assert "is not running (its socket outlived it)" in caplog.text
+
+
+def test_a_task_line_a_worker_cannot_read_ends_that_connection_not_the_worker(workers, tmp_path):
+    folder, pids = workers
+    for path in standing.sockets(folder):
+        attached = standing.attach(path)
+        attached.out.write('{"not": "a task"}\n')
+        attached.out.flush()
+        assert attached.lines.readline() == ""  # the worker hung up on this run
+        attached.close()
+    outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 1}}}),
+                      folder, "run")
+    assert outcome.manifest["nodes"]["a"]["status"] == "done" and all(_alive(pid) for pid in pids)
+
+
+def test_stop_leaves_alone_a_socket_that_is_not_a_worker_of_this_user(tmp_path, capsys):
+    import threading
+
+    folder = Path(tempfile.mkdtemp(prefix="mw-", dir="/tmp"))
+    impostor = subprocess.Popen(["sleep", "60"])
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(folder / "worker-cpu0.sock"))
+    server.listen(4)
+
+    def answer_as_someone_else() -> None:  # claims another process's pid, as a stale or foreign server might
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(1024)
+            conn.sendall((json.dumps({"name": "cpu0", "pid": impostor.pid}) + "\n").encode())
+            conn.close()
+
+    threading.Thread(target=answer_as_someone_else, daemon=True).start()
+    (folder / "docker.sock").touch()  # not named as a worker's: never looked at
+    try:
+        result = run_admin(capsys, "workers", "stop", "--dir", str(folder))
+        assert result.status == 1 and result.clean and "left alone" in result.out and "is pid" in result.out, result
+        assert (folder / "worker-cpu0.sock").exists() and (folder / "docker.sock").exists()
+        assert impostor.poll() is None  # the pid it claimed was not signalled
+    finally:
+        server.close()
+        impostor.kill()
+        impostor.wait()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_mora_launcher_sweep_runs_on_the_standing_workers(workers, tmp_path):
@@ -230,12 +296,23 @@ def test_a_mora_launcher_sweep_runs_on_the_standing_workers(workers, tmp_path):
     env = dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache"), HOME=str(tmp_path))
     result = subprocess.run(
         [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()", "-m", f"graph_file={graph}",
-         "inputs.word=fox,owl,cat", "runtime=pool", f"runtime.attach={folder}", "hydra/launcher=mora",
+         "inputs.word=fox,owl,cat", "runtime=pool", f"runtime.attach={folder}", "runtime.retries=1,2",
+         "hydra/launcher=mora",
          f"hydra.sweep.dir={tmp_path / 'sweep'}", "quiet=true"],
         env=env, capture_output=True, text=True, timeout=300, cwd=TESTS.parent)
     assert result.returncode == 0, result.stderr
     jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/manifest.json"))]
-    assert len(jobs) == 3 and all({w["pid"] for w in j["workers"]} == set(pids) for j in jobs)
-    assert sorted((tmp_path / "sweep" / str(i) / "text.txt").read_text() for i in range(3)) == ["a cat", "a fox",
-                                                                                                "a owl"]
+    assert len(jobs) == 6 and all({w["pid"] for w in j["workers"]} == set(pids) for j in jobs)  # both groups
+    assert sorted((tmp_path / "sweep" / str(i) / "text.txt").read_text() for i in range(6)) == [
+        "a cat", "a cat", "a fox", "a fox", "a owl", "a owl"]
     assert all(_alive(pid) for pid in pids)
+
+
+def test_gpu_workers_on_a_machine_without_gpus_point_to_cpu_ones(tmp_path, capsys):
+    from mora.engine.execution.executors.pool import count_gpus
+
+    if count_gpus():
+        pytest.skip("this machine has a GPU")
+    result = run_admin(capsys, "workers", "start", "--dir", str(tmp_path / "w"))
+    assert result.status == 2 and result.clean and "start CPU workers with --device cpu" in result.err, result.err
+    assert not (tmp_path / "w").exists()

@@ -2,19 +2,25 @@
 
 Policy. `mora-admin workers start` starts one pool worker per device (`python -m mora.engine.execution.worker
 KIND NAME --listen SOCKET`), detached from the terminal, each listening on a Unix socket in one folder. A run with
-`runtime=pool runtime.attach=FOLDER` (`auto`: `<cache>/workers`) connects to them instead of starting workers of
+`runtime=pool runtime.attach=FOLDER` (`auto`: the default cache's `workers/`) connects to them instead of starting workers of
 its own, so the models they loaded and compiled for earlier commands are still resident: a sweep pays loading and
 compilation once per machine, not once per command. A worker serves one run at a time; a second run is refused at
 once, naming the run it serves (never queued behind it). Each task carries its run's settings, so runs with
 different caches may use the same workers. The protocol is the pool's (JSON lines, digests only) after a one-line
 handshake each way: the run sends `{"attach": PID}` (or `{"status": PID}` to only look), the worker answers with its
-name, device, pid, resident models, whom it serves, and its Mora's version and package folder; a run refuses
-workers of another Mora (their tasks would not match). The socket is owner-only (0600 in a 0700 folder): a task
-names modules to import, so only the user who started the workers may send them. `mora-admin workers stop` sends
-SIGTERM; a worker removes its own socket as it exits.
+name, device, pid, resident models, whom it serves, and what it runs: Mora's version, installation and code (a
+digest of its files as they were when it started) and the versions of the libraries that enter cache keys. A run
+refuses workers that run anything else (their results would be recorded under this code's keys). The socket is
+owner-only (0600): a task names modules to import, so only the user who started the workers may send them; a run
+also checks the peer's credentials (same user, the pid it claims), so a socket that is not a Mora worker of this user
+is never trusted with tasks, and `stop` signals only such pids. Only files named `worker-*.sock` are workers';
+`stop` removes one only when nothing listens on it. A worker removes its own socket as it exits.
 """
 from __future__ import annotations
 
+import errno
+import functools
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -23,8 +29,10 @@ import queue
 import signal
 import socket
 import stat
+import struct
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +44,9 @@ HANDSHAKE_SECONDS = 10.0
 """How long either side waits for the other's handshake line: a live worker answers in milliseconds."""
 MAX_SOCKET_PATH = 107
 """Linux's limit on a Unix socket's path (sun_path holds 108 bytes with the terminating NUL)."""
+ABANDONED_WAIT_SECONDS = 600.0
+"""How long a run waits for a worker to finish the node of a run that has ended before it gives up."""
+KEYED_LIBRARIES = ("torch", "diffusers", "transformers")
 _LINE_LIMIT = 1 << 16
 log = logging.getLogger("mora.pool")
 
@@ -46,13 +57,18 @@ class WorkersError(MoraError):
     exit_status = 1
 
 
+class NotRunning(WorkersError):
+    """Nothing listens on a worker's socket: the worker has ended (the socket file outlived it) or never started."""
+
+
 def workers_dir(value: str | None) -> Path:
-    """The folder of standing workers that `runtime.attach` names (`auto` or empty: `<cache>/workers`)."""
+    """The folder of standing workers that `runtime.attach` names (`auto` or empty: the default cache's `workers/`,
+    $MORA_CACHE_DIR's or the user cache's: workers belong to the machine, not to the cache of one run)."""
     if value in (None, "", "auto"):
         from mora.engine.cache.store import default_cache_dir
 
         return default_cache_dir() / "workers"
-    return Path(str(value)).expanduser().absolute()
+    return Path(str(value)).expanduser().resolve()
 
 
 def socket_path(folder: Path, name: str) -> Path:
@@ -67,18 +83,34 @@ def sockets(folder: Path) -> list[Path]:
     """The sockets of the standing workers in `folder` (none if it does not exist)."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.glob("*.sock") if _is_socket(p))
+    return sorted(p for p in folder.glob("worker-*.sock") if _is_socket(p))
 
 
+IDENTITY_PARTS = {"version": "Mora version", "package": "Mora installation",
+                  "code": "Mora code (a file of it changed since the workers started)",
+                  "libraries": "torch, diffusers or transformers version"}
+
+
+@functools.cache
 def identity() -> dict[str, str]:
-    """What must be the same in a run and the workers it attaches to: Mora's version and package folder."""
+    """What must be the same in a run and the workers it attaches to (IDENTITY_PARTS), as of this process's start."""
     import mora.engine
+    import mora.nodes
 
-    try:
-        version = importlib.metadata.version("mora-dag")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "package": str(Path(mora.engine.__file__).resolve().parent)}
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "none"
+
+    code = hashlib.blake2b(digest_size=16)
+    for package in (mora.engine, mora.nodes):
+        root = Path(package.__file__).resolve().parent
+        for file in sorted(root.rglob("*.py")):
+            st = file.stat()
+            code.update(f"{file.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"version": version("mora-dag"), "package": str(Path(mora.engine.__file__).resolve().parent),
+            "code": code.hexdigest(), "libraries": " ".join(f"{d}=={version(d)}" for d in KEYED_LIBRARIES)}
 
 
 # ---- the worker's side ----------------------------------------------------------------------------------------
@@ -98,8 +130,10 @@ def listen(path: Path, hello: Callable[[], dict[str, Any]], serve_run: Callable[
         try:
             with conn, conn.makefile("r", encoding="utf-8") as lines, conn.makefile("w", encoding="utf-8") as out:
                 serve_run(lines, out)
-        except (OSError, ValueError):
-            pass  # the run went away (Ctrl-C, killed) or sent garbage: serve the next one
+        except OSError:
+            pass  # the run went away (Ctrl-C, killed): serve the next one
+        except Exception:  # noqa: BLE001 (a task this worker cannot read ends that run's connection, not the worker)
+            traceback.print_exc()
         finally:
             with lock:
                 serving[0] = None
@@ -191,22 +225,26 @@ class Attached:
 
 
 def attach(path: Path) -> Attached:
-    """Take the standing worker listening on `path` for this run. One still finishing the task of a run that has
-    ended (Ctrl-C, the previous command of a script) is waited for, as is, briefly, one this process has just left;
-    one serving a live run is refused at once."""
+    """Take the standing worker listening on `path` for this run. One still finishing the node of a run that has
+    ended (Ctrl-C, the previous command of a script) is waited for (at most ABANDONED_WAIT_SECONDS), as is, briefly,
+    one this process has just left; one serving a live run is refused at once."""
+    started = time.monotonic()
     waited = False
-    own_deadline = time.monotonic() + HANDSHAKE_SECONDS
     while True:
         sock, hello = _handshake(path, "attach")
         serving = hello.get("serving")
-        ending = serving is not None and (not hello.get("serving_alive") or
-                                          serving == os.getpid() and time.monotonic() < own_deadline)
-        if not ending:  # free, or serving a live run (another process's, or still ours after the deadline)
+        own = serving == os.getpid() and time.monotonic() - started < HANDSHAKE_SECONDS
+        ended = serving is not None and not hello.get("serving_alive")
+        if not (own or ended):  # free, or serving a live run
             break
         sock.close()
-        if not waited and serving != os.getpid():
-            log.info("waiting for the standing worker %s to finish the task of an ended run (pid %s)",
-                     hello.get("name"), serving)
+        if ended and time.monotonic() - started > ABANDONED_WAIT_SECONDS:
+            raise WorkersError(f"the standing worker {hello.get('name')} ({path}) is still finishing a node of a run "
+                               f"that ended (pid {serving}) after {ABANDONED_WAIT_SECONDS:.0f} s; wait for it, or "
+                               "restart the workers (mora-admin workers stop, then start)")
+        if ended and not waited:
+            log.warning("waiting for the standing worker %s to finish a node of a run that ended (pid %s)",
+                        hello.get("name"), serving)
             waited = True
         time.sleep(0.05)
     name = f"the standing worker {hello.get('name')} on {hello.get('kind')}:{hello.get('device_id')} ({path})"
@@ -215,48 +253,75 @@ def attach(path: Path) -> Attached:
         raise WorkersError(f"{name} is serving another run (pid {hello['serving']}); wait for it, or start "
                            "workers in another folder (mora-admin workers start --dir ...)")
     mine = identity()
-    theirs = {k: hello.get(k) for k in mine}
-    if theirs != mine:
+    differ = [IDENTITY_PARTS[k] for k in mine if hello.get(k) != mine[k]]
+    if differ:
         sock.close()
-        raise WorkersError(f"{name} runs Mora {theirs['version']} from {theirs['package']}, this is Mora "
-                           f"{mine['version']} from {mine['package']}: restart them (mora-admin workers stop, "
-                           "then start)")
+        raise WorkersError(f"{name} was started with another {', '.join(differ)} than this run's: restart them "
+                           "(mora-admin workers stop, then start)")
     return Attached(sock, hello, sock.makefile("r", encoding="utf-8"), sock.makefile("w", encoding="utf-8"))
 
 
-def look(path: Path) -> dict[str, Any] | None:
-    """The handshake of the worker on `path` without taking it; None if nothing answers there."""
-    try:
-        sock, hello = _handshake(path, "status")
-    except WorkersError:
-        return None
+def look(path: Path) -> dict[str, Any]:
+    """The handshake of the worker on `path` without taking it. NotRunning if nothing listens there, WorkersError if
+    what listens is not a worker of this user or does not answer."""
+    sock, hello = _handshake(path, "status")
     sock.close()
     return hello
 
 
+def alive(path: Path) -> dict[str, Any] | None:
+    """`look(path)`, or None for a socket nothing listens on."""
+    try:
+        return look(path)
+    except NotRunning:
+        return None
+
+
 def _handshake(path: Path, verb: str) -> tuple[socket.socket, dict[str, Any]]:
     if not _is_socket(path):
-        raise WorkersError(f"no standing worker at {path}: start them with `mora-admin workers start`")
+        raise NotRunning(f"no standing worker at {path}: start them with `mora-admin workers start`")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise WorkersError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows; "
+                           "use a shorter folder")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(HANDSHAKE_SECONDS)
     try:
-        sock.connect(str(path))
+        try:
+            sock.connect(str(path))
+        except OSError as e:
+            if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
+                raise NotRunning(f"the standing worker at {path} is not running (its socket outlived it); start it "
+                                 "again: mora-admin workers start") from None
+            raise
+        peer = _peer(sock)
+        if peer is not None and peer[1] != os.getuid():
+            raise WorkersError(f"{path} is served by another user's process (uid {peer[1]}), not by a worker of yours")
         sock.sendall((json.dumps({verb: os.getpid()}) + "\n").encode())
         line = _read_line(sock)
         hello = json.loads(line) if line else None
-    except (ConnectionRefusedError, FileNotFoundError):
+        if not isinstance(hello, dict) or "pid" not in hello:
+            raise WorkersError(f"what listens on {path} did not answer as a standing worker")
+        if peer is not None and hello["pid"] != peer[0]:
+            raise WorkersError(f"what listens on {path} says it is pid {hello['pid']} but is pid {peer[0]}: not a "
+                               "standing worker")
+    except WorkersError:
         sock.close()
-        raise WorkersError(f"the standing worker at {path} is not running (its socket outlived it); start the "
-                           "workers again: mora-admin workers start") from None
+        raise
     except (OSError, ValueError) as e:
         sock.close()
-        raise WorkersError(f"the standing worker at {path} did not answer its handshake ({e or type(e).__name__})") \
-            from None
-    if not isinstance(hello, dict):
-        sock.close()
-        raise WorkersError(f"the standing worker at {path} closed the connection without a handshake")
+        raise WorkersError(f"the standing worker at {path} did not answer its handshake "
+                           f"({e or type(e).__name__})") from None
     sock.settimeout(None)
     return sock, hello
+
+
+def _peer(sock: socket.socket) -> tuple[int, int] | None:
+    """The connected process's pid and uid (Linux's SO_PEERCRED), None where the platform does not say."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return None
+    pid, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i")))
+    return pid, uid
 
 
 def _read_line(sock: socket.socket) -> str:
@@ -271,7 +336,14 @@ def _read_line(sock: socket.socket) -> str:
 
 
 def _answers(path: Path) -> bool:
-    return look(path) is not None
+    """Whether something listens on `path` (a worker that does not answer its handshake still counts)."""
+    try:
+        look(path)
+    except NotRunning:
+        return False
+    except WorkersError:
+        return True
+    return True
 
 
 def _is_socket(path: Path) -> bool:

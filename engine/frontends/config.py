@@ -156,8 +156,8 @@ class RuntimeConf:
     address: str | None = field(default=None, metadata=_meta(check=check_address))
     num_gpus: int | None = field(default=None, metadata=_meta(min=0, check=check_num_gpus))
     attach: str | None = field(default=None, metadata=_meta(check=check_attach))
-    """A folder of standing workers (`mora-admin workers start`; `auto`: `<cache>/workers`) the pool attaches to
-    instead of starting its own; `device` and `devices` are then the workers' own."""
+    """A folder of standing workers (`mora-admin workers start`; `auto`: the default cache's `workers/`) the pool
+    attaches to instead of starting its own; `device` and `devices` are then the workers' own."""
 
 
 @dataclass

@@ -114,11 +114,14 @@ class _EarlyExecutor:
         if self.executor is not None and runtime == self.runtime:
             executor, self.executor = self.executor, None
             return executor
+        if self.executor is not None and (runtime.get("attach") or self.runtime.get("attach")):
+            self.shutdown()  # it holds the standing workers, which the new one is to attach to
         return api.make_executor(runtime)
 
     def shutdown(self) -> None:
         if self.executor is not None:
             self.executor.shutdown()
+            self.executor = None
 
 
 @dataclass

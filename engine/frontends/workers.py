@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mora.engine.errors import MoraError
 from mora.engine.execution import standing
 from mora.engine.execution.standing import WorkersError
 
@@ -40,47 +41,62 @@ def parse_devices(text: str) -> Any:
 
 
 def start(folder: Path, args: argparse.Namespace) -> int:
-    """Start one standing worker per device and wait until each answers on its socket."""
-    from mora.engine.execution.executors.pool import device_ids
+    """Start a standing worker for each device that has none running, and wait until each answers on its socket."""
+    from mora.engine.execution.executors.pool import count_gpus, device_ids
 
     kind = "cpu" if args.device == "cpu" else "cuda"
+    if kind == "cuda" and count_gpus() == 0:
+        raise MoraError("no GPU is visible on this machine: start CPU workers with --device cpu")
     names = {f"{kind}{i}": i for i in device_ids(args.devices, kind)}
     paths = {name: standing.socket_path(folder, f"worker-{name}") for name in names}
-    running = [name for name, path in paths.items() if standing.look(path) is not None]
-    if running:
-        raise WorkersError(f"standing worker(s) {', '.join(running)} already run in {folder} "
-                           "(mora-admin workers status; stop them first to start afresh)")
+    running = {name: hello for name, path in paths.items() if (hello := standing.alive(path)) is not None}
+    for name, hello in running.items():
+        print(f"worker {name} on {kind}:{names[name]}: already running (pid {hello['pid']})")
+    if len(running) == len(names):
+        return 0
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    started = {name: _spawn(folder, kind, name, device_id, paths[name]) for name, device_id in names.items()}
-    deadline = time.monotonic() + (120.0 if args.timeout is None else args.timeout)
-    problem = None
-    for name, proc in started.items():
-        problem = problem or _wait_ready(proc, paths[name], folder / f"worker-{name}.log", deadline)
-    if problem is not None:
+    started: dict[str, subprocess.Popen] = {}
+    try:
+        for name, device_id in names.items():
+            if name not in running:
+                started[name] = _spawn(folder, kind, name, device_id, paths[name])
+        deadline = time.monotonic() + (120.0 if args.timeout is None else args.timeout)
+        problem = None
+        for name, proc in started.items():
+            problem = problem or _wait_ready(proc, paths[name], folder / f"worker-{name}.log", deadline)
+        if problem is not None:
+            raise WorkersError(problem)
+    except BaseException:  # a failure or Ctrl-C: none of the workers this command started is left behind
         for proc in started.values():
             proc.terminate()
             proc.wait()
-        raise WorkersError(problem)
-    for name in started:
-        hello = standing.look(paths[name]) or {}
-        print(f"worker {name} on {kind}:{names[name]}: pid {hello.get('pid')}, listening on {paths[name]}")
+        raise
+    for name, proc in started.items():
+        print(f"worker {name} on {kind}:{names[name]}: pid {proc.pid}, listening on {paths[name]}")
     print(f"attach runs with: mora runtime=pool runtime.attach={folder}")
     return 0
 
 
 def _spawn(folder: Path, kind: str, name: str, device_id: str, path: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="" if kind == "cpu" else device_id)
-    with open(folder / f"worker-{name}.log", "ab") as log:
+    log = os.open(folder / f"worker-{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # prompts are logged
+    try:
         return subprocess.Popen([sys.executable, "-m", "mora.engine.execution.worker", kind, name, "--listen",
                                  str(path), device_id], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, close_fds=True)
+    finally:
+        os.close(log)
 
 
 def _wait_ready(proc: subprocess.Popen, path: Path, log: Path, deadline: float) -> str | None:
-    """None once the worker answers on `path`; else why it did not (it ended, or the time ran out)."""
+    """None once the worker this command started answers on `path`; else why it did not."""
     while True:
-        if standing.look(path) is not None:
-            return None
+        try:
+            hello = standing.look(path)
+            if hello["pid"] == proc.pid:
+                return None
+        except standing.WorkersError:
+            pass
         if proc.poll() is not None:
             return f"the worker for {path.name} ended (exit code {proc.returncode}) before it listened: {_tail(log)}"
         if time.monotonic() > deadline:
@@ -99,9 +115,14 @@ def status(folder: Path, args: argparse.Namespace) -> int:
     if not paths:
         print(f"no standing workers in {folder}")
     for path in paths:
-        hello = standing.look(path)
-        if hello is None:
-            print(f"{path.name}: not running (its socket outlived it; `mora-admin workers stop` removes it)")
+        try:
+            hello = standing.look(path)
+        except standing.NotRunning:
+            print(f"{path.name}: not running (its socket outlived it; `mora-admin workers start` starts it again, "
+                  "`stop` removes it)")
+            continue
+        except standing.WorkersError as e:
+            print(f"{path.name}: {e}")
             continue
         serving = f"serving the run of pid {hello['serving']}" if hello.get("serving") is not None else "idle"
         resident = ", ".join(hello.get("resident", [])) or "none"
@@ -112,15 +133,22 @@ def status(folder: Path, args: argparse.Namespace) -> int:
 
 
 def stop(folder: Path, args: argparse.Namespace) -> int:
-    """Stop every standing worker in `folder` (SIGTERM, then SIGKILL after --timeout) and remove dead sockets."""
+    """Stop every standing worker in `folder` (SIGTERM, then SIGKILL after --timeout) and remove the sockets nothing
+    listens on; a socket whose listener does not answer as a worker of this user is left alone."""
     paths = standing.sockets(folder)
     if not paths:
         print(f"no standing workers in {folder}")
+    left = 0
     for path in paths:
-        hello = standing.look(path)
-        if hello is None:
+        try:
+            hello = standing.look(path)
+        except standing.NotRunning:
             path.unlink(missing_ok=True)
             print(f"{path.name}: removed (its worker had already ended)")
+            continue
+        except standing.WorkersError as e:
+            print(f"{path.name}: left alone: {e}")
+            left += 1
             continue
         pid = int(hello["pid"])
         os.kill(pid, signal.SIGTERM)
@@ -130,6 +158,8 @@ def stop(folder: Path, args: argparse.Namespace) -> int:
             path.unlink(missing_ok=True)
         print(f"stopped {hello['name']} (pid {pid})" +
               (f"; it was serving the run of pid {hello['serving']}" if hello.get("serving") is not None else ""))
+    if left:
+        raise WorkersError(f"{left} socket(s) in {folder} did not answer as standing workers and were left alone")
     return 0
 
 

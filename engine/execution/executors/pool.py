@@ -144,6 +144,10 @@ class _Standing:
         self.attached.out.flush()
 
     def ended(self) -> str:
+        try:
+            self.attached.lines.close()  # the reader is done with it
+        except OSError:
+            pass
         return "its connection closed: the standing worker stopped or died"
 
     def leave(self) -> None:
@@ -207,13 +211,20 @@ class PoolExecutor:
             raise standing.WorkersError(f"no standing workers in {folder}: start them with `mora-admin workers "
                                         f"start{'' if folder == standing.workers_dir(None) else f' --dir {folder}'}`")
         taken: list[standing.Attached] = []
+        gone: list[standing.NotRunning] = []
         try:
             for path in paths:
-                taken.append(standing.attach(path))
+                try:
+                    taken.append(standing.attach(path))
+                except standing.NotRunning as e:  # one dead worker does not stop the others from serving
+                    log.warning("pool: %s", e)
+                    gone.append(e)
         except standing.WorkersError:
             for attached in taken:
                 attached.close()
             raise
+        if not taken:
+            raise gone[0]
         workers = []
         for attached in taken:
             hello = attached.hello
