@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from mora.engine.cache import tmpfiles
 from mora.engine.cache.artifacts import OBJECT_NAME, ArtifactRef, CorruptArtifact
 from mora.engine.cache.index import CorruptRow, delete_rows, select
@@ -275,7 +277,7 @@ def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             pid = tmpfiles.writer_pid(p.name)
-            if (pid is not None and not _alive(pid)) or now - st.st_mtime > min_age:
+            if (pid is not None and not psutil.pid_exists(pid)) or now - st.st_mtime > min_age:
                 if stat.S_ISDIR(st.st_mode):  # a run's staging folder (its input videos)
                     tmpfiles.remove_tree(p)
                 else:
@@ -286,16 +288,6 @@ def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
         finally:
             os.close(fd)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def gc(store: Store, max_size: int | None = None, max_age: float | None = None,

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from mora.engine.errors import MoraError
 
 HANDSHAKE_SECONDS = 10.0
@@ -95,7 +97,6 @@ IDENTITY_PARTS = {"version": "Mora version", "package": "Mora installation",
 def identity() -> dict[str, str]:
     """What must be the same in a run and the workers it attaches to (IDENTITY_PARTS), as of this process's start."""
     import mora.engine
-    import mora.nodes
 
     def version(dist: str) -> str:
         try:
@@ -104,13 +105,28 @@ def identity() -> dict[str, str]:
             return "none"
 
     code = hashlib.blake2b(digest_size=16)
-    for package in (mora.engine, mora.nodes):
-        root = Path(package.__file__).resolve().parent
+    for root in _code_roots():
         for file in sorted(root.rglob("*.py")):
             st = file.stat()
-            code.update(f"{file.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            code.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return {"version": version("mora-dag"), "package": str(Path(mora.engine.__file__).resolve().parent),
             "code": code.hexdigest(), "libraries": " ".join(f"{d}=={version(d)}" for d in KEYED_LIBRARIES)}
+
+
+def _code_roots() -> list[Path]:
+    """The folders of the code a worker runs: the engine's, and those of the packages its entry points register
+    (agents, the model loader), found without importing the agents' modules."""
+    import importlib.util
+
+    import mora.engine
+
+    roots = {Path(mora.engine.__file__).resolve().parent}
+    for group in ("mora.agents", "mora.model_loader"):
+        for ep in importlib.metadata.entry_points(group=group):
+            spec = importlib.util.find_spec(ep.module)
+            if spec is not None and spec.origin:
+                roots.add(Path(spec.origin).resolve().parent)
+    return sorted(roots)
 
 
 # ---- the worker's side ----------------------------------------------------------------------------------------
@@ -186,7 +202,7 @@ def _greet(conn: socket.socket, hello: Callable[[], dict[str, Any]], runs: queue
             take = isinstance(attach, int) and busy is None
             if take:
                 serving[0] = attach
-        answer = {**hello(), "serving": busy, "serving_alive": busy is not None and _alive(busy)}
+        answer = {**hello(), "serving": busy, "serving_alive": busy is not None and psutil.pid_exists(busy)}
         conn.sendall((json.dumps(answer) + "\n").encode())
         if take:
             conn.settimeout(None)
@@ -353,20 +369,10 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def wait_gone(pid: int, seconds: float) -> bool:
     """Whether process `pid` ended within `seconds`."""
     deadline = time.monotonic() + seconds
-    while _alive(pid):
+    while psutil.pid_exists(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
