@@ -109,8 +109,8 @@ def test_a_run_is_refused_while_another_holds_the_workers_and_served_once_it_lea
     folder, _ = workers
     holder = PoolExecutor(attach=str(folder))
     try:
-        with pytest.raises(standing.WorkersError, match=r"serving another run \(pid \d+\)"):
-            PoolExecutor(attach=str(folder))
+        with pytest.raises(standing.WorkersError, match=r"still held by another run of this process"):
+            PoolExecutor(attach=str(folder))  # after a short wait: this process may be leaving it
     finally:
         holder.shutdown()
     outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 7}}}),
@@ -136,8 +136,12 @@ def test_a_busy_worker_refuses_another_command_at_once_with_one_line(workers, tm
 def test_workers_of_another_mora_are_refused(workers, monkeypatch):
     folder, _ = workers
     mine = standing.identity()
+    monkeypatch.setattr(standing, "identity", lambda: {**mine, "code": "edited"})
+    with pytest.raises(standing.WorkersError, match=r"started with another Mora code \(a file of it changed since the "
+                                                    r"workers started\) than this run's: restart them"):
+        PoolExecutor(attach=str(folder))
     monkeypatch.setattr(standing, "identity", lambda: {**mine, "version": "9.9", "package": "/elsewhere/mora/engine"})
-    with pytest.raises(standing.WorkersError, match=r"started with another Mora version, Mora installation.* than this "
+    with pytest.raises(standing.WorkersError, match=r"started with another Mora version, Mora installation than this "
                                                     r"run's: restart them"):
         PoolExecutor(attach=str(folder))
 
@@ -178,7 +182,7 @@ ATTACHED_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_ctrl_c_of_an_attached_run_leaves_the_workers_to_serve_the_next(workers, tmp_path):
+def test_ctrl_c_of_an_attached_run_leaves_the_workers_to_serve_the_next(workers, tmp_path, caplog):
     folder, pids = workers
     proc = subprocess.Popen([sys.executable, "-c", ATTACHED_SCRIPT, str(tmp_path), str(folder)],
                             stdout=subprocess.PIPE, text=True)
@@ -192,6 +196,7 @@ def test_ctrl_c_of_an_attached_run_leaves_the_workers_to_serve_the_next(workers,
                       folder, "next")  # waits for the ended run's tasks rather than refusing
     assert outcome.manifest["nodes"]["a"]["status"] == "done"
     assert {w["pid"] for w in outcome.manifest["workers"]} == set(pids)
+    assert "waiting for the standing worker" in caplog.text and "a run that ended" in caplog.text
     assert time.monotonic() - started < 20
 
 

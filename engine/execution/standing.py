@@ -1,7 +1,7 @@
 """Standing workers: pool workers that outlive a command, so loaded and compiled models stay warm between runs.
 
 Policy. `mora-admin workers start` starts one pool worker per device (`python -m mora.engine.execution.worker
-KIND NAME --listen SOCKET`), detached from the terminal, each listening on a Unix socket in one folder. A run with
+KIND NAME --listen SOCKET DEVICE_ID`), detached from the terminal, each listening on a Unix socket in one folder. A run with
 `runtime=pool runtime.attach=FOLDER` (`auto`: the default cache's `workers/`) connects to them instead of starting workers of
 its own, so the models they loaded and compiled for earlier commands are still resident: a sweep pays loading and
 compilation once per machine, not once per command. A worker serves one run at a time; a second run is refused at
@@ -74,7 +74,10 @@ def workers_dir(value: str | None) -> Path:
 
 
 def socket_path(folder: Path, name: str) -> Path:
-    path = folder / f"{name}.sock"
+    return _check_length(folder / f"{name}.sock")
+
+
+def _check_length(path: Path) -> Path:
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise WorkersError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows; "
                            "choose a shorter folder (mora-admin workers start --dir ...; runtime.attach=...)")
@@ -106,7 +109,7 @@ def identity() -> dict[str, str]:
 
     code = hashlib.blake2b(digest_size=16)
     for root in _code_roots():
-        for file in sorted(root.rglob("*.py")):
+        for file in sorted(root.rglob("*.py")) if root.is_dir() else [root]:
             st = file.stat()
             code.update(f"{file}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return {"version": version("mora-dag"), "package": str(Path(mora.engine.__file__).resolve().parent),
@@ -114,8 +117,9 @@ def identity() -> dict[str, str]:
 
 
 def _code_roots() -> list[Path]:
-    """The folders of the code a worker runs: the engine's, and those of the packages its entry points register
-    (agents, the model loader), found without importing the agents' modules."""
+    """The code a worker runs: the engine's folder, and those of the packages its entry points register (agents, the
+    model loader; a top-level module alone is its file), found without importing the agents' modules (only their
+    parent packages are imported, to locate them); an entry point whose module is gone is left out."""
     import importlib.util
 
     import mora.engine
@@ -123,9 +127,13 @@ def _code_roots() -> list[Path]:
     roots = {Path(mora.engine.__file__).resolve().parent}
     for group in ("mora.agents", "mora.model_loader"):
         for ep in importlib.metadata.entry_points(group=group):
-            spec = importlib.util.find_spec(ep.module)
-            if spec is not None and spec.origin:
-                roots.add(Path(spec.origin).resolve().parent)
+            try:
+                spec = importlib.util.find_spec(ep.module)
+            except (ImportError, ValueError):
+                continue
+            if spec is not None and spec.origin and spec.origin not in ("built-in", "frozen"):
+                origin = Path(spec.origin).resolve()
+                roots.add(origin.parent if "." in ep.module else origin)
     return sorted(roots)
 
 
@@ -202,14 +210,17 @@ def _greet(conn: socket.socket, hello: Callable[[], dict[str, Any]], runs: queue
             take = isinstance(attach, int) and busy is None
             if take:
                 serving[0] = attach
-        answer = {**hello(), "serving": busy, "serving_alive": busy is not None and psutil.pid_exists(busy)}
+        answer = {**hello(), "serving": busy, "serving_alive": busy is not None and running(busy)}
         conn.sendall((json.dumps(answer) + "\n").encode())
         if take:
             conn.settimeout(None)
             runs.put(conn)
+            take = False
             return
-    except (OSError, ValueError):
-        if take:  # the run left during its handshake
+    except Exception:  # noqa: BLE001 (a failed handshake ends that connection; the worker serves on)
+        traceback.print_exc()
+    finally:
+        if take:  # taken, then the handshake failed: free again
             with lock:
                 serving[0] = None
     conn.close()
@@ -264,6 +275,10 @@ def attach(path: Path) -> Attached:
             waited = True
         time.sleep(0.05)
     name = f"the standing worker {hello.get('name')} on {hello.get('kind')}:{hello.get('device_id')} ({path})"
+    if hello.get("serving") == os.getpid():
+        sock.close()
+        raise WorkersError(f"{name} is still held by another run of this process: one process may attach to a "
+                           "worker once at a time")
     if hello.get("serving") is not None:
         sock.close()
         raise WorkersError(f"{name} is serving another run (pid {hello['serving']}); wait for it, or start "
@@ -296,9 +311,7 @@ def alive(path: Path) -> dict[str, Any] | None:
 def _handshake(path: Path, verb: str) -> tuple[socket.socket, dict[str, Any]]:
     if not _is_socket(path):
         raise NotRunning(f"no standing worker at {path}: start them with `mora-admin workers start`")
-    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
-        raise WorkersError(f"the socket path {path} is longer than the {MAX_SOCKET_PATH} bytes a Unix socket allows; "
-                           "use a shorter folder")
+    _check_length(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(HANDSHAKE_SECONDS)
     try:
@@ -369,10 +382,20 @@ def _is_socket(path: Path) -> bool:
         return False
 
 
+def running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie whose parent has not reaped it yet has ended)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
 def wait_gone(pid: int, seconds: float) -> bool:
     """Whether process `pid` ended within `seconds`."""
     deadline = time.monotonic() + seconds
-    while psutil.pid_exists(pid):
+    while running(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)

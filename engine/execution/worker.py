@@ -57,6 +57,7 @@ def stand(kind: str, name: str, path: str, device_id: str) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.stdout = sys.stderr
+    standing.identity()  # the code as it is now, before the seconds torch and CUDA take to start
     device = _ready_device(kind)
     since = time.time()
 

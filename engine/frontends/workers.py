@@ -50,7 +50,12 @@ def start(folder: Path, args: argparse.Namespace) -> int:
     names = {f"{kind}{i}": i for i in device_ids(args.devices, kind)}
     paths = {name: standing.socket_path(folder, f"worker-{name}") for name in names}
     running = {name: hello for name, path in paths.items() if (hello := standing.alive(path)) is not None}
+    mine = standing.identity()
     for name, hello in running.items():
+        differ = [standing.IDENTITY_PARTS[k] for k in mine if hello.get(k) != mine[k]]
+        if differ:
+            raise WorkersError(f"worker {name} (pid {hello['pid']}) runs with another {', '.join(differ)}: stop the "
+                               "workers, then start them")
         print(f"worker {name} on {kind}:{names[name]}: already running (pid {hello['pid']})")
     if len(running) == len(names):
         return 0
@@ -67,14 +72,24 @@ def start(folder: Path, args: argparse.Namespace) -> int:
         if problem is not None:
             raise WorkersError(problem)
     except BaseException:  # a failure or Ctrl-C: none of the workers this command started is left behind
-        for proc in started.values():
-            proc.terminate()
-            proc.wait()
+        _end(list(started.values()))
         raise
     for name, proc in started.items():
         print(f"worker {name} on {kind}:{names[name]}: pid {proc.pid}, listening on {paths[name]}")
     print(f"attach runs with: mora runtime=pool runtime.attach={folder}")
     return 0
+
+
+def _end(procs: list[subprocess.Popen]) -> None:
+    """Terminate every process first, then wait for each (a second Ctrl-C meanwhile cannot leave one running)."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _spawn(folder: Path, kind: str, name: str, device_id: str, path: Path) -> subprocess.Popen:
@@ -151,16 +166,28 @@ def stop(folder: Path, args: argparse.Namespace) -> int:
             left += 1
             continue
         pid = int(hello["pid"])
-        os.kill(pid, signal.SIGTERM)
-        if not standing.wait_gone(pid, 10.0 if args.timeout is None else args.timeout):
-            os.kill(pid, signal.SIGKILL)
-            standing.wait_gone(pid, 5)
-            path.unlink(missing_ok=True)
+        if not _signal_until_gone(pid, 10.0 if args.timeout is None else args.timeout):
+            print(f"{hello['name']} (pid {pid}): did not end, even after SIGKILL")
+            left += 1
+            continue
+        path.unlink(missing_ok=True)  # removed by the worker itself unless it had to be killed
         print(f"stopped {hello['name']} (pid {pid})" +
               (f"; it was serving the run of pid {hello['serving']}" if hello.get("serving") is not None else ""))
     if left:
-        raise WorkersError(f"{left} socket(s) in {folder} did not answer as standing workers and were left alone")
+        raise WorkersError(f"{left} socket(s) in {folder} were left: see above")
     return 0
+
+
+def _signal_until_gone(pid: int, seconds: float) -> bool:
+    """SIGTERM, then SIGKILL after `seconds`; whether the process is gone (one that ended meanwhile is)."""
+    for sig, wait in ((signal.SIGTERM, seconds), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        if standing.wait_gone(pid, wait):
+            return True
+    return False
 
 
 def add_parser(sub: Any) -> None:

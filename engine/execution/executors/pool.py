@@ -148,6 +148,8 @@ class _Standing:
             self.attached.lines.close()  # the reader is done with it
         except OSError:
             pass
+        if not standing.wait_gone(self.pid, 1.0):  # a process closes its sockets a moment before it has ended
+            return "its connection closed: the standing worker hung up on this run (its log says why)"
         return "its connection closed: the standing worker stopped or died"
 
     def leave(self) -> None:
@@ -190,15 +192,16 @@ class PoolExecutor:
         self.loads: Counter[str] = Counter()
         self.restarts = Restarts(self.slots)
 
-    def _spawn(self, index: int, device_id: str) -> _Worker:
+    def _spawn(self, index: int, device_id: str, kind: str | None = None) -> _Worker:
+        kind = kind or self.kind
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        env["CUDA_VISIBLE_DEVICES"] = "" if self.kind == "cpu" else device_id
+        env["CUDA_VISIBLE_DEVICES"] = "" if kind == "cpu" else device_id
         name = f"worker{index}"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mora.engine.execution.worker", self.kind, name],
+            [sys.executable, "-m", "mora.engine.execution.worker", kind, name],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True, bufsize=1, start_new_session=True,
         )
-        worker = _Worker(name, device_id, self.kind, _Spawned(proc))
+        worker = _Worker(name, device_id, kind, _Spawned(proc))
         worker.log = {"worker": name, "device": worker.label, "pid": proc.pid, "started": time.time(), "ready": None,
                       "loads": []}
         self._start(worker)
@@ -296,8 +299,7 @@ class PoolExecutor:
         self.restarts.one_more("pool", f"{how} on {worker.label}")
         log.warning("pool: worker on %s died (%s); starting a new one", worker.label, how)
         index = self._workers.index(worker)
-        self.kind = worker.kind
-        self._workers[index] = self._spawn(index, worker.device_id)
+        self._workers[index] = self._spawn(index, worker.device_id, worker.kind)
         return lost(worker.task, worker.label, worker.name,
                     f"worker process on {worker.label} died ({how}) while running this node")
 
