@@ -217,6 +217,8 @@ def _greet(conn: socket.socket, hello: Callable[[], dict[str, Any]], runs: queue
             runs.put(conn)
             take = False
             return
+    except (OSError, ValueError):
+        pass  # the other side left or sent no handshake (a probe): nothing to report
     except Exception:  # noqa: BLE001 (a failed handshake ends that connection; the worker serves on)
         traceback.print_exc()
     finally:
