@@ -171,33 +171,36 @@ ATTACHED_SCRIPT = textwrap.dedent("""
     from mora.engine.execution.executors.pool import PoolExecutor
     from mora.engine.cache.store import Store
     tmp, folder = Path(sys.argv[1]), sys.argv[2]
-    graph = tmp / "slow.yaml"
-    graph.write_text(yaml.safe_dump({"nodes": {"a": {"agent": "p_sleep", "params": {"seconds": 3}},
-                                               "b": {"agent": "p_sleep", "params": {"seconds": 3, "value": 1}}},
-                                     "outputs": {"a": {"from": "a.value"}, "b": {"from": "b.value"}}}))
+    gated = {"agent": "p_gated", "params": {"log": str(tmp / "started.log"), "gate": str(tmp / "gate")}}
+    graph = tmp / "gated.yaml"
+    graph.write_text(yaml.safe_dump({"nodes": {"a": {**gated, "params": {**gated["params"], "tag": "a"}},
+                                               "b": {**gated, "params": {**gated["params"], "tag": "b"}}},
+                                     "outputs": {"a": {"from": "a.text"}, "b": {"from": "b.text"}}}))
     plan = load_plan(graph, {}, registry=pool_agents.registry())
-    ex = PoolExecutor(attach=folder)
-    print("ATTACHED", flush=True)
-    run(plan, store=Store(tmp / "cache"), preset={}, run_dir=tmp / "run", runtime={}, quiet=True, executor=ex)
+    run(plan, store=Store(tmp / "cache"), preset={}, run_dir=tmp / "run", runtime={}, quiet=True,
+        executor=PoolExecutor(attach=folder))
 """)
 
 
 def test_ctrl_c_of_an_attached_run_leaves_the_workers_to_serve_the_next(workers, tmp_path, caplog):
+    import threading
+
     folder, pids = workers
-    proc = subprocess.Popen([sys.executable, "-c", ATTACHED_SCRIPT, str(tmp_path), str(folder)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "ATTACHED"
-    time.sleep(1)  # both workers are inside their 3 s node now
+    proc = subprocess.Popen([sys.executable, "-c", ATTACHED_SCRIPT, str(tmp_path), str(folder)])
+    started = tmp_path / "started.log"
+    deadline = time.monotonic() + 60
+    while not (started.exists() and len(started.read_text().splitlines()) == 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists() and len(started.read_text().splitlines()) == 2, "both workers are inside a node"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) != 0
     assert all(_alive(pid) for pid in pids), "Ctrl-C of a run stopped a standing worker"
-    started = time.monotonic()
+    threading.Timer(1.0, (tmp_path / "gate").touch).start()  # the ended run's nodes finish a second from now
     outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 5}}}),
-                      folder, "next")  # waits for the ended run's tasks rather than refusing
+                      folder, "next")  # waits for them rather than refusing
     assert outcome.manifest["nodes"]["a"]["status"] == "done"
     assert {w["pid"] for w in outcome.manifest["workers"]} == set(pids)
     assert "waiting for the standing worker" in caplog.text and "a run that ended" in caplog.text
-    assert time.monotonic() - started < 20
 
 
 def test_missing_or_dead_workers_and_a_wrong_runtime_are_one_line_errors(tmp_path, capsys):
