@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pool_agents
-import psutil
 import pytest
 import yaml
 from conftest import run_file
@@ -33,13 +32,6 @@ def admin(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
 @pytest.fixture
 def workers(monkeypatch):
     """Two standing CPU workers in a short folder (a socket's path is limited to 107 bytes); their pids."""
@@ -51,7 +43,7 @@ def workers(monkeypatch):
     yield folder, pids
     admin("workers", "stop", "--dir", str(folder))
     shutil.rmtree(folder, ignore_errors=True)
-    assert not any(_alive(pid) for pid in pids), "a standing worker outlived `workers stop`"
+    assert not any(standing.running(pid) for pid in pids), "a standing worker outlived `workers stop`"
 
 
 def _graph(tmp: Path, nodes: dict) -> Path:
@@ -93,7 +85,7 @@ def test_standing_workers_keep_their_models_between_runs(workers, tmp_path, caps
         assert {w["pid"] for w in outcome.manifest["workers"]} == set(pids)
         assert all(w["standing"] for w in outcome.manifest["workers"])
     made_by = int((tmp_path / "r2" / "a.txt").read_text().split(" by ")[1])
-    assert made_by in pids and all(_alive(pid) for pid in pids)  # the runs ended, the workers did not
+    assert made_by in pids and all(standing.running(pid) for pid in pids)  # the runs ended, the workers did not
     status = run_admin(capsys, "workers", "status", "--dir", str(folder))
     assert status.status == 0 and status.out.count("idle") == 2, status.out
     assert "resident models: path:" in status.out
@@ -156,7 +148,7 @@ def test_a_killed_standing_worker_fails_its_node_and_the_run_goes_on(workers, tm
     assert nodes["doomed"]["status"] == "failed" and "standing worker stopped or died" in nodes["doomed"]["error"]
     assert nodes["fine"]["status"] == nodes["after"]["status"] == "done"
     assert executor.restarts.count == 1
-    assert sum(_alive(pid) for pid in pids) == 1
+    assert sum(standing.running(pid) for pid in pids) == 1
     status = run_admin(capsys, "workers", "status", "--dir", str(folder))
     assert "not running (its socket outlived it" in status.out
     stopped = run_admin(capsys, "workers", "stop", "--dir", str(folder))
@@ -194,7 +186,7 @@ def test_ctrl_c_of_an_attached_run_leaves_the_workers_to_serve_the_next(workers,
     assert started.exists() and len(started.read_text().splitlines()) == 2, "both workers are inside a node"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) != 0
-    assert all(_alive(pid) for pid in pids), "Ctrl-C of a run stopped a standing worker"
+    assert all(standing.running(pid) for pid in pids), "Ctrl-C of a run stopped a standing worker"
     threading.Timer(1.0, (tmp_path / "gate").touch).start()  # the ended run's nodes finish a second from now
     outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 5}}}),
                       folder, "next")  # waits for them rather than refusing
@@ -258,7 +250,7 @@ def test_a_task_line_a_worker_cannot_read_ends_that_connection_not_the_worker(wo
         attached.close()
     outcome, _ = _run(tmp_path, _graph(tmp_path, {"a": {"agent": "p_sleep", "params": {"seconds": 0, "value": 1}}}),
                       folder, "run")
-    assert outcome.manifest["nodes"]["a"]["status"] == "done" and all(_alive(pid) for pid in pids)
+    assert outcome.manifest["nodes"]["a"]["status"] == "done" and all(standing.running(pid) for pid in pids)
 
 
 def test_stop_leaves_alone_a_socket_that_is_not_a_worker_of_this_user(tmp_path, capsys):
@@ -313,7 +305,7 @@ def test_a_mora_launcher_sweep_runs_on_the_standing_workers(workers, tmp_path):
     assert len(jobs) == 6 and all({w["pid"] for w in j["workers"]} == set(pids) for j in jobs)  # both groups
     assert sorted((tmp_path / "sweep" / str(i) / "text.txt").read_text() for i in range(6)) == [
         "a cat", "a cat", "a fox", "a fox", "a owl", "a owl"]
-    assert all(_alive(pid) for pid in pids)
+    assert all(standing.running(pid) for pid in pids)
 
 
 def test_gpu_workers_on_a_machine_without_gpus_point_to_cpu_ones(tmp_path, capsys):
