@@ -49,6 +49,8 @@ MAX_SOCKET_PATH = 107
 ABANDONED_WAIT_SECONDS = 600.0
 """How long a run waits for a worker to finish the node of a run that has ended before it gives up."""
 KEYED_LIBRARIES = ("torch", "diffusers", "transformers")
+GONE = frozenset({errno.ECONNREFUSED, errno.ENOENT, errno.ECONNRESET})
+"""What connecting to a dead worker's socket gives: refused, or reset when it died with the connection queued."""
 _LINE_LIMIT = 1 << 16
 log = logging.getLogger("mora.pool")
 
@@ -317,13 +319,7 @@ def _handshake(path: Path, verb: str) -> tuple[socket.socket, dict[str, Any]]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(HANDSHAKE_SECONDS)
     try:
-        try:
-            sock.connect(str(path))
-        except OSError as e:
-            if e.errno in (errno.ECONNREFUSED, errno.ENOENT):
-                raise NotRunning(f"the standing worker at {path} is not running (its socket outlived it); start it "
-                                 "again: mora-admin workers start") from None
-            raise
+        sock.connect(str(path))
         peer = _peer(sock)
         if peer is not None and peer[1] != os.getuid():
             raise WorkersError(f"{path} is served by another user's process (uid {peer[1]}), not by a worker of yours")
@@ -338,7 +334,13 @@ def _handshake(path: Path, verb: str) -> tuple[socket.socket, dict[str, Any]]:
     except WorkersError:
         sock.close()
         raise
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        sock.close()
+        if e.errno not in GONE:
+            raise WorkersError(f"the standing worker at {path} did not answer its handshake ({e})") from None
+        raise NotRunning(f"the standing worker at {path} is not running (its socket outlived it); start it again: "
+                         "mora-admin workers start") from None
+    except ValueError as e:
         sock.close()
         raise WorkersError(f"the standing worker at {path} did not answer its handshake "
                            f"({e or type(e).__name__})") from None
