@@ -2,6 +2,7 @@
 commands save pipelines that load with `from_pretrained` and run."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -295,3 +296,51 @@ def test_the_svd_training_commands_save_a_pipeline_that_loads_and_makes_video(tm
     frames = pipe(as_image(clip(0)[0, :, 0]), height=64, width=64, num_frames=4, num_inference_steps=1,
                   decode_chunk_size=4, motion_bucket_id=127, output_type="np").frames[0]
     assert frames.shape == (4, 64, 64, 3)
+
+
+def test_vae_independent_frames_trains_on_single_frames_of_distinct_scenes(tmp_path, monkeypatch):
+    from diffusers import AutoencoderKLWan
+
+    seen: list[torch.Tensor] = []
+    encode = AutoencoderKLWan.encode
+
+    def spy(self, x, *args, **kwargs):
+        seen.append(x.detach().clone())
+        return encode(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(AutoencoderKLWan, "encode", spy)
+    world_video.main(["vae", "--temporal", "1", "--independent-frames", "--decoder-width", "48", "--steps", "2",
+                      "--batch", "6", "--workers", "0", "--out", str(tmp_path / "vae")])
+    first = seen[0]
+    assert first.shape[:3] == (6, 3, 1)  # six single frames a step
+    assert len({f.numpy().tobytes() for f in first}) == 6  # each of its own scene
+    vae = AutoencoderKLWan.from_pretrained(tmp_path / "vae")
+    assert world_video.codes_frames_alone(vae) and vae.config.decoder_base_dim == 48
+
+
+def test_the_transformer_takes_its_width_and_depth(tmp_path):
+    vae = tmp_path / "vae"
+    world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1", "--workers", "0",
+                      "--out", str(vae)])
+    world_video.main(["i2v", "--vae", str(vae), "--width", "64", "--layers", "2", "--steps", "1", "--batch", "1",
+                      "--workers", "0", "--out", str(tmp_path / "i2v")])
+    config = json.loads((tmp_path / "i2v" / "transformer" / "config.json").read_text())
+    assert (config["num_attention_heads"], config["num_layers"], config["ffn_dim"]) == (2, 2, 256)
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["vae", "--independent-frames"], "--independent-frames needs a VAE that codes each frame alone"),
+    (["vae", "--temporal", "4", "--independent-frames"], "--independent-frames needs a VAE that codes each frame"),
+    (["i2v", "--width", "100"], "--width 100: must be a multiple of 32"),
+    (["vae", "--width", "64"], "`vae` takes no --width"),
+    (["i2v", "--decoder-width", "64"], "`i2v` takes no --decoder-width"),
+])
+def test_new_recipe_options_are_checked_before_anything_runs(argv, problem, tmp_path, capsys):
+    if argv[0] == "i2v":
+        world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1",
+                          "--workers", "0", "--out", str(tmp_path / "vae")])
+        argv = [*argv, "--vae", str(tmp_path / "vae")]
+    with pytest.raises(SystemExit) as exit_:
+        world_video.main([*argv, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2 and problem in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -106,6 +106,13 @@ class ClipStream(IterableDataset):
         scene = world.sample_scene(rng, two=0.3, moving=0.8)
         return clip_params(scene, world.place(scene, rng))
 
+    def _frame(self, rng: np.random.Generator) -> torch.Tensor:
+        """One frame (1 x PARAMS) of a scene of its own, at a random time of its motion."""
+        scene = world.sample_scene(rng, two=0.3, moving=0.8)
+        layout = world.place(scene, rng)
+        moved = dataclasses.replace(layout, centres=world.positions(scene, layout, int(rng.integers(FRAMES))))
+        return scene_params(scene, moved)[None]
+
     def _i2v(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         scene = sample_training_scene(rng, moving=MOVING)
         text = "" if rng.random() < 0.1 else train_caption(scene, rng)
@@ -121,12 +128,13 @@ class ClipStream(IterableDataset):
 
 # VAE --------------------------------------------------------------------------------------------------------
 
-def vae_model(temporal: int = 4) -> Any:
+def vae_model(temporal: int = 4, decoder_width: int | None = None) -> Any:
     """The world's Wan VAE: 4x smaller frames, and `temporal` (4, 2 or 1) frames to a latent frame after the first.
-    A temporal-1 VAE starts by coding each frame alone (`frame_alone`)."""
+    A temporal-1 VAE starts by coding each frame alone (`frame_alone`). `decoder_width`: the decoder's base channels
+    (the encoder's 32 if None)."""
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan(base_dim=32, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
+    vae = AutoencoderKLWan(base_dim=32, decoder_base_dim=decoder_width, z_dim=Z, dim_mult=[1, 2, 2], num_res_blocks=1,
                            temperal_downsample=[temporal == 4, temporal > 1], latents_mean=[0.0] * Z,
                            latents_std=[1.0] * Z, scale_factor_temporal=temporal, scale_factor_spatial=4)
     if temporal == 1:
@@ -203,14 +211,15 @@ def train_vae(args: argparse.Namespace) -> None:
     from diffusers import AutoencoderKLWan
 
     device = setup(args)
-    vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else vae_model(args.temporal or 4)
+    vae = AutoencoderKLWan.from_pretrained(args.init, dtype=torch.float32) if args.init else \
+        vae_model(args.temporal or 4, args.decoder_width)
     vae = vae.to(device).train()
     if args.decoder_only:  # the latent space stays as it is: video models trained on it stay valid
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
-    if args.image_share >= 1 and codes_frames_alone(vae):  # single frames only: their taps are never used
+    if (args.image_share >= 1 or args.independent_frames) and codes_frames_alone(vae):  # taps never used
         frame_convs(vae)
-    data = loader("vae", args.seed, args.batch, args.workers, ClipStream)
+    data = loader("frame" if args.independent_frames else "vae", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, [p for p in vae.parameters() if p.requires_grad], args.lr or 1e-3)
     for step in run.steps():
         p = run.next(data).to(device, non_blocking=True)
@@ -237,9 +246,10 @@ IMAGE_TOKENS = (SIZE // 8) ** 2 + 1
 """The CLIP image encoder's tokens: 8-pixel patches of a 64-pixel frame, and its class token."""
 
 
-def components(first_last: bool, temporal: int = 4) -> dict[str, Any]:
+def components(first_last: bool, temporal: int = 4, width: int = 128, layers: int = 6) -> dict[str, Any]:
     """The trainable parts of a world Wan pipeline: text encoder, image encoder and transformer (which reads the noisy
-    latent, the given frames' mask, one channel per frame of the VAE's temporal stride, and their latent)."""
+    latent, the given frames' mask, one channel per frame of the VAE's temporal stride, and their latent; `width`
+    channels in heads of 32, `layers` blocks)."""
     from diffusers import WanTransformer3DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
@@ -249,8 +259,8 @@ def components(first_last: bool, temporal: int = 4) -> dict[str, Any]:
     image = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                                              num_attention_heads=4, image_size=SIZE, patch_size=8))
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32, in_channels=2 * Z + temporal, out_channels=Z,
-        text_dim=128, freq_dim=256, ffn_dim=512, num_layers=6, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
+        patch_size=(1, 2, 2), num_attention_heads=width // 32, attention_head_dim=32, in_channels=2 * Z + temporal,
+        out_channels=Z, text_dim=128, freq_dim=256, ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64, image_dim=128, pos_embed_seq_len=2 * IMAGE_TOKENS if first_last else None)
     return {"text_encoder": text, "image_encoder": image, "transformer": transformer}
 
@@ -346,7 +356,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
 
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
-    parts = components(first_last, vae.config.scale_factor_temporal) if not args.init else load_parts(args.init)
+    parts = load_parts(args.init) if args.init else \
+        components(first_last, vae.config.scale_factor_temporal, args.width, args.layers)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     alone = codes_frames_alone(vae)
     if alone:
@@ -402,9 +413,10 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
 
 
 RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
-                         reads=("temporal", "image_share", "decoder_only", "latent_noise")),
-           "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline"),
-           "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline")}
+                         reads=("temporal", "image_share", "decoder_only", "latent_noise", "independent_frames",
+                                "decoder_width")),
+           "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline", reads=("width", "layers")),
+           "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline", reads=("width", "layers"))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -420,13 +432,31 @@ def main(argv: list[str] | None = None) -> None:
                 parser.add_argument("--latent-noise", type=bounded(float, 0, 2), default=0.0,
                                     help="vae, with --decoder-only: decode latents with Gaussian noise of up to this "
                                          "standard deviation (normalised units), for video models' slightly-off "
-                                         "latents")]
+                                         "latents"),
+                parser.add_argument("--independent-frames", action="store_true",
+                                    help="vae, coding frames alone: each step's frames come from as many scenes, not "
+                                         "from a few clips' correlated frames"),
+                parser.add_argument("--decoder-width", type=bounded(int, 8), default=None,
+                                    help="vae, afresh: the decoder's base channels (default the encoder's 32)"),
+                parser.add_argument("--width", type=bounded(int, 32), default=128,
+                                    help="i2v/flf, afresh: the transformer's channels, in heads of 32"),
+                parser.add_argument("--layers", type=bounded(int, 1), default=6,
+                                    help="i2v/flf, afresh: the transformer's blocks")]
 
     def agrees(args: argparse.Namespace) -> str | None:
         """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
         decoder trained alone needs the encoder it keeps, and only such a decoder may train on noisy latents."""
         if args.model == "vae" and args.decoder_only and not args.init:
             return "--decoder-only needs --init (the VAE whose encoder it keeps)"
+        if args.model == "vae" and args.independent_frames:
+            stride = args.temporal if not args.init else \
+                json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
+            if stride != 1:
+                return "--independent-frames needs a VAE that codes each frame alone (--temporal 1)"
+        if args.init and (args.decoder_width is not None or args.width != 128 or args.layers != 6):
+            return "--init keeps its model's layers: drop --decoder-width, --width and --layers"
+        if args.width % 32:
+            return f"--width {args.width}: must be a multiple of 32 (heads of 32 channels)"
         if args.model == "vae" and args.latent_noise and not args.decoder_only:
             return ("--latent-noise needs --decoder-only (an encoder trained against the noise would outgrow it; the "
                     "latent statistics it is measured in are the kept encoder's)")
