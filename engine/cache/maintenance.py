@@ -49,6 +49,22 @@ CLOCK_MARGIN = 5.0
 """Seconds by which gc's second read of the index reaches back: processes writing the index share this host's clock."""
 UPLOAD_GRACE = 3600.0
 """Seconds after which a temporary object in an object store is taken for a dead writer's."""
+
+
+@dataclass(frozen=True)
+class LocalObject:
+    """An object file in `objects/` as one listing saw it."""
+
+    path: Path
+    size: int
+    mtime: float
+    atime: float
+
+    @property
+    def digest(self) -> str:
+        return self.path.name.split(".", 1)[0]
+
+
 PortsOf = Callable[[str], Mapping[str, PortType] | None]
 """An agent type's output ports (None: unknown), for checking entries against the nodes that would read them."""
 
@@ -122,9 +138,12 @@ def _real_dir(path: Path) -> bool:
         return False
 
 
-def _objects(store: Store) -> dict[str, Path]:
-    """Stored objects by file name (`<digest>.<ext>`), from one directory listing per shard: only files Mora named."""
-    out: dict[str, Path] = {}
+def _objects(store: Store) -> dict[str, LocalObject]:
+    """Stored objects by file name (`<digest>.<ext>`), from one directory listing per shard: only files Mora named.
+
+    An object deleted or moved aside meanwhile (by a concurrent gc or quarantine) is simply not listed.
+    """
+    out: dict[str, LocalObject] = {}
     top = store.root / "objects"
     if not _real_dir(top):
         return out
@@ -133,8 +152,15 @@ def _objects(store: Store) -> dict[str, Path]:
             if not shard.is_dir(follow_symlinks=False):
                 continue
             with os.scandir(shard.path) as files:
-                out.update((e.name, Path(e.path)) for e in files if e.is_file(follow_symlinks=False)
-                           and OBJECT_NAME.fullmatch(e.name) and e.name[:2] == shard.name)
+                for e in files:
+                    if not (OBJECT_NAME.fullmatch(e.name) and e.name[:2] == shard.name):
+                        continue
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        out[e.name] = LocalObject(Path(e.path), st.st_size, st.st_mtime, st.st_atime)
     return out
 
 
@@ -162,6 +188,9 @@ def describe(store: Store, entry: dict[str, Any] | None) -> str:
 def stats(store: Store) -> dict[str, Any]:
     """Counts per agent from the index's tag index (a second at a million entries) and one listing of the objects.
 
+    `objects` and `object_bytes` are this machine's `objects/`, what `gc --max-size` bounds; with an
+    artifact store, `store_objects` and `store_bytes` are the whole store's, which other caches may share.
+
     Rows without a tag (written before tags, or not by Mora) are classified from their JSON, as
     `<corrupt>` when they are not entries; a tagged row is counted under its tag unread (`verify`
     reads every entry).
@@ -180,9 +209,10 @@ def stats(store: Store) -> dict[str, Any]:
     return {
         "dir": str(store.root),
         "entries": sum(agents.values()),
-        "objects": len(objs) if remote is None else len(remote),
-        "object_bytes": sum(p.stat().st_size for p in objs.values()) if remote is None else sum(o.size for o in remote),
-        **({} if remote is None else {"artifacts": store.remote.url, "local_copies": len(objs)}),
+        "objects": len(objs),
+        "object_bytes": sum(o.size for o in objs.values()),
+        **({} if remote is None else {"artifacts": store.remote.url, "store_objects": len(remote),
+                                      "store_bytes": sum(o.size for o in remote)}),
         "agents": dict(sorted(agents.items())),
         "tmp_files": len(_temp_files(store)),
         "quarantined": len(list((store.root / "quarantine").glob("*"))),
@@ -320,19 +350,22 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
         live |= _live_digests(store, since=snapshot - CLOCK_MARGIN)  # entries recorded meanwhile
         held = live_digests(store.root / "leases")
-        for name, path in _objects(store).items():
-            digest = name.split(".", 1)[0]
+        for obj in _objects(store).values():
+            digest = obj.digest
             if digest in live:
                 continue
             if digest in held:
                 leased += 1
                 continue
-            st = path.stat()
+            try:
+                st = obj.path.stat()
+            except FileNotFoundError:
+                continue
             if now - st.st_mtime < grace:
                 young += 1
                 continue
             freed += st.st_size
-            path.unlink(missing_ok=True)
+            obj.path.unlink(missing_ok=True)
             removed_objects += 1
         if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
             store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
@@ -364,7 +397,7 @@ def _evict_to_size(store: Store, max_size: int) -> int:
 
     One pass with reference counts: an object's bytes are freed when its last entry goes.
     """
-    sizes = {name.split(".", 1)[0]: p.stat().st_size for name, p in _objects(store).items()}
+    sizes = {o.digest: o.size for o in _objects(store).values()}
     by_entry: dict[int | str, tuple[float, list[str]]] = {}  # rowid of an inline entry, key of one in a file
     for rowid, created, digest in select(store.index, _digests()):
         by_entry.setdefault(rowid, (float(created), []))[1].append(digest)
