@@ -6,17 +6,30 @@ and concurrency is tested with real processes.
 """
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
+import yaml
+from entry_points import agent_env
+
 from mora.engine.cache import maintenance
 from mora.engine.cache.artifacts import Blob
+from mora.engine.cache.eviction import Eviction, LocalObject, Referrer, plan
 from mora.engine.cache.objects import ArtifactStore
 from mora.engine.cache.store import Store
+from mora.engine.frontends import admin
 from mora.engine.ports import PortType
+
+DAY = 86400.0
+LONG_AGO = time.time() - 30 * DAY
+MORA = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"]
+ADMIN = [sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()"]
 
 
 def _text(i: int, size: int = 1000) -> Blob:
@@ -26,6 +39,45 @@ def _text(i: int, size: int = 1000) -> Blob:
 def _store_files(shared: Path) -> dict[str, bytes]:
     """The artifact store's objects, name to bytes."""
     return {p.name: p.read_bytes() for p in (shared / "objects").rglob("*") if p.is_file()}
+
+
+def _local(store: Store) -> set[str]:
+    """The object files in this machine's objects/."""
+    return {p.name for p in (store.root / "objects").rglob("*") if p.is_file()}
+
+
+def _record(store: Store, name: str, ref_json: dict, created: float) -> None:
+    """An entry for node `name` (its key: the name 64 times), created at `created`."""
+    store.record(name * 64, {"node": name, "agent": "t_text", "outputs": {"text": ref_json}, "created": created})
+
+
+def _age(path: Path, used: float = LONG_AGO) -> None:
+    """Date a file back past gc's grace period, last read at `used`."""
+    os.utime(path, (used, LONG_AGO))
+
+
+def _nodes(store: Store) -> set[str]:
+    return {entry["node"] for _, entry in maintenance.entries(store)}
+
+
+def _gc(capsys: pytest.CaptureFixture, store: Store, *flags: str) -> dict[str, int]:
+    """`mora-admin cache gc` on the store's directory; its report, once `cache stats` agrees on this disk's bytes."""
+    status = admin.main(["cache", "gc", "--dir", str(store.root), *flags])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    report = json.loads(out.out)
+    assert maintenance.stats(store)["object_bytes"] == report["kept_bytes"]
+    return report
+
+
+def _served(store: Store, names: str) -> bool:
+    """Whether every entry named is a hit whose artifacts read back intact (fetched from the store if need be)."""
+    for name in names:
+        entry = store.lookup(name * 64)
+        if entry is None:
+            return False
+        store.outputs(entry)["text"].read_bytes()
+    return True
 
 
 def test_stats_counts_this_machines_objects_and_the_whole_store_apart(tmp_path):
@@ -68,3 +120,136 @@ def test_stats_beside_a_process_moving_objects_away_never_fails(tmp_path):
         mover.wait(timeout=60)
     assert all(n <= 300 for n in seen) and maintenance.stats(store)["objects"] == 300
     store.close()
+
+
+def test_plan_evicts_no_entry_for_bytes_it_cannot_free_now():
+    def obj(d: str, mtime: float = LONG_AGO) -> LocalObject:
+        return LocalObject(Path(f"/c/objects/{d * 2}/{d * 64}.txt"), 100, mtime, mtime)
+
+    objects = {o.path.name: o for o in (obj("1"), obj("2", time.time()), obj("3"), obj("4"), obj("5", time.time()))}
+    entries = {"leased": Referrer(1.0, frozenset({"1" * 64})), "young": Referrer(2.0, frozenset({"2" * 64})),
+               "copy": Referrer(3.0, frozenset({"4" * 64})), "owned": Referrer(4.0, frozenset({"3" * 64}))}
+    eviction = plan(objects, entries, 0, stored={"4" * 64 + ".txt": 100}, leased={"1" * 64, "4" * 64},
+                    young_after=time.time() - 600)
+    # 1 is leased, 2 young, 4 a copy a live run leases, 5 unreferenced but young: only 3's entry frees bytes now
+    assert eviction == Eviction(["owned"], frozenset())
+
+
+def test_gc_max_size_drops_copies_the_store_holds_first_then_only_entries_that_own_bytes_here(tmp_path, capsys):
+    shared = tmp_path / "store"
+    driver = Store(tmp_path / "driver")  # a cache that had objects before it was bound to the store: only it has them
+    owned = {name: driver.put(_text(i)) for i, name in ((0, "a"), (10, "f"))}
+    driver.close()
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    worker = ArtifactStore(tmp_path / "worker", remote=str(shared))  # the other machine that computed the rest
+    remote = {name: worker.put(_text(i)) for i, name in enumerate("bcdegh", start=1)}
+    for name, ref in (owned | remote).items():
+        _record(driver, name, ref.to_json(), created=LONG_AGO + ord(name))  # a is the oldest entry, h the newest
+    for name in "gh":  # this machine read g long ago and h yesterday: its copies of them
+        driver.ref(remote[name].to_json()).read_bytes()
+    for path in (driver.root / "objects").rglob("*.txt"):
+        _age(path)
+    _age(driver.object_path(remote["h"].digest, "txt"), used=time.time() - DAY)
+    in_store = _store_files(shared)
+    assert maintenance.stats(driver)["object_bytes"] == 4000 and len(in_store) == 6
+
+    report = _gc(capsys, driver, "--max-size", "2500")
+    assert report == {"removed_entries": 0, "removed_objects": 2, "removed_copies": 2, "freed_bytes": 2000,
+                      "kept_bytes": 2000, "kept_leased": 0, "kept_young": 0}
+    assert _nodes(driver) == set("abcdefgh") and _local(driver) == {owned["a"].path.name, owned["f"].path.name}
+
+    report = _gc(capsys, driver, "--max-size", "1000")  # no copy left: the oldest entry that owns bytes here goes
+    assert (report["removed_entries"], report["removed_objects"], report["kept_bytes"]) == (1, 1, 1000)
+    assert _nodes(driver) == set("bcdefgh")
+
+    report = _gc(capsys, driver, "--max-size", "0")
+    assert (report["removed_entries"], report["removed_objects"], report["kept_bytes"]) == (1, 1, 0)
+    assert _nodes(driver) == set("bcdegh") and _local(driver) == set()
+    assert _store_files(shared) == in_store  # never the store's objects
+    assert _served(driver, "bcdegh")  # every entry left is still a hit, read back from the store
+    driver.close()
+
+
+def test_gc_max_size_on_a_machine_without_copies_keeps_every_entry(tmp_path, capsys):
+    shared = tmp_path / "store"
+    worker = ArtifactStore(tmp_path / "worker", remote=str(shared))
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    for i, name in enumerate("abc"):
+        _record(driver, name, worker.put(_text(i)).to_json(), created=LONG_AGO)
+    in_store = _store_files(shared)
+    report = _gc(capsys, driver, "--max-size", "0", "--grace", "0")
+    assert report == {"removed_entries": 0, "removed_objects": 0, "removed_copies": 0, "freed_bytes": 0,
+                      "kept_bytes": 0, "kept_leased": 0, "kept_young": 0}
+    assert _nodes(driver) == set("abc") and _store_files(shared) == in_store and _served(driver, "abc")
+    driver.close()
+
+
+def test_gc_max_age_with_a_store_drops_old_entries_and_only_this_machines_copies(tmp_path, capsys):
+    shared = tmp_path / "store"
+    worker = ArtifactStore(tmp_path / "worker", remote=str(shared))
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    refs = {name: worker.put(_text(i)) for i, name in enumerate("abc")}
+    for name, created in (("a", LONG_AGO), ("b", LONG_AGO), ("c", time.time())):
+        _record(driver, name, refs[name].to_json(), created)
+    for name in "bc":
+        driver.ref(refs[name].to_json()).read_bytes()
+        _age(driver.object_path(refs[name].digest, "txt"))
+    in_store = _store_files(shared)
+    report = _gc(capsys, driver, "--max-age", "7d")
+    assert report == {"removed_entries": 2, "removed_objects": 1, "removed_copies": 0, "freed_bytes": 1000,
+                      "kept_bytes": 1000, "kept_leased": 0, "kept_young": 0}
+    assert _nodes(driver) == {"c"} and _local(driver) == {refs["c"].path.name}
+    assert _store_files(shared) == in_store
+    driver.close()
+
+
+def _graph(path: Path, log: Path, slow: float | None = None) -> Path:
+    nodes = {"shared1": {"agent": "p_count", "params": {"tag": "shared1", "log": str(log)}}}
+    outputs = {"early": {"from": "shared1.text"}}
+    if slow is not None:
+        nodes["slow"] = {"agent": "p_count", "in": {"after": {"from": "shared1.text"}},
+                         "params": {"tag": "slow", "seconds": slow, "log": str(log)}}
+        outputs["out"] = {"from": "slow.text"}
+    path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": outputs}))
+    return path
+
+
+def _mora(env: dict[str, str], graph: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [*MORA, f"graph_file={graph}", "runtime=local", "runtime.device=cpu", f"hydra.run.dir={run_dir}", *extra]
+
+
+def _admin_gc(env: dict[str, str], cache: Path) -> dict[str, int]:
+    out = subprocess.run([*ADMIN, "cache", "gc", "--dir", str(cache), "--max-size", "0", "--grace", "0"], env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_gc_beside_a_live_run_keeps_its_copies_and_after_it_every_entry_is_served_from_the_store(tmp_path):
+    env, log = agent_env(tmp_path), tmp_path / "log"
+    cache, shared = tmp_path / "cache", tmp_path / "store"
+    first = subprocess.run(_mora(env, _graph(tmp_path / "g1.yaml", log), tmp_path / "r1", f"cache.artifacts={shared}"),
+                           env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    run = subprocess.Popen(_mora(env, _graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while "slow slow" not in (log.read_text().splitlines() if log.exists() else []):
+            assert run.poll() is None and time.time() < deadline, run.communicate()
+            time.sleep(0.05)
+        during = _admin_gc(env, cache)  # shared1 was a hit: the run leases its copy and reads it when slow is done
+        _, err = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 0, err
+    assert (during["removed_entries"], during["removed_objects"], during["kept_leased"]) == (0, 0, 1), during
+    assert (tmp_path / "r2" / "out.txt").read_text() == "/shared1/slow"
+    after = _admin_gc(env, cache)  # the run is over: both copies go, both entries stay
+    assert (after["removed_entries"], after["removed_copies"], after["kept_bytes"]) == (0, 2, 0), after
+    assert not [p for p in (cache / "objects").rglob("*") if p.is_file()] and len(_store_files(shared)) == 2
+    again = subprocess.run(_mora(env, tmp_path / "g2.yaml", tmp_path / "r3"), env=env, capture_output=True,
+                           text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert log.read_text().splitlines() == ["shared1 shared1", "slow slow"]  # the third run computed nothing
+    assert (tmp_path / "r3" / "out.txt").read_text() == "/shared1/slow"

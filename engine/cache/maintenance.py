@@ -5,10 +5,11 @@ Policy: maintenance never destroys live or healthy data, and is safe while runs 
 objects to `quarantine/` and drops the entries that used them (they become misses and are
 recomputed on the next run), lists objects no entry references, and deletes temporary files
 whose writer process is gone (with `repair=False` it changes nothing at all). `gc` removes
-entries older than `max_age` (and entries of older cache versions, which are never hit), then
-the oldest until the objects fit in `max_size`, then deletes objects in `objects/` that no
-remaining entry references, unless a live run's lease names them or they are younger than
-`grace` (see leases.py). Both work only on a directory that already holds a cache. Key leases
+entries older than `max_age` (and entries of older cache versions, which are never hit), fits
+this machine's `objects/` into `max_size` (eviction.py: local copies of objects the artifact
+store holds go first, then the oldest entries whose objects only this directory holds), then
+deletes objects in `objects/` that no remaining entry references, unless a live run's lease
+names them or they are younger than `grace` (see leases.py). Both work only on a directory that already holds a cache. Key leases
 (index rows under `lease/`, key_leases.py) are not entries: every count, listing and check
 skips them, and gc deletes the expired ones (left by drivers that died).
 
@@ -36,6 +37,7 @@ import psutil
 
 from mora.engine.cache import tmpfiles
 from mora.engine.cache.artifacts import OBJECT_NAME, ArtifactRef, CorruptArtifact
+from mora.engine.cache.eviction import EntryId, LocalObject, Referrer, plan
 from mora.engine.cache.index import CorruptRow, delete_rows, select
 from mora.engine.cache.key_leases import PREFIX as LEASE_PREFIX
 from mora.engine.cache.leases import live_digests
@@ -49,22 +51,6 @@ CLOCK_MARGIN = 5.0
 """Seconds by which gc's second read of the index reaches back: processes writing the index share this host's clock."""
 UPLOAD_GRACE = 3600.0
 """Seconds after which a temporary object in an object store is taken for a dead writer's."""
-
-
-@dataclass(frozen=True)
-class LocalObject:
-    """An object file in `objects/` as one listing saw it."""
-
-    path: Path
-    size: int
-    mtime: float
-    atime: float
-
-    @property
-    def digest(self) -> str:
-        return self.path.name.split(".", 1)[0]
-
-
 PortsOf = Callable[[str], Mapping[str, PortType] | None]
 """An agent type's output ports (None: unknown), for checking entries against the nodes that would read them."""
 
@@ -322,15 +308,28 @@ def clean_tmp(store: Store, min_age: float = 60.0) -> list[str]:
 
 def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
        grace: float = GRACE) -> dict[str, int]:
-    """Evict entries by version, age and size, then delete objects nothing references, leases or just wrote.
+    """Evict entries by version and age, fit `objects/` into `max_size` (eviction.py), then delete objects nothing
+    references, leases or just wrote.
 
     Entries are chosen and deleted in SQL, in batched transactions; objects are matched by digest
     against one listing of `objects/` (bench/cache_scale.py: a tenth of a million entries in seconds).
     The referenced digests are read before the maintenance lock is taken; under it, only entries
     stored since (by diskcache's `store_time`, with a margin) are read again, so runs wait for a
     scan of one column, not for every entry's JSON.
+
+    The report: `removed_entries`; `removed_objects`, the files deleted from `objects/`, of which
+    `removed_copies` were copies of objects the artifact store holds (their entries stay);
+    `freed_bytes`; `kept_bytes`, what `objects/` holds afterwards; `kept_leased` and `kept_young`,
+    the objects kept only because a live run leases them or they are within `grace` (unreferenced
+    ones, and, when `kept_bytes` is over `max_size`, every one: they are what stands above the bound).
     """
     now = time.time()
+    objs = _objects(store)
+    # The store is listed only when copies may have to go, and before anything changes: an unreachable store
+    # changes nothing. Under the bound already, eviction has nothing to do whatever the store holds.
+    stored = ({o.name: o.size for o in store.remote.objects()}
+              if max_size is not None and store.remote is not None and sum(o.size for o in objs.values()) > max_size
+              else None)
     store.index.expire()  # key leases of drivers that died (only they carry an expiry)
     doomed = f"NOT {VALID} OR {STALE}" + (f" OR {_created_sql('t')} < ?" if max_age is not None else "")
     rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
@@ -342,36 +341,60 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
         if entry is None or stale(entry) or (max_age is not None and _created(entry) < now - max_age):
             store.index.delete(key)
             removed_entries += 1
+    copies: frozenset[str] = frozenset()
     if max_size is not None:
-        removed_entries += _evict_to_size(store, max_size)
-    freed = removed_objects = leased = young = 0
+        with store.maintenance.exclusive():  # reading leases removes stale ones, which needs the lock
+            leased = live_digests(store.root / "leases")
+        eviction = plan(objs, _referrers(store), max_size, stored=stored, leased=leased, young_after=now - grace)
+        delete_rows(store.index, [r for r in eviction.entries if isinstance(r, int)])
+        for key in (r for r in eviction.entries if isinstance(r, str)):
+            store.index.delete(key)
+        removed_entries += len(eviction.entries)
+        copies = eviction.copies
+    report = {"removed_entries": removed_entries, "removed_objects": 0, "removed_copies": 0, "freed_bytes": 0,
+              "kept_bytes": 0, "kept_leased": 0, "kept_young": 0}
+    pinned = {"kept_leased": 0, "kept_young": 0}  # referenced objects a pin holds: counted when over the bound
     snapshot = time.time()
     live = _live_digests(store)  # the long read, before runs are made to wait
     with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
         live |= _live_digests(store, since=snapshot - CLOCK_MARGIN)  # entries recorded meanwhile
         held = live_digests(store.root / "leases")
         for obj in _objects(store).values():
-            digest = obj.digest
-            if digest in live:
+            why = _kept(obj, live, held, copies, now - grace)
+            if why == "gone":
                 continue
-            if digest in held:
-                leased += 1
+            if why is None:
+                obj.path.unlink(missing_ok=True)
+                report["removed_objects"] += 1
+                report["removed_copies"] += obj.digest in live
+                report["freed_bytes"] += obj.size
                 continue
-            try:
-                st = obj.path.stat()
-            except FileNotFoundError:
-                continue
-            if now - st.st_mtime < grace:
-                young += 1
-                continue
-            freed += st.st_size
-            obj.path.unlink(missing_ok=True)
-            removed_objects += 1
+            report["kept_bytes"] += obj.size
+            if why != "referenced":
+                (pinned if obj.digest in live else report)[why] += 1
         if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
             store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
     clean_tmp(store)
-    return {"removed_entries": removed_entries, "removed_objects": removed_objects, "freed_bytes": freed,
-            "kept_leased": leased, "kept_young": young}
+    if max_size is not None and report["kept_bytes"] > max_size:
+        for why, n in pinned.items():
+            report[why] += n
+    return report
+
+
+def _kept(obj: LocalObject, live: set[str], held: set[str], copies: frozenset[str], young_after: float) -> str | None:
+    """Why the sweep keeps an object (`referenced`, `kept_leased`, `kept_young`; `gone`: deleted meanwhile), or None.
+
+    A referenced object stays unless eviction chose it as a copy (the store holds it: a read fetches
+    it again); an unreferenced one stays while a live run leases it or it is younger than the grace period.
+    """
+    if obj.digest in held:
+        return "kept_leased"
+    if obj.digest in live:
+        return None if obj.path.name in copies else "kept_young" if obj.mtime > young_after else "referenced"
+    try:  # about to go: a writer that found it stored may have refreshed it since the listing
+        return "kept_young" if obj.path.stat().st_mtime > young_after else None
+    except FileNotFoundError:
+        return "gone"
 
 
 def _digests(where: str = "1") -> str:
@@ -392,33 +415,13 @@ def _live_digests(store: Store, since: float | None = None) -> set[str]:
     return live
 
 
-def _evict_to_size(store: Store, max_size: int) -> int:
-    """Delete the oldest entries until the objects the rest reference fit in `max_size`; how many were deleted.
-
-    One pass with reference counts: an object's bytes are freed when its last entry goes.
-    """
-    sizes = {o.digest: o.size for o in _objects(store).values()}
-    by_entry: dict[int | str, tuple[float, list[str]]] = {}  # rowid of an inline entry, key of one in a file
+def _referrers(store: Store) -> dict[EntryId, Referrer]:
+    """Every entry's creation time and artifact digests, as eviction weighs them."""
+    rows: dict[EntryId, tuple[float, set[str]]] = {}
     for rowid, created, digest in select(store.index, _digests()):
-        by_entry.setdefault(rowid, (float(created), []))[1].append(digest)
+        rows.setdefault(rowid, (float(created), set()))[1].add(digest)
+    out: dict[EntryId, Referrer] = {key: Referrer(created, frozenset(d)) for key, (created, d) in rows.items()}
     for (key,) in select(store.index, OTHER):
         if (entry := _get(store, key)) is not None:
-            by_entry[key] = (_created(entry), [n.split(".", 1)[0] for n in referenced(store, entry)])
-    refs: dict[str, int] = {}
-    for _, digests in by_entry.values():
-        for d in set(digests):
-            refs[d] = refs.get(d, 0) + 1
-    size = sum(sizes.get(d, 0) for d in refs)
-    doomed: list[int | str] = []
-    for rowid, (_, digests) in sorted(by_entry.items(), key=lambda kv: kv[1][0]):
-        if size <= max_size:
-            break
-        doomed.append(rowid)
-        for d in set(digests):
-            refs[d] -= 1
-            if not refs[d]:
-                size -= sizes.get(d, 0)
-    delete_rows(store.index, [r for r in doomed if isinstance(r, int)])
-    for key in (r for r in doomed if isinstance(r, str)):
-        store.index.delete(key)
-    return len(doomed)
+            out[key] = Referrer(_created(entry), frozenset(n.split(".", 1)[0] for n in referenced(store, entry)))
+    return out
