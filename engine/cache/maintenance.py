@@ -9,9 +9,10 @@ entries older than `max_age` (and entries of older cache versions, which are nev
 this machine's `objects/` into `max_size` (eviction.py: local copies of objects the artifact
 store holds go first, then the oldest entries whose objects only this directory holds), then
 deletes objects in `objects/` that no remaining entry references, unless a live run's lease
-names them or they are younger than `grace` (see leases.py). Both work only on a directory that already holds a cache. Key leases
-(index rows under `lease/`, key_leases.py) are not entries: every count, listing and check
-skips them, and gc deletes the expired ones (left by drivers that died).
+names them or they are younger than `grace` (see leases.py). Both work only on a directory
+that already holds a cache. Key leases (index rows under `lease/`, key_leases.py) are not
+entries: every count, listing and check skips them, and gc deletes the expired ones (left by
+drivers that died).
 
 Only what Mora named is ever deleted: objects named `<digest>.<ext>` in their shard, temporary
 files named as tmpfiles.py names them, as regular files reached through no symlink (a symlinked
