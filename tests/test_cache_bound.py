@@ -253,3 +253,24 @@ def test_gc_beside_a_live_run_keeps_its_copies_and_after_it_every_entry_is_serve
     assert again.returncode == 0, again.stderr
     assert log.read_text().splitlines() == ["shared1 shared1", "slow slow"]  # the third run computed nothing
     assert (tmp_path / "r3" / "out.txt").read_text() == "/shared1/slow"
+
+
+@pytest.mark.parametrize("argv", [["stats", "--max-size", "5G"], ["list", "--max-age", "1d"],
+                                  ["verify", "--grace", "0"], ["gc", "--no-repair"], ["stats", "--no-repair"]])
+def test_a_cache_option_the_action_does_not_take_is_refused_in_one_line(tmp_path, capsys, argv):
+    Store(tmp_path / "c").close()
+    status = admin.main(["cache", *argv, "--dir", str(tmp_path / "c")])
+    out = capsys.readouterr()
+    assert status == 2 and out.out == "" and len(out.err.strip().splitlines()) == 1, out
+    assert argv[1] in out.err and f"not `cache {argv[0]}`" in out.err and "Traceback" not in out.err
+
+
+def test_gc_says_what_keeps_the_cache_over_max_size(tmp_path, capsys):
+    store = Store(tmp_path / "c")
+    _record(store, "a", store.put(_text(0)).to_json(), created=LONG_AGO)  # its object is a second old: in the grace
+    status = admin.main(["cache", "gc", "--dir", str(store.root), "--max-size", "10"])
+    out = capsys.readouterr()
+    assert status == 0 and json.loads(out.out)["kept_young"] == 1 and _nodes(store) == {"a"}
+    assert out.err == (f"note: {store.root / 'objects'} still holds 1000 bytes, over --max-size 10: 0 objects are "
+                       "leased by live runs, 1 are younger than --grace\n")
+    store.close()

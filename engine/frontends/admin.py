@@ -176,6 +176,10 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from mora.engine.cache.store import Store, default_cache_dir
     from mora.engine.errors import CacheError
 
+    for flag, value, action in (("--max-size", args.max_size, "gc"), ("--max-age", args.max_age, "gc"),
+                                ("--grace", args.grace, "gc"), ("--no-repair", args.no_repair or None, "verify")):
+        if value is not None and action != args.action:  # argparse takes every option for every action
+            raise MoraError(f"{flag} applies only to `cache {action}`, not `cache {args.action}`")
     store = Store(Path(args.dir) if args.dir else default_cache_dir(), create=False)
     try:
         return _cache_action(args, store)
@@ -206,6 +210,10 @@ def _cache_action(args: argparse.Namespace, store: Store) -> int:
         result = maintenance.gc(store, args.max_size, args.max_age,
                                 maintenance.GRACE if args.grace is None else args.grace)
         print(json.dumps(result))
+        if args.max_size is not None and result["kept_bytes"] > args.max_size:
+            print(f"note: {store.root / 'objects'} still holds {result['kept_bytes']} bytes, over --max-size "
+                  f"{args.max_size}: {result['kept_leased']} objects are leased by live runs, {result['kept_young']} "
+                  "are younger than --grace", file=sys.stderr)
     return 0
 
 
