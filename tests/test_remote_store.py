@@ -124,6 +124,40 @@ def test_gc_deletes_unreferenced_local_copies_and_leaves_the_shared_store_alone(
     store.close()
 
 
+def test_gc_max_size_deletes_local_copies_the_store_holds_and_keeps_their_entries(tmp_path: Path, s3_url: str):
+    store = Store(tmp_path / "c", artifacts=s3_url)
+    refs = [store.put(Blob(PortType.TEXT, "txt", text)) for text in (b"first", b"second")]
+    for i, ref in enumerate(refs):
+        store.record(f"{i}" * 64, _entry(ref.to_json()))
+    report = maintenance.gc(store, max_size=0)
+    assert (report["removed_entries"], report["removed_copies"], report["freed_bytes"], report["kept_bytes"]) == \
+        (0, 2, 11, 0)
+    assert not any(ref.path.exists() for ref in refs) and len(_fs().find(f"{s3_url[5:]}/objects")) == 2
+    entry = store.lookup("1" * 64)  # still a hit: the store holds its artifact, fetched back when read
+    assert entry is not None and bytes(store.outputs(entry)["text"].read_bytes()) == b"second"
+    store.close()
+
+
+def test_gc_max_size_with_the_store_unreachable_changes_nothing_and_says_so(tmp_path: Path, s3_url: str,
+                                                                           monkeypatch: pytest.MonkeyPatch):
+    store = Store(tmp_path / "c", artifacts=s3_url)
+    ref = store.put(Blob(PortType.TEXT, "txt", b"only a copy here"))
+    store.record("k" * 64, _entry(ref.to_json()))
+    store.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = subprocess_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed}", AWS_MAX_ATTEMPTS="1")
+    done = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()", "cache",
+                           "gc", "--dir", str(tmp_path / "c"), "--max-size", "0"], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode != 0 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done
+    assert s3_url in done.stderr and "cache.artifacts" in done.stderr and "Traceback" not in done.stderr
+    store = Store(tmp_path / "c")
+    assert ref.path.is_file() and store.lookup("k" * 64) is not None  # the copy and its entry are both still here
+    store.close()
+
+
 KILLED_MID_UPLOAD = textwrap.dedent("""\
     import os, sys, time
     from pathlib import Path
