@@ -21,6 +21,7 @@ from entry_points import agent_env
 from mora.engine.cache import maintenance
 from mora.engine.cache.artifacts import Blob
 from mora.engine.cache.eviction import Eviction, LocalObject, Referrer, plan
+from mora.engine.cache.index import select
 from mora.engine.cache.objects import ArtifactStore
 from mora.engine.cache.store import Store
 from mora.engine.frontends import admin
@@ -273,4 +274,43 @@ def test_gc_says_what_keeps_the_cache_over_max_size(tmp_path, capsys):
     assert status == 0 and json.loads(out.out)["kept_young"] == 1 and _nodes(store) == {"a"}
     assert out.err == (f"note: {store.root / 'objects'} still holds 1000 bytes, over --max-size 10: 0 objects are "
                        "leased by live runs, 1 are younger than --grace\n")
+    store.close()
+
+
+RECORD = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from mora.engine.cache.artifacts import Blob
+    from mora.engine.cache.store import Store
+    from mora.engine.ports import PortType
+
+    store = Store(Path(sys.argv[1]))
+    ref = store.put(Blob(PortType.TEXT, "txt", b"recomputed"))
+    store.record("a" * 64, {"node": "a", "agent": "t_text", "outputs": {"text": ref.to_json()}, "note": sys.argv[2]})
+    store.close()
+""")
+
+
+@pytest.mark.parametrize("note", ["", "x" * 40_000], ids=["in the database", "in a value file"])
+@pytest.mark.parametrize("flags", [("--max-age", "7d"), ("--max-size", "0")])
+def test_gc_never_deletes_an_entry_another_driver_records_while_it_runs(tmp_path, capsys, monkeypatch, flags, note):
+    store = Store(tmp_path / "c")
+    store.record("a" * 64, {"node": "a", "agent": "t_text", "outputs": {"text": store.put(_text(0)).to_json()},
+                            "created": LONG_AGO, "note": note})  # old, and (below) its object past the grace
+    assert select(store.index, "SELECT filename IS NOT NULL FROM Cache") == [(bool(note),)]
+    for path in (store.root / "objects").rglob("*.txt"):
+        _age(path)
+    def recorded_meanwhile(real):
+        def chosen(cache_or_store, rows, *args, **kwargs):  # gc has chosen the entry; a driver records its key anew
+            if rows:
+                subprocess.run([sys.executable, "-c", RECORD, str(store.root), note], check=True, timeout=120)
+            return real(cache_or_store, rows, *args, **kwargs)
+        return chosen
+
+    monkeypatch.setattr(maintenance, "delete_rows", recorded_meanwhile(maintenance.delete_rows))
+    monkeypatch.setattr(maintenance, "_delete_keys", recorded_meanwhile(maintenance._delete_keys))
+    report = _gc(capsys, store, *flags)
+    entry = store.lookup("a" * 64)
+    assert report["removed_entries"] == 0 and entry is not None, report
+    assert bytes(store.outputs(entry)["text"].read_bytes()) == b"recomputed"
     store.close()

@@ -100,15 +100,20 @@ def select(cache: diskcache.Cache, query: str, params: tuple[Any, ...] = ()) -> 
     return cache._sql(query, params).fetchall()
 
 
-def delete_rows(cache: diskcache.Cache, rowids: list[int], batch: int = 10_000) -> None:
-    """Delete rows by rowid, `batch` to a transaction, so that runs writing meanwhile wait milliseconds, not minutes.
+def delete_rows(cache: diskcache.Cache, rowids: list[int], before: float, batch: int = 10_000) -> int:
+    """Delete rows by rowid unless stored since `before`, `batch` to a transaction; how many went.
 
-    Only for rows whose value lies in the database (`filename IS NULL`): a row with a value file
-    goes through `Cache.delete`, which removes the file too.
+    Batches make runs writing meanwhile wait milliseconds, not minutes. A row stored since the
+    caller read it (recording a key again updates its row in place, rowid and all) holds what
+    another driver just recorded, so it stays. Only for rows whose value lies in the database
+    (`filename IS NULL`): a row with a value file goes through `Cache.delete`, which removes the file too.
     """
+    deleted = 0
     for start in range(0, len(rowids), batch):
         with cache.transact():
-            cache._con.executemany("DELETE FROM Cache WHERE rowid = ?", [(r,) for r in rowids[start:start + batch]])
+            deleted += cache._con.executemany("DELETE FROM Cache WHERE rowid = ? AND store_time < ?",
+                                              [(r, before) for r in rowids[start:start + batch]]).rowcount
+    return deleted
 
 
 def open_index(path: Path) -> diskcache.Cache:

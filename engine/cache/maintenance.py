@@ -335,22 +335,18 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     doomed = f"NOT {VALID} OR {STALE}" + (f" OR {_created_sql('t')} < ?" if max_age is not None else "")
     rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
                                    (now - max_age,) if max_age is not None else ())]
-    delete_rows(store.index, rowids)
-    removed_entries = len(rowids)
-    for (key,) in select(store.index, OTHER):
-        entry = _get(store, key)
-        if entry is None or stale(entry) or (max_age is not None and _created(entry) < now - max_age):
-            store.index.delete(key)
-            removed_entries += 1
+    removed_entries = delete_rows(store.index, rowids, before=now)
+    old_keys = [key for (key,) in select(store.index, OTHER)
+                if (entry := _get(store, key)) is None or stale(entry) or (max_age is not None and
+                                                                          _created(entry) < now - max_age)]
+    removed_entries += _delete_keys(store, old_keys, before=now)
     copies: frozenset[str] = frozenset()
     if max_size is not None:
         with store.maintenance.exclusive():  # reading leases removes stale ones, which needs the lock
             leased = live_digests(store.root / "leases")
         eviction = plan(objs, _referrers(store), max_size, stored=stored, leased=leased, young_after=now - grace)
-        delete_rows(store.index, [r for r in eviction.entries if isinstance(r, int)])
-        for key in (r for r in eviction.entries if isinstance(r, str)):
-            store.index.delete(key)
-        removed_entries += len(eviction.entries)
+        removed_entries += delete_rows(store.index, [r for r in eviction.entries if isinstance(r, int)], before=now)
+        removed_entries += _delete_keys(store, [r for r in eviction.entries if isinstance(r, str)], before=now)
         copies = eviction.copies
     report = {"removed_entries": removed_entries, "removed_objects": 0, "removed_copies": 0, "freed_bytes": 0,
               "kept_bytes": 0, "kept_leased": 0, "kept_young": 0}
@@ -380,6 +376,16 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
         for why, n in pinned.items():
             report[why] += n
     return report
+
+
+def _delete_keys(store: Store, keys: list[str], before: float) -> int:
+    """Delete entries held in value files by key unless stored since `before` (as `delete_rows`); how many went."""
+    deleted = 0
+    for key in keys:
+        with store.index.transact():
+            if select(store.index, "SELECT 1 FROM Cache WHERE key = ? AND raw = 1 AND store_time < ?", (key, before)):
+                deleted += store.index.delete(key)
+    return deleted
 
 
 def _kept(obj: LocalObject, live: set[str], held: set[str], copies: frozenset[str], young_after: float) -> str | None:
