@@ -316,7 +316,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     against one listing of `objects/` (bench/cache_scale.py: a tenth of a million entries in seconds).
     The referenced digests are read before the maintenance lock is taken; under it, only entries
     stored since (by diskcache's `store_time`, with a margin) are read again, so runs wait for a
-    scan of one column, not for every entry's JSON.
+    scan of one column, not for every entry's JSON. An entry stored after gc began is never deleted.
 
     The report: `removed_entries`; `removed_objects`, the files deleted from `objects/`, of which
     `removed_copies` were copies of objects the artifact store holds (their entries stay);
@@ -332,14 +332,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
               if max_size is not None and store.remote is not None and sum(o.size for o in objs.values()) > max_size
               else None)
     store.index.expire()  # key leases of drivers that died (only they carry an expiry)
-    doomed = f"NOT {VALID} OR {STALE}" + (f" OR {_created_sql('t')} < ?" if max_age is not None else "")
-    rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
-                                   (now - max_age,) if max_age is not None else ())]
-    removed_entries = delete_rows(store.index, rowids, before=now)
-    old_keys = [key for (key,) in select(store.index, OTHER)
-                if (entry := _get(store, key)) is None or stale(entry) or (max_age is not None and
-                                                                          _created(entry) < now - max_age)]
-    removed_entries += _delete_keys(store, old_keys, before=now)
+    removed_entries = _evict_by_age(store, max_age, now)
     copies: frozenset[str] = frozenset()
     if max_size is not None:
         with store.maintenance.exclusive():  # reading leases removes stale ones, which needs the lock
@@ -348,16 +341,40 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
         removed_entries += delete_rows(store.index, [r for r in eviction.entries if isinstance(r, int)], before=now)
         removed_entries += _delete_keys(store, [r for r in eviction.entries if isinstance(r, str)], before=now)
         copies = eviction.copies
-    report = {"removed_entries": removed_entries, "removed_objects": 0, "removed_copies": 0, "freed_bytes": 0,
-              "kept_bytes": 0, "kept_leased": 0, "kept_young": 0}
-    pinned = {"kept_leased": 0, "kept_young": 0}  # referenced objects a pin holds: counted when over the bound
+    report, pinned = _sweep(store, copies, now - grace)
+    if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
+        store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
+    clean_tmp(store)
+    if max_size is not None and report["kept_bytes"] > max_size:
+        for why, n in pinned.items():
+            report[why] += n
+    return {"removed_entries": removed_entries, **report}
+
+
+def _evict_by_age(store: Store, max_age: float | None, now: float) -> int:
+    """Delete entries that are not valid, of another cache version, or created more than `max_age` ago; how many."""
+    doomed = f"NOT {VALID} OR {STALE}" + (f" OR {_created_sql('t')} < ?" if max_age is not None else "")
+    rowids = [r for (r,) in select(store.index, f"SELECT rowid FROM {ROWS} WHERE {doomed}",
+                                   (now - max_age,) if max_age is not None else ())]
+    old_keys = [key for (key,) in select(store.index, OTHER)
+                if (entry := _get(store, key)) is None or stale(entry) or (max_age is not None and
+                                                                          _created(entry) < now - max_age)]
+    return delete_rows(store.index, rowids, before=now) + _delete_keys(store, old_keys, before=now)
+
+
+def _sweep(store: Store, copies: frozenset[str], young_after: float) -> tuple[dict[str, int], dict[str, int]]:
+    """Delete the objects no entry references, unless pinned, and the copies eviction chose: the report's object
+    counts, and the referenced objects a pin holds (they count in the report only when over the bound)."""
+    report = {"removed_objects": 0, "removed_copies": 0, "freed_bytes": 0, "kept_bytes": 0, "kept_leased": 0,
+              "kept_young": 0}
+    pinned = {"kept_leased": 0, "kept_young": 0}
     snapshot = time.time()
     live = _live_digests(store)  # the long read, before runs are made to wait
     with store.maintenance.exclusive():  # runs wait here briefly; what they lease from now on is seen below
         live |= _live_digests(store, since=snapshot - CLOCK_MARGIN)  # entries recorded meanwhile
         held = live_digests(store.root / "leases")
         for obj in _objects(store).values():
-            why = _kept(obj, live, held, copies, now - grace)
+            why = _kept(obj, live, held, copies, young_after)
             if why == "gone":
                 continue
             if why is None:
@@ -369,13 +386,7 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
             report["kept_bytes"] += obj.size
             if why != "referenced":
                 (pinned if obj.digest in live else report)[why] += 1
-        if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
-            store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
-    clean_tmp(store)
-    if max_size is not None and report["kept_bytes"] > max_size:
-        for why, n in pinned.items():
-            report[why] += n
-    return report
+    return report, pinned
 
 
 def _delete_keys(store: Store, keys: list[str], before: float) -> int:
