@@ -314,3 +314,21 @@ def test_gc_never_deletes_an_entry_another_driver_records_while_it_runs(tmp_path
     assert report["removed_entries"] == 0 and entry is not None, report
     assert bytes(store.outputs(entry)["text"].read_bytes()) == b"recomputed"
     store.close()
+
+
+def test_verify_reads_the_stores_objects_where_they_lie_and_fills_no_disk(tmp_path, capsys):
+    shared = tmp_path / "store"
+    worker = ArtifactStore(tmp_path / "worker", remote=str(shared))
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    refs = {name: worker.put(_text(i)) for i, name in enumerate("ab")}
+    for name, ref in refs.items():
+        _record(driver, name, ref.to_json(), created=time.time())
+    rotted = shared / "objects" / refs["b"].digest[:2] / refs["b"].path.name
+    rotted.write_bytes(b"Z" * 1000)  # the store's object rotted, at its size
+    assert admin.main(["cache", "verify", "--no-repair", "--dir", str(driver.root)]) == 1
+    assert f"does not match its digest in {shared}" in capsys.readouterr().out
+    assert _local(driver) == set() and rotted.exists() and _nodes(driver) == set("ab")  # --no-repair changed nothing
+    assert admin.main(["cache", "verify", "--dir", str(driver.root)]) == 1
+    assert _nodes(driver) == {"a"} and not rotted.exists() and len(list((shared / "quarantine").iterdir())) == 1
+    assert _local(driver) == set()
+    driver.close()

@@ -251,7 +251,15 @@ def verify(store: Store, repair: bool = True, ports_of: PortsOf | None = None) -
 def _check(store: Store, ref: ArtifactRef, repair: bool, node: str) -> str | None:
     """Why an object is bad, or None. With `repair` a bad copy is quarantined (a corrupt object must not be mistaken
     for a good one, nor lost for inspection) and, with an artifact store, the store's copy is fetched and read: a
-    copy that rotted on this machine alone is healed, not reported."""
+    copy that rotted on this machine alone is healed, not reported. An object this machine holds no copy of is read
+    where it lies in the store, so verifying never fills this disk with copies (nor changes it, without `repair`)."""
+    if store.remote is not None and not os.path.lexists(ref.path):
+        digest = store.remote.digest_of(ref)
+        if digest == ref.digest:
+            return None
+        if digest is not None and repair:
+            store.remote.quarantine(ref)
+        return f"{'missing from' if digest is None else 'does not match its digest in'} {store.remote.url}"
     first = None
     for _ in range(2 if repair and store.remote is not None else 1):
         try:

@@ -127,21 +127,26 @@ class Remote:
         finally:
             tmp.remove()
 
+    def digest_of(self, ref: ArtifactRef) -> str | None:
+        """The digest of the store's object for `ref` as its bytes hash now, streamed where it lies (no local copy
+        is written); None when there is no such object."""
+        with self._reaching(f"check artifact {ref.path.name} in"):
+            try:
+                with self.fs.open(self.key(ref.digest, ref.fmt), "rb") as f:
+                    return digest_stream(ref.kind.value, ref.fmt, f)
+            except FileNotFoundError:
+                return None
+
     def quarantine(self, ref: ArtifactRef) -> None:
         """Move the store's copy of `ref` to `quarantine/` if its own bytes are wrong (kept there for inspection).
 
         A copy found bad on one machine says nothing of the store's: an intact or absent object stays.
         """
-        key = self.key(ref.digest, ref.fmt)
-        with self._reaching(f"check artifact {ref.path.name} in"):
-            try:
-                with self.fs.open(key, "rb") as f:
-                    if digest_stream(ref.kind.value, ref.fmt, f) == ref.digest:
-                        return
-            except FileNotFoundError:
-                return
+        if self.digest_of(ref) in (None, ref.digest):
+            return
+        with self._reaching(f"quarantine artifact {ref.path.name} in"):
             self.fs.makedirs(f"{self.root}/quarantine", exist_ok=True)
-            self.fs.mv(key, f"{self.root}/quarantine/{ref.path.name}.{uuid.uuid4().hex}")
+            self.fs.mv(self.key(ref.digest, ref.fmt), f"{self.root}/quarantine/{ref.path.name}.{uuid.uuid4().hex}")
 
     def objects(self) -> list[RemoteObject]:
         """Every stored object (one listing of `objects/`; files Mora did not name are not objects)."""
