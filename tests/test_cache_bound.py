@@ -127,13 +127,16 @@ def test_plan_evicts_no_entry_for_bytes_it_cannot_free_now():
     def obj(d: str, mtime: float = LONG_AGO) -> LocalObject:
         return LocalObject(Path(f"/c/objects/{d * 2}/{d * 64}.txt"), 100, mtime, mtime)
 
-    objects = {o.path.name: o for o in (obj("1"), obj("2", time.time()), obj("3"), obj("4"), obj("5", time.time()))}
+    now = time.time()
+    objects = {o.path.name: o for o in (obj("1"), obj("2", now), obj("3"), obj("4"), obj("5", now), obj("6", now),
+                                        obj("7"))}
     entries = {"leased": Referrer(1.0, frozenset({"1" * 64})), "young": Referrer(2.0, frozenset({"2" * 64})),
-               "copy": Referrer(3.0, frozenset({"4" * 64})), "owned": Referrer(4.0, frozenset({"3" * 64}))}
-    eviction = plan(objects, entries, 0, stored={"4" * 64 + ".txt": 100}, leased={"1" * 64, "4" * 64},
-                    young_after=time.time() - 600)
-    # 1 is leased, 2 young, 4 a copy a live run leases, 5 unreferenced but young: only 3's entry frees bytes now
-    assert eviction == Eviction(["owned"], frozenset())
+               "leased copy": Referrer(3.0, frozenset({"4" * 64})), "young copy": Referrer(4.0, frozenset({"6" * 64})),
+               "owned": Referrer(5.0, frozenset({"3" * 64})), "copy": Referrer(6.0, frozenset({"7" * 64}))}
+    eviction = plan(objects, entries, 0, stored={f"{d * 64}.txt": 100 for d in "467"}, leased={"1" * 64, "4" * 64},
+                    young_after=now - 600)
+    # 1 and 4 are leased, 2 and 6 young, 5 unreferenced but young: only the copy 7 and the entry owning 3 can go now
+    assert eviction == Eviction(["owned"], frozenset({"7" * 64 + ".txt"}))
 
 
 def test_gc_max_size_drops_copies_the_store_holds_first_then_only_entries_that_own_bytes_here(tmp_path, capsys):
@@ -331,4 +334,36 @@ def test_verify_reads_the_stores_objects_where_they_lie_and_fills_no_disk(tmp_pa
     assert admin.main(["cache", "verify", "--dir", str(driver.root)]) == 1
     assert _nodes(driver) == {"a"} and not rotted.exists() and len(list((shared / "quarantine").iterdir())) == 1
     assert _local(driver) == set()
+    driver.close()
+
+
+PUT = textwrap.dedent("""\
+    import sys
+    from pathlib import Path
+    from mora.engine.cache.artifacts import Blob
+    from mora.engine.cache.objects import ArtifactStore
+    from mora.engine.ports import PortType
+
+    ArtifactStore(Path(sys.argv[1]), remote=sys.argv[2]).put(Blob(PortType.TEXT, "txt", b"A" * 1000))
+""")
+
+
+def test_gc_keeps_a_copy_a_worker_finds_stored_after_gc_chose_it(tmp_path, capsys, monkeypatch):
+    shared = tmp_path / "store"
+    driver = Store(tmp_path / "driver", artifacts=str(shared))
+    ref = driver.put(_text(0))  # b"A" * 1000, as the worker below puts it
+    _record(driver, "a", ref.to_json(), created=LONG_AGO)
+    _age(ref.path)
+    planned = maintenance.plan
+
+    def then_a_worker_puts_it(*args, **kwargs):  # a worker (no lease) finds the object stored: it refreshes it
+        eviction = planned(*args, **kwargs)
+        assert eviction.copies == {ref.path.name}
+        subprocess.run([sys.executable, "-c", PUT, str(driver.root), str(shared)], check=True, timeout=120)
+        return eviction
+
+    monkeypatch.setattr(maintenance, "plan", then_a_worker_puts_it)
+    report = _gc(capsys, driver, "--max-size", "0")
+    assert (report["removed_copies"], report["kept_young"], report["kept_bytes"]) == (0, 1, 1000), report
+    assert ref.path.is_file() and _nodes(driver) == {"a"}
     driver.close()

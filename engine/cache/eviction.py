@@ -13,10 +13,11 @@ are outside it). With an artifact store (`cache.artifacts`) every such file is o
 - unreferenced: gc's sweep deletes it anyway, unless pinned.
 
 Pinned objects stay whatever the bound: those a live run leases, and those younger than the grace
-period that no entry would reference once evicted (an owned one, or an unreferenced one). An
-entry whose objects are all copies, all in the store only (another machine wrote them) or all
-pinned is never evicted for size: dropping it would free nothing here and only make its node be
-computed again. So the bound may be out of reach while runs are going on; gc reports what it kept.
+period, copies included (a worker holds no lease: it may be about to use an object it has just
+written, fetched or found stored). An entry whose objects are all copies, all in the store only
+(another machine wrote them) or all pinned is never evicted for size: dropping it would free
+nothing here and only make its node be computed again. So the bound may be out of reach while
+runs are going on; gc reports what it kept.
 """
 from __future__ import annotations
 
@@ -73,15 +74,14 @@ def plan(objects: Mapping[str, LocalObject], entries: Mapping[EntryId, Referrer]
     freeable: dict[str, int] = {}  # owned objects' sizes by digest: freed once no entry references them
     for name, obj in objects.items():
         pinned = obj.digest in leased or obj.mtime > young_after
-        if not refs[obj.digest]:
-            size += obj.size if pinned else 0  # the sweep deletes the others
-            continue
+        if not pinned and not refs[obj.digest]:
+            continue  # the sweep deletes it
         size += obj.size
-        if obj.digest in leased:
+        if pinned:
             continue
         if stored is not None and stored.get(name) == obj.size:
             copies.append(obj)
-        elif not pinned:
+        else:
             freeable[obj.digest] = obj.size
     chosen: list[str] = []
     for obj in sorted(copies, key=lambda o: max(o.atime, o.mtime)):

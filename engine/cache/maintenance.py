@@ -411,12 +411,13 @@ def _kept(obj: LocalObject, live: set[str], held: set[str], copies: frozenset[st
     """Why the sweep keeps an object (`referenced`, `kept_leased`, `kept_young`; `gone`: deleted meanwhile), or None.
 
     A referenced object stays unless eviction chose it as a copy (the store holds it: a read fetches
-    it again); an unreferenced one stays while a live run leases it or it is younger than the grace period.
+    it again); a chosen copy or an unreferenced object stays while a live run leases it or it is
+    younger than the grace period.
     """
     if obj.digest in held:
         return "kept_leased"
-    if obj.digest in live:
-        return None if obj.path.name in copies else "kept_young" if obj.mtime > young_after else "referenced"
+    if obj.digest in live and obj.path.name not in copies:
+        return "kept_young" if obj.mtime > young_after else "referenced"
     try:  # about to go: a writer that found it stored may have refreshed it since the listing
         return "kept_young" if obj.path.stat().st_mtime > young_after else None
     except FileNotFoundError:
