@@ -115,6 +115,7 @@ def test_stats_beside_a_process_moving_objects_away_never_fails(tmp_path):
     mover = subprocess.Popen([sys.executable, "-c", MOVER, str(started), *(str(r.path) for r in refs)])
     try:
         while not started.exists():
+            assert mover.poll() is None, "the mover died before it started"
             time.sleep(0.01)
         seen = [maintenance.stats(store)["objects"] for _ in range(30)]
     finally:
