@@ -2,7 +2,7 @@
 
 Policy. The bound is on the bytes of the object files in this cache directory's `objects/`: what
 this machine holds on disk for the cache (the index, about 500 bytes an entry, and `quarantine/`
-are outside it). With an artifact store (`cache.artifacts`) every such file is one of:
+are outside it). Each such file is one of (the store being `cache.artifacts`, if any):
 
 - a copy: an entry references it and the store holds the same object at the same size. Deleting
   it loses nothing (a read fetches it again), so copies go first, least recently used first (by
