@@ -334,6 +334,7 @@ def test_the_transformer_takes_its_width_and_depth(tmp_path):
     (["i2v", "--width", "100"], "--width 100: must be a multiple of 32"),
     (["vae", "--width", "64"], "`vae` takes no --width"),
     (["i2v", "--decoder-width", "64"], "`i2v` takes no --decoder-width"),
+    (["vae", "--weigh-things"], "`vae` takes no --weigh-things"),
 ])
 def test_new_recipe_options_are_checked_before_anything_runs(argv, problem, tmp_path, capsys):
     if argv[0] == "i2v":
@@ -344,3 +345,30 @@ def test_new_recipe_options_are_checked_before_anything_runs(argv, problem, tmp_
         world_video.main([*argv, "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and problem in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_latent_thing_weight_marks_the_cells_a_small_thing_covers_in_each_frame():
+    scene = captions.parse("a small red circle moving right on a white background")
+    layout = world.place(scene, np.random.default_rng(0))
+    clips = world_video.draw_clips(world_video.clip_params(scene, layout)[None])
+    w = world_video.latent_thing_weight(clips, 16)
+    assert w.shape == (1, 1, world_video.FRAMES, 16, 16) and set(w.unique().tolist()) == {1.0, 8.0}
+    for f in (0, world_video.FRAMES - 1):
+        cells = (w[0, 0, f] > 1).nonzero().float() * 4 + 2  # the weighted cells' pixel centres (row, column)
+        (cx, cy), half = world.positions(scene, layout, f)[0], layout.halves[0]
+        assert abs(cells[:, 1].mean() / 64 - cx) < 0.05 and abs(cells[:, 0].mean() / 64 - cy) < 0.05
+        assert len(cells) <= (2 * half * 64 / 4 + 2) ** 2  # the thing's cells only, not the background's
+    error = torch.ones_like(w).expand(1, 8, -1, -1, -1)
+    assert world_video.weighted_mean(error, w) == pytest.approx(1.0)  # a weighted mean, not a rescaled loss
+
+
+def test_weigh_things_trains_the_transformer_on_the_weighted_loss(tmp_path, monkeypatch):
+    vae = tmp_path / "vae"
+    world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1", "--workers", "0",
+                      "--out", str(vae)])
+    weighted = []
+    mean = world_video.weighted_mean
+    monkeypatch.setattr(world_video, "weighted_mean", lambda e, w: weighted.append(w.shape) or mean(e, w))
+    world_video.main(["i2v", "--vae", str(vae), "--weigh-things", "--steps", "2", "--batch", "2", "--workers", "0",
+                      "--out", str(tmp_path / "i2v")])
+    assert weighted == [(2, 1, world_video.FRAMES, 16, 16)] * 2

@@ -45,6 +45,7 @@ from training.world import (
     scene_params,
     setup,
     text_tokenizer,
+    thing_weight,
     train_caption,
 )
 
@@ -382,12 +383,24 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
             image = given_frame_tokens(parts["image_encoder"], clips, first_last)
             pred = parts["transformer"](hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
                                         encoder_hidden_states=text, encoder_hidden_states_image=image).sample
-        loss = ((pred.float() - (noise - x0)) ** 2).mean()
+        error = (pred.float() - (noise - x0)) ** 2
+        loss = error.mean() if not args.weigh_things else weighted_mean(error, latent_thing_weight(clips, x0.shape[-1]))
         run.update(step, loss)
         averages.step()
     averages.copy_to_parts()
     save_wan(Path(args.out), parts, vae)
     run.save_log(Path(args.out))
+
+
+def latent_thing_weight(clips: torch.Tensor, side: int) -> torch.Tensor:
+    """`thing_weight` of clips (B x 3 x F x H x W) at the latents' `side`: a latent cell counts as the thing's if any
+    of its pixels do, so a small thing's few cells weigh as much in the flow-matching loss as in the VAE's."""
+    w = thing_weight(clips.float())
+    return torch.nn.functional.adaptive_max_pool3d(w, (w.shape[2], side, side))
+
+
+def weighted_mean(error: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (weight * error).mean() / weight.mean()
 
 
 def load_parts(folder: str) -> dict[str, Any]:
@@ -415,8 +428,10 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
 RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
                          reads=("temporal", "image_share", "decoder_only", "latent_noise", "independent_frames",
                                 "decoder_width")),
-           "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline", reads=("width", "layers")),
-           "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline", reads=("width", "layers"))}
+           "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
+                          reads=("width", "layers", "weigh_things")),
+           "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
+                          reads=("width", "layers", "weigh_things"))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -441,7 +456,10 @@ def main(argv: list[str] | None = None) -> None:
                 parser.add_argument("--width", type=bounded(int, 32), default=128,
                                     help="i2v/flf, afresh: the transformer's channels, in heads of 32"),
                 parser.add_argument("--layers", type=bounded(int, 1), default=6,
-                                    help="i2v/flf, afresh: the transformer's blocks")]
+                                    help="i2v/flf, afresh: the transformer's blocks"),
+                parser.add_argument("--weigh-things", action="store_true",
+                                    help="i2v/flf: weigh the loss on the latent cells a thing covers as the VAE's "
+                                         "reconstruction does (a small thing is ~2%% of a frame)")]
 
     def agrees(args: argparse.Namespace) -> str | None:
         """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
