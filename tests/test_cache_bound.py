@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from entry_points import agent_env
+from entry_points import agent_env, count_graph, gc_to_nothing, mora_args
 
 from mora.engine.cache import maintenance
 from mora.engine.cache.artifacts import Blob
@@ -29,8 +28,6 @@ from mora.engine.ports import PortType
 
 DAY = 86400.0
 LONG_AGO = time.time() - 30 * DAY
-MORA = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"]
-ADMIN = [sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()"]
 
 
 def _text(i: int, size: int = 1000) -> Blob:
@@ -208,52 +205,36 @@ def test_gc_max_age_with_a_store_drops_old_entries_and_only_this_machines_copies
     driver.close()
 
 
-def _graph(path: Path, log: Path, slow: float | None = None) -> Path:
-    nodes = {"shared1": {"agent": "p_count", "params": {"tag": "shared1", "log": str(log)}}}
-    outputs = {"early": {"from": "shared1.text"}}
-    if slow is not None:
-        nodes["slow"] = {"agent": "p_count", "in": {"after": {"from": "shared1.text"}},
-                         "params": {"tag": "slow", "seconds": slow, "log": str(log)}}
-        outputs["out"] = {"from": "slow.text"}
-    path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": outputs}))
-    return path
 
 
-def _mora(env: dict[str, str], graph: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [*MORA, f"graph_file={graph}", "runtime=local", "runtime.device=cpu", f"hydra.run.dir={run_dir}", *extra]
 
 
-def _admin_gc(env: dict[str, str], cache: Path) -> dict[str, int]:
-    out = subprocess.run([*ADMIN, "cache", "gc", "--dir", str(cache), "--max-size", "0", "--grace", "0"], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_gc_beside_a_live_run_keeps_its_copies_and_after_it_every_entry_is_served_from_the_store(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache, shared = tmp_path / "cache", tmp_path / "store"
-    first = subprocess.run(_mora(env, _graph(tmp_path / "g1.yaml", log), tmp_path / "r1", f"cache.artifacts={shared}"),
+    first = subprocess.run(mora_args(count_graph(tmp_path / "g1.yaml", log), tmp_path / "r1", f"cache.artifacts={shared}"),
                            env=env, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, first.stderr
-    run = subprocess.Popen(_mora(env, _graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
+    run = subprocess.Popen(mora_args(count_graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
         while "slow slow" not in (log.read_text().splitlines() if log.exists() else []):
             assert run.poll() is None and time.time() < deadline, run.communicate()
             time.sleep(0.05)
-        during = _admin_gc(env, cache)  # shared1 was a hit: the run leases its copy and reads it when slow is done
+        during = gc_to_nothing(env, cache)  # shared1 was a hit: the run leases its copy and reads it when slow is done
         _, err = run.communicate(timeout=300)
     finally:
         run.kill()
     assert run.returncode == 0, err
     assert (during["removed_entries"], during["removed_objects"], during["kept_leased"]) == (0, 0, 1), during
     assert (tmp_path / "r2" / "out.txt").read_text() == "/shared1/slow"
-    after = _admin_gc(env, cache)  # the run is over: both copies go, both entries stay
+    after = gc_to_nothing(env, cache)  # the run is over: both copies go, both entries stay
     assert (after["removed_entries"], after["removed_copies"], after["kept_bytes"]) == (0, 2, 0), after
     assert not [p for p in (cache / "objects").rglob("*") if p.is_file()] and len(_store_files(shared)) == 2
-    again = subprocess.run(_mora(env, tmp_path / "g2.yaml", tmp_path / "r3"), env=env, capture_output=True,
+    again = subprocess.run(mora_args(tmp_path / "g2.yaml", tmp_path / "r3"), env=env, capture_output=True,
                            text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr
     assert log.read_text().splitlines() == ["shared1 shared1", "slow slow"]  # the third run computed nothing

@@ -19,31 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from entry_points import agent_env
+from entry_points import agent_env, count_graph, gc_to_nothing, mora_args
 
 from mora.engine.cache import index, maintenance, media
 from mora.engine.cache.store import Store
 from mora.engine.errors import CacheError
 from mora.engine.frontends import admin
-
-MORA = [sys.executable, "-c", "from mora.engine.frontends.cli import main; main()"]
-ADMIN = [sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()"]
-
-
-def _graph(path: Path, log: Path, slow: float | None = None, tag: str = "shared1", seconds: float = 0.0) -> Path:
-    nodes = {"shared1": {"agent": "p_count", "params": {"tag": tag, "seconds": seconds, "log": str(log)}}}
-    outputs = {"early": {"from": "shared1.text"}}
-    if slow is not None:
-        nodes["slow"] = {"agent": "p_count", "in": {"after": {"from": "shared1.text"}},
-                         "params": {"tag": "slow", "seconds": slow, "log": str(log)}}
-        outputs["out"] = {"from": "slow.text"}
-    path.write_text(yaml.safe_dump({"nodes": nodes, "outputs": outputs}))
-    return path
-
-
-def _mora_args(graph: Path, run_dir: Path, *extra: str) -> list[str]:
-    return [*MORA, f"graph_file={graph}", "runtime=local", "runtime.device=cpu", f"hydra.run.dir={run_dir}", *extra]
 
 
 def _wait_for(log: Path, line: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -56,23 +37,18 @@ def _wait_for(log: Path, line: str, proc: subprocess.Popen, timeout: float = 60)
     raise AssertionError(f"{line!r} never appeared in {log}")
 
 
-def _gc(env: dict[str, str], cache: Path) -> dict[str, int]:
-    out = subprocess.run([*ADMIN, "cache", "gc", "--dir", str(cache), "--max-size", "0", "--grace", "0"], env=env,
-                         capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_gc_beside_a_live_run_keeps_what_the_run_reads_and_exports(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache = tmp_path / "cache"
-    assert subprocess.run(_mora_args(_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
+    assert subprocess.run(mora_args(count_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
                           capture_output=True, timeout=300, check=False).returncode == 0
-    run = subprocess.Popen(_mora_args(_graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
+    run = subprocess.Popen(mora_args(count_graph(tmp_path / "g2.yaml", log, slow=3.0), tmp_path / "r2"), env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(log, "slow slow", run)  # shared1 was a cache hit; its output is exported when the run ends
-        during = _gc(env, cache)  # evicts every entry that frees bytes, and every object no entry references
+        during = gc_to_nothing(env, cache)  # evicts every entry that frees bytes, and every object no entry references
         _, err = run.communicate(timeout=300)
     finally:
         run.kill()
@@ -82,16 +58,16 @@ def test_gc_beside_a_live_run_keeps_what_the_run_reads_and_exports(tmp_path):
     assert (tmp_path / "r2" / "early.txt").read_text() == "/shared1"
     assert (tmp_path / "r2" / "out.txt").read_text() == "/shared1/slow"
     assert list((cache / "leases").glob("*.lease")) == []  # released when the run ended
-    after = _gc(env, cache)  # nothing holds it now: the same gc frees it
+    after = gc_to_nothing(env, cache)  # nothing holds it now: the same gc frees it
     assert after["removed_objects"] >= 1 and after["kept_leased"] == 0, after
 
 
 def test_a_killed_runs_lease_pins_nothing(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache = tmp_path / "cache"
-    assert subprocess.run(_mora_args(_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
+    assert subprocess.run(mora_args(count_graph(tmp_path / "g1.yaml", log), tmp_path / "r1"), env=env,
                           capture_output=True, timeout=300, check=False).returncode == 0
-    run = subprocess.Popen(_mora_args(_graph(tmp_path / "g2.yaml", log, slow=60.0), tmp_path / "r2"), env=env,
+    run = subprocess.Popen(mora_args(count_graph(tmp_path / "g2.yaml", log, slow=60.0), tmp_path / "r2"), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(log, "slow slow", run)
@@ -101,7 +77,7 @@ def test_a_killed_runs_lease_pins_nothing(tmp_path):
         run.wait(timeout=30)
     finally:
         run.kill()
-    result = _gc(env, cache)
+    result = gc_to_nothing(env, cache)
     assert result["kept_leased"] == 0 and result["removed_objects"] >= 1, result
     assert list((cache / "leases").glob("*.lease")) == []
 
@@ -136,17 +112,17 @@ def _fill(mnt: Path) -> Path:
 def test_a_full_disk_while_writing_the_index_is_reported_and_loses_nothing(tmp_path, small_disk):
     env, log = agent_env(tmp_path), tmp_path / "log"
     env["MORA_CACHE_DIR"] = str(small_disk / "cache")
-    first = _graph(tmp_path / "g1.yaml", log)
-    assert subprocess.run(_mora_args(first, tmp_path / "r1"), env=env, capture_output=True, timeout=300,
+    first = count_graph(tmp_path / "g1.yaml", log)
+    assert subprocess.run(mora_args(first, tmp_path / "r1"), env=env, capture_output=True, timeout=300,
                           check=False).returncode == 0
     filler = _fill(small_disk)
     # another key whose output is already stored: only the index has to be written
-    full = subprocess.run(_mora_args(_graph(tmp_path / "g2.yaml", log, seconds=0.01), tmp_path / "r2"), env=env,
+    full = subprocess.run(mora_args(count_graph(tmp_path / "g2.yaml", log, seconds=0.01), tmp_path / "r2"), env=env,
                           capture_output=True, text=True, timeout=300, check=False)
     assert full.returncode in (1, 2) and "disk full" in full.stderr, full.stderr
     assert "Traceback" not in full.stderr
     filler.unlink()
-    again = subprocess.run(_mora_args(first, tmp_path / "r3"), env=env, capture_output=True, text=True, timeout=300,
+    again = subprocess.run(mora_args(first, tmp_path / "r3"), env=env, capture_output=True, text=True, timeout=300,
                            check=False)
     assert again.returncode == 0, again.stderr
     assert json.loads((tmp_path / "r3" / "manifest.json").read_text())["nodes"]["shared1"]["cached"] is True
