@@ -10,7 +10,7 @@ import yaml
 
 from mora.engine.errors import GraphError, InputError
 from mora.engine.frontends import admin, api
-from mora.engine.graph import spec as spec_module
+from mora.engine.graph import yamlfile
 from mora.engine.graph.schema import graph_schema
 from mora.engine.graph.spec import read_graph_file
 from mora.engine.ports import PortType
@@ -157,17 +157,17 @@ def test_validate_applies_the_preset_inputs_and_names_the_preset_when_one_clashe
 
 
 def test_the_value_limit_trips_at_the_value_that_crosses_it(monkeypatch):
-    monkeypatch.setattr(spec_module, "MAX_YAML_VALUES", 1000)
+    monkeypatch.setattr(yamlfile, "MAX_YAML_VALUES", 1000)
     text = "nodes:\n" + "".join("- 1\n" for _ in range(5000))
     with pytest.raises(GraphError) as info:
-        spec_module.load_yaml(text, "g.yaml")
+        yamlfile.load_yaml(text, "g.yaml")
     p = one(info.value.problems)
     assert "too large" in p.message and 990 <= p.line <= 1010  # not at the list's start, after the whole list
 
 
 def test_an_alias_inside_its_own_value_is_an_error():
     with pytest.raises(GraphError) as info:
-        spec_module.load_yaml("a: &x [1, *x]\n", "g.yaml")
+        yamlfile.load_yaml("a: &x [1, *x]\n", "g.yaml")
     assert "an alias may not refer to a value that contains it" in one(info.value.problems).message
 
 

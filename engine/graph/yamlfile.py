@@ -1,0 +1,123 @@
+"""Graph YAML: text in, plain data out, safely, within bounds, every mapping knowing its lines.
+
+Policy: a graph file is untrusted text. It is loaded with PyYAML's safe constructors, so no tag
+can create a Python object; a duplicate key is an error, never an overwrite; and each mapping
+remembers the line of each key, for messages. Bounds, so that no file can hang Mora or exhaust its
+memory: values may nest at most `MAX_YAML_DEPTH` levels and expand, counting every alias at its
+full size, to at most `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused
+while it is being composed, before anything expands. Every refusal is a GraphError with the line.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import yaml
+
+from mora.engine.errors import GraphError, Problem
+
+MAX_YAML_DEPTH = 64
+MAX_YAML_VALUES = 100_000
+
+
+class _Mapping(dict):
+    """A dict that remembers the line of each key (1-based)."""
+
+    line: int | None = None
+    lines: dict[Any, int]
+
+
+class _TooLarge(yaml.composer.ComposerError):
+    """The document exceeds a bound: reported as such, not as a syntax error."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys, records line numbers and bounds nesting and alias expansion."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0  # values composed so far, each alias counted at the full size of what it names
+        self._sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases included
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # the scanner looks ahead up to 1024 characters at a cost that grows with the flow level: stop it early
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        """Count each value as it is composed, so a document over the bound is refused at the value that crosses it."""
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._sizes:  # the alias names a collection still being composed: it contains itself
+                raise yaml.composer.ComposerError(None, None, "an alias may not refer to a value that contains it",
+                                                  mark)
+            self._count(self._sizes[id(node)], mark)
+            return node
+        start = self._values
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", mark)
+            self._count(1, mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        self._sizes[id(node)] = self._values - start
+        return node
+
+    def _count(self, values: int, mark: yaml.Mark) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise _TooLarge(None, None, f"the document expands to more than {MAX_YAML_VALUES} values (each YAML "
+                                        "alias counts at the full size of what it names)", mark)
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
+    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+    loader.flatten_mapping(node)
+    merged = len(node.value) - explicit  # flatten_mapping puts keys from `<<:` merges first
+    result = _Mapping()
+    result.line = node.start_mark.line + 1
+    result.lines = {}
+    seen_explicit: set[Any] = set()
+    for i, (key_node, value_node) in enumerate(node.value):
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a name or a number, not a list or mapping", key_node.start_mark)
+        if i >= merged:
+            if key in seen_explicit:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}' (first at line {result.lines[key]})", key_node.start_mark
+                )
+            seen_explicit.add(key)
+        elif key in result:
+            continue  # among merged mappings the first one wins, as YAML specifies
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, file: str) -> Any:
+    """Parse YAML safely; a syntax error becomes a GraphError with the line number."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        problem = str(e.problem or e)
+        if isinstance(e, _TooLarge):
+            raise GraphError([Problem(file, f"graph file too large to read: {problem}", line=line)]) from None
+        if problem.startswith("could not determine a constructor for the tag"):
+            tag = problem.rsplit(" ", 1)[-1]
+            raise GraphError([Problem(file, f"YAML tag {tag} is not allowed: graph files are plain data and cannot "
+                                            "create Python objects", line=line)]) from None
+        raise GraphError([Problem(file, f"YAML syntax error: {problem}", line=line)]) from None
+    except yaml.YAMLError as e:
+        raise GraphError([Problem(file, f"YAML error: {e}")]) from None
