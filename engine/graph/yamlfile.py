@@ -6,6 +6,13 @@ remembers the line of each key, for messages. Bounds, so that no file can hang M
 memory: values may nest at most `MAX_YAML_DEPTH` levels and expand, counting every alias at its
 full size, to at most `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused
 while it is being composed, before anything expands. Every refusal is a GraphError with the line.
+
+Speed: libyaml, in C, scans and parses wherever PyYAML was built with it (`yaml.__with_libyaml__`,
+as in its wheels on PyPI); PyYAML's pure-Python scanner took seconds over a file of the 1 MiB size
+limit. Composition and construction, where the bounds and checks live, are the same Python code
+over either parser, so values, lines and every bound's message are the same. Where the two parsers
+disagree on malformed YAML, libyaml's verdict stands: a syntax error's wording (and, now and then,
+its line) is libyaml's, a tab between tokens is accepted as the YAML spec allows, `{key:}` is refused.
 """
 from __future__ import annotations
 
@@ -31,20 +38,13 @@ class _TooLarge(yaml.composer.ComposerError):
     """The document exceeds a bound: reported as such, not as a syntax error."""
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys, records line numbers and bounds nesting and alias expansion."""
+class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
+    """Composition and construction with the bounds, duplicate keys and lines, whichever parser hands it events."""
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
+    def _start_bounds(self) -> None:
         self._depth = 0
         self._values = 0  # values composed so far, each alias counted at the full size of what it names
         self._sizes: dict[int, int] = {}  # id(node) -> values it expands to, aliases included
-
-    def fetch_flow_collection_start(self, token_class: type) -> None:
-        # the scanner looks ahead up to 1024 characters at a cost that grows with the flow level: stop it early
-        if self.flow_level >= MAX_YAML_DEPTH:
-            raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
-        super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         """Count each value as it is composed, so a document over the bound is refused at the value that crosses it."""
@@ -75,7 +75,7 @@ class _Loader(yaml.SafeLoader):
                                         "alias counts at the full size of what it names)", mark)
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
+def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
     explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
     loader.flatten_mapping(node)
     merged = len(node.value) - explicit  # flatten_mapping puts keys from `<<:` merges first
@@ -101,18 +101,51 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
     return result
 
 
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Bounded.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _PyLoader(_Bounded, yaml.SafeLoader):
+    """PyYAML's pure-Python scanner and parser: used only where PyYAML was built without libyaml."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._start_bounds()
+
+    def fetch_flow_collection_start(self, token_class: type) -> None:
+        # the scanner looks ahead up to 1024 characters at a cost that grows with the flow level: stop it early
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise _TooLarge(None, None, f"values nest deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+
+if yaml.__with_libyaml__:
+    class _LibyamlLoader(_Bounded, yaml.resolver.Resolver, yaml.cyaml.CParser):
+        """libyaml's scanner and parser, in C, under the same composition."""
+
+        def __init__(self, stream: str):
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            self._start_bounds()
+
+    LOADER: type[_Bounded] = _LibyamlLoader
+else:
+    LOADER = _PyLoader
 
 
 def load_yaml(text: str, file: str) -> Any:
     """Parse YAML safely; a syntax error becomes a GraphError with the line number."""
     try:
-        return yaml.load(text, Loader=_Loader)
+        return yaml.load(text, Loader=LOADER)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None
         problem = str(e.problem or e)
-        if isinstance(e, _TooLarge):
+        too_large = isinstance(e, _TooLarge)
+        if problem == "exceeded maximum nesting depth":  # libyaml's own limit, 1000 levels, met in its look-ahead
+            too_large, problem = True, f"values nest deeper than {MAX_YAML_DEPTH} levels"
+        if too_large:
             raise GraphError([Problem(file, f"graph file too large to read: {problem}", line=line)]) from None
         if problem.startswith("could not determine a constructor for the tag"):
             tag = problem.rsplit(" ", 1)[-1]
