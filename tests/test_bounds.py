@@ -11,7 +11,8 @@ import pytest
 from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError
 from mora.engine.frontends import api
-from mora.engine.graph.spec import read_graph_file
+from mora.engine.graph.spec import MAX_GRAPH_BYTES, read_graph_file
+from mora.engine.graph.yamlfile import load_yaml
 
 PICK = {"inputs": {"clip": {"type": "video"}},
         "nodes": {"pick": {"agent": "frame_pick", "in": {"video": {"input": "clip"}}}},
@@ -92,8 +93,53 @@ def test_alias_bomb_is_refused_while_parsing(tmp_path):
     lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
     path = tmp_path / "bomb.yaml"
     path.write_text("nodes:\n  a: {agent: t_text, params: {text: *l9}}\n".join(["\n".join(lines) + "\n", ""]))
-    assert graph_problem(path) == ("graph file too large to read: the document expands to more than 100000 values (each YAML "
+    assert graph_problem(path) == ("graph file too large to read: the document expands to more than 20000 values (each YAML "
                        "alias counts at the full size of what it names)")
+
+
+def filling(head: str, unit: str, tail: str = "") -> str:
+    """`head`, `unit` numbered (`{i}`) as often as fits, and `tail`: a file of nearly the 1 MiB size limit."""
+    parts, size, i = [head], len(head) + len(tail), 0
+    while size + len(part := unit.format(i=i)) <= MAX_GRAPH_BYTES:
+        parts.append(part)
+        size, i = size + len(part), i + 1
+    return "".join([*parts, tail])
+
+
+TOO_MANY_VALUES = ("graph file too large to read: the document expands to more than 20000 values (each YAML alias "
+                   "counts at the full size of what it names)")
+NODE = "  n{i}: {{agent: text_template, in: {{text: hi}}, params: {{template: '{{text}}', step: {i}}}}}\n"
+HOSTILE = {  # name: (text, message); each took 5 to 14 s before graph YAML was parsed by libyaml within these bounds
+    "one-flow-mapping": (filling("{", "k{i}: {i}, ", "}"), TOO_MANY_VALUES),
+    "many-small-nodes": (filling("outputs: {o: {from: n0.text}}\nnodes:\n", NODE), TOO_MANY_VALUES),
+    "flow-list-of-empty-lists": (filling("[", "[], ", "[]]"), TOO_MANY_VALUES),
+    "legal-nesting-repeated": (filling("[", "[" * 60 + "]" * 60 + ", ", "1]"), TOO_MANY_VALUES),
+    "many-anchors": (filling("", "a{i}: &a{i} {i}\n"), TOO_MANY_VALUES),
+    "many-tagged-values": (filling("", "- !!str {i}\n"), TOO_MANY_VALUES),
+}
+
+
+@pytest.mark.timeout(5)  # a guard against seconds, not a measurement: bench/yaml_bounds.py measures
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_graph_file_of_the_size_limit_is_refused_in_well_under_seconds(tmp_path, name):
+    text, message = HOSTILE[name]
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    assert MAX_GRAPH_BYTES - 200 < path.stat().st_size <= MAX_GRAPH_BYTES
+    assert graph_problem(path) == message
+
+
+def test_a_graph_file_may_hold_20000_yaml_values(write_graph):
+    """A thousand nodes written out one by one fit with room to spare; the value past 20,000 is refused."""
+    nodes = {f"n{i}": {"agent": "text_template", "in": {"text": {"from": f"n{i - 1}.text"} if i else "hi"},
+                       "params": {"step": i}} for i in range(1000)}
+    path = write_graph({"nodes": nodes, "outputs": {"out": {"from": "n999.text"}}})
+    assert len(read_graph_file(path).nodes) == 1000
+    assert len(load_yaml("nodes:\n" + "- 1\n" * 19_997, "g.yaml")["nodes"]) == 19_997  # 3 more: mapping, key, list
+    with pytest.raises(GraphError) as info:
+        load_yaml("nodes:\n" + "- 1\n" * 19_998, "g.yaml")
+    [problem] = info.value.problems
+    assert (problem.message, problem.line) == (TOO_MANY_VALUES, 19_999)
 
 
 def test_aliases_and_merge_keys_within_bounds_still_work(write_graph):
