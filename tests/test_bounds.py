@@ -109,13 +109,15 @@ def filling(head: str, unit: str, tail: str = "") -> str:
 TOO_MANY_VALUES = ("graph file too large to read: the document expands to more than 20000 values (each YAML alias "
                    "counts at the full size of what it names)")
 NODE = "  n{i}: {{agent: text_template, in: {{text: hi}}, params: {{template: '{{text}}', step: {i}}}}}\n"
-HOSTILE = {  # name: (text, message); each took 5 to 14 s before graph YAML was parsed by libyaml within these bounds
+HOSTILE = {  # name: (text, message); each took 1 to 14 s before graph YAML was parsed by libyaml within these bounds
     "one-flow-mapping": (filling("{", "k{i}: {i}, ", "}"), TOO_MANY_VALUES),
     "many-small-nodes": (filling("outputs: {o: {from: n0.text}}\nnodes:\n", NODE), TOO_MANY_VALUES),
     "flow-list-of-empty-lists": (filling("[", "[], ", "[]]"), TOO_MANY_VALUES),
     "legal-nesting-repeated": (filling("[", "[" * 60 + "]" * 60 + ", ", "1]"), TOO_MANY_VALUES),
     "many-anchors": (filling("", "a{i}: &a{i} {i}\n"), TOO_MANY_VALUES),
     "many-tagged-values": (filling("", "- !!str {i}\n"), TOO_MANY_VALUES),
+    "many-tag-directives": (filling("", "%TAG !t{i}! tag:example.com,2000:\n", "--- {}\n"),
+                            "graph file too large to read: more than 64 lines start with '%' (YAML directives)"),
 }
 
 
@@ -140,6 +142,17 @@ def test_a_graph_file_may_hold_20000_yaml_values(write_graph):
         load_yaml("nodes:\n" + "- 1\n" * 19_998, "g.yaml")
     [problem] = info.value.problems
     assert (problem.message, problem.line) == (TOO_MANY_VALUES, 19_999)
+
+
+def test_at_most_64_lines_may_open_with_a_percent_sign():
+    """As a YAML directive must: a graph file needs none, or one `%YAML` line."""
+    directives = "".join(f"%TAG !t{i}! tag:example.com,2000:\n" for i in range(64))
+    assert load_yaml(directives + "--- {a: 1}\n", "g.yaml") == {"a": 1}
+    with pytest.raises(GraphError) as info:
+        load_yaml("a: 1\r\n" + directives + "%YAML 1.1\n--- {a: 1}\n", "g.yaml")
+    [problem] = info.value.problems
+    assert problem.line == 66
+    assert problem.message == "graph file too large to read: more than 64 lines start with '%' (YAML directives)"
 
 
 def test_aliases_and_merge_keys_within_bounds_still_work(write_graph):
