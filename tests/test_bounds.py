@@ -109,7 +109,9 @@ def filling(head: str, unit: str, tail: str = "") -> str:
 TOO_MANY_VALUES = ("graph file too large to read: the document expands to more than 20000 values (each YAML alias "
                    "counts at the full size of what it names)")
 NODE = "  n{i}: {{agent: text_template, in: {{text: hi}}, params: {{template: '{{text}}', step: {i}}}}}\n"
-HOSTILE = {  # name: (text, message); each took 1 to 14 s before graph YAML was parsed by libyaml within these bounds
+TOO_LONG_A_NUMBER = "graph file too large to read: a number of {} characters, more than the 4300 allowed"
+SEXAGESIMAL = filling("x: 1", ":59")  # 1:59:59:... as one int, by arithmetic that grows with the square of its length
+HOSTILE = {  # name: (text, message); each took 1 to 60 s before graph YAML was parsed by libyaml within these bounds
     "one-flow-mapping": (filling("{", "k{i}: {i}, ", "}"), TOO_MANY_VALUES),
     "many-small-nodes": (filling("outputs: {o: {from: n0.text}}\nnodes:\n", NODE), TOO_MANY_VALUES),
     "flow-list-of-empty-lists": (filling("[", "[], ", "[]]"), TOO_MANY_VALUES),
@@ -118,6 +120,7 @@ HOSTILE = {  # name: (text, message); each took 1 to 14 s before graph YAML was 
     "many-tagged-values": (filling("", "- !!str {i}\n"), TOO_MANY_VALUES),
     "many-tag-directives": (filling("", "%TAG !t{i}! tag:example.com,2000:\n", "--- {}\n"),
                             "graph file too large to read: more than 64 lines start with '%' (YAML directives)"),
+    "one-sexagesimal-number": (SEXAGESIMAL, TOO_LONG_A_NUMBER.format(len(SEXAGESIMAL) - 3)),
 }
 
 

@@ -80,7 +80,7 @@ def test_a_required_step_outside_a_repeat_must_be_given(write_graph):
     assert (p.node, p.field) == ("i", "in.step") and "missing required input 'step'" in p.message
 
 
-# 3. unhashable keys, NUL bytes -------------------------------------------------------------------------
+# 3. unhashable keys, unconvertible values, NUL bytes -------------------------------------------------
 
 
 @pytest.mark.parametrize("text, line", [
@@ -93,6 +93,20 @@ def test_a_list_or_mapping_as_a_key_is_a_located_error(write_graph, text, line):
         read_graph_file(write_graph(text))
     p = one(info.value.problems)
     assert p.line == line and "a mapping key must be a name or a number" in p.message
+
+
+@pytest.mark.parametrize("value, kind", [
+    ("2001-13-45", "timestamp"), ("!!timestamp soon", "timestamp"), ("!!int abc", "int"), ("0b_", "int"),
+    ("!!bool maybe", "bool"), ("1" + ":59" * 200 + ".5", "float"),
+])
+def test_a_value_its_yaml_type_cannot_hold_is_a_located_error_not_an_internal_one(write_graph, value, kind):
+    """PyYAML's constructors let ValueError, KeyError and others out of such values; `mora` called them internal errors."""
+    path = write_graph(f"nodes:\n  a:\n    agent: text_template\n    params: {{step: {value}}}\noutputs: {{}}\n")
+    with pytest.raises(GraphError) as info:
+        read_graph_file(path)
+    p = one(info.value.problems)
+    shown = value.split(" ")[-1] if len(value) < 40 else value.split(" ")[-1][:40] + "..."
+    assert (p.line, p.message) == (4, f"YAML value error: {shown!r} is not a valid {kind}")
 
 
 @pytest.mark.parametrize("node, field", [

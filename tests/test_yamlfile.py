@@ -46,6 +46,8 @@ TEXTS = {
     "unclosed-list": "nodes: [\n",
     "bad-indent": "a:\n  b: 1\n c: 2\n",
     "mapping-in-scalar": "a: b: c\n",
+    "unconvertible-values": "a: 1\nb: [2001-02-30]\n",
+    "long-number": "a: 1\nb: 0x" + "f" * 5000 + "\n",
 }
 
 

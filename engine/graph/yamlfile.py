@@ -6,7 +6,8 @@ remembers the line of each key, for messages. Bounds, so that no file can hang M
 memory: values may nest at most `MAX_YAML_DEPTH` levels and expand, counting every alias at its
 full size, to at most `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused
 while it is being composed, before anything expands; at most `MAX_YAML_DIRECTIVES` lines may open
-with `%`. Every refusal is a GraphError with the line.
+with `%`, and a number may have at most `MAX_NUMBER_CHARS` characters. Every refusal is a GraphError
+with the line, a value its type cannot hold (`2001-13-45`, `!!int abc`) included.
 
 Speed: libyaml, in C, scans and parses wherever PyYAML was built with it (`yaml.__with_libyaml__`,
 as in its wheels on PyPI); PyYAML's pure-Python scanner took seconds over a file of the 1 MiB size
@@ -33,6 +34,9 @@ from mora.engine.errors import GraphError, Problem
 MAX_YAML_DEPTH = 64
 MAX_YAML_VALUES = 20_000
 MAX_YAML_DIRECTIVES = 64
+MAX_NUMBER_CHARS = 4300
+"""Python's own limit on an int's decimal digits, for every number: PyYAML converts a sexagesimal int (`1:59:59`)
+by arithmetic that grows with the square of its length, a minute for 1 MiB."""
 _DIRECTIVE = re.compile(r"(?:\A\ufeff?|[\n\r\x85\u2028\u2029])%")
 """Where a directive may start: a `%` that opens a line (a graph file needs none, or a `%YAML` line)."""
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
@@ -47,6 +51,10 @@ class _Mapping(dict):
 
 class _TooLarge(yaml.composer.ComposerError):
     """The document exceeds a bound: reported as such, not as a syntax error."""
+
+
+class _BadValue(yaml.constructor.ConstructorError):
+    """A scalar its tag's constructor cannot convert (`2001-13-45`, `!!int abc`): located, not an internal error."""
 
 
 class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
@@ -85,6 +93,28 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
             raise _TooLarge(None, None, f"the document expands to more than {MAX_YAML_VALUES} values (each YAML "
                                         "alias counts at the full size of what it names)", mark)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """PyYAML's, with a scalar that its tag's constructor fails to convert refused at its line."""
+        if not isinstance(node, yaml.ScalarNode):
+            return super().construct_object(node, deep)
+        try:
+            return super().construct_object(node, deep)
+        # what PyYAML's constructors let out: ValueError (int, float, timestamp: `2001-13-45`), OverflowError (a long
+        # sexagesimal float), KeyError (`!!bool maybe`), AttributeError (`!!timestamp abc`)
+        except (ValueError, OverflowError, KeyError, AttributeError):
+            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            raise _BadValue(None, None, f"{shown!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+                            node.start_mark) from None
+
+    def construct_number(self, node: yaml.ScalarNode) -> int | float:
+        """An int or float of at most `MAX_NUMBER_CHARS` characters."""
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _TooLarge(None, None, f"a number of {len(node.value)} characters, more than the {MAX_NUMBER_CHARS} "
+                                        "allowed", node.start_mark)
+        if node.tag == "tag:yaml.org,2002:int":
+            return super().construct_yaml_int(node)
+        return super().construct_yaml_float(node)
+
 
 def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
     explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
@@ -113,6 +143,8 @@ def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = Fa
 
 
 _Bounded.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Bounded.add_constructor("tag:yaml.org,2002:int", _Bounded.construct_number)
+_Bounded.add_constructor("tag:yaml.org,2002:float", _Bounded.construct_number)
 
 
 class _PyLoader(_Bounded, yaml.SafeLoader):
@@ -169,6 +201,8 @@ def load_yaml(text: str, file: str) -> Any:
             too_large, problem = True, f"values nest deeper than {MAX_YAML_DEPTH} levels"
         if too_large:
             raise GraphError([Problem(file, f"graph file too large to read: {problem}", line=line)]) from None
+        if isinstance(e, _BadValue):
+            raise GraphError([Problem(file, f"YAML value error: {problem}", line=line)]) from None
         if problem.startswith("could not determine a constructor for the tag"):
             tag = problem.rsplit(" ", 1)[-1]
             raise GraphError([Problem(file, f"YAML tag {tag} is not allowed: graph files are plain data and cannot "
