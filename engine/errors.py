@@ -66,7 +66,15 @@ class CacheError(MoraError):
     """The cache directory is unusable (read-only, disk full, corrupt beyond repair)."""
 
 
+MAX_GUESS_CANDIDATES = 500
+"""More names than this are not searched for the closest: a search compares the name with each, at up to 40 us apiece."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """`; did you mean X?` naming the candidates closest to a misspelled name, or '' when none is close."""
-    close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+    """`; did you mean X?` naming the candidates closest to a misspelled name, or '' when none is close (or there are
+    more than `MAX_GUESS_CANDIDATES`)."""
+    names = list(candidates)
+    if len(names) > MAX_GUESS_CANDIDATES:
+        return ""
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
     return f"; did you mean {', '.join(close)}?" if close else ""

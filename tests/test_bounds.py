@@ -182,6 +182,27 @@ def test_deep_nesting_is_a_clear_error_not_a_recursion_error(tmp_path, text, lin
     assert problem.line == line
 
 
+MISSPELLED = {  # name: (node, count, output, first ten, the rest); each problem's name was compared with every node's
+    # or agent's, which took 80 s and 3 s to refuse; more than 500 nodes are not searched for a guess at all
+    "links": ("  step{i}: {{agent: text_template, in: {{text: {{from: stpe{i}.text}}}}}}\n", 1990, "step0",
+              "link to unknown node 'stpe{i}'", "link to unknown node 'stpe{i}'"),
+    "agents": ("  n{i}: {{agent: text_templat{i}}}\n", 3300, "n0",
+               "unknown agent type 'text_templat{i}'; did you mean text_template", "unknown agent type 'text_templat{i}'"),
+}
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("name", MISSPELLED)
+def test_thousands_of_misspelled_names_are_refused_in_well_under_seconds_the_first_ten_with_a_guess(
+        write_graph, graph_problems, name):
+    node, count, output, first_ten, rest = MISSPELLED[name]
+    lines = [node.format(i=i) for i in range(count)]
+    problems = graph_problems(write_graph("".join(["nodes:\n", *lines, f"outputs: {{o: {{from: {output}.text}}}}\n"])))
+    assert len(problems) == count
+    assert problems[9].message.startswith(first_ten.format(i=9))
+    assert problems[10].message == rest.format(i=10)
+
+
 def template_chain(write_graph, levels: int) -> Path:
     """graph.yaml -> t1.yaml -> ... -> t{levels}.yaml, the last one an agent node."""
     leaf = {"inputs": {"x": {"type": "number"}}, "nodes": {"add": {"agent": "t_add", "in": {"a": {"input": "x"},
