@@ -1,9 +1,11 @@
-"""Refused before anything runs or is written: a taken run or sweep directory, and a sweep too large or empty.
+"""Refused before anything runs or is written: a taken run or sweep directory, and a sweep too large or empty;
+a later batch refused for its directories, after which the earlier batches' jobs are indexed.
 
 Real `mora` processes (mora.engine.frontends.preflight, mora.engine.rundir.refuse_taken).
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +139,17 @@ def test_optuna_settings_that_cannot_work_are_refused_before_any_trial(mora, tmp
 def test_a_run_directory_that_cannot_be_read_is_refused_not_skipped(mora, tmp_path):
     """Hydra's callback runner turns an error into a warning and goes on: an OSError must still refuse the run."""
     _one_line(mora(f"hydra.run.dir={'a' * 300}"), "File name too long", "hydra.run.dir")
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_a_later_batch_refused_for_its_directory_leaves_the_earlier_batches_jobs_indexed(mora, tmp_path, launcher):
+    """Batches of two: jobs #0 and #1 run; #2 would write into #0's directory, so the sweep ends refused, indexed."""
+    result = mora("-m", f"hydra/launcher={launcher}", "hydra.sweeper.max_batch_size=2", "prompt=a,b,a",
+                  "hydra.sweep.subdir=${prompt}", "hydra.sweep.dir=sw")
+    _one_line(result, f"the run directory {tmp_path / 'sw' / 'a'} already holds another run")
+    assert [line for line in result.stderr.splitlines() if line.startswith("mora:")] == \
+        result.stderr.strip().splitlines()[-1:]  # the jobs' summaries, then the refusal alone on its line
+    sweep = tmp_path / "sw"
+    assert (sweep / "a" / "out.txt").read_text() == "A a" and (sweep / "b" / "out.txt").read_text() == "A b"
+    assert f"mora: sweep index: {Path('sw') / 'index.html'}" in result.stdout
+    assert re.findall(r'<tr data-job="([^"]+)"', (sweep / "index.html").read_text()) == ["a", "b"]

@@ -14,7 +14,8 @@ Policy (the promises: nothing hangs, nothing is lost, bad input is one line and 
   `on_multirun_start`, before the sweeper writes `multirun.yaml`: one that holds another sweep's
   `multirun.yaml` or files that are not a sweep's is refused. A sweep's job directories are checked a batch
   at a time before any job of the batch runs (`refuse_taken_jobs`): two jobs sharing one directory
-  (`hydra.sweep.subdir=same`) or a taken one stop the sweep.
+  (`hydra.sweep.subdir=same`) or a taken one stop the sweep; the jobs of earlier batches, which
+  finished, are indexed on the way out (`JobDirTaken.earlier_jobs`, hydra_plugins/mora_launcher).
 - With Optuna's sweeper, a missing `objective`, fewer than one trial or process, or a direction other than
   minimize/maximize is refused in `on_multirun_start` (`refuse_optuna_settings`), before any trial runs.
 """
@@ -160,7 +161,15 @@ MORA_LAUNCHER = "hydra_plugins.mora_launcher.mora_launcher.MoraLauncher"
 
 
 class JobDirTaken(MoraError):
-    """A batch of sweep jobs refused for its directories before any of them ran (nothing of it to index)."""
+    """A batch of sweep jobs refused for its directories before any of them ran.
+
+    `earlier_jobs` is how many jobs of the sweep's earlier batches ran before it: none means the sweep
+    directory holds nothing of this sweep, and more means finished jobs that its index must show.
+    """
+
+    def __init__(self, message: str, earlier_jobs: int):
+        super().__init__(message)
+        self.earlier_jobs = earlier_jobs
 
 
 def checking_batches(compose: Any, config: DictConfig) -> Callable[[Sequence[Sequence[str]]], None]:
@@ -193,11 +202,12 @@ def refuse_taken_jobs(compose: Any, batch: Sequence[Any], initial_job_idx: int) 
             other = seen.setdefault(run_dir, idx)
             if other != idx:
                 raise JobDirTaken(f"sweep jobs #{other} and #{idx} would share the run directory {run_dir}; "
-                                  "make hydra.sweep.subdir tell jobs apart (the default is ${hydra.job.num})")
+                                  "make hydra.sweep.subdir tell jobs apart (the default is ${hydra.job.num})",
+                                  initial_job_idx)
             try:
                 refuse_taken(Path(run_dir), list(job.overrides), _subdir(cfg))
             except MoraError as e:
-                raise JobDirTaken(str(e)) from None
+                raise JobDirTaken(str(e), initial_job_idx) from None
     finally:
         HydraConfig.instance().cfg = hydra_before
 

@@ -3,9 +3,10 @@
 `hydra/sweeper=mora` (Mora's default sweeper) is Hydra's basic sweeper whose check of each
 batch composes a Mora job's config the cheap way (mora.engine.frontends.jobconfig: once per sweep, graph
 inputs applied as data) and keeps it for the launcher, instead of composing every job in full
-before the launcher composes it again. A sweep that raises (a failed job, Ctrl-C) still gets its
-index of the jobs that finished (mora.engine.frontends.report.callback.index_on_error): Hydra
-calls the index's callback only when a sweep returns. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
+before the launcher composes it again. A sweep that raises (a failed job, Ctrl-C, a later batch
+refused for its directories) still gets its index of the jobs that finished
+(mora.engine.frontends.report.callback.index_on_error): Hydra calls the index's callback only when
+a sweep returns. Any other sweeper (Optuna, ...) works unchanged: it hands batches to the launcher.
 
 A sweep of any other Hydra app (a task function that is not Mora's) runs exactly as Hydra's
 basic launcher runs it: the launcher hands it to that launcher, so Hydra's whole launcher
@@ -109,9 +110,11 @@ class MoraSweeper(Sweeper):
         with index_on_error(self.config):
             try:
                 return self.basic.sweep(arguments)
-            except JobDirTaken as e:  # refused before its batch ran: raised past the index, which has nothing new
+            except JobDirTaken as e:
+                if e.earlier_jobs:  # earlier batches' jobs finished: the index shows them as the refusal goes on
+                    raise
                 refused = e
-        raise refused
+        raise refused  # the first batch: nothing of this sweep ran, and the sweep directory stays as it was
 
 
 __all__ = ["MoraLauncher", "MoraLauncherConf", "MoraSweeper", "MoraSweeperConf"]
