@@ -319,3 +319,24 @@ def test_schema_and_validator_accept_the_same_good_graphs(write_graph, name):
 def test_schema_and_validator_refuse_the_same_bad_graphs(write_graph, name):
     path = write_graph(json.dumps(BAD[name], allow_nan=True).replace("NaN", ".nan").replace("-Infinity", "-.inf"))
     assert _verdicts(path) == (False, False)
+
+
+@pytest.mark.parametrize("value", ["0x" + "F" * 3600, "1" + "0" * 400, "-0b1" + "0" * 1100])
+def test_an_int_beyond_a_float_s_range_is_a_located_error_not_an_internal_one(write_graph, value):
+    """A 3,600-digit hex int has ~4,300 decimal digits, which Python refuses to print, and one over 1e308 fails the
+    finiteness check of a number input: both were internal errors."""
+    path = write_graph(f"nodes:\n  a:\n    agent: text_template\n    params: {{step: {value}}}\noutputs: {{}}\n")
+    with pytest.raises(GraphError) as info:
+        read_graph_file(path)
+    p = one(info.value.problems)
+    assert p.line == 4 and "more than a number may hold (1024)" in p.message
+
+
+@pytest.mark.parametrize("prefix", ["", "# é, ü\nnodes: {}\n\n"])
+def test_a_character_yaml_forbids_is_a_one_line_error_with_its_line(write_graph, prefix):
+    path = write_graph(f"{prefix}outputs:\n  v: x\x01\n")
+    with pytest.raises(GraphError) as info:
+        read_graph_file(path)
+    p = one(info.value.problems)
+    assert p.line == prefix.count("\n") + 2 and "\n" not in p.message
+    assert p.message == "YAML error: control characters are not allowed (character U+0001)"

@@ -15,8 +15,8 @@ limit. Composition and construction, where the bounds and checks live, are the s
 over either parser, so values, lines and every bound's message are the same. Where the two parsers
 disagree on malformed YAML, libyaml's verdict stands: a syntax error's wording (and, now and then,
 its line) is libyaml's, a tab between tokens is accepted as the YAML spec allows, `{key:}` is refused.
-What remains is Python's work for each value composed and built, about 10 us on a 2-core machine,
-and `MAX_YAML_VALUES` is what bounds it: 20,000 values are refused in about 0.3 s there
+What remains is Python's work for each value composed and built, 5-10 us on a 2-core machine,
+and `MAX_YAML_VALUES` is what bounds it: 20,000 values are refused in 0.1-0.2 s there
 (bench/yaml_bounds.py), and hold 80 times the largest shipped graph (253 values) or a
 thousand nodes written out one by one (14,007).
 """
@@ -37,6 +37,9 @@ MAX_YAML_DIRECTIVES = 64
 MAX_NUMBER_CHARS = 4300
 """Python's own limit on an int's decimal digits, for every number: PyYAML converts a sexagesimal int (`1:59:59`)
 by arithmetic that grows with the square of its length, a minute for 1 MiB."""
+MAX_INT_BITS = 1024
+"""An int must fit a float's range (what a graph's numbers are checked against): a larger one (a long hex literal
+reaches 5,000 decimal digits in 4,300 characters) cannot even be printed in a message."""
 _DIRECTIVE = re.compile(r"[\n\r\x85\u2028\u2029]%")
 """Where a directive may start: a `%` that opens a line (a graph file needs none, or a `%YAML` line)."""
 _LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
@@ -111,9 +114,13 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
         if len(node.value) > MAX_NUMBER_CHARS:
             raise _TooLarge(None, None, f"a number of {len(node.value)} characters, more than the {MAX_NUMBER_CHARS} "
                                         "allowed", node.start_mark)
-        if node.tag == "tag:yaml.org,2002:int":
-            return super().construct_yaml_int(node)
-        return super().construct_yaml_float(node)
+        if node.tag != "tag:yaml.org,2002:int":
+            return super().construct_yaml_float(node)
+        value = super().construct_yaml_int(node)
+        if value.bit_length() > MAX_INT_BITS:
+            raise _TooLarge(None, None, f"an int of {value.bit_length()} bits, more than a number may hold "
+                                        f"({MAX_INT_BITS})", node.start_mark)
+        return value
 
 
 def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
@@ -209,5 +216,14 @@ def load_yaml(text: str, file: str) -> Any:
             raise GraphError([Problem(file, f"YAML tag {tag} is not allowed: graph files are plain data and cannot "
                                             "create Python objects", line=line)]) from None
         raise GraphError([Problem(file, f"YAML syntax error: {problem}", line=line)]) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow: located by its offset (libyaml's in bytes)
+        data = text if LOADER is _PyLoader else text.encode("utf-8", "surrogatepass")
+        line = data[:e.position].count("\n" if isinstance(data, str) else b"\n") + 1
+        raise GraphError([Problem(file, f"YAML error: {e.reason} ({_character(e.character)})", line=line)]) from None
     except yaml.YAMLError as e:
         raise GraphError([Problem(file, f"YAML error: {e}")]) from None
+
+
+def _character(char: str | int) -> str:
+    code = ord(char) if isinstance(char, str) else char
+    return f"character U+{code:04X}"
