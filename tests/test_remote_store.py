@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -52,7 +53,7 @@ def s3_url(s3_server: str, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixt
     fs = s3fs.S3FileSystem()
     if not fs.exists(BUCKET):
         fs.mkdir(BUCKET)
-    return f"s3://{BUCKET}/{request.node.name}"
+    return f"s3://{BUCKET}/{re.sub(r'[^A-Za-z0-9_-]', '-', request.node.name)}"  # parametrized ids: `[...]`
 
 
 def _fs():
@@ -139,18 +140,23 @@ def test_gc_max_size_deletes_local_copies_the_store_holds_and_keeps_their_entrie
     store.close()
 
 
-def test_gc_max_size_with_the_store_unreachable_changes_nothing_and_says_so(tmp_path: Path, s3_url: str,
-                                                                           monkeypatch: pytest.MonkeyPatch):
+@pytest.mark.parametrize("flags", [["--max-size", "0"], ["--max-age", "1s"]])
+def test_gc_with_the_store_unreachable_changes_nothing_and_says_so(tmp_path: Path, s3_url: str, flags: list[str]):
+    """The store is reached before anything here is deleted: the entry is old enough to go and its copy is past
+    --grace, so a gc that reached the store only at its end would have deleted both."""
     store = Store(tmp_path / "c", artifacts=s3_url)
     ref = store.put(Blob(PortType.TEXT, "txt", b"only a copy here"))
     store.record("k" * 64, _entry(ref.to_json()))
     store.close()
+    month_ago = time.time() - 30 * 86400
+    os.utime(ref.path, (month_ago, month_ago))
+    time.sleep(1.1)  # the entry is older than --max-age 1s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     env = subprocess_env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{closed}", AWS_MAX_ATTEMPTS="1")
     done = subprocess.run([sys.executable, "-c", "from mora.engine.frontends.admin import entry; entry()", "cache",
-                           "gc", "--dir", str(tmp_path / "c"), "--max-size", "0"], env=env, capture_output=True,
+                           "gc", "--dir", str(tmp_path / "c"), *flags], env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode != 0 and done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, done
     assert s3_url in done.stderr and "cache.artifacts" in done.stderr and "Traceback" not in done.stderr

@@ -334,8 +334,11 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
     """
     now = time.time()
     objs = _objects(store)
-    # The store is listed only when copies may have to go, and before anything changes: an unreachable store
-    # changes nothing. Under the bound already, eviction has nothing to do whatever the store holds.
+    # The store is reached before anything changes here, so an unreachable store changes nothing: its dead uploads
+    # are cleaned first, and it is listed only when copies may have to go (under the bound already, eviction has
+    # nothing to do whatever the store holds).
+    if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
+        store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
     stored = ({o.name: o.size for o in store.remote.objects()}
               if max_size is not None and store.remote is not None and sum(o.size for o in objs.values()) > max_size
               else None)
@@ -350,8 +353,6 @@ def gc(store: Store, max_size: int | None = None, max_age: float | None = None,
         removed_entries += _delete_keys(store, [r for r in eviction.entries if isinstance(r, str)], before=now)
         copies = eviction.copies
     report, pinned = _sweep(store, copies, now - grace)
-    if store.remote is not None:  # uploads of writers that died (a live upload takes seconds, not an hour)
-        store.remote.clean_uploads(max(grace, UPLOAD_GRACE))
     clean_tmp(store)
     if max_size is not None and report["kept_bytes"] > max_size:
         for why, n in pinned.items():
