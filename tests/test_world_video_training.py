@@ -335,12 +335,15 @@ def test_the_transformer_takes_its_width_and_depth(tmp_path):
     (["vae", "--width", "64"], "`vae` takes no --width"),
     (["i2v", "--decoder-width", "64"], "`i2v` takes no --decoder-width"),
     (["vae", "--weigh-things"], "`vae` takes no --weigh-things"),
+    (["i2v", "--weigh-things"], "--weigh-things needs a --vae that codes each frame alone"),
+    (["i2v", "--init", "INIT", "--width", "128"], "--init keeps its model's layers"),
 ])
 def test_new_recipe_options_are_checked_before_anything_runs(argv, problem, tmp_path, capsys):
-    if argv[0] == "i2v":
-        world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1",
-                          "--workers", "0", "--out", str(tmp_path / "vae")])
-        argv = [*argv, "--vae", str(tmp_path / "vae")]
+    if argv[0] == "i2v":  # a VAE that packs frames (the default stride), and a transformer to go on from
+        world_video.main(["vae", "--steps", "1", "--batch", "1", "--workers", "0", "--out", str(tmp_path / "vae")])
+        world_video.main(["i2v", "--vae", str(tmp_path / "vae"), "--steps", "1", "--batch", "1", "--workers", "0",
+                          "--out", str(tmp_path / "init")])
+        argv = [*[str(tmp_path / "init") if a == "INIT" else a for a in argv], "--vae", str(tmp_path / "vae")]
     with pytest.raises(SystemExit) as exit_:
         world_video.main([*argv, "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and problem in capsys.readouterr().err

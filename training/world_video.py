@@ -358,7 +358,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
     parts = load_parts(args.init) if args.init else \
-        components(first_last, vae.config.scale_factor_temporal, args.width, args.layers)
+        components(first_last, vae.config.scale_factor_temporal, args.width or 128, args.layers or 6)
     parts = {k: m.to(device).train() for k, m in parts.items()}
     alone = codes_frames_alone(vae)
     if alone:
@@ -400,6 +400,8 @@ def latent_thing_weight(clips: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def weighted_mean(error: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The mean of `error` weighted by `weight`, divided by the mean weight so the loss keeps the plain mean's scale
+    (and the learning rates tuned for it)."""
     return (weight * error).mean() / weight.mean()
 
 
@@ -453,10 +455,10 @@ def main(argv: list[str] | None = None) -> None:
                                          "from a few clips' correlated frames"),
                 parser.add_argument("--decoder-width", type=bounded(int, 8), default=None,
                                     help="vae, afresh: the decoder's base channels (default the encoder's 32)"),
-                parser.add_argument("--width", type=bounded(int, 32), default=128,
-                                    help="i2v/flf, afresh: the transformer's channels, in heads of 32"),
-                parser.add_argument("--layers", type=bounded(int, 1), default=6,
-                                    help="i2v/flf, afresh: the transformer's blocks"),
+                parser.add_argument("--width", type=bounded(int, 32), default=None,
+                                    help="i2v/flf, afresh: the transformer's channels, in heads of 32 (default 128)"),
+                parser.add_argument("--layers", type=bounded(int, 1), default=None,
+                                    help="i2v/flf, afresh: the transformer's blocks (default 6)"),
                 parser.add_argument("--weigh-things", action="store_true",
                                     help="i2v/flf: weigh the loss on the latent cells a thing covers as the VAE's "
                                          "reconstruction does (a small thing is ~2%% of a frame)")]
@@ -471,10 +473,14 @@ def main(argv: list[str] | None = None) -> None:
                 json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
             if stride != 1:
                 return "--independent-frames needs a VAE that codes each frame alone (--temporal 1)"
-        if args.init and (args.decoder_width is not None or args.width != 128 or args.layers != 6):
+        if args.init and (args.decoder_width, args.width, args.layers) != (None, None, None):
             return "--init keeps its model's layers: drop --decoder-width, --width and --layers"
-        if args.width % 32:
+        if args.width is not None and args.width % 32:
             return f"--width {args.width}: must be a multiple of 32 (heads of 32 channels)"
+        if args.weigh_things and \
+                json.loads((Path(args.vae) / "config.json").read_text()).get("scale_factor_temporal") != 1:
+            return ("--weigh-things needs a --vae that codes each frame alone (a latent frame a frame, so a thing's "
+                    "cells are where its pixels are)")
         if args.model == "vae" and args.latent_noise and not args.decoder_only:
             return ("--latent-noise needs --decoder-only (an encoder trained against the noise would outgrow it; the "
                     "latent statistics it is measured in are the kept encoder's)")
