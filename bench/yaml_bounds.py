@@ -55,7 +55,7 @@ CASES = {
         ["nodes:\n  n0: {agent: text_template, in: {text: hi}}\n",
          *(f"  n{i}: {{agent: text_template, in: {{text: {{from: n{i - 1}.text}}}}, params: {{step: {i}}}}}\n"
            for i in range(1, 1000)), "outputs: {out: {from: n999.text}}\n"]),
-    "1,990 links to misspelled nodes (125 KiB)": "".join(
+    "1,990 links to misspelled nodes (134 KiB)": "".join(
         ["nodes:\n", *(f"  step{i}: {{agent: text_template, in: {{text: {{from: stpe{i}.text}}}}}}\n"
                        for i in range(1990)), "outputs: {o: {from: step0.text}}\n"]),
 }

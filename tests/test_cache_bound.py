@@ -205,12 +205,6 @@ def test_gc_max_age_with_a_store_drops_old_entries_and_only_this_machines_copies
     driver.close()
 
 
-
-
-
-
-
-
 def test_gc_beside_a_live_run_keeps_its_copies_and_after_it_every_entry_is_served_from_the_store(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache, shared = tmp_path / "cache", tmp_path / "store"

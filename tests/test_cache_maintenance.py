@@ -37,8 +37,6 @@ def _wait_for(log: Path, line: str, proc: subprocess.Popen, timeout: float = 60)
     raise AssertionError(f"{line!r} never appeared in {log}")
 
 
-
-
 def test_gc_beside_a_live_run_keeps_what_the_run_reads_and_exports(tmp_path):
     env, log = agent_env(tmp_path), tmp_path / "log"
     cache = tmp_path / "cache"

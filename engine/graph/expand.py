@@ -46,8 +46,8 @@ MAX_PLAN_NODES = 10_000
 """A plan expands to at most this many agent nodes (repeats of repeats multiply)."""
 MAX_DETAILED_PROBLEMS = 10
 """Only this many problems list the names a link could have meant or guess the closest: each costs time in
-proportion to those names, and thousands of misspelled links or agents in a 100 KiB file took 2 to 12 s to
-refuse, with 8 MB of messages; past this many, a problem names only what is wrong."""
+proportion to those names, and 1,990 misspelled links in a 134 KiB file took 87 s to refuse (bench/README.md);
+past this many, a problem names only what is wrong."""
 
 
 class _Expander:
