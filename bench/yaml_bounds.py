@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,22 +22,13 @@ import yaml
 
 from mora.engine.errors import GraphError
 from mora.engine.frontends.api import load_plan
+from mora.engine.graph.spec import MAX_GRAPH_BYTES
 
-LIMIT = 1 << 20
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from hostile_graphs import BOMB_LINES, NODE, filling  # tests/ is not a package
 
-
-def filling(head: str, unit: str, tail: str = "") -> str:
-    """`head`, `unit` numbered (`{i}`) as often as fits, and `tail`: a file of nearly the 1 MiB size limit."""
-    parts, size, i = [head], len(head) + len(tail), 0
-    while size + len(part := unit.format(i=i)) <= LIMIT:
-        parts.append(part)
-        size, i = size + len(part), i + 1
-    return "".join([*parts, tail])
-
-
-BOMB = "\n".join(['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-                 + [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]) + "\n"
-NODE = "  n{i}: {{agent: text_template, in: {{text: hi}}, params: {{template: '{{text}}', step: {i}}}}}\n"
+LIMIT = MAX_GRAPH_BYTES
+BOMB = "\n".join(BOMB_LINES) + "\n"
 CASES = {
     "alias bomb (9 levels of 9 aliases: 387 million strings)": BOMB,
     "flow nesting, 5,000 levels": "nodes: " + "[" * 5000 + "]" * 5000 + "\n",

@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from hostile_graphs import BOMB_LINES, NODE, filling
 
 from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError
@@ -89,26 +90,14 @@ def test_graph_file_over_the_size_limit_is_refused(tmp_path, monkeypatch):
 @pytest.mark.timeout(10)
 def test_alias_bomb_is_refused_while_parsing(tmp_path):
     """Nine levels of nine aliases each would expand to 387 million strings: refused before anything expands."""
-    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
     path = tmp_path / "bomb.yaml"
-    path.write_text("nodes:\n  a: {agent: t_text, params: {text: *l9}}\n".join(["\n".join(lines) + "\n", ""]))
+    path.write_text("nodes:\n  a: {agent: t_text, params: {text: *l9}}\n".join(["\n".join(BOMB_LINES) + "\n", ""]))
     assert graph_problem(path) == ("graph file too large to read: the document expands to more than 20000 values (each YAML "
                        "alias counts at the full size of what it names)")
 
 
-def filling(head: str, unit: str, tail: str = "") -> str:
-    """`head`, `unit` numbered (`{i}`) as often as fits, and `tail`: a file of nearly the 1 MiB size limit."""
-    parts, size, i = [head], len(head) + len(tail), 0
-    while size + len(part := unit.format(i=i)) <= MAX_GRAPH_BYTES:
-        parts.append(part)
-        size, i = size + len(part), i + 1
-    return "".join([*parts, tail])
-
-
 TOO_MANY_VALUES = ("graph file too large to read: the document expands to more than 20000 values (each YAML alias "
                    "counts at the full size of what it names)")
-NODE = "  n{i}: {{agent: text_template, in: {{text: hi}}, params: {{template: '{{text}}', step: {i}}}}}\n"
 TOO_LONG_A_NUMBER = "graph file too large to read: a number of {} characters, more than the 4300 allowed"
 SEXAGESIMAL = filling("x: 1", ":59")  # 1:59:59:... as one int, by arithmetic that grows with the square of its length
 HOSTILE = {  # name: (text, message); each took 1 to 60 s before graph YAML was parsed by libyaml within these bounds
