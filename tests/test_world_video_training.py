@@ -335,6 +335,7 @@ def test_the_transformer_takes_its_width_and_depth(tmp_path):
     (["vae", "--width", "64"], "`vae` takes no --width"),
     (["i2v", "--decoder-width", "64"], "`i2v` takes no --decoder-width"),
     (["vae", "--weigh-things"], "`vae` takes no --weigh-things"),
+    (["vae", "--compile"], "`vae` takes no --compile"),
     (["i2v", "--weigh-things"], "--weigh-things needs a --vae that codes each frame alone"),
     (["i2v", "--init", "INIT", "--width", "128"], "--init keeps its model's layers"),
 ])
@@ -375,3 +376,20 @@ def test_weigh_things_trains_the_transformer_on_the_weighted_loss(tmp_path, monk
     world_video.main(["i2v", "--vae", str(vae), "--weigh-things", "--steps", "2", "--batch", "2", "--workers", "0",
                       "--out", str(tmp_path / "i2v")])
     assert weighted == [(2, 1, world_video.FRAMES, 16, 16)] * 2
+
+
+def test_compile_runs_the_transformer_through_torch_compile_and_saves_its_own_weights(tmp_path, monkeypatch):
+    vae = tmp_path / "vae"
+    world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1", "--workers", "0",
+                      "--out", str(vae)])
+    compiled, calls = [], []
+
+    def fake_compile(module):  # torch.compile's cost without its minutes: count the calls through the wrapper
+        compiled.append(type(module).__name__)
+        return lambda **kw: calls.append(kw["hidden_states"].shape) or module(**kw)
+
+    monkeypatch.setattr(world_video.torch, "compile", fake_compile)
+    world_video.main(["i2v", "--vae", str(vae), "--compile", "--steps", "2", "--batch", "1", "--workers", "0",
+                      "--out", str(tmp_path / "i2v")])
+    assert compiled == ["WanTransformer3DModel"] and len(calls) == 2
+    assert (tmp_path / "i2v" / "transformer" / "diffusion_pytorch_model.safetensors").exists()

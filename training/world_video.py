@@ -367,6 +367,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     averages = Averages(parts, device)
     data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, params, args.lr or 3e-4)
+    # compiled on its first step, inside the run's clock (--max-minutes); the saved weights are the module's own
+    transformer = torch.compile(parts["transformer"]) if args.compile else parts["transformer"]
     for step in run.steps():
         p, ids = (t.to(device, non_blocking=True) for t in run.next(data))
         with torch.no_grad(), autocast(device):
@@ -381,7 +383,7 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
         with autocast(device):
             text = text_states(parts["text_encoder"], ids)
             image = given_frame_tokens(parts["image_encoder"], clips, first_last)
-            pred = parts["transformer"](hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
+            pred = transformer(hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
                                         encoder_hidden_states=text, encoder_hidden_states_image=image).sample
         error = (pred.float() - (noise - x0)) ** 2
         loss = error.mean() if not args.weigh_things else weighted_mean(error, latent_thing_weight(clips, x0.shape[-1]))
@@ -431,9 +433,9 @@ RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
                          reads=("temporal", "image_share", "decoder_only", "latent_noise", "independent_frames",
                                 "decoder_width")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things")),
+                          reads=("width", "layers", "weigh_things", "compile")),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things"))}
+                          reads=("width", "layers", "weigh_things", "compile"))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -461,7 +463,10 @@ def main(argv: list[str] | None = None) -> None:
                                     help="i2v/flf, afresh: the transformer's blocks (default 6)"),
                 parser.add_argument("--weigh-things", action="store_true",
                                     help="i2v/flf: weigh the loss on the latent cells a thing covers as the VAE's "
-                                         "reconstruction does (a small thing is ~2%% of a frame)")]
+                                         "reconstruction does (a small thing is ~2%% of a frame)"),
+                parser.add_argument("--compile", action="store_true",
+                                    help="i2v/flf: torch.compile the transformer (its compile time counts towards "
+                                         "--max-minutes)")]
 
     def agrees(args: argparse.Namespace) -> str | None:
         """The saved layers fix an --init VAE's stride: never train another one than the command asks for; a
