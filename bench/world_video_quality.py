@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="folder with wan_i2v, wan_flf and/or svd")
     parser.add_argument("--n", type=bounded(int, 1), default=100, help="held-out scenes per task")
     parser.add_argument("--steps", type=like(I2V.param("steps")), default=20,
-                        help="denoising steps (the preset's video_steps)")
+                        help="denoising steps (the world preset's video_steps is 14; runs before the ninth used 20)")
     parser.add_argument("--frames", type=like(I2V.param("frames")), default=world_video.FRAMES,
                         help="frames of a Wan clip (4k+1)")
     parser.add_argument("--svd-frames", type=like(I2V.param("frames")), default=world_svd.FRAMES,

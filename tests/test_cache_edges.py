@@ -334,6 +334,21 @@ def test_weights_changed_in_place_with_the_same_size_and_mtime_are_noticed(tmp_p
     store.close()
 
 
+def test_a_file_behind_a_symlinked_folder_is_in_the_weights_digest_and_a_link_loop_ends(tmp_path):
+    store = Store(tmp_path / "c")
+    shared, folder = tmp_path / "shared", tmp_path / "model"
+    shared.mkdir()
+    folder.mkdir()
+    (shared / "vae.safetensors").write_bytes(b"\x01" * 64)
+    (folder / "model.safetensors").write_bytes(b"\x02" * 64)
+    (folder / "vae").symlink_to(shared, target_is_directory=True)
+    (shared / "loop").symlink_to(folder, target_is_directory=True)
+    before = weights_digest(folder, store)
+    (shared / "vae.safetensors").write_bytes(b"\x03" * 64)  # the shared component retrained
+    assert weights_digest(folder, store) != before
+    store.close()
+
+
 # 10. the store's own errors; `cache list` on malformed rows -------------------------------------
 def test_an_artifact_store_error_of_any_type_is_the_caches_error_naming_the_store(tmp_path, monkeypatch):
     class NoCredentialsError(Exception):  # botocore's is no OSError

@@ -173,3 +173,14 @@ def test_the_world_quality_bench_refuses_bad_arguments_before_loading_anything(c
     (tmp_path / "w" / "prompt_lm" / "config.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
     err = refused(capsys, world_quality().main, *[a.format(tmp=tmp_path) for a in argv])
     assert says.format(tmp=tmp_path) in err and "Traceback" not in err
+
+
+def test_an_out_holding_a_symlinked_folder_is_refused_before_it_writes_through_it(capsys, tmp_path):
+    vae = saved(tmp_path / "vae", "AutoencoderKLWan")
+    (vae / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLWan", "scale_factor_temporal": 1}))
+    out = tmp_path / "wan_flf"
+    out.mkdir()
+    (out / "vae").symlink_to(vae, target_is_directory=True)  # as nodes/world/weights/wan_flf/vae is wan_i2v's
+    err = refused(capsys, world_video.main, "flf", "--vae", str(vae), "--out", str(out))
+    assert "its vae is a symlink to another folder" in err
+    assert sorted(os.listdir(vae)) == ["config.json"]

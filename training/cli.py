@@ -92,7 +92,12 @@ def output_path(text: str) -> str:
 
 
 def writable_folder(folder: Path) -> str | None:
-    """Why `folder` cannot take outputs, or None; made (with its parents) when it can."""
+    """Why `folder` cannot take outputs, or None; made (with its parents) when it can. A folder holding a symlinked
+    folder is refused: `save_pretrained` would write through it into another model (the world's `wan_flf/vae` is
+    `wan_i2v`'s)."""
+    if folder.is_dir() and (linked := sorted(p.name for p in folder.iterdir() if p.is_symlink() and p.is_dir())):
+        return (f"its {', '.join(linked)} is a symlink to another folder: saving would write into that; use a fresh "
+                "folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -214,6 +214,23 @@ def hub_commit(repo_id: str, revision: str | None) -> str | None:
         return None
 
 
+def model_files(folder: Path) -> list[Path]:
+    """Every file under a model folder, through symlinked folders too (a pipeline may share a component with another
+    by a symlink, as the world's FLF2V shares the I2V's VAE; `rglob` would leave its bytes out of the key). A folder
+    reached twice (a link loop, or two links to one place) is read once."""
+    seen: set[Path] = set()
+    files = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = Path(root).resolve()
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()  # walked in name order: which of two links to one place is read does not vary by machine
+        files += [Path(root) / n for n in names if (Path(root) / n).is_file()]
+    return files
+
+
 def weights_digest(folder: Path, store: Store) -> str:
     """sha256 over a model folder's files, memoized in the index by each file's name, size, times and inode.
 
@@ -221,7 +238,7 @@ def weights_digest(folder: Path, store: Store) -> str:
     reproducible archive with normalised mtimes): any write or replacement changes st_ctime, which nobody can set,
     and a replacement by rename changes the inode; either only costs hashing the folder again.
     """
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.parts[-3:]))
+    files = sorted(p for p in model_files(folder) if not any(s.startswith(".") for s in p.parts[-3:]))
     signature = hashlib.sha256()
     for p in files:
         st = p.stat()

@@ -275,12 +275,12 @@ def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability
         path, problem = models.package_folder(name) if source == "package" else (Path(name).expanduser(), None)
         if path is None or not path.is_dir():
             return models.Availability(name, None, "missing", reason=problem or f"no folder {path}")
-        return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in path.rglob("*")
-                                                                    if p.is_file()))
+        size = sum(p.stat().st_size for p in models.model_files(path))
+        return models.Availability(name, None, "present", size=size)
     where = model_loader().built_folder(str(source), name, models_dir)
     if (where / ".complete").exists():
-        return models.Availability(name, None, "present", size=sum(p.stat().st_size for p in where.rglob("*")
-                                                                    if p.is_file()))
+        size = sum(p.stat().st_size for p in models.model_files(where))
+        return models.Availability(name, None, "present", size=size)
     return models.Availability(name, None, "downloadable", reason="not built yet: built in code on first use, "
                                                                  "or now with --download")
 
