@@ -425,7 +425,7 @@ def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     pipe = WanImageToVideoPipeline(tokenizer=text_tokenizer(), image_processor=image_processor(), vae=vae,
                                    scheduler=scheduler, **{k: m.eval() for k, m in parts.items()})
     pipe.to(dtype=torch.float16)
-    pipe.save_pretrained(out)
+    pipe.save_pretrained(out, max_shard_size="6MB")  # the repository keeps no file over 10 MB; diffusers indexes shards
     print(f"WanImageToVideoPipeline -> {out}")
 
 
