@@ -7,11 +7,13 @@ import socket
 from pathlib import Path
 
 import pytest
+import yaml
 from hostile_graphs import BOMB_LINES, NODE, filling
 
 from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError
 from mora.engine.frontends import api
+from mora.engine.graph import yamlfile
 from mora.engine.graph.spec import MAX_GRAPH_BYTES, read_graph_file
 from mora.engine.graph.yamlfile import load_yaml
 
@@ -108,7 +110,8 @@ HOSTILE = {  # name: (text, message); each took 1 to 60 s before graph YAML was 
     "many-anchors": (filling("", "a{i}: &a{i} {i}\n"), TOO_MANY_VALUES),
     "many-tagged-values": (filling("", "- !!str {i}\n"), TOO_MANY_VALUES),
     "many-tag-directives": (filling("", "%TAG !t{i}! tag:example.com,2000:\n", "--- {}\n"),
-                            "graph file too large to read: more than 64 lines start with '%' (YAML directives)"),
+                            "graph file too large to read: more than 64 YAML directives (lines that start with '%' "
+                            "outside a value)"),
     "one-sexagesimal-number": (SEXAGESIMAL, TOO_LONG_A_NUMBER.format(len(SEXAGESIMAL) - 3)),
 }
 
@@ -136,7 +139,7 @@ def test_a_graph_file_may_hold_20000_yaml_values(write_graph):
     assert (problem.message, problem.line) == (TOO_MANY_VALUES, 19_999)
 
 
-def test_at_most_64_lines_may_open_with_a_percent_sign():
+def test_at_most_64_yaml_directives():
     """As a YAML directive must: a graph file needs none, or one `%YAML` line."""
     directives = "".join(f"%TAG !t{i}! tag:example.com,2000:\n" for i in range(64))
     assert load_yaml(directives + "--- {a: 1}\n", "g.yaml") == {"a": 1}
@@ -144,7 +147,19 @@ def test_at_most_64_lines_may_open_with_a_percent_sign():
         load_yaml("a: 1\r\n" + directives + "%YAML 1.1\n--- {a: 1}\n", "g.yaml")
     [problem] = info.value.problems
     assert problem.line == 66
-    assert problem.message == "graph file too large to read: more than 64 lines start with '%' (YAML directives)"
+    assert problem.message == ("graph file too large to read: more than 64 YAML directives (lines that start with "
+                               "'%' outside a value)")
+
+
+@pytest.mark.parametrize("loader", ["libyaml", "pure"])
+def test_lines_of_a_quoted_value_that_open_with_a_percent_sign_are_no_directives(monkeypatch, loader):
+    """A prompt may go on over lines that open with `%`: they are the value's, not directives to bound."""
+    if loader == "pure":
+        monkeypatch.setattr(yamlfile, "LOADER", yamlfile._PyLoader)
+    elif not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    text = 'prompt: "50\n' + "%d percent\n" * 70 + '"\nb: 1\n'
+    assert load_yaml(text, "g.yaml") == {"prompt": "50" + " %d percent" * 70 + " ", "b": 1}
 
 
 def test_aliases_and_merge_keys_within_bounds_still_work(write_graph):

@@ -17,6 +17,10 @@ needs_libyaml = pytest.mark.skipif(not yaml.__with_libyaml__, reason="PyYAML was
 TEXTS = {
     "merge": "a: &b {x: 1, y: 2}\nc: {<<: *b, y: 3}\n",
     "merge-list": "a: &a {x: 1}\nb: &b {y: 2, x: 5}\nc:\n  <<: [*a, *b]\n  z: 3\n",
+    "merge-nested": "base: &base {steps: 10, seed: 1}\nm: &m\n  <<: *base\n  steps: 20\nn:\n  <<: *m\n  seed: 2\n",
+    "merge-by-its-parent": "base: &base {steps: 10}\nc: &c\n  <<: *base\n  steps: 20\n<<: *c\n",
+    "merge-a-scalar": "a: {<<: 5}\n",
+    "merge-twice": "a: {<<: {x: 1},\n  <<: {y: 2}}\n",
     "duplicate-key": "nodes:\n  a: 1\n  b: 2\n  a: 3\n",
     "python-tag": "a: !!python/object/apply:os.system ['true']\n",
     "unknown-tag": "a: !foo 1\n",
@@ -78,6 +82,24 @@ def outcome(monkeypatch: pytest.MonkeyPatch, loader: type, text: str) -> Any:
 def test_libyaml_and_pure_python_parsing_agree(monkeypatch, name):
     text = TEXTS[name]
     assert outcome(monkeypatch, yamlfile.LOADER, text) == outcome(monkeypatch, yamlfile._PyLoader, text)
+
+
+@pytest.mark.parametrize("name", [name for name in TEXTS if name.startswith("merge") and name not in
+                                  ("merge-a-scalar", "merge-twice")])
+def test_merge_keys_give_the_values_pyyaml_gives(name):
+    """YAML's merge as PyYAML implements it: a mapping's own keys win, then the first merged mapping that has the key,
+    each merged mapping as built with its own merges and overrides (a nested merge once gave the overridden value)."""
+    assert yamlfile.load_yaml(TEXTS[name], "g.yaml") == yaml.safe_load(TEXTS[name])
+
+
+@pytest.mark.parametrize("name, line, message", [
+    ("merge-a-scalar", 1, "a merge (<<) takes a mapping or a list of mappings, not a scalar"),
+    ("merge-twice", 2, "duplicate key '<<' (first at line 1)")])
+def test_a_merge_of_no_mapping_or_a_second_merge_key_is_refused_at_its_line(name, line, message):
+    with pytest.raises(GraphError) as info:
+        yamlfile.load_yaml(TEXTS[name], "g.yaml")
+    [problem] = info.value.problems
+    assert (problem.line, problem.message) == (line, f"YAML syntax error: {message}")
 
 
 @needs_libyaml

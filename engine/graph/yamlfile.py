@@ -5,8 +5,8 @@ can create a Python object; a duplicate key is an error, never an overwrite; and
 remembers the line of each key, for messages. Bounds, so that no file can hang Mora or exhaust its
 memory: values may nest at most `MAX_YAML_DEPTH` levels and expand, counting every alias at its
 full size, to at most `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused
-while it is being composed, before anything expands; at most `MAX_YAML_DIRECTIVES` lines may open
-with `%`, and a number may have at most `MAX_NUMBER_CHARS` characters. Every refusal is a GraphError
+while it is being composed, before anything expands; at most `MAX_YAML_DIRECTIVES` directives (lines
+that open with `%` outside a value), and a number may have at most `MAX_NUMBER_CHARS` characters. Every refusal is a GraphError
 with the line, a value its type cannot hold (`2001-13-45`, `!!int abc`) included.
 
 Speed: libyaml, in C, scans and parses wherever PyYAML was built with it (`yaml.__with_libyaml__`,
@@ -42,7 +42,7 @@ MAX_INT_BITS = 1024
 reaches 5,000 decimal digits in 4,300 characters) cannot even be printed in a message."""
 _DIRECTIVE = re.compile(r"[\n\r\x85\u2028\u2029]%")
 """Where a directive may start: a `%` that opens a line (a graph file needs none, or a `%YAML` line)."""
-_LINE_BREAK = re.compile(r"\r\n|[\n\r\x85\u2028\u2029]")
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _Mapping(dict):
@@ -124,29 +124,49 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
 
 
 def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
-    explicit = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
-    loader.flatten_mapping(node)
-    merged = len(node.value) - explicit  # flatten_mapping puts keys from `<<:` merges first
+    """A mapping with its lines: its own keys (a duplicate refused), then what its `<<:` merge adds. Merged values
+    come from the source mappings as built (each with its own merges and overrides), never from PyYAML's in-place
+    flattening, which left a source's overridden keys beside its own and so, seen from a later mapping, made a nested
+    merge pick the overridden value and a mapping merged by its own parent a duplicate."""
     result = _Mapping()
     result.line = node.start_mark.line + 1
     result.lines = {}
-    seen_explicit: set[Any] = set()
-    for i, (key_node, value_node) in enumerate(node.value):
+    merge: tuple[int, yaml.Node] | None = None  # the `<<` key's line and value
+    for key_node, value_node in node.value:
+        if key_node.tag == MERGE_TAG:
+            if merge is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '<<' (first at line {merge[0]})", key_node.start_mark)
+            merge = (key_node.start_mark.line + 1, value_node)
+            continue
+        if key_node.tag == "tag:yaml.org,2002:value":  # a `=` key: a plain string, as PyYAML's flattening makes it
+            key_node.tag = "tag:yaml.org,2002:str"
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a name or a number, not a list or mapping", key_node.start_mark)
-        if i >= merged:
-            if key in seen_explicit:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}' (first at line {result.lines[key]})", key_node.start_mark
-                )
-            seen_explicit.add(key)
-        elif key in result:
-            continue  # among merged mappings the first one wins, as YAML specifies
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first at line {result.lines[key]})", key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.lines[key] = key_node.start_mark.line + 1
-    return result
+    if merge is None:
+        return result
+    merged = _Mapping()
+    merged.line, merged.lines = result.line, {}
+    sources = merge[1].value if isinstance(merge[1], yaml.SequenceNode) else [merge[1]]
+    for source in sources:  # the first source that has a key gives it, as YAML specifies
+        if not isinstance(source, yaml.MappingNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a merge (<<) takes a mapping or a list of mappings, not a {source.id}", source.start_mark)
+        built = loader.construct_object(source, deep=True)
+        for key, value in built.items():
+            if key not in merged and key not in result:
+                merged[key] = value
+                merged.lines[key] = built.lines[key]
+    merged.update(result)  # the mapping's own keys last, as PyYAML orders them
+    merged.lines.update(result.lines)
+    return merged
 
 
 _Bounded.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -185,14 +205,20 @@ else:
 
 
 def _check_directives(text: str) -> None:
-    """Refuse the file at the line past `MAX_YAML_DIRECTIVES` that opens with `%`, before libyaml compares each
-    `%TAG` with every one before it (40,000 of them took 3 s)."""
+    """Refuse the file at its directive past `MAX_YAML_DIRECTIVES`, before libyaml's parser compares each `%TAG` with
+    every one before it (40,000 of them took 3 s). Counting the lines that open with `%` is enough for nearly every
+    file; one with more (a quoted scalar's lines may open with `%` too) has its directives counted by the scanner,
+    which reads them in linear time and knows a scalar's lines from a directive."""
     lines = "\n" + text.removeprefix("\ufeff")  # the first line follows a break too: one pattern, no slow alternation
-    past = next(islice(_DIRECTIVE.finditer(lines), MAX_YAML_DIRECTIVES, None), None)
-    if past is not None:
-        line = len(_LINE_BREAK.findall(lines, 0, past.end() - 1)) - 1
-        raise _TooLarge(None, None, f"more than {MAX_YAML_DIRECTIVES} lines start with '%' (YAML directives)",
-                        yaml.Mark("<text>", past.end() - 2, line, 0, None, None))
+    if next(islice(_DIRECTIVE.finditer(lines), MAX_YAML_DIRECTIVES, None), None) is None:
+        return
+    scanner = LOADER(text)
+    directives = 0
+    while not scanner.check_token(yaml.StreamEndToken):
+        token = scanner.get_token()
+        if isinstance(token, yaml.DirectiveToken) and (directives := directives + 1) > MAX_YAML_DIRECTIVES:
+            raise _TooLarge(None, None, f"more than {MAX_YAML_DIRECTIVES} YAML directives (lines that start with "
+                                        "'%' outside a value)", token.start_mark)
 
 
 def load_yaml(text: str, file: str) -> Any:
