@@ -6,8 +6,10 @@ raising a single `GraphError`, so the user sees every mistake at once.
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 class MoraError(Exception):
@@ -68,6 +70,17 @@ class CacheError(MoraError):
 
 MAX_GUESS_CANDIDATES = 500
 """More names than this are not searched for the closest: a search compares the name with each, at up to 40 us apiece."""
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 8, 8, 8, 8
+_SHOWN.maxstring = _SHOWN.maxother = 200
+
+
+def shown(value: Any) -> str:
+    """`repr(value)` cut short: a message shows a value, never megabytes of one (YAML aliases in a 200-character
+    command-line list once made a 58 MB message)."""
+    return _SHOWN.repr(value)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:

@@ -110,8 +110,8 @@ HOSTILE = {  # name: (text, message); each took 1 to 60 s before graph YAML was 
     "many-anchors": (filling("", "a{i}: &a{i} {i}\n"), TOO_MANY_VALUES),
     "many-tagged-values": (filling("", "- !!str {i}\n"), TOO_MANY_VALUES),
     "many-tag-directives": (filling("", "%TAG !t{i}! tag:example.com,2000:\n", "--- {}\n"),
-                            "graph file too large to read: more than 64 YAML directives (lines that start with '%' "
-                            "outside a value)"),
+                            ("graph file too large to read: more than 64 YAML directives (lines that start with "
+                             "'%' outside a value)")),
     "one-sexagesimal-number": (SEXAGESIMAL, TOO_LONG_A_NUMBER.format(len(SEXAGESIMAL) - 3)),
 }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from mora_inproc import ECHO_GRAPH, run_mora
 
+from mora.engine.errors import GraphError
 from mora.engine.frontends.overrides import as_data, hydra_quoted
 
 GRAPH = ECHO_GRAPH
@@ -103,3 +104,44 @@ def test_a_prompts_file_becomes_a_sweep_of_literal_prompts(tmp_path):
     parser = OverridesParser.create()
     jobs = parser.parse_override(f"prompt={result.stdout.strip()}").sweep_string_iterator()  # as Hydra splits a sweep
     assert [parser.parse_override(f"prompt={job}").value() for job in jobs] == PROMPTS[:-1]
+
+
+LIST_GRAPH = {"inputs": {"a": {"type": "number"}, "b": {"type": "number"}, "names": {"type": "list[text]"}},
+              "nodes": {"sum": {"agent": "t_add", "in": {"a": {"input": "a"}, "b": {"input": "b"}}}},
+              "outputs": {"out": {"from": "sum.value"}}}
+ALIAS_BOMB = "[[&a [x, x, x, x, x, x, x, x, x, x]" + "".join(
+    f", &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]" for i in range(7)) + "]]"  # 10^8 strings expanded
+
+
+@pytest.mark.timeout(20)  # a guard, not a measurement: unbounded, this took seconds and a 58 MB message at 10^7
+def test_a_typed_list_input_is_read_within_a_graph_file_s_bounds(write_graph, registry):
+    from mora.engine.frontends.api import load_plan
+
+    with pytest.raises(GraphError) as info:
+        load_plan(write_graph(LIST_GRAPH), {"a": "1", "b": "2", "names": ALIAS_BOMB}, registry=registry)
+    [problem] = info.value.problems
+    assert problem.field == "inputs.names" and "takes list[text]" in problem.message and len(problem.message) < 300
+
+
+def test_a_list_whose_aliases_repeat_a_long_text_is_refused(write_graph, registry):
+    from mora.engine.frontends.api import load_plan
+
+    names = "[&t " + "x" * 90_000 + ", " + ", ".join(["*t"] * 12) + "]"  # 1.17 million characters in all
+    with pytest.raises(GraphError) as info:
+        load_plan(write_graph(LIST_GRAPH), {"a": "1", "b": "2", "names": names}, registry=registry)
+    [problem] = info.value.problems
+    assert "the list's texts are 1170000 characters in all; at most 1000000 are allowed" in problem.message
+    plan = load_plan(write_graph(LIST_GRAPH), {"a": "1", "b": "2", "names": names.replace(", *t" * 2, "", 1)},
+                     registry=registry)
+    assert plan.nodes["sum"].inputs["a"].value == 1  # 11 of them, 990,000 characters: within the bound
+
+
+def test_a_refused_value_is_shown_cut_short(write_graph, registry):
+    from mora.engine.frontends.api import load_plan
+
+    nested = [[str(i) * 50 for i in range(100)]] * 3
+    with pytest.raises(GraphError) as info:
+        load_plan(write_graph(LIST_GRAPH), {"a": "1", "b": "2", "names": nested}, registry=registry)
+    [problem] = info.value.problems
+    assert problem.message.startswith("graph input 'names': expected text, got list ['0000") and "..." in problem.message
+    assert len(problem.message) < 600

@@ -22,16 +22,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-import yaml
-
-from mora.engine.errors import Problem, did_you_mean
+from mora.engine.errors import GraphError, Problem, did_you_mean, shown
 from mora.engine.graph.agent import Agent, Port
 from mora.engine.graph.plan import Source
 from mora.engine.graph.spec import MISSING, GraphSpec, InputSpec
+from mora.engine.graph.yamlfile import load_yaml
 from mora.engine.ports import FILE_KINDS, PortType
 from mora.engine.rundir import output_name_problems
 
 MAX_TEXT = 100_000
+MAX_LIST_TEXT = 1_000_000
+"""The characters of a list's texts in all: YAML aliases repeat a text at no cost in the file (20,000 values of
+100,000 characters would be 2 GB in the manifest and the cache key)."""
 UNKNOWN: Any = type("Unknown", (), {"__repr__": lambda self: "<unknown>"})()
 """The value of a graph input with no default when a file is validated on its own."""
 UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
@@ -73,6 +75,8 @@ def literal_source(value: Any, want: PortType, written_in: str | None = None) ->
     read from (None: typed on the command line, read from the current folder).
     """
     if want.is_list and isinstance(value, list):
+        if (chars := sum(len(v) for v in value if isinstance(v, str))) > MAX_LIST_TEXT:
+            return f"the list's texts are {chars} characters in all; at most {MAX_LIST_TEXT} are allowed"
         items = [literal_source(v, want.item, written_in) for v in value]
         problem = next((i for i in items if isinstance(i, str)), None)
         return problem or items  # type: ignore[return-value]
@@ -130,8 +134,8 @@ def from_text(value: Any, want: PortType) -> Any:
                 pass
         return value
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+        parsed = load_yaml(value, "the command line")  # within a graph file's bounds: a typed alias bomb is refused
+    except GraphError:
         return value
     return parsed if isinstance(parsed, list) else value
 
@@ -151,22 +155,22 @@ def _literal_problem(value: Any, want: PortType) -> str | None:
         return f"this port takes {want.value}: give a YAML list or a link, got {type(value).__name__}"
     if want == PortType.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expected a number, got {type(value).__name__} {value!r}"
+            return f"expected a number, got {type(value).__name__} {shown(value)}"
         if not math.isfinite(value):
-            return f"expected a finite number, got {value!r}"
+            return f"expected a finite number, got {shown(value)}"
         return None
     if not isinstance(value, str):
-        return f"expected {'text' if want == PortType.TEXT else 'a file path'}, got {type(value).__name__} {value!r}"
+        return f"expected {'text' if want == PortType.TEXT else 'a file path'}, got {type(value).__name__} {shown(value)}"
     if not value.isascii() and not _is_unicode(value):  # the OS's undecodable bytes (surrogate escapes) in argv
         what = "text" if want == PortType.TEXT else "file path"
-        return (f"the {what} {value!r} holds bytes that are not UTF-8, which manifests and the cache cannot record; "
+        return (f"the {what} {shown(value)} holds bytes that are not UTF-8, which manifests and the cache cannot record; "
                 f"{'retype the text' if want == PortType.TEXT else 'rename the file'}")
     if want == PortType.TEXT and len(value) > MAX_TEXT:
         return f"text is {len(value)} characters long; at most {MAX_TEXT} are allowed"
     if want in FILE_KINDS and not value:
         return "expected a file path, got an empty string"
     if want in FILE_KINDS and "\0" in value:
-        return f"the file path {value!r} holds a NUL byte, which no file name can"
+        return f"the file path {shown(value)} holds a NUL byte, which no file name can"
     return None
 
 
@@ -206,7 +210,7 @@ def graph_inputs(spec: GraphSpec, values: Mapping[str, Any],
         source = literal_source(value, inp.type, None if given else spec.file)
         if isinstance(source, str):
             if preset is not None:
-                problems.append(Problem(preset.file, f"inputs.{name} = {value!r} (the model preset's) does not fit "
+                problems.append(Problem(preset.file, f"inputs.{name} = {shown(value)} (the model preset's) does not fit "
                                                      f"graph input '{name}' ({inp.type.value}) of {spec.file}: "
                                                      f"{source}", field=f"inputs.{name}"))
             else:
