@@ -73,8 +73,8 @@ MAX_GUESS_CANDIDATES = 500
 
 
 _SHOWN = reprlib.Repr()
-_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 8, 8, 8, 8
-_SHOWN.maxstring = _SHOWN.maxother = 200
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 6, 6, 6, 6
+_SHOWN.maxstring = _SHOWN.maxother = 80
 
 
 def shown(value: Any) -> str:

@@ -305,3 +305,26 @@ def test_the_command_line_refuses_such_a_graph_file_with_exit_2(tmp_path, cache_
                            "runtime=local", "quiet=true"], cwd=tmp_path, capture_output=True, text=True, timeout=50)
     assert done.returncode == 2
     assert f"{path}: graph path {expected}" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_message_shows_a_value_cut_short_however_far_aliases_repeat_it(write_graph):
+    """A 104 KB file once made a 100 MB message: 1,000 aliases of a 100,000-character text, shown whole."""
+    path = write_graph('description: &a "' + "x" * 100_000 + '"\ninputs: {x: [' + ", ".join(["*a"] * 1000) + "]}\n"
+                       "nodes: {a: {agent: t_source}}\noutputs: {out: {from: a.value}}\n")
+    message = graph_problem(path)
+    assert message.startswith("an input must be a mapping {type: T, default: V}, got list ['xxxx") and "..." in message
+    assert len(message) < 1000
+
+
+def test_a_template_s_literal_list_is_bounded_as_an_input_s(write_graph, registry):
+    """The texts of a list bound to a template's input hold at most 1,000,000 characters in all, as a default's."""
+    write_graph({"inputs": {"names": {"type": "list[text]"}, "a": {"type": "number", "default": 1}},
+                 "nodes": {"s": {"agent": "t_add", "in": {"a": {"input": "a"}, "b": {"input": "a"}}}},
+                 "outputs": {"out": {"from": "s.value"}}}, "inner.yaml")
+    outer = write_graph('description: &t "' + "x" * 90_000 + '"\nnodes:\n  i: {graph: inner.yaml, in: {names: ['
+                        + ", ".join(["*t"] * 12) + "]}}\noutputs:\n  out: {from: i.out}\n", "outer.yaml")
+    with pytest.raises(GraphError) as info:
+        api.load_plan(outer, {}, registry=registry)
+    [problem] = info.value.problems
+    assert (problem.node, problem.field) == ("i", "in.names")
+    assert problem.message == "the list's texts are 1080000 characters in all; at most 1000000 are allowed"

@@ -19,7 +19,10 @@ TEXTS = {
     "merge-list": "a: &a {x: 1}\nb: &b {y: 2, x: 5}\nc:\n  <<: [*a, *b]\n  z: 3\n",
     "merge-nested": "base: &base {steps: 10, seed: 1}\nm: &m\n  <<: *base\n  steps: 20\nn:\n  <<: *m\n  seed: 2\n",
     "merge-by-its-parent": "base: &base {steps: 10}\nc: &c\n  <<: *base\n  steps: 20\n<<: *c\n",
+    "merge-override-keeps-place": "a: {<<: {x: 1, y: 2, true: 3}, x: 4, 1: 5}\n",
     "merge-a-scalar": "a: {<<: 5}\n",
+    "merge-a-set": "a: &s !!set {x, y}\nb: {<<: *s}\n",
+    "merge-in-a-set": "b: &b {x: 1}\ns: !!set {<<: *b}\n",
     "merge-twice": "a: {<<: {x: 1},\n  <<: {y: 2}}\n",
     "duplicate-key": "nodes:\n  a: 1\n  b: 2\n  a: 3\n",
     "python-tag": "a: !!python/object/apply:os.system ['true']\n",
@@ -84,21 +87,45 @@ def test_libyaml_and_pure_python_parsing_agree(monkeypatch, name):
     assert outcome(monkeypatch, yamlfile.LOADER, text) == outcome(monkeypatch, yamlfile._PyLoader, text)
 
 
-@pytest.mark.parametrize("name", [name for name in TEXTS if name.startswith("merge") and name not in
-                                  ("merge-a-scalar", "merge-twice")])
-def test_merge_keys_give_the_values_pyyaml_gives(name):
-    """YAML's merge as PyYAML implements it: a mapping's own keys win, then the first merged mapping that has the key,
-    each merged mapping as built with its own merges and overrides (a nested merge once gave the overridden value)."""
-    assert yamlfile.load_yaml(TEXTS[name], "g.yaml") == yaml.safe_load(TEXTS[name])
+DEEP_MERGE = "{<<: [" + ", ".join(f"&b{j} " + f"{{a{j}: " * 40 + (f"*b{j - 1}" if j > 1 else "0") + "}" * 40
+                                  for j in range(1, 10)) + "], k: *b9}\n"
+"""2 KB whose merged mappings, built from inside `k` as the merge was once built after the mapping's own keys, took
+Python past its recursion limit; built where `<<` stands, each is built before an alias names it."""
+REFUSED_MERGES = {"merge-a-scalar": (1, "a merge (<<) takes a mapping or a list of mappings, not a scalar"),
+                  "merge-twice": (2, "duplicate key '<<' (first at line 1)"),
+                  "merge-a-set": (2, "a merge (<<) takes a mapping or a list of mappings, not a set"),
+                  "merge-in-a-set": (2, "a merge (<<) is allowed only in a plain mapping")}
 
 
-@pytest.mark.parametrize("name, line, message", [
-    ("merge-a-scalar", 1, "a merge (<<) takes a mapping or a list of mappings, not a scalar"),
-    ("merge-twice", 2, "duplicate key '<<' (first at line 1)")])
-def test_a_merge_of_no_mapping_or_a_second_merge_key_is_refused_at_its_line(name, line, message):
+MERGES = {**{name: text for name, text in TEXTS.items() if name.startswith("merge") and name not in REFUSED_MERGES},
+          "merge-deep-chain": DEEP_MERGE}
+
+
+@pytest.mark.parametrize("name", MERGES)
+@pytest.mark.parametrize("loader", ["libyaml", "pure"])
+def test_merge_keys_give_the_values_and_order_pyyaml_gives(monkeypatch, name, loader):
+    """YAML's merge: a mapping's own keys win, then the first merged mapping that has the key, each merged mapping as
+    built with its own merges and overrides (a nested merge once gave the overridden value), in PyYAML's key order.
+    The nested cases use keys of several characters: PyYAML 6.0.4 itself keeps a nested merge's overridden value
+    when the key is one character (it drops merged duplicates by the key object's identity)."""
+    if loader == "pure":
+        monkeypatch.setattr(yamlfile, "LOADER", yamlfile._PyLoader)
+    elif not yaml.__with_libyaml__:
+        pytest.skip("PyYAML was built without libyaml")
+    ours, theirs = yamlfile.load_yaml(MERGES[name], "g.yaml"), yaml.safe_load(MERGES[name])
+    assert ours == theirs
+
+    def keys(value: Any) -> Any:
+        return [(repr(k), keys(v)) for k, v in value.items()] if isinstance(value, dict) else None
+    assert keys(ours) == keys(theirs)
+
+
+@pytest.mark.parametrize("name", REFUSED_MERGES)
+def test_a_merge_of_no_mapping_a_second_merge_key_or_a_merge_in_a_set_is_refused_at_its_key(name):
     with pytest.raises(GraphError) as info:
         yamlfile.load_yaml(TEXTS[name], "g.yaml")
     [problem] = info.value.problems
+    line, message = REFUSED_MERGES[name]
     assert (problem.line, problem.message) == (line, f"YAML syntax error: {message}")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob
+from mora.engine.errors import shown
 from mora.engine.ports import PortType
 
 ParamValue = bool | int | float | str | None
@@ -64,17 +65,17 @@ class Param:
         else:
             ok = isinstance(value, self.type)
         if not ok:
-            return f"must be of type {self.type.__name__}, got {type(value).__name__} {value!r}"
+            return f"must be of type {self.type.__name__}, got {type(value).__name__} {shown(value)}"
         if self.type is float and not math.isfinite(value):
-            return f"must be a finite number, got {value!r}"
+            return f"must be a finite number, got {shown(value)}"
         if self.choices is not None and value not in self.choices:
-            return f"must be one of {list(self.choices)}, got {value!r}"
+            return f"must be one of {list(self.choices)}, got {shown(value)}"
         if self.min is not None and value < self.min:
-            return f"must be >= {self.min}, got {value!r}"
+            return f"must be >= {self.min}, got {shown(value)}"
         if self.max is not None and value > self.max:
-            return f"must be <= {self.max}, got {value!r}"
+            return f"must be <= {self.max}, got {shown(value)}"
         if self.multiple_of and value % self.multiple_of:
-            return f"must be divisible by {self.multiple_of}, got {value!r}"
+            return f"must be divisible by {self.multiple_of}, got {shown(value)}"
         return None
 
 

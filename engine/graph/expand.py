@@ -20,7 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from mora.engine.errors import GraphError, InputError, Problem, did_you_mean
+from mora.engine.errors import GraphError, InputError, Problem, did_you_mean, shown
 from mora.engine.graph.agent import Agent
 from mora.engine.graph.plan import Plan, PlanNode, Source
 from mora.engine.graph.registry import Registry
@@ -33,6 +33,7 @@ from mora.engine.graph.validate import (
     graph_inputs,
     input_default,
     is_unset,
+    list_text_problem,
     literal_source,
     output_problems,
     param_value,
@@ -126,6 +127,9 @@ class _Expander:
               line: int | None) -> Source | list[Source] | None:
         """Resolve an `in:` binding for a port of type `want`, checking types."""
         if isinstance(value, list) and want.is_list:
+            if problem := list_text_problem(value):
+                self.fail(spec.file, problem, node, field_, line)
+                return None
             items = [self._bind(spec, v, want.item, env, produced, node, f"{field_}[{i}]", line)
                      for i, v in enumerate(value)]
             return None if any(i is None for i in items) else items  # type: ignore[return-value]
@@ -311,7 +315,7 @@ class _Expander:
             times = int(times)
         if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
             self.fail(spec.file, f"`repeat.times` must be a whole number from 1 to {MAX_REPEAT} known before the "
-                                 f"run, got {times!r}", flat, "repeat.times", line)
+                                 f"run, got {shown(times)}", flat, "repeat.times", line)
             return {}
         for inp, out in node.repeat.feed.items():
             if inp not in template.inputs or out not in template.outputs:

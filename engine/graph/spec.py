@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mora.engine.errors import GraphError, InputError, Problem
+from mora.engine.errors import GraphError, InputError, Problem, shown
 from mora.engine.graph.yamlfile import load_yaml
 from mora.engine.ports import PortType
 from mora.engine.userfiles import read_user_file
@@ -198,7 +198,7 @@ def parse_graph(data: Any, file: str) -> GraphSpec:
                                     line=_line(data, key)))
     version = data.get("mora", FORMAT_VERSION)
     if type(version) is not int or version != FORMAT_VERSION:  # `true` and `1.0` equal 1 in Python, not in the format
-        problems.append(Problem(file, f"unsupported format version {data.get('mora')!r}; this Mora reads mora: 1",
+        problems.append(Problem(file, f"unsupported format version {shown(data.get('mora'))}; this Mora reads mora: 1",
                                 field="mora", line=_line(data, "mora")))
     problems.extend(_interpolations(data, file, (), None))
     inputs = _parse_inputs(_mapping(data, "inputs", file, problems, "NAME: {type: ..., default: ...}"), file,
@@ -217,12 +217,12 @@ def _parse_inputs(raw: dict[Any, Any], file: str, problems: list[Problem]) -> di
     for name, spec in raw.items():
         line = _line(raw, name)
         if not is_name(name):
-            problems.append(Problem(file, f"input name {name!r} must be {NAME_RULE}", field="inputs",
+            problems.append(Problem(file, f"input name {shown(name)} must be {NAME_RULE}", field="inputs",
                                     line=line))
             continue
         if not isinstance(spec, dict):
             problems.append(Problem(file, f"an input must be a mapping {{type: T, default: V}}, got "
-                                          f"{type(spec).__name__} {spec!r}", field=f"inputs.{name}", line=line))
+                                          f"{type(spec).__name__} {shown(spec)}", field=f"inputs.{name}", line=line))
             continue
         for key in spec:
             if key not in INPUT_KEYS:
@@ -230,7 +230,7 @@ def _parse_inputs(raw: dict[Any, Any], file: str, problems: list[Problem]) -> di
                                         field=f"inputs.{name}", line=_line(spec, key)))
         description = _text(spec, "description", file, problems, field_=f"inputs.{name}.description")
         if spec.get("type") not in types:
-            problems.append(Problem(file, f"type {spec.get('type')!r} is not one of {types}",
+            problems.append(Problem(file, f"type {shown(spec.get('type'))} is not one of {types}",
                                     field=f"inputs.{name}.type", line=_line(spec, "type") or line))
             continue
         inputs[name] = InputSpec(name, PortType(spec["type"]), spec.get("default", MISSING), description, line)
@@ -249,7 +249,7 @@ def _parse_nodes(raw: Any, file: str, problems: list[Problem], top: Any) -> dict
     for node_id, spec in raw.items():
         line = _line(raw, node_id)
         if not is_name(node_id):
-            problems.append(Problem(file, f"node id {node_id!r} must be {NAME_RULE}", str(node_id),
+            problems.append(Problem(file, f"node id {shown(node_id)} must be {NAME_RULE}", str(node_id),
                                     line=line))
             continue
         if not isinstance(spec, dict):
@@ -318,7 +318,7 @@ def _parse_outputs(raw: Any, file: str, problems: list[Problem], top: Any) -> tu
     for name, value in raw.items():
         line = _line(raw, name)
         if not is_name(name):
-            problems.append(Problem(file, f"output name {name!r} must be {NAME_RULE} (it names a file in "
+            problems.append(Problem(file, f"output name {shown(name)} must be {NAME_RULE} (it names a file in "
                                           "the run directory)", field="outputs", line=line))
             continue
         before = len(problems)
@@ -326,7 +326,7 @@ def _parse_outputs(raw: Any, file: str, problems: list[Problem], top: Any) -> tu
         if not isinstance(link, Link):
             if len(problems) == before:  # a literal, a list or null: parse_binding accepted it as a value
                 problems.append(Problem(file, "an output must be a link {from: NODE.PORT} or {input: NAME}, got "
-                                              f"{type(value).__name__} {value!r}", field=f"outputs.{name}", line=line))
+                                              f"{type(value).__name__} {shown(value)}", field=f"outputs.{name}", line=line))
             continue
         outputs[name] = link
     return outputs, {k: v for k, v in getattr(raw, "lines", {}).items()}

@@ -75,8 +75,8 @@ def literal_source(value: Any, want: PortType, written_in: str | None = None) ->
     read from (None: typed on the command line, read from the current folder).
     """
     if want.is_list and isinstance(value, list):
-        if (chars := sum(len(v) for v in value if isinstance(v, str))) > MAX_LIST_TEXT:
-            return f"the list's texts are {chars} characters in all; at most {MAX_LIST_TEXT} are allowed"
+        if problem := list_text_problem(value):
+            return problem
         items = [literal_source(v, want.item, written_in) for v in value]
         problem = next((i for i in items if isinstance(i, str)), None)
         return problem or items  # type: ignore[return-value]
@@ -86,6 +86,13 @@ def literal_source(value: Any, want: PortType, written_in: str | None = None) ->
     if written_in is not None and want in FILE_KINDS and isinstance(value, str):
         value = beside(value, written_in)
     return Source(want, value=value)
+
+
+def list_text_problem(value: list[Any]) -> str | None:
+    """Why a literal list is too large to take (its texts over `MAX_LIST_TEXT` characters in all), or None."""
+    chars = sum(len(v) for v in value if isinstance(v, str))
+    return f"the list's texts are {chars} characters in all; at most {MAX_LIST_TEXT} are allowed" \
+        if chars > MAX_LIST_TEXT else None
 
 
 def beside(path: str, file: str) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from mora.engine.errors import GraphError, Problem
+from mora.engine.errors import GraphError, Problem, shown
 
 MAX_YAML_DEPTH = 64
 MAX_YAML_VALUES = 20_000
@@ -43,6 +43,9 @@ reaches 5,000 decimal digits in 4,300 characters) cannot even be printed in a me
 _DIRECTIVE = re.compile(r"[\n\r\x85\u2028\u2029]%")
 """Where a directive may start: a `%` that opens a line (a graph file needs none, or a `%YAML` line)."""
 MERGE_TAG = "tag:yaml.org,2002:merge"
+MAX_SCANNED_TOKENS = 10 * MAX_YAML_VALUES
+"""How far the directive count scans: a document of more tokens holds more values than allowed (a value takes at most
+a few tokens), so it is refused while composed, before the parser reaches a later document's directives."""
 
 
 class _Mapping(dict):
@@ -105,9 +108,18 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
         # what PyYAML's constructors let out: ValueError (int, float, timestamp: `2001-13-45`), OverflowError (a long
         # sexagesimal float), KeyError (`!!bool maybe`), AttributeError (`!!timestamp abc`)
         except (ValueError, OverflowError, KeyError, AttributeError):
-            shown = node.value if len(node.value) <= 40 else node.value[:40] + "..."
-            raise _BadValue(None, None, f"{shown!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
+            cut = node.value if len(node.value) <= 40 else node.value[:40] + "..."
+            raise _BadValue(None, None, f"{cut!r} is not a valid {node.tag.rsplit(':', 1)[-1]}",
                             node.start_mark) from None
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """PyYAML's, for the mapping-built types other than a plain mapping (`!!set`), with no merge: it would rewrite
+        the merged nodes in place, which other mappings share."""
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                raise yaml.constructor.ConstructorError(None, None, "a merge (<<) is allowed only in a plain mapping",
+                                                        key_node.start_mark)
+        super().flatten_mapping(node)
 
     def construct_number(self, node: yaml.ScalarNode) -> int | float:
         """An int or float of at most `MAX_NUMBER_CHARS` characters."""
@@ -124,20 +136,23 @@ class _Bounded(yaml.composer.Composer, yaml.constructor.SafeConstructor):
 
 
 def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = False) -> _Mapping:
-    """A mapping with its lines: its own keys (a duplicate refused), then what its `<<:` merge adds. Merged values
-    come from the source mappings as built (each with its own merges and overrides), never from PyYAML's in-place
-    flattening, which left a source's overridden keys beside its own and so, seen from a later mapping, made a nested
-    merge pick the overridden value and a mapping merged by its own parent a duplicate."""
-    result = _Mapping()
-    result.line = node.start_mark.line + 1
-    result.lines = {}
-    merge: tuple[int, yaml.Node] | None = None  # the `<<` key's line and value
+    """A mapping with its lines: what its `<<:` merge brings (the first merged mapping that has a key gives it), its
+    own keys over those (a duplicate refused). Each merged mapping is taken as built, with its own merges and
+    overrides: PyYAML's in-place flattening left a merged mapping's overridden keys beside its own, so a nested merge
+    could pick the overridden value, and a mapping merged by its own parent read as a duplicate. Everything is built
+    in document order (the merged mappings where `<<` stands), so building never recurses deeper than the nesting."""
+    own = _Mapping()
+    own.line = node.start_mark.line + 1
+    own.lines = {}
+    merge_line: int | None = None
+    sources: list[_Mapping] = []
     for key_node, value_node in node.value:
         if key_node.tag == MERGE_TAG:
-            if merge is not None:
+            if merge_line is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '<<' (first at line {merge[0]})", key_node.start_mark)
-            merge = (key_node.start_mark.line + 1, value_node)
+                    None, None, f"duplicate key '<<' (first at line {merge_line})", key_node.start_mark)
+            merge_line = key_node.start_mark.line + 1
+            sources = _merged_mappings(loader, key_node, value_node)
             continue
         if key_node.tag == "tag:yaml.org,2002:value":  # a `=` key: a plain string, as PyYAML's flattening makes it
             key_node.tag = "tag:yaml.org,2002:str"
@@ -145,28 +160,34 @@ def _construct_mapping(loader: _Bounded, node: yaml.MappingNode, deep: bool = Fa
         if not isinstance(key, Hashable):
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a name or a number, not a list or mapping", key_node.start_mark)
-        if key in result:
+        if key in own:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}' (first at line {result.lines[key]})", key_node.start_mark)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.lines[key] = key_node.start_mark.line + 1
-    if merge is None:
-        return result
-    merged = _Mapping()
-    merged.line, merged.lines = result.line, {}
-    sources = merge[1].value if isinstance(merge[1], yaml.SequenceNode) else [merge[1]]
-    for source in sources:  # the first source that has a key gives it, as YAML specifies
-        if not isinstance(source, yaml.MappingNode):
+                None, None, f"duplicate key {shown(key)} (first at line {own.lines[key]})", key_node.start_mark)
+        own[key] = loader.construct_object(value_node, deep=True)
+        own.lines[key] = key_node.start_mark.line + 1
+    if merge_line is None:
+        return own
+    result = _Mapping()
+    result.line, result.lines = own.line, {}
+    for source in sources:
+        for key, value in source.items():
+            if key not in result:
+                result[key] = value
+                result.lines[key] = source.lines[key]
+    result.update(own)  # a key merged and also given keeps the merged key's place, as PyYAML orders them
+    result.lines.update(own.lines)
+    return result
+
+
+def _merged_mappings(loader: _Bounded, key_node: yaml.Node, value_node: yaml.Node) -> list[_Mapping]:
+    """The mappings a `<<:` key names (one, or a list of them), built; anything else refused at the key."""
+    nodes = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+    for source in nodes:
+        if not isinstance(source, yaml.MappingNode) or source.tag != yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG:
+            what = source.id if not isinstance(source, yaml.MappingNode) else source.tag.rsplit(":", 1)[-1]
             raise yaml.constructor.ConstructorError(
-                None, None, f"a merge (<<) takes a mapping or a list of mappings, not a {source.id}", source.start_mark)
-        built = loader.construct_object(source, deep=True)
-        for key, value in built.items():
-            if key not in merged and key not in result:
-                merged[key] = value
-                merged.lines[key] = built.lines[key]
-    merged.update(result)  # the mapping's own keys last, as PyYAML orders them
-    merged.lines.update(result.lines)
-    return merged
+                None, None, f"a merge (<<) takes a mapping or a list of mappings, not a {what}", key_node.start_mark)
+    return [loader.construct_object(source, deep=True) for source in nodes]
 
 
 _Bounded.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -214,7 +235,9 @@ def _check_directives(text: str) -> None:
         return
     scanner = LOADER(text)
     directives = 0
-    while not scanner.check_token(yaml.StreamEndToken):
+    for _ in range(MAX_SCANNED_TOKENS):
+        if scanner.check_token(yaml.StreamEndToken):
+            return
         token = scanner.get_token()
         if isinstance(token, yaml.DirectiveToken) and (directives := directives + 1) > MAX_YAML_DIRECTIVES:
             raise _TooLarge(None, None, f"more than {MAX_YAML_DIRECTIVES} YAML directives (lines that start with "
