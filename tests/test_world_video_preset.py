@@ -1,8 +1,8 @@
 """The world presets' trained video models, end to end through the real task graphs on the CPU, their videos read back
 by the world's detectors (issue 16). They check what the models do reliably (bench/README.md "Seventh runs" and
-"Ninth runs", 100 held-out scenes each: the caption's direction 95-98%, transitions that start and end within 4 px of
+"Tenth runs", 100 held-out scenes each: the caption's direction 95-99%, transitions that start and end within 4 px of
 the clips 100%, `world_svd`'s SVD model moving the thing away from the near edge 96%); a moving thing kept whole in
-every frame (71-77% with the Wan I2V, 8% with SVD) is asked only of the README's first command. Each test is one
+every frame (76-78% with the Wan I2V, 8% with SVD) is asked only of the README's first command. Each test is one
 seeded sample of such a rate: deterministic on one machine and torch, but a change of either re-draws it, so before
 calling a failure a regression, measure the rate (`python bench/world_video_quality.py`)."""
 from __future__ import annotations

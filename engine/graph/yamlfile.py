@@ -6,8 +6,8 @@ remembers the line of each key, for messages. Bounds, so that no file can hang M
 memory: values may nest at most `MAX_YAML_DEPTH` levels and expand, counting every alias at its
 full size, to at most `MAX_YAML_VALUES` values, so an alias bomb ("billion laughs") is refused
 while it is being composed, before anything expands; at most `MAX_YAML_DIRECTIVES` directives (lines
-that open with `%` outside a value), and a number may have at most `MAX_NUMBER_CHARS` characters. Every refusal is a GraphError
-with the line, a value its type cannot hold (`2001-13-45`, `!!int abc`) included.
+that open with `%` outside a value), and a number may have at most `MAX_NUMBER_CHARS` characters. Every
+refusal is a GraphError with the line, a value its type cannot hold (`2001-13-45`, `!!int abc`) included.
 
 Speed: libyaml, in C, scans and parses wherever PyYAML was built with it (`yaml.__with_libyaml__`,
 as in its wheels on PyPI); PyYAML's pure-Python scanner took seconds over a file of the 1 MiB size
