@@ -5,6 +5,7 @@ import errno
 import json
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from mora.engine.cache import maintenance
 from mora.engine.cache.artifacts import Blob, CorruptArtifact
-from mora.engine.cache.index import CorruptRow
+from mora.engine.cache.index import CorruptRow, open_index
 from mora.engine.cache.key_leases import PREFIX, KeyLeases
 from mora.engine.cache.media import read_text
 from mora.engine.cache.store import Store, default_cache_dir
@@ -290,6 +291,37 @@ SHARED_RUN = textwrap.dedent("""\
                   runtime={"name": "local", "device": "cpu"}, quiet=True)
     print(json.dumps({n: r["cached"] for n, r in outcome.manifest["nodes"].items()}))
 """)
+
+
+LOCK_HOLDER = textwrap.dedent("""\
+    import sqlite3, sys, time
+    con = sqlite3.connect(sys.argv[1], timeout=60, isolation_level=None)
+    print("holding", flush=True)
+    while True:  # another process writing the index: its write lock held 90% of the time
+        con.execute("BEGIN IMMEDIATE"); time.sleep(0.02); con.execute("COMMIT"); time.sleep(0.002)
+""")
+
+
+def test_opening_an_index_waits_out_another_process_s_write_lock(tmp_path):
+    """Two processes creating one fresh index meet where diskcache creates its tag index: that
+    statement ran with no busy wait, and one process failed with "database is locked". Staged
+    here: the schema short of its tag index, another process writing, twenty openings."""
+    path = tmp_path / "index"
+    open_index(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(path / "cache.db")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        for _ in range(20):
+            with sqlite3.connect(path / "cache.db", timeout=60, isolation_level=None) as con:
+                con.execute("DROP INDEX IF EXISTS Cache_tag_rowid")
+            index = open_index(path)
+            names = [n for (n,) in index._sql("SELECT name FROM sqlite_master WHERE type = 'index'")]
+            index.close()
+            assert "Cache_tag_rowid" in names
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_two_processes_share_one_cache_and_compute_each_node_once(tmp_path, write_graph, child_env):

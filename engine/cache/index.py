@@ -11,6 +11,11 @@ An I/O error is not corruption. Only a database that SQLite itself reports as ma
 (SQLITE_CORRUPT, SQLITE_NOTADB) is moved aside, with a message, and a fresh one started; a full
 disk, an I/O error, a read-only or locked file leave the index exactly as it is and fail with
 a message that says which (SQLite rolls the failed transaction back).
+
+Opening waits out a lock like any other statement: diskcache builds the schema with its
+connection timeout at zero and retries each statement itself, except the tag index's; two
+processes creating one fresh index at once could meet there and one failed with "database is
+locked" at once. `open_index` retries the whole (idempotent) opening within the index timeout.
 """
 from __future__ import annotations
 
@@ -33,12 +38,22 @@ INDEX_FILE = DBNAME
 CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
 FULL_CODES = {sqlite3.SQLITE_FULL}
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+LOCK_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+INDEX_TIMEOUT_S = 60.0
 
 
 def is_corrupt(e: BaseException) -> bool:
     """Whether SQLite reported the database itself as malformed (not an I/O, space or lock error)."""
     code = getattr(e, "sqlite_errorcode", None)
     return isinstance(e, sqlite3.DatabaseError) and code is not None and code & 0xFF in CORRUPT_CODES
+
+
+def is_locked(e: BaseException) -> bool:
+    """Whether SQLite refused a statement because another connection holds a lock (worth waiting out)."""
+    if not isinstance(e, sqlite3.OperationalError):
+        return False
+    code = getattr(e, "sqlite_errorcode", None)  # Python 3.11+; 3.10 has only the message
+    return code & 0xFF in LOCK_CODES if code is not None else "is locked" in str(e)
 
 
 def index_error(e: BaseException, path: Path) -> str:
@@ -119,7 +134,7 @@ def delete_rows(cache: diskcache.Cache, rowids: list[int], before: float, batch:
 def open_index(path: Path) -> diskcache.Cache:
     """Open (or create) the index; a database SQLite reports as malformed is moved aside, nothing else."""
     try:
-        return _open(path)
+        return _open_waiting(path)
     except (sqlite3.DatabaseError, OSError) as e:
         if not is_corrupt(e):
             raise CacheError(f"cannot open the cache index {path}: {index_error(e, path)}; the index is "
@@ -128,10 +143,21 @@ def open_index(path: Path) -> diskcache.Cache:
         log.warning("cache index %s is unreadable (%s); moved it to %s and started a new one", path, e, aside)
         try:
             path.rename(aside)
-            return _open(path)
+            return _open_waiting(path)
         except (sqlite3.DatabaseError, OSError) as e2:
             raise CacheError(f"cache index {path} is unreadable ({e}) and could not be replaced "
                              f"({index_error(e2, path)})") from None
+
+
+def _open_waiting(path: Path) -> diskcache.Cache:
+    deadline = time.monotonic() + INDEX_TIMEOUT_S
+    while True:
+        try:
+            return _open(path)
+        except sqlite3.OperationalError as e:
+            if not is_locked(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _open(path: Path) -> diskcache.Cache:
@@ -143,7 +169,7 @@ def _open(path: Path) -> diskcache.Cache:
         eviction_policy="none",
         statistics=False,
         tag_index=True,
-        timeout=60,
+        timeout=INDEX_TIMEOUT_S,
     )
     cache._sql("SELECT COUNT(*) FROM Cache").fetchone()  # force SQLite to read the file now
     return cache
