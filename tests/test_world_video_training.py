@@ -338,13 +338,16 @@ def test_the_transformer_takes_its_width_and_depth(tmp_path):
     (["vae", "--compile"], "`vae` takes no --compile"),
     (["i2v", "--weigh-things"], "--weigh-things needs a --vae that codes each frame alone"),
     (["i2v", "--init", "INIT", "--width", "128"], "--init keeps its model's layers"),
+    (["flf", "--frozen-encoders", "nowhere"], "--frozen-encoders nowhere: no such folder"),
+    (["vae", "--frozen-encoders", "INIT"], "`vae` takes no --frozen-encoders"),
 ])
 def test_new_recipe_options_are_checked_before_anything_runs(argv, problem, tmp_path, capsys):
-    if argv[0] == "i2v":  # a VAE that packs frames (the default stride), and a transformer to go on from
+    if argv[0] != "vae" or "INIT" in argv:  # a VAE that packs frames (the default stride), a transformer to go on from
         world_video.main(["vae", "--steps", "1", "--batch", "1", "--workers", "0", "--out", str(tmp_path / "vae")])
         world_video.main(["i2v", "--vae", str(tmp_path / "vae"), "--steps", "1", "--batch", "1", "--workers", "0",
                           "--out", str(tmp_path / "init")])
-        argv = [*[str(tmp_path / "init") if a == "INIT" else a for a in argv], "--vae", str(tmp_path / "vae")]
+        argv = [str(tmp_path / "init") if a == "INIT" else a for a in argv]
+        argv += ["--vae", str(tmp_path / "vae")] if argv[0] != "vae" else []
     with pytest.raises(SystemExit) as exit_:
         world_video.main([*argv, "--out", str(tmp_path / "out")])
     assert exit_.value.code == 2 and problem in capsys.readouterr().err
@@ -393,3 +396,24 @@ def test_compile_runs_the_transformer_through_torch_compile_and_saves_its_own_we
                       "--out", str(tmp_path / "i2v")])
     assert compiled == ["WanTransformer3DModel"] and len(calls) == 2
     assert (tmp_path / "i2v" / "transformer" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_frozen_encoders_are_the_given_pipeline_s_and_only_the_transformer_trains(tmp_path):
+    from safetensors.torch import load_file
+
+    vae = tmp_path / "vae"
+    world_video.main(["vae", "--temporal", "1", "--image-share", "1", "--steps", "1", "--batch", "1", "--workers", "0",
+                      "--out", str(vae)])
+    world_video.main(["i2v", "--vae", str(vae), "--width", "64", "--layers", "1", "--steps", "1", "--batch", "1",
+                      "--workers", "0", "--out", str(tmp_path / "i2v")])
+    world_video.main(["flf", "--vae", str(vae), "--frozen-encoders", str(tmp_path / "i2v"), "--width", "64",
+                      "--layers", "2", "--steps", "3", "--batch", "2", "--workers", "0", "--lr", "1e-2",
+                      "--out", str(tmp_path / "flf")])
+    for part in ("text_encoder", "image_encoder"):
+        mine, given = (load_file(tmp_path / m / part / "model.safetensors") for m in ("flf", "i2v"))
+        assert mine.keys() == given.keys() and all(torch.equal(mine[k], given[k]) for k in mine)
+    fresh = world_video.components(True, 1, 64, 2)["transformer"]
+    torch.manual_seed(0)
+    saved = load_file(tmp_path / "flf" / "transformer" / "diffusion_pytorch_model.safetensors")
+    assert json.loads((tmp_path / "flf" / "transformer" / "config.json").read_text())["num_layers"] == 2
+    assert saved.keys() == fresh.state_dict().keys()

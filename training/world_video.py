@@ -29,7 +29,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from mora.engine.frontends.guard import guarded
 from mora.nodes.world import scene as world
-from training.cli import bounded
+from training.cli import bounded, folder_problem
 from training.world import (
     PARAMS,
     SIZE,
@@ -359,12 +359,15 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
     parts = load_parts(args.init) if args.init else \
         components(first_last, vae.config.scale_factor_temporal, args.width or 128, args.layers or 6)
-    parts = {k: m.to(device).train() for k, m in parts.items()}
+    frozen = load_encoders(args.frozen_encoders) if args.frozen_encoders else {}
+    parts.update(frozen)
+    parts = {k: m.to(device).train(k not in frozen).requires_grad_(k not in frozen) for k, m in parts.items()}
+    trained = {k: m for k, m in parts.items() if k not in frozen}
     alone = codes_frames_alone(vae)
     if alone:
         frame_convs(vae)
-    params = [p for m in parts.values() for p in m.parameters()]
-    averages = Averages(parts, device)
+    params = [p for m in trained.values() for p in m.parameters()]
+    averages = Averages(trained, device)
     data = loader("flf" if first_last else "i2v", args.seed, args.batch, args.workers, ClipStream)
     run = Run(args, params, args.lr or 3e-4)
     # compiled on its first step, inside the run's clock (--max-minutes); the saved weights are the module's own
@@ -380,9 +383,10 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
         sigma = flow_sigmas(x0.shape[0], device).view(-1, 1, 1, 1, 1)
         noise = torch.randn_like(x0)
         noisy = (1 - sigma) * x0 + sigma * noise
-        with autocast(device):
+        with autocast(device), torch.set_grad_enabled(not frozen):
             text = text_states(parts["text_encoder"], ids)
             image = given_frame_tokens(parts["image_encoder"], clips, first_last)
+        with autocast(device):
             pred = transformer(hidden_states=torch.cat([noisy, cond], 1), timestep=sigma.flatten() * 1000,
                                         encoder_hidden_states=text, encoder_hidden_states_image=image).sample
         error = (pred.float() - (noise - x0)) ** 2
@@ -417,6 +421,13 @@ def load_parts(folder: str) -> dict[str, Any]:
                                                                  dtype=torch.float32)}
 
 
+def load_encoders(folder: str) -> dict[str, Any]:
+    """The text and image encoders of another world Wan pipeline (`--frozen-encoders`), to be kept as they are: the
+    FLF2V can share the I2V's, as Wan 2.1's FLF2V shares Wan's UMT5 and CLIP, and spend its size on its transformer."""
+    parts = load_parts(folder)
+    return {k: parts[k] for k in ("text_encoder", "image_encoder")}
+
+
 def save_wan(out: Path, parts: dict[str, Any], vae: Any) -> None:
     from diffusers import UniPCMultistepScheduler, WanImageToVideoPipeline
 
@@ -433,9 +444,9 @@ RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
                          reads=("temporal", "image_share", "decoder_only", "latent_noise", "independent_frames",
                                 "decoder_width")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things", "compile")),
+                          reads=("width", "layers", "weigh_things", "compile", "frozen_encoders")),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things", "compile"))}
+                          reads=("width", "layers", "weigh_things", "compile", "frozen_encoders"))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -464,6 +475,9 @@ def main(argv: list[str] | None = None) -> None:
                 parser.add_argument("--weigh-things", action="store_true",
                                     help="i2v/flf: weigh the loss on the latent cells a thing covers as the VAE's "
                                          "reconstruction does (a small thing is ~2%% of a frame)"),
+                parser.add_argument("--frozen-encoders", default=None,
+                                    help="i2v/flf: take the text and image encoders of this saved world Wan pipeline "
+                                         "(e.g. the I2V's) and keep them as they are; only the transformer trains"),
                 parser.add_argument("--compile", action="store_true",
                                     help="i2v/flf: torch.compile the transformer (its compile time counts towards "
                                          "--max-minutes)")]
@@ -478,6 +492,8 @@ def main(argv: list[str] | None = None) -> None:
                 json.loads((Path(args.init) / "config.json").read_text()).get("scale_factor_temporal")
             if stride != 1:
                 return "--independent-frames needs a VAE that codes each frame alone (--temporal 1)"
+        if args.frozen_encoders and (problem := folder_problem(Path(args.frozen_encoders), "WanImageToVideoPipeline")):
+            return f"--frozen-encoders {args.frozen_encoders}: {problem}"
         if args.init and (args.decoder_width, args.width, args.layers) != (None, None, None):
             return "--init keeps its model's layers: drop --decoder-width, --width and --layers"
         if args.width is not None and args.width % 32:
