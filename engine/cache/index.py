@@ -23,6 +23,7 @@ import errno
 import json
 import logging
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 import diskcache
 from diskcache.core import DBNAME, MODE_BINARY, MODE_RAW
 
-from mora.engine.errors import CacheError
+from mora.engine.errors import CacheError, shown
 
 log = logging.getLogger("mora.cache")
 INDEX_FILE = DBNAME
@@ -75,8 +76,19 @@ def _full(path: Path) -> bool:
         return False
 
 
+OWN_VALUE_FILE = re.compile(r"[0-9a-f]{2}[/\\][0-9a-f]{2}[/\\][0-9a-f]{28}\.val")
+"""A value file diskcache names (`Disk.filename`: two folders, then random hex): any other name in a row was put there
+by another hand, and the index neither reads nor deletes it."""
+
+
+def own_value_file(name: object) -> bool:
+    return isinstance(name, str) and OWN_VALUE_FILE.fullmatch(name) is not None
+
+
 class JSONOnlyDisk(diskcache.Disk):
-    """A diskcache Disk that stores str keys and JSON values and refuses pickled rows."""
+    """A diskcache Disk that stores str keys and JSON values, refuses pickled rows, and touches no file it did not
+    name: diskcache joins a row's `filename` to the index folder and reads or removes it (and its emptied parent
+    folders) unchecked, so an edited row could have a lookup read, and a record, `verify` or `gc` delete, any file."""
 
     def put(self, key: Any) -> tuple[Any, bool]:
         if not isinstance(key, str):
@@ -95,11 +107,22 @@ class JSONOnlyDisk(diskcache.Disk):
     def fetch(self, mode: int, filename: str | None, value: Any, read: bool) -> Any:
         if mode not in (MODE_RAW, MODE_BINARY):
             raise CorruptRow(f"index row has mode {mode} (not JSON); refusing to read it")
+        if filename is not None and not own_value_file(filename):
+            raise CorruptRow(f"index row names {shown(filename)} as its value file, not one the index wrote; "
+                             "refusing to read it")
         data = super().fetch(mode, filename, value, False)
         try:
             return json.loads(bytes(data))
         except (ValueError, TypeError) as e:
             raise CorruptRow(f"index row is not JSON: {e}") from None
+
+
+    def remove(self, file_path: str) -> None:
+        if own_value_file(file_path):
+            super().remove(file_path)
+        else:
+            log.warning("cache index: a row named %s as its value file, not one the index wrote; the row goes, the "
+                        "file is left alone", shown(file_path))
 
 
 class CorruptRow(Exception):
