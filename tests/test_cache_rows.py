@@ -2,13 +2,19 @@
 bad row and not the object it names, and tells an unreadable object from a corrupt one."""
 from __future__ import annotations
 
+import dataclasses
+import io
+import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from mora.engine.cache import maintenance
-from mora.engine.cache.artifacts import Blob
+from mora.engine.cache.artifacts import Blob, CorruptArtifact
 from mora.engine.cache.store import Store
 from mora.engine.ports import PortType
 
@@ -59,3 +65,131 @@ def test_a_value_the_index_keeps_in_a_file_of_its_own_still_reads_and_goes(tmp_p
     assert len(files) == 1 and store.lookup(KEY)["note"] == big
     store.record(KEY, {"node": "n", "agent": "t_text", "outputs": {}})
     assert not files[0].exists()
+
+
+@pytest.mark.parametrize("size", [-1, 12, 1 << 50, True], ids=["negative", "one_short", "a_petabyte", "bool"])
+def test_a_row_with_a_wrong_size_is_the_row_s_fault_not_the_shared_object_s(tmp_path, size):
+    root = tmp_path / "c"
+    store = stored(root, key="g" * 64)
+    ref = store.put(BLOB)
+    store.record(KEY, {"node": "bad", "agent": "t_text", "outputs": {"text": {**ref.to_json(), "size": size}}})
+    assert store.lookup(KEY) is None
+    assert ref.path.read_bytes() == BLOB.data and not (root / "quarantine").exists()
+    assert store.lookup("g" * 64) is not None  # the good entry still has its object
+    report = maintenance.verify(store)  # no MemoryError from a buffer of the claimed size
+    assert [b[:16] for b in report.bad_entries] == ["k" * 16]
+    assert ref.path.read_bytes() == BLOB.data and store.lookup("g" * 64) is not None
+
+
+def test_a_truncated_object_is_still_the_object_s_fault(tmp_path):
+    store = stored(tmp_path / "c")
+    ref = store.put(BLOB)
+    ref.path.write_bytes(BLOB.data[:-1])
+    assert store.lookup(KEY) is None
+    assert [p.read_bytes() for p in (tmp_path / "c" / "quarantine").iterdir()] == [BLOB.data[:-1]]
+
+
+@pytest.mark.parametrize("how", ["put", "put_file"])
+def test_a_folder_in_an_object_s_place_is_moved_aside_and_the_object_written(tmp_path, how):
+    store = Store(tmp_path / "c")
+    path = store.object_path(BLOB.digest, BLOB.fmt)
+    (path / "inside").mkdir(parents=True)
+    if how == "put":
+        ref = store.put(BLOB)
+    else:
+        file = tmp_path / "c" / "tmp" / "staged.txt"
+        file.write_bytes(BLOB.data)
+        ref = store.put_file(BLOB.kind, BLOB.fmt, file)
+    assert ref.path.read_bytes() == BLOB.data
+    assert [p.is_dir() for p in (tmp_path / "c" / "quarantine").iterdir()] == [True]
+
+
+def test_an_artifact_fetched_then_gone_is_missing_not_an_os_error(tmp_path):
+    store = Store(tmp_path / "c")
+    ref = dataclasses.replace(store.put(BLOB), fetch=lambda r: True)  # "fetched", but another reader moved it
+    ref.path.unlink()
+    with pytest.raises(CorruptArtifact, match="unreadable"):
+        ref.read_bytes()
+
+
+def test_a_download_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
+    data = bytes(range(256)) * 4  # under the write buffer's 8 KB: left there, it reached the file after the rename
+    Store(tmp_path / "a", artifacts=str(tmp_path / "shared")).put(Blob(PortType.TEXT, "txt", data)).path.unlink()
+    store = Store(tmp_path / "b", artifacts=str(tmp_path / "shared"))
+    seen, replace = [], os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: seen.append(Path(src).read_bytes()) or replace(src, dst))
+    ref = store.ref({"digest": Blob(PortType.TEXT, "txt", data).digest, "kind": "text", "fmt": "txt", "size": len(data)})
+    assert bytes(ref.read_bytes()) == data and seen == [data]
+
+
+def test_a_store_copy_that_rotted_is_replaced_when_the_object_is_stored_again(tmp_path):
+    store = Store(tmp_path / "c", artifacts=str(tmp_path / "shared"))
+    ref = store.put(BLOB)
+    shared = tmp_path / "shared" / "objects" / ref.digest[:2] / ref.path.name
+    shared.write_bytes(BLOB.data.upper())  # same size, other bytes
+    store.put(BLOB)
+    assert shared.read_bytes() == BLOB.data
+
+
+def test_running_out_of_descriptors_blames_no_object(tmp_path):
+    script = tmp_path / "emfile.py"
+    script.write_text(textwrap.dedent("""\
+        import os, resource, sys
+        from mora.engine.cache.store import Store
+        from mora.engine.errors import CacheError
+        store = Store(sys.argv[1])
+        ref = store.ref(store.lookup("k" * 64)["outputs"]["text"])
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        held = []
+        try:
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            pass
+        try:
+            ref.read_bytes()
+        except CacheError as e:
+            print(type(e).__name__, e)
+    """))
+    stored(tmp_path / "c").close()
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "c")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.startswith("CacheError cannot read artifact") and "Too many open files" in out.stdout, out
+    assert not (tmp_path / "c" / "quarantine").exists()
+    assert Store(tmp_path / "c").lookup(KEY) is not None
+
+
+def test_verify_keeps_an_entry_a_run_records_while_it_runs(tmp_path, monkeypatch):
+    store = stored(tmp_path / "c")
+    ref = store.put(BLOB)
+    store.record("b" * 64, {"node": "b", "agent": "t_text", "outputs": {"text": ref.to_json()}})
+    run = Store(tmp_path / "c")
+    check = maintenance._check
+
+    def and_a_run_records_meanwhile(*args):  # the run finds b's object bad, computes it again and records b
+        verdict = check(*args)
+        run.record("b" * 64, {"node": "b", "agent": "t_text", "outputs": {"text": run.put(BLOB).to_json()}})
+        return verdict
+
+    ref.path.write_bytes(BLOB.data.upper())
+    monkeypatch.setattr(maintenance, "_check", and_a_run_records_meanwhile)
+    maintenance.verify(store)
+    assert KEY not in store.index and run.lookup("b" * 64) is not None
+    assert ref.path.read_bytes() == BLOB.data
+
+
+def test_an_export_copies_the_bytes_it_verified(tmp_path, monkeypatch):
+    store = Store(tmp_path / "c")
+    ref = store.put(BLOB)
+    written = []
+
+    class Spy(io.BytesIO):
+        def write(self, b):
+            written.append(bytes(b))
+            return super().write(b)
+
+    ref.copy_to(Spy())
+    assert b"".join(written) == BLOB.data
+    ref.path.write_bytes(BLOB.data.upper())
+    with pytest.raises(CorruptArtifact):
+        ref.copy_to(io.BytesIO())

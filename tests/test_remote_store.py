@@ -95,6 +95,15 @@ def test_a_cache_keeps_its_artifact_store(tmp_path: Path, s3_url: str):
         Store(tmp_path / "c", artifacts=s3_url + "-other")
 
 
+def test_a_store_that_takes_no_object_is_never_recorded_as_the_cache_s(tmp_path: Path, s3_url: str):
+    with pytest.raises(CacheError, match="cannot write to the artifact store s3://no-such-bucket-mora"):
+        Store(tmp_path / "c", artifacts="s3://no-such-bucket-mora/prefix")  # a misspelt bucket: reads pass
+    assert not (tmp_path / "c" / "artifacts").exists()
+    store = Store(tmp_path / "c", artifacts=s3_url)  # the right one still binds
+    assert store.remote is not None and store.remote.url == s3_url and _fs().find(f"{s3_url[5:]}/tmp") == []
+    store.close()
+
+
 def test_a_corrupt_object_in_the_store_is_a_miss_and_moved_aside(tmp_path: Path, s3_url: str):
     store = Store(tmp_path / "c", artifacts=s3_url)
     ref = store.put(Blob(PortType.TEXT, "txt", b"good bytes"))
@@ -177,14 +186,14 @@ KILLED_MID_UPLOAD = textwrap.dedent("""\
     graph, cache, url, marker = sys.argv[1:5]
     real_mv = Remote.upload
 
-    def upload(self, file, digest, fmt):
+    def upload(self, file, ref):
         real_put = self.fs.put_file
         def put_then_die(src, dst, **kw):  # the bytes are in tmp/; the process dies before they reach their key
             real_put(src, dst, **kw)
             Path(marker).touch()
             time.sleep(60)
         self.fs.put_file = put_then_die
-        return real_mv(self, file, digest, fmt)
+        return real_mv(self, file, ref)
 
     Remote.upload = upload
     plan = api.load_plan(Path(graph), {}, None, registry=engine_agents.registry())

@@ -12,6 +12,7 @@ content) instead of returning bytes the store did not write; every decoder reads
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -73,6 +74,12 @@ def _inode(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+THE_FILE_ERRNOS = {errno.ELOOP, errno.ENXIO, errno.ENODEV, errno.EISDIR}
+"""Errors that describe the thing in the object's place (a symlink loop, a socket, a device): it is moved aside."""
+OWN_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+"""Errors of this process, not of the object: no verdict on it, the caller fails (the object stays as it is)."""
+
+
 class CorruptArtifact(CacheError):
     """A stored artifact that is missing or whose bytes do not match its digest."""
 
@@ -82,6 +89,17 @@ class CorruptArtifact(CacheError):
         self.inode = inode
         """(st_dev, st_ino) of the file that was read: only that file may be quarantined."""
         super().__init__(f"artifact {ref.digest[:12]} ({ref.kind.value}): {why}")
+
+
+def unreadable(ref: ArtifactRef, e: OSError) -> CacheError:
+    """What an OSError opening or reading `ref` means. Only the file's own kind of failure (`THE_FILE_ERRNOS`) blames
+    it; a process out of descriptors or memory blames nothing, and the rest (permissions, I/O errors) make the object
+    unusable here, recomputed and rewritten in its place but never moved aside as corrupt."""
+    why = f"unreadable ({e.strerror or e})"
+    if e.errno in OWN_ERRNOS:
+        return CacheError(f"cannot read artifact {ref.digest[:12]} ({ref.kind.value}) from {ref.path}: "
+                          f"{e.strerror or e}; the cache is unchanged")
+    return CorruptArtifact(ref, why, _inode(ref.path) if e.errno in THE_FILE_ERRNOS else None)
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class ArtifactRef:
     def read_bytes(self) -> memoryview:
         """The artifact's bytes (writable), verified against its digest in the same single pass that reads them."""
         with self._open() as (f, st):
+            self._check_size(f, st)  # before a buffer of the recorded size is made: a row may claim a petabyte
             view = _buffer(self.size)
             self._verify(f, st, view)
             return view
@@ -141,6 +160,13 @@ class ArtifactRef:
             f.seek(0)
             return f
 
+    def copy_to(self, out: BinaryIO) -> None:
+        """Write the artifact's bytes to `out`, hashed in the pass that reads them, so what is written is what was
+        verified (a check, then a second read, would copy whatever was written into the file in between). On a
+        mismatch `out` holds bytes that are not the artifact: the caller overwrites or removes it."""
+        with self._open() as (f, st):
+            self._verify(f, st, _buffer(min(self.size, STREAM_CHUNK)), out.write)
+
     @contextmanager
     def _open(self, close: bool = True) -> Iterator[tuple[BinaryIO, os.stat_result]]:
         """Open without blocking, refused unless a regular file: a FIFO or device in an object's place is corrupt."""
@@ -149,9 +175,12 @@ class ArtifactRef:
         except FileNotFoundError:
             if self.fetch is None or not self.fetch(self):
                 raise CorruptArtifact(self, "missing") from None
-            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as e:  # fetched, then gone or unreadable (another reader found it bad, gc)
+                raise unreadable(self, e) from None
         except OSError as e:
-            raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
+            raise unreadable(self, e) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
@@ -161,18 +190,34 @@ class ArtifactRef:
             yield f, st
         except OSError as e:
             f.close()
-            raise CorruptArtifact(self, f"unreadable ({e.strerror or e})", _inode(self.path)) from None
+            raise unreadable(self, e) from None
         except BaseException:
             f.close()
             raise
         if close:
             f.close()
 
-    def _verify(self, f: BinaryIO, st: os.stat_result, buffer: memoryview) -> None:
-        """Read the whole file into `buffer` (the artifact's size, or a smaller one reused chunk by chunk), hashing."""
+    def _check_size(self, f: BinaryIO, st: os.stat_result) -> None:
+        """Refuse a file of another size than recorded, blaming the right side: a file whose bytes hash to the digest
+        is the object, intact, and the record's size is what is wrong (nothing to quarantine: other entries may
+        rely on it); otherwise the file is bad."""
+        if st.st_size == self.size:
+            return
+        h = _hasher(self.kind.value, self.fmt)
+        buffer = _buffer(STREAM_CHUNK)
+        while n := f.readinto(buffer):
+            h.update(buffer[:n])
+        f.seek(0)
+        if h.hexdigest() == self.digest:
+            raise CorruptArtifact(self, f"recorded as {self.size} bytes, but the object, intact, holds {st.st_size}")
+        raise CorruptArtifact(self, f"{st.st_size} bytes, not the {self.size} recorded", (st.st_dev, st.st_ino))
+
+    def _verify(self, f: BinaryIO, st: os.stat_result, buffer: memoryview,
+                sink: Callable[[memoryview], Any] | None = None) -> None:
+        """Read the whole file into `buffer` (the artifact's size, or a smaller one reused chunk by chunk), hashing
+        (and handing each chunk to `sink`)."""
         inode = (st.st_dev, st.st_ino)
-        if st.st_size != self.size:
-            raise CorruptArtifact(self, f"{st.st_size} bytes, not the {self.size} recorded", inode)
+        self._check_size(f, st)
         h = _hasher(self.kind.value, self.fmt)
         whole = len(buffer) == self.size
         done = 0
@@ -182,6 +227,8 @@ class ArtifactRef:
             if not n:
                 break
             h.update(buffer[at:at + n])
+            if sink is not None:
+                sink(buffer[at:at + n])
             done += n
         if done != self.size or f.read(1) or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "content does not match its digest", inode)

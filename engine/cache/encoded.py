@@ -52,5 +52,5 @@ def export_mp4(store: Store, video: ArtifactRef, dest: Path, fps: float | None =
 
 
 def _copy_verified(ref: ArtifactRef, dest: Path) -> None:
-    with ref.open_verified() as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out)
+    with open(dest, "wb") as out:
+        ref.copy_to(out)

@@ -212,6 +212,7 @@ def verify(store: Store, repair: bool = True, ports_of: PortsOf | None = None) -
     `ports_of`: an entry whose outputs are not its agent's output ports is bad (a run would take it for a miss).
     """
     report = VerifyReport()
+    started = time.time()
     live: set[str] = set()
     checked: dict[ArtifactRef, str | None] = {}  # each object is read once, however many entries share it
     for key, entry in entries(store):
@@ -241,8 +242,8 @@ def verify(store: Store, repair: bool = True, ports_of: PortsOf | None = None) -
                 live |= {r.path.name for r in refs}
         if problem:
             report.bad_entries.append(f"{key[:16]} ({entry.get('node') if entry else '?'}): {problem}")
-            if repair:
-                store.index.delete(key)
+            if repair:  # an entry a run records meanwhile (its object stored again, intact) stays
+                _delete_keys(store, [key], before=started)
     report.orphans = sorted(set(_objects(store)) - live)
     report.removed_tmp = clean_tmp(store) if repair else []
     return report
@@ -399,7 +400,8 @@ def _sweep(store: Store, copies: frozenset[str], young_after: float) -> tuple[di
 
 
 def _delete_keys(store: Store, keys: list[str], before: float) -> int:
-    """Delete entries held in value files by key unless stored since `before` (as `delete_rows`); how many went."""
+    """Delete entries by key unless stored since `before` (as `delete_rows`, which takes only rows without a value
+    file); how many went."""
     deleted = 0
     for key in keys:
         with store.index.transact():

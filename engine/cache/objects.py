@@ -29,8 +29,18 @@ from typing import Any
 from mora.engine.cache import tmpfiles
 from mora.engine.cache.artifacts import EXTENSIONS, ArtifactRef, Blob, CorruptArtifact, digest_file
 from mora.engine.cache.remote import Remote
-from mora.engine.errors import CacheError
+from mora.engine.errors import CacheError, shown
 from mora.engine.ports import PortType
+
+
+def write_error(root: Path, e: OSError) -> CacheError:
+    """A failed write into the cache, said plainly: disk full, not writable, or what the system said."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return CacheError(f"disk full: no space left on the device of the cache {root}; free space or run "
+                          "`mora-admin cache gc`")
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return CacheError(f"cache directory {root} is not writable ({e.strerror})")
+    return CacheError(f"cannot write into the cache {root}: {e.strerror or e}")
 
 
 class ArtifactStore:
@@ -59,12 +69,12 @@ class ArtifactStore:
         """Store a blob (atomically; only a fresher mtime when the same content is already there intact)."""
         path = self.object_path(blob.digest, blob.fmt)
         ref = ArtifactRef(blob.digest, blob.kind, blob.fmt, len(blob.data), path)
-        if self.check(ref, full=True) is not None:  # this machine's copy, whatever the artifact store holds
-            self._write_atomic(path, blob.data)  # absent, or present but corrupt: (re)write it
+        if self._needs_writing(ref):  # this machine's copy, whatever the artifact store holds
+            self._write_atomic(path, blob.data)
         else:
             self._found(path)
         if self.remote is not None:
-            self.remote.upload(path, blob.digest, blob.fmt)
+            self.remote.upload(path, ref)
         return ref
 
     def put_file(self, kind: PortType, fmt: str, file: Path, digest: str | None = None) -> ArtifactRef:
@@ -75,14 +85,17 @@ class ArtifactStore:
         digest = digest or digest_file(kind.value, fmt, file)
         path = self.object_path(digest, fmt)
         ref = ArtifactRef(digest, kind, fmt, file.stat().st_size, path)
-        if self.check(ref, full=True) is None:  # already here, intact (the upload below needs this local copy)
+        if not self._needs_writing(ref):  # already here, intact (the upload below needs this local copy)
             file.unlink()
             self._found(path)
         else:
-            self._mkdir(path.parent)
-            os.replace(file, path)
+            try:
+                self._mkdir(path.parent)
+                os.replace(file, path)
+            except OSError as e:
+                raise write_error(self.root, e) from None
         if self.remote is not None:
-            self.remote.upload(path, digest, fmt)
+            self.remote.upload(path, ref)
         return ref
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
@@ -98,19 +111,27 @@ class ArtifactStore:
             finally:
                 tmp.remove()
         except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise CacheError(f"disk full: no space left on the device of the cache {self.root}; free space "
-                                 "or run `mora-admin cache gc`") from None
-            if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise CacheError(f"cache directory {self.root} is not writable ({e.strerror})") from None
-            raise CacheError(f"cannot write into the cache {self.root}: {e.strerror or e}") from None
+            raise write_error(self.root, e) from None
+
+    def _needs_writing(self, ref: ArtifactRef) -> bool:
+        """Whether this machine's copy of `ref` is missing or bad. A bad one is moved aside first: the rename that
+        rewrites it cannot replace a folder, and a file of the wrong bytes is evidence worth keeping. (This class's
+        own `quarantine`, unlocked: a driver's `put` holds the maintenance lock shared already, which keeps gc away.)"""
+        try:
+            ref.open_verified().close()
+            return False
+        except CorruptArtifact as e:
+            if e.inode is not None:
+                ArtifactStore.quarantine(self, ref, e.why, e.inode)
+            return True
 
     def ref(self, meta: dict[str, Any]) -> ArtifactRef:
         """An ArtifactRef from its JSON form (as stored in index entries and sent to workers)."""
-        digest, fmt = str(meta["digest"]), str(meta["fmt"])
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) or fmt not in EXTENSIONS:
-            raise ValueError(f"malformed artifact reference {meta!r}")
-        return ArtifactRef(digest, PortType(meta["kind"]), fmt, int(meta["size"]), self.object_path(digest, fmt),
+        digest, fmt, size = str(meta["digest"]), str(meta["fmt"]), meta["size"]
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) or fmt not in EXTENSIONS or \
+                type(size) is not int or size < 0:
+            raise ValueError(f"malformed artifact reference {shown(meta)}")
+        return ArtifactRef(digest, PortType(meta["kind"]), fmt, size, self.object_path(digest, fmt),
                            fetch=self._fetch if self.remote is not None else None)
 
     def _fetch(self, ref: ArtifactRef) -> bool:
@@ -126,7 +147,7 @@ class ArtifactStore:
         """
         if full:
             try:
-                ref.read_bytes()
+                ref.open_verified().close()  # streamed: a long video is hashed through a small buffer
             except CorruptArtifact as e:
                 return e.why
             return None
@@ -147,8 +168,13 @@ class ArtifactStore:
                                                   None)
         if not stat.S_ISREG(st.st_mode):
             return "not a regular file", (st.st_dev, st.st_ino)
-        return None if st.st_size == ref.size else (f"{st.st_size} bytes, not the {ref.size} recorded",
-                                                    (st.st_dev, st.st_ino))
+        if st.st_size == ref.size:
+            return None
+        try:  # the file or the record: hashing the file says which (`ArtifactRef._check_size`)
+            ref.open_verified().close()
+        except CorruptArtifact as e:
+            return e.why, e.inode
+        return None
 
     def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None, node: str = "?") -> None:
         """Move the very file found bad (`inode`: st_dev, st_ino) to `quarantine/`; None means nothing to move."""

@@ -76,6 +76,16 @@ class Remote:
             detail = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
             raise CacheError(f"cannot {what} the artifact store {self.url} (cache.artifacts): {detail}") from None
 
+    def probe(self) -> None:
+        """Write and delete a small object under `tmp/`: a store that takes one is there, reachable with these
+        credentials and writable (reading alone would pass a misspelt bucket: an absent key reads as absent)."""
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
+        with self._reaching("write to"):
+            if "file" in self.fs.protocol:  # an object store needs no folders (and s3fs's makedirs makes buckets)
+                self.fs.makedirs(os.path.dirname(tmp), exist_ok=True)
+            self.fs.pipe_file(tmp, b"mora")
+            self.fs.rm(tmp)
+
     def key(self, digest: str, fmt: str) -> str:
         return f"{self.root}/objects/{digest[:2]}/{digest}{EXTENSIONS.get(fmt, '.bin')}"
 
@@ -87,10 +97,13 @@ class Remote:
             except FileNotFoundError:
                 return None
 
-    def upload(self, file: Path, digest: str, fmt: str) -> None:
-        """Store `file` under its digest unless an object of its size is there: via a temporary key, then a move."""
+    def upload(self, file: Path, ref: ArtifactRef) -> None:
+        """Store `file` (the verified local copy of `ref`) unless the store's object is intact: via a temporary key,
+        then a move. An object of the right size is hashed where it lies before it is trusted: a copy that rotted
+        in the store is replaced, not kept for good."""
+        digest, fmt = ref.digest, ref.fmt
         key = self.key(digest, fmt)
-        if self.size(digest, fmt) == file.stat().st_size:
+        if self.size(digest, fmt) == file.stat().st_size and self.digest_of(ref) == digest:
             return
         tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
         try:
@@ -114,13 +127,16 @@ class Remote:
         """
         tmp = tmpfiles.create(tmp_dir)
         try:
-            with self._reaching(f"download artifact {digest[:12]} from"), open(tmp.fd, "wb", closefd=False) as f:
-                try:
-                    with self.fs.open(self.key(digest, fmt), "rb") as src:
-                        while chunk := src.read(1 << 20):
-                            f.write(chunk)
-                except FileNotFoundError:
-                    return False
+            with self._reaching(f"download artifact {digest[:12]} from"):
+                with open(tmp.fd, "wb", closefd=False) as f:
+                    try:
+                        with self.fs.open(self.key(digest, fmt), "rb") as src:
+                            while chunk := src.read(1 << 20):
+                                f.write(chunk)
+                    except FileNotFoundError:
+                        return False
+                    f.flush()  # every byte on disk before the file takes its final name
+                    os.fsync(f.fileno())
                 dest.parent.mkdir(mode=0o700, exist_ok=True)
                 os.replace(tmp.path, dest)
                 return True

@@ -153,7 +153,8 @@ class Store(ArtifactStore):
     def _bind(self, artifacts: str | None) -> Remote | None:
         """The artifact store recorded for this cache, recording `artifacts` if none is yet; a different one is refused.
 
-        A URL is recorded only once it has opened (a typo must not bind every later run to a store that is not there).
+        A URL is recorded only once an object was written there and deleted (`Remote.probe`): a typo must not bind
+        every later run to a store that is not there (back ends connect lazily, so opening proves nothing).
         """
         binding = self.root / "artifacts"
         try:
@@ -171,6 +172,7 @@ class Store(ArtifactStore):
         if not artifacts:
             return None
         remote = Remote(artifacts)
+        remote.probe()
         try:
             binding.write_text(artifacts + "\n", encoding="utf-8")
         except OSError as e:
@@ -227,7 +229,7 @@ class Store(ArtifactStore):
 
     def quarantine(self, ref: ArtifactRef, why: str, inode: tuple[int, int] | None, node: str = "?") -> None:
         """Move the very file found bad to `quarantine/` (under the maintenance lock: gc decides meanwhile), report it once."""
-        self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=inode is None)
+        self.findings.add(ref.digest, f"{ref.path.name} (node {node}): {why}", missing=why.startswith("missing"))
         if inode is None:
             return
         with self.maintenance.exclusive():
