@@ -11,9 +11,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from mora.engine.cache import maintenance
+from mora.engine.cache import maintenance, media
 from mora.engine.cache.artifacts import Blob, CorruptArtifact
 from mora.engine.cache.store import Store
 from mora.engine.ports import PortType
@@ -193,3 +194,28 @@ def test_an_export_copies_the_bytes_it_verified(tmp_path, monkeypatch):
     ref.path.write_bytes(BLOB.data.upper())
     with pytest.raises(CorruptArtifact):
         ref.copy_to(io.BytesIO())
+
+
+def test_frames_written_in_place_while_an_agent_maps_them_store_nothing(tmp_path, monkeypatch):
+    from mora.engine.execution.runner import execute_unit
+    from mora.engine.execution.settings import ExecutionSettings
+    from mora.engine.execution.task import NodeTask
+    from mora.nodes import frame_pick
+
+    store = Store(tmp_path / "c")
+    ref = store.put(media.frames_blob(np.zeros((4, 8, 8, 3), np.uint8), 8.0))
+    mapped = frame_pick.read_artifact_frames
+
+    def and_someone_writes_into_the_file(r):  # another hand, in place, after the verified open
+        frames = mapped(r)
+        with open(r.path, "r+b") as f:
+            f.seek(-12, os.SEEK_END)
+            f.write(b"\xff" * 12)
+        return frames
+
+    monkeypatch.setattr(frame_pick, "read_artifact_frames", and_someone_writes_into_the_file)
+    task = NodeTask("pick", "frame_pick", "mora.nodes.frame_pick", {"index": -1}, None, None, {"video": ref.to_json()},
+                    "p" * 64, True, ExecutionSettings.for_store(store))
+    [result] = execute_unit(task, "cpu")
+    assert result.corrupt == (ref.digest,) and "written in place" in (result.error or "")
+    assert store.lookup("p" * 64) is None and not ref.path.exists()  # moved aside: its bytes are not the artifact's

@@ -153,12 +153,21 @@ class ArtifactRef:
 
         For artifacts to be memory-mapped rather than held (a long video): the hash pass streams
         through a small buffer, and the caller maps this same open file, so a file put in its
-        place afterwards is never what is read.
+        place afterwards is never what is read. Bytes written into this very file meanwhile are: a
+        write during the hash pass is refused here, one after it is what `unchanged_since` tells.
         """
         with self._open(close=False) as (f, st):
             self._verify(f, st, _buffer(min(self.size, STREAM_CHUNK)))
+            self.unchanged_since(f, st)
             f.seek(0)
             return f
+
+    def unchanged_since(self, f: BinaryIO, st: os.stat_result) -> None:
+        """Refuse the open file `f` if it was written since `st` was taken (its size, modification or change time
+        moved: any write moves the change time, which no one can set back)."""
+        now = os.fstat(f.fileno())
+        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            raise CorruptArtifact(self, "written in place while it was read", (st.st_dev, st.st_ino))
 
     def copy_to(self, out: BinaryIO) -> None:
         """Write the artifact's bytes to `out`, hashed in the pass that reads them, so what is written is what was

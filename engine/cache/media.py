@@ -21,8 +21,10 @@ import contextlib
 import io
 import json
 import math
+import os
 import struct
 from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -149,15 +151,46 @@ def read_artifact_frames(ref: ArtifactRef) -> Frames:
     """A frame-store artifact, verified whole (streamed through the hash), then memory-mapped.
 
     Only the frames an agent touches are paged in, so picking the last frame of a long 4K
-    video never holds the whole video in memory.
+    video never holds the whole video in memory. A mapping shows whatever is later written into
+    the file in place, so inside `mapped_inputs_checked` the file is watched until the agent ends.
     """
     f = ref.open_verified()
     try:
-        return read_frames(f)
+        frames = read_frames(f)
+        if (watched := _WATCHED.get()) is not None:
+            watched.append(_Watch(ref, os.dup(f.fileno()), os.fstat(f.fileno())))
+        return frames
     except ValueError as e:
         raise ValueError(f"artifact {ref.digest[:12]} is not a uint8 frame store ({e})") from None
     finally:
         f.close()
+
+
+@dataclass(frozen=True)
+class _Watch:
+    ref: ArtifactRef
+    fd: int
+    st: os.stat_result
+
+
+_WATCHED: ContextVar[list[_Watch] | None] = ContextVar("mora_mapped_inputs", default=None)
+
+
+@contextlib.contextmanager
+def mapped_inputs_checked() -> Iterator[None]:
+    """Run an agent with the frame stores it maps watched: on the way out, each file must be as it was when it was
+    verified, or the CorruptArtifact raised here keeps anything computed from it from being stored."""
+    watched: list[_Watch] = []
+    token = _WATCHED.set(watched)
+    try:
+        yield
+        for w in watched:
+            with open(w.fd, "rb", closefd=False) as f:
+                w.ref.unchanged_since(f, w.st)
+    finally:
+        _WATCHED.reset(token)
+        for w in watched:
+            os.close(w.fd)
 
 
 def read_frames(source: Path | BinaryIO, max_frames: int | None = None) -> Frames:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mora.engine.cache.artifacts import ArtifactRef, Blob, CorruptArtifact
+from mora.engine.cache.media import mapped_inputs_checked
 from mora.engine.cache.objects import ArtifactStore
 from mora.engine.execution import interrupts
 from mora.engine.execution.settings import ExecutionSettings, using
@@ -201,13 +202,15 @@ def _run_agent(tasks: list[NodeTask], store: ArtifactStore, device: str) -> tupl
     ]
     if len(tasks) == 1:
         ctx = Context(first.node_id, device, first.seed, first.model)
-        produced = [agent.run(ctx, inputs_list[0], dict(first.params))]
+        with mapped_inputs_checked():
+            produced = [agent.run(ctx, inputs_list[0], dict(first.params))]
     else:
         if agent.run_batch is None:
             raise TypeError(f"agent '{agent.type}' cannot run batches")
         ctx = Context(f"{first.node_id} (+{len(tasks) - 1} batched)", device, None, first.model,
                       seeds=[t.seed for t in tasks])
-        produced = agent.run_batch(ctx, inputs_list, [dict(t.params) for t in tasks])
+        with mapped_inputs_checked():
+            produced = agent.run_batch(ctx, inputs_list, [dict(t.params) for t in tasks])
         if len(produced) != len(tasks):
             raise TypeError(f"agent '{agent.type}' returned {len(produced)} results for a batch of {len(tasks)}")
     return [_store_outputs(agent, p, store) for p in produced], ctx.loads
