@@ -180,6 +180,72 @@ def test_stdout_on_a_full_disk_is_an_environment_failure(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def _closed_reader(tmp_path: Path, *command: str, failing: bool = False) -> subprocess.CompletedProcess:
+    """`command` run with its standard output a pipe whose reader has gone (`mora ... | true`, `| head -1`)."""
+    graph = tmp_path / "echo.yaml"
+    nodes = {"frame": {**ECHO_GRAPH["nodes"]["frame"], "params": {"template": "no placeholder"}}} if failing else {}
+    graph.write_text(yaml.safe_dump({**ECHO_GRAPH, "nodes": {**ECHO_GRAPH["nodes"], **nodes}}))
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-c", *(a.replace("GRAPH", str(graph)) for a in command)],
+                              env=dict(os.environ, MORA_CACHE_DIR=str(tmp_path / "cache")), stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+
+
+def test_a_reader_that_went_away_keeps_the_runs_files_and_ends_quietly_with_141(tmp_path):
+    done = _closed_reader(tmp_path, MORA, "graph_file=GRAPH", "inputs.prompt=fox", "runtime=local", "quiet=true",
+                          f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 141, done.stderr
+    assert "Broken pipe" not in done.stderr and "mora:" not in done.stderr and "Exception" not in done.stderr
+    assert {"manifest.json", "out.txt", "report.html"} <= {p.name for p in (tmp_path / "run").iterdir()}
+
+
+ADMIN = "from mora.engine.frontends.admin import main; raise SystemExit(main())"
+
+
+@pytest.mark.parametrize("command", [(MORA, "--help"), (ADMIN, "agents")])
+def test_a_listing_cut_short_by_its_reader_ends_quietly_with_141(tmp_path, command):
+    done = _closed_reader(tmp_path, *command)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_a_failed_node_outranks_a_reader_that_went_away(tmp_path):
+    done = _closed_reader(tmp_path, MORA, "graph_file=GRAPH", "inputs.prompt=fox", "runtime=local", "quiet=true",
+                          f"hydra.run.dir={tmp_path / 'run'}", failing=True)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("mora: error: 1 node(s) failed: frame")
+    assert "Broken pipe" not in done.stderr and "Exception" not in done.stderr
+    assert (tmp_path / "run" / "report.html").is_file()
+
+
+@pytest.mark.parametrize("spelling", [("--multi",), ("--mult",), ("--multir",), ("hydra.mode='MULTIRUN'",),
+                                      ('hydra.mode="MULTIRUN"',), ("hydra.mode=RunMode.MULTIRUN",)])
+def test_every_spelling_hydra_reads_as_a_sweep_is_a_sweep(capsys, cache_dir, tmp_path, spelling):
+    graph = tmp_path / "echo.yaml"
+    graph.write_text(yaml.safe_dump(ECHO_GRAPH))
+    result = run_mora(capsys, *spelling, f"graph_file={graph}", "runtime=local", "quiet=true", "prompt=a,b",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 0, result.err
+    assert [(tmp_path / "sweep" / job / "out.txt").read_text() for job in ("0", "1")] == ["A a", "A b"]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("argv", "multirun"), [
+    (["-m"], True), (["--multirun"], True), (["--mu", "x=1"], True), (["hydra.mode=MULTIRUN"], True),
+    (["+hydra.mode='MULTIRUN'"], True), (["hydra.mode=2"], True), (["hydra.mode=MULTIRUN", "hydra.mode=RUN"], False),
+    (["prompt=hydra.mode=MULTIRUN"], False), (["prompt=it's -m, a mode"], False), (["--cfg=job"], False),
+    (["--version"], False), (["x=1", "-m", "y=2"], False),  # Hydra refuses that command line itself
+])
+def test_multirun_is_what_hydras_parsers_say(capsys, argv, multirun):
+    from mora.engine.frontends.overrides import is_multirun
+
+    assert is_multirun(argv) is multirun
+    assert capsys.readouterr() == ("", "")  # asking Hydra's parser prints nothing (not even --version's line)
+
+
 @pytest.mark.slow
 def test_ray_devices_beyond_the_clusters_gpus_are_refused_not_waited_for(ray_cluster):
     pytest.importorskip("ray")

@@ -102,3 +102,33 @@ def test_two_runs_started_in_the_same_second_get_their_own_run_directories(write
     assert dirs[0] != dirs[1] and all(d.is_relative_to(tmp_path / "outputs") for d in dirs)
     assert [(d / "out.txt").read_text() for d in dirs] == ["A fox 0", "A fox 1"]
     assert all(json.loads((d / "manifest.json").read_text())["ok"] for d in dirs)
+
+
+@pytest.mark.parametrize("subdir", ["VICTIM", "../victim", "records/../../victim"])
+def test_hydras_records_outside_the_run_directory_are_refused_before_anything_is_written(capsys, write_graph, tmp_path,
+                                                                                         cache_dir, subdir):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "config.yaml").write_text("precious")
+    subdir = subdir.replace("VICTIM", str(victim))
+    args = (f"graph_file={write_graph(GRAPH)}", "runtime=local", "quiet=true", f"hydra.output_subdir={subdir}")
+    for refused in (run_mora(capsys, *args, "prompt=fox", f"hydra.run.dir={tmp_path / 'run'}"),
+                    run_mora(capsys, *args, "inputs.nosuch=1", f"hydra.run.dir={tmp_path / 'run'}"),
+                    run_mora(capsys, "-m", *args, "prompt=a,b", f"hydra.sweep.dir={tmp_path / 'sweep'}")):
+        assert refused.status == 2 and refused.clean, refused.err
+        assert "hydra.output_subdir must be a folder inside the run directory" in refused.err, refused.err
+    assert [p.name for p in victim.iterdir()] == ["config.yaml"] and (victim / "config.yaml").read_text() == "precious"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("launcher", ["mora", "basic"])
+def test_a_sweep_jobs_records_outside_its_directory_are_refused_before_it_runs(capsys, write_graph, tmp_path, cache_dir,
+                                                                               launcher):
+    victim = tmp_path / "victim"
+    result = run_mora(capsys, "-m", f"graph_file={write_graph(GRAPH)}", "runtime=local", "quiet=true",
+                      f"hydra/launcher={launcher}", "hydra.output_subdir=${prompt}", f"prompt=fine,{victim}",
+                      f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.status == 2 and result.clean, result.err
+    assert f"hydra.output_subdir must be a folder inside the run directory (a relative path that does not climb " \
+           f"out with '..'; the default is .hydra), got '{victim}'" in result.err, result.err
+    assert not victim.exists() and not list((tmp_path / "sweep").glob("*/out.txt"))

@@ -99,6 +99,36 @@ def test_an_empty_sweep_is_refused(mora, tmp_path, sweep):
     assert not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("sweep", ["seed=range(0,inf)", "seed=range(0,nan)", "seed=range(0,5,-inf)"])
+def test_a_range_without_end_is_refused_not_a_crash(mora, tmp_path, sweep):
+    _one_line(mora("-m", sweep, "hydra.sweep.dir=sw"), "not a finite number", sweep)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_range_longer_than_a_python_range_can_count_is_refused(mora, tmp_path):
+    result = mora("-m", "seed=range(0,99999999999999999999)", "hydra.sweep.dir=sw")
+    _one_line(result, "more than 100,000 jobs", "alone has more than 10**19 values")
+    assert not (tmp_path / "sw").exists()
+
+
+def test_huge_counts_are_exact_and_said_briefly():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from mora.engine.errors import MoraError
+    from mora.engine.frontends.preflight import refuse_size
+
+    parse = OverridesParser.create().parse_overrides
+    with pytest.raises(MoraError) as refused:
+        refuse_size(parse(["y=range(0,1,1e-300)"]))
+    assert "alone has more than 10**299 values" in str(refused.value) and len(str(refused.value)) < 200
+    with pytest.raises(MoraError, match=r"alone has 10\*\*20 values"):
+        refuse_size(parse(["y=range(0,100000000000000000000)"]))
+    with pytest.raises(MoraError, match=r"alone has 1,000,001 values"):
+        refuse_size(parse(["y=range(-1000000,1)"]))
+    assert refuse_size(parse(["y=range(99999999999999999990,99999999999999999999,4)"])) == 3  # past sys.maxsize
+    assert refuse_size(parse(["y=range(0,0.3,0.1)", "z=range(5,-5,-2.5)"])) == 3 * 4
+
+
 def test_sweep_sizes_are_counted_not_expanded():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -134,6 +164,28 @@ def test_optuna_settings_that_cannot_work_are_refused_before_any_trial(mora, tmp
     _one_line(mora("-m", "hydra/sweeper=optuna", "hydra/launcher=mora", "prompt=a,b", "hydra.sweep.dir=opt",
                    *overrides), *words)
     assert not (tmp_path / "opt").exists()
+
+
+def test_a_run_directory_that_does_not_resolve_is_refused_by_mora_alone(mora, tmp_path):
+    """Any failure in the preflight refuses the run: Hydra's callback runner would warn and go on past the check."""
+    result = mora("hydra.run.dir=x${oc.env:MORA_TEST_NO_SUCH_VARIABLE}")
+    _one_line(result, "invalid configuration", "MORA_TEST_NO_SUCH_VARIABLE", "hydra.run.dir")
+    assert result.stderr.startswith("mora: ") and "Warning" not in result.stderr, result.stderr
+    assert not list(tmp_path.glob("x*"))
+
+
+def test_a_failure_inside_the_preflight_stops_the_run_before_hydra_writes(capsys, write_graph, tmp_path, cache_dir,
+                                                                            monkeypatch):
+    from mora_inproc import run_mora
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the check itself broke")
+
+    monkeypatch.setattr("mora.engine.frontends.preflight.refuse_taken", broken)
+    result = run_mora(capsys, f"graph_file={write_graph(ECHO_GRAPH)}", "runtime=local", "quiet=true", "prompt=fox",
+                      f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 1 and "the check itself broke" in result.err, result.err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_directory_that_cannot_be_read_is_refused_not_skipped(mora, tmp_path):

@@ -43,10 +43,15 @@ def run_from_config(cfg: DictConfig, run_dir: Path) -> float | None:
 
     job = job_from_config(cfg)
     outcome = api.run_job(job, run_dir)
-    api.summarize(outcome.report, run_dir, outcome.manifest["outputs"])
-    report_quietly(run_dir)
-    if outcome.report.failed:
-        raise NodesFailed(f"{len(outcome.report.failed)} node(s) failed: {', '.join(outcome.report.failed)}")
+    report_quietly(run_dir)  # before anything is printed: a reader that went away (`mora | head`) loses no file
+    failed = outcome.report.failed
+    try:
+        api.summarize(outcome.report, run_dir, outcome.manifest["outputs"])
+    except BrokenPipeError:  # the guard's quiet exit for a closed stdout, unless a failed node has more to say
+        if not failed:
+            raise
+    if failed:
+        raise NodesFailed(f"{len(failed)} node(s) failed: {', '.join(failed)}")
     return objective_value(job, outcome.report.outputs)
 
 

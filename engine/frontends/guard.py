@@ -16,6 +16,13 @@ its body through `guarded`, which maps exception classes to one line and a statu
   1, the environment's failure rather than bad input. `Path.resolve()` reports a loop as RuntimeError
   before Python 3.13; that one is mapped too.
 - A standard stream the shell closed (`2>&-`) is opened on /dev/null first, so the run goes on as usual.
+- Standard output's reader going away (`mora | head -1`, `mora-admin agents | head`): no message and status 141,
+  what the shell shows for any tool that SIGPIPE stopped (Python ignores SIGPIPE, so the write fails with EPIPE
+  instead). Not 0: the output asked for was not all delivered, and `set -o pipefail` scripts must see that as
+  they do for `grep | head`; not 1, which means the work failed. The status is returned, not the signal raised,
+  so workers and leases are cleaned up on the way out; the run's files are all written by then (`mora` writes
+  its report before printing anything), and stdout is pointed at /dev/null so Python's last flush is quiet
+  (the Python docs' "Note on SIGPIPE"). A broken pipe that is not standard output (a worker's) stays an error.
 - Ctrl-C: 130 and one line; workers stop with the run (the pool and Ray executors clean up). Any SIGINT
   counts, even one a library caught and turned into another error (`mora.engine.execution.interrupts`).
 - Anything else is a bug in Mora: one line naming the exception and status 1; the traceback is
@@ -35,6 +42,8 @@ from mora.engine.errors import GraphError, MoraError
 from mora.engine.execution import interrupts
 
 INTERRUPTED = 130
+READER_GONE = 128 + 13
+"""The status of a tool stopped by SIGPIPE (13): standard output's reader went away."""
 
 ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EPIPE, errno.ENOMEM})
 """OS errors that say the machine failed (a full disk, a closed pipe), not that the input was bad: status 1."""
@@ -109,6 +118,13 @@ def guarded(prog: str, body: Callable[[], int | None]) -> int:
     """
     _open_closed_streams()
     try:
+        return _guarded(prog, body)
+    finally:
+        _stdout_gone()  # a failed run's message went to stderr; Python's flush of stdout at exit must say nothing
+
+
+def _guarded(prog: str, body: Callable[[], int | None]) -> int:
+    try:
         with interrupts.recorded():
             status = body() or 0
             if sys.stdout is not None:
@@ -126,6 +142,8 @@ def guarded(prog: str, body: Callable[[], int | None]) -> int:
     except Exception as e:
         status = 1
         if not interrupts.received():
+            if isinstance(e, BrokenPipeError) and _stdout_gone():
+                return READER_GONE
             message, status = describe(e)
             if status == 1 and not isinstance(e, MoraError) and _user_wants_traces:
                 raise
@@ -136,6 +154,28 @@ def guarded(prog: str, body: Callable[[], int | None]) -> int:
         print(f"\n{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED
     return status
+
+
+def _stdout_gone() -> bool:
+    """Whether standard output is a pipe whose reader has gone; if so it is pointed at /dev/null, so that nothing
+    written to it later (Python's flush at exit) fails again."""
+    import select
+    import stat
+
+    try:
+        fd = sys.stdout.fileno()  # type: ignore[union-attr]
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode) or not hasattr(select, "poll"):
+            return False
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        if not any(events & select.POLLERR for _, events in poller.poll(0)):  # a pipe's writer: no reader left
+            return False
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (AttributeError, OSError, ValueError):  # no stdout, or one without a descriptor (a test's capture)
+        return False
+    return True
 
 
 def _open_closed_streams() -> None:

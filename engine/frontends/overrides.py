@@ -14,19 +14,70 @@ are still never resolved, because graph inputs are read from the config unresolv
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
+from typing import NoReturn
+
+from hydra.types import RunMode
 
 from mora.engine.errors import InputError
 from mora.engine.userfiles import read_user_file
 
 DATA_KEY = re.compile(r"^(?P<key>\+{0,2}(?:prompt|inputs\.[A-Za-z0-9_.-]+))=(?P<value>.*)$", re.DOTALL)
-MULTIRUN_FLAGS = {"-m", "--multirun"}
 MAX_PROMPTS_BYTES = 1 << 20
 
 
+class _Unparsable(Exception):
+    """Hydra's argument parser refusing the command line (or answering `--version`): Hydra will say so itself."""
+
+
+def _refuse(*args: object, **kwargs: object) -> NoReturn:
+    raise _Unparsable
+
+
 def is_multirun(argv: list[str]) -> bool:
-    return any(a in MULTIRUN_FLAGS or a.replace(" ", "") == "hydra.mode=MULTIRUN" for a in argv)
+    """Whether Hydra will run `argv` as a sweep, asked of Hydra's own parsers rather than matched as strings: its
+    argument parser (which takes `--multi`, `--mult`, ... for `--multirun`, as argparse abbreviates) and its override
+    parser with OmegaConf's reading of the `hydra.mode` enum (`'MULTIRUN'`, `"MULTIRUN"`, `RunMode.MULTIRUN`, 2; the
+    last such override wins). A command line Hydra refuses is no sweep: Hydra reports it before anything runs.
+    A `hydra.mode` set in a config file rather than on the command line is not seen here."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    parser.error = parser.exit = _refuse  # type: ignore[method-assign, assignment]  # no message, no exit: Hydra's
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = parser.parse_args(argv)
+    except _Unparsable:
+        return False
+    return bool(args.multirun) or _mode(args.overrides) == RunMode.MULTIRUN
+
+
+def _mode(overrides: list[str]) -> RunMode | None:
+    """The run mode the last `hydra.mode` override sets (None where none does, or where the value is not a mode)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import ValidationError
+    from omegaconf.nodes import EnumNode
+
+    parser = OverridesParser.create()
+    mode = None
+    for line in overrides:
+        if "mode" not in line:  # the key must say it: a cheap filter before Hydra's grammar
+            continue
+        try:
+            override = parser.parse_override(line)
+        except HydraException:  # a data value that only `as_data` makes grammatical, or a typo Hydra will report
+            continue
+        if override.key_or_group != "hydra.mode" or override.package is not None:
+            continue
+        try:
+            mode = None if override.is_delete() else EnumNode.validate_and_convert_to_enum(RunMode, override.value())
+        except ValidationError:
+            mode = None
+    return mode
 
 
 def hydra_quoted(text: str) -> str:

@@ -3,8 +3,9 @@
 Policy (the promises: nothing hangs, nothing is lost, bad input is one line and status 2 before anything runs):
 
 - A sweep's size is the product of its sweep overrides' lengths, counted from the parsed overrides (a
-  `range` by arithmetic, never expanded). More than `MAX_JOBS` jobs, or none (`seed=range(0,-5)`), is
-  refused naming the override, before the sweeper expands anything (`hydra/sweeper=mora`, the default).
+  `range` by exact arithmetic, never expanded). More than `MAX_JOBS` jobs, none (`seed=range(0,-5)`), or a range
+  without end (`range(0,inf)`, `nan`) is refused naming the override, before the sweeper expands anything
+  (`hydra/sweeper=mora`, the default).
 - A run directory (`hydra.run.dir`, or a sweep job's `hydra.sweep.dir/hydra.sweep.subdir`) may be used
   when it is new, empty, or this same job's own run that stopped before writing its manifest (its
   `.hydra/overrides.yaml` lists the same overrides, so "run the same command again" works); anything
@@ -16,6 +17,12 @@ Policy (the promises: nothing hangs, nothing is lost, bad input is one line and 
   at a time before any job of the batch runs (`refuse_taken_jobs`): two jobs sharing one directory
   (`hydra.sweep.subdir=same`) or a taken one stop the sweep; the jobs of earlier batches, which
   finished, are indexed on the way out (`JobDirTaken.earlier_jobs`, hydra_plugins/mora_launcher).
+- `hydra.output_subdir`, where Hydra writes its records (`config.yaml`, `hydra.yaml`, `overrides.yaml`), must be a
+  folder inside the run directory: an absolute path or one that climbs out (`..`) would overwrite files that no
+  check above looked at, so it is refused, for a run and for every job of a sweep (`_subdir`).
+- Any failure while checking refuses the run (`_refusing`): Hydra's callback runner would turn it into a warning
+  and go on into an unchecked folder. Bad input (an unresolvable `${...}` in `hydra.run.dir`) is then reported
+  as the one line any other bad input gets.
 - With Optuna's sweeper, a missing `objective`, fewer than one trial or process, or a direction other than
   minimize/maximize is refused in `on_multirun_start` (`refuse_optuna_settings`), before any trial runs.
 """
@@ -25,7 +32,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +49,25 @@ MAX_JOBS = 100_000
 
 
 def _length(override: Override) -> int:
+    """The number of values a sweep override has, exactly: a range's by rational arithmetic on its bounds as written
+    (a float's exact value, as Hydra's Decimal range takes it), however large, never by `len(range)` (which stops at
+    `sys.maxsize`) or expanding it. A range that never ends (`inf`) or has no order (`nan`) is refused."""
     value = override.value()
     if isinstance(value, ChoiceSweep):
         return len(value.list)
     if isinstance(value, RangeSweep):
         assert value.start is not None and value.stop is not None
-        if isinstance(value.start, int) and isinstance(value.stop, int) and isinstance(value.step, int):
-            return len(range(value.start, value.stop, value.step)) if value.step else 0
-        start, stop, step = (Decimal(str(v)) for v in (value.start, value.stop, value.step))
+        bounds = (value.start, value.stop, value.step)
+        if not all(isinstance(v, int) or math.isfinite(v) for v in bounds):
+            raise MoraError(f"the sweep override '{_short(_line(override))}' has a bound or step that is not a finite "
+                            "number (inf, nan): such a range has no end to count to; give finite numbers")
+        start, stop, step = (Fraction(v) for v in bounds)
         return max(0, math.ceil((stop - start) / step)) if step else 0
     return sum(1 for _ in override.sweep_string_iterator())  # a glob over a group's options: a few names
+
+
+def _line(override: Override) -> str:
+    return override.input_line or override.key_or_group
 
 
 def refuse_sweep_size(loader: Any, lines: Sequence[str]) -> int:
@@ -67,7 +83,7 @@ def refuse_size(overrides: Sequence[Override], limit: int = MAX_JOBS) -> int:
     lengths: dict[str, tuple[int, str]] = {}
     for override in overrides:
         if override.is_sweep_override() and override.is_discrete_sweep():
-            lengths[override.get_key_element()] = (_length(override), override.input_line or override.key_or_group)
+            lengths[override.get_key_element()] = (_length(override), _line(override))
         else:
             lengths.pop(override.get_key_element(), None)
     size = 1
@@ -76,10 +92,23 @@ def refuse_size(overrides: Sequence[Override], limit: int = MAX_JOBS) -> int:
             raise MoraError(f"the sweep override '{_short(line)}' has no values: the sweep would run no job")
         size *= count
         if size > limit:
-            largest = max(lengths.values())[1]
+            most, largest = max(lengths.values())
             raise MoraError(f"the sweep has more than {limit:,} jobs (the limit; '{_short(largest)}' alone has "
-                            f"{max(lengths.values())[0]:,} values): split it into smaller sweeps")
+                            f"{_count(most)} values): split it into smaller sweeps")
     return size
+
+
+def _count(number: int) -> str:
+    """`number` with thousands separators, or as a power of ten when that would run past a line (`range(0,1,1e-300)`
+    has a 301-digit count; Python would refuse to print one of over 4,300 digits at all)."""
+    if number < 10**15:
+        return f"{number:,}"
+    power = int(math.log10(number))  # a float's estimate, corrected exactly below
+    while 10**power > number:
+        power -= 1
+    while 10 ** (power + 1) <= number:
+        power += 1
+    return f"10**{power}" if number == 10**power else f"more than 10**{power}"
 
 
 def _short(line: str) -> str:
@@ -87,10 +116,10 @@ def _short(line: str) -> str:
 
 
 class Refused(BaseException):
-    """A MoraError raised in a callback, carried past Hydra's callback runner (which turns an Exception into a
+    """An error raised in a callback, carried past Hydra's callback runner (which turns an Exception into a
     warning and goes on) to `mora`'s entry point, which raises the error itself."""
 
-    def __init__(self, error: MoraError):
+    def __init__(self, error: Exception):
         super().__init__(str(error))
         self.error = error
 
@@ -99,28 +128,36 @@ class Preflight(Callback):
     """Refuses a taken run or sweep directory, and Optuna settings that cannot work, before Hydra writes anything."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        run_dir = Path(str(config.hydra.run.dir)).absolute()
-        with _refusing(run_dir):
-            refuse_taken(run_dir, _task(config), _subdir(config))
+        with _refusing():
+            run_dir = Path(str(config.hydra.run.dir)).absolute()
+            with _refusing(run_dir):
+                refuse_taken(run_dir, _task(config), _subdir(config))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
-        with _refusing(sweep_dir):
-            refuse_optuna_settings(config)
-            refuse_taken_sweep(sweep_dir, _task(config))
+        with _refusing():
+            sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
+            with _refusing(sweep_dir):
+                refuse_optuna_settings(config)
+                _subdir(config)  # the jobs' own values are checked with their directories (refuse_taken_jobs)
+                refuse_taken_sweep(sweep_dir, _task(config))
 
 
 @contextlib.contextmanager
-def _refusing(folder: Path) -> Iterator[None]:
-    """Carry a refusal past Hydra's callback runner, which would turn any Exception into a warning and go on into
-    an unchecked folder: a folder that cannot be read (too long a name, no permission) is refused too."""
+def _refusing(folder: Path | None = None) -> Iterator[None]:
+    """Carry any failure past Hydra's callback runner, which would turn an Exception into a warning and go on into
+    an unchecked folder: a folder that cannot be read (too long a name, no permission) is refused naming it, and
+    anything else (a `${...}` that does not resolve) is reported as the error it is."""
     try:
         yield
-    except MoraError as e:
-        raise Refused(e) from None
+    except Refused:
+        raise
     except OSError as e:
+        if folder is None:
+            raise Refused(e) from None
         raise Refused(MoraError(f"cannot use {folder} as a run or sweep directory: {e.strerror or e}; choose another "
                                 "(hydra.run.dir, hydra.sweep.dir)")) from None
+    except Exception as e:  # noqa: BLE001 (every failure refuses: the checks must not be skipped)
+        raise Refused(e) from None
 
 
 OPTUNA_DIRECTIONS = ("minimize", "maximize")
@@ -153,8 +190,18 @@ def _task(config: DictConfig) -> list[str]:
 
 
 def _subdir(config: DictConfig) -> str | None:
+    """`hydra.output_subdir`, refused unless it names a folder inside the run directory (Hydra joins it to the run
+    directory, so an absolute path or `..` would write Hydra's records over files no check has looked at)."""
     subdir = config.hydra.output_subdir
-    return None if subdir is None else str(subdir)
+    if subdir is None:
+        return None
+    subdir = str(subdir)
+    normal = os.path.normpath(subdir)
+    if os.path.isabs(subdir) or normal == os.pardir or normal.startswith(os.pardir + os.sep):
+        raise MoraError(f"hydra.output_subdir must be a folder inside the run directory (a relative path that does "
+                        f"not climb out with '..'; the default is .hydra), got '{subdir}': Hydra would write its config files there, "
+                        "over whatever is there; use a relative path or null (no records)")
+    return subdir
 
 
 MORA_LAUNCHER = "hydra_plugins.mora_launcher.mora_launcher.MoraLauncher"
