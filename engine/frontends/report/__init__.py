@@ -9,11 +9,14 @@ Derived media (animated previews, thumbnails) are embedded as data URIs; the run
 and videos are referenced by relative path, so a run or sweep folder is moved or copied whole.
 Files are written atomically. Writing a report never changes a run's outcome: the hooks at the
 end of a run or a sweep log a warning if it fails. A sweep's job whose manifest cannot be read
-is named in the index and the log; the other jobs are shown.
+is named in the index and the log; the other jobs are shown. Every file is read through
+`report.files`: a FIFO, a device or a huge file in a run's folder never hangs a report nor exhausts
+memory; it is shown as unreadable, or is the error that names it (a manifest, exit status 2).
 """
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from mora.engine.errors import MoraError
@@ -27,7 +30,7 @@ def rebuild(path: Path) -> list[Path]:
     """Rebuild the report of a run directory, or every job report and the index of a sweep directory."""
     if not path.is_dir():
         raise MoraError(f"{path}: not a directory; give a run directory (with manifest.json) or a sweep directory")
-    if (path / "manifest.json").is_file():
+    if os.path.lexists(path / "manifest.json"):  # a run's, even if not a regular file: its reader names what it is
         return [write_run_report(path)]
     jobs = job_dirs(path)
     if not jobs:

@@ -2,8 +2,9 @@
 
 A browser may not play a video file (a frame store, a codec it lacks), so each video also gets an
 animated WebP preview: at most `PREVIEW_FRAMES` frames, evenly spaced, at most `PREVIEW_SIDE`
-pixels on the long side, embedded in the page as a data URI. Nothing here writes into the run
-directory except `contact_sheet.png` (written atomically).
+pixels on the long side, embedded in the page as a data URI. A video is opened as a user's video
+is (`engine.userfiles`: a regular file within `media.MAX_VIDEO_FILE_BYTES`, never a FIFO or a
+device). Nothing here writes into the run directory except `contact_sheet.png` (written atomically).
 
 A run report's preview and poster are kept by the video file's BLAKE3 digest in the user's cache
 folder (`PREVIEWS_DIR`, platformdirs'), so a video is decoded once however many reports show it: a
@@ -25,6 +26,7 @@ import platformdirs
 from blake3 import blake3
 
 from mora.engine.cache import media
+from mora.engine.userfiles import open_user_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -40,8 +42,11 @@ KEPT_PREVIEWS = 500
 
 
 def read_video(path: Path) -> media.Frames:
-    """Every frame of an MP4 (or anything FFmpeg reads) or of a frame store."""
-    return media.read_frames(path) if path.suffix == ".safetensors" else media.load_video_file(path)
+    """Every frame of an MP4 (or anything FFmpeg reads) or of a frame store, opened as a user's video is."""
+    if path.suffix != ".safetensors":
+        return media.load_video_file(path)
+    with open_user_file(path, "video", media.MAX_VIDEO_FILE_BYTES) as f:
+        return media.read_frames(f)
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:
@@ -83,7 +88,7 @@ def poster_uri(frames: media.Frames, side: int = PREVIEW_SIDE) -> str:
 def video_previews(path: Path, side: int = PREVIEW_SIDE) -> tuple[str, str]:
     """The animated preview and the poster of a video file, decoded only if not kept for its digest yet."""
     digest = blake3(f"{PREVIEW_VERSION}\0{PREVIEW_FRAMES}\0{side}\0".encode())
-    with path.open("rb") as f:
+    with open_user_file(path, "video", media.MAX_VIDEO_FILE_BYTES) as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     kept = PREVIEWS_DIR / f"{digest.hexdigest()}.json"

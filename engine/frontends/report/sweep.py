@@ -9,6 +9,8 @@ that cannot be listed, or a job whose manifest cannot be read, is named in the i
 log, never silently left out. Its swept values come from Hydra's record of its
 overrides (`.hydra/overrides.yaml`), its objective from its config (`objective`) and the
 sweeper's direction from the sweep's `multirun.yaml` (Optuna's default, minimise, when unsaid).
+These records are read through `report.files`: one that is there but is not a regular file, or is
+too large, is named in the index and the log as not read, and the job is shown without it.
 The overrides that differ between jobs are the axes: the first gives the rows, the second the
 columns, any further ones split the grid into facets, one grid per combination. A sweep whose
 values do not form a grid (Optuna samples every trial anew) is shown as cards instead. Every
@@ -32,7 +34,8 @@ from typing import Any
 
 import yaml
 
-from mora.engine.errors import MoraError
+from mora.engine.errors import InputError, MoraError
+from mora.engine.frontends.report.files import RECORD_BYTES, read_text, reason
 from mora.engine.frontends.report.page import href, render
 from mora.engine.frontends.report.previews import (
     image_uri,
@@ -66,19 +69,19 @@ class Job:
     """A relative path or a data URI."""
     frames: Any
     """First, middle and last frames of the main video, for the contact sheet."""
+    unread: tuple[Unreadable, ...] = ()
+    """The job's records of Hydra that are there but could not be read: the job is shown without them."""
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML has it: a sweep of thousands of jobs reads three files a job."""
-
-
-def _read_yaml(path: Path) -> Any:
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
+OVERRIDES, CONFIG, MULTIRUN = ".hydra/overrides.yaml", ".hydra/config.yaml", "multirun.yaml"
+"""Hydra's records: a job's overrides and config, and the sweep's own config."""
 
 
 @dataclass(frozen=True)
 class Unreadable:
-    """A folder under the sweep directory that is not in the index, and why."""
+    """A folder or file under the sweep directory that could not be read, and why."""
 
     name: str
     why: str
@@ -126,11 +129,24 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return list(find_jobs(sweep_dir).jobs)
 
 
-def _overrides(job_dir: Path) -> dict[str, str]:
-    path = job_dir / ".hydra" / "overrides.yaml"
+def _record(folder: Path, file: str, name: str, unread: list[Unreadable]) -> str | None:
+    """Hydra's record `file` in `folder`, or None: where there is none (a blank, as for any missing key), or where it
+    cannot be read (a blank too, named in `unread` as `name`, so the job is still shown)."""
+    path = folder / file
+    if not path.exists():
+        return None
     try:
-        items = _read_yaml(path) or []
-    except (OSError, yaml.YAMLError):
+        return read_text(path, Path(file).stem, RECORD_BYTES)
+    except InputError as e:
+        unread.append(Unreadable(name, reason(e, path)))
+        return None
+
+
+def _overrides(text: str | None) -> dict[str, str]:
+    """The job's swept values, from its overrides.yaml."""
+    try:
+        items = yaml.load(text or "", Loader=_LOADER) or []
+    except yaml.YAMLError:
         return {}
     out: dict[str, str] = {}
     for item in items if isinstance(items, list) else []:
@@ -144,15 +160,16 @@ OBJECTIVE_LINE = re.compile(r"^objective:[^\n]*$(?!\n[ \t])", re.MULTILINE)
 """The top-level `objective` key of a job's config.yaml on one line (block style, as Hydra and Mora write it)."""
 
 
-def _objective(job_dir: Path) -> str | None:
+def _objective(text: str | None) -> str | None:
     """The job's `objective`: its line of config.yaml read alone (a whole config is about 1 ms of YAML), else all of it."""
+    if text is None:
+        return None
     try:
-        text = (job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8")
         line = OBJECTIVE_LINE.search(text)
         cfg = _line_yaml(line[0]) if line else None
         if not isinstance(cfg, dict):
             cfg = yaml.load(text, Loader=_LOADER) or {}
-    except (OSError, yaml.YAMLError):
+    except yaml.YAMLError:
         return None
     value = cfg.get("objective") if isinstance(cfg, dict) else None
     return str(value) if value else None
@@ -170,11 +187,12 @@ def _line_yaml(line: str) -> Any:
         return None
 
 
-def _direction(sweep_dir: Path) -> str:
+def _direction(text: str | None) -> str:
+    """The sweeper's direction, from the sweep's multirun.yaml; Optuna's default, minimise, where unsaid."""
     try:
-        cfg = _read_yaml(sweep_dir / "multirun.yaml") or {}
+        cfg = yaml.load(text or "", Loader=_LOADER) or {}
         direction = cfg["hydra"]["sweeper"].get("direction", "minimize")
-    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+    except (yaml.YAMLError, KeyError, TypeError, AttributeError):
         return "minimize"
     if isinstance(direction, list):
         direction = direction[0] if direction else "minimize"
@@ -183,7 +201,9 @@ def _direction(sweep_dir: Path) -> str:
 
 def _job(job_dir: Path, name: str) -> Job:
     run = read_run(job_dir)
-    objective = _objective(job_dir)
+    unread: list[Unreadable] = []
+    overrides = _overrides(_record(job_dir, OVERRIDES, f"{name}/{OVERRIDES}", unread))
+    objective = _objective(_record(job_dir, CONFIG, f"{name}/{CONFIG}", unread))
     numbers = run.numbers()
     video = run.main_video()
     frames = preview = poster = None
@@ -204,8 +224,9 @@ def _job(job_dir: Path, name: str) -> Job:
     else:
         keyframe = None
     playable = video is not None and not video.file.endswith(".safetensors")
-    return Job(name, run, _overrides(job_dir), objective, numbers.get(objective) if objective else None,
-               href(f"{name}/{video.file}") if playable and video else None, preview, poster, keyframe, frames)
+    return Job(name, run, overrides, objective, numbers.get(objective) if objective else None,
+               href(f"{name}/{video.file}") if playable and video else None, preview, poster, keyframe, frames,
+               tuple(unread))
 
 
 def _sort_values(values: list[str]) -> list[str]:
@@ -259,7 +280,11 @@ def write_sweep_index(sweep_dir: Path) -> list[Path]:
             unreadable.append(Unreadable(name, f"{type(e).__name__}: {e}" if not isinstance(e, MoraError) else str(e)))
     for u in unreadable:
         log.warning("%s: not in the sweep index: %s", sweep_dir / u.name, u.why)
-    direction = _direction(sweep_dir)
+    unread: list[Unreadable] = []
+    direction = _direction(_record(sweep_dir, MULTIRUN, MULTIRUN, unread))
+    unread += [u for j in jobs for u in j.unread]
+    for u in unread:
+        log.warning("%s: not read: %s", sweep_dir / u.name, u.why)
     objective = next((j.objective for j in jobs if j.objective), None)
     scored = [j for j in jobs if j.objective_value is not None]
     best = None
@@ -270,7 +295,7 @@ def write_sweep_index(sweep_dir: Path) -> list[Path]:
     grid = layout(jobs)
     sheet = any(j.frames for j in jobs)
     html = render("index.html.j2", name=sweep_dir.name, jobs=jobs, grid=grid, numbers=numbers, objective=objective,
-                  direction=direction, best=best, axes=grid["axes"], sheet=sheet, unreadable=unreadable)
+                  direction=direction, best=best, axes=grid["axes"], sheet=sheet, unreadable=unreadable, unread=unread)
     written = [write_atomic(sweep_dir / "index.html", html)]
     if sheet:
         rows = [(f"#{j.name} " + " ".join(f"{k}={j.overrides.get(k, '')}" for k in grid["axes"]), j.frames)

@@ -4,24 +4,33 @@ Every manifest field is read by key with a default, so older manifests and reord
 fields never break a report. A node's status is one of computed, cached, shared (computed for
 another job of the same sweep), failed, skipped, or whatever other word the manifest holds.
 An output's kind comes from its file: PNG an image, MP4 or a frame store a video, `.txt` a text,
-`.json` a number; anything else is listed as data. A view is kept for the process per manifest
-file (inode, size, modification time), so a sweep's index does not read again what each job's
-report has just read; a rewritten manifest (a new file renamed over it) is read anew.
+`.json` a number; anything else is listed as data. Every file is opened through `report.files`: an
+output that is not a regular file, or too large for what it is, is listed as unreadable, with why;
+such a manifest is an error naming it. A view is kept for the process per manifest file (inode,
+size, modification time), so a sweep's index does not read again what each job's report has just
+read; a rewritten manifest (a new file renamed over it) is read anew.
 """
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mora.engine.errors import MoraError
+from mora.engine.errors import InputError, MoraError
+from mora.engine.frontends.report.files import MANIFEST_BYTES, NUMBER_BYTES, check, read_head, read_text, reason
 
+log = logging.getLogger("mora.report")
 STATUSES = ("computed", "cached", "shared", "failed", "skipped")
 TEXT_LIMIT = 4000
+TEXT_HEAD_BYTES = 4 * TEXT_LIMIT + 4
+"""Enough UTF-8 for `TEXT_LIMIT` characters and one more, which says that the text goes on."""
+SAFETENSORS_HEADER_BYTES = 100_000_000
+"""The format's own bound on its JSON header."""
 RUNS_KEPT = 4096
 """Run views kept in memory, the most recently read: a sweep of up to this many jobs reads each manifest once."""
 
@@ -85,12 +94,12 @@ class RunView:
 
 
 def load_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest: a regular file of JSON within `MANIFEST_BYTES`, else an `InputError` naming it."""
     path = run_dir / "manifest.json"
+    text = read_text(path, "manifest", MANIFEST_BYTES)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MoraError(f"{path}: no manifest; is {run_dir} a run directory?") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise MoraError(f"{path}: not a readable manifest ({e})") from None
     if not isinstance(data, dict):
         raise MoraError(f"{path}: not a manifest (a JSON object was expected)")
@@ -155,36 +164,48 @@ def _node(node_id: str, rec: dict[str, Any]) -> NodeView:
 
 
 def _output(run_dir: Path, name: str, file: str) -> OutputView:
+    """An output's view; a file that is not a regular file, or too large for what it is, is shown as unreadable."""
     path = run_dir / file
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".png":
-            return OutputView(name, file, "image")
-        if suffix in (".mp4", ".webm", ".mov", ".mkv"):
-            return OutputView(name, file, "video")
-        if suffix == ".txt":
-            text = path.read_text(encoding="utf-8", errors="replace")
-            return OutputView(name, file, "text", text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "…")
-        if suffix == ".json":
-            value = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                return OutputView(name, file, "number", float(value))
-            return OutputView(name, file, "text", json.dumps(value)[:TEXT_LIMIT])
-        if suffix == ".safetensors" and _is_frame_store(path):
-            return OutputView(name, file, "video")
-    except (OSError, ValueError):
+        return _read_output(path, name, file)
+    except InputError as e:
+        log.warning("%s", e)
+        return OutputView(name, file, "data", f"unreadable: {reason(e, path)}")
+    except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
         return OutputView(name, file, "data", "unreadable")
+
+
+def _read_output(path: Path, name: str, file: str) -> OutputView:
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        text = read_head(path, "output", TEXT_HEAD_BYTES).decode("utf-8", errors="replace")
+        return OutputView(name, file, "text", text if len(text) <= TEXT_LIMIT else text[:TEXT_LIMIT] + "…")
+    if suffix == ".json":
+        value = json.loads(read_text(path, "output", NUMBER_BYTES))
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            return OutputView(name, file, "number", float(value))
+        return OutputView(name, file, "text", json.dumps(value)[:TEXT_LIMIT])
+    if suffix == ".safetensors":
+        return OutputView(name, file, "video" if _is_frame_store(path) else "data")
+    check(path, "output")
+    if suffix == ".png":
+        return OutputView(name, file, "image")
+    if suffix in (".mp4", ".webm", ".mov", ".mkv"):
+        return OutputView(name, file, "video")
     return OutputView(name, file, "data")
 
 
 def _is_frame_store(path: Path) -> bool:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            return "frames" in f.keys()  # noqa: SIM118 (a safe_open handle has no __contains__)
-    except Exception:  # noqa: BLE001 (safetensors raises several types for a file that is not its format)
+    """Whether a safetensors file holds a tensor named `frames`: its header alone is read."""
+    head = read_head(path, "output", 8)
+    size = int.from_bytes(head, "little") if len(head) == 8 else 0
+    if not 2 <= size <= SAFETENSORS_HEADER_BYTES:
         return False
+    try:
+        header = json.loads(read_head(path, "output", 8 + size)[8:])
+    except ValueError:
+        return False
+    return isinstance(header, dict) and "frames" in header
 
 
 def _time(value: Any) -> float | None:
