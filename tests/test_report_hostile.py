@@ -172,3 +172,15 @@ def test_a_video_preview_refuses_a_fifo_that_replaced_the_checked_file(tmp_path,
     except subprocess.TimeoutExpired:
         pytest.fail(f"the preview of a FIFO {file} did not finish in {TIME_LIMIT} s")
     assert done.stdout.splitlines() == [f"{tmp_path / file}: video path is a named pipe (FIFO), not a regular file"] * 2
+
+
+@pytest.mark.parametrize("file", ["/etc/hostname", "../secret.txt", "sub/../../secret.txt"])
+def test_an_output_the_manifest_places_outside_the_run_folder_is_neither_read_nor_linked(tmp_path, file):
+    (tmp_path / "secret.txt").write_text("not the run's to show")
+    run = run_dir(tmp_path / "run", {"outside": file})
+    done = report(run)
+    assert done.returncode == 0, done.stderr
+    page = (run / "report.html").read_text()
+    card = output_card(page, "outside")
+    assert "unreadable: outside the run folder" in card and f"{file}</a>" not in page  # not linked either
+    assert "not the run's to show" not in page and "a fox at dawn" in output_card(page, "caption")

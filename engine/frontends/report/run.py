@@ -22,7 +22,7 @@ from mora.engine.rundir import write_atomic
 
 log = logging.getLogger("mora.report")
 PLAYABLE = (".mp4", ".webm", ".mov", ".mkv")
-KIND_ORDER = ("video", "image", "text", "number", "data")
+KIND_ORDER = ("video", "image", "text", "number", "data", "outside")
 """Pictures first, then texts, then the numbers side by side."""
 
 

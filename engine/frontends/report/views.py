@@ -59,7 +59,7 @@ class OutputView:
     file: str
     """Path relative to the run directory."""
     kind: str
-    """image, video, text, number or data."""
+    """image, video, text, number, data, or outside (placed outside the run folder: not linked)."""
     value: str | float | None = None
     """The text or number itself."""
 
@@ -164,8 +164,13 @@ def _node(node_id: str, rec: dict[str, Any]) -> NodeView:
 
 
 def _output(run_dir: Path, name: str, file: str) -> OutputView:
-    """An output's view; a file that is not a regular file, or too large for what it is, is shown as unreadable."""
+    """An output's view; a file that is not a regular file, or too large for what it is, is shown as unreadable, and
+    one the manifest places outside the run folder (`/etc/passwd`, `../x.txt`: a run writes its outputs inside it) is
+    neither read nor linked."""
     path = run_dir / file
+    if Path(file).is_absolute() or ".." in Path(file).parts:
+        log.warning("%s: the manifest places output %r outside the run folder; not shown", run_dir, file)
+        return OutputView(name, file, "outside", "unreadable: outside the run folder")
     try:
         return _read_output(path, name, file)
     except InputError as e:
