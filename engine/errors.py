@@ -51,7 +51,8 @@ class GraphError(MoraError):
 
 
 class InputError(MoraError):
-    """A graph input file (image, video, text) is missing, empty or unreadable."""
+    """A file or folder the user names (a graph input, a graph file, a cache folder) is missing, empty, unreadable, or
+    its path cannot be used (a `~USER` of no such user)."""
 
 
 class ModelNotFoundError(MoraError):

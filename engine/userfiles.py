@@ -6,6 +6,9 @@ a socket or a directory is refused by its type (opened non-blocking, so a FIFO w
 cannot hang), a symbolic-link loop is named as one, and a file larger than the caller's limit
 or empty is refused by its size. Decoders then read from the checked descriptor, never from
 the path again. Every refusal is an `InputError` whose message starts with the path.
+
+A path the user writes may start with `~` or `~USER`; `expand_user` expands it for every caller, since
+pathlib's own `expanduser` raises a bare RuntimeError for a user (or a home directory) that does not exist.
 """
 from __future__ import annotations
 
@@ -76,6 +79,17 @@ def read_user_file(path: Path, what: str, max_bytes: int, allow_empty: bool = Fa
     if len(data) > max_bytes:  # it grew while being read
         raise InputError(f"{path}: {what} file is larger than the {human_size(max_bytes)} allowed")
     return data
+
+
+def expand_user(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` with a leading `~` or `~USER` expanded, as a shell would; an InputError naming `what` and the path when
+    that user or home directory does not exist."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        head = str(path).split(os.sep, 1)[0]
+        why = "no home directory is known ($HOME is unset)" if head == "~" else f"there is no user {head[1:]!r}"
+        raise InputError(f"{what} {str(path)!r}: cannot expand {head!r}: {why}") from None
 
 
 def _describe(path: Path) -> str:

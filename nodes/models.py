@@ -42,6 +42,7 @@ from mora.engine.execution.model_loader import ModelLoader
 from mora.engine.execution.models import label
 from mora.engine.execution.settings import current
 from mora.engine.graph.agent import RunContext
+from mora.engine.userfiles import expand_user
 from mora.nodes import zoo
 
 _RESIDENT: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
@@ -105,7 +106,7 @@ def locate(ref: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     if source in ("tiny", "random"):
         return str(zoo.build(source, name, models_dir())), {}
     if source == "path":
-        path = Path(name).expanduser()
+        path = expand_user(name, "model path")
         if not path.is_dir():
             raise ModelNotFoundError(
                 f"model path '{path}' does not exist or is not a directory; point `model` at a folder written by "

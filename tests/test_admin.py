@@ -164,3 +164,44 @@ def test_cache_stats_counts_every_kind_of_row(cached, capsys):
     status, out, _ = run_admin(capsys, "cache", "stats", "--dir", str(cached))
     assert status == 0 and json.loads(out)["agents"] == {"<corrupt>": 1, "big_agent": 1, "old_agent": 1,
                                                          "style_cue": 1, "text_template": 1}
+
+
+def test_models_refuses_a_role_that_is_no_mapping(capsys, cache_dir):
+    status, _, err = run_admin(capsys, "models", "model.roles.text_to_image=5")
+    assert status == 2 and "model.roles.text_to_image: a role is a mapping such as {source: tiny" in err, err
+
+
+def test_models_lists_the_roles_a_run_refuses_as_invalid_with_the_run_s_message(capsys, cache_dir):
+    status, out, err = run_admin(capsys, "models", "model=tiny", "model.roles.text_to_image={source: bogus, name: x}",
+                                 "model.roles.prompt={source: tiny, name: nope}")
+    lines = {x.split()[0]: x for x in out.splitlines()[1:]}
+    assert "invalid: model reference {'source': 'bogus', 'name': 'x'" in lines["text_to_image"], out
+    assert "invalid: no tiny model named 'nope' (role prompt); known: " in lines["prompt"], out
+    assert "not built yet" in lines["image_to_video"], out  # the valid roles are listed as before
+    assert status == 2 and "invalid model role(s) prompt, text_to_image" in err, err
+
+
+def test_validate_resolves_each_node_s_model_as_a_run_does(write_graph, capsys, cache_dir):
+    graph = write_graph({"nodes": {"k": {"agent": "text_to_image", "in": {"prompt": "a fox"},
+                                         "params": {"model": "path:/nonexistent", "seed": 1, "steps": 1}}},
+                         "outputs": {"image": {"from": "k.image"}}})
+    status, out, err = run_admin(capsys, "validate", str(graph), "-m", "tiny")
+    assert status == 2 and "ok" not in out, out
+    assert "node 'k', field 'params.model': model path '/nonexistent' does not exist or is not a directory" in err
+    status, _, err = run_admin(capsys, "validate", str(graph), "-m", "tiny", "-i", "x=1")
+    assert status == 2 and "unknown graph input 'x'" in err, err  # the graph's own problems still come first
+
+
+@pytest.mark.parametrize("args", [("cache", "gc"), ("cache", "stats"), ("workers", "status")])
+def test_an_empty_dir_is_refused_never_the_default_cache(capsys, cached, args):
+    before = sorted(p.name for p in (cached / "objects").rglob("*"))
+    status, _, err = run_admin(capsys, *args, "--dir", "")
+    assert status == 2 and "argument --dir: is empty (an unset shell variable?)" in err, err
+    assert sorted(p.name for p in (cached / "objects").rglob("*")) == before
+
+
+def test_draw_reads_the_output_s_extension_in_any_case(write_graph, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no graphviz: only an image would need it
+    out = tmp_path / "g.DOT"
+    assert run_admin(capsys, "draw", str(write_graph(GRAPH)), "-o", str(out))[0] == 0
+    assert out.read_text().startswith("digraph mora {")

@@ -75,3 +75,33 @@ def test_values_types_cannot_catch_are_refused_naming_the_key(mora, override, sa
 def test_an_objective_that_is_not_a_number_is_refused_before_running(mora):
     assert "objective 'out' is a text output of" in mora("objective=out")
     assert "objective 'nope' is not an output of" in mora("objective=nope")
+
+
+@pytest.mark.parametrize("value", ["foo", "5", "true"])
+def test_a_model_role_that_is_no_mapping_is_refused_naming_the_role(mora, value):
+    """Even where the graph uses no model: the preset itself is wrong (`roles` is typed only `dict[str, Any]`)."""
+    assert ("model.roles.text_to_image: a role is a mapping such as {source: tiny, name: NAME} (or null for none)"
+            in mora(f"model.roles.text_to_image={value}"))
+
+
+def test_an_empty_mora_cache_dir_means_the_default_cache_never_the_current_folder(tmp_path, monkeypatch):
+    from mora.engine.cache.store import default_cache_dir
+    from mora.engine.execution.standing import workers_dir
+
+    monkeypatch.delenv("MORA_CACHE_DIR", raising=False)
+    default = default_cache_dir()
+    monkeypatch.setenv("MORA_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    assert default_cache_dir() == default and workers_dir(None) == default / "workers"
+    assert tmp_path not in default.parents
+
+
+def test_an_objective_that_outputs_leaves_out_is_named_as_left_out(capsys, write_graph, tmp_path, cache_dir):
+    path = write_graph({**GRAPH, "inputs": {**GRAPH["inputs"], "n": {"type": "number", "default": 3}},
+                        "outputs": {**GRAPH["outputs"], "num": {"input": "n"}}})
+    result = run_mora(capsys, f"graph_file={path}", "runtime=local", "quiet=true", "prompt=fox", "objective=num",
+                      "outputs=[out]", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.status == 2 and result.clean, result.err
+    assert "objective 'num' is an output of" in result.err and "that outputs=[out] leaves out" in result.err, \
+        result.err
+    assert not cache_dir.exists()

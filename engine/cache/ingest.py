@@ -25,7 +25,7 @@ from mora.engine.cache.store import Store
 from mora.engine.cache.tmpfiles import TempDir
 from mora.engine.errors import InputError
 from mora.engine.ports import FILE_KINDS, PortType
-from mora.engine.userfiles import read_user_file
+from mora.engine.userfiles import expand_user, read_user_file
 
 MAX_LATENT_FILE_BYTES = 1 << 30
 
@@ -52,7 +52,7 @@ class Ingest:
     def read(self, kind: PortType, value: Any) -> Blob | Staged:
         """The artifact for a literal of port type `kind` (a path for image, video and latent); InputError if bad."""
         path = kind in FILE_KINDS and "\0" not in str(value)  # a NUL byte: no real path; refused on opening
-        key = (kind.value, os.path.realpath(Path(str(value)).expanduser()) if path else value)
+        key = (kind.value, os.path.realpath(expand_user(str(value), f"{kind.value} input")) if path else value)
         if key not in self._read:
             try:
                 self._read[key] = self._make(kind, value)
@@ -83,7 +83,7 @@ class Ingest:
             return media.text_blob(value)
         if kind == PortType.NUMBER:
             return media.number_blob(value)
-        path = Path(str(value)).expanduser()
+        path = expand_user(str(value), f"{kind.value} input")
         if kind == PortType.IMAGE:
             return media.image_blob(media.load_image_file(path))
         if kind == PortType.VIDEO:

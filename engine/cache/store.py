@@ -41,6 +41,7 @@ from mora.engine.cache.objects import ArtifactStore
 from mora.engine.cache.remote import Remote
 from mora.engine.errors import CacheError
 from mora.engine.ports import PortType
+from mora.engine.userfiles import expand_user
 
 ENTRY_VERSION = 2
 """Entries of other versions (1: SHA-256 digests) are plain misses, never reported as corrupt."""
@@ -68,7 +69,7 @@ def default_cache_dir() -> Path:
     a folder inside site-packages.
     """
     if os.environ.get("MORA_CACHE_DIR"):
-        return Path(os.environ["MORA_CACHE_DIR"]).expanduser().resolve()
+        return expand_user(os.environ["MORA_CACHE_DIR"], "MORA_CACHE_DIR").resolve()
     checkout = source_checkout()
     if checkout is not None:
         return checkout / "cache"

@@ -34,10 +34,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mora.engine.cache.store import Store
-from mora.engine.errors import ModelNotFoundError
+from mora.engine.errors import InputError, ModelNotFoundError, shown
 from mora.engine.execution.model_kinds import folder_problem
 from mora.engine.execution.model_loader import model_loader
 from mora.engine.graph.agent import Agent
+from mora.engine.userfiles import expand_user
 
 SOURCES = ("tiny", "random", "hub", "path", "package")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -56,27 +57,52 @@ def parse_override(text: str) -> dict[str, Any]:
     """A model reference from a node's `model` parameter."""
     source, sep, rest = text.partition(":")
     if not sep or source not in SOURCES:
-        source, rest = ("path", text) if Path(text).expanduser().is_dir() else ("hub", text)
+        try:
+            local = expand_user(text, "model path").is_dir()
+        except InputError:  # `~USER/...` is no hub id: a path, reported as one that cannot be used
+            local = True
+        source, rest = ("path", text) if local else ("hub", text)
     revision = None
     if source == "hub" and "@" in rest:
         rest, revision = rest.rsplit("@", 1)
     return {"source": source, "name": rest, "revision": revision}
 
 
+def role_problem(role: str, spec: Any) -> str | None:
+    """Why a preset's entry for `role` is not a model reference at all (a scalar, a list), or None: what config
+    validation reports before anything runs, and `reference` before it reads the entry."""
+    if spec is None or isinstance(spec, Mapping):
+        return None
+    return (f"model.roles.{role}: a role is a mapping such as {{source: tiny, name: NAME}} (or null for none), "
+            f"not {shown(spec)}")
+
+
 def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """The model reference for a node, or a problem message."""
     if agent.model_role is None:
         return None, None
+    attention = agent.param("attention")
+    attentions = [c for c in attention.choices if c] if attention is not None and attention.choices else None
+    return reference(agent.model_role, params, preset, attentions)
+
+
+def reference(role: str, params: Mapping[str, Any], preset: Mapping[str, Any],
+              attentions: list[str] | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The model reference for `role` in `preset` (a node's `params` overriding it), or the problem a run reports at
+    planning; `attentions`: the attention backends the node's agent offers (None: not checked)."""
     roles = preset.get("roles") or {}
+    problem = role_problem(role, roles.get(role))
+    if problem:
+        return None, problem
     override = params.get("model") or ""
     if override:  # another model: the role's refiner belongs to the role's model, not to this one
-        ref = {k: v for k, v in (roles.get(agent.model_role) or {}).items() if k != "refiner"}
+        ref = {k: v for k, v in (roles.get(role) or {}).items() if k != "refiner"}
         ref.update(parse_override(override))
-    elif roles.get(agent.model_role):
-        ref = dict(roles[agent.model_role])
+    elif roles.get(role):
+        ref = dict(roles[role])
     else:
-        return None, (f"the model preset '{preset.get('name')}' has no model for role '{agent.model_role}'; add "
-                      f"roles.{agent.model_role} to the preset or set the node's `model` parameter")
+        return None, (f"the model preset '{preset.get('name')}' has no model for role '{role}'; add "
+                      f"roles.{role} to the preset or set the node's `model` parameter")
     ref.setdefault("revision", None)
     ref.setdefault("variant", None)
     ref["dtype"] = params.get("dtype") or ref.get("dtype") or preset.get("dtype") or "float32"
@@ -87,8 +113,6 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
     ref["attention"] = params.get("attention") or ref.get("attention") or preset.get("attention") or "sdpa"
     if ref["compile"] not in COMPILES:
         return None, f"model compile {ref['compile']!r} is not one of {list(COMPILES)}"
-    attention = agent.param("attention")
-    attentions = [c for c in attention.choices if c] if attention is not None and attention.choices else None
     if attentions and ref["attention"] not in attentions:  # the agent's own list: the engine knows no kernels
         return None, f"model attention {ref['attention']!r} is not one of {attentions}"
     if ref["offload"] not in OFFLOADS:
@@ -102,17 +126,16 @@ def resolve(agent: Agent, params: Mapping[str, Any], preset: Mapping[str, Any]) 
         return None, f"model reference {ref!r} needs `source` ({'/'.join(SOURCES)}) and `name`"
     if ref["dtype"] not in DTYPES:
         return None, f"model dtype {ref['dtype']!r} is not one of {list(DTYPES)}"
-    problem = _check_place(ref, agent.model_role)
+    problem = _check_place(ref, role)
     if problem:
         return None, problem
     if ref.get("refiner"):  # a second model finishing the first's denoising (SDXL's refiner): same dtype and memory
         refiner = ref["refiner"]
         if not isinstance(refiner, Mapping) or refiner.get("source") not in SOURCES or not refiner.get("name"):
-            return None, (f"refiner {refiner!r} of role {agent.model_role} needs `source` ({'/'.join(SOURCES)}) "
-                          "and `name`")
+            return None, f"refiner {refiner!r} of role {role} needs `source` ({'/'.join(SOURCES)}) and `name`"
         refiner = {"revision": None, "variant": None, **refiner, "dtype": ref["dtype"], "offload": ref["offload"],
                    "quantization": ref["quantization"]}
-        problem = _check_place(refiner, f"{agent.model_role} refiner")
+        problem = _check_place(refiner, f"{role} refiner")
         if problem:
             return None, problem
         ref["refiner"] = {k: refiner[k] for k in sorted(refiner)}
@@ -135,7 +158,10 @@ def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
             return f"{problem} (role {role})"
         ref["source"], ref["name"] = "path", str(path)
     if ref["source"] == "path":
-        path = Path(ref["name"]).expanduser()
+        try:
+            path = expand_user(ref["name"], f"model path (role {role})")
+        except InputError as e:
+            return str(e)
         if not path.is_dir():
             return (f"model path '{path}' does not exist or is not a directory (role {role}); give "
                     "a folder written by save_pretrained")

@@ -143,18 +143,15 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
     Returns the records, each literal's artifact JSON, and the literals by digest (to read and store
     again should a stored copy be found corrupt).
     """
-    problems: list[Problem] = []
+    refs, problems = resolve_models(plan, preset)
     records: dict[str, NodeRecord] = {}
     ingest = Ingest(store)
     for node in plan.nodes.values():
-        ref, problem = models.resolve(node.agent, node.params, preset)
-        if problem:
-            problems.append(Problem(node.file, problem, node.id, "params.model"))
         seed = node.params.get("seed") if node.agent.random else None
         cacheable = not (node.agent.random and seed is None)
         if not cacheable:
             seed = secrets.randbits(31)
-        records[node.id] = NodeRecord(node.id, node.agent.type, node.file, dict(node.params), seed, ref,
+        records[node.id] = NodeRecord(node.id, node.agent.type, node.file, dict(node.params), seed, refs[node.id],
                                       cacheable=cacheable)
     try:
         blobs, bad = read_literals(plan, ingest)
@@ -169,6 +166,18 @@ def prepare(plan: Plan, store: Store, preset: Mapping[str, Any]) -> tuple[dict[s
         return records, meta, {m["digest"]: s for s, m in meta.items()}
     finally:
         ingest.discard()
+
+
+def resolve_models(plan: Plan, preset: Mapping[str, Any]) -> tuple[dict[str, dict[str, Any] | None], list[Problem]]:
+    """Each node's model reference in `preset`, and a problem for each node whose model cannot be used: what a run
+    checks at planning, and `mora-admin validate` too. Hub models are not looked up here (`models.require` is)."""
+    refs: dict[str, dict[str, Any] | None] = {}
+    problems = []
+    for node in plan.nodes.values():
+        refs[node.id], problem = models.resolve(node.agent, node.params, preset)
+        if problem:
+            problems.append(Problem(node.file, problem, node.id, "params.model"))
+    return refs, problems
 
 
 def store_literal_again(store: Store, src: Source) -> None:

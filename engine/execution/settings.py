@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mora.engine.userfiles import expand_user
+
 if TYPE_CHECKING:
     from mora.engine.cache.objects import ArtifactStore
     from mora.engine.cache.store import Store
@@ -73,7 +75,7 @@ class ExecutionSettings:
 def default_models_dir(cache_root: Path) -> Path:
     """`MORA_MODELS_DIR` if set (models shared between caches), else the cache's `models/` folder."""
     env = os.environ.get("MORA_MODELS_DIR")
-    return Path(env).expanduser() if env else Path(cache_root) / "models"
+    return expand_user(env, "MORA_MODELS_DIR") if env else Path(cache_root) / "models"
 
 
 _CURRENT: ExecutionSettings | None = None

@@ -41,6 +41,7 @@ from typing import IO, Any
 import psutil
 
 from mora.engine.errors import MoraError
+from mora.engine.userfiles import expand_user
 
 HANDSHAKE_SECONDS = 10.0
 """How long either side waits for the other's handshake line: a live worker answers in milliseconds."""
@@ -72,7 +73,7 @@ def workers_dir(value: str | None) -> Path:
         from mora.engine.cache.store import default_cache_dir
 
         return default_cache_dir() / "workers"
-    return Path(str(value)).expanduser().resolve()
+    return expand_user(str(value), "runtime.attach").resolve()
 
 
 def socket_path(folder: Path, name: str) -> Path:

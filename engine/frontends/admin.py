@@ -20,18 +20,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mora.engine.errors import ModelNotFoundError, MoraError, did_you_mean
+from mora.engine.errors import InputError, ModelNotFoundError, MoraError, did_you_mean
 from mora.engine.execution import models
 from mora.engine.execution.model_loader import model_loader
 from mora.engine.frontends import workers
 from mora.engine.frontends.guard import guarded
+from mora.engine.userfiles import expand_user
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
     from mora.engine.cache.store import Store
     from mora.engine.graph.plan import Plan
-    from mora.engine.graph.validate import Preset
     from mora.engine.ports import PortType
 
 UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
@@ -77,28 +77,46 @@ def _inputs(pairs: list[str]) -> dict[str, object]:
     return values
 
 
-def _plan(args: argparse.Namespace) -> Plan:
-    """The plan `mora graph_file=FILE [model=PRESET]` would run: the same file, and the preset's inputs as defaults."""
+def folder_arg(text: str) -> str:
+    """A `--dir` folder: never empty (an unset shell variable must not mean the default cache), `~` expanded."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder, or leave --dir out for "
+                                         "the default")
+    try:
+        return str(expand_user(text, "folder"))
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _plan(args: argparse.Namespace, cfg: DictConfig | None = None) -> Plan:
+    """The plan `mora graph_file=FILE [model=PRESET]` would run: the same file, and the preset's inputs as defaults
+    (from `cfg`, that command's config, when given)."""
+    from mora.engine.frontends import job
     from mora.engine.frontends.api import graph_path, load_plan
 
     return load_plan(graph_path(None, args.file), _inputs(args.input), standalone=True,
-                     defaults=preset_inputs_for(args.model))
+                     defaults=job.preset_inputs(cfg if cfg is not None else _config(args.model)))
 
 
-def preset_inputs_for(model: str | None) -> dict[str, Preset]:
-    """The model preset's `inputs` (the default preset's, or PRESET's), each noting the preset's file, as `mora`
-    reads them."""
-    from mora.engine.frontends import job
-
-    return job.preset_inputs(compose_config([f"model={model}"] if model else []))
+def _config(model: str | None) -> DictConfig:
+    """The config `mora [model=PRESET]` composes (the default preset's, or PRESET's)."""
+    return compose_config([f"model={model}"] if model else [])
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """What a run checks before it starts: the config, the graph and its inputs, input files and each node's model."""
+    from omegaconf import OmegaConf
+
     from mora.engine.frontends.api import check_input_files, graph_path
+    from mora.engine.frontends.config import validate
     from mora.engine.graph.spec import read_graph_file
 
-    plan = _plan(args)
-    check_input_files(plan)
+    cfg = _config(args.model)
+    validate(cfg)
+    plan = _plan(args, cfg)
+    preset = OmegaConf.to_container(cfg.model, resolve=True)
+    assert isinstance(preset, dict)
+    check_input_files(plan, preset)
     required = [name for name in read_graph_file(graph_path(None, args.file)).inputs if name not in plan.inputs]
     needs = f"; a run needs {', '.join(f'inputs.{n}=...' for n in required)}" if required else ""
     print(f"{args.file}: ok ({len(plan.nodes)} agent nodes after expansion, outputs: {', '.join(plan.outputs)}{needs})")
@@ -145,7 +163,7 @@ def to_dot(plan) -> str:  # type: ignore[no-untyped-def]
 
 def cmd_draw(args: argparse.Namespace) -> int:
     dot = to_dot(_plan(args))
-    if not args.output or args.output.endswith(".dot"):
+    if not args.output or args.output.lower().endswith(".dot"):
         if args.output:
             Path(args.output).write_text(dot)
         else:
@@ -154,7 +172,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     exe = shutil.which("dot")
     if exe is None:
         raise MoraError("drawing an image needs graphviz's `dot` on PATH; write .dot instead (-o graph.dot)")
-    fmt = Path(args.output).suffix.lstrip(".")
+    fmt = Path(args.output).suffix.lstrip(".").lower()
     done = subprocess.run([exe, f"-T{fmt}", "-o", args.output], input=dot.encode(), capture_output=True, check=False)
     if done.returncode:
         raise MoraError(f"graphviz could not write {args.output}: {done.stderr.decode(errors='replace').strip()}")
@@ -180,7 +198,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
                                 ("--grace", args.grace, "gc"), ("--no-repair", args.no_repair or None, "verify")):
         if value is not None and action != args.action:  # argparse takes every option for every action
             raise MoraError(f"{flag} applies only to `cache {action}`, not `cache {args.action}`")
-    store = Store(Path(args.dir) if args.dir else default_cache_dir(), create=False)
+    store = Store(Path(args.dir) if args.dir is not None else default_cache_dir(), create=False)
     try:
         return _cache_action(args, store)
     except (OSError, sqlite3.DatabaseError) as e:
@@ -252,16 +270,19 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 
 def preset_config(overrides: list[str]) -> tuple[dict[str, object], Path]:
-    """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API)."""
+    """The model preset and models folder that `mora OVERRIDES` would use (Hydra's compose API), once the config
+    passes the checks a run makes first."""
     from omegaconf import OmegaConf
 
     from mora.engine.cache.store import default_cache_dir
     from mora.engine.execution.settings import default_models_dir
+    from mora.engine.frontends.config import validate
 
     cfg = compose_config(overrides)
+    validate(cfg)
     preset = OmegaConf.to_container(cfg.model, resolve=True)
     assert isinstance(preset, dict)
-    cache = Path(cfg.cache.dir).expanduser() if cfg.cache.dir else default_cache_dir()
+    cache = expand_user(cfg.cache.dir, "cache.dir") if cfg.cache.dir else default_cache_dir()
     return preset, default_models_dir(cache.resolve())  # as a run finds them
 
 
@@ -272,7 +293,11 @@ def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability
     if source == "hub":
         return models.check_hub(ref)
     if source in ("path", "package"):
-        path, problem = models.package_folder(name) if source == "package" else (Path(name).expanduser(), None)
+        try:
+            path, problem = models.package_folder(name) if source == "package" else (expand_user(name, "model path"),
+                                                                                   None)
+        except InputError as e:
+            path, problem = None, str(e)
         if path is None or not path.is_dir():
             return models.Availability(name, None, "missing", reason=problem or f"no folder {path}")
         size = sum(p.stat().st_size for p in models.model_files(path))
@@ -286,37 +311,58 @@ def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    """List (and with --download fetch) a preset's models. A role that a run would refuse is listed with the run's
+    message: missing when its folder is not there, else invalid (status 2)."""
     preset, models_dir = preset_config(args.overrides)
     roles = preset.get("roles") or {}
     assert isinstance(roles, dict)
     print(f"model preset '{preset.get('name')}' (hub cache: {models.hub_cache_dir()}, built models: {models_dir})")
-    missing = []
-    listed = [(role, spec) for role, spec in roles.items() if spec]
-    listed += [(f"{role}.refiner", spec["refiner"]) for role, spec in roles.items() if spec and spec.get("refiner")]
-    for role, spec in listed:
-        ref = {"revision": None, "variant": None, **spec}
-        state = model_state(ref, models_dir)
-        label = f"{ref['source']}:{ref['name']}" + (f"@{ref['revision']}" if ref["revision"] else "") + \
-            (f" ({ref['variant']})" if ref["variant"] else "")
-        if args.download and state.state == "downloadable":
-            if ref["source"] == "hub":
-                print(f"{role}: downloading {label} ({human(state.to_fetch)})", file=sys.stderr)
-                models.download(ref, state)
-            else:
-                model_loader().build(str(ref["source"]), str(ref["name"]), models_dir)
-            state = model_state(ref, models_dir)
-        if state.state == "present":
-            note = "present"
-        elif state.state == "downloadable" and ref["source"] == "hub":
-            note = f"downloadable, {human(state.to_fetch)} to fetch"
-        else:
-            note = f"missing: {state.reason}" if state.state == "missing" else state.reason
-        print(f"  {role:<22} {label:<60} {human(state.size):>9}  {note}")
-        if state.state == "missing":
-            missing.append(role)
+    missing, invalid = [], []
+    for role, spec in roles.items():
+        if not spec:
+            continue
+        problem = models.reference(role, {}, preset)[1]  # as a run's planning resolves the role (config validated)
+        if problem is not None:
+            ref = {"revision": None, "variant": None, **spec}
+            gone = ref.get("source") in ("path", "package") and model_state(ref, models_dir).state == "missing"
+            print(f"  {role:<22} {_label(ref):<60} {human(None):>9}  {'missing' if gone else 'invalid'}: {problem}")
+            (missing if gone else invalid).append(role)
+            continue
+        for name, model in [(role, spec)] + ([(f"{role}.refiner", spec["refiner"])] if spec.get("refiner") else []):
+            if not _show_model(name, {"revision": None, "variant": None, **model}, models_dir, args.download):
+                missing.append(name)
+    if invalid:
+        raise MoraError(f"invalid model role(s) {', '.join(invalid)}: see above (a run refuses them too)")
     if missing and args.download:
         raise ModelNotFoundError(f"could not fetch the models of role(s) {', '.join(missing)}: see above")
     return 0
+
+
+def _show_model(role: str, ref: dict[str, object], models_dir: Path, download: bool) -> bool:
+    """Print where one model stands, fetching or building it first with `download`; False if it is missing."""
+    state = model_state(ref, models_dir)
+    label = _label(ref)
+    if download and state.state == "downloadable":
+        if ref["source"] == "hub":
+            print(f"{role}: downloading {label} ({human(state.to_fetch)})", file=sys.stderr)
+            models.download(ref, state)
+        else:
+            model_loader().build(str(ref["source"]), str(ref["name"]), models_dir)
+        state = model_state(ref, models_dir)
+    if state.state == "present":
+        note = "present"
+    elif state.state == "downloadable" and ref["source"] == "hub":
+        note = f"downloadable, {human(state.to_fetch)} to fetch"
+    else:
+        note = f"missing: {state.reason}" if state.state == "missing" else state.reason
+    print(f"  {role:<22} {label:<60} {human(state.size):>9}  {note}")
+    return state.state != "missing"
+
+
+def _label(ref: dict[str, object]) -> str:
+    """`source:name[@revision][ (variant)]` of a preset's model reference, however incomplete."""
+    return f"{ref.get('source')}:{ref.get('name')}" + (f"@{ref['revision']}" if ref.get("revision") else "") + \
+        (f" ({ref['variant']})" if ref.get("variant") else "")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -349,7 +395,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_schema)
     c = sub.add_parser("cache", help="cache statistics, listing, verification and garbage collection")
     c.add_argument("action", choices=["stats", "list", "verify", "gc"])
-    c.add_argument("--dir", help="cache directory (default: $MORA_CACHE_DIR, else the checkout's cache/ or the "
+    c.add_argument("--dir", type=folder_arg, help="cache directory (default: $MORA_CACHE_DIR, else the checkout's cache/ or the "
                    "user cache dir)")
     c.add_argument("--max-size", type=parse_size, help="gc: keep at most this much, e.g. 50G")
     c.add_argument("--max-age", type=parse_age, help="gc: drop entries older than this, e.g. 30d")
@@ -365,7 +411,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="rebuild a run's report.html, or a sweep's job reports and index.html")
     r.add_argument("dir", help="a run directory (with manifest.json) or a sweep directory (numbered job folders)")
     r.set_defaults(fn=cmd_report)
-    workers.add_parser(sub)
+    workers.add_parser(sub, folder_arg)
     return p
 
 

@@ -1,8 +1,8 @@
 """Running a graph file as a plain function: what the CLI, the sweep launcher and tests call.
 
 `load_plan` reads and validates (no side effects); `check_input_files` reads the user files a plan names as a
-run would, storing nothing. A `Job` is one configured run: its plan and
-where and how it runs. `execute(job, plan)` is the one way a plan runs (a job's own plan for
+run would, storing nothing, and resolves its models as a run's planning does. A `Job` is one configured run:
+its plan and where and how it runs. `execute(job, plan)` is the one way a plan runs (a job's own plan for
 `run`, a sweep's merged plan for the Mora launcher): on the job's runtime, cache and preset,
 returning the report and the run's details that every manifest records. `run` executes a job's
 plan, exports its outputs into the run directory and writes manifest.json.
@@ -24,7 +24,7 @@ from mora.engine.cache.store import Store
 from mora.engine.errors import GraphError, MoraError
 from mora.engine.execution.executors import Executor
 from mora.engine.execution.progress import Reporter
-from mora.engine.execution.scheduler import RunReport, read_literals, run_plan
+from mora.engine.execution.scheduler import RunReport, read_literals, resolve_models, run_plan
 from mora.engine.execution.settings import ExecutionSettings
 from mora.engine.frontends.manifest import check_exportable, export_error, export_outputs, record
 from mora.engine.graph.expand import build_plan
@@ -33,6 +33,7 @@ from mora.engine.graph.registry import Registry, default_registry
 from mora.engine.graph.spec import GraphSpec, read_graph_file
 from mora.engine.graph.templates import TemplateLoader
 from mora.engine.rundir import refuse_used
+from mora.engine.userfiles import expand_user
 
 log = logging.getLogger("mora")
 MAX_EXPORT_REPAIRS = 2
@@ -74,7 +75,7 @@ class RunOutcome:
 def graph_path(name: str | None, file: str | None) -> Path:
     """The graph file for `graph_file=PATH`, else `graphs/NAME.yaml`."""
     if file:
-        return Path(os.path.realpath(Path(file).expanduser()))  # never raises: a symlink loop is reported on reading
+        return Path(os.path.realpath(expand_user(file, "graph file")))  # a symlink loop is reported on reading
     if not name:
         raise MoraError("no graph given: set graph=NAME (a file in graphs/) or graph_file=PATH")
     path = GRAPHS_DIR / f"{name}.yaml"
@@ -105,14 +106,16 @@ def plan_graph(spec: GraphSpec, inputs: Mapping[str, Any], outputs: list[str] | 
                       standalone)
 
 
-def check_input_files(plan: Plan) -> None:
+def check_input_files(plan: Plan, preset: Mapping[str, Any] | None = None) -> None:
     """Read every input file as a run would (a missing, empty or undecodable image or video is the same error), in a
-    throwaway cache: checking a graph stores nothing."""
+    throwaway cache: checking a graph stores nothing. Given the model `preset`, also resolve each node's model as a
+    run's planning does (an unknown model, a missing folder)."""
+    problems = resolve_models(plan, preset)[1] if preset is not None else []
     with tempfile.TemporaryDirectory(prefix="mora-validate-") as tmp:
         store = Store(Path(tmp))
         ingest = Ingest(store)
         try:
-            problems = read_literals(plan, ingest)[1]
+            problems += read_literals(plan, ingest)[1]
         finally:
             ingest.discard()
             store.close()

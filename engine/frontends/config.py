@@ -7,8 +7,9 @@ Groups: `graph` (which template in graphs/), `model` (the model preset: a model 
 Policy: types are checked by Hydra against these dataclasses (registered in the ConfigStore), so a
 wrong type or an unknown choice (an Enum field) is refused while the config is composed. What
 types cannot say is declared next to the field, in its metadata: numeric bounds (`min`) and a
-`check` function (devices that must exist on this machine). `validate` walks the schema once and
-reports every problem at once, before any cache is opened or worker started.
+`check` function (devices that must exist on this machine). `validate` walks the schema once, checks
+that each model role is a mapping (what `dict[str, Any]` cannot say), and reports every problem at
+once, before any cache is opened or worker started.
 """
 from __future__ import annotations
 
@@ -228,11 +229,21 @@ def group_options(group: str) -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+def role_problems(cfg: DictConfig) -> list[str]:
+    """Each model role that is not a mapping (`model.roles.NAME=foo`): the types say only `dict[str, Any]`."""
+    from mora.engine.execution.models import role_problem
+
+    roles = OmegaConf.to_container(cfg.model.roles, resolve=True)
+    assert isinstance(roles, dict)
+    return [p for role, spec in roles.items() if (p := role_problem(str(role), spec))]
+
+
 def validate(cfg: DictConfig) -> None:
-    """Refuse a configuration that types alone cannot catch (bounds, devices), naming every bad key."""
+    """Refuse a configuration that types alone cannot catch (bounds, devices, model roles), naming every bad key."""
     found = [f"{group}: no option chosen; choose one of {', '.join(group_options(group))}" for group in ("graph", "model")
              if OmegaConf.is_missing(cfg[group], "name") and not (group == "graph" and cfg.graph_file)]
     found += problems(MoraConf, cfg)
+    found += role_problems(cfg)
     if found:
         raise MoraError("invalid configuration:\n" + "\n".join(f"  - {p}" for p in found))
 

@@ -27,6 +27,7 @@ from mora.engine.graph.expand import TemplateLoader
 from mora.engine.graph.spec import GraphSpec, read_graph_file
 from mora.engine.graph.validate import Preset
 from mora.engine.ports import PortType
+from mora.engine.userfiles import expand_user
 
 INPUT_KEYS = ("inputs", "prompt", "seed")
 """The config keys that hold graph input values (`prompt` and `seed` are aliases for `inputs.prompt`/`inputs.seed`)."""
@@ -59,7 +60,7 @@ class Configured:
 
     @cached_property
     def store(self) -> Store:
-        cache_dir = Path(self.cache["dir"]).expanduser() if self.cache["dir"] else default_cache_dir()
+        cache_dir = expand_user(self.cache["dir"], "cache.dir") if self.cache["dir"] else default_cache_dir()
         return Store(cache_dir, salt=self.cache["salt"], lock_timeout=self.cache["lock_timeout"],
                      artifacts=self.cache["artifacts"])
 
@@ -72,6 +73,10 @@ class Configured:
         plan = api.plan_graph(self.spec, inputs, self.outputs, defaults=self.defaults, loader=self.loader)
         if self.objective is not None:
             numbers = sorted(name for name, src in plan.outputs.items() if src.type == PortType.NUMBER)
+            if self.objective not in plan.outputs and self.objective in self.spec.outputs:
+                raise MoraError(f"objective '{self.objective}' is an output of {self.path} that outputs=["
+                                f"{', '.join(self.outputs or ())}] leaves out; add it to outputs= (numeric outputs "
+                                f"kept: {numbers})")
             if self.objective not in plan.outputs:
                 raise MoraError(f"objective '{self.objective}' is not an output of {self.path}; "
                                 f"numeric outputs: {numbers}")

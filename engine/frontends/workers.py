@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -190,11 +191,11 @@ def _signal_until_gone(pid: int, seconds: float) -> bool:
     return False
 
 
-def add_parser(sub: Any) -> None:
-    """`mora-admin workers ...` on the admin parser's subcommands."""
+def add_parser(sub: Any, folder: Callable[[str], str]) -> None:
+    """`mora-admin workers ...` on the admin parser's subcommands; `folder` reads `--dir` as every command's does."""
     w = sub.add_parser("workers", help="standing workers: models loaded and compiled once, kept between runs")
     w.add_argument("action", choices=["start", "status", "stop"])
-    w.add_argument("--dir", help="their folder (default: <cache>/workers; runs attach with runtime.attach=DIR)")
+    w.add_argument("--dir", type=folder, help="their folder (default: <cache>/workers; runs attach with runtime.attach=DIR)")
     w.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="start: GPU workers, or CPU ones")
     w.add_argument("--devices", type=parse_devices, default="all",
                    help="start: all, a count (2) or GPU ids (0,2); for CPU workers a count (default 2)")
