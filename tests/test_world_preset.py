@@ -50,7 +50,8 @@ def test_a_bad_package_model_is_a_clear_problem_naming_it(name, says):
 def test_all_shipped_weights_are_fp16_safetensors_within_their_budgets():
     """The image side (issue 13) within 25 MB, the video side (issue 16: wan_* and svd) within 40 MB, as the
     repository stores them: a file whose bytes another shipped file has counts once, as in git. The FLF2V pipeline's
-    VAE is the I2V's: a symlink in the repository, a copy in a wheel (which so carries 4.9 MB more)."""
+    VAE, text and image encoders are the I2V's (it was trained with them frozen, `--frozen-encoders`): symlinks in the
+    repository, copies in a wheel (which so carries 7.9 MB more)."""
     from safetensors import safe_open
 
     weights = Path(world.__file__).parent / "weights"
@@ -60,8 +61,9 @@ def test_all_shipped_weights_are_fp16_safetensors_within_their_budgets():
              or top == "svd"]
     assert video and sum(p.stat().st_size for p in video) <= 40e6
     assert sum(p.stat().st_size for p in stored if p not in video) <= 25e6
-    flf_vae = weights / "wan_flf" / "vae" / "diffusion_pytorch_model.safetensors"
-    assert flf_vae.read_bytes() == (weights / "wan_i2v" / flf_vae.relative_to(weights / "wan_flf")).read_bytes()
+    for shared in ("vae/diffusion_pytorch_model.safetensors", "text_encoder/model.safetensors",
+                   "image_encoder/model.safetensors"):
+        assert (weights / "wan_flf" / shared).read_bytes() == (weights / "wan_i2v" / shared).read_bytes()
     for path in files:
         with safe_open(str(path), "np") as f:
             dtypes = {str(f.get_slice(k).get_dtype()) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
