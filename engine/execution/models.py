@@ -4,8 +4,9 @@ A preset (Hydra group `model`) maps each agent role to a reference `{source, nam
 dtype, variant, offload, quantization, compile, attention}` (all but the first five may also be set
 preset-wide);
 a node's `model` parameter overrides it with `tiny:NAME`, `random:NAME`, `hub:ID[@REV]`,
-`path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory exists, else a
-hub id). A `package` reference names a folder shipped inside an installed Python package (the
+`path:DIR` or `package:MODULE:FOLDER` (a bare string is a path if that directory exists or it is
+written as one, `/...`, `./...`, `../...` or `~...`, else a hub id, valid by huggingface_hub's own
+rules). A `package` reference names a folder shipped inside an installed Python package (the
 world preset's trained weights); it resolves to that folder's path, wherever the package is
 installed, and is a `path` from then on. Offload, compile and attention change memory and speed only
 and stay out of the identity; quantization changes numerics and is in it.
@@ -20,6 +21,15 @@ a download fetches; offline, the local cache's refs say it. `require` raises one
 every model that is neither on disk nor downloadable, with how to provide it. Downloads happen
 in the process that loads the model (`from_pretrained` fetches exactly the files it needs, with
 progress bars), or ahead of time with `download` (`mora-admin models --download`).
+
+Every request Mora sends the hub is bounded: one the library would send with no timeout waits at
+most HF_HUB_ETAG_TIMEOUT seconds (huggingface_hub's own setting for metadata requests, default 10)
+for each connect, read or write, and the model info is asked with that timeout too. A hub that does
+not answer in time counts as one that cannot be reached (the local cache is used), and is not asked
+again about the run's other models. Offline, a snapshot counts as present only when it holds what
+loading needs: each component folder that model_index.json names, with its config and, for a model,
+all its weights (for a transformers model, config.json and its weights), so a partial download is
+refused before the run, not at the node.
 """
 from __future__ import annotations
 
@@ -61,6 +71,7 @@ def parse_override(text: str) -> dict[str, Any]:
             local = expand_user(text, "model path").is_dir()
         except InputError:  # `~USER/...` is no hub id: a path, reported as one that cannot be used
             local = True
+        local = local or text.startswith(("/", "./", "../", "~")) or os.path.isabs(text)  # meant as a folder
         source, rest = ("path", text) if local else ("hub", text)
     revision = None
     if source == "hub" and "@" in rest:
@@ -145,8 +156,16 @@ def reference(role: str, params: Mapping[str, Any], preset: Mapping[str, Any],
 def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
     """For a local folder, the problem if it is not there; for a built one, if no builder has its name; else None.
 
-    A local folder's path is made absolute in `ref`.
+    A local folder's path is made absolute in `ref`; a hub id must be one (huggingface_hub's own rules), and a
+    revision a string (`revision: 1.0` in YAML is a number: quote it).
     """
+    if ref.get("revision") is not None and not isinstance(ref["revision"], str):
+        return (f"model revision {shown(ref['revision'])} (role {role}) is not a string: a branch, tag or commit is "
+                "written as one (in YAML, quote it)")
+    if ref["source"] == "hub":
+        problem = hub_id_problem(ref["name"], role)
+        if problem:
+            return problem
     if ref["source"] in ("tiny", "random"):
         buildable = model_loader().buildable
         known = sorted(f"{s}:{n}" for s, n in buildable()) if buildable is not None else None
@@ -170,6 +189,60 @@ def _check_place(ref: dict[str, Any], role: str | None) -> str | None:
             return wrong
         ref["name"] = str(path.resolve())
     return None
+
+
+def hub_id_problem(name: str, role: str | None = None) -> str | None:
+    """Why `name` is no hub id (`a b/c`, `x/y/z`, `me/model@main` in a preset's name), by huggingface_hub's own
+    validator, or None."""
+    hub_library()
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as e:
+        hint = "; a preset gives the revision as `revision: REV`" if "@" in name else ""
+        return f"invalid hub model id {name!r} (role {role}): {e}{hint}"
+    return None
+
+
+def hub_library() -> None:
+    """Import huggingface_hub's settings, reporting one it cannot read (`HF_HUB_ETAG_TIMEOUT=abc`) as the user's
+    input rather than as an internal error. The library parses its environment once, at import."""
+    try:
+        from huggingface_hub import constants  # noqa: F401
+    except ValueError as e:
+        bad = [f"{k}={v!r}" for k, v in sorted(os.environ.items()) if k.startswith("HF_") and repr(v) in str(e)]
+        raise InputError(f"{' or '.join(bad) or 'a Hugging Face setting in the environment'} cannot be read by "
+                         f"huggingface_hub ({e}); give a number of seconds, or unset it") from None
+
+
+def hub_timeout() -> float:
+    """How long (seconds) Mora waits for each hub request: huggingface_hub's HF_HUB_ETAG_TIMEOUT (default 10)."""
+    hub_library()
+    from huggingface_hub import constants
+
+    return float(constants.HF_HUB_ETAG_TIMEOUT)
+
+
+def _bounded_session() -> None:
+    """Give every request of huggingface_hub's shared HTTP client that asks no timeout one of `hub_timeout` (the
+    library's client has none, and some of its calls, such as listing a repository's files, pass none)."""
+    from huggingface_hub import get_session
+
+    session = get_session()
+    hooks = getattr(session, "event_hooks", None)  # an httpx client (a requests session, in older versions, has none)
+    if isinstance(hooks, dict) and _bound_request not in hooks.get("request", []):
+        session.event_hooks = {**hooks, "request": [*hooks["request"], _bound_request]}
+
+
+def _bound_request(request: Any) -> None:
+    """httpx request hook: each unset part of the request's timeout (connect, read, write, pool) becomes
+    `hub_timeout()`."""
+    limit = hub_timeout()
+    asked = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {k: limit if asked.get(k) is None else asked[k]
+                                     for k in ("connect", "read", "write", "pool")}
 
 
 def label(ref: Mapping[str, Any]) -> str:
@@ -336,8 +409,13 @@ def wanted_files(files: Iterable[str], variant: str | None, components: Iterable
     return sorted(set(chosen))
 
 
+_UNANSWERED: dict[str, str] = {}
+"""Hub endpoints that did not answer in time in this process, with why: the other models are not asked again."""
+
+
 def check_hub(ref: Mapping[str, Any]) -> Availability:
     """Where one hub model stands; asks the hub unless HF_HUB_OFFLINE is set."""
+    hub_library()
     from huggingface_hub import constants
 
     name, revision = ref["name"], ref.get("revision")
@@ -346,15 +424,19 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
+    if constants.ENDPOINT in _UNANSWERED:  # one wait per process, not one per model
+        return _check_local(name, revision, _UNANSWERED[constants.ENDPOINT])
+    timeout = hub_timeout()
+    _bounded_session()
     try:
-        info = HfApi().model_info(name, revision=revision, files_metadata=True)
+        info = HfApi().model_info(name, revision=revision, files_metadata=True, timeout=timeout)
         sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
         head = next((f for f in ("model_index.json", "config.json") if f in sizes), None)
         if head is None:
             return Availability(name, revision, "missing", reason="neither model_index.json nor config.json at the "
                                                                  "top: not a diffusers pipeline or transformers model")
         # by revision, not commit, so the hub cache records which commit the revision names (for offline runs)
-        config = Path(hf_hub_download(name, head, revision=revision))
+        config = Path(hf_hub_download(name, head, revision=revision, etag_timeout=timeout))
     except GatedRepoError:
         return Availability(name, revision, "missing", reason="gated on the hub: accept its terms on its page and log "
                                                              "in (`hf auth login` or HF_TOKEN)")
@@ -364,28 +446,101 @@ def check_hub(ref: Mapping[str, Any]) -> Availability:
     except RevisionNotFoundError:
         return Availability(name, revision, "missing", reason=f"the hub has no revision {revision!r}")
     except Exception as e:  # noqa: BLE001 (unreachable: transport errors (httpx, requests) differ between huggingface_hub versions)
+        if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:  # httpx's ReadTimeout, requests' Timeout...
+            _UNANSWERED[constants.ENDPOINT] = (f"the hub ({constants.ENDPOINT}) did not answer within {timeout:g} s "
+                                               "(HF_HUB_ETAG_TIMEOUT)")
+            return _check_local(name, revision, _UNANSWERED[constants.ENDPOINT])
         return _check_local(name, revision, f"the hub cannot be reached ({type(e).__name__}: {e})")
     commit = config.parent.name
     components = None
     if head == "model_index.json":
-        try:
-            index = json.loads(config.read_text(encoding="utf-8"))
-        except ValueError as e:
-            return Availability(name, revision, "missing", reason=f"its model_index.json is not JSON ({e})")
-        components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0]]
+        components, problem = pipeline_components(config)
+        if problem:
+            return Availability(name, revision, "missing", reason=problem)
     files = tuple(wanted_files(sizes, ref.get("variant"), components))
     to_fetch = sum(sizes[f] for f in files if not (config.parent / f).is_file())
     state = "present" if to_fetch == 0 else "downloadable"
     return Availability(name, revision, state, commit, sum(sizes[f] for f in files), to_fetch, files)
 
 
+def pipeline_components(index_file: Path) -> tuple[list[str], str | None]:
+    """The component folders a diffusers pipeline's model_index.json names, or why it is no such file: a JSON
+    object whose entries not starting with `_` are settings, or `[library, class]` (`[null, null]`: none)."""
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as e:
+        return [], f"its model_index.json cannot be read as JSON ({e})"
+    if not isinstance(index, dict):
+        return [], f"its model_index.json is {shown(index)}, not a JSON object of the pipeline's components"
+    components = []
+    for key, value in index.items():
+        if key.startswith("_") or not isinstance(value, list):
+            continue
+        if len(value) != 2 or not all(v is None or isinstance(v, str) for v in value):
+            return [], (f"its model_index.json gives component {key!r} as {shown(value)}, not [library, class] "
+                        "(or [null, null] for none)")
+        if value[0]:
+            components.append(key)
+    return components, None
+
+
+def _weights_problem(folder: Path) -> str | None:
+    """Why a model folder of a snapshot has no complete weights (no config, no weights, a sharded set missing
+    shards), or None. A link to a blob never fetched is no file."""
+    if not folder.is_dir():
+        return "missing"
+    if not (folder / "config.json").is_file():
+        return "no config.json"
+    names = {p.name for p in folder.iterdir() if p.is_file()}
+    if any(n.endswith((".safetensors", ".bin")) and not re.search(r"-\d+-of-\d+\.", n) for n in names):
+        return None  # one file holds them all
+    lacking = ""
+    for index in sorted(n for n in names if re.search(r"\.(safetensors|bin)\.index(\.[\w-]+)?\.json$", n)):
+        try:
+            shards = set(json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"].values())
+        except (ValueError, OSError, KeyError, TypeError, AttributeError):
+            lacking = lacking or f"{index} is not a weights index"
+            continue
+        if shards and shards <= names:
+            return None
+        gone = sorted(shards - names)
+        lacking = lacking or f"{len(gone)} shard(s) its {index} lists are not there ({', '.join(gone[:3])})"
+    return lacking or "no weights (.safetensors or .bin)"
+
+
+def snapshot_problem(snapshot: Path) -> str | None:
+    """What a local hub snapshot lacks for loading (`folder: why`), or None if it holds a whole model.
+
+    A pipeline needs each component folder model_index.json names with a config; a folder whose config is
+    config.json is a model and needs its weights too (schedulers, tokenizers and processors have none). A
+    transformers model needs config.json and its weights at the top.
+    """
+    if (snapshot / "model_index.json").is_file():
+        components, problem = pipeline_components(snapshot / "model_index.json")
+        if problem:
+            return problem
+        for component in components:
+            folder = snapshot / component
+            if not folder.is_dir() or not any(p.suffix == ".json" and p.is_file() for p in folder.iterdir()):
+                return f"{component}/: no config"
+            if (folder / "config.json").is_file() and (why := _weights_problem(folder)):
+                return f"{component}/: {why}"
+        return None
+    why = _weights_problem(snapshot)
+    return f"no model_index.json, and {why}" if why == "no config.json" else why
+
+
 def _check_local(name: str, revision: str | None, why_offline: str) -> Availability:
     commit = hub_commit(name, revision)
     snapshot = hub_cache_dir() / f"models--{name.replace('/', '--')}" / "snapshots" / str(commit)
-    if commit and any((snapshot / f).is_file() for f in ("model_index.json", "config.json")):
-        size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
-        return Availability(name, revision, "present", commit, size, 0)
-    return Availability(name, revision, "missing", reason=f"not in the local Hugging Face cache and {why_offline}")
+    if not commit or not snapshot.is_dir():
+        return Availability(name, revision, "missing", reason=f"not in the local Hugging Face cache and {why_offline}")
+    lacking = snapshot_problem(snapshot)
+    if lacking:
+        return Availability(name, revision, "missing", commit, reason=f"incomplete in the local Hugging Face cache "
+                                                                      f"({lacking}) and {why_offline}")
+    size = sum(p.stat().st_size for p in snapshot.rglob("*") if p.is_file())
+    return Availability(name, revision, "present", commit, size, 0)
 
 
 def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], Availability]:
@@ -393,6 +548,7 @@ def require(refs: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str | None], A
 
     Returns each model's availability by (name, revision), so the caller can pin its commit.
     """
+    hub_library()  # a run's first import of it, before any node's model library imports it too
     every = [m for r in refs for m in (r, r.get("refiner")) if m]
     seen = {(r["name"], r.get("revision")): r for r in every if r.get("source") == "hub"}
     found = {key: check_hub(ref) for key, ref in seen.items()}
@@ -420,6 +576,8 @@ def pinned(ref: dict[str, Any], found: Mapping[tuple[str, str | None], Availabil
 
 def download(ref: Mapping[str, Any], availability: Availability) -> Path:
     """Fetch a hub model's files (as `wanted_files` chose) into the Hugging Face cache, with huggingface_hub's bars."""
+    hub_library()
     from huggingface_hub import snapshot_download
 
+    _bounded_session()
     return Path(snapshot_download(ref["name"], revision=availability.commit, allow_patterns=list(availability.files)))

@@ -6,8 +6,9 @@ console, the job's log file (`mora.log`), or nowhere with `hydra/job_logging=dis
 `hydra.verbose` shows what `quiet` hid. On a terminal a tqdm bar counts finished nodes, and
 console log lines go through tqdm's logging redirect so they do not tear it.
 
-Library chatter (loading bars, deprecation warnings, tokenizer and advisory warnings) is quiet by
-default and shown when the `mora` logger is verbose (`hydra.verbose=true` or `hydra.verbose=mora`).
+Library chatter (loading bars, deprecation warnings, tokenizer and advisory warnings, HTTP request
+lines) is quiet by default and shown when the `mora` logger is verbose (`hydra.verbose=true` or
+`hydra.verbose=mora`).
 The libraries read their own settings from the environment when first imported, in whichever
 process loads a model (this one, a pool worker, a Ray actor), so `quiet_libraries` sets those
 settings (`TQDM_DISABLE`, `TRANSFORMERS_VERBOSITY`, ...) unless the user already set them, before
@@ -38,6 +39,9 @@ QUIET_LIBRARIES = {
 }
 """The libraries' own switches for their chatter, as environment variables (read by worker processes too)."""
 
+QUIET_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2")
+"""HTTP clients' loggers (huggingface_hub's), whose INFO records name every request a hub check sends: WARNING."""
+
 
 def verbose() -> bool:
     """Whether the user asked for Mora's debug output (`hydra.verbose=true` or `hydra.verbose=mora`)."""
@@ -56,6 +60,9 @@ def quiet_libraries(loud: bool) -> None:
         torch_log.setLevel(logging.WARNING)
     if loud:
         return
+    for name in QUIET_LOGGERS:
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
     for name, value in QUIET_LIBRARIES.items():
         os.environ.setdefault(name, value)
     if os.environ["PYTHONWARNINGS"] == QUIET_LIBRARIES["PYTHONWARNINGS"]:
