@@ -5,7 +5,10 @@ is a mapping with `source` ("tiny", "random", "hub" or "path"), `name`, `revisio
 `dtype`. Tiny and random models are real diffusers/transformers classes built in code from
 a fixed seed by a builder in `mora.nodes.zoo`, saved once in the settings' models folder and then loaded
 like any other model, through `from_pretrained`. Hub ids load at the commit the run was pinned to,
-through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set.
+through huggingface_hub's cache: a missing file is downloaded unless HF_HUB_OFFLINE is set. A model whose files are
+there but do not load (truncated weights, a config or tokenizer that is not the library's, a class it does not know)
+fails its node with a ModelNotFoundError naming the model, its folder and the library's cause in one line; errors
+placing or quantizing a loaded model are the agents' own.
 
 Pipelines stay resident, keyed by (kind, identity, dtype, device, offload mode), in an LRU bounded by
 the run's settings (mora.engine.execution.settings.current(): `max_resident_models`, default 4, and, if set,
@@ -31,15 +34,16 @@ import gc
 import os
 import threading
 import time
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mora.engine.errors import ModelNotFoundError
+from mora.engine.errors import ModelNotFoundError, MoraError
 from mora.engine.execution.model_loader import ModelLoader
-from mora.engine.execution.models import label
+from mora.engine.execution.models import hub_cache_dir, hub_commit, label
 from mora.engine.execution.settings import current
 from mora.engine.graph.agent import RunContext
 from mora.engine.userfiles import expand_user
@@ -136,6 +140,27 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
     )
 
 
+def read_the_files(error: Exception) -> bool:
+    """Whether `error` came out of a library's `from_pretrained` (reading a model's files), not out of placing the model
+    on its device (out of memory there is the device's failure, not the model's)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return False
+    return any(frame.f_code.co_name == "from_pretrained" for frame, _ in traceback.walk_tb(error.__traceback__))
+
+
+def load_failed(ref: Mapping[str, Any], location: str, error: Exception) -> ModelNotFoundError:
+    """The error for a model whose files are there but do not load (truncated weights, a config that is not the
+    library's, a class it does not know): the model, its folder, and the library's cause in one line."""
+    where = f"'{location}'"
+    if ref["source"] == "hub":
+        commit = ref.get("commit") or hub_commit(ref["name"], ref.get("revision"))
+        snapshot = hub_cache_dir() / f"models--{ref['name'].replace('/', '--')}" / "snapshots" / str(commit)
+        where = f"its snapshot '{snapshot}' in the Hugging Face cache" if commit else "the Hugging Face cache"
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    cause = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return ModelNotFoundError(f"could not load model {label(ref)} from {where}: {cause}")
+
+
 def _key(ctx: RunContext, kind: str, ref: Mapping[str, Any], offload: str) -> tuple[str, str, str, str, str]:
     """What makes two loads the same: settings fixed at load (dtype, device, offload) belong here."""
     return (kind, label(ref), str(ref.get("dtype")), ctx.device, offload)
@@ -200,10 +225,16 @@ def get_pipeline(
             try:
                 cuda = prefetch and str(ctx.device).startswith("cuda")
                 pipe = _load_on_side_stream(load, location, kwargs) if cuda else load(location, kwargs)
+            except MoraError:
+                raise
             except OSError as e:
                 if ref["source"] == "hub":
                     raise hub_missing(ref, e) from None
-                raise ModelNotFoundError(f"could not load model {label(ref)} from '{location}': {e}") from None
+                raise load_failed(ref, location, e) from None
+            except Exception as e:
+                if not read_the_files(e):  # placing or quantizing the model: the agent's errors, as they were
+                    raise
+                raise load_failed(ref, location, e) from None  # a corrupt or foreign folder: the library's own error
         with _LOCK:
             _RESIDENT[key] = pipe
             if not shares_weights:

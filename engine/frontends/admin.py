@@ -310,53 +310,89 @@ def model_state(ref: dict[str, object], models_dir: Path) -> models.Availability
                                                                  "or now with --download")
 
 
+class DownloadFailed(ModelNotFoundError):
+    """`mora-admin models --download` left a model short of present: the machine's failing (the network, the disk, the
+    hub), not the preset's."""
+
+    exit_status = 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     """List (and with --download fetch) a preset's models. A role that a run would refuse is listed with the run's
-    message: missing when its folder is not there, else invalid (status 2)."""
+    message: missing when its folder is not there, else invalid (status 2). With --download, a missing model is status 2
+    and a download that left a model short of present (or failed) status 1, naming the roles."""
     preset, models_dir = preset_config(args.overrides)
     roles = preset.get("roles") or {}
     assert isinstance(roles, dict)
     print(f"model preset '{preset.get('name')}' (hub cache: {models.hub_cache_dir()}, built models: {models_dir})")
-    missing, invalid = [], []
+    missing, invalid, failed = [], [], []
     for role, spec in roles.items():
         if not spec:
             continue
         problem = models.reference(role, {}, preset)[1]  # as a run's planning resolves the role (config validated)
         if problem is not None:
             ref = {"revision": None, "variant": None, **spec}
-            gone = ref.get("source") in ("path", "package") and model_state(ref, models_dir).state == "missing"
+            gone = _folder_absent(ref, models_dir)
             print(f"  {role:<22} {_label(ref):<60} {human(None):>9}  {'missing' if gone else 'invalid'}: {problem}")
             (missing if gone else invalid).append(role)
             continue
         for name, model in [(role, spec)] + ([(f"{role}.refiner", spec["refiner"])] if spec.get("refiner") else []):
-            if not _show_model(name, {"revision": None, "variant": None, **model}, models_dir, args.download):
-                missing.append(name)
+            state = _show_model(name, {"revision": None, "variant": None, **model}, models_dir, args.download)
+            {"missing": missing, "failed": failed}.get(state, []).append(name)
     if invalid:
         raise MoraError(f"invalid model role(s) {', '.join(invalid)}: see above (a run refuses them too)")
     if missing and args.download:
         raise ModelNotFoundError(f"could not fetch the models of role(s) {', '.join(missing)}: see above")
+    if failed:
+        raise DownloadFailed(f"the download left the models of role(s) {', '.join(failed)} short of present: see "
+                             "above")
     return 0
 
 
-def _show_model(role: str, ref: dict[str, object], models_dir: Path, download: bool) -> bool:
-    """Print where one model stands, fetching or building it first with `download`; False if it is missing."""
+def _folder_absent(ref: dict[str, object], models_dir: Path) -> bool:
+    """Whether a role's reference is well formed but names a local folder (or a package's) that is not there: missing,
+    not invalid. A name that is no text, empty, or no `MODULE:FOLDER` is the reference's own fault."""
+    name, source = ref.get("name"), ref.get("source")
+    if source not in ("path", "package") or not isinstance(name, str) or not name.strip():
+        return False
+    if source == "package" and not all(name.partition(":")[::2]):
+        return False
+    return model_state(ref, models_dir).state == "missing"
+
+
+def _show_model(role: str, ref: dict[str, object], models_dir: Path, download: bool) -> str:
+    """Print where one model stands, fetching or building it first with `download`: 'missing' (it cannot be had),
+    'failed' (fetched or built, and still not present) or 'ok'."""
     state = model_state(ref, models_dir)
     label = _label(ref)
-    if download and state.state == "downloadable":
+    fetched = download and state.state == "downloadable"
+    if fetched:
         if ref["source"] == "hub":
             print(f"{role}: downloading {label} ({human(state.to_fetch)})", file=sys.stderr)
-            models.download(ref, state)
+            try:
+                models.download(ref, state)
+            except Exception as e:  # noqa: BLE001 (huggingface_hub's transport and disk errors differ by version)
+                print(f"{role}: the download of {label} failed: {_one_line(e)}", file=sys.stderr)
         else:
             model_loader().build(str(ref["source"]), str(ref["name"]), models_dir)
         state = model_state(ref, models_dir)
     if state.state == "present":
         note = "present"
     elif state.state == "downloadable" and ref["source"] == "hub":
-        note = f"downloadable, {human(state.to_fetch)} to fetch"
+        note = (f"not complete after the download: {human(state.to_fetch)} still to fetch" if download else
+                f"downloadable, {human(state.to_fetch)} to fetch")
     else:
         note = f"missing: {state.reason}" if state.state == "missing" else state.reason
     print(f"  {role:<22} {label:<60} {human(state.size):>9}  {note}")
-    return state.state != "missing"
+    if fetched and state.state != "present":
+        return "failed"
+    return "missing" if state.state == "missing" else "ok"
+
+
+def _one_line(error: BaseException) -> str:
+    """`Type: first line of the message`: a library's error without its pages of advice."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _label(ref: dict[str, object]) -> str:

@@ -8,8 +8,15 @@ Policy: types are checked by Hydra against these dataclasses (registered in the 
 wrong type or an unknown choice (an Enum field) is refused while the config is composed. What
 types cannot say is declared next to the field, in its metadata: numeric bounds (`min`) and a
 `check` function (devices that must exist on this machine). `validate` walks the schema once, checks
-that each model role is a mapping (what `dict[str, Any]` cannot say), and reports every problem at
-once, before any cache is opened or worker started.
+that each model role is a mapping of the keys a role takes (`ROLE_KEYS`: what `dict[str, Any]` cannot say), and
+reports every problem at once, before any cache is opened or worker started.
+
+Model roles on the command line (`register` installs this into Hydra's override step, so `mora`, its sweeps and
+`mora-admin` compose alike): a role takes any of `ROLE_KEYS` whether or not its preset sets it
+(`model.roles.connect.offload=group`; Hydra's struct mode would refuse a key the preset's role lacks, and the key is
+checked by `validate` instead), and a mapping given for a role replaces the role
+(`model.roles.text_to_image={source: path, name: DIR}` keeps nothing of the preset's model, its refiner and variant
+included) where Hydra would merge it into the old one; a dotted key (`model.roles.X.name=...`) changes that key only.
 """
 from __future__ import annotations
 
@@ -19,12 +26,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf, open_dict
 
-from mora.engine.errors import MoraError
+from mora.engine.errors import MoraError, did_you_mean, shown
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 
 class VideoFormat(str, enum.Enum):
@@ -229,13 +239,41 @@ def group_options(group: str) -> list[str]:
                   if p.name.endswith(".yaml"))
 
 
+ROLE_KEYS = ("source", "name", "revision", "variant", "dtype", "offload", "quantization", "compile", "attention",
+             "refiner")
+"""The keys a model role takes (mora.engine.execution.models resolves them; the README documents them)."""
+REFINER_KEYS = ("source", "name", "revision", "variant")
+"""The keys of a role's refiner (its dtype, offload and quantization are the role's)."""
+
+
 def role_problems(cfg: DictConfig) -> list[str]:
-    """Each model role that is not a mapping (`model.roles.NAME=foo`): the types say only `dict[str, Any]`."""
+    """Each model role that is not a mapping (`model.roles.NAME=foo`), and each key of one that a role does not take
+    or whose value is not text: the types say only `dict[str, Any]`."""
     from mora.engine.execution.models import role_problem
 
     roles = OmegaConf.to_container(cfg.model.roles, resolve=True)
     assert isinstance(roles, dict)
-    return [p for role, spec in roles.items() if (p := role_problem(str(role), spec))]
+    found = []
+    for role, spec in roles.items():
+        problem = role_problem(str(role), spec)
+        found += [problem] if problem else _key_problems(f"model.roles.{role}", spec or {}, ROLE_KEYS)
+    return found
+
+
+def _key_problems(where: str, spec: dict[str, Any], known: tuple[str, ...]) -> list[str]:
+    found = []
+    for key, value in spec.items():
+        if key not in known:
+            found.append(f"{where}: unknown key {key!r}{did_you_mean(str(key), known)} (a "
+                         f"{'refiner' if known is REFINER_KEYS else 'model role'} takes {', '.join(known)})")
+        elif key == "refiner" and isinstance(value, dict):
+            found += _key_problems(f"{where}.refiner", value, REFINER_KEYS)
+        elif key == "refiner" and value is not None:
+            found.append(f"{where}.refiner: a refiner is a mapping such as {{source: hub, name: ID}} (or null for "
+                         f"none), not {shown(value)}")
+        elif key != "refiner" and value is not None and not isinstance(value, str):
+            found.append(f"{where}.{key}: must be text, not {shown(value)}")
+    return found
 
 
 def validate(cfg: DictConfig) -> None:
@@ -256,6 +294,53 @@ def register() -> None:
     """
     OmegaConf.register_new_resolver("mora.pid", os.getpid, replace=True)  # for the run-dir pattern
     ConfigStore.instance().store(name="mora_schema", node=MoraConf)
+    _apply_role_overrides_as_documented()
+
+
+def _apply_role_overrides_as_documented() -> None:
+    """Install the module's policy on model roles into Hydra's override step, which every composition passes through
+    (a run, each job of a sweep, the compose API of `mora-admin`).
+
+    Hydra 1.3 has no hook there, nor a syntax to replace a mapping (an override's mapping is always merged into the
+    node it names), so its `ConfigLoaderImpl._apply_overrides_to_config` is wrapped: each override is applied as Hydra
+    applies it, after the roles are opened to any key and a role the override gives a mapping for is emptied.
+    """
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    apply = ConfigLoaderImpl._apply_overrides_to_config
+    if getattr(apply, "applies_role_overrides", False):
+        return
+
+    def apply_overrides(overrides: list[Override], cfg: DictConfig) -> None:
+        for override in overrides:
+            roles = OmegaConf.select(cfg, "model.roles", throw_on_missing=False)
+            if isinstance(roles, DictConfig) and not roles._is_none():
+                for name in replaced_roles(override):
+                    if name in roles:
+                        with open_dict(roles):
+                            roles[name] = None  # a mapping set on None replaces it (Hydra merges into a mapping)
+                for name in roles:  # the preset's roles and any added by earlier overrides
+                    node = roles._get_node(name)
+                    if isinstance(node, DictConfig):
+                        OmegaConf.set_struct(node, False)  # any key; validate() refuses a key no role takes
+            apply([override], cfg)
+
+    apply_overrides.applies_role_overrides = True  # type: ignore[attr-defined]
+    ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_overrides)  # type: ignore[method-assign]
+
+
+def replaced_roles(override: Override) -> list[str]:
+    """The model roles an override gives a whole mapping for (`model.roles.NAME={...}`, or each mapping in
+    `model.roles={NAME: {...}}`): those it replaces."""
+    if override.is_delete() or override.package is not None or override.is_sweep_override():
+        return []
+    key, value = override.key_or_group, override.value()
+    if not isinstance(value, dict):
+        return []
+    if key == "model.roles":
+        return [str(name) for name, spec in value.items() if isinstance(spec, dict)]
+    prefix, _, name = key.rpartition(".")
+    return [name] if prefix == "model.roles" else []
 
 
 def register_launcher() -> None:
@@ -275,4 +360,5 @@ def register_launcher() -> None:
             plugins.register(plugin)
 
 
-__all__ = ["MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "register_launcher", "validate"]
+__all__ = ["ROLE_KEYS", "MoraConf", "RuntimeName", "VideoFormat", "available_devices", "register", "register_launcher",
+           "validate"]
