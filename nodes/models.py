@@ -141,11 +141,18 @@ def hub_missing(ref: Mapping[str, Any], error: Exception) -> ModelNotFoundError:
 
 
 def read_the_files(error: Exception) -> bool:
-    """Whether `error` came out of a library's `from_pretrained` (reading a model's files), not out of placing the model
-    on its device (out of memory there is the device's failure, not the model's)."""
+    """Whether `error` came out of a model library's own `from_pretrained` (reading a model's files), not out of an
+    agent's loader around it (its own refusals, such as a quantization it cannot do) nor out of placing the model on
+    its device (out of memory there is the device's failure, not the model's)."""
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return False
-    return any(frame.f_code.co_name == "from_pretrained" for frame, _ in traceback.walk_tb(error.__traceback__))
+    return any(frame.f_code.co_name == "from_pretrained" and
+               str(frame.f_globals.get("__name__", "")).partition(".")[0] in MODEL_LIBRARIES
+               for frame, _ in traceback.walk_tb(error.__traceback__))
+
+
+MODEL_LIBRARIES = {"diffusers", "transformers"}
+"""The libraries whose `from_pretrained` reads a model's files."""
 
 
 def load_failed(ref: Mapping[str, Any], location: str, error: Exception) -> ModelNotFoundError:
