@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 
 from mora.engine.cache import maintenance, media
 from mora.engine.cache.artifacts import Blob, CorruptArtifact
+from mora.engine.cache.objects import ArtifactStore
 from mora.engine.cache.store import Store
 from mora.engine.ports import PortType
 
@@ -123,15 +125,6 @@ def test_a_download_is_on_disk_before_it_takes_its_name(tmp_path, monkeypatch):
     assert bytes(ref.read_bytes()) == data and seen == [data]
 
 
-def test_a_store_copy_that_rotted_is_replaced_when_the_object_is_stored_again(tmp_path):
-    store = Store(tmp_path / "c", artifacts=str(tmp_path / "shared"))
-    ref = store.put(BLOB)
-    shared = tmp_path / "shared" / "objects" / ref.digest[:2] / ref.path.name
-    shared.write_bytes(BLOB.data.upper())  # same size, other bytes
-    store.put(BLOB)
-    assert shared.read_bytes() == BLOB.data
-
-
 def test_running_out_of_descriptors_blames_no_object(tmp_path):
     script = tmp_path / "emfile.py"
     script.write_text(textwrap.dedent("""\
@@ -219,3 +212,34 @@ def test_frames_written_in_place_while_an_agent_maps_them_store_nothing(tmp_path
     [result] = execute_unit(task, "cpu")
     assert result.corrupt == (ref.digest,) and "written in place" in (result.error or "")
     assert store.lookup("p" * 64) is None and not ref.path.exists()  # moved aside: its bytes are not the artifact's
+
+
+def test_another_writer_storing_the_same_frames_is_no_write_in_place(tmp_path):
+    store = Store(tmp_path / "c")
+    blob = media.frames_blob(np.zeros((4, 8, 8, 3), np.uint8), 8.0)
+    ref = store.put(blob)
+    with media.mapped_inputs_checked():
+        frames = media.read_artifact_frames(ref)
+        time.sleep(0.01)
+        ArtifactStore(tmp_path / "c").put(blob)  # a worker's put of the same bytes refreshes the file's times
+        assert int(frames.array.sum()) == 0
+    assert ref.path.exists() and not (tmp_path / "c" / "quarantine").exists()
+
+
+def test_an_mp4_encoded_from_frames_written_in_place_is_neither_kept_nor_given(tmp_path, monkeypatch):
+    from mora.engine.cache import encoded
+
+    store = Store(tmp_path / "c")
+    ref = store.put(media.frames_blob(np.zeros((4, 8, 8, 3), np.uint8), 8.0))
+    write_mp4 = media.write_mp4
+
+    def and_someone_writes_into_the_video(frames, path):
+        with open(ref.path, "r+b") as f:
+            f.seek(-12, os.SEEK_END)
+            f.write(b"\xff" * 12)
+        write_mp4(frames, path)
+
+    monkeypatch.setattr(media, "write_mp4", and_someone_writes_into_the_video)
+    with pytest.raises(CorruptArtifact, match="written in place"):
+        encoded.export_mp4(store, ref, tmp_path / "out.mp4")
+    assert store.lookup(encoded.export_key(ref, None)) is None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +74,12 @@ def test_a_fifo_output_is_shown_unreadable_and_its_neighbours_are_reported(tmp_p
     assert "a fox at dawn" in output_card(page, "caption")
 
 
-def test_a_number_output_linked_to_dev_zero_is_refused_within_memory(tmp_path):
+def test_a_number_output_that_is_dev_zero_is_refused_within_memory(tmp_path):
     run = run_dir(tmp_path / "run", {"n": "n.json"})
-    (run / "n.json").symlink_to("/dev/zero")
+    try:  # /dev/zero's own device, in the run folder (a link to /dev/zero is refused as outside it)
+        os.mknod(run / "n.json", 0o600 | stat.S_IFCHR, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("making a device node needs CAP_MKNOD")
     done = report(run)
     assert done.returncode == 0, done.stderr
     assert "n.json: output path is a character device, not a regular file" in done.stderr
@@ -183,4 +187,17 @@ def test_an_output_the_manifest_places_outside_the_run_folder_is_neither_read_no
     page = (run / "report.html").read_text()
     card = output_card(page, "outside")
     assert "unreadable: outside the run folder" in card and f"{file}</a>" not in page  # not linked either
+    assert "not the run's to show" not in page and "a fox at dawn" in output_card(page, "caption")
+
+
+def test_an_output_linked_out_of_the_run_folder_is_neither_read_nor_linked(tmp_path):
+    (tmp_path / "secret.txt").write_text("not the run's to show")
+    run = run_dir(tmp_path / "run", {"linked": "out.txt", "through": "up/secret.txt"})
+    (run / "out.txt").symlink_to(tmp_path / "secret.txt")
+    (run / "up").symlink_to(tmp_path)
+    done = report(run)
+    assert done.returncode == 0, done.stderr
+    page = (run / "report.html").read_text()
+    for name, file in (("linked", "out.txt"), ("through", "up/secret.txt")):
+        assert "unreadable: outside the run folder" in output_card(page, name) and f"{file}</a>" not in page
     assert "not the run's to show" not in page and "a fox at dawn" in output_card(page, "caption")

@@ -163,10 +163,18 @@ class ArtifactRef:
             return f
 
     def unchanged_since(self, f: BinaryIO, st: os.stat_result) -> None:
-        """Refuse the open file `f` if it was written since `st` was taken (its size, modification or change time
-        moved: any write moves the change time, which no one can set back)."""
+        """Refuse the open file `f` if its bytes changed since `st` was taken. Any write moves the change time, which
+        no one can set back; so does a writer storing the same object again (it refreshes the modification time for
+        gc), so a moved time is checked by hashing the file again, and only other bytes are refused."""
         now = os.fstat(f.fileno())
-        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) != (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+        if (now.st_size, now.st_mtime_ns, now.st_ctime_ns) == (st.st_size, st.st_mtime_ns, st.st_ctime_ns):
+            return
+        f.seek(0)
+        h = _hasher(self.kind.value, self.fmt)
+        buffer = _buffer(STREAM_CHUNK)
+        while n := f.readinto(buffer):
+            h.update(buffer[:n])
+        if now.st_size != self.size or h.hexdigest() != self.digest:
             raise CorruptArtifact(self, "written in place while it was read", (st.st_dev, st.st_ino))
 
     def copy_to(self, out: BinaryIO) -> None:

@@ -41,8 +41,9 @@ def export_mp4(store: Store, video: ArtifactRef, dest: Path, fps: float | None =
             store.quarantine(e.ref, e.why, e.inode, node="export")
     tmp = tmpfiles.create(store.root / "tmp", suffix=".mp4")  # locked until stored: maintenance leaves it alone
     try:
-        frames = media.read_artifact_frames(video)
-        media.write_mp4(media.Frames(frames.array, fps or frames.fps), tmp.path)
+        with media.mapped_inputs_checked():  # an MP4 encoded from frames written in place is neither kept nor given
+            frames = media.read_artifact_frames(video)
+            media.write_mp4(media.Frames(frames.array, fps or frames.fps), tmp.path)
         shutil.copyfile(tmp.path, dest)  # the bytes just written: storing them hashes them once, no second check
         encoded = store.put_file(PortType.VIDEO, "mp4", tmp.path)
     finally:

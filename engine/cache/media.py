@@ -394,9 +394,10 @@ def export(ref: ArtifactRef, dest_stem: Path, video_format: str = "mp4", fps: fl
     """Write an artifact as a user-facing file next to `dest_stem` and return its path."""
     kind = ref.kind
     if kind == PortType.VIDEO and video_format == "mp4":
-        frames = read_artifact_frames(ref)
         dest = dest_stem.with_suffix(".mp4")
-        write_mp4(Frames(frames.array, fps or frames.fps), dest)
+        with mapped_inputs_checked():  # frames written in place while they are encoded fail the export
+            frames = read_artifact_frames(ref)
+            write_mp4(Frames(frames.array, fps or frames.fps), dest)
         return dest
     suffix = {"txt": ".txt", "json": ".json", "png": ".png"}.get(ref.fmt, ".safetensors")
     dest = dest_stem.with_suffix(suffix)

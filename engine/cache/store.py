@@ -100,7 +100,7 @@ def artifact_url(value: str) -> str:
     if fsspec.core.split_protocol(value)[0] is not None:
         return value
     try:
-        return str(Path(value).expanduser().resolve())
+        return str(expand_user(value, "cache.artifacts").resolve())
     except (OSError, RuntimeError) as e:
         raise CacheError(f"cache.artifacts={value}: {e}") from None
 

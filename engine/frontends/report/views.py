@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -168,8 +169,9 @@ def _output(run_dir: Path, name: str, file: str) -> OutputView:
     one the manifest places outside the run folder (`/etc/passwd`, `../x.txt`: a run writes its outputs inside it) is
     neither read nor linked."""
     path = run_dir / file
-    if Path(file).is_absolute() or ".." in Path(file).parts:
-        log.warning("%s: the manifest places output %r outside the run folder; not shown", run_dir, file)
+    if not _inside(run_dir, path):
+        log.warning("%s: output %r lies outside the run folder (the manifest's path, or a link on it); not shown",
+                    run_dir, file)
         return OutputView(name, file, "outside", "unreadable: outside the run folder")
     try:
         return _read_output(path, name, file)
@@ -178,6 +180,11 @@ def _output(run_dir: Path, name: str, file: str) -> OutputView:
         return OutputView(name, file, "data", f"unreadable: {reason(e, path)}")
     except (ValueError, RecursionError):  # not JSON, or nested past what the parser follows
         return OutputView(name, file, "data", "unreadable")
+
+
+def _inside(run_dir: Path, path: Path) -> bool:
+    """Whether `path`, every link on it followed, lies inside `run_dir` (Mora writes outputs there as plain files)."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(run_dir))
 
 
 def _read_output(path: Path, name: str, file: str) -> OutputView:
