@@ -1,90 +1,24 @@
 """Hub models: downloaded through a stand-in hub, refused clearly offline, all missing ones named at once.
 
-The stand-in is an HTTP server on 127.0.0.1 (started by the test, stopped after) that answers
-the endpoints huggingface_hub calls for `model_info`, `snapshot_download` and `hf_hub_download`:
-`/api/models/ID[/revision/REV]`, `/api/models/ID/tree/REV` and `/ID/resolve/REV/FILE` with the
-X-Repo-Commit and ETag headers, and no Xet. It serves a tiny diffusers pipeline built by the
-zoo. `mora` runs in a child process with HF_ENDPOINT pointed at it and HF_HOME at a temp dir, as
+The stand-in hub (tests/standin_hub.py, started by the test, stopped after) serves a tiny
+diffusers pipeline built by the zoo. `mora` runs in a child process with HF_ENDPOINT pointed at it and HF_HOME at a temp dir, as
 a user would run it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
+from standin_hub import COMMIT, StandInHub, folder_files, serving
 
 from mora.engine.execution.models import wanted_files
 
 REPO = "mora-test/tiny-sd"
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class StandInHub(ThreadingHTTPServer):
-    """Serves one repository's files at one commit, for any branch name."""
-
-    def __init__(self, repo: str, folder: Path):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.repo = repo
-        self.files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-                      if p.is_file() and not p.name.startswith(".")}
-        self.requests: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: StandInHub
-
-    def log_message(self, *args: object) -> None:  # quiet: the test reads server.requests instead
-        pass
-
-    def do_HEAD(self) -> None:
-        self.answer(body=False)
-
-    def do_GET(self) -> None:
-        self.answer(body=True)
-
-    def answer(self, body: bool) -> None:
-        path = unquote(urlparse(self.path).path)
-        self.server.requests.append(f"{self.command} {path}")
-        hub, repo = self.server, self.server.repo
-        if path in (f"/api/models/{repo}", *(f"/api/models/{repo}/revision/{r}" for r in ("main", COMMIT))):
-            siblings = [{"rfilename": f, "size": len(data)} for f, data in hub.files.items()]
-            return self.send(json.dumps({"id": repo, "sha": COMMIT, "private": False, "siblings": siblings}).encode(),
-                             "application/json", body)
-        if path.startswith(f"/api/models/{repo}/tree/"):
-            tree = [{"type": "file", "path": f, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-                    for f, data in hub.files.items()]
-            return self.send(json.dumps(tree).encode(), "application/json", body)
-        for rev in ("main", COMMIT):
-            prefix = f"/{repo}/resolve/{rev}/"
-            if path.startswith(prefix) and path[len(prefix):] in hub.files:
-                data = hub.files[path[len(prefix):]]
-                return self.send(data, "application/octet-stream", body,
-                                 {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
-        self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound" if f"/{repo}/" not in path + "/" else "EntryNotFound")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def send(self, data: bytes, kind: str, body: bool, headers: dict[str, str] | None = None) -> None:
-        self.send_response(200)
-        for name, value in {"Content-Type": kind, "Content-Length": str(len(data)), **(headers or {})}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
 
 
 @pytest.fixture(scope="module")
@@ -93,12 +27,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInHub]:
 
     folder = tmp_path_factory.mktemp("tiny-sd")
     image_models.tiny_sd(folder)
-    server = StandInHub(REPO, folder)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving({REPO: folder_files(folder)}) as server:
+        yield server
 
 
 GRAPH = """\
@@ -195,7 +125,7 @@ def admin(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess
 def test_mora_admin_models_lists_sizes_and_presence_and_downloads(hub: StandInHub, tmp_path: Path) -> None:
     role = ["model=tiny", "model.roles.text_to_image.source=hub", f"model.roles.text_to_image.name={REPO}"]
     online = {"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0"}
-    size = sum(len(data) for f, data in hub.files.items() if f in wanted_files(hub.files, None, ["unet", "vae",
+    size = sum(len(data) for f, data in hub.repos[REPO].items() if f in wanted_files(hub.repos[REPO], None, ["unet", "vae",
                                                                                                  "text_encoder",
                                                                                                  "tokenizer",
                                                                                                  "scheduler"]))

@@ -7,7 +7,6 @@ HF_HOME in a temp dir; what needs no hub (the local cache's verdict, a reference
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -16,16 +15,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pytest
+from standin_hub import COMMIT, StandInHub, serving
 
 from mora.engine.execution import models
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
 GRAPH = """\
 inputs:
   prompt: {type: text, default: a fox}
@@ -88,57 +85,6 @@ def silent_hub() -> Iterator[str]:
         conn.close()
 
 
-class DictHub(ThreadingHTTPServer):
-    """Serves repositories given as {repo: {path: bytes}} at one commit, for any branch name."""
-
-    def __init__(self, repos: dict[str, dict[str, bytes]]):
-        super().__init__(("127.0.0.1", 0), DictHandler)
-        self.repos = repos
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class DictHandler(BaseHTTPRequestHandler):
-    server: DictHub
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_HEAD(self) -> None:
-        self.answer(body=False)
-
-    def do_GET(self) -> None:
-        self.answer(body=True)
-
-    def answer(self, body: bool) -> None:
-        path = unquote(urlparse(self.path).path)
-        for repo, files in self.server.repos.items():
-            if path in (f"/api/models/{repo}", f"/api/models/{repo}/revision/main"):
-                siblings = [{"rfilename": f, "size": len(data)} for f, data in files.items()]
-                info = {"id": repo, "sha": COMMIT, "private": False, "siblings": siblings}
-                return self.send(json.dumps(info).encode(), "application/json", body)
-            for rev in ("main", COMMIT):
-                prefix = f"/{repo}/resolve/{rev}/"
-                if path.startswith(prefix) and path[len(prefix):] in files:
-                    data = files[path[len(prefix):]]
-                    return self.send(data, "application/octet-stream", body,
-                                     {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"'})
-        self.send_response(404)
-        self.send_header("X-Error-Code", "RepoNotFound")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def send(self, data: bytes, kind: str, body: bool, headers: dict[str, str] | None = None) -> None:
-        self.send_response(200)
-        for name, value in {"Content-Type": kind, "Content-Length": str(len(data)), **(headers or {})}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if body:
-            self.wfile.write(data)
-
-
 def pipeline(index: Any) -> dict[str, bytes]:
     """A diffusers-shaped repository whose model_index.json is `index` (the weights are never fetched)."""
     return {"model_index.json": json.dumps(index).encode(), "unet/config.json": b"{}",
@@ -150,14 +96,11 @@ GOOD_INDEX = {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "U
 
 
 @pytest.fixture
-def dict_hub() -> Iterator[DictHub]:
-    server = DictHub({"me/list": pipeline([1]), "me/null": pipeline(None),
-                      "me/empty": pipeline({**GOOD_INDEX, "feature_extractor": []}),
-                      "me/triple": pipeline({**GOOD_INDEX, "vae": ["diffusers", "AutoencoderKL", "x"]})})
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def dict_hub() -> Iterator[StandInHub]:
+    with serving({"me/list": pipeline([1]), "me/null": pipeline(None),
+                  "me/empty": pipeline({**GOOD_INDEX, "feature_extractor": []}),
+                  "me/triple": pipeline({**GOOD_INDEX, "vae": ["diffusers", "AutoencoderKL", "x"]})}) as server:
+        yield server
 
 
 # 1. a hub that never answers ------------------------------------------------------------------
@@ -198,7 +141,7 @@ def test_every_hub_request_without_a_timeout_gets_one() -> None:
 
 
 # 4. and 11. a malformed model_index.json; no HTTP chatter ----------------------------------------
-def test_a_malformed_model_index_is_a_problem_naming_the_model(dict_hub: DictHub, tmp_path: Path) -> None:
+def test_a_malformed_model_index_is_a_problem_naming_the_model(dict_hub: StandInHub, tmp_path: Path) -> None:
     run = mora(tmp_path, graph("hub:me/list", "hub:me/null", "hub:me/empty", "hub:me/triple"),
                HF_ENDPOINT=dict_hub.url, HF_HUB_OFFLINE="0")
     assert run.returncode == 2, run.stderr
