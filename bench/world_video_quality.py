@@ -169,7 +169,10 @@ def rate(values: Sequence[bool]) -> float:
 # Strips -----------------------------------------------------------------------------------------------------
 
 def strip(rows: Sequence[Sequence[np.ndarray]], path: Path, texts: Sequence[str]) -> None:
-    """One row of frames per sample, a 2-pixel gap between frames; the prompts beside it in a .txt file."""
+    """One row of frames per sample, a 2-pixel gap between frames; the prompts beside it in a .txt file (none: no
+    samples, nothing drawn)."""
+    if not rows:
+        return
     width = max(len(r) for r in rows)
     sheet = np.full((len(rows) * (SIZE + 2), width * (SIZE + 2), 3), 255, dtype=np.uint8)
     for i, row in enumerate(rows):
@@ -298,10 +301,12 @@ def svd(model: Model, n: int, frames: int, strips: Path | None) -> dict[str, Any
     return out
 
 
-def connect(model: Model, n: int, frames: int, strips: Path | None) -> dict[str, Any]:
+def connect_cases(n: int, frames: int) -> list[tuple[world.Scene, np.ndarray, np.ndarray, Any, Any]]:
+    """`n` held-out scenes to bridge: the first clip's last frame and the second's first, and where each has the
+    thing."""
     rng = np.random.default_rng(13)
-    cases = []
-    for s in held_out(4 * n, 13):  # scenes whose thing leaves the frame within a clip are passed over
+    cases: list[tuple[world.Scene, np.ndarray, np.ndarray, Any, Any]] = []
+    for s in held_out(4 * n + 20, 13):  # scenes whose thing leaves the frame within a clip are passed over
         for _ in range(20):  # the first clip ends with the thing whole in frame; the second starts >= 8 px away
             a = world.place(s, rng)
             other = with_thing(s, motion=list(world.DIRECTIONS)[rng.integers(4)],
@@ -313,6 +318,11 @@ def connect(model: Model, n: int, frames: int, strips: Path | None) -> dict[str,
                 break
         if len(cases) == n:
             break
+    return cases
+
+
+def connect(model: Model, n: int, frames: int, strips: Path | None) -> dict[str, Any]:
+    cases = connect_cases(n, frames)
     result: dict[str, Any] = {"n": len(cases)}
     glides, fades = [], []
     for s, before, after, end, start in cases:

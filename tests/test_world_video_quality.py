@@ -135,6 +135,14 @@ def bench():
     del sys.modules["world_video_quality"]
 
 
+@pytest.mark.parametrize("n", [1, 3])
+def test_connect_finds_as_many_scenes_as_asked_at_the_trained_length(bench, n):
+    # 17 frames: most first clips carry their thing out of frame; one scene asked for once found none to bridge
+    cases = bench.connect_cases(n, 17)
+    assert len(cases) == n
+    assert [c[1].tobytes() for c in cases] == [c[1].tobytes() for c in bench.connect_cases(3, 17)[:n]]
+
+
 def test_the_bench_runs_every_task_and_the_detectors_pass_the_truth_and_fail_noise(weights, bench, tmp_path):
     out = tmp_path / "r.json"
     results = bench.main(["--weights", str(weights), "--n", "1", "--steps", "1", "--frames", "5", "--svd-frames", "4",

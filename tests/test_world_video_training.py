@@ -326,12 +326,20 @@ def test_the_transformer_takes_its_width_and_depth(tmp_path):
                       "--workers", "0", "--out", str(tmp_path / "i2v")])
     config = json.loads((tmp_path / "i2v" / "transformer" / "config.json").read_text())
     assert (config["num_attention_heads"], config["num_layers"], config["ffn_dim"]) == (2, 2, 256)
+    world_video.main(["flf", "--vae", str(vae), "--width", "128", "--head-dim", "64", "--layers", "1", "--steps", "1",
+                      "--batch", "1", "--workers", "0", "--out", str(tmp_path / "flf")])
+    config = json.loads((tmp_path / "flf" / "transformer" / "config.json").read_text())
+    assert (config["num_attention_heads"], config["attention_head_dim"]) == (2, 64)
 
 
 @pytest.mark.parametrize("argv, problem", [
     (["vae", "--independent-frames"], "--independent-frames needs a VAE that codes each frame alone"),
     (["vae", "--temporal", "4", "--independent-frames"], "--independent-frames needs a VAE that codes each frame"),
-    (["i2v", "--width", "100"], "--width 100: must be a multiple of 32"),
+    (["i2v", "--width", "100"], "--width 100: must be a multiple of the heads' 32 channels"),
+    (["flf", "--width", "160", "--head-dim", "64"], "--width 160: must be a multiple of the heads' 64 channels"),
+    (["i2v", "--head-dim", "48"], "--head-dim: invalid choice"),
+    (["vae", "--head-dim", "64"], "`vae` takes no --head-dim"),
+    (["i2v", "--init", "INIT", "--head-dim", "64"], "--init keeps its model's layers"),
     (["vae", "--width", "64"], "`vae` takes no --width"),
     (["i2v", "--decoder-width", "64"], "`i2v` takes no --decoder-width"),
     (["vae", "--weigh-things"], "`vae` takes no --weigh-things"),

@@ -247,10 +247,14 @@ IMAGE_TOKENS = (SIZE // 8) ** 2 + 1
 """The CLIP image encoder's tokens: 8-pixel patches of a 64-pixel frame, and its class token."""
 
 
-def components(first_last: bool, temporal: int = 4, width: int = 128, layers: int = 6) -> dict[str, Any]:
+def components(first_last: bool, temporal: int = 4, width: int = 128, layers: int = 6,
+               head_dim: int = 32) -> dict[str, Any]:
     """The trainable parts of a world Wan pipeline: text encoder, image encoder and transformer (which reads the noisy
     latent, the given frames' mask, one channel per frame of the VAE's temporal stride, and their latent; `width`
-    channels in heads of 32, `layers` blocks)."""
+    channels in heads of `head_dim`, `layers` blocks). Wan's rotary embedding gives each spatial axis a third of a
+    head's channels: heads of 32 give an axis 5 frequencies, of which only the two highest (1 and 0.16 radians a
+    token) vary across the world's 8 tokens, too few to tell a thing 4 tokens away from one 6 away; heads of 64 give
+    10 (1, 0.40, 0.16, 0.06 ...)."""
     from diffusers import WanTransformer3DModel
     from transformers import CLIPVisionConfig, CLIPVisionModel, UMT5Config, UMT5EncoderModel
 
@@ -260,7 +264,8 @@ def components(first_last: bool, temporal: int = 4, width: int = 128, layers: in
     image = CLIPVisionModel(CLIPVisionConfig(hidden_size=128, intermediate_size=512, num_hidden_layers=3,
                                              num_attention_heads=4, image_size=SIZE, patch_size=8))
     transformer = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=width // 32, attention_head_dim=32, in_channels=2 * Z + temporal,
+        patch_size=(1, 2, 2), num_attention_heads=width // head_dim, attention_head_dim=head_dim,
+        in_channels=2 * Z + temporal,
         out_channels=Z, text_dim=128, freq_dim=256, ffn_dim=4 * width, num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads",
         rope_max_seq_len=64, image_dim=128, pos_embed_seq_len=2 * IMAGE_TOKENS if first_last else None)
     return {"text_encoder": text, "image_encoder": image, "transformer": transformer}
@@ -358,7 +363,8 @@ def train_wan(args: argparse.Namespace, first_last: bool) -> None:
     device = setup(args)
     vae = AutoencoderKLWan.from_pretrained(args.vae, dtype=torch.float32).to(device).eval().requires_grad_(False)
     parts = load_parts(args.init) if args.init else \
-        components(first_last, vae.config.scale_factor_temporal, args.width or 128, args.layers or 6)
+        components(first_last, vae.config.scale_factor_temporal, args.width or 128, args.layers or 6,
+                   args.head_dim or 32)
     frozen = load_encoders(args.frozen_encoders) if args.frozen_encoders else {}
     parts.update(frozen)
     parts = {k: m.to(device).train(k not in frozen).requires_grad_(k not in frozen) for k, m in parts.items()}
@@ -444,9 +450,9 @@ RECIPES = {"vae": Recipe(3000, 32, init="AutoencoderKLWan",
                          reads=("temporal", "image_share", "decoder_only", "latent_noise", "independent_frames",
                                 "decoder_width")),
            "i2v": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things", "compile", "frozen_encoders")),
+                          reads=("width", "layers", "head_dim", "weigh_things", "compile", "frozen_encoders")),
            "flf": Recipe(6000, 64, vae="AutoencoderKLWan", init="WanImageToVideoPipeline",
-                          reads=("width", "layers", "weigh_things", "compile", "frozen_encoders"))}
+                          reads=("width", "layers", "head_dim", "weigh_things", "compile", "frozen_encoders"))}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -469,7 +475,10 @@ def main(argv: list[str] | None = None) -> None:
                 parser.add_argument("--decoder-width", type=bounded(int, 8), default=None,
                                     help="vae, afresh: the decoder's base channels (default the encoder's 32)"),
                 parser.add_argument("--width", type=bounded(int, 32), default=None,
-                                    help="i2v/flf, afresh: the transformer's channels, in heads of 32 (default 128)"),
+                                    help="i2v/flf, afresh: the transformer's channels (default 128)"),
+                parser.add_argument("--head-dim", type=int, choices=(32, 64, 96), default=None,
+                                    help="i2v/flf, afresh: channels of an attention head (default 32); wider heads "
+                                         "give the rotary embedding finer positions (see `components`)"),
                 parser.add_argument("--layers", type=bounded(int, 1), default=None,
                                     help="i2v/flf, afresh: the transformer's blocks (default 6)"),
                 parser.add_argument("--weigh-things", action="store_true",
@@ -494,10 +503,10 @@ def main(argv: list[str] | None = None) -> None:
                 return "--independent-frames needs a VAE that codes each frame alone (--temporal 1)"
         if args.frozen_encoders and (problem := folder_problem(Path(args.frozen_encoders), "WanImageToVideoPipeline")):
             return f"--frozen-encoders {args.frozen_encoders}: {problem}"
-        if args.init and (args.decoder_width, args.width, args.layers) != (None, None, None):
-            return "--init keeps its model's layers: drop --decoder-width, --width and --layers"
-        if args.width is not None and args.width % 32:
-            return f"--width {args.width}: must be a multiple of 32 (heads of 32 channels)"
+        if args.init and (args.decoder_width, args.width, args.layers, args.head_dim) != (None, None, None, None):
+            return "--init keeps its model's layers: drop --decoder-width, --width, --layers and --head-dim"
+        if (args.width or 128) % (args.head_dim or 32):
+            return f"--width {args.width or 128}: must be a multiple of the heads' {args.head_dim or 32} channels"
         if args.weigh_things and \
                 json.loads((Path(args.vae) / "config.json").read_text()).get("scale_factor_temporal") != 1:
             return ("--weigh-things needs a --vae that codes each frame alone (a latent frame a frame, so a thing's "
