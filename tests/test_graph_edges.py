@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 import yaml
 
-from mora.engine.errors import GraphError, InputError
+from mora.engine.errors import GraphError, InputError, MoraError
 from mora.engine.frontends import admin, api
-from mora.engine.graph import yamlfile
+from mora.engine.graph import expand, yamlfile
 from mora.engine.graph.schema import graph_schema
 from mora.engine.graph.spec import read_graph_file
 from mora.engine.ports import PortType
@@ -340,3 +340,46 @@ def test_a_character_yaml_forbids_is_a_one_line_error_with_its_line(write_graph,
     p = one(info.value.problems)
     assert p.line == prefix.count("\n") + 2 and "\n" not in p.message
     assert p.message == "YAML error: control characters are not allowed (character U+0001)"
+
+
+# 10. from a review (2026-11-28) ------------------------------------------------------------------------
+
+
+def test_a_failing_node_repeated_a_million_times_stops_at_the_problem_limit(write_graph):
+    """Repeats of repeats multiply a failing node as they multiply working ones; only working ones were counted, so
+    three levels of 1,000 hung validation and two printed a million problems."""
+    leaf = "inputs: {x: {type: text, default: a}}\nnodes:\n  leaf: {agent: nosuch_agent}\noutputs: {y: {input: x}}\n"
+    write_graph(leaf, "t2.yaml")
+    for i in (1, 0):
+        write_graph(f"inputs: {{x: {{type: text, default: a}}}}\nnodes:\n  r: {{graph: t{i + 1}, repeat: {{times: 1000}}}}"
+                    f"\noutputs: {{y: {{input: x}}}}\n", f"t{i}.yaml")
+    path = write_graph("nodes:\n  r: {graph: t0, repeat: {times: 1000}}\noutputs: {y: {from: r.y}}\n")
+    found = problems_of(path)
+    assert len(found) == expand.MAX_PROBLEMS + 1
+    assert "unknown agent" in found[0].message or "nosuch_agent" in found[0].message
+    assert f"more than {expand.MAX_PROBLEMS} problems" in found[-1].message
+
+
+def test_a_whole_number_past_the_largest_float_is_refused_for_a_number_input(write_graph):
+    path = write_graph({"inputs": {"n": {"type": "number", "default": 0}}, **OK})
+    p = one(problems_of(path, inputs={"n": "1" * 400}))
+    assert p.field == "inputs.n" and "expected a finite number" in p.message
+    path = write_graph({"inputs": {"n": {"type": "number", "default": 2 ** 1024 - 1}}, **OK})
+    assert "expected a finite number" in one(problems_of(path)).message
+
+
+@pytest.mark.parametrize("node, field", [
+    ("{agent: text_template, in: {text: hi}, params: {step: {input: ''}}}", "params.step"),
+    ("{graph: inner, repeat: {times: {input: ''}}}", "repeat.times"),
+])
+def test_a_link_to_an_empty_input_name_is_refused_not_dropped(write_graph, node, field):
+    write_graph(STEP_TEMPLATE, "inner.yaml")
+    path = write_graph(f"nodes:\n  i: {node}\noutputs: {{out: {{from: i.text}}}}\n")
+    p = problems_of(path)[0]  # as for {input: nosuch}: a times it cannot know follows
+    assert p.field == field and "unknown graph input ''" in p.message
+
+
+@pytest.mark.parametrize("file", ["", "  "])
+def test_an_empty_graph_file_is_refused_not_the_default_graph(file):
+    with pytest.raises(MoraError, match="graph_file is empty"):
+        api.graph_path("text_to_video", file)

@@ -74,7 +74,9 @@ class RunOutcome:
 
 def graph_path(name: str | None, file: str | None) -> Path:
     """The graph file for `graph_file=PATH`, else `graphs/NAME.yaml`."""
-    if file:
+    if file is not None:
+        if not file.strip():  # an unset shell variable must not mean the default graph
+            raise MoraError("graph_file is empty: give the path of a graph file, or leave graph_file out")
         return Path(os.path.realpath(expand_user(file, "graph file")))  # a symlink loop is reported on reading
     if not name:
         raise MoraError("no graph given: set graph=NAME (a file in graphs/) or graph_file=PATH")

@@ -49,6 +49,8 @@ MAX_DETAILED_PROBLEMS = 10
 """Only this many problems list the names a link could have meant or guess the closest: each costs time in
 proportion to those names, and 1,990 misspelled links in a 134 KiB file took 87 s to refuse (bench/README.md);
 past this many, a problem names only what is wrong."""
+MAX_PROBLEMS = 1_000
+"""Problems one validation reports before it stops expanding."""
 
 
 class _Expander:
@@ -63,6 +65,14 @@ class _Expander:
 
     def fail(self, file: str, message: str, node: str | None = None, field_: str | None = None,
              line: int | None = None) -> None:
+        """Record a problem; past `MAX_PROBLEMS` stop expanding (`too_many`): templates and `repeat` multiply a
+        failing node as they multiply working ones, and a million problems is no report."""
+        if len(self.problems) >= MAX_PROBLEMS:
+            if not self.too_many:
+                self.too_many = True
+                self.problems.append(Problem(file, f"more than {MAX_PROBLEMS} problems (templates and `repeat` "
+                                                   "multiply them); stopped looking", node, field_, line))
+            return
         self.problems.append(Problem(file, message, node, field_, line))
 
     def detailed(self) -> bool:
@@ -209,7 +219,7 @@ class _Expander:
                                      f"{[p.name for p in agent.params]})", flat, f"params.{name}", line)
                 continue
             if isinstance(value, Link):
-                src = self._resolve_link(spec, value, env, {}, flat, f"params.{name}", line) if value.input else None
+                src = self._resolve_link(spec, value, env, {}, flat, f"params.{name}", line) if value.input is not None else None
                 if value.node is not None:
                     self.fail(spec.file, "a parameter must be known before the run: use a literal or {input: NAME}, "
                                          "not a node output", flat, f"params.{name}", line)
@@ -307,7 +317,7 @@ class _Expander:
         times = node.repeat.times
         line = node.lines.get("repeat", node.line)
         if isinstance(times, Link):
-            src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", line) if times.input else None
+            src = self._resolve_link(spec, times, env, {}, flat, "repeat.times", line) if times.input is not None else None
             times = src.value if isinstance(src, Source) and src.is_literal else None
         if times is UNKNOWN:
             times = 1

@@ -163,7 +163,11 @@ def _literal_problem(value: Any, want: PortType) -> str | None:
     if want == PortType.NUMBER:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"expected a number, got {type(value).__name__} {shown(value)}"
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # a whole number past the largest float
+            finite = False
+        if not finite:
             return f"expected a finite number, got {shown(value)}"
         return None
     if not isinstance(value, str):
