@@ -49,8 +49,8 @@ MAX_DETAILED_PROBLEMS = 10
 """Only this many problems list the names a link could have meant or guess the closest: each costs time in
 proportion to those names, and 1,990 misspelled links in a 134 KiB file took 87 s to refuse (bench/README.md);
 past this many, a problem names only what is wrong."""
-MAX_PROBLEMS = 1_000
-"""Problems one validation reports before it stops expanding."""
+MAX_PROBLEMS = 10_000
+"""Problems one validation reports before it stops expanding: one for each node a plan may hold."""
 
 
 class _Expander:
